@@ -1,0 +1,157 @@
+//! Convergence benchmark: N SocAgents applied at once → time until every one is Ready, next to the
+//! write floor measured in the same run: a plain client doing the same API writes per agent
+//! (ServiceAccount, Role, RoleBinding, Secret, TokenRequest, Secret update) at the same concurrency.
+//! Also prints the operator's peak RSS.
+//!
+//! Agents are scoped to their own namespace so that each needs exactly one Role and RoleBinding,
+//! like the floor. Run with `e2e/bench` (release build, local control plane or KUBECONFIG).
+
+use anyhow::{Context as _, Result};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
+use soc_warden_e2e::*;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The six writes of one agent, done by hand.
+async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
+    let name = format!("floor-{i:05}");
+    let meta = |n: &str| ObjectMeta { name: Some(n.to_string()), namespace: Some(ns.to_string()), ..Default::default() };
+    let pp = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&pp, &ServiceAccount { metadata: meta(&name), ..Default::default() })
+        .await?;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["socwarden.io"], "resources": ["actionrequests"], "verbs": ["create", "get", "list", "watch"]},
+                  {"apiGroups": ["socwarden.io"], "resources": ["socagents"], "verbs": ["get"], "resourceNames": [name]}]
+    }))?;
+    Api::<Role>::namespaced(client.clone(), ns).create(&pp, &role).await?;
+    let rb: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+    }))?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns).create(&pp, &rb).await?;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let secret = secrets
+        .create(&pp, &Secret { metadata: meta(&name), type_: Some("socwarden.io/agent-token".into()), ..Default::default() })
+        .await?;
+    let tr = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Secret".into()),
+                name: Some(name.clone()),
+                uid: secret.uid(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns).create_token_request(&name, &pp, &tr).await?;
+    let token = t.status.and_then(|s| s.token).unwrap_or_default();
+    let mut full = Secret { metadata: meta(&name), type_: Some("socwarden.io/agent-token".into()), ..Default::default() };
+    full.data = Some([("token".to_string(), ByteString(token.into_bytes()))].into());
+    secrets.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&full)).await?;
+    Ok(())
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n = arg("--agents", 1000);
+    let conc = arg("--concurrency", 32);
+    let client = admin().await?;
+    install_crds(&client).await?;
+    default_policy(&client).await?;
+    let ns = Namespaces::create(&client, &["bench-floor", "bench-agents"]).await?;
+    let (floor_ns, agents_ns) = (ns.get(0).to_string(), ns.get(1).to_string());
+
+    // 1. The write floor.
+    let start = Instant::now();
+    stream::iter(0..n)
+        .map(|i| {
+            let (c, ns) = (client.clone(), floor_ns.clone());
+            async move { floor_one(&c, &ns, i).await }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("floor writes")?;
+    let floor = start.elapsed();
+    println!("floor: {n} agents' writes (6 each) by a plain client at concurrency {conc}: {:.2}s ({:.0} agents/s)", floor.as_secs_f64(), n as f64 / floor.as_secs_f64());
+
+    // 2. The operator.
+    let read = unique("bench-read");
+    apply(&Api::<SocAction>::all(client.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
+    let op = Operator::start_with(&["--concurrency", &conc.to_string()]).await?;
+    let pid = op.pid().expect("operator pid");
+    let rss_idle = rss_mib(pid).unwrap_or(0.0);
+    let run = unique("bench");
+    let label = format!("bench-run={run}");
+    let agents: Api<SocAgent> = Api::namespaced(client.clone(), &agents_ns);
+    let start = Instant::now();
+    let watcher = {
+        let client = client.clone();
+        let label = label.clone();
+        tokio::spawn(async move { wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await })
+    };
+    stream::iter(0..n)
+        .map(|i| {
+            let (agents, run, read, ns) = (agents.clone(), run.clone(), read.clone(), agents_ns.clone());
+            async move {
+                let mut a = agent(&format!("agent-{i:05}"), &ns, Tier::Supervised, &[&read], &[&ns]);
+                a.metadata.labels = Some([("bench-run".to_string(), run)].into());
+                agents.create(&PostParams::default(), &a).await
+            }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating agents")?;
+    let applied = start.elapsed();
+    watcher.await??;
+    let converged = start.elapsed();
+    let peak = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    println!(
+        "operator: {n} SocAgents applied in {:.2}s, all Ready after {:.2}s ({:.0} agents/s)",
+        applied.as_secs_f64(),
+        converged.as_secs_f64(),
+        n as f64 / converged.as_secs_f64()
+    );
+    println!("ratio (operator / floor): {:.2}  (target <= 1.5)", converged.as_secs_f64() / floor.as_secs_f64());
+    println!("operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)");
+    let m = op.metrics().await?;
+    let errors: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("socwarden_reconcile_errors_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    println!("reconcile errors during the run: {errors}");
+    drop(op);
+    Ok(())
+}

@@ -1,0 +1,572 @@
+//! The SocAgent reconciler: dereference (caches, one workload read) → plan (pure) → apply →
+//! status. Every write is skipped when the cache already shows the wanted state.
+
+use crate::api::{Phase, SocAgent, SocAgentStatus};
+use crate::conditions;
+use crate::context::{Context, IssuedMemo, MANAGER};
+use crate::credentials::{self, IssuedToken, TokenDecision};
+use crate::plan::{self, Applied, Plan, TokenPlan};
+use crate::rbac::{self, Rule};
+use crate::validate::Inputs;
+use crate::watch::malformed;
+use crate::workload;
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, instrument, warn};
+
+pub const FINALIZER: &str = "socwarden.io/cleanup";
+/// How often an agent is looked at even when nothing happens.
+const RESYNC: Duration = Duration::from_secs(600);
+/// Parallel writes within one agent (its namespaces).
+const FAN_OUT: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the TokenRequest for {0} returned no token or no expiry")]
+    TokenResponse(String),
+    #[error("{kind} {namespace}/{name} exists but is not managed by SOC Warden; delete or rename it")]
+    NotOurs { kind: &'static str, namespace: String, name: String },
+    #[error("object has no namespace or name")]
+    Unnamed,
+}
+
+impl Error {
+    /// A small fixed label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(kube::Error::Api(s)) if s.code == 404 => "not-found",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::TokenResponse(_) => "token",
+            Error::NotOurs { .. } => "not-ours",
+            Error::Unnamed => "invalid",
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Deletes, treating "already gone" as success.
+async fn delete_gone<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[instrument(skip_all, fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
+pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.stores.ready() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socagent"]).start_timer();
+    let ns = agent.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<SocAgent> = Api::namespaced(ctx.client.clone(), &ns);
+    let has_finalizer = agent.finalizers().iter().any(|f| f == FINALIZER);
+    if agent.meta().deletion_timestamp.is_some() {
+        if has_finalizer {
+            cleanup(&agent, &ctx).await?;
+            set_finalizer(&api, &agent, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !has_finalizer {
+        set_finalizer(&api, &agent, true).await?;
+    }
+    apply(&agent, &ctx, &api).await
+}
+
+pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.with_label_values(&["socagent", err.category()]).inc();
+    warn!(agent = %agent.name_any(), namespace = ?agent.namespace(), error = %err, "reconcile failed");
+    // Conflicts resolve themselves as soon as the cache catches up.
+    let wait = if err.category() == "conflict" { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    Action::requeue(wait)
+}
+
+/// Adds or removes our finalizer with a merge patch guarded by the resourceVersion, so that a
+/// concurrent change of the list is never lost; on a conflict the fresh object is used once.
+async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> Result<()> {
+    let name = agent.name_any();
+    let mut current = agent.clone();
+    for attempt in 0..2 {
+        let mut list: Vec<String> = current.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        if present {
+            list.push(FINALIZER.to_string());
+        }
+        if list.as_slice() == current.finalizers() {
+            return Ok(());
+        }
+        let patch = json!({"metadata": {"finalizers": list, "resourceVersion": current.resource_version()}});
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) && !present => return Ok(()),
+            Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
+                Some(fresh) => current = fresh,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+struct Names {
+    ns: String,
+    name: String,
+    sa: String,
+    secret: String,
+    rbac: String,
+}
+
+impl Names {
+    fn of(agent: &SocAgent) -> Result<Self> {
+        let ns = agent.namespace().ok_or(Error::Unnamed)?;
+        let name = agent.name_any();
+        Ok(Self {
+            sa: credentials::service_account_name(&name),
+            secret: credentials::secret_name(&name),
+            rbac: credentials::rbac_name(&ns, &name),
+            ns,
+            name,
+        })
+    }
+}
+
+fn owner_ref(agent: &SocAgent) -> OwnerReference {
+    OwnerReference {
+        api_version: SocAgent::api_version(&()).to_string(),
+        kind: SocAgent::kind(&()).to_string(),
+        name: agent.name_any(),
+        uid: agent.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+/// Owner references reach only objects in the agent's own namespace; the rest is found by label.
+fn meta(agent: &SocAgent, n: &Names, name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(credentials::labels(&n.ns, &n.name)),
+        owner_references: (namespace == n.ns).then(|| vec![owner_ref(agent)]),
+        ..Default::default()
+    }
+}
+
+fn ours<K: Resource>(obj: &K, n: &Names) -> bool {
+    credentials::owner_from_labels(obj.meta().labels.as_ref()) == Some((n.ns.clone(), n.name.clone()))
+}
+
+async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<Action> {
+    let now = Timestamp::now();
+    let n = Names::of(agent)?;
+    let spec = &agent.spec;
+
+    // Dereference.
+    let actions = plan::wanted_actions(&spec.actions, |name| {
+        ctx.stores.actions.get(&ObjectRef::new(name)).filter(|a| malformed(a.as_ref()).is_none()).map(|a| a.spec.clone())
+    });
+    let policy = ctx.stores.policies.get(&ObjectRef::new(&spec.policy_ref)).filter(|p| malformed(p.as_ref()).is_none());
+    let kill_switch = ctx.stores.kill_switch();
+    let observed_workload = match &spec.workload_ref {
+        Some(w) => Some(workload::fetch(ctx.client.clone(), &n.ns, w).await?),
+        None => None,
+    };
+
+    // Decide.
+    let inputs = Inputs {
+        name: &n.name,
+        namespace: &n.ns,
+        spec,
+        actions: &actions,
+        policy: policy.as_ref().map(|p| &p.spec),
+        delegable: &ctx.delegable,
+        workload_exists: observed_workload.as_ref().map(Option::is_some),
+        malformed: malformed(agent),
+    };
+    let plan = plan::plan(&inputs, kill_switch.as_deref());
+
+    // Apply.
+    let mut rotated = None;
+    let applied = match (&plan.pause, &plan.roles) {
+        (Some(_), _) => {
+            contain(agent, ctx, &n, &plan).await?;
+            Applied::default()
+        }
+        (None, Some(roles)) => {
+            grant(agent, ctx, &n, roles).await?;
+            let (token, why) = ensure_token(agent, ctx, &n, plan.token.as_ref(), now).await?;
+            rotated = why;
+            Applied { token }
+        }
+        (None, None) => Applied::default(),
+    };
+    if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
+        workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
+    }
+    match &applied.token {
+        Some(t) => ctx
+            .metrics
+            .credential_expiry
+            .with_label_values(&[&n.ns, &n.name])
+            .set(t.expires_at.as_second()),
+        None => {
+            let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+        }
+    }
+
+    // Report.
+    let previous = agent.status.as_ref();
+    let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
+    publish_transitions(agent, ctx, previous, &status, &plan, rotated).await;
+    if previous != Some(&status) {
+        let patch = json!({"apiVersion": SocAgent::api_version(&()), "kind": "SocAgent", "status": status});
+        api.patch_status(&n.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    }
+
+    let mut next = RESYNC;
+    if let Some(t) = &applied.token {
+        let due = t.rotate_at().as_second() - now.as_second();
+        next = next.min(Duration::from_secs(due.max(1) as u64));
+    }
+    if plan.problems.iter().any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND) {
+        // Workloads are not watched (that would cache every Deployment of the cluster).
+        next = next.min(Duration::from_secs(15));
+    }
+    Ok(Action::requeue(next))
+}
+
+/// Service account, then per namespace a Role and its RoleBinding, then removal of what is no
+/// longer wanted. Roles go before their bindings so a binding never points at a missing Role.
+async fn grant(agent: &SocAgent, ctx: &Context, n: &Names, roles: &BTreeMap<String, Vec<Rule>>) -> Result<()> {
+    let pp = PatchParams::apply(MANAGER).force();
+    let sa_ref = ObjectRef::<ServiceAccount>::new(&n.sa).within(&n.ns);
+    let sa_ok = ctx.stores.service_accounts.get(&sa_ref).is_some_and(|sa| {
+        ours(sa.as_ref(), n) && sa.automount_service_account_token == Some(false) && sa.owner_references().len() == 1
+    });
+    if !sa_ok {
+        let sa = ServiceAccount {
+            metadata: meta(agent, n, &n.sa, &n.ns),
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        };
+        Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns).patch(&n.sa, &pp, &Patch::Apply(&sa)).await?;
+    }
+
+    let writes: Vec<_> = roles.iter().map(|(ns, rules)| ensure_namespace(agent, ctx, n, ns, rules)).collect();
+    all(writes).await?;
+
+    // Namespaces that left the scope lose the binding first, so the grant ends at once.
+    let wanted: BTreeSet<&str> = roles.keys().map(String::as_str).collect();
+    let stale: Vec<_> = managed_namespaces(ctx, n)
+        .into_iter()
+        .filter(|ns| !wanted.contains(ns.as_str()))
+        .map(|ns| remove_rbac(ctx, n, ns))
+        .collect();
+    all(stale).await
+}
+
+/// Runs the futures, at most `FAN_OUT` at a time, stopping at the first error.
+async fn all<F: Future<Output = Result<()>>>(futures: Vec<F>) -> Result<()> {
+    stream::iter(futures).buffer_unordered(FAN_OUT).try_collect::<Vec<()>>().await.map(|_| ())
+}
+
+async fn remove_rbac(ctx: &Context, n: &Names, ns: String) -> Result<()> {
+    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await?;
+    delete_gone(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+}
+
+async fn remove_binding(ctx: &Context, n: &Names, ns: String) -> Result<()> {
+    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+}
+
+/// Every namespace where the caches show a Role or RoleBinding of this agent.
+fn managed_namespaces(ctx: &Context, n: &Names) -> BTreeSet<String> {
+    let rbs = ctx.stores.role_bindings.state_filter(|o| ours(o, n));
+    let roles = ctx.stores.roles.state_filter(|o| ours(o, n));
+    rbs.iter().filter_map(|o| o.namespace()).chain(roles.iter().filter_map(|o| o.namespace())).collect()
+}
+
+fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(agent, n, &n.rbac, ns),
+        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name: n.rbac.clone() },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: n.sa.clone(),
+            namespace: Some(n.ns.clone()),
+            api_group: None,
+        }]),
+    }
+}
+
+async fn ensure_namespace(agent: &SocAgent, ctx: &Context, n: &Names, ns: &str, rules: &[Rule]) -> Result<()> {
+    let pp = PatchParams::apply(MANAGER).force();
+    let key_role = ObjectRef::<Role>::new(&n.rbac).within(ns);
+    let role_ok = ctx
+        .stores
+        .roles
+        .get(&key_role)
+        .is_some_and(|r| ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules));
+    if !role_ok {
+        let role = Role { metadata: meta(agent, n, &n.rbac, ns), rules: Some(rules.iter().map(Rule::to_policy_rule).collect()) };
+        Api::<Role>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&role)).await?;
+    }
+    let want = binding(agent, n, ns);
+    let key_rb = ObjectRef::<RoleBinding>::new(&n.rbac).within(ns);
+    let rb_ok = ctx
+        .stores
+        .role_bindings
+        .get(&key_rb)
+        .is_some_and(|rb| ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects);
+    if !rb_ok {
+        Api::<RoleBinding>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&want)).await?;
+    }
+    Ok(())
+}
+
+/// The token Secret, created empty if missing (a token can only be bound to an existing Secret).
+async fn token_secret(agent: &SocAgent, ctx: &Context, n: &Names) -> Result<Arc<Secret>> {
+    let key = ObjectRef::<Secret>::new(&n.secret).within(&n.ns);
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
+    let secret = match ctx.stores.secrets.get(&key) {
+        Some(s) => s,
+        None => {
+            let empty = Secret {
+                metadata: meta(agent, n, &n.secret, &n.ns),
+                type_: Some(credentials::SECRET_TYPE.into()),
+                ..Default::default()
+            };
+            match api.create(&PostParams::default(), &empty).await {
+                Ok(s) => Arc::new(s),
+                // The cache was behind: it exists already.
+                Err(e) if is_status(&e, 409) => Arc::new(api.get(&n.secret).await?),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if !ours(secret.as_ref(), n) {
+        return Err(Error::NotOurs { kind: "Secret", namespace: n.ns.clone(), name: n.secret.clone() });
+    }
+    Ok(secret)
+}
+
+/// The token the Secret holds: from its annotations, unless the cache still shows the version our
+/// last write replaced, in which case from what we wrote.
+fn held_token(ctx: &Context, secret: &Secret) -> Option<IssuedToken> {
+    let uid = secret.metadata.uid.as_deref()?;
+    let memo = ctx.issued.lock().expect("memo lock").get(uid).cloned();
+    match memo {
+        Some(m) if m.based_on == secret.metadata.resource_version => Some(m.token),
+        _ => IssuedToken::from_annotations(secret.metadata.annotations.as_ref()),
+    }
+}
+
+/// Makes the Secret hold a valid token of the wanted lifetime and audiences; deletes it when no
+/// token is wanted. Returns the token held and, when one was issued, why.
+async fn ensure_token(
+    agent: &SocAgent,
+    ctx: &Context,
+    n: &Names,
+    want: Option<&TokenPlan>,
+    now: Timestamp,
+) -> Result<(Option<IssuedToken>, Option<&'static str>)> {
+    let Some(want) = want else {
+        revoke_secret(ctx, n).await?;
+        return Ok((None, None));
+    };
+    let secret = token_secret(agent, ctx, n).await?;
+    let held = held_token(ctx, &secret);
+    let why = match credentials::token_decision(held.as_ref(), &want.spec, now) {
+        TokenDecision::Keep { .. } => return Ok((held, None)),
+        TokenDecision::Issue(why) => why,
+    };
+    let token = issue(agent, ctx, n, &secret, want, now).await.inspect_err(|e| {
+        ctx.metrics.token_failures.with_label_values(&[e.category()]).inc();
+    })?;
+    ctx.metrics.tokens_issued.with_label_values(&[why]).inc();
+    info!(reason = why, expires_at = %token.expires_at, "issued token");
+    Ok((Some(token), Some(why)))
+}
+
+async fn issue(agent: &SocAgent, ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now: Timestamp) -> Result<IssuedToken> {
+    let uid = secret.metadata.uid.clone().unwrap_or_default();
+    let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns);
+    let request = |audiences: Vec<String>| TokenRequest {
+        metadata: ObjectMeta::default(),
+        spec: Some(TokenRequestSpec {
+            audiences: (!audiences.is_empty()).then_some(audiences),
+            attestations: None,
+            expiration_seconds: Some(want.ttl.as_secs() as i64),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Secret".into()),
+                name: Some(n.secret.clone()),
+                uid: Some(uid.clone()),
+            }),
+        }),
+        status: None,
+    };
+    let audiences = if want.audiences.is_empty() {
+        Vec::new()
+    } else {
+        let api_auds = ctx
+            .api_audiences
+            .get_or_try_init(|| async {
+                let t = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(Vec::new())).await?;
+                let token = t.status.and_then(|s| s.token).unwrap_or_default();
+                Ok::<_, Error>(credentials::jwt_audiences(&token).unwrap_or_default())
+            })
+            .await?;
+        credentials::request_audiences(api_auds, &want.audiences)
+    };
+    let resp = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(audiences)).await?;
+    let status = resp.status.ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
+    let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
+        return Err(Error::TokenResponse(n.sa.clone()));
+    };
+    let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
+    let mut metadata = meta(agent, n, &n.secret, &n.ns);
+    metadata.annotations = Some(issued.annotations());
+    let full = Secret {
+        metadata,
+        type_: Some(credentials::SECRET_TYPE.into()),
+        data: Some(BTreeMap::from([(credentials::TOKEN_KEY.to_string(), ByteString(token.into_bytes()))])),
+        ..Default::default()
+    };
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
+    api.patch(&n.secret, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&full)).await?;
+    ctx.issued
+        .lock()
+        .expect("memo lock")
+        .insert(uid, IssuedMemo { based_on: secret.metadata.resource_version.clone(), token: issued.clone() });
+    Ok(issued)
+}
+
+async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
+    let key = ObjectRef::<Secret>::new(&n.secret).within(&n.ns);
+    if let Some(s) = ctx.stores.secrets.get(&key) {
+        if let Some(uid) = s.metadata.uid.as_deref() {
+            ctx.issued.lock().expect("memo lock").remove(uid);
+        }
+    }
+    delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await
+}
+
+/// Containment: every RoleBinding first (authorization is checked on every request, so the
+/// agent's next call is refused), then the bound Secret (its tokens die), then the workload.
+async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan) -> Result<()> {
+    let started = Instant::now();
+    let was_paused = agent.status.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
+    let mut namespaces = managed_namespaces(ctx, n);
+    namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
+    namespaces.insert(n.ns.clone());
+    // All at once: containment latency is the slowest single delete, not their sum.
+    let deletes: Vec<_> = namespaces.into_iter().map(|ns| remove_binding(ctx, n, ns)).collect();
+    futures::future::try_join_all(deletes).await?;
+    revoke_secret(ctx, n).await?;
+    if !was_paused {
+        ctx.metrics.containment_seconds.observe(started.elapsed().as_secs_f64());
+        if let Some(r) = plan.pause {
+            ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything the agent had, in every namespace; the finalizer is released afterwards.
+async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
+    let n = Names::of(agent)?;
+    let mut namespaces = managed_namespaces(ctx, &n);
+    namespaces.extend(agent.spec.scope.namespaces.iter().cloned());
+    namespaces.insert(n.ns.clone());
+    all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
+    revoke_secret(ctx, &n).await?;
+    delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
+    let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+    info!("removed every object of the agent");
+    Ok(())
+}
+
+/// One Event per transition, never per reconcile. Publishing failures are logged, not fatal.
+async fn publish_transitions(
+    agent: &SocAgent,
+    ctx: &Context,
+    before: Option<&SocAgentStatus>,
+    after: &SocAgentStatus,
+    plan: &Plan,
+    rotated: Option<&'static str>,
+) {
+    let mut events = Vec::new();
+    let was = before.and_then(|s| s.phase);
+    let invalid_before = before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
+    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True");
+    if let Some(c) = invalid_after {
+        if invalid_before != Some(&c.message) || was != Some(Phase::Error) {
+            events.push((EventType::Warning, "InvalidSpec", c.message.clone()));
+        }
+    }
+    match (was, after.phase) {
+        (Some(Phase::Paused), Some(Phase::Paused)) => {}
+        (_, Some(Phase::Paused)) => {
+            let c = conditions::find(&after.conditions, conditions::PAUSED);
+            events.push((
+                EventType::Warning,
+                "Paused",
+                c.map(|c| c.message.clone()).unwrap_or_default(),
+            ));
+        }
+        (Some(Phase::Paused), _) => events.push((EventType::Normal, "Resumed", "fresh credentials issued".into())),
+        _ => {}
+    }
+    match rotated {
+        Some("no token issued yet") => {
+            events.push((EventType::Normal, "CredentialsIssued", format!("token in Secret {}", credentials::secret_name(&agent.name_any()))))
+        }
+        Some(why) => events.push((EventType::Normal, "TokenRotated", why.to_string())),
+        None => {}
+    }
+    let before_auto = before.map(|s| &s.autonomous_actions);
+    if before_auto.is_some_and(|b| b != &after.autonomous_actions) && plan.pause.is_none() {
+        events.push((
+            EventType::Normal,
+            "GrantsChanged",
+            format!("actions that run without approval: [{}]", after.autonomous_actions.join(", ")),
+        ));
+    }
+    let reference = agent.object_ref(&());
+    for (type_, reason, note) in events {
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! What every reconcile shares: the client, the caches, the configuration, metrics and events.
+
+use crate::api::{AutonomyPolicy, SocAction, SocAgent};
+use crate::credentials::IssuedToken;
+use crate::metrics::Metrics;
+use crate::rbac::Rule;
+use crate::watch::malformed;
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Field manager for every write the operator makes.
+pub const MANAGER: &str = "soc-warden";
+
+/// Local caches, filled by watches. The managed-object caches hold only objects labelled
+/// `app.kubernetes.io/managed-by=soc-warden`, without managed fields (and Secrets without data).
+#[derive(Clone)]
+pub struct Stores {
+    pub agents: Store<SocAgent>,
+    pub actions: Store<SocAction>,
+    pub policies: Store<AutonomyPolicy>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub secrets: Store<Secret>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
+}
+
+impl Stores {
+    /// Whether every cache holds a complete first list. Until then a reconcile could mistake
+    /// "not seen yet" for "does not exist" and revoke grants, so reconciles wait.
+    pub fn ready(&self) -> bool {
+        fn r<K: kube::Resource + Clone + 'static>(s: &Store<K>) -> bool
+        where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
+        }
+        r(&self.agents)
+            && r(&self.actions)
+            && r(&self.policies)
+            && r(&self.service_accounts)
+            && r(&self.secrets)
+            && r(&self.roles)
+            && r(&self.role_bindings)
+    }
+
+    /// The name of an AutonomyPolicy whose kill switch is on, if any.
+    pub fn kill_switch(&self) -> Option<String> {
+        self.policies.find(|p| p.spec.kill_switch && malformed(p).is_none()).and_then(|p| p.metadata.name.clone())
+    }
+}
+
+/// A token the operator issued whose Secret update may not have reached the cache yet.
+#[derive(Clone, Debug)]
+pub struct IssuedMemo {
+    /// The Secret's resourceVersion the decision was based on; while the cache still shows it,
+    /// the cache is older than our write.
+    pub based_on: Option<String>,
+    pub token: IssuedToken,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub delegable: Vec<Rule>,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// The API server's own token audiences, learned from the first token issued without extra audiences.
+    pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
+    /// Issued tokens by Secret UID (see `IssuedMemo`).
+    pub issued: Mutex<HashMap<String, IssuedMemo>>,
+}
+
+impl Context {
+    pub fn new(client: Client, stores: Stores, delegable: Vec<Rule>, metrics: Metrics) -> Self {
+        let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            delegable,
+            metrics,
+            api_audiences: tokio::sync::OnceCell::new(),
+            issued: Mutex::new(HashMap::new()),
+        }
+    }
+}

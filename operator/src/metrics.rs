@@ -1,0 +1,125 @@
+//! Prometheus metrics, in a registry owned by the operator. Error labels are small fixed
+//! categories, never messages.
+
+use crate::api::{Phase, SocAgent, Tier};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconcile_duration: HistogramVec,
+    pub reconcile_errors: IntCounterVec,
+    pub agents: IntGaugeVec,
+    pub tokens_issued: IntCounterVec,
+    pub token_failures: IntCounterVec,
+    pub credential_expiry: IntGaugeVec,
+    pub pauses: IntCounterVec,
+    pub containment_seconds: Histogram,
+    pub kill_switch: IntGauge,
+    pub malformed_objects: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("socwarden".into()), None).expect("valid prefix");
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new("reconcile_duration_seconds", "Time spent in one reconcile")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["controller"],
+        )
+        .unwrap();
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new("reconcile_errors_total", "Failed reconciles by controller and error category"),
+            &["controller", "category"],
+        )
+        .unwrap();
+        let agents = IntGaugeVec::new(Opts::new("agents", "SocAgents by effective tier and phase"), &["tier", "phase"]).unwrap();
+        let tokens_issued =
+            IntCounterVec::new(Opts::new("tokens_issued_total", "Agent tokens issued, by reason"), &["reason"]).unwrap();
+        let token_failures = IntCounterVec::new(
+            Opts::new("token_rotation_failures_total", "Failed attempts to issue or rotate an agent token"),
+            &["category"],
+        )
+        .unwrap();
+        let credential_expiry = IntGaugeVec::new(
+            Opts::new("credential_expiry_timestamp_seconds", "When each agent's current token expires (Unix time)"),
+            &["namespace", "agent"],
+        )
+        .unwrap();
+        let pauses = IntCounterVec::new(Opts::new("pauses_total", "Agents paused, by reason"), &["reason"]).unwrap();
+        let containment_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "containment_duration_seconds",
+                "From the reconcile that saw a pause to RoleBindings and token Secret deleted",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .unwrap();
+        let kill_switch = IntGauge::new("kill_switch_active", "1 while an AutonomyPolicy has killSwitch: true").unwrap();
+        let malformed_objects = IntCounterVec::new(
+            Opts::new("malformed_objects_total", "Objects that could not be decoded and were skipped"),
+            &["kind"],
+        )
+        .unwrap();
+        for c in [
+            Box::new(reconcile_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_errors.clone()),
+            Box::new(agents.clone()),
+            Box::new(tokens_issued.clone()),
+            Box::new(token_failures.clone()),
+            Box::new(credential_expiry.clone()),
+            Box::new(pauses.clone()),
+            Box::new(containment_seconds.clone()),
+            Box::new(kill_switch.clone()),
+            Box::new(malformed_objects.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Self {
+            registry,
+            reconcile_duration,
+            reconcile_errors,
+            agents,
+            tokens_issued,
+            token_failures,
+            credential_expiry,
+            pauses,
+            containment_seconds,
+            kill_switch,
+            malformed_objects,
+        }
+    }
+
+    /// Recomputes the per-state gauges from the agents the operator sees (at scrape time, so they
+    /// can never drift from the truth).
+    pub fn refresh(&self, agents: &[std::sync::Arc<SocAgent>]) {
+        let mut counts: HashMap<(Tier, Phase), i64> = HashMap::new();
+        for a in agents {
+            let s = a.status.as_ref();
+            let tier = s.and_then(|s| s.effective_tier).unwrap_or(a.spec.tier);
+            let phase = s.and_then(|s| s.phase).unwrap_or(Phase::Pending);
+            *counts.entry((tier, phase)).or_default() += 1;
+        }
+        for tier in Tier::ALL {
+            for phase in [Phase::Pending, Phase::Active, Phase::Paused, Phase::Error] {
+                let n = counts.get(&(tier, phase)).copied().unwrap_or(0);
+                self.agents.with_label_values(&[tier.as_str(), phase.as_str()]).set(n);
+            }
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        String::from_utf8(buf).expect("utf-8 metrics")
+    }
+}
