@@ -32,8 +32,15 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
 }
 
 async fn replicas(admin: &Client, ns: &str, name: &str) -> Result<(Option<i32>, Option<String>)> {
-    let d = Api::<Deployment>::namespaced(admin.clone(), ns).get(name).await?;
-    Ok((d.spec.replicas, d.metadata.annotations.and_then(|a| a.get(PAUSED_REPLICAS).cloned())))
+    let d = Api::<Deployment>::namespaced(admin.clone(), ns)
+        .get(name)
+        .await?;
+    Ok((
+        d.spec.replicas,
+        d.metadata
+            .annotations
+            .and_then(|a| a.get(PAUSED_REPLICAS).cloned()),
+    ))
 }
 
 async fn setup() -> Result<(Client, Namespaces, String)> {
@@ -42,7 +49,11 @@ async fn setup() -> Result<(Client, Namespaces, String)> {
     default_policy(&admin).await?;
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let read = unique("read-pods");
-    apply(&Api::<SocAction>::all(admin.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
+    apply(
+        &Api::<SocAction>::all(admin.clone()),
+        &action(&read, Risk::Low, "", "pods", &[Verb::List]),
+    )
+    .await?;
     Ok((admin, ns, read))
 }
 
@@ -50,25 +61,41 @@ async fn setup() -> Result<(Client, Namespaces, String)> {
 async fn assert_cut(admin: &Client, home: &str, scope: &str, token: &str) -> Result<Duration> {
     let bot = with_token(token).await?;
     let code = list_pods(&bot, scope).await;
-    assert!(code == 403 || code == 401, "the very next request after the pause is refused, got {code}");
+    assert!(
+        code == 403 || code == 401,
+        "the very next request after the pause is refused, got {code}"
+    );
     let start = Instant::now();
-    wait_for("old token rejected with 401", Duration::from_secs(15), || async {
-        Ok((list_pods(&bot, scope).await == 401).then_some(()))
-    })
+    wait_for(
+        "old token rejected with 401",
+        Duration::from_secs(15),
+        || async { Ok((list_pods(&bot, scope).await == 401).then_some(())) },
+    )
     .await?;
-    assert!(agent_token(admin, home, "bot").await?.is_none(), "the token Secret is gone");
+    assert!(
+        agent_token(admin, home, "bot").await?.is_none(),
+        "the token Secret is gone"
+    );
     Ok(start.elapsed())
 }
 
 #[tokio::test]
-async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_a_new_token() -> Result<()> {
+async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_a_new_token()
+-> Result<()> {
     let (admin, ns, read) = setup().await?;
     let (home, scope) = (ns.get(0), ns.get(1));
-    apply(&Api::<Deployment>::namespaced(admin.clone(), home), &deployment("bot", 3)).await?;
+    apply(
+        &Api::<Deployment>::namespaced(admin.clone(), home),
+        &deployment("bot", 3),
+    )
+    .await?;
     let _op = Operator::start().await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read], &[scope]);
-    a.spec.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
+    a.spec.workload_ref = Some(WorkloadRef {
+        kind: WorkloadKind::Deployment,
+        name: "bot".into(),
+    });
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
     let old = agent_token(&admin, home, "bot").await?.unwrap();
@@ -77,26 +104,54 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
 
     a.spec.paused = true;
     apply(&agents, &a).await?;
-    let paused = wait_agent(&admin, home, "bot", "Paused", T, |a| condition(a, "Paused").is_some_and(|c| c.status == "True")).await?;
+    let paused = wait_agent(&admin, home, "bot", "Paused", T, |a| {
+        condition(a, "Paused").is_some_and(|c| c.status == "True")
+    })
+    .await?;
     let took = assert_cut(&admin, home, scope, &old).await?;
     eprintln!("401 after {took:?} from the first refusal");
     let st = paused.status.unwrap();
     assert_eq!(st.phase, Some(Phase::Paused));
     assert_eq!(st.pause.as_ref().unwrap().reason, "Manual");
-    assert_eq!(condition(&agents.get("bot").await?, "CredentialsIssued").unwrap().reason, "Revoked");
-    assert_eq!(replicas(&admin, home, "bot").await?, (Some(0), Some("3".into())));
+    assert_eq!(
+        condition(&agents.get("bot").await?, "CredentialsIssued")
+            .unwrap()
+            .reason,
+        "Revoked"
+    );
+    assert_eq!(
+        replicas(&admin, home, "bot").await?,
+        (Some(0), Some("3".into()))
+    );
     // Nothing binds the service account any more, in any namespace.
-    let rb = owned_by(&admin, &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()), home, "bot").await?;
-    assert!(rb.is_empty(), "RoleBindings left: {:?}", rb.iter().map(|o| o.name_any()).collect::<Vec<_>>());
+    let rb = owned_by(
+        &admin,
+        &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()),
+        home,
+        "bot",
+    )
+    .await?;
+    assert!(
+        rb.is_empty(),
+        "RoleBindings left: {:?}",
+        rb.iter().map(|o| o.name_any()).collect::<Vec<_>>()
+    );
 
     // A GitOps sync scaling it back up while paused is undone.
     Api::<Deployment>::namespaced(admin.clone(), home)
-        .patch("bot", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 3}})))
+        .patch(
+            "bot",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 3}})),
+        )
         .await?;
     // The operator holds it at zero on its next look (workloads are not watched): force one.
     a.spec.credentials.ttl = "2h".into();
     apply(&agents, &a).await?;
-    wait_for("held at zero", T, || async { Ok((replicas(&admin, home, "bot").await?.0 == Some(0)).then_some(())) }).await?;
+    wait_for("held at zero", T, || async {
+        Ok((replicas(&admin, home, "bot").await?.0 == Some(0)).then_some(()))
+    })
+    .await?;
 
     // Resume: fresh token, old one stays dead, replicas restored.
     a.spec.paused = false;
@@ -105,7 +160,11 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
     let new = agent_token(&admin, home, "bot").await?.unwrap();
     assert_ne!(new, old);
     assert_eq!(list_pods(&with_token(&new).await?, scope).await, 200);
-    assert_eq!(list_pods(&bot, scope).await, 401, "the old token stays dead");
+    assert_eq!(
+        list_pods(&bot, scope).await,
+        401,
+        "the old token stays dead"
+    );
     assert_eq!(replicas(&admin, home, "bot").await?, (Some(3), None));
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), home);
     let reasons: Vec<String> = events
@@ -117,28 +176,27 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
         .filter_map(|e| e.reason)
         .collect();
     for r in ["CredentialsIssued", "Paused", "Resumed"] {
-        assert!(reasons.iter().any(|x| x == r), "Event {r} missing in {reasons:?}");
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "Event {r} missing in {reasons:?}"
+        );
     }
     Ok(())
 }
 
-/// Resets the kill switch even when the test fails, so other tests are not left paused.
+/// Removes the emergency policy even when the test fails, so other tests are not left paused.
 struct KillSwitch {
-    client: Client,
     name: String,
 }
 
 impl Drop for KillSwitch {
     fn drop(&mut self) {
-        let (client, name) = (self.client.clone(), self.name.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let _ = Api::<soc_warden::api::AutonomyPolicy>::all(client).delete(&name, &DeleteParams::default()).await;
-            })
-        })
-        .join()
-        .ok();
+        let name = self.name.clone();
+        blocking_cleanup(move |client| async move {
+            let _ = Api::<soc_warden::api::AutonomyPolicy>::all(client)
+                .delete(&name, &DeleteParams::default())
+                .await;
+        });
     }
 }
 
@@ -150,7 +208,11 @@ async fn the_kill_switch_pauses_every_agent_and_releasing_it_resumes_them() -> R
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let names = ["a1", "a2", "a3"];
     for n in names {
-        apply(&agents, &agent(n, home, Tier::Supervised, &[&read], &[scope])).await?;
+        apply(
+            &agents,
+            &agent(n, home, Tier::Supervised, &[&read], &[scope]),
+        )
+        .await?;
     }
     let mut tokens = Vec::new();
     for n in names {
@@ -159,17 +221,30 @@ async fn the_kill_switch_pauses_every_agent_and_releasing_it_resumes_them() -> R
     }
 
     // A separate policy, so that releasing it cannot disturb the default one.
-    let ks = KillSwitch { client: admin.clone(), name: unique("emergency") };
-    let policy = format!("apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {}}}\nspec: {{killSwitch: true}}\n", ks.name);
+    let ks = KillSwitch {
+        name: unique("emergency"),
+    };
+    let policy = format!(
+        "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {}}}\nspec: {{killSwitch: true}}\n",
+        ks.name
+    );
     apply_yaml(&admin, &policy).await?;
     for (n, token) in names.iter().zip(&tokens) {
         let a = wait_agent(&admin, home, n, "paused by the kill switch", T, |a| {
             condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "KillSwitch")
         })
         .await?;
-        assert!(condition(&a, "Paused").unwrap().message.contains("kill switch"));
+        assert!(
+            condition(&a, "Paused")
+                .unwrap()
+                .message
+                .contains("kill switch")
+        );
         let bot = with_token(token).await?;
-        wait_for("token dead", Duration::from_secs(15), || async { Ok((list_pods(&bot, scope).await == 401).then_some(())) }).await?;
+        wait_for("token dead", Duration::from_secs(15), || async {
+            Ok((list_pods(&bot, scope).await == 401).then_some(()))
+        })
+        .await?;
     }
 
     // Releasing it resumes every agent with a fresh token.

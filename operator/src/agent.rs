@@ -40,8 +40,14 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the TokenRequest for {0} returned no token or no expiry")]
     TokenResponse(String),
-    #[error("{kind} {namespace}/{name} exists but is not managed by SOC Warden; delete or rename it")]
-    NotOurs { kind: &'static str, namespace: String, name: String },
+    #[error(
+        "{kind} {namespace}/{name} exists but is not managed by SOC Warden; delete or rename it"
+    )]
+    NotOurs {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
     #[error("object has no namespace or name")]
     Unnamed,
 }
@@ -85,7 +91,11 @@ pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action
     if !ctx.stores.ready() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socagent"]).start_timer();
+    let _timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&["socagent"])
+        .start_timer();
     let ns = agent.namespace().ok_or(Error::Unnamed)?;
     let api: Api<SocAgent> = Api::namespaced(ctx.client.clone(), &ns);
     let has_finalizer = agent.finalizers().iter().any(|f| f == FINALIZER);
@@ -103,10 +113,17 @@ pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action
 }
 
 pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_errors.with_label_values(&["socagent", err.category()]).inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&["socagent", err.category()])
+        .inc();
     warn!(agent = %agent.name_any(), namespace = ?agent.namespace(), error = %err, "reconcile failed");
     // Conflicts resolve themselves as soon as the cache catches up.
-    let wait = if err.category() == "conflict" { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    let wait = if err.category() == "conflict" {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(5)
+    };
     Action::requeue(wait)
 }
 
@@ -116,7 +133,12 @@ async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> 
     let name = agent.name_any();
     let mut current = agent.clone();
     for attempt in 0..2 {
-        let mut list: Vec<String> = current.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        let mut list: Vec<String> = current
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
         if present {
             list.push(FINALIZER.to_string());
         }
@@ -124,7 +146,10 @@ async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> 
             return Ok(());
         }
         let patch = json!({"metadata": {"finalizers": list, "resourceVersion": current.resource_version()}});
-        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) && !present => return Ok(()),
             Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
@@ -182,7 +207,8 @@ fn meta(agent: &SocAgent, n: &Names, name: &str, namespace: &str) -> ObjectMeta 
 }
 
 fn ours<K: Resource>(obj: &K, n: &Names) -> bool {
-    credentials::owner_from_labels(obj.meta().labels.as_ref()) == Some((n.ns.clone(), n.name.clone()))
+    credentials::owner_from_labels(obj.meta().labels.as_ref())
+        == Some((n.ns.clone(), n.name.clone()))
 }
 
 async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<Action> {
@@ -192,9 +218,17 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
 
     // Dereference.
     let actions = plan::wanted_actions(&spec.actions, |name| {
-        ctx.stores.actions.get(&ObjectRef::new(name)).filter(|a| malformed(a.as_ref()).is_none()).map(|a| a.spec.clone())
+        ctx.stores
+            .actions
+            .get(&ObjectRef::new(name))
+            .filter(|a| malformed(a.as_ref()).is_none())
+            .map(|a| a.spec.clone())
     });
-    let policy = ctx.stores.policies.get(&ObjectRef::new(&spec.policy_ref)).filter(|p| malformed(p.as_ref()).is_none());
+    let policy = ctx
+        .stores
+        .policies
+        .get(&ObjectRef::new(&spec.policy_ref))
+        .filter(|p| malformed(p.as_ref()).is_none());
     let kill_switch = ctx.stores.kill_switch();
     let observed_workload = match &spec.workload_ref {
         Some(w) => Some(workload::fetch(ctx.client.clone(), &n.ns, w).await?),
@@ -239,17 +273,33 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
             .with_label_values(&[&n.ns, &n.name])
             .set(t.expires_at.as_second()),
         None => {
-            let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+            let _ = ctx
+                .metrics
+                .credential_expiry
+                .remove_label_values(&[&n.ns, &n.name]);
         }
     }
 
     // Report.
     let previous = agent.status.as_ref();
-    let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
+    let status = plan::status(
+        &n.name,
+        agent.meta().generation,
+        &plan,
+        &applied,
+        previous,
+        now,
+    );
     publish_transitions(agent, ctx, previous, &status, &plan, rotated).await;
     if previous != Some(&status) {
-        let patch = json!({"apiVersion": SocAgent::api_version(&()), "kind": "SocAgent", "status": status});
-        api.patch_status(&n.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+        let patch =
+            json!({"apiVersion": SocAgent::api_version(&()), "kind": "SocAgent", "status": status});
+        api.patch_status(
+            &n.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
 
     let mut next = RESYNC;
@@ -257,7 +307,11 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         let due = t.rotate_at().as_second() - now.as_second();
         next = next.min(Duration::from_secs(due.max(1) as u64));
     }
-    if plan.problems.iter().any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND) {
+    if plan
+        .problems
+        .iter()
+        .any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND)
+    {
         // Workloads are not watched (that would cache every Deployment of the cluster).
         next = next.min(Duration::from_secs(15));
     }
@@ -266,11 +320,18 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
 
 /// Service account, then per namespace a Role and its RoleBinding, then removal of what is no
 /// longer wanted. Roles go before their bindings so a binding never points at a missing Role.
-async fn grant(agent: &SocAgent, ctx: &Context, n: &Names, roles: &BTreeMap<String, Vec<Rule>>) -> Result<()> {
+async fn grant(
+    agent: &SocAgent,
+    ctx: &Context,
+    n: &Names,
+    roles: &BTreeMap<String, Vec<Rule>>,
+) -> Result<()> {
     let pp = PatchParams::apply(MANAGER).force();
     let sa_ref = ObjectRef::<ServiceAccount>::new(&n.sa).within(&n.ns);
     let sa_ok = ctx.stores.service_accounts.get(&sa_ref).is_some_and(|sa| {
-        ours(sa.as_ref(), n) && sa.automount_service_account_token == Some(false) && sa.owner_references().len() == 1
+        ours(sa.as_ref(), n)
+            && sa.automount_service_account_token == Some(false)
+            && sa.owner_references().len() == 1
     });
     if !sa_ok {
         let sa = ServiceAccount {
@@ -278,10 +339,15 @@ async fn grant(agent: &SocAgent, ctx: &Context, n: &Names, roles: &BTreeMap<Stri
             automount_service_account_token: Some(false),
             ..Default::default()
         };
-        Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns).patch(&n.sa, &pp, &Patch::Apply(&sa)).await?;
+        Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns)
+            .patch(&n.sa, &pp, &Patch::Apply(&sa))
+            .await?;
     }
 
-    let writes: Vec<_> = roles.iter().map(|(ns, rules)| ensure_namespace(agent, ctx, n, ns, rules)).collect();
+    let writes: Vec<_> = roles
+        .iter()
+        .map(|(ns, rules)| ensure_namespace(agent, ctx, n, ns, rules))
+        .collect();
     all(writes).await?;
 
     // Namespaces that left the scope lose the binding first, so the grant ends at once.
@@ -296,29 +362,48 @@ async fn grant(agent: &SocAgent, ctx: &Context, n: &Names, roles: &BTreeMap<Stri
 
 /// Runs the futures, at most `FAN_OUT` at a time, stopping at the first error.
 async fn all<F: Future<Output = Result<()>>>(futures: Vec<F>) -> Result<()> {
-    stream::iter(futures).buffer_unordered(FAN_OUT).try_collect::<Vec<()>>().await.map(|_| ())
+    stream::iter(futures)
+        .buffer_unordered(FAN_OUT)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
 }
 
 async fn remove_rbac(ctx: &Context, n: &Names, ns: String) -> Result<()> {
-    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await?;
+    delete_gone(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
+        &n.rbac,
+    )
+    .await?;
     delete_gone(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
 }
 
 async fn remove_binding(ctx: &Context, n: &Names, ns: String) -> Result<()> {
-    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+    delete_gone(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
+        &n.rbac,
+    )
+    .await
 }
 
 /// Every namespace where the caches show a Role or RoleBinding of this agent.
 fn managed_namespaces(ctx: &Context, n: &Names) -> BTreeSet<String> {
     let rbs = ctx.stores.role_bindings.state_filter(|o| ours(o, n));
     let roles = ctx.stores.roles.state_filter(|o| ours(o, n));
-    rbs.iter().filter_map(|o| o.namespace()).chain(roles.iter().filter_map(|o| o.namespace())).collect()
+    rbs.iter()
+        .filter_map(|o| o.namespace())
+        .chain(roles.iter().filter_map(|o| o.namespace()))
+        .collect()
 }
 
 fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
     RoleBinding {
         metadata: meta(agent, n, &n.rbac, ns),
-        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name: n.rbac.clone() },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: n.rbac.clone(),
+        },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: n.sa.clone(),
@@ -328,27 +413,36 @@ fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
     }
 }
 
-async fn ensure_namespace(agent: &SocAgent, ctx: &Context, n: &Names, ns: &str, rules: &[Rule]) -> Result<()> {
+async fn ensure_namespace(
+    agent: &SocAgent,
+    ctx: &Context,
+    n: &Names,
+    ns: &str,
+    rules: &[Rule],
+) -> Result<()> {
     let pp = PatchParams::apply(MANAGER).force();
     let key_role = ObjectRef::<Role>::new(&n.rbac).within(ns);
-    let role_ok = ctx
-        .stores
-        .roles
-        .get(&key_role)
-        .is_some_and(|r| ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules));
+    let role_ok = ctx.stores.roles.get(&key_role).is_some_and(|r| {
+        ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules)
+    });
     if !role_ok {
-        let role = Role { metadata: meta(agent, n, &n.rbac, ns), rules: Some(rules.iter().map(Rule::to_policy_rule).collect()) };
-        Api::<Role>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&role)).await?;
+        let role = Role {
+            metadata: meta(agent, n, &n.rbac, ns),
+            rules: Some(rules.iter().map(Rule::to_policy_rule).collect()),
+        };
+        Api::<Role>::namespaced(ctx.client.clone(), ns)
+            .patch(&n.rbac, &pp, &Patch::Apply(&role))
+            .await?;
     }
     let want = binding(agent, n, ns);
     let key_rb = ObjectRef::<RoleBinding>::new(&n.rbac).within(ns);
-    let rb_ok = ctx
-        .stores
-        .role_bindings
-        .get(&key_rb)
-        .is_some_and(|rb| ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects);
+    let rb_ok = ctx.stores.role_bindings.get(&key_rb).is_some_and(|rb| {
+        ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects
+    });
     if !rb_ok {
-        Api::<RoleBinding>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&want)).await?;
+        Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
+            .patch(&n.rbac, &pp, &Patch::Apply(&want))
+            .await?;
     }
     Ok(())
 }
@@ -374,7 +468,11 @@ async fn token_secret(agent: &SocAgent, ctx: &Context, n: &Names) -> Result<Arc<
         }
     };
     if !ours(secret.as_ref(), n) {
-        return Err(Error::NotOurs { kind: "Secret", namespace: n.ns.clone(), name: n.secret.clone() });
+        return Err(Error::NotOurs {
+            kind: "Secret",
+            namespace: n.ns.clone(),
+            name: n.secret.clone(),
+        });
     }
     Ok(secret)
 }
@@ -409,15 +507,27 @@ async fn ensure_token(
         TokenDecision::Keep { .. } => return Ok((held, None)),
         TokenDecision::Issue(why) => why,
     };
-    let token = issue(agent, ctx, n, &secret, want, now).await.inspect_err(|e| {
-        ctx.metrics.token_failures.with_label_values(&[e.category()]).inc();
-    })?;
+    let token = issue(agent, ctx, n, &secret, want, now)
+        .await
+        .inspect_err(|e| {
+            ctx.metrics
+                .token_failures
+                .with_label_values(&[e.category()])
+                .inc();
+        })?;
     ctx.metrics.tokens_issued.with_label_values(&[why]).inc();
     info!(reason = why, expires_at = %token.expires_at, "issued token");
     Ok((Some(token), Some(why)))
 }
 
-async fn issue(agent: &SocAgent, ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now: Timestamp) -> Result<IssuedToken> {
+async fn issue(
+    agent: &SocAgent,
+    ctx: &Context,
+    n: &Names,
+    secret: &Secret,
+    want: &TokenPlan,
+    now: Timestamp,
+) -> Result<IssuedToken> {
     let uid = secret.metadata.uid.clone().unwrap_or_default();
     let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns);
     let request = |audiences: Vec<String>| TokenRequest {
@@ -441,33 +551,54 @@ async fn issue(agent: &SocAgent, ctx: &Context, n: &Names, secret: &Secret, want
         let api_auds = ctx
             .api_audiences
             .get_or_try_init(|| async {
-                let t = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(Vec::new())).await?;
+                let t = sa_api
+                    .create_token_request(&n.sa, &PostParams::default(), &request(Vec::new()))
+                    .await?;
                 let token = t.status.and_then(|s| s.token).unwrap_or_default();
                 Ok::<_, Error>(credentials::jwt_audiences(&token).unwrap_or_default())
             })
             .await?;
         credentials::request_audiences(api_auds, &want.audiences)
     };
-    let resp = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(audiences)).await?;
-    let status = resp.status.ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
+    let resp = sa_api
+        .create_token_request(&n.sa, &PostParams::default(), &request(audiences))
+        .await?;
+    let status = resp
+        .status
+        .ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
     let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
         return Err(Error::TokenResponse(n.sa.clone()));
     };
-    let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
+    let issued = IssuedToken {
+        issued_at: now,
+        expires_at: expires.0,
+        spec: want.spec.clone(),
+    };
     let mut metadata = meta(agent, n, &n.secret, &n.ns);
     metadata.annotations = Some(issued.annotations());
     let full = Secret {
         metadata,
         type_: Some(credentials::SECRET_TYPE.into()),
-        data: Some(BTreeMap::from([(credentials::TOKEN_KEY.to_string(), ByteString(token.into_bytes()))])),
+        data: Some(BTreeMap::from([(
+            credentials::TOKEN_KEY.to_string(),
+            ByteString(token.into_bytes()),
+        )])),
         ..Default::default()
     };
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
-    api.patch(&n.secret, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&full)).await?;
-    ctx.issued
-        .lock()
-        .expect("memo lock")
-        .insert(uid, IssuedMemo { based_on: secret.metadata.resource_version.clone(), token: issued.clone() });
+    api.patch(
+        &n.secret,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&full),
+    )
+    .await?;
+    ctx.issued.lock().expect("memo lock").insert(
+        uid,
+        IssuedMemo {
+            based_on: secret.metadata.resource_version.clone(),
+            token: issued.clone(),
+        },
+    );
     Ok(issued)
 }
 
@@ -478,7 +609,11 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
             ctx.issued.lock().expect("memo lock").remove(uid);
         }
     }
-    delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await
+    delete_gone(
+        &Api::<Secret>::namespaced(ctx.client.clone(), &n.ns),
+        &n.secret,
+    )
+    .await
 }
 
 /// Containment: every RoleBinding first (authorization is checked on every request, so the
@@ -490,11 +625,16 @@ async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan) -> Res
     namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
     namespaces.insert(n.ns.clone());
     // All at once: containment latency is the slowest single delete, not their sum.
-    let deletes: Vec<_> = namespaces.into_iter().map(|ns| remove_binding(ctx, n, ns)).collect();
+    let deletes: Vec<_> = namespaces
+        .into_iter()
+        .map(|ns| remove_binding(ctx, n, ns))
+        .collect();
     futures::future::try_join_all(deletes).await?;
     revoke_secret(ctx, n).await?;
     if !was_paused {
-        ctx.metrics.containment_seconds.observe(started.elapsed().as_secs_f64());
+        ctx.metrics
+            .containment_seconds
+            .observe(started.elapsed().as_secs_f64());
         if let Some(r) = plan.pause {
             ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
         }
@@ -508,10 +648,21 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     let mut namespaces = managed_namespaces(ctx, &n);
     namespaces.extend(agent.spec.scope.namespaces.iter().cloned());
     namespaces.insert(n.ns.clone());
-    all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
+    all(namespaces
+        .into_iter()
+        .map(|ns| remove_rbac(ctx, &n, ns))
+        .collect())
+    .await?;
     revoke_secret(ctx, &n).await?;
-    delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
-    let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+    delete_gone(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns),
+        &n.sa,
+    )
+    .await?;
+    let _ = ctx
+        .metrics
+        .credential_expiry
+        .remove_label_values(&[&n.ns, &n.name]);
     info!("removed every object of the agent");
     Ok(())
 }
@@ -527,8 +678,11 @@ async fn publish_transitions(
 ) {
     let mut events = Vec::new();
     let was = before.and_then(|s| s.phase);
-    let invalid_before = before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
-    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True");
+    let invalid_before = before
+        .and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC))
+        .map(|c| &c.message);
+    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC)
+        .filter(|c| c.status == "True");
     if let Some(c) = invalid_after {
         if invalid_before != Some(&c.message) || was != Some(Phase::Error) {
             events.push((EventType::Warning, "InvalidSpec", c.message.clone()));
@@ -544,13 +698,22 @@ async fn publish_transitions(
                 c.map(|c| c.message.clone()).unwrap_or_default(),
             ));
         }
-        (Some(Phase::Paused), _) => events.push((EventType::Normal, "Resumed", "fresh credentials issued".into())),
+        (Some(Phase::Paused), _) => events.push((
+            EventType::Normal,
+            "Resumed",
+            "fresh credentials issued".into(),
+        )),
         _ => {}
     }
     match rotated {
-        Some("no token issued yet") => {
-            events.push((EventType::Normal, "CredentialsIssued", format!("token in Secret {}", credentials::secret_name(&agent.name_any()))))
-        }
+        Some("no token issued yet") => events.push((
+            EventType::Normal,
+            "CredentialsIssued",
+            format!(
+                "token in Secret {}",
+                credentials::secret_name(&agent.name_any())
+            ),
+        )),
         Some(why) => events.push((EventType::Normal, "TokenRotated", why.to_string())),
         None => {}
     }
@@ -559,12 +722,21 @@ async fn publish_transitions(
         events.push((
             EventType::Normal,
             "GrantsChanged",
-            format!("actions that run without approval: [{}]", after.autonomous_actions.join(", ")),
+            format!(
+                "actions that run without approval: [{}]",
+                after.autonomous_actions.join(", ")
+            ),
         ));
     }
     let reference = agent.object_ref(&());
     for (type_, reason, note) in events {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             warn!(error = %e, reason, "could not publish event");
         }

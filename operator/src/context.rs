@@ -38,7 +38,9 @@ impl Stores {
         where
             K::DynamicType: Eq + std::hash::Hash + Clone,
         {
-            s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
+            s.wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok())
         }
         r(&self.agents)
             && r(&self.actions)
@@ -51,7 +53,9 @@ impl Stores {
 
     /// The name of an AutonomyPolicy whose kill switch is on, if any.
     pub fn kill_switch(&self) -> Option<String> {
-        self.policies.find(|p| p.spec.kill_switch && malformed(p).is_none()).and_then(|p| p.metadata.name.clone())
+        self.policies
+            .find(|p| p.spec.kill_switch && malformed(p).is_none())
+            .and_then(|p| p.metadata.name.clone())
     }
 }
 
@@ -78,7 +82,10 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, stores: Stores, delegable: Vec<Rule>, metrics: Metrics) -> Self {
-        let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
+        let reporter = Reporter {
+            controller: "soc-warden".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,

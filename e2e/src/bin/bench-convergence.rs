@@ -21,32 +21,57 @@ use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The six writes of one agent, done by hand.
 async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
     let name = format!("floor-{i:05}");
-    let meta = |n: &str| ObjectMeta { name: Some(n.to_string()), namespace: Some(ns.to_string()), ..Default::default() };
+    let meta = |n: &str| ObjectMeta {
+        name: Some(n.to_string()),
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    };
     let pp = PostParams::default();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(&pp, &ServiceAccount { metadata: meta(&name), ..Default::default() })
+        .create(
+            &pp,
+            &ServiceAccount {
+                metadata: meta(&name),
+                ..Default::default()
+            },
+        )
         .await?;
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": name},
         "rules": [{"apiGroups": ["socwarden.io"], "resources": ["actionrequests"], "verbs": ["create", "get", "list", "watch"]},
                   {"apiGroups": ["socwarden.io"], "resources": ["socagents"], "verbs": ["get"], "resourceNames": [name]}]
     }))?;
-    Api::<Role>::namespaced(client.clone(), ns).create(&pp, &role).await?;
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(&pp, &role)
+        .await?;
     let rb: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
     }))?;
-    Api::<RoleBinding>::namespaced(client.clone(), ns).create(&pp, &rb).await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&pp, &rb)
+        .await?;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
     let secret = secrets
-        .create(&pp, &Secret { metadata: meta(&name), type_: Some("socwarden.io/agent-token".into()), ..Default::default() })
+        .create(
+            &pp,
+            &Secret {
+                metadata: meta(&name),
+                type_: Some("socwarden.io/agent-token".into()),
+                ..Default::default()
+            },
+        )
         .await?;
     let tr = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -61,23 +86,43 @@ async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
         }),
         ..Default::default()
     };
-    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns).create_token_request(&name, &pp, &tr).await?;
+    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(&name, &pp, &tr)
+        .await?;
     let token = t.status.and_then(|s| s.token).unwrap_or_default();
-    let mut full = Secret { metadata: meta(&name), type_: Some("socwarden.io/agent-token".into()), ..Default::default() };
+    let mut full = Secret {
+        metadata: meta(&name),
+        type_: Some("socwarden.io/agent-token".into()),
+        ..Default::default()
+    };
     full.data = Some([("token".to_string(), ByteString(token.into_bytes()))].into());
-    secrets.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&full)).await?;
+    secrets
+        .patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&full))
+        .await?;
     Ok(())
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -103,11 +148,19 @@ async fn main() -> Result<()> {
         .await
         .context("floor writes")?;
     let floor = start.elapsed();
-    println!("floor: {n} agents' writes (6 each) by a plain client at concurrency {conc}: {:.2}s ({:.0} agents/s)", floor.as_secs_f64(), n as f64 / floor.as_secs_f64());
+    println!(
+        "floor: {n} agents' writes (6 each) by a plain client at concurrency {conc}: {:.2}s ({:.0} agents/s)",
+        floor.as_secs_f64(),
+        n as f64 / floor.as_secs_f64()
+    );
 
     // 2. The operator.
     let read = unique("bench-read");
-    apply(&Api::<SocAction>::all(client.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
+    apply(
+        &Api::<SocAction>::all(client.clone()),
+        &action(&read, Risk::Low, "", "pods", &[Verb::List]),
+    )
+    .await?;
     let op = Operator::start_with(&["--concurrency", &conc.to_string()]).await?;
     let pid = op.pid().expect("operator pid");
     let rss_idle = rss_mib(pid).unwrap_or(0.0);
@@ -118,13 +171,22 @@ async fn main() -> Result<()> {
     let watcher = {
         let client = client.clone();
         let label = label.clone();
-        tokio::spawn(async move { wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await })
+        tokio::spawn(async move {
+            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await
+        })
     };
     stream::iter(0..n)
         .map(|i| {
-            let (agents, run, read, ns) = (agents.clone(), run.clone(), read.clone(), agents_ns.clone());
+            let (agents, run, read, ns) =
+                (agents.clone(), run.clone(), read.clone(), agents_ns.clone());
             async move {
-                let mut a = agent(&format!("agent-{i:05}"), &ns, Tier::Supervised, &[&read], &[&ns]);
+                let mut a = agent(
+                    &format!("agent-{i:05}"),
+                    &ns,
+                    Tier::Supervised,
+                    &[&read],
+                    &[&ns],
+                );
                 a.metadata.labels = Some([("bench-run".to_string(), run)].into());
                 agents.create(&PostParams::default(), &a).await
             }
@@ -143,8 +205,13 @@ async fn main() -> Result<()> {
         converged.as_secs_f64(),
         n as f64 / converged.as_secs_f64()
     );
-    println!("ratio (operator / floor): {:.2}  (target <= 1.5)", converged.as_secs_f64() / floor.as_secs_f64());
-    println!("operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)");
+    println!(
+        "ratio (operator / floor): {:.2}  (target <= 1.5)",
+        converged.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)"
+    );
     let m = op.metrics().await?;
     let errors: f64 = m
         .lines()

@@ -16,8 +16,16 @@ use serde::{Deserialize, Serialize};
     doc = "An action an agent may request, its risk, and the RBAC rules it grants when autonomous.",
     printcolumn(name = "Risk", type_ = "string", json_path = ".spec.risk"),
     printcolumn(name = "Reversible", type_ = "boolean", json_path = ".spec.reversible"),
-    printcolumn(name = "Delegable", type_ = "string", json_path = ".status.conditions[?(@.type==\"Delegable\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Delegable",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Delegable\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SocActionSpec {
@@ -39,7 +47,12 @@ pub struct SocActionSpec {
 /// The fail-safe default, used only for an object that cannot be decoded: critical, grants nothing.
 impl Default for SocActionSpec {
     fn default() -> Self {
-        Self { risk: Risk::Critical, reversible: false, description: String::new(), grants: Vec::new() }
+        Self {
+            risk: Risk::Critical,
+            reversible: false,
+            description: String::new(),
+            grants: Vec::new(),
+        }
     }
 }
 

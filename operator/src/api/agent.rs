@@ -4,7 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Duration of at least 10 minutes written as `10m`, `90m`, `1h`, `1h30m` or `900s`.
-pub const TTL_PATTERN: &str = r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9]{2}|[1-9][0-9]{3,})s)$";
+pub const TTL_PATTERN: &str =
+    r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9]{2}|[1-9][0-9]{3,})s)$";
 
 /// One AI agent of the SOC: its autonomy tier, the actions it may take, who approves them, where
 /// it acts, and the credentials the operator issues to it.
@@ -18,11 +19,30 @@ pub const TTL_PATTERN: &str = r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9
     shortname = "sagent",
     category = "socwarden",
     doc = "An AI agent of the Security Operations Center and the autonomy it was granted.",
-    printcolumn(name = "Tier", type_ = "string", json_path = ".spec.tier", description = "Declared autonomy tier"),
-    printcolumn(name = "Effective", type_ = "string", json_path = ".status.effectiveTier", description = "Tier enforced now"),
+    printcolumn(
+        name = "Tier",
+        type_ = "string",
+        json_path = ".spec.tier",
+        description = "Declared autonomy tier"
+    ),
+    printcolumn(
+        name = "Effective",
+        type_ = "string",
+        json_path = ".status.effectiveTier",
+        description = "Tier enforced now"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SocAgentSpec {
@@ -80,7 +100,11 @@ fn one() -> u32 {
 
 impl Default for Approvers {
     fn default() -> Self {
-        Self { users: Vec::new(), groups: Vec::new(), min_approvals: one() }
+        Self {
+            users: Vec::new(),
+            groups: Vec::new(),
+            min_approvals: one(),
+        }
     }
 }
 
@@ -89,7 +113,10 @@ impl Default for Approvers {
 #[serde(rename_all = "camelCase")]
 pub struct Scope {
     /// Namespaces where the agent's action grants apply (a Role and RoleBinding in each).
-    #[schemars(length(min = 1, max = 64), inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
     pub namespaces: Vec<String>,
 }
 
@@ -136,7 +163,10 @@ pub struct CredentialSpec {
 
 impl Default for CredentialSpec {
     fn default() -> Self {
-        Self { ttl: default_ttl(), audiences: Vec::new() }
+        Self {
+            ttl: default_ttl(),
+            audiences: Vec::new(),
+        }
     }
 }
 

@@ -3,6 +3,9 @@
 //! Only data lives here: the decisions over these types are in `policy`, `rbac`, `validate`,
 //! `credentials` and `pause`. Doc comments become `kubectl explain` text.
 
+// `#[kube(printcolumn(name = .., type_ = ..), printcolumn(..))]` repeats keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 mod action;
 mod agent;
 mod policy;
@@ -19,7 +22,20 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Autonomy tiers, from least to most autonomous. The order is meaningful: `observe < assist <
 /// supervised < autonomous`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// The agent's requests are recorded as recommendations only, never executed.
@@ -34,7 +50,12 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub const ALL: [Tier; 4] = [Tier::Observe, Tier::Assist, Tier::Supervised, Tier::Autonomous];
+    pub const ALL: [Tier; 4] = [
+        Tier::Observe,
+        Tier::Assist,
+        Tier::Supervised,
+        Tier::Autonomous,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,7 +74,9 @@ impl std::fmt::Display for Tier {
 }
 
 /// The risk of an action. `critical` actions never run without approval, at any tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,
@@ -81,14 +104,22 @@ impl std::fmt::Display for Risk {
 
 /// A namespaced RBAC rule that an action grants to an agent. Wildcards are not accepted: every
 /// API group, resource and verb is named.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
     /// API groups of the resources; `""` is the core group.
-    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$|^$")))]
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$|^$"))
+    )]
     pub api_groups: Vec<String>,
     /// Resources (plural, lower case), optionally with a subresource (`deployments/scale`).
-    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-z][-a-z0-9.]*(/[a-z]+)?$")))]
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = r"^[a-z][-a-z0-9.]*(/[a-z]+)?$"))
+    )]
     pub resources: Vec<String>,
     /// Verbs allowed on those resources.
     #[schemars(length(min = 1))]
@@ -99,7 +130,9 @@ pub struct Grant {
 }
 
 /// A Kubernetes API verb. Wildcards, `escalate`, `bind` and `impersonate` are deliberately absent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verb {
     Get,
