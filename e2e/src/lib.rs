@@ -4,9 +4,7 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -14,9 +12,7 @@ use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
-use soc_warden::api::{
-    Grant, Risk, Scope, SocAction, SocActionSpec, SocAgent, SocAgentSpec, Tier, Verb,
-};
+use soc_warden::api::{Grant, Risk, Scope, SocAction, SocActionSpec, SocAgent, SocAgentSpec, Tier, Verb};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,17 +22,12 @@ pub const FIELD_MANAGER: &str = "e2e";
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
 /// Where `e2e/cluster up` writes its kubeconfigs.
 pub fn cluster_dir() -> PathBuf {
-    std::env::var_os("SOC_WARDEN_CLUSTER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("e2e/.cluster"))
+    std::env::var_os("SOC_WARDEN_CLUSTER_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("e2e/.cluster"))
 }
 
 /// The admin kubeconfig: `KUBECONFIG` when set (an existing cluster), else the local control plane's.
@@ -49,8 +40,7 @@ pub fn admin_kubeconfig() -> PathBuf {
 
 /// Whether the tests run against a cluster of the user's (identities are then impersonated).
 pub fn external_cluster() -> bool {
-    !cluster_dir().join("admin.kubeconfig").exists()
-        || std::env::var_os("KUBECONFIG").is_some_and(|p| !p.is_empty())
+    !cluster_dir().join("admin.kubeconfig").exists() || std::env::var_os("KUBECONFIG").is_some_and(|p| !p.is_empty())
 }
 
 pub async fn config_of(path: &Path) -> Result<Config> {
@@ -100,10 +90,7 @@ pub async fn with_token(token: &str) -> Result<Client> {
 
 /// A fresh namespace name; `Namespaces` deletes them all when dropped.
 pub fn unique(prefix: &str) -> String {
-    let n: u32 = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
+    let n: u32 = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
         ^ std::process::id())
         % 1_000_000;
     format!("{prefix}-{n:06}")
@@ -117,10 +104,7 @@ where
     Fut: Future<Output = ()>,
 {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async move {
             if let Ok(c) = admin().await {
                 f(c).await
@@ -142,11 +126,7 @@ impl Namespaces {
         let mut names = Vec::new();
         for p in prefixes {
             let name = unique(p);
-            api.create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}}))?,
-            )
-            .await?;
+            api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}}))?).await?;
             names.push(name);
         }
         Ok(Self { names })
@@ -197,30 +177,21 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         let path = entry?.path();
         let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
         let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_for(
-            &format!("CRD {name} established"),
-            Duration::from_secs(30),
-            || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let c = api.get(&name).await?;
-                    let ok = c
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(ok.then_some(()))
-                }
-            },
-        )
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
+        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let c = api.get(&name).await?;
+                let ok = c
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(ok.then_some(()))
+            }
+        })
         .await?;
     }
     Ok(())
@@ -235,29 +206,15 @@ pub async fn apply_yaml(client: &Client, yaml: &str) -> Result<Vec<DynamicObject
             continue;
         }
         let obj: DynamicObject = serde_yaml::from_value(value)?;
-        let types = obj
-            .types
-            .clone()
-            .ok_or_else(|| anyhow!("document without apiVersion/kind"))?;
+        let types = obj.types.clone().ok_or_else(|| anyhow!("document without apiVersion/kind"))?;
         let gvk = GroupVersionKind::try_from(&types)?;
         let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
         let api: Api<DynamicObject> = match (caps.scope, obj.namespace()) {
-            (kube::discovery::Scope::Namespaced, Some(ns)) => {
-                Api::namespaced_with(client.clone(), &ns, &ar)
-            }
-            (kube::discovery::Scope::Namespaced, None) => {
-                Api::default_namespaced_with(client.clone(), &ar)
-            }
+            (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), &ns, &ar),
+            (kube::discovery::Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &ar),
             (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
         };
-        out.push(
-            api.patch(
-                &obj.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await?,
-        );
+        out.push(api.patch(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?);
     }
     Ok(out)
 }
@@ -269,13 +226,7 @@ pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    Ok(api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await?)
+    Ok(api.patch(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
 }
 
 /// A SocAction with one grant.
@@ -297,21 +248,13 @@ pub fn action(name: &str, risk: Risk, group: &str, resource: &str, verbs: &[Verb
 }
 
 /// A SocAgent with the default policy and credentials.
-pub fn agent(
-    name: &str,
-    namespace: &str,
-    tier: Tier,
-    actions: &[&str],
-    scope: &[&str],
-) -> SocAgent {
+pub fn agent(name: &str, namespace: &str, tier: Tier, actions: &[&str], scope: &[&str]) -> SocAgent {
     let mut a = SocAgent::new(
         name,
         SocAgentSpec {
             tier,
             actions: actions.iter().map(|s| s.to_string()).collect(),
-            scope: Scope {
-                namespaces: scope.iter().map(|s| s.to_string()).collect(),
-            },
+            scope: Scope { namespaces: scope.iter().map(|s| s.to_string()).collect() },
             policy_ref: "default".into(),
             ..Default::default()
         },
@@ -322,18 +265,17 @@ pub fn agent(
 
 /// Ensures the `default` AutonomyPolicy exists with default ceilings.
 pub async fn default_policy(client: &Client) -> Result<()> {
-    apply_yaml(client, "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {name: default}\nspec: {}\n").await?;
+    apply_yaml(
+        client,
+        "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {name: default}\nspec: {}\n",
+    )
+    .await?;
     Ok(())
 }
 
 /// The status condition `type_` of an agent, once the operator wrote it.
 pub fn condition(a: &SocAgent, type_: &str) -> Option<soc_warden::api::Condition> {
-    a.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .cloned()
+    a.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
 }
 
 /// Waits until the agent satisfies `pred`, returning it.
@@ -365,16 +307,10 @@ pub fn ready(a: &SocAgent) -> bool {
 /// The token in the agent's Secret, read as admin.
 pub async fn agent_token(client: &Client, ns: &str, agent: &str) -> Result<Option<String>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let Some(s) = api
-        .get_opt(&soc_warden::credentials::secret_name(agent))
-        .await?
-    else {
+    let Some(s) = api.get_opt(&soc_warden::credentials::secret_name(agent)).await? else {
         return Ok(None);
     };
-    let token = s.data.and_then(|d| {
-        d.get("token")
-            .map(|b| String::from_utf8_lossy(&b.0).to_string())
-    });
+    let token = s.data.and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).to_string()));
     Ok(token)
 }
 
@@ -395,13 +331,7 @@ where
 }
 
 /// Asks the API server whether the caller of `client` may do `verb` on `resource` in `namespace`.
-pub async fn can_i(
-    client: &Client,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    namespace: &str,
-) -> Result<bool> {
+pub async fn can_i(client: &Client, verb: &str, group: &str, resource: &str, namespace: &str) -> Result<bool> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -425,18 +355,12 @@ pub fn warden_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WARDEN_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
     target.join("debug/warden")
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The operator as a child process of the test, killed when dropped.
@@ -454,10 +378,7 @@ impl Operator {
     pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
         let bin = warden_bin();
         if !bin.exists() {
-            bail!(
-                "{} not found: run `cargo build --bin warden` first (e2e/test does)",
-                bin.display()
-            );
+            bail!("{} not found: run `cargo build --bin warden` first (e2e/test does)", bin.display());
         }
         let metrics_port = free_port();
         let logs = repo().join("target/e2e-logs");
@@ -465,36 +386,19 @@ impl Operator {
         let log = logs.join(format!("operator-{}.log", unique("run")));
         let out = std::fs::File::create(&log)?;
         let child = Command::new(&bin)
-            .args([
-                "run",
-                "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
-            ])
+            .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra_args)
             .env("KUBECONFIG", admin_kubeconfig())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let op = Self {
-            child: Some(child),
-            metrics_port,
-            log,
-        };
+        let op = Self { child: Some(child), metrics_port, log };
         let url = format!("http://127.0.0.1:{metrics_port}/readyz");
         wait_for("operator ready", Duration::from_secs(60), || {
             let url = url.clone();
-            async move {
-                Ok(http_get(&url)
-                    .await
-                    .ok()
-                    .filter(|(code, _)| *code == 200)
-                    .map(|_| ()))
-            }
+            async move { Ok(http_get(&url).await.ok().filter(|(code, _)| *code == 200).map(|_| ())) }
         })
         .await
         .with_context(|| format!("operator log: {}", op.log.display()))?;
@@ -514,8 +418,7 @@ impl Operator {
     }
 
     pub async fn metrics(&self) -> Result<String> {
-        let (code, body) =
-            http_get(&format!("http://127.0.0.1:{}/metrics", self.metrics_port)).await?;
+        let (code, body) = http_get(&format!("http://127.0.0.1:{}/metrics", self.metrics_port)).await?;
         if code != 200 {
             bail!("/metrics answered {code}");
         }
@@ -532,28 +435,15 @@ impl Drop for Operator {
 /// A minimal HTTP/1.0 GET on loopback (enough for /metrics and /readyz).
 pub async fn http_get(url: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("only http:// URLs"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
+    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("only http:// URLs"))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((code, body))
 }
 
@@ -562,11 +452,7 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (series, value) = l.rsplit_once(' ')?;
         let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-        if n != name
-            || !labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-        {
+        if n != name || !labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
             return None;
         }
         value.parse().ok()
@@ -574,16 +460,10 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// Objects of `ar` labelled as belonging to an agent, in every namespace.
-pub async fn owned_by(
-    client: &Client,
-    ar: &ApiResource,
-    agent_ns: &str,
-    agent: &str,
-) -> Result<Vec<DynamicObject>> {
+pub async fn owned_by(client: &Client, ar: &ApiResource, agent_ns: &str, agent: &str) -> Result<Vec<DynamicObject>> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-    let lp = kube::api::ListParams::default().labels(&format!(
-        "socwarden.io/agent={agent},socwarden.io/agent-namespace={agent_ns}"
-    ));
+    let lp = kube::api::ListParams::default()
+        .labels(&format!("socwarden.io/agent={agent},socwarden.io/agent-namespace={agent_ns}"));
     Ok(api.list(&lp).await?.items)
 }
 
@@ -617,20 +497,14 @@ pub async fn wait_all_agents(
 }
 
 trait AppliedObjects:
-    futures::Stream<
-        Item = Result<kube::runtime::watcher::Event<SocAgent>, kube::runtime::watcher::Error>,
-    > + Sized
+    futures::Stream<Item = Result<kube::runtime::watcher::Event<SocAgent>, kube::runtime::watcher::Error>> + Sized
 {
-    fn default_backoff_applied(
-        self,
-    ) -> impl futures::Stream<Item = Result<SocAgent, kube::runtime::watcher::Error>> {
+    fn default_backoff_applied(self) -> impl futures::Stream<Item = Result<SocAgent, kube::runtime::watcher::Error>> {
         use kube::runtime::WatchStreamExt;
         self.default_backoff().applied_objects()
     }
 }
 impl<S> AppliedObjects for S where
-    S: futures::Stream<
-            Item = Result<kube::runtime::watcher::Event<SocAgent>, kube::runtime::watcher::Error>,
-        >
+    S: futures::Stream<Item = Result<kube::runtime::watcher::Event<SocAgent>, kube::runtime::watcher::Error>>
 {
 }

@@ -26,7 +26,8 @@ async fn setup(prefixes: &[&str]) -> Result<(Client, Namespaces)> {
 }
 
 fn netpol(name: &str) -> NetworkPolicy {
-    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})).unwrap()
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}))
+        .unwrap()
 }
 
 async fn list_pods(c: &Client, ns: &str) -> u16 {
@@ -47,22 +48,9 @@ async fn catalog(admin: &Client) -> Result<(String, String)> {
     let read = unique("read-pods");
     let isolate = unique("isolate");
     let api: Api<SocAction> = Api::all(admin.clone());
-    apply(
-        &api,
-        &action(&read, Risk::Low, "", "pods", &[Verb::Get, Verb::List]),
-    )
-    .await?;
-    apply(
-        &api,
-        &action(
-            &isolate,
-            Risk::Medium,
-            "networking.k8s.io",
-            "networkpolicies",
-            &[Verb::Create, Verb::Delete],
-        ),
-    )
-    .await?;
+    apply(&api, &action(&read, Risk::Low, "", "pods", &[Verb::Get, Verb::List])).await?;
+    apply(&api, &action(&isolate, Risk::Medium, "networking.k8s.io", "networkpolicies", &[Verb::Create, Verb::Delete]))
+        .await?;
     Ok((read, isolate))
 }
 
@@ -78,26 +66,14 @@ async fn token_is_allowed_exactly_its_autonomous_verbs() -> Result<()> {
     let _op = Operator::start().await?;
 
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
-    apply(
-        &agents,
-        &agent(
-            "triage",
-            home,
-            Tier::Supervised,
-            &[&read, &isolate],
-            &[scope],
-        ),
-    )
-    .await?;
+    apply(&agents, &agent("triage", home, Tier::Supervised, &[&read, &isolate], &[scope])).await?;
     let a = wait_agent(&admin, home, "triage", "Ready", T, ready).await?;
     let st = a.status.unwrap();
     assert_eq!(st.autonomous_actions, vec![read.clone()]);
     assert_eq!(st.gated_actions, vec![isolate.clone()]);
     assert_eq!(st.effective_tier, Some(Tier::Supervised));
 
-    let token = agent_token(&admin, home, "triage")
-        .await?
-        .expect("token in the Secret");
+    let token = agent_token(&admin, home, "triage").await?.expect("token in the Secret");
     let bot = with_token(&token).await?;
     // Its autonomous action, in scope: allowed.
     assert_eq!(list_pods(&bot, scope).await, 200);
@@ -105,26 +81,14 @@ async fn token_is_allowed_exactly_its_autonomous_verbs() -> Result<()> {
     assert_eq!(list_pods(&bot, other).await, 403, "other namespace");
     assert_eq!(list_pods(&bot, home).await, 403, "home is not in scope");
     assert_eq!(create_netpol(&bot, scope).await, 403, "gated action");
-    assert_eq!(
-        status_of(Api::<Secret>::namespaced(bot.clone(), scope).list(&ListParams::default())).await,
-        403
-    );
-    assert_eq!(
-        status_of(Api::<Secret>::namespaced(bot.clone(), home).list(&ListParams::default())).await,
-        403
-    );
+    assert_eq!(status_of(Api::<Secret>::namespaced(bot.clone(), scope).list(&ListParams::default())).await, 403);
+    assert_eq!(status_of(Api::<Secret>::namespaced(bot.clone(), home).list(&ListParams::default())).await, 403);
     // Its own SocAgent: readable, not writable.
     let own: Api<SocAgent> = Api::namespaced(bot.clone(), home);
     assert_eq!(status_of(own.get("triage")).await, 200);
     let promote = json!({"spec": {"tier": "autonomous"}});
-    assert_eq!(
-        status_of(own.patch("triage", &PatchParams::default(), &Patch::Merge(&promote))).await,
-        403
-    );
-    assert_eq!(
-        status_of(own.delete("triage", &DeleteParams::default())).await,
-        403
-    );
+    assert_eq!(status_of(own.patch("triage", &PatchParams::default(), &Patch::Merge(&promote))).await, 403);
+    assert_eq!(status_of(own.delete("triage", &DeleteParams::default())).await, 403);
     assert_eq!(status_of(own.list(&ListParams::default())).await, 403);
     // It may file ActionRequests at home only.
     assert!(can_i(&bot, "create", "socwarden.io", "actionrequests", home).await?);
@@ -133,9 +97,7 @@ async fn token_is_allowed_exactly_its_autonomous_verbs() -> Result<()> {
     assert!(!can_i(&bot, "update", "socwarden.io", "socactions", "").await?);
 
     // The credential objects are what the design says.
-    let secret = Api::<Secret>::namespaced(admin.clone(), home)
-        .get(&credentials::secret_name("triage"))
-        .await?;
+    let secret = Api::<Secret>::namespaced(admin.clone(), home).get(&credentials::secret_name("triage")).await?;
     assert_eq!(secret.type_.as_deref(), Some(credentials::SECRET_TYPE));
     assert_eq!(secret.owner_references()[0].name, "triage");
     assert!(secret.annotations().contains_key(credentials::EXPIRES_AT));
@@ -143,15 +105,10 @@ async fn token_is_allowed_exactly_its_autonomous_verbs() -> Result<()> {
         .get(&credentials::service_account_name("triage"))
         .await?;
     assert_eq!(sa.automount_service_account_token, Some(false));
-    let binding = Api::<RoleBinding>::namespaced(admin.clone(), scope)
-        .get(&credentials::rbac_name(home, "triage"))
-        .await?;
+    let binding =
+        Api::<RoleBinding>::namespaced(admin.clone(), scope).get(&credentials::rbac_name(home, "triage")).await?;
     assert!(binding.labels().contains_key(credentials::AGENT_LABEL));
-    let ready = condition(
-        &wait_agent(&admin, home, "triage", "Ready", T, ready).await?,
-        "CredentialsIssued",
-    )
-    .unwrap();
+    let ready = condition(&wait_agent(&admin, home, "triage", "Ready", T, ready).await?, "CredentialsIssued").unwrap();
     assert_eq!(ready.status, "True");
     Ok(())
 }
@@ -172,10 +129,7 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     // Raise: the medium-risk action becomes autonomous, its grant appears.
     a.spec.tier = Tier::Autonomous;
     apply(&agents, &a).await?;
-    wait_code("netpol allowed at autonomous", 200, || {
-        create_netpol(&bot, scope)
-    })
-    .await?;
+    wait_code("netpol allowed at autonomous", 200, || create_netpol(&bot, scope)).await?;
     assert_eq!(list_pods(&bot, scope).await, 200);
 
     // Lower to assist: nothing runs alone, every grant goes.
@@ -193,28 +147,18 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     a.spec.tier = Tier::Supervised;
     a.spec.scope.namespaces = vec![scope.to_string(), more.to_string()];
     apply(&agents, &a).await?;
-    wait_code("pods allowed in the added namespace", 200, || {
-        list_pods(&bot, more)
-    })
-    .await?;
+    wait_code("pods allowed in the added namespace", 200, || list_pods(&bot, more)).await?;
     assert_eq!(list_pods(&bot, scope).await, 200);
 
     // Remove the first namespace: its RoleBinding and Role go, the grant ends.
     a.spec.scope.namespaces = vec![more.to_string()];
     apply(&agents, &a).await?;
-    wait_code("pods refused in the removed namespace", 403, || {
-        list_pods(&bot, scope)
-    })
-    .await?;
+    wait_code("pods refused in the removed namespace", 403, || list_pods(&bot, scope)).await?;
     assert_eq!(list_pods(&bot, more).await, 200);
     let name = credentials::rbac_name(home, "bot");
     wait_for("role removed from old scope", T, || async {
-        let rb = Api::<RoleBinding>::namespaced(admin.clone(), scope)
-            .get_opt(&name)
-            .await?;
-        let r = Api::<Role>::namespaced(admin.clone(), scope)
-            .get_opt(&name)
-            .await?;
+        let rb = Api::<RoleBinding>::namespaced(admin.clone(), scope).get_opt(&name).await?;
+        let r = Api::<Role>::namespaced(admin.clone(), scope).get_opt(&name).await?;
         Ok((rb.is_none() && r.is_none()).then_some(()))
     })
     .await?;
@@ -228,11 +172,7 @@ async fn deleting_an_agent_leaves_nothing_behind() -> Result<()> {
     let (read, _) = catalog(&admin).await?;
     let _op = Operator::start().await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
-    apply(
-        &agents,
-        &agent("gone", home, Tier::Supervised, &[&read], &[s1, s2]),
-    )
-    .await?;
+    apply(&agents, &agent("gone", home, Tier::Supervised, &[&read], &[s1, s2])).await?;
     wait_agent(&admin, home, "gone", "Ready", T, ready).await?;
     let token = agent_token(&admin, home, "gone").await?.unwrap();
 
@@ -246,25 +186,13 @@ async fn deleting_an_agent_leaves_nothing_behind() -> Result<()> {
     for k in &kinds {
         before += owned_by(&admin, k, home, "gone").await?.len();
     }
-    assert_eq!(
-        before,
-        1 + 1 + 3 + 3,
-        "SA, Secret, and a Role+RoleBinding in home, s1, s2"
-    );
+    assert_eq!(before, 1 + 1 + 3 + 3, "SA, Secret, and a Role+RoleBinding in home, s1, s2");
 
     agents.delete("gone", &DeleteParams::default()).await?;
-    wait_for("agent deleted", T, || async {
-        Ok(agents.get_opt("gone").await?.is_none().then_some(()))
-    })
-    .await?;
+    wait_for("agent deleted", T, || async { Ok(agents.get_opt("gone").await?.is_none().then_some(())) }).await?;
     for k in &kinds {
         let left = owned_by(&admin, k, home, "gone").await?;
-        assert!(
-            left.is_empty(),
-            "{} left behind: {:?}",
-            k.kind,
-            left.iter().map(|o| o.name_any()).collect::<Vec<_>>()
-        );
+        assert!(left.is_empty(), "{} left behind: {:?}", k.kind, left.iter().map(|o| o.name_any()).collect::<Vec<_>>());
     }
     let bot = with_token(&token).await?;
     wait_code("old token rejected", 401, || list_pods(&bot, s1)).await?;
@@ -277,49 +205,19 @@ async fn bad_inputs_fail_closed_and_spare_the_neighbour() -> Result<()> {
     let (home, scope) = (ns.get(0), ns.get(1));
     let (read, _) = catalog(&admin).await?;
     let greedy = unique("read-secrets");
-    apply(
-        &Api::<SocAction>::all(admin.clone()),
-        &action(&greedy, Risk::Low, "", "secrets", &[Verb::Get]),
-    )
-    .await?;
+    apply(&Api::<SocAction>::all(admin.clone()), &action(&greedy, Risk::Low, "", "secrets", &[Verb::Get])).await?;
     let _op = Operator::start().await?;
 
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
-    apply(
-        &agents,
-        &agent("good", home, Tier::Supervised, &[&read], &[scope]),
-    )
-    .await?;
-    apply(
-        &agents,
-        &agent(
-            "typo",
-            home,
-            Tier::Supervised,
-            &[&read, "no-such-action"],
-            &[scope],
-        ),
-    )
-    .await?;
-    apply(
-        &agents,
-        &agent(
-            "greedy",
-            home,
-            Tier::Supervised,
-            &[&read, &greedy],
-            &[scope],
-        ),
-    )
-    .await?;
+    apply(&agents, &agent("good", home, Tier::Supervised, &[&read], &[scope])).await?;
+    apply(&agents, &agent("typo", home, Tier::Supervised, &[&read, "no-such-action"], &[scope])).await?;
+    apply(&agents, &agent("greedy", home, Tier::Supervised, &[&read, &greedy], &[scope])).await?;
     let mut nopolicy = agent("nopolicy", home, Tier::Supervised, &[&read], &[scope]);
     nopolicy.spec.policy_ref = "no-such-policy".into();
     apply(&agents, &nopolicy).await?;
     let mut noworkload = agent("noworkload", home, Tier::Supervised, &[&read], &[scope]);
-    noworkload.spec.workload_ref = Some(soc_warden::api::WorkloadRef {
-        kind: soc_warden::api::WorkloadKind::Deployment,
-        name: "missing".into(),
-    });
+    noworkload.spec.workload_ref =
+        Some(soc_warden::api::WorkloadRef { kind: soc_warden::api::WorkloadKind::Deployment, name: "missing".into() });
     apply(&agents, &noworkload).await?;
 
     let cases = [
@@ -336,33 +234,18 @@ async fn bad_inputs_fail_closed_and_spare_the_neighbour() -> Result<()> {
         let c = condition(&a, "InvalidSpec").unwrap();
         assert_eq!(c.reason, reason, "{name}");
         assert!(c.message.contains(says), "{name}: {}", c.message);
-        assert!(
-            c.message.contains("no action grants"),
-            "{name}: {}",
-            c.message
-        );
-        assert_eq!(
-            a.status.as_ref().unwrap().phase,
-            Some(soc_warden::api::Phase::Error)
-        );
+        assert!(c.message.contains("no action grants"), "{name}: {}", c.message);
+        assert_eq!(a.status.as_ref().unwrap().phase, Some(soc_warden::api::Phase::Error));
         assert!(!ready(&a));
         // Fail closed: its token (base rules only) cannot use the valid action either.
         let token = wait_for("token", T, || agent_token(&admin, home, name)).await?;
-        assert_eq!(
-            list_pods(&with_token(&token).await?, scope).await,
-            403,
-            "{name} holds no action grants"
-        );
+        assert_eq!(list_pods(&with_token(&token).await?, scope).await, 403, "{name} holds no action grants");
     }
     // An Event says it too.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), home);
     let evs = events.list(&ListParams::default()).await?;
-    assert!(
-        evs.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("InvalidSpec")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("typo"))
-    );
+    assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("InvalidSpec")
+        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("typo")));
     // The SocAction itself reports what it may not be granted.
     let g = wait_for("SocAction status", T, || async {
         let a = Api::<SocAction>::all(admin.clone()).get(&greedy).await?;
@@ -377,17 +260,10 @@ async fn bad_inputs_fail_closed_and_spare_the_neighbour() -> Result<()> {
     assert_eq!(list_pods(&good, scope).await, 200);
 
     // Fixing the typo restores the grants.
-    apply(
-        &agents,
-        &agent("typo", home, Tier::Supervised, &[&read], &[scope]),
-    )
-    .await?;
+    apply(&agents, &agent("typo", home, Tier::Supervised, &[&read], &[scope])).await?;
     wait_agent(&admin, home, "typo", "Ready", T, ready).await?;
     let typo = with_token(&agent_token(&admin, home, "typo").await?.unwrap()).await?;
-    wait_code("fixed agent gets its grants", 200, || {
-        list_pods(&typo, scope)
-    })
-    .await?;
+    wait_code("fixed agent gets its grants", 200, || list_pods(&typo, scope)).await?;
     Ok(())
 }
 
@@ -398,20 +274,15 @@ async fn a_token_past_80_percent_of_its_life_is_replaced() -> Result<()> {
     let (read, _) = catalog(&admin).await?;
     let _op = Operator::start().await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
-    apply(
-        &agents,
-        &agent("rot", home, Tier::Supervised, &[&read], &[scope]),
-    )
-    .await?;
+    apply(&agents, &agent("rot", home, Tier::Supervised, &[&read], &[scope])).await?;
     wait_agent(&admin, home, "rot", "Ready", T, ready).await?;
     let old = agent_token(&admin, home, "rot").await?.unwrap();
     // Tokens carry their issue time in whole seconds: let the clock pass the first one's second,
     // or the replacement could be byte-for-byte the same token.
-    let first: jiff::Timestamp = Api::<Secret>::namespaced(admin.clone(), home)
-        .get(&credentials::secret_name("rot"))
-        .await?
-        .annotations()[credentials::ISSUED_AT]
-        .parse()?;
+    let first: jiff::Timestamp =
+        Api::<Secret>::namespaced(admin.clone(), home).get(&credentials::secret_name("rot")).await?.annotations()
+            [credentials::ISSUED_AT]
+            .parse()?;
     wait_for("the next second", T, || async {
         Ok((jiff::Timestamp::now().as_second() > first.as_second()).then_some(()))
     })
@@ -426,35 +297,16 @@ async fn a_token_past_80_percent_of_its_life_is_replaced() -> Result<()> {
         credentials::ISSUED_AT: issued.to_string(),
         credentials::EXPIRES_AT: expires.to_string(),
     }}});
-    secrets
-        .patch(
-            &credentials::secret_name("rot"),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    secrets.patch(&credentials::secret_name("rot"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
 
-    let new = wait_for("a new token", T, || async {
-        Ok(agent_token(&admin, home, "rot")
-            .await?
-            .filter(|t| *t != old))
-    })
-    .await?;
+    let new =
+        wait_for("a new token", T, || async { Ok(agent_token(&admin, home, "rot").await?.filter(|t| *t != old)) })
+            .await?;
     let s = secrets.get(&credentials::secret_name("rot")).await?;
     let issued_now: jiff::Timestamp = s.annotations()[credentials::ISSUED_AT].parse()?;
-    assert!(
-        issued_now > issued + jiff::SignedDuration::from_secs(3000),
-        "issued-at moved to now"
-    );
-    assert_eq!(
-        list_pods(&with_token(&new).await?, scope).await,
-        200,
-        "the new token works"
-    );
+    assert!(issued_now > issued + jiff::SignedDuration::from_secs(3000), "issued-at moved to now");
+    assert_eq!(list_pods(&with_token(&new).await?, scope).await, 200, "the new token works");
     let a = agents.get("rot").await?;
-    assert_eq!(
-        a.status.unwrap().credentials.unwrap().issued_at.unwrap(),
-        s.annotations()[credentials::ISSUED_AT]
-    );
+    assert_eq!(a.status.unwrap().credentials.unwrap().issued_at.unwrap(), s.annotations()[credentials::ISSUED_AT]);
     Ok(())
 }

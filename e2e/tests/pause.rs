@@ -32,15 +32,8 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
 }
 
 async fn replicas(admin: &Client, ns: &str, name: &str) -> Result<(Option<i32>, Option<String>)> {
-    let d = Api::<Deployment>::namespaced(admin.clone(), ns)
-        .get(name)
-        .await?;
-    Ok((
-        d.spec.replicas,
-        d.metadata
-            .annotations
-            .and_then(|a| a.get(PAUSED_REPLICAS).cloned()),
-    ))
+    let d = Api::<Deployment>::namespaced(admin.clone(), ns).get(name).await?;
+    Ok((d.spec.replicas, d.metadata.annotations.and_then(|a| a.get(PAUSED_REPLICAS).cloned())))
 }
 
 async fn setup() -> Result<(Client, Namespaces, String)> {
@@ -49,11 +42,7 @@ async fn setup() -> Result<(Client, Namespaces, String)> {
     default_policy(&admin).await?;
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let read = unique("read-pods");
-    apply(
-        &Api::<SocAction>::all(admin.clone()),
-        &action(&read, Risk::Low, "", "pods", &[Verb::List]),
-    )
-    .await?;
+    apply(&Api::<SocAction>::all(admin.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
     Ok((admin, ns, read))
 }
 
@@ -61,41 +50,25 @@ async fn setup() -> Result<(Client, Namespaces, String)> {
 async fn assert_cut(admin: &Client, home: &str, scope: &str, token: &str) -> Result<Duration> {
     let bot = with_token(token).await?;
     let code = list_pods(&bot, scope).await;
-    assert!(
-        code == 403 || code == 401,
-        "the very next request after the pause is refused, got {code}"
-    );
+    assert!(code == 403 || code == 401, "the very next request after the pause is refused, got {code}");
     let start = Instant::now();
-    wait_for(
-        "old token rejected with 401",
-        Duration::from_secs(15),
-        || async { Ok((list_pods(&bot, scope).await == 401).then_some(())) },
-    )
+    wait_for("old token rejected with 401", Duration::from_secs(15), || async {
+        Ok((list_pods(&bot, scope).await == 401).then_some(()))
+    })
     .await?;
-    assert!(
-        agent_token(admin, home, "bot").await?.is_none(),
-        "the token Secret is gone"
-    );
+    assert!(agent_token(admin, home, "bot").await?.is_none(), "the token Secret is gone");
     Ok(start.elapsed())
 }
 
 #[tokio::test]
-async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_a_new_token()
--> Result<()> {
+async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_a_new_token() -> Result<()> {
     let (admin, ns, read) = setup().await?;
     let (home, scope) = (ns.get(0), ns.get(1));
-    apply(
-        &Api::<Deployment>::namespaced(admin.clone(), home),
-        &deployment("bot", 3),
-    )
-    .await?;
+    apply(&Api::<Deployment>::namespaced(admin.clone(), home), &deployment("bot", 3)).await?;
     let _op = Operator::start().await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read], &[scope]);
-    a.spec.workload_ref = Some(WorkloadRef {
-        kind: WorkloadKind::Deployment,
-        name: "bot".into(),
-    });
+    a.spec.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
     let old = agent_token(&admin, home, "bot").await?.unwrap();
@@ -104,54 +77,31 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
 
     a.spec.paused = true;
     apply(&agents, &a).await?;
-    let paused = wait_agent(&admin, home, "bot", "Paused", T, |a| {
-        condition(a, "Paused").is_some_and(|c| c.status == "True")
-    })
-    .await?;
+    let paused =
+        wait_agent(&admin, home, "bot", "Paused", T, |a| condition(a, "Paused").is_some_and(|c| c.status == "True"))
+            .await?;
     let took = assert_cut(&admin, home, scope, &old).await?;
     eprintln!("401 after {took:?} from the first refusal");
     let st = paused.status.unwrap();
     assert_eq!(st.phase, Some(Phase::Paused));
     assert_eq!(st.pause.as_ref().unwrap().reason, "Manual");
-    assert_eq!(
-        condition(&agents.get("bot").await?, "CredentialsIssued")
-            .unwrap()
-            .reason,
-        "Revoked"
-    );
-    assert_eq!(
-        replicas(&admin, home, "bot").await?,
-        (Some(0), Some("3".into()))
-    );
+    assert_eq!(condition(&agents.get("bot").await?, "CredentialsIssued").unwrap().reason, "Revoked");
+    assert_eq!(replicas(&admin, home, "bot").await?, (Some(0), Some("3".into())));
     // Nothing binds the service account any more, in any namespace.
-    let rb = owned_by(
-        &admin,
-        &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()),
-        home,
-        "bot",
-    )
-    .await?;
-    assert!(
-        rb.is_empty(),
-        "RoleBindings left: {:?}",
-        rb.iter().map(|o| o.name_any()).collect::<Vec<_>>()
-    );
+    let rb =
+        owned_by(&admin, &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()), home, "bot")
+            .await?;
+    assert!(rb.is_empty(), "RoleBindings left: {:?}", rb.iter().map(|o| o.name_any()).collect::<Vec<_>>());
 
     // A GitOps sync scaling it back up while paused is undone.
     Api::<Deployment>::namespaced(admin.clone(), home)
-        .patch(
-            "bot",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"replicas": 3}})),
-        )
+        .patch("bot", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 3}})))
         .await?;
     // The operator holds it at zero on its next look (workloads are not watched): force one.
     a.spec.credentials.ttl = "2h".into();
     apply(&agents, &a).await?;
-    wait_for("held at zero", T, || async {
-        Ok((replicas(&admin, home, "bot").await?.0 == Some(0)).then_some(()))
-    })
-    .await?;
+    wait_for("held at zero", T, || async { Ok((replicas(&admin, home, "bot").await?.0 == Some(0)).then_some(())) })
+        .await?;
 
     // Resume: fresh token, old one stays dead, replicas restored.
     a.spec.paused = false;
@@ -160,11 +110,7 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
     let new = agent_token(&admin, home, "bot").await?.unwrap();
     assert_ne!(new, old);
     assert_eq!(list_pods(&with_token(&new).await?, scope).await, 200);
-    assert_eq!(
-        list_pods(&bot, scope).await,
-        401,
-        "the old token stays dead"
-    );
+    assert_eq!(list_pods(&bot, scope).await, 401, "the old token stays dead");
     assert_eq!(replicas(&admin, home, "bot").await?, (Some(3), None));
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), home);
     let reasons: Vec<String> = events
@@ -176,10 +122,7 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
         .filter_map(|e| e.reason)
         .collect();
     for r in ["CredentialsIssued", "Paused", "Resumed"] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "Event {r} missing in {reasons:?}"
-        );
+        assert!(reasons.iter().any(|x| x == r), "Event {r} missing in {reasons:?}");
     }
     Ok(())
 }
@@ -193,9 +136,7 @@ impl Drop for KillSwitch {
     fn drop(&mut self) {
         let name = self.name.clone();
         blocking_cleanup(move |client| async move {
-            let _ = Api::<soc_warden::api::AutonomyPolicy>::all(client)
-                .delete(&name, &DeleteParams::default())
-                .await;
+            let _ = Api::<soc_warden::api::AutonomyPolicy>::all(client).delete(&name, &DeleteParams::default()).await;
         });
     }
 }
@@ -208,11 +149,7 @@ async fn the_kill_switch_pauses_every_agent_and_releasing_it_resumes_them() -> R
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let names = ["a1", "a2", "a3"];
     for n in names {
-        apply(
-            &agents,
-            &agent(n, home, Tier::Supervised, &[&read], &[scope]),
-        )
-        .await?;
+        apply(&agents, &agent(n, home, Tier::Supervised, &[&read], &[scope])).await?;
     }
     let mut tokens = Vec::new();
     for n in names {
@@ -221,9 +158,7 @@ async fn the_kill_switch_pauses_every_agent_and_releasing_it_resumes_them() -> R
     }
 
     // A separate policy, so that releasing it cannot disturb the default one.
-    let ks = KillSwitch {
-        name: unique("emergency"),
-    };
+    let ks = KillSwitch { name: unique("emergency") };
     let policy = format!(
         "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {}}}\nspec: {{killSwitch: true}}\n",
         ks.name
@@ -234,12 +169,7 @@ async fn the_kill_switch_pauses_every_agent_and_releasing_it_resumes_them() -> R
             condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "KillSwitch")
         })
         .await?;
-        assert!(
-            condition(&a, "Paused")
-                .unwrap()
-                .message
-                .contains("kill switch")
-        );
+        assert!(condition(&a, "Paused").unwrap().message.contains("kill switch"));
         let bot = with_token(token).await?;
         wait_for("token dead", Duration::from_secs(15), || async {
             Ok((list_pods(&bot, scope).await == 401).then_some(()))

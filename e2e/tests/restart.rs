@@ -16,9 +16,7 @@ const N: usize = 100;
 
 async fn tokens(admin: &Client, home: &str) -> Result<BTreeMap<String, String>> {
     let lp = ListParams::default().labels(&format!("socwarden.io/agent-namespace={home}"));
-    let secrets = Api::<Secret>::namespaced(admin.clone(), home)
-        .list(&lp)
-        .await?;
+    let secrets = Api::<Secret>::namespaced(admin.clone(), home).list(&lp).await?;
     Ok(secrets
         .items
         .into_iter()
@@ -38,11 +36,7 @@ where
         + std::fmt::Debug,
 {
     let lp = ListParams::default().labels(&format!("socwarden.io/agent-namespace={home}"));
-    Ok(Api::<K>::namespaced(admin.clone(), ns)
-        .list(&lp)
-        .await?
-        .items
-        .len())
+    Ok(Api::<K>::namespaced(admin.clone(), ns).list(&lp).await?.items.len())
 }
 
 #[tokio::test]
@@ -53,31 +47,16 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates() -> Re
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let (home, scope) = (ns.get(0).to_string(), ns.get(1).to_string());
     let read = unique("read-pods");
-    apply(
-        &Api::<SocAction>::all(admin.clone()),
-        &action(&read, Risk::Low, "", "pods", &[Verb::List]),
-    )
-    .await?;
+    apply(&Api::<SocAction>::all(admin.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
 
     let run = unique("restart");
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
     stream::iter(0..N)
         .map(|i| {
-            let (agents, read, home, scope, run) = (
-                agents.clone(),
-                read.clone(),
-                home.clone(),
-                scope.clone(),
-                run.clone(),
-            );
+            let (agents, read, home, scope, run) =
+                (agents.clone(), read.clone(), home.clone(), scope.clone(), run.clone());
             async move {
-                let mut a = agent(
-                    &format!("agent-{i:03}"),
-                    &home,
-                    Tier::Supervised,
-                    &[&read],
-                    &[&scope],
-                );
+                let mut a = agent(&format!("agent-{i:03}"), &home, Tier::Supervised, &[&read], &[&scope]);
                 a.metadata.labels = Some([("e2e-run".to_string(), run)].into());
                 apply(&agents, &a).await
             }
@@ -100,11 +79,7 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates() -> Re
         .filter(ready)
         .map(|a| a.name_any())
         .collect();
-    eprintln!(
-        "killed with {} of {N} ready, {} tokens issued",
-        ready_before.len(),
-        before.len()
-    );
+    eprintln!("killed with {} of {N} ready, {} tokens issued", ready_before.len(), before.len());
     assert!(ready_before.len() < N, "the crash should come mid-way");
 
     let second = Operator::start().await?;
@@ -116,44 +91,26 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates() -> Re
     assert_eq!(count::<Secret>(&admin, &home, &home).await?, N);
     for ns in [&home, &scope] {
         assert_eq!(count::<Role>(&admin, ns, &home).await?, N, "Roles in {ns}");
-        assert_eq!(
-            count::<RoleBinding>(&admin, ns, &home).await?,
-            N,
-            "RoleBindings in {ns}"
-        );
+        assert_eq!(count::<RoleBinding>(&admin, ns, &home).await?, N, "RoleBindings in {ns}");
     }
     // An agent that was ready before the crash kept its token: none was issued twice.
     let after = tokens(&admin, &home).await?;
     assert_eq!(after.len(), N);
     for name in &ready_before {
-        assert_eq!(
-            before.get(name),
-            after.get(name),
-            "{name} got a second token after the restart"
-        );
+        assert_eq!(before.get(name), after.get(name), "{name} got a second token after the restart");
     }
     // Every token works, in scope only.
     for (name, token) in after.iter().step_by(10) {
         let bot = with_token(token).await?;
         assert_eq!(
-            status_of(Api::<Pod>::namespaced(bot.clone(), &scope).list(&ListParams::default()))
-                .await,
+            status_of(Api::<Pod>::namespaced(bot.clone(), &scope).list(&ListParams::default())).await,
             200,
             "{name}"
         );
-        assert_eq!(
-            status_of(Api::<Pod>::namespaced(bot, &home).list(&ListParams::default())).await,
-            403,
-            "{name}"
-        );
+        assert_eq!(status_of(Api::<Pod>::namespaced(bot, &home).list(&ListParams::default())).await, 403, "{name}");
     }
     let m = second.metrics().await?;
-    let issued = metric(
-        &m,
-        "socwarden_tokens_issued_total",
-        &[("reason", "no token issued yet")],
-    )
-    .unwrap_or(0.0);
+    let issued = metric(&m, "socwarden_tokens_issued_total", &[("reason", "no token issued yet")]).unwrap_or(0.0);
     assert!(
         issued as usize <= N - ready_before.len(),
         "second run issued {issued} tokens for {} agents without one",

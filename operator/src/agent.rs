@@ -40,14 +40,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the TokenRequest for {0} returned no token or no expiry")]
     TokenResponse(String),
-    #[error(
-        "{kind} {namespace}/{name} exists but is not managed by SOC Warden; delete or rename it"
-    )]
-    NotOurs {
-        kind: &'static str,
-        namespace: String,
-        name: String,
-    },
+    #[error("{kind} {namespace}/{name} exists but is not managed by SOC Warden; delete or rename it")]
+    NotOurs { kind: &'static str, namespace: String, name: String },
     #[error("object has no namespace or name")]
     Unnamed,
 }
@@ -91,11 +85,7 @@ pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action
     if !ctx.stores.ready() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let _timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&["socagent"])
-        .start_timer();
+    let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socagent"]).start_timer();
     let ns = agent.namespace().ok_or(Error::Unnamed)?;
     let api: Api<SocAgent> = Api::namespaced(ctx.client.clone(), &ns);
     let has_finalizer = agent.finalizers().iter().any(|f| f == FINALIZER);
@@ -106,24 +96,20 @@ pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action
         }
         return Ok(Action::await_change());
     }
-    if !has_finalizer {
-        set_finalizer(&api, &agent, true).await?;
-    }
     apply(&agent, &ctx, &api).await
 }
 
+/// Objects in the agent's own namespace are owned by it and garbage-collected with it; a
+/// finalizer is needed only once the agent reaches into other namespaces.
+fn needs_finalizer(agent: &SocAgent, ctx: &Context, n: &Names) -> bool {
+    agent.spec.scope.namespaces.iter().any(|ns| *ns != n.ns) || managed_namespaces(ctx, n).iter().any(|ns| *ns != n.ns)
+}
+
 pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&["socagent", err.category()])
-        .inc();
+    ctx.metrics.reconcile_errors.with_label_values(&["socagent", err.category()]).inc();
     warn!(agent = %agent.name_any(), namespace = ?agent.namespace(), error = %err, "reconcile failed");
     // Conflicts resolve themselves as soon as the cache catches up.
-    let wait = if err.category() == "conflict" {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(5)
-    };
+    let wait = if err.category() == "conflict" { Duration::from_millis(200) } else { Duration::from_secs(5) };
     Action::requeue(wait)
 }
 
@@ -133,12 +119,7 @@ async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> 
     let name = agent.name_any();
     let mut current = agent.clone();
     for attempt in 0..2 {
-        let mut list: Vec<String> = current
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
+        let mut list: Vec<String> = current.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
         if present {
             list.push(FINALIZER.to_string());
         }
@@ -146,10 +127,7 @@ async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> 
             return Ok(());
         }
         let patch = json!({"metadata": {"finalizers": list, "resourceVersion": current.resource_version()}});
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) && !present => return Ok(()),
             Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
@@ -207,8 +185,7 @@ fn meta(agent: &SocAgent, n: &Names, name: &str, namespace: &str) -> ObjectMeta 
 }
 
 fn ours<K: Resource>(obj: &K, n: &Names) -> bool {
-    credentials::owner_from_labels(obj.meta().labels.as_ref())
-        == Some((n.ns.clone(), n.name.clone()))
+    credentials::owner_from_labels(obj.meta().labels.as_ref()) == Some((n.ns.clone(), n.name.clone()))
 }
 
 async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<Action> {
@@ -224,11 +201,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
             .filter(|a| malformed(a.as_ref()).is_none())
             .map(|a| a.spec.clone())
     });
-    let policy = ctx
-        .stores
-        .policies
-        .get(&ObjectRef::new(&spec.policy_ref))
-        .filter(|p| malformed(p.as_ref()).is_none());
+    let policy = ctx.stores.policies.get(&ObjectRef::new(&spec.policy_ref)).filter(|p| malformed(p.as_ref()).is_none());
     let kill_switch = ctx.stores.kill_switch();
     let observed_workload = match &spec.workload_ref {
         Some(w) => Some(workload::fetch(ctx.client.clone(), &n.ns, w).await?),
@@ -248,17 +221,40 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     };
     let plan = plan::plan(&inputs, kill_switch.as_deref());
 
-    // Apply.
+    // Apply. Independent writes go out together: a reconcile costs the round trips of its
+    // longest chain (token Secret → TokenRequest → Secret update), not the sum of its writes.
+    let finalizer = async {
+        if !agent.finalizers().iter().any(|f| f == FINALIZER) && needs_finalizer(agent, ctx, &n) {
+            set_finalizer(api, agent, true).await?;
+        }
+        Ok(())
+    };
     let mut rotated = None;
     let applied = match (&plan.pause, &plan.roles) {
         (Some(_), _) => {
-            contain(agent, ctx, &n, &plan).await?;
+            tokio::try_join!(finalizer, contain(agent, ctx, &n, &plan))?;
             Applied::default()
         }
         (None, Some(roles)) => {
-            grant(agent, ctx, &n, roles).await?;
-            let (token, why) = ensure_token(agent, ctx, &n, plan.token.as_ref(), now).await?;
-            rotated = why;
+            let token = async {
+                match &plan.token {
+                    // The token needs the ServiceAccount (granted alongside) and its Secret.
+                    Some(want) => {
+                        let secret = token_secret(agent, ctx, &n).await?;
+                        Ok(Some((secret, want)))
+                    }
+                    None => revoke_secret(ctx, &n).await.map(|_| None),
+                }
+            };
+            let ((), (), secret) = tokio::try_join!(finalizer, grant(agent, ctx, &n, roles), token)?;
+            let token = match secret {
+                Some((secret, want)) => {
+                    let (token, why) = ensure_token(ctx, &n, &secret, want, now).await?;
+                    rotated = why;
+                    token
+                }
+                None => None,
+            };
             Applied { token }
         }
         (None, None) => Applied::default(),
@@ -267,51 +263,24 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
     }
     match &applied.token {
-        Some(t) => ctx
-            .metrics
-            .credential_expiry
-            .with_label_values(&[&n.ns, &n.name])
-            .set(t.expires_at.as_second()),
+        Some(t) => ctx.metrics.credential_expiry.with_label_values(&[&n.ns, &n.name]).set(t.expires_at.as_second()),
         None => {
-            let _ = ctx
-                .metrics
-                .credential_expiry
-                .remove_label_values(&[&n.ns, &n.name]);
+            let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
         }
     }
 
     // Report.
     let previous = agent.status.as_ref();
-    let status = plan::status(
-        &n.name,
-        agent.meta().generation,
-        &plan,
-        &applied,
-        previous,
-        now,
-    );
-    publish_transitions(agent, ctx, previous, &status, &plan, rotated).await;
-    if previous != Some(&status) {
-        let patch =
-            json!({"apiVersion": SocAgent::api_version(&()), "kind": "SocAgent", "status": status});
-        api.patch_status(
-            &n.name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
+    let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
+    publish_transitions(agent, ctx, previous, &status, &plan, rotated);
+    write_status(agent, ctx, api, &status).await?;
 
     let mut next = RESYNC;
     if let Some(t) = &applied.token {
         let due = t.rotate_at().as_second() - now.as_second();
         next = next.min(Duration::from_secs(due.max(1) as u64));
     }
-    if plan
-        .problems
-        .iter()
-        .any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND)
-    {
+    if plan.problems.iter().any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND) {
         // Workloads are not watched (that would cache every Deployment of the cluster).
         next = next.min(Duration::from_secs(15));
     }
@@ -320,35 +289,26 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
 
 /// Service account, then per namespace a Role and its RoleBinding, then removal of what is no
 /// longer wanted. Roles go before their bindings so a binding never points at a missing Role.
-async fn grant(
-    agent: &SocAgent,
-    ctx: &Context,
-    n: &Names,
-    roles: &BTreeMap<String, Vec<Rule>>,
-) -> Result<()> {
-    let pp = PatchParams::apply(MANAGER).force();
-    let sa_ref = ObjectRef::<ServiceAccount>::new(&n.sa).within(&n.ns);
-    let sa_ok = ctx.stores.service_accounts.get(&sa_ref).is_some_and(|sa| {
-        ours(sa.as_ref(), n)
-            && sa.automount_service_account_token == Some(false)
-            && sa.owner_references().len() == 1
-    });
-    if !sa_ok {
+async fn grant(agent: &SocAgent, ctx: &Context, n: &Names, roles: &BTreeMap<String, Vec<Rule>>) -> Result<()> {
+    let service_account = async {
+        let cached = ctx.stores.service_accounts.get(&ObjectRef::new(&n.sa).within(&n.ns));
+        let ok = cached.as_ref().is_some_and(|sa| {
+            ours(sa.as_ref(), n)
+                && sa.automount_service_account_token == Some(false)
+                && sa.owner_references().len() == 1
+        });
+        if ok {
+            return Ok(());
+        }
         let sa = ServiceAccount {
             metadata: meta(agent, n, &n.sa, &n.ns),
             automount_service_account_token: Some(false),
             ..Default::default()
         };
-        Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns)
-            .patch(&n.sa, &pp, &Patch::Apply(&sa))
-            .await?;
-    }
-
-    let writes: Vec<_> = roles
-        .iter()
-        .map(|(ns, rules)| ensure_namespace(agent, ctx, n, ns, rules))
-        .collect();
-    all(writes).await?;
+        create_or_apply(&Api::namespaced(ctx.client.clone(), &n.ns), &n.sa, &sa, cached.is_some()).await
+    };
+    let writes: Vec<_> = roles.iter().map(|(ns, rules)| ensure_namespace(agent, ctx, n, ns, rules)).collect();
+    tokio::try_join!(service_account, all(writes))?;
 
     // Namespaces that left the scope lose the binding first, so the grant ends at once.
     let wanted: BTreeSet<&str> = roles.keys().map(String::as_str).collect();
@@ -362,38 +322,41 @@ async fn grant(
 
 /// Runs the futures, at most `FAN_OUT` at a time, stopping at the first error.
 async fn all<F: Future<Output = Result<()>>>(futures: Vec<F>) -> Result<()> {
-    stream::iter(futures)
-        .buffer_unordered(FAN_OUT)
-        .try_collect::<Vec<()>>()
-        .await
-        .map(|_| ())
+    stream::iter(futures).buffer_unordered(FAN_OUT).try_collect::<Vec<()>>().await.map(|_| ())
 }
 
 async fn remove_rbac(ctx: &Context, n: &Names, ns: String) -> Result<()> {
-    delete_gone(
-        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
-        &n.rbac,
-    )
-    .await?;
+    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await?;
     delete_gone(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
 }
 
 async fn remove_binding(ctx: &Context, n: &Names, ns: String) -> Result<()> {
-    delete_gone(
-        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
-        &n.rbac,
-    )
-    .await
+    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+}
+
+/// Writes `obj`: a create when the cache has no such object (the cheapest write for the API
+/// server), a server-side apply when it differs; a create that finds the object (the cache was
+/// behind) falls back to the apply.
+async fn create_or_apply<K>(api: &Api<K>, name: &str, obj: &K, cached: bool) -> Result<()>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if !cached {
+        match api.create(&PostParams::default(), obj).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?;
+    Ok(())
 }
 
 /// Every namespace where the caches show a Role or RoleBinding of this agent.
 fn managed_namespaces(ctx: &Context, n: &Names) -> BTreeSet<String> {
     let rbs = ctx.stores.role_bindings.state_filter(|o| ours(o, n));
     let roles = ctx.stores.roles.state_filter(|o| ours(o, n));
-    rbs.iter()
-        .filter_map(|o| o.namespace())
-        .chain(roles.iter().filter_map(|o| o.namespace()))
-        .collect()
+    rbs.iter().filter_map(|o| o.namespace()).chain(roles.iter().filter_map(|o| o.namespace())).collect()
 }
 
 fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
@@ -413,36 +376,30 @@ fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
     }
 }
 
-async fn ensure_namespace(
-    agent: &SocAgent,
-    ctx: &Context,
-    n: &Names,
-    ns: &str,
-    rules: &[Rule],
-) -> Result<()> {
+async fn ensure_namespace(agent: &SocAgent, ctx: &Context, n: &Names, ns: &str, rules: &[Rule]) -> Result<()> {
     let pp = PatchParams::apply(MANAGER).force();
     let key_role = ObjectRef::<Role>::new(&n.rbac).within(ns);
-    let role_ok = ctx.stores.roles.get(&key_role).is_some_and(|r| {
-        ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules)
-    });
+    let role_ok = ctx
+        .stores
+        .roles
+        .get(&key_role)
+        .is_some_and(|r| ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules));
     if !role_ok {
         let role = Role {
             metadata: meta(agent, n, &n.rbac, ns),
             rules: Some(rules.iter().map(Rule::to_policy_rule).collect()),
         };
-        Api::<Role>::namespaced(ctx.client.clone(), ns)
-            .patch(&n.rbac, &pp, &Patch::Apply(&role))
-            .await?;
+        Api::<Role>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&role)).await?;
     }
     let want = binding(agent, n, ns);
     let key_rb = ObjectRef::<RoleBinding>::new(&n.rbac).within(ns);
-    let rb_ok = ctx.stores.role_bindings.get(&key_rb).is_some_and(|rb| {
-        ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects
-    });
+    let rb_ok = ctx
+        .stores
+        .role_bindings
+        .get(&key_rb)
+        .is_some_and(|rb| ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects);
     if !rb_ok {
-        Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
-            .patch(&n.rbac, &pp, &Patch::Apply(&want))
-            .await?;
+        Api::<RoleBinding>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&want)).await?;
     }
     Ok(())
 }
@@ -468,11 +425,7 @@ async fn token_secret(agent: &SocAgent, ctx: &Context, n: &Names) -> Result<Arc<
         }
     };
     if !ours(secret.as_ref(), n) {
-        return Err(Error::NotOurs {
-            kind: "Secret",
-            namespace: n.ns.clone(),
-            name: n.secret.clone(),
-        });
+        return Err(Error::NotOurs { kind: "Secret", namespace: n.ns.clone(), name: n.secret.clone() });
     }
     Ok(secret)
 }
@@ -488,46 +441,29 @@ fn held_token(ctx: &Context, secret: &Secret) -> Option<IssuedToken> {
     }
 }
 
-/// Makes the Secret hold a valid token of the wanted lifetime and audiences; deletes it when no
-/// token is wanted. Returns the token held and, when one was issued, why.
+/// Makes the Secret hold a valid token of the wanted lifetime and audiences. Returns the token
+/// held and, when one was issued, why.
 async fn ensure_token(
-    agent: &SocAgent,
-    ctx: &Context,
-    n: &Names,
-    want: Option<&TokenPlan>,
-    now: Timestamp,
-) -> Result<(Option<IssuedToken>, Option<&'static str>)> {
-    let Some(want) = want else {
-        revoke_secret(ctx, n).await?;
-        return Ok((None, None));
-    };
-    let secret = token_secret(agent, ctx, n).await?;
-    let held = held_token(ctx, &secret);
-    let why = match credentials::token_decision(held.as_ref(), &want.spec, now) {
-        TokenDecision::Keep { .. } => return Ok((held, None)),
-        TokenDecision::Issue(why) => why,
-    };
-    let token = issue(agent, ctx, n, &secret, want, now)
-        .await
-        .inspect_err(|e| {
-            ctx.metrics
-                .token_failures
-                .with_label_values(&[e.category()])
-                .inc();
-        })?;
-    ctx.metrics.tokens_issued.with_label_values(&[why]).inc();
-    info!(reason = why, expires_at = %token.expires_at, "issued token");
-    Ok((Some(token), Some(why)))
-}
-
-async fn issue(
-    agent: &SocAgent,
     ctx: &Context,
     n: &Names,
     secret: &Secret,
     want: &TokenPlan,
     now: Timestamp,
-) -> Result<IssuedToken> {
+) -> Result<(Option<IssuedToken>, Option<&'static str>)> {
+    let held = held_token(ctx, secret);
+    let why = match credentials::token_decision(held.as_ref(), &want.spec, now) {
+        TokenDecision::Keep { .. } => return Ok((held, None)),
+        TokenDecision::Issue(why) => why,
+    };
+    let token = issue(ctx, n, secret, want, now).await.inspect_err(|e| {
+        ctx.metrics.token_failures.with_label_values(&[e.category()]).inc();
+    })?;
+    ctx.metrics.tokens_issued.with_label_values(&[why]).inc();
+    info!(reason = why, expires_at = %token.expires_at, "issued token");
+    Ok((Some(token), Some(why)))
+}
+
+async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now: Timestamp) -> Result<IssuedToken> {
     let uid = secret.metadata.uid.clone().unwrap_or_default();
     let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns);
     let request = |audiences: Vec<String>| TokenRequest {
@@ -551,54 +487,29 @@ async fn issue(
         let api_auds = ctx
             .api_audiences
             .get_or_try_init(|| async {
-                let t = sa_api
-                    .create_token_request(&n.sa, &PostParams::default(), &request(Vec::new()))
-                    .await?;
+                let t = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(Vec::new())).await?;
                 let token = t.status.and_then(|s| s.token).unwrap_or_default();
                 Ok::<_, Error>(credentials::jwt_audiences(&token).unwrap_or_default())
             })
             .await?;
         credentials::request_audiences(api_auds, &want.audiences)
     };
-    let resp = sa_api
-        .create_token_request(&n.sa, &PostParams::default(), &request(audiences))
-        .await?;
-    let status = resp
-        .status
-        .ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
+    let resp = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(audiences)).await?;
+    let status = resp.status.ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
     let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
         return Err(Error::TokenResponse(n.sa.clone()));
     };
-    let issued = IssuedToken {
-        issued_at: now,
-        expires_at: expires.0,
-        spec: want.spec.clone(),
-    };
-    let mut metadata = meta(agent, n, &n.secret, &n.ns);
-    metadata.annotations = Some(issued.annotations());
-    let full = Secret {
-        metadata,
-        type_: Some(credentials::SECRET_TYPE.into()),
-        data: Some(BTreeMap::from([(
-            credentials::TOKEN_KEY.to_string(),
-            ByteString(token.into_bytes()),
-        )])),
-        ..Default::default()
-    };
+    let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
+    // A merge patch of just the token and its annotations: the Secret already carries our labels
+    // and owner, and a merge patch is far cheaper for the API server than a server-side apply.
+    let data = BTreeMap::from([(credentials::TOKEN_KEY.to_string(), ByteString(token.into_bytes()))]);
+    let patch = json!({"metadata": {"annotations": issued.annotations()}, "data": data});
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
-    api.patch(
-        &n.secret,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&full),
-    )
-    .await?;
-    ctx.issued.lock().expect("memo lock").insert(
-        uid,
-        IssuedMemo {
-            based_on: secret.metadata.resource_version.clone(),
-            token: issued.clone(),
-        },
-    );
+    api.patch(&n.secret, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.issued
+        .lock()
+        .expect("memo lock")
+        .insert(uid, IssuedMemo { based_on: secret.metadata.resource_version.clone(), token: issued.clone() });
     Ok(issued)
 }
 
@@ -609,11 +520,7 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
             ctx.issued.lock().expect("memo lock").remove(uid);
         }
     }
-    delete_gone(
-        &Api::<Secret>::namespaced(ctx.client.clone(), &n.ns),
-        &n.secret,
-    )
-    .await
+    delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await
 }
 
 /// Containment: every RoleBinding first (authorization is checked on every request, so the
@@ -625,16 +532,11 @@ async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan) -> Res
     namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
     namespaces.insert(n.ns.clone());
     // All at once: containment latency is the slowest single delete, not their sum.
-    let deletes: Vec<_> = namespaces
-        .into_iter()
-        .map(|ns| remove_binding(ctx, n, ns))
-        .collect();
+    let deletes: Vec<_> = namespaces.into_iter().map(|ns| remove_binding(ctx, n, ns)).collect();
     futures::future::try_join_all(deletes).await?;
     revoke_secret(ctx, n).await?;
     if !was_paused {
-        ctx.metrics
-            .containment_seconds
-            .observe(started.elapsed().as_secs_f64());
+        ctx.metrics.containment_seconds.observe(started.elapsed().as_secs_f64());
         if let Some(r) = plan.pause {
             ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
         }
@@ -648,27 +550,41 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     let mut namespaces = managed_namespaces(ctx, &n);
     namespaces.extend(agent.spec.scope.namespaces.iter().cloned());
     namespaces.insert(n.ns.clone());
-    all(namespaces
-        .into_iter()
-        .map(|ns| remove_rbac(ctx, &n, ns))
-        .collect())
-    .await?;
+    all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
     revoke_secret(ctx, &n).await?;
-    delete_gone(
-        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns),
-        &n.sa,
-    )
-    .await?;
-    let _ = ctx
-        .metrics
-        .credential_expiry
-        .remove_label_values(&[&n.ns, &n.name]);
+    delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
+    let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+    ctx.status_written.lock().expect("memo lock").remove(&agent.uid().unwrap_or_default());
     info!("removed every object of the agent");
     Ok(())
 }
 
-/// One Event per transition, never per reconcile. Publishing failures are logged, not fatal.
-async fn publish_transitions(
+/// Writes the status with a JSON merge patch (much cheaper for the API server than an apply on a
+/// custom resource). Skipped when the cache shows it already, or when we wrote exactly this status
+/// on top of the very version the cache still shows (the cache is behind our own write).
+async fn write_status(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>, status: &SocAgentStatus) -> Result<()> {
+    if agent.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let uid = agent.uid().unwrap_or_default();
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(status).unwrap_or_default().hash(&mut h);
+        h.finish()
+    };
+    let seen = agent.resource_version();
+    if ctx.status_written.lock().expect("memo lock").get(&uid) == Some(&(seen.clone(), digest)) {
+        return Ok(());
+    }
+    api.patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
+    ctx.status_written.lock().expect("memo lock").insert(uid, (seen, digest));
+    Ok(())
+}
+
+/// One Event per transition, never per reconcile. Events are published off the reconcile's path;
+/// a failure to publish is logged, not fatal.
+fn publish_transitions(
     agent: &SocAgent,
     ctx: &Context,
     before: Option<&SocAgentStatus>,
@@ -678,11 +594,9 @@ async fn publish_transitions(
 ) {
     let mut events = Vec::new();
     let was = before.and_then(|s| s.phase);
-    let invalid_before = before
-        .and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC))
-        .map(|c| &c.message);
-    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC)
-        .filter(|c| c.status == "True");
+    let invalid_before =
+        before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
+    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True");
     if let Some(c) = invalid_after {
         if invalid_before != Some(&c.message) || was != Some(Phase::Error) {
             events.push((EventType::Warning, "InvalidSpec", c.message.clone()));
@@ -692,27 +606,16 @@ async fn publish_transitions(
         (Some(Phase::Paused), Some(Phase::Paused)) => {}
         (_, Some(Phase::Paused)) => {
             let c = conditions::find(&after.conditions, conditions::PAUSED);
-            events.push((
-                EventType::Warning,
-                "Paused",
-                c.map(|c| c.message.clone()).unwrap_or_default(),
-            ));
+            events.push((EventType::Warning, "Paused", c.map(|c| c.message.clone()).unwrap_or_default()));
         }
-        (Some(Phase::Paused), _) => events.push((
-            EventType::Normal,
-            "Resumed",
-            "fresh credentials issued".into(),
-        )),
+        (Some(Phase::Paused), _) => events.push((EventType::Normal, "Resumed", "fresh credentials issued".into())),
         _ => {}
     }
     match rotated {
         Some("no token issued yet") => events.push((
             EventType::Normal,
             "CredentialsIssued",
-            format!(
-                "token in Secret {}",
-                credentials::secret_name(&agent.name_any())
-            ),
+            format!("token in Secret {}", credentials::secret_name(&agent.name_any())),
         )),
         Some(why) => events.push((EventType::Normal, "TokenRotated", why.to_string())),
         None => {}
@@ -722,23 +625,20 @@ async fn publish_transitions(
         events.push((
             EventType::Normal,
             "GrantsChanged",
-            format!(
-                "actions that run without approval: [{}]",
-                after.autonomous_actions.join(", ")
-            ),
+            format!("actions that run without approval: [{}]", after.autonomous_actions.join(", ")),
         ));
     }
-    let reference = agent.object_ref(&());
-    for (type_, reason, note) in events {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
-            warn!(error = %e, reason, "could not publish event");
-        }
+    if events.is_empty() {
+        return;
     }
+    let reference = agent.object_ref(&());
+    let recorder = ctx.recorder.clone();
+    tokio::spawn(async move {
+        for (type_, reason, note) in events {
+            let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                warn!(error = %e, reason, "could not publish event");
+            }
+        }
+    });
 }

@@ -35,28 +35,17 @@ fn condition(
 
 pub fn action_status(action: &SocAction, delegable: &[Rule], now: Timestamp) -> SocActionStatus {
     let generation = action.meta().generation;
-    let mut conds = action
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let mut conds = action.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let undelegable: Vec<String> = match malformed(action) {
         Some(_) => Vec::new(),
-        None => action
-            .spec
-            .grants
-            .iter()
-            .flat_map(|g| rbac::undelegable(delegable, g))
-            .collect(),
+        None => action.spec.grants.iter().flat_map(|g| rbac::undelegable(delegable, g)).collect(),
     };
     let c = match malformed(action) {
         Some(why) => condition(
             conditions::DELEGABLE,
             false,
             reason::MALFORMED,
-            format!(
-                "the stored spec could not be read ({why}); agents listing this action fail closed"
-            ),
+            format!("the stored spec could not be read ({why}); agents listing this action fail closed"),
             generation,
             now,
         ),
@@ -81,39 +70,24 @@ pub fn action_status(action: &SocAction, delegable: &[Rule], now: Timestamp) -> 
         ),
     };
     conditions::set(&mut conds, c);
-    SocActionStatus {
-        conditions: conds,
-        undelegable,
-        observed_generation: generation,
-    }
+    SocActionStatus { conditions: conds, undelegable, observed_generation: generation }
 }
 
 pub fn policy_status(p: &AutonomyPolicy, now: Timestamp) -> AutonomyPolicyStatus {
     let generation = p.meta().generation;
-    let mut conds = p
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let mut conds = p.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let c = match (malformed(p), policy::validate(&p.spec)) {
         (Some(why), _) => condition(
             conditions::VALID,
             false,
             reason::MALFORMED,
-            format!(
-                "the stored spec could not be read ({why}); agents using this policy fail closed"
-            ),
+            format!("the stored spec could not be read ({why}); agents using this policy fail closed"),
             generation,
             now,
         ),
-        (None, Ok(())) => condition(
-            conditions::VALID,
-            true,
-            reason::VALID,
-            "the policy can be used".into(),
-            generation,
-            now,
-        ),
+        (None, Ok(())) => {
+            condition(conditions::VALID, true, reason::VALID, "the policy can be used".into(), generation, now)
+        }
         (None, Err(e)) => condition(
             conditions::VALID,
             false,
@@ -124,64 +98,34 @@ pub fn policy_status(p: &AutonomyPolicy, now: Timestamp) -> AutonomyPolicyStatus
         ),
     };
     conditions::set(&mut conds, c);
-    AutonomyPolicyStatus {
-        conditions: conds,
-        observed_generation: generation,
-    }
+    AutonomyPolicyStatus { conditions: conds, observed_generation: generation }
 }
 
 pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&["socaction"])
-        .start_timer();
+    let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socaction"]).start_timer();
     let status = action_status(&action, &ctx.delegable, Timestamp::now());
     if action.status.as_ref() != Some(&status) {
         let api: Api<SocAction> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": SocAction::api_version(&()), "kind": "SocAction", "status": status});
-        api.patch_status(
-            &action.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        api.patch_status(&action.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
     Ok(Action::await_change())
 }
 
 pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&["autonomypolicy"])
-        .start_timer();
-    ctx.metrics
-        .kill_switch
-        .set(i64::from(ctx.stores.kill_switch().is_some()));
+    let _timer = ctx.metrics.reconcile_duration.with_label_values(&["autonomypolicy"]).start_timer();
+    ctx.metrics.kill_switch.set(i64::from(ctx.stores.kill_switch().is_some()));
     let status = policy_status(&p, Timestamp::now());
     if p.status.as_ref() != Some(&status) {
         let api: Api<AutonomyPolicy> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": AutonomyPolicy::api_version(&()), "kind": "AutonomyPolicy", "status": status});
-        api.patch_status(
-            &p.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        api.patch_status(&p.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
     Ok(Action::await_change())
 }
 
-pub fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: Arc<K>,
-    err: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[&K::kind(&()).to_lowercase(), err.category()])
-        .inc();
+pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.with_label_values(&[&K::kind(&()).to_lowercase(), err.category()]).inc();
     tracing::warn!(name = %obj.meta().name.clone().unwrap_or_default(), error = %err, "status update failed");
     Action::requeue(Duration::from_secs(5))
 }
@@ -227,16 +171,10 @@ mod tests {
     fn policy_status_explains_invalid_ceilings() {
         let mut p = AutonomyPolicy::new("default", Default::default());
         let now = Timestamp::UNIX_EPOCH;
-        assert!(conditions::is_true(
-            &policy_status(&p, now).conditions,
-            conditions::VALID
-        ));
+        assert!(conditions::is_true(&policy_status(&p, now).conditions, conditions::VALID));
         p.spec.autonomy.assist = crate::api::Ceiling::High;
         let s = policy_status(&p, now);
         let c = conditions::find(&s.conditions, conditions::VALID).unwrap();
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            ("False", reason::CEILINGS_DECREASE)
-        );
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::CEILINGS_DECREASE));
     }
 }

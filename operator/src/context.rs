@@ -38,9 +38,7 @@ impl Stores {
         where
             K::DynamicType: Eq + std::hash::Hash + Clone,
         {
-            s.wait_until_ready()
-                .now_or_never()
-                .is_some_and(|r| r.is_ok())
+            s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
         }
         r(&self.agents)
             && r(&self.actions)
@@ -53,9 +51,7 @@ impl Stores {
 
     /// The name of an AutonomyPolicy whose kill switch is on, if any.
     pub fn kill_switch(&self) -> Option<String> {
-        self.policies
-            .find(|p| p.spec.kill_switch && malformed(p).is_none())
-            .and_then(|p| p.metadata.name.clone())
+        self.policies.find(|p| p.spec.kill_switch && malformed(p).is_none()).and_then(|p| p.metadata.name.clone())
     }
 }
 
@@ -78,14 +74,13 @@ pub struct Context {
     pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
     /// Issued tokens by Secret UID (see `IssuedMemo`).
     pub issued: Mutex<HashMap<String, IssuedMemo>>,
+    /// By agent UID: the agent resourceVersion a status write was based on, and what was written.
+    pub status_written: Mutex<HashMap<String, (Option<String>, u64)>>,
 }
 
 impl Context {
     pub fn new(client: Client, stores: Stores, delegable: Vec<Rule>, metrics: Metrics) -> Self {
-        let reporter = Reporter {
-            controller: "soc-warden".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -94,6 +89,7 @@ impl Context {
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),
             issued: Mutex::new(HashMap::new()),
+            status_written: Mutex::new(HashMap::new()),
         }
     }
 }

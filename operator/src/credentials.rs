@@ -44,20 +44,14 @@ pub fn labels(agent_namespace: &str, agent: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (AGENT_LABEL.to_string(), agent.to_string()),
-        (
-            AGENT_NAMESPACE_LABEL.to_string(),
-            agent_namespace.to_string(),
-        ),
+        (AGENT_NAMESPACE_LABEL.to_string(), agent_namespace.to_string()),
     ])
 }
 
 /// The agent a managed object belongs to, from its labels.
 pub fn owner_from_labels(labels: Option<&BTreeMap<String, String>>) -> Option<(String, String)> {
     let l = labels?;
-    Some((
-        l.get(AGENT_NAMESPACE_LABEL)?.clone(),
-        l.get(AGENT_LABEL)?.clone(),
-    ))
+    Some((l.get(AGENT_NAMESPACE_LABEL)?.clone(), l.get(AGENT_LABEL)?.clone()))
 }
 
 /// What a token was requested for: its lifetime and extra audiences. Stored on the Secret so a
@@ -112,11 +106,7 @@ pub enum TokenDecision {
 }
 
 /// Whether the agent needs a new token now.
-pub fn token_decision(
-    current: Option<&IssuedToken>,
-    wanted_spec: &str,
-    now: Timestamp,
-) -> TokenDecision {
+pub fn token_decision(current: Option<&IssuedToken>, wanted_spec: &str, now: Timestamp) -> TokenDecision {
     let Some(t) = current else {
         return TokenDecision::Issue("no token issued yet");
     };
@@ -134,25 +124,17 @@ pub fn token_decision(
     if now >= rotate_at {
         return TokenDecision::Issue("token past 80% of its lifetime");
     }
-    TokenDecision::Keep {
-        recheck_at: rotate_at,
-    }
+    TokenDecision::Keep { recheck_at: rotate_at }
 }
 
 /// The `aud` claim of a JWT (without verifying it: the API server issued it to us).
 pub fn jwt_audiences(token: &str) -> Option<Vec<String>> {
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     match v.get("aud")? {
         serde_json::Value::String(s) => Some(vec![s.clone()]),
-        serde_json::Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-        ),
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
         _ => None,
     }
 }
@@ -178,11 +160,7 @@ mod tests {
     }
 
     fn token(issued: &str, expires: &str) -> IssuedToken {
-        IssuedToken {
-            issued_at: ts(issued),
-            expires_at: ts(expires),
-            spec: "ttl=3600;aud=".into(),
-        }
+        IssuedToken { issued_at: ts(issued), expires_at: ts(expires), spec: "ttl=3600;aud=".into() }
     }
 
     #[test]
@@ -190,44 +168,14 @@ mod tests {
         let t = token("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z");
         let spec = "ttl=3600;aud=";
         let cases: Vec<(Option<&IssuedToken>, &str, &str, Option<&str>)> = vec![
-            (
-                None,
-                spec,
-                "2026-01-01T10:00:00Z",
-                Some("no token issued yet"),
-            ),
+            (None, spec, "2026-01-01T10:00:00Z", Some("no token issued yet")),
             (Some(&t), spec, "2026-01-01T10:00:00Z", None),
             (Some(&t), spec, "2026-01-01T10:47:59Z", None),
-            (
-                Some(&t),
-                spec,
-                "2026-01-01T10:48:00Z",
-                Some("token past 80% of its lifetime"),
-            ),
-            (
-                Some(&t),
-                spec,
-                "2026-01-01T11:00:00Z",
-                Some("token expired"),
-            ),
-            (
-                Some(&t),
-                spec,
-                "2027-01-01T00:00:00Z",
-                Some("token expired"),
-            ),
-            (
-                Some(&t),
-                "ttl=600;aud=",
-                "2026-01-01T10:01:00Z",
-                Some("lifetime or audiences changed"),
-            ),
-            (
-                Some(&t),
-                spec,
-                "2026-01-01T09:00:00Z",
-                Some("issue time is in the future (clock jump)"),
-            ),
+            (Some(&t), spec, "2026-01-01T10:48:00Z", Some("token past 80% of its lifetime")),
+            (Some(&t), spec, "2026-01-01T11:00:00Z", Some("token expired")),
+            (Some(&t), spec, "2027-01-01T00:00:00Z", Some("token expired")),
+            (Some(&t), "ttl=600;aud=", "2026-01-01T10:01:00Z", Some("lifetime or audiences changed")),
+            (Some(&t), spec, "2026-01-01T09:00:00Z", Some("issue time is in the future (clock jump)")),
             // Small clock skew backwards is tolerated.
             (Some(&t), spec, "2026-01-01T09:58:00Z", None),
         ];
@@ -246,10 +194,7 @@ mod tests {
     #[test]
     fn annotations_round_trip() {
         let t = token("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z");
-        assert_eq!(
-            IssuedToken::from_annotations(Some(&t.annotations())),
-            Some(t)
-        );
+        assert_eq!(IssuedToken::from_annotations(Some(&t.annotations())), Some(t));
         assert_eq!(IssuedToken::from_annotations(None), None);
         let mut broken = token("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z").annotations();
         broken.insert(ISSUED_AT.into(), "yesterday".into());
@@ -259,28 +204,15 @@ mod tests {
     #[test]
     fn token_spec_ignores_audience_order() {
         let d = Duration::from_secs(3600);
-        assert_eq!(
-            token_spec(d, &["b".into(), "a".into()]),
-            token_spec(d, &["a".into(), "b".into(), "a".into()])
-        );
-        assert_ne!(
-            token_spec(d, &[]),
-            token_spec(Duration::from_secs(600), &[])
-        );
+        assert_eq!(token_spec(d, &["b".into(), "a".into()]), token_spec(d, &["a".into(), "b".into(), "a".into()]));
+        assert_ne!(token_spec(d, &[]), token_spec(Duration::from_secs(600), &[]));
     }
 
     #[test]
     fn reads_jwt_audiences() {
         let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let t = format!(
-            "{}.{}.sig",
-            enc("{}"),
-            enc(r#"{"aud":["https://kubernetes.default.svc"]}"#)
-        );
-        assert_eq!(
-            jwt_audiences(&t),
-            Some(vec!["https://kubernetes.default.svc".to_string()])
-        );
+        let t = format!("{}.{}.sig", enc("{}"), enc(r#"{"aud":["https://kubernetes.default.svc"]}"#));
+        assert_eq!(jwt_audiences(&t), Some(vec!["https://kubernetes.default.svc".to_string()]));
         let t = format!("{}.{}.sig", enc("{}"), enc(r#"{"aud":"x"}"#));
         assert_eq!(jwt_audiences(&t), Some(vec!["x".to_string()]));
         assert_eq!(jwt_audiences("garbage"), None);
@@ -293,20 +225,14 @@ mod tests {
         assert!(request_audiences(&api, &[]).is_empty());
         assert_eq!(
             request_audiences(&api, &["soc-tools".into()]),
-            vec![
-                "https://kubernetes.default.svc".to_string(),
-                "soc-tools".to_string()
-            ]
+            vec!["https://kubernetes.default.svc".to_string(), "soc-tools".to_string()]
         );
     }
 
     #[test]
     fn owner_comes_back_from_labels() {
         let l = labels("agents", "bot");
-        assert_eq!(
-            owner_from_labels(Some(&l)),
-            Some(("agents".into(), "bot".into()))
-        );
+        assert_eq!(owner_from_labels(Some(&l)), Some(("agents".into(), "bot".into())));
         assert_eq!(owner_from_labels(None), None);
     }
 }

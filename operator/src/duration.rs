@@ -73,11 +73,7 @@ mod tests {
             ("99999999999999999999d", None),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                parse(input),
-                want.map(Duration::from_secs),
-                "parse({input:?})"
-            );
+            assert_eq!(parse(input), want.map(Duration::from_secs), "parse({input:?})");
         }
     }
 

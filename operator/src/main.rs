@@ -43,8 +43,7 @@ enum LogFormat {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,kube=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -61,42 +60,23 @@ fn main() -> anyhow::Result<()> {
                     print!("---\n{yaml}");
                 } else {
                     std::fs::create_dir_all(&out)?;
-                    std::fs::write(out.join(file), yaml)
-                        .with_context(|| format!("writing {file}"))?;
+                    std::fs::write(out.join(file), yaml).with_context(|| format!("writing {file}"))?;
                 }
             }
             Ok(())
         }
-        Command::Run {
-            metrics_addr,
-            delegable,
-            concurrency,
-            log_format,
-        } => {
+        Command::Run { metrics_addr, delegable, concurrency, log_format } => {
             init_logs(log_format);
             let yaml = match &delegable {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?,
+                Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
                 None => rbac::DEFAULT_DELEGABLE.to_string(),
             };
             let delegable = rbac::parse_delegable(&yaml).map_err(anyhow::Error::msg)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
-                let client = kube::Client::try_default()
-                    .await
-                    .context("connecting to Kubernetes (is KUBECONFIG set?)")?;
-                run::run(
-                    client,
-                    run::Options {
-                        metrics_addr,
-                        delegable,
-                        concurrency,
-                    },
-                )
-                .await
+                let client =
+                    kube::Client::try_default().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
+                run::run(client, run::Options { metrics_addr, delegable, concurrency }).await
             })
         }
     }

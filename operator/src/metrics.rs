@@ -3,8 +3,7 @@
 
 use crate::api::{Phase, SocAgent, Tier};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashMap;
 
@@ -34,51 +33,31 @@ impl Metrics {
         let registry = Registry::new_custom(Some("socwarden".into()), None).expect("valid prefix");
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new("reconcile_duration_seconds", "Time spent in one reconcile")
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ]),
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["controller"],
         )
         .unwrap();
         let reconcile_errors = IntCounterVec::new(
-            Opts::new(
-                "reconcile_errors_total",
-                "Failed reconciles by controller and error category",
-            ),
+            Opts::new("reconcile_errors_total", "Failed reconciles by controller and error category"),
             &["controller", "category"],
         )
         .unwrap();
-        let agents = IntGaugeVec::new(
-            Opts::new("agents", "SocAgents by effective tier and phase"),
-            &["tier", "phase"],
-        )
-        .unwrap();
-        let tokens_issued = IntCounterVec::new(
-            Opts::new("tokens_issued_total", "Agent tokens issued, by reason"),
-            &["reason"],
-        )
-        .unwrap();
+        let agents =
+            IntGaugeVec::new(Opts::new("agents", "SocAgents by effective tier and phase"), &["tier", "phase"]).unwrap();
+        let tokens_issued =
+            IntCounterVec::new(Opts::new("tokens_issued_total", "Agent tokens issued, by reason"), &["reason"])
+                .unwrap();
         let token_failures = IntCounterVec::new(
-            Opts::new(
-                "token_rotation_failures_total",
-                "Failed attempts to issue or rotate an agent token",
-            ),
+            Opts::new("token_rotation_failures_total", "Failed attempts to issue or rotate an agent token"),
             &["category"],
         )
         .unwrap();
         let credential_expiry = IntGaugeVec::new(
-            Opts::new(
-                "credential_expiry_timestamp_seconds",
-                "When each agent's current token expires (Unix time)",
-            ),
+            Opts::new("credential_expiry_timestamp_seconds", "When each agent's current token expires (Unix time)"),
             &["namespace", "agent"],
         )
         .unwrap();
-        let pauses = IntCounterVec::new(
-            Opts::new("pauses_total", "Agents paused, by reason"),
-            &["reason"],
-        )
-        .unwrap();
+        let pauses = IntCounterVec::new(Opts::new("pauses_total", "Agents paused, by reason"), &["reason"]).unwrap();
         let containment_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "containment_duration_seconds",
@@ -87,16 +66,10 @@ impl Metrics {
             .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
         )
         .unwrap();
-        let kill_switch = IntGauge::new(
-            "kill_switch_active",
-            "1 while an AutonomyPolicy has killSwitch: true",
-        )
-        .unwrap();
+        let kill_switch =
+            IntGauge::new("kill_switch_active", "1 while an AutonomyPolicy has killSwitch: true").unwrap();
         let malformed_objects = IntCounterVec::new(
-            Opts::new(
-                "malformed_objects_total",
-                "Objects that could not be decoded and were skipped",
-            ),
+            Opts::new("malformed_objects_total", "Objects that could not be decoded and were skipped"),
             &["kind"],
         )
         .unwrap();
@@ -142,18 +115,14 @@ impl Metrics {
         for tier in Tier::ALL {
             for phase in [Phase::Pending, Phase::Active, Phase::Paused, Phase::Error] {
                 let n = counts.get(&(tier, phase)).copied().unwrap_or(0);
-                self.agents
-                    .with_label_values(&[tier.as_str(), phase.as_str()])
-                    .set(n);
+                self.agents.with_label_values(&[tier.as_str(), phase.as_str()]).set(n);
             }
         }
     }
 
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
         String::from_utf8(buf).expect("utf-8 metrics")
     }
 }

@@ -34,11 +34,7 @@ pub fn decide(spec_paused: bool, kill_switch: Option<&str>) -> Option<PauseReaso
 /// The pause record for the status: a pause that continues keeps its start time and id.
 pub fn record(reason: PauseReason, previous: Option<&PauseStatus>, now: Timestamp) -> PauseStatus {
     match previous {
-        Some(p) => PauseStatus {
-            reason: reason.as_str().to_string(),
-            since: p.since.clone(),
-            id: p.id.clone(),
-        },
+        Some(p) => PauseStatus { reason: reason.as_str().to_string(), since: p.since.clone(), id: p.id.clone() },
         None => PauseStatus {
             reason: reason.as_str().to_string(),
             since: now.to_string(),
@@ -55,10 +51,7 @@ mod tests {
     fn decision_table() {
         assert_eq!(decide(false, None), None);
         assert_eq!(decide(true, None), Some(PauseReason::Manual));
-        assert_eq!(
-            decide(false, Some("default")),
-            Some(PauseReason::KillSwitch)
-        );
+        assert_eq!(decide(false, Some("default")), Some(PauseReason::KillSwitch));
         assert_eq!(decide(true, Some("default")), Some(PauseReason::KillSwitch));
     }
 
@@ -69,10 +62,7 @@ mod tests {
         let first = record(PauseReason::Manual, None, t0);
         assert_eq!(first.id, "pause-1767225600");
         let later = record(PauseReason::KillSwitch, Some(&first), t1);
-        assert_eq!(
-            (later.since.as_str(), later.id.as_str()),
-            (first.since.as_str(), first.id.as_str())
-        );
+        assert_eq!((later.since.as_str(), later.id.as_str()), (first.since.as_str(), first.id.as_str()));
         assert_eq!(later.reason, "KillSwitch");
     }
 }

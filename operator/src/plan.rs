@@ -77,15 +77,7 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>) -> Plan {
         }),
         _ => None,
     };
-    Plan {
-        problems,
-        pause,
-        effective_tier,
-        autonomous,
-        gated,
-        roles,
-        token,
-    }
+    Plan { problems, pause, effective_tier, autonomous, gated, roles, token }
 }
 
 /// What the reconciler achieved, fed back into the status.
@@ -129,35 +121,21 @@ pub fn status(
     };
 
     match &plan.problems[..] {
-        [] => set(
-            conditions::INVALID_SPEC,
-            false,
-            reason::VALID,
-            "the spec is valid".into(),
-        ),
+        [] => set(conditions::INVALID_SPEC, false, reason::VALID, "the spec is valid".into()),
         [first, ..] => set(
             conditions::INVALID_SPEC,
             true,
             first.reason,
             format!(
                 "{}. Until this is fixed the agent holds no action grants.",
-                plan.problems
-                    .iter()
-                    .map(|p| p.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                plan.problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
             ),
         ),
     }
 
     match plan.pause {
         Some(r) => set(conditions::PAUSED, true, r.as_str(), pause_message(r)),
-        None => set(
-            conditions::PAUSED,
-            false,
-            reason::NOT_PAUSED,
-            "the agent is not paused".into(),
-        ),
+        None => set(conditions::PAUSED, false, reason::NOT_PAUSED, "the agent is not paused".into()),
     }
 
     match (&applied.token, plan.pause) {
@@ -192,29 +170,16 @@ pub fn status(
                 plan.gated.len()
             ),
         ),
-        Phase::Paused => (
-            "Paused",
-            "the agent is paused; see the Paused condition".to_string(),
-        ),
+        Phase::Paused => ("Paused", "the agent is paused; see the Paused condition".to_string()),
         Phase::Error => (
-            plan.problems
-                .first()
-                .map(|p| p.reason)
-                .unwrap_or(reason::INVALID_SPEC),
+            plan.problems.first().map(|p| p.reason).unwrap_or(reason::INVALID_SPEC),
             "the spec is invalid; see the InvalidSpec condition".to_string(),
         ),
         Phase::Pending => ("Pending", "credentials are being issued".to_string()),
     };
-    set(
-        conditions::READY,
-        phase == Phase::Active,
-        ready_reason,
-        ready_msg,
-    );
+    set(conditions::READY, phase == Phase::Active, ready_reason, ready_msg);
 
-    let pause = plan
-        .pause
-        .map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
+    let pause = plan.pause.map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
     SocAgentStatus {
         phase: Some(phase),
         effective_tier: Some(plan.effective_tier),
@@ -226,11 +191,7 @@ pub fn status(
             expires_at: applied.token.as_ref().map(|t| t.expires_at.to_string()),
         }),
         pause,
-        autonomous_actions: if plan.valid() {
-            plan.autonomous.clone()
-        } else {
-            Vec::new()
-        },
+        autonomous_actions: if plan.valid() { plan.autonomous.clone() } else { Vec::new() },
         gated_actions: plan.gated.clone(),
         observed_generation: generation,
     }
@@ -253,10 +214,7 @@ pub fn wanted_actions(
     actions: &[String],
     lookup: impl Fn(&str) -> Option<SocActionSpec>,
 ) -> BTreeMap<String, SocActionSpec> {
-    actions
-        .iter()
-        .filter_map(|n| lookup(n).map(|a| (n.clone(), a)))
-        .collect()
+    actions.iter().filter_map(|n| lookup(n).map(|a| (n.clone(), a))).collect()
 }
 
 #[cfg(test)]
@@ -291,18 +249,13 @@ mod tests {
                 spec: SocAgentSpec {
                     tier,
                     actions: vec!["read-pods".into(), "read-services".into()],
-                    scope: Scope {
-                        namespaces: vec!["web".into()],
-                    },
+                    scope: Scope { namespaces: vec!["web".into()] },
                     policy_ref: "default".into(),
                     ..Default::default()
                 },
                 actions: BTreeMap::from([
                     ("read-pods".to_string(), action(Risk::Low, "pods")),
-                    (
-                        "read-services".to_string(),
-                        action(Risk::Medium, "services"),
-                    ),
+                    ("read-services".to_string(), action(Risk::Medium, "services")),
                 ]),
                 policy: Some(AutonomyPolicySpec::default()),
                 delegable: rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap(),
@@ -324,10 +277,7 @@ mod tests {
     }
 
     fn resources(p: &Plan, ns: &str) -> Vec<String> {
-        p.roles.as_ref().unwrap()[ns]
-            .iter()
-            .flat_map(|r| r.resources.clone())
-            .collect()
+        p.roles.as_ref().unwrap()[ns].iter().flat_map(|r| r.resources.clone()).collect()
     }
 
     #[test]
@@ -342,10 +292,7 @@ mod tests {
             let p = Fixture::new(tier).plan(None);
             assert_eq!(p.autonomous, auto, "{tier}");
             assert_eq!(p.gated, gated, "{tier}");
-            let want: Vec<String> = auto
-                .iter()
-                .map(|a| a.trim_start_matches("read-").to_string())
-                .collect();
+            let want: Vec<String> = auto.iter().map(|a| a.trim_start_matches("read-").to_string()).collect();
             assert_eq!(resources(&p, "web"), want, "{tier}");
             assert!(p.token.is_some());
         }
@@ -359,25 +306,12 @@ mod tests {
         assert!(!p.valid());
         assert!(resources(&p, "web").is_empty());
         assert_eq!(p.roles.as_ref().unwrap()["agents"], rbac::base_rules("bot"));
-        assert!(
-            p.token.is_some(),
-            "the agent still gets a token for its base rules"
-        );
-        let s = status(
-            "bot",
-            Some(1),
-            &p,
-            &Applied::default(),
-            None,
-            Timestamp::UNIX_EPOCH,
-        );
+        assert!(p.token.is_some(), "the agent still gets a token for its base rules");
+        let s = status("bot", Some(1), &p, &Applied::default(), None, Timestamp::UNIX_EPOCH);
         assert_eq!(s.phase, Some(Phase::Error));
         assert!(s.autonomous_actions.is_empty());
         let c = conditions::find(&s.conditions, conditions::INVALID_SPEC).unwrap();
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            ("True", reason::UNKNOWN_ACTION)
-        );
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason::UNKNOWN_ACTION));
         assert!(c.message.contains("no-such-action"));
     }
 
@@ -397,23 +331,11 @@ mod tests {
         let p = f.plan(None);
         assert_eq!(p.pause, Some(PauseReason::Manual));
         assert!(p.token.is_none());
-        let s = status(
-            "bot",
-            Some(2),
-            &p,
-            &Applied::default(),
-            None,
-            Timestamp::UNIX_EPOCH,
-        );
+        let s = status("bot", Some(2), &p, &Applied::default(), None, Timestamp::UNIX_EPOCH);
         assert_eq!(s.phase, Some(Phase::Paused));
         assert_eq!(s.pause.as_ref().unwrap().reason, "Manual");
         assert!(!conditions::is_true(&s.conditions, conditions::READY));
-        assert_eq!(
-            conditions::find(&s.conditions, conditions::CREDENTIALS_ISSUED)
-                .unwrap()
-                .reason,
-            reason::REVOKED
-        );
+        assert_eq!(conditions::find(&s.conditions, conditions::CREDENTIALS_ISSUED).unwrap().reason, reason::REVOKED);
 
         let k = Fixture::new(Tier::Supervised).plan(Some("default"));
         assert_eq!(k.pause, Some(PauseReason::KillSwitch));

@@ -21,10 +21,8 @@ pub fn runs_alone(policy: &AutonomyPolicySpec, tier: Tier, risk: Risk) -> bool {
 /// A policy is usable when its ceilings do not decrease as the tier rises.
 pub fn validate(policy: &AutonomyPolicySpec) -> Result<(), String> {
     let a = &policy.autonomy;
-    let pairs = [
-        ("assist", a.assist, "supervised", a.supervised),
-        ("supervised", a.supervised, "autonomous", a.autonomous),
-    ];
+    let pairs =
+        [("assist", a.assist, "supervised", a.supervised), ("supervised", a.supervised, "autonomous", a.autonomous)];
     for (lo_name, lo, hi_name, hi) in pairs {
         if lo > hi {
             return Err(format!(
@@ -63,10 +61,7 @@ mod tests {
             (Tier::Autonomous, [true, true, false, false]),
         ];
         for (tier, want) in table {
-            for (risk, w) in [Risk::Low, Risk::Medium, Risk::High, Risk::Critical]
-                .into_iter()
-                .zip(want)
-            {
+            for (risk, w) in [Risk::Low, Risk::Medium, Risk::High, Risk::Critical].into_iter().zip(want) {
                 assert_eq!(runs_alone(&p, tier, risk), w, "{tier} {risk}");
             }
         }
@@ -75,11 +70,7 @@ mod tests {
     #[test]
     fn critical_never_runs_alone_and_observe_never_runs() {
         let p = AutonomyPolicySpec {
-            autonomy: Ceilings {
-                assist: Ceiling::High,
-                supervised: Ceiling::High,
-                autonomous: Ceiling::High,
-            },
+            autonomy: Ceilings { assist: Ceiling::High, supervised: Ceiling::High, autonomous: Ceiling::High },
             kill_switch: false,
         };
         for tier in Tier::ALL {
@@ -95,15 +86,8 @@ mod tests {
         assert!(validate(&p).is_ok());
         p.autonomy.supervised = Ceiling::High;
         let err = validate(&p).unwrap_err();
-        assert!(
-            err.contains("autonomy.supervised is high but autonomy.autonomous is medium"),
-            "{err}"
-        );
-        p.autonomy = Ceilings {
-            assist: Ceiling::Low,
-            supervised: Ceiling::None,
-            autonomous: Ceiling::None,
-        };
+        assert!(err.contains("autonomy.supervised is high but autonomy.autonomous is medium"), "{err}");
+        p.autonomy = Ceilings { assist: Ceiling::Low, supervised: Ceiling::None, autonomous: Ceiling::None };
         assert!(validate(&p).unwrap_err().contains("autonomy.assist is low"));
     }
 }

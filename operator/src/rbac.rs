@@ -38,12 +38,7 @@ impl Rule {
     }
 
     pub fn normalized(self) -> Self {
-        Self::new(
-            self.api_groups,
-            self.resources,
-            self.verbs,
-            self.resource_names,
-        )
+        Self::new(self.api_groups, self.resources, self.verbs, self.resource_names)
     }
 
     pub fn from_grant(g: &Grant) -> Self {
@@ -77,11 +72,7 @@ impl Rule {
 
     /// Whether any list holds a wildcard, which this project never delegates.
     pub fn has_wildcard(&self) -> bool {
-        self.api_groups
-            .iter()
-            .chain(&self.resources)
-            .chain(&self.verbs)
-            .any(|s| s.contains('*'))
+        self.api_groups.iter().chain(&self.resources).chain(&self.verbs).any(|s| s.contains('*'))
     }
 }
 
@@ -89,12 +80,7 @@ impl Rule {
 /// its own SocAgent (nothing else of it).
 pub fn base_rules(agent_name: &str) -> Vec<Rule> {
     vec![
-        Rule::new(
-            ["socwarden.io"],
-            ["actionrequests"],
-            ["create", "get", "list", "watch"],
-            [] as [&str; 0],
-        ),
+        Rule::new(["socwarden.io"], ["actionrequests"], ["create", "get", "list", "watch"], [] as [&str; 0]),
         Rule::new(["socwarden.io"], ["socagents"], ["get"], [agent_name]),
     ]
 }
@@ -112,10 +98,7 @@ pub fn undelegable(delegable: &[Rule], grant: &Grant) -> Vec<String> {
                         && d.verbs.iter().any(|v| v == verb.as_str())
                         && (d.resource_names.is_empty()
                             || (!grant.resource_names.is_empty()
-                                && grant
-                                    .resource_names
-                                    .iter()
-                                    .all(|n| d.resource_names.contains(n))))
+                                && grant.resource_names.iter().all(|n| d.resource_names.contains(n))))
                 });
                 if !covered {
                     missing.push(describe(verb, group, resource));
@@ -143,18 +126,12 @@ pub fn desired_roles(
     autonomous_grants: &[Grant],
 ) -> BTreeMap<String, Vec<Rule>> {
     let mut roles: BTreeMap<String, BTreeSet<Rule>> = BTreeMap::new();
-    roles
-        .entry(agent_namespace.to_string())
-        .or_default()
-        .extend(base_rules(agent_name));
+    roles.entry(agent_namespace.to_string()).or_default().extend(base_rules(agent_name));
     for ns in scope {
         let set = roles.entry(ns.clone()).or_default();
         set.extend(autonomous_grants.iter().map(Rule::from_grant));
     }
-    roles
-        .into_iter()
-        .map(|(ns, rules)| (ns, rules.into_iter().collect()))
-        .collect()
+    roles.into_iter().map(|(ns, rules)| (ns, rules.into_iter().collect())).collect()
 }
 
 /// Whether a Role's current rules mean the same as `want` (order and duplicates aside).
@@ -166,8 +143,7 @@ pub fn same_rules(current: &[PolicyRule], want: &[Rule]) -> bool {
 
 /// Parses the operator's delegable rules (a YAML list of RBAC rules). Wildcards are refused.
 pub fn parse_delegable(yaml: &str) -> Result<Vec<Rule>, String> {
-    let rules: Vec<Rule> =
-        serde_yaml::from_str(yaml).map_err(|e| format!("delegable rules: {e}"))?;
+    let rules: Vec<Rule> = serde_yaml::from_str(yaml).map_err(|e| format!("delegable rules: {e}"))?;
     let rules: Vec<Rule> = rules.into_iter().map(Rule::normalized).collect();
     if let Some(r) = rules.iter().find(|r| r.has_wildcard()) {
         return Err(format!("delegable rules may not use wildcards: {r:?}"));
@@ -200,50 +176,21 @@ mod tests {
     fn default_delegable_parses_and_excludes_secrets() {
         let d = delegable();
         assert!(!d.is_empty());
-        assert!(
-            d.iter()
-                .all(|r| !r.resources.iter().any(|x| x == "secrets"))
-        );
+        assert!(d.iter().all(|r| !r.resources.iter().any(|x| x == "secrets")));
     }
 
     #[test]
     fn undelegable_names_exactly_what_is_missing() {
-        let d = vec![Rule::new(
-            ["networking.k8s.io"],
-            ["networkpolicies"],
-            ["get", "create"],
-            [] as [&str; 0],
-        )];
+        let d = vec![Rule::new(["networking.k8s.io"], ["networkpolicies"], ["get", "create"], [] as [&str; 0])];
         let table: Vec<(Grant, Vec<&str>)> = vec![
+            (grant(&["networking.k8s.io"], &["networkpolicies"], &[Verb::Create], &[]), vec![]),
             (
-                grant(
-                    &["networking.k8s.io"],
-                    &["networkpolicies"],
-                    &[Verb::Create],
-                    &[],
-                ),
-                vec![],
-            ),
-            (
-                grant(
-                    &["networking.k8s.io"],
-                    &["networkpolicies"],
-                    &[Verb::Create, Verb::Delete],
-                    &[],
-                ),
+                grant(&["networking.k8s.io"], &["networkpolicies"], &[Verb::Create, Verb::Delete], &[]),
                 vec!["delete networking.k8s.io/networkpolicies"],
             ),
+            (grant(&[""], &["secrets"], &[Verb::Get], &[]), vec!["get secrets"]),
             (
-                grant(&[""], &["secrets"], &[Verb::Get], &[]),
-                vec!["get secrets"],
-            ),
-            (
-                grant(
-                    &["networking.k8s.io", "extensions"],
-                    &["networkpolicies"],
-                    &[Verb::Get],
-                    &[],
-                ),
+                grant(&["networking.k8s.io", "extensions"], &["networkpolicies"], &[Verb::Get], &[]),
                 vec!["get extensions/networkpolicies"],
             ),
         ];
@@ -255,65 +202,31 @@ mod tests {
     #[test]
     fn resource_names_restrict_what_is_delegable() {
         let d = vec![Rule::new([""], ["configmaps"], ["get"], ["soc-config"])];
-        assert!(
-            undelegable(
-                &d,
-                &grant(&[""], &["configmaps"], &[Verb::Get], &["soc-config"])
-            )
-            .is_empty()
-        );
+        assert!(undelegable(&d, &grant(&[""], &["configmaps"], &[Verb::Get], &["soc-config"])).is_empty());
+        assert_eq!(undelegable(&d, &grant(&[""], &["configmaps"], &[Verb::Get], &[])), vec!["get configmaps"]);
         assert_eq!(
-            undelegable(&d, &grant(&[""], &["configmaps"], &[Verb::Get], &[])),
-            vec!["get configmaps"]
-        );
-        assert_eq!(
-            undelegable(
-                &d,
-                &grant(
-                    &[""],
-                    &["configmaps"],
-                    &[Verb::Get],
-                    &["soc-config", "other"]
-                )
-            ),
+            undelegable(&d, &grant(&[""], &["configmaps"], &[Verb::Get], &["soc-config", "other"])),
             vec!["get configmaps"]
         );
     }
 
     #[test]
     fn wildcards_are_refused_in_delegable_rules() {
-        assert!(
-            parse_delegable("- apiGroups: ['']\n  resources: ['*']\n  verbs: [get]\n").is_err()
-        );
-        assert!(
-            parse_delegable("- apiGroups: ['']\n  resources: [pods]\n  verbs: ['*']\n").is_err()
-        );
+        assert!(parse_delegable("- apiGroups: ['']\n  resources: ['*']\n  verbs: [get]\n").is_err());
+        assert!(parse_delegable("- apiGroups: ['']\n  resources: [pods]\n  verbs: ['*']\n").is_err());
         assert!(parse_delegable("not a list").is_err());
     }
 
     #[test]
     fn roles_hold_base_rules_at_home_and_grants_in_scope() {
         let g = grant(&[""], &["pods"], &[Verb::Get, Verb::Delete], &[]);
-        let roles = desired_roles(
-            "bot",
-            "agents",
-            &["payments".into(), "web".into()],
-            std::slice::from_ref(&g),
-        );
-        assert_eq!(
-            roles.keys().collect::<Vec<_>>(),
-            ["agents", "payments", "web"]
-        );
+        let roles = desired_roles("bot", "agents", &["payments".into(), "web".into()], std::slice::from_ref(&g));
+        assert_eq!(roles.keys().collect::<Vec<_>>(), ["agents", "payments", "web"]);
         assert_eq!(roles["agents"], base_rules("bot"));
         assert_eq!(roles["payments"], vec![Rule::from_grant(&g)]);
 
         // The home namespace in scope gets both.
-        let roles = desired_roles(
-            "bot",
-            "agents",
-            &["agents".into()],
-            std::slice::from_ref(&g),
-        );
+        let roles = desired_roles("bot", "agents", &["agents".into()], std::slice::from_ref(&g));
         assert_eq!(roles.len(), 1);
         assert_eq!(roles["agents"].len(), 3);
 

@@ -26,11 +26,7 @@ pub struct Options {
 fn spec_or_deletion(a: &SocAgent) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        a.meta().generation,
-        a.meta().deletion_timestamp.is_some(),
-        a.annotations().get(watch::MALFORMED_ANNOTATION),
-    )
+    (a.meta().generation, a.meta().deletion_timestamp.is_some(), a.annotations().get(watch::MALFORMED_ANNOTATION))
         .hash(&mut h);
     Some(h.finish())
 }
@@ -40,31 +36,19 @@ fn spec_or_deletion(a: &SocAgent) -> Option<u64> {
 fn managed<K>(
     client: &Client,
     strip: impl Fn(&mut K) + Send + 'static,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher::watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(MANAGED_SELECTOR),
-    )
-    .default_backoff()
-    .modify(move |o: &mut K| {
-        o.meta_mut().managed_fields = None;
-        strip(o)
-    })
-    .reflect(writer)
-    .touched_objects();
+    let stream = watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default().labels(MANAGED_SELECTOR))
+        .default_backoff()
+        .modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            strip(o)
+        })
+        .reflect(writer)
+        .touched_objects();
     (reader, stream)
 }
 
@@ -77,47 +61,31 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let metrics = Metrics::new();
 
     let (agents, agents_w) = reflector::store::<SocAgent>();
-    let agent_stream =
-        watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
-            .default_backoff()
-            .reflect(agents_w)
-            .touched_objects()
-            .predicate_filter(spec_or_deletion, Default::default());
+    let agent_stream = watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .reflect(agents_w)
+        .touched_objects()
+        .predicate_filter(spec_or_deletion, Default::default());
     let (actions, actions_w) = reflector::store::<SocAction>();
-    let action_stream =
-        watch::watch::<SocAction>(client.clone(), watcher::Config::default(), metrics.clone())
-            .default_backoff()
-            .reflect(actions_w)
-            .touched_objects()
-            .predicate_filter(predicates::generation, Default::default());
+    let action_stream = watch::watch::<SocAction>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .reflect(actions_w)
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
     let (policies, policies_w) = reflector::store::<AutonomyPolicy>();
-    let policy_stream =
-        watch::watch::<AutonomyPolicy>(client.clone(), watcher::Config::default(), metrics.clone())
-            .default_backoff()
-            .reflect(policies_w)
-            .touched_objects()
-            .predicate_filter(predicates::generation, Default::default());
+    let policy_stream = watch::watch::<AutonomyPolicy>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .reflect(policies_w)
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
     let (service_accounts, sa_stream) = managed::<ServiceAccount>(&client, |_| {});
     // The operator never needs to read a token back: keep none in memory.
     let (secrets, secret_stream) = managed::<Secret>(&client, |s| s.data = None);
     let (roles, role_stream) = managed::<Role>(&client, |_| {});
     let (role_bindings, rb_stream) = managed::<RoleBinding>(&client, |_| {});
 
-    let stores = Stores {
-        agents: agents.clone(),
-        actions,
-        policies,
-        service_accounts,
-        secrets,
-        roles,
-        role_bindings,
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        stores.clone(),
-        opts.delegable,
-        metrics.clone(),
-    ));
+    let stores = Stores { agents: agents.clone(), actions, policies, service_accounts, secrets, roles, role_bindings };
+    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), opts.delegable, metrics.clone()));
 
     let by_action = agents.clone();
     let by_policy = agents.clone();
@@ -138,39 +106,21 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         })
         .watches_stream(policy_stream, move |_: AutonomyPolicy| {
             // The kill switch of any policy concerns every agent.
-            by_policy
-                .state()
-                .iter()
-                .map(|a| ObjectRef::from_obj(a.as_ref()))
-                .collect::<Vec<_>>()
+            by_policy.state().iter().map(|a| ObjectRef::from_obj(a.as_ref())).collect::<Vec<_>>()
         })
         .shutdown_on_signal()
         .run(agent::reconcile, agent::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
     // Status of the catalog and the policies: small, so they get watches of their own.
-    let action_controller = Controller::new(
-        Api::<SocAction>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
-        catalog::reconcile_action,
-        catalog::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()));
-    let policy_controller = Controller::new(
-        Api::<AutonomyPolicy>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
-        catalog::reconcile_policy,
-        catalog::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()));
+    let action_controller = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(catalog::reconcile_action, catalog::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let policy_controller = Controller::new(Api::<AutonomyPolicy>::all(client.clone()), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(catalog::reconcile_policy, catalog::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
 
     let listener = server::bind(opts.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");

@@ -17,10 +17,7 @@ pub struct Problem {
 
 impl Problem {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
+        Self { reason, message: message.into() }
     }
 }
 
@@ -66,12 +63,8 @@ pub fn ttl(spec: &SocAgentSpec) -> Result<Duration, Problem> {
     };
     match duration::parse(raw) {
         None => Err(bad("is not a duration (forms: 10m, 1h, 1h30m, 900s)")),
-        Some(d) if d < MIN_TTL => Err(bad(
-            "is shorter than 10m, the shortest token the API server issues",
-        )),
-        Some(d) if d > MAX_TTL => Err(bad(
-            "is longer than 24h; tokens are meant to be short-lived",
-        )),
+        Some(d) if d < MIN_TTL => Err(bad("is shorter than 10m, the shortest token the API server issues")),
+        Some(d) if d > MAX_TTL => Err(bad("is longer than 24h; tokens are meant to be short-lived")),
         Some(d) => Ok(d),
     }
 }
@@ -82,7 +75,9 @@ pub fn agent(i: &Inputs) -> Vec<Problem> {
     if let Some(why) = i.malformed {
         problems.push(Problem::new(
             reason::MALFORMED,
-            format!("the stored spec could not be read ({why}); re-apply a valid manifest (kubectl explain socagent.spec)"),
+            format!(
+                "the stored spec could not be read ({why}); re-apply a valid manifest (kubectl explain socagent.spec)"
+            ),
         ));
         return problems;
     }
@@ -90,13 +85,8 @@ pub fn agent(i: &Inputs) -> Vec<Problem> {
         problems.push(p);
     }
 
-    let unknown: Vec<&str> = i
-        .spec
-        .actions
-        .iter()
-        .filter(|a| !i.actions.contains_key(a.as_str()))
-        .map(String::as_str)
-        .collect();
+    let unknown: Vec<&str> =
+        i.spec.actions.iter().filter(|a| !i.actions.contains_key(a.as_str())).map(String::as_str).collect();
     if !unknown.is_empty() {
         problems.push(Problem::new(
             reason::UNKNOWN_ACTION,
@@ -108,11 +98,7 @@ pub fn agent(i: &Inputs) -> Vec<Problem> {
     }
 
     for (name, action) in i.actions {
-        let missing: Vec<String> = action
-            .grants
-            .iter()
-            .flat_map(|g| rbac::undelegable(i.delegable, g))
-            .collect();
+        let missing: Vec<String> = action.grants.iter().flat_map(|g| rbac::undelegable(i.delegable, g)).collect();
         if !missing.is_empty() {
             problems.push(Problem::new(
                 reason::UNDELEGABLE_GRANT,
@@ -142,9 +128,7 @@ pub fn agent(i: &Inputs) -> Vec<Problem> {
         }
     }
 
-    if let (Some(WorkloadRef { kind, name }), Some(false)) =
-        (&i.spec.workload_ref, i.workload_exists)
-    {
+    if let (Some(WorkloadRef { kind, name }), Some(false)) = (&i.spec.workload_ref, i.workload_exists) {
         problems.push(Problem::new(
             reason::WORKLOAD_NOT_FOUND,
             format!(
@@ -165,9 +149,7 @@ mod tests {
     fn spec(actions: &[&str]) -> SocAgentSpec {
         SocAgentSpec {
             actions: actions.iter().map(|s| s.to_string()).collect(),
-            scope: Scope {
-                namespaces: vec!["web".into()],
-            },
+            scope: Scope { namespaces: vec!["web".into()] },
             policy_ref: "default".into(),
             ..Default::default()
         }
@@ -217,46 +199,21 @@ mod tests {
         let mut long_ttl = spec(&["read-pods"]);
         long_ttl.credentials.ttl = "48h".into();
         let mut with_workload = spec(&["read-pods"]);
-        with_workload.workload_ref = Some(WorkloadRef {
-            kind: WorkloadKind::Deployment,
-            name: "bot".into(),
-        });
+        with_workload.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
 
         let none: Vec<&str> = vec![];
         assert_eq!(check(&spec(&["read-pods"]), &pods, Some(&pol), None), none);
-        assert_eq!(
-            check(&spec(&["read-pods", "typo"]), &pods, Some(&pol), None),
-            vec![reason::UNKNOWN_ACTION]
-        );
-        assert_eq!(
-            check(&spec(&["read-secrets"]), &secrets, Some(&pol), None),
-            vec![reason::UNDELEGABLE_GRANT]
-        );
-        assert_eq!(
-            check(&spec(&["read-pods"]), &pods, None, None),
-            vec![reason::POLICY_NOT_FOUND]
-        );
-        assert_eq!(
-            check(&spec(&["read-pods"]), &pods, Some(&bad_pol), None),
-            vec![reason::POLICY_INVALID]
-        );
-        assert_eq!(
-            check(&long_ttl, &pods, Some(&pol), None),
-            vec![reason::INVALID_CREDENTIALS]
-        );
-        assert_eq!(
-            check(&with_workload, &pods, Some(&pol), Some(false)),
-            vec![reason::WORKLOAD_NOT_FOUND]
-        );
+        assert_eq!(check(&spec(&["read-pods", "typo"]), &pods, Some(&pol), None), vec![reason::UNKNOWN_ACTION]);
+        assert_eq!(check(&spec(&["read-secrets"]), &secrets, Some(&pol), None), vec![reason::UNDELEGABLE_GRANT]);
+        assert_eq!(check(&spec(&["read-pods"]), &pods, None, None), vec![reason::POLICY_NOT_FOUND]);
+        assert_eq!(check(&spec(&["read-pods"]), &pods, Some(&bad_pol), None), vec![reason::POLICY_INVALID]);
+        assert_eq!(check(&long_ttl, &pods, Some(&pol), None), vec![reason::INVALID_CREDENTIALS]);
+        assert_eq!(check(&with_workload, &pods, Some(&pol), Some(false)), vec![reason::WORKLOAD_NOT_FOUND]);
         assert_eq!(check(&with_workload, &pods, Some(&pol), Some(true)), none);
         // Several problems are all reported.
         assert_eq!(
             check(&spec(&["read-secrets", "typo"]), &secrets, None, None),
-            vec![
-                reason::UNKNOWN_ACTION,
-                reason::UNDELEGABLE_GRANT,
-                reason::POLICY_NOT_FOUND
-            ]
+            vec![reason::UNKNOWN_ACTION, reason::UNDELEGABLE_GRANT, reason::POLICY_NOT_FOUND]
         );
     }
 
@@ -277,15 +234,12 @@ mod tests {
         };
         let msgs: Vec<String> = agent(&i).into_iter().map(|p| p.message).collect();
         assert!(
-            msgs[0].contains(
-                "SocAction read-secrets grants what SOC Warden may not delegate (get secrets)"
-            ),
+            msgs[0].contains("SocAction read-secrets grants what SOC Warden may not delegate (get secrets)"),
             "{}",
             msgs[0]
         );
         assert!(
-            msgs[1]
-                .contains("AutonomyPolicy \"default\" (spec.policyRef) does not exist; create it"),
+            msgs[1].contains("AutonomyPolicy \"default\" (spec.policyRef) does not exist; create it"),
             "{}",
             msgs[1]
         );
@@ -315,14 +269,8 @@ mod tests {
     #[test]
     fn ttl_bounds() {
         let mut s = spec(&[]);
-        for (raw, ok) in [
-            ("10m", true),
-            ("24h", true),
-            ("1h30m", true),
-            ("9m", false),
-            ("25h", false),
-            ("soon", false),
-        ] {
+        for (raw, ok) in [("10m", true), ("24h", true), ("1h30m", true), ("9m", false), ("25h", false), ("soon", false)]
+        {
             s.credentials.ttl = raw.into();
             assert_eq!(ttl(&s).is_ok(), ok, "{raw}");
         }
@@ -331,9 +279,6 @@ mod tests {
     #[test]
     fn long_names_are_refused() {
         assert!(name_problem(&"a".repeat(63)).is_none());
-        assert_eq!(
-            name_problem(&"a".repeat(64)).unwrap().reason,
-            reason::INVALID_NAME
-        );
+        assert_eq!(name_problem(&"a".repeat(64)).unwrap().reason, reason::INVALID_NAME);
     }
 }

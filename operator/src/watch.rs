@@ -5,9 +5,7 @@
 //! spec becomes a default spec marked with the `socwarden.io/malformed` annotation (so reconcilers
 //! fail closed on it and say why), and an undecodable status is dropped.
 
-use crate::api::{
-    AutonomyPolicy, AutonomyPolicySpec, SocAction, SocActionSpec, SocAgent, SocAgentSpec,
-};
+use crate::api::{AutonomyPolicy, AutonomyPolicySpec, SocAction, SocActionSpec, SocAgent, SocAgentSpec};
 use crate::metrics::Metrics;
 use futures::{Stream, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
@@ -18,9 +16,7 @@ use serde::de::DeserializeOwned;
 pub const MALFORMED_ANNOTATION: &str = "socwarden.io/malformed";
 
 /// A custom resource that can be decoded part by part.
-pub trait Lenient:
-    Resource<DynamicType = ()> + Clone + Send + Sync + std::fmt::Debug + 'static
-{
+pub trait Lenient: Resource<DynamicType = ()> + Clone + Send + Sync + std::fmt::Debug + 'static {
     type Spec: DeserializeOwned + Default;
     type Status: DeserializeOwned;
     fn assemble(meta: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
@@ -42,40 +38,25 @@ macro_rules! lenient {
 }
 lenient!(SocAgent, SocAgentSpec, crate::api::SocAgentStatus);
 lenient!(SocAction, SocActionSpec, crate::api::SocActionStatus);
-lenient!(
-    AutonomyPolicy,
-    AutonomyPolicySpec,
-    crate::api::AutonomyPolicyStatus
-);
+lenient!(AutonomyPolicy, AutonomyPolicySpec, crate::api::AutonomyPolicyStatus);
 
 /// Why the object's spec could not be decoded, if it could not.
 pub fn malformed<K: Resource>(obj: &K) -> Option<&str> {
-    obj.meta()
-        .annotations
-        .as_ref()?
-        .get(MALFORMED_ANNOTATION)
-        .map(String::as_str)
+    obj.meta().annotations.as_ref()?.get(MALFORMED_ANNOTATION).map(String::as_str)
 }
 
 /// Decodes one object; never fails.
 pub fn decode<K: Lenient>(obj: DynamicObject) -> K {
-    let DynamicObject {
-        mut metadata, data, ..
-    } = obj;
+    let DynamicObject { mut metadata, data, .. } = obj;
     let spec = data.get("spec").cloned().unwrap_or(serde_json::Value::Null);
     let spec = match serde_json::from_value::<K::Spec>(spec) {
         Ok(s) => s,
         Err(e) => {
-            metadata
-                .annotations
-                .get_or_insert_default()
-                .insert(MALFORMED_ANNOTATION.into(), format!("spec: {e}"));
+            metadata.annotations.get_or_insert_default().insert(MALFORMED_ANNOTATION.into(), format!("spec: {e}"));
             K::Spec::default()
         }
     };
-    let status = data
-        .get("status")
-        .and_then(|s| serde_json::from_value::<K::Status>(s.clone()).ok());
+    let status = data.get("status").and_then(|s| serde_json::from_value::<K::Status>(s.clone()).ok());
     // Managed fields are large and never read here; dropping them keeps the caches small.
     metadata.managed_fields = None;
     K::assemble(metadata, spec, status)

@@ -19,21 +19,10 @@ pub struct Observed {
 
 impl Observed {
     pub fn from_object(o: &DynamicObject) -> Self {
-        let replicas = o
-            .data
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1) as i32;
-        let paused_replicas = o
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(PAUSED_REPLICAS))
-            .and_then(|v| v.parse().ok());
-        Self {
-            replicas,
-            paused_replicas,
-        }
+        let replicas = o.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1) as i32;
+        let paused_replicas =
+            o.metadata.annotations.as_ref().and_then(|a| a.get(PAUSED_REPLICAS)).and_then(|v| v.parse().ok());
+        Self { replicas, paused_replicas }
     }
 }
 
@@ -65,11 +54,7 @@ fn api(client: Client, namespace: &str, kind: WorkloadKind) -> Api<DynamicObject
     Api::namespaced_with(client, namespace, &ar)
 }
 
-pub async fn fetch(
-    client: Client,
-    namespace: &str,
-    w: &WorkloadRef,
-) -> kube::Result<Option<Observed>> {
+pub async fn fetch(client: Client, namespace: &str, w: &WorkloadRef) -> kube::Result<Option<Observed>> {
     let o = api(client, namespace, w.kind).get_opt(&w.name).await?;
     Ok(o.as_ref().map(Observed::from_object))
 }
@@ -85,9 +70,7 @@ pub async fn converge(
     let Some(p) = patch(observed, paused) else {
         return Ok(false);
     };
-    api(client, namespace, w.kind)
-        .patch(&w.name, &PatchParams::default(), &Patch::Merge(&p))
-        .await?;
+    api(client, namespace, w.kind).patch(&w.name, &PatchParams::default(), &Patch::Merge(&p)).await?;
     Ok(true)
 }
 
@@ -96,39 +79,22 @@ mod tests {
     use super::*;
 
     fn obs(replicas: i32, paused: Option<i32>) -> Observed {
-        Observed {
-            replicas,
-            paused_replicas: paused,
-        }
+        Observed { replicas, paused_replicas: paused }
     }
 
     #[test]
     fn pause_and_resume_table() {
-        assert_eq!(
-            patch(&obs(3, None), true).unwrap()["metadata"]["annotations"][PAUSED_REPLICAS],
-            "3"
-        );
+        assert_eq!(patch(&obs(3, None), true).unwrap()["metadata"]["annotations"][PAUSED_REPLICAS], "3");
         assert_eq!(patch(&obs(3, None), true).unwrap()["spec"]["replicas"], 0);
-        assert_eq!(
-            patch(&obs(0, Some(3)), true),
-            None,
-            "already paused: nothing to do"
-        );
+        assert_eq!(patch(&obs(0, Some(3)), true), None, "already paused: nothing to do");
         let held = patch(&obs(2, Some(3)), true).unwrap();
-        assert_eq!(
-            held,
-            json!({"spec": {"replicas": 0}}),
-            "scaled up while paused: back to 0, count kept"
-        );
+        assert_eq!(held, json!({"spec": {"replicas": 0}}), "scaled up while paused: back to 0, count kept");
         let resume = patch(&obs(0, Some(3)), false).unwrap();
         assert_eq!(resume["spec"]["replicas"], 3);
         assert!(resume["metadata"]["annotations"][PAUSED_REPLICAS].is_null());
         assert_eq!(patch(&obs(3, None), false), None);
         // A workload at 0 before the pause comes back at 0.
-        assert_eq!(
-            patch(&obs(0, None), true).unwrap()["metadata"]["annotations"][PAUSED_REPLICAS],
-            "0"
-        );
+        assert_eq!(patch(&obs(0, None), true).unwrap()["metadata"]["annotations"][PAUSED_REPLICAS], "0");
     }
 
     #[test]

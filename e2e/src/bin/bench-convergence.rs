@@ -1,6 +1,7 @@
 //! Convergence benchmark: N SocAgents applied at once → time until every one is Ready, next to the
 //! write floor measured in the same run: a plain client doing the same API writes per agent
-//! (ServiceAccount, Role, RoleBinding, Secret, TokenRequest, Secret update) at the same concurrency.
+//! (ServiceAccount, Role, RoleBinding, Secret, TokenRequest, Secret update) at the same concurrency:
+//! creates, then a merge patch for the update, as the operator does.
 //! Also prints the operator's peak RSS.
 //!
 //! Agents are scoped to their own namespace so that each needs exactly one Role and RoleBinding,
@@ -12,7 +13,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
@@ -21,56 +22,35 @@ use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// The six writes of one agent, done by hand.
 async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
     let name = format!("floor-{i:05}");
-    let meta = |n: &str| ObjectMeta {
-        name: Some(n.to_string()),
-        namespace: Some(ns.to_string()),
-        ..Default::default()
-    };
+    let meta =
+        |n: &str| ObjectMeta { name: Some(n.to_string()), namespace: Some(ns.to_string()), ..Default::default() };
     let pp = PostParams::default();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta(&name),
-                ..Default::default()
-            },
-        )
+        .create(&pp, &ServiceAccount { metadata: meta(&name), ..Default::default() })
         .await?;
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": name},
         "rules": [{"apiGroups": ["socwarden.io"], "resources": ["actionrequests"], "verbs": ["create", "get", "list", "watch"]},
                   {"apiGroups": ["socwarden.io"], "resources": ["socagents"], "verbs": ["get"], "resourceNames": [name]}]
     }))?;
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&pp, &role)
-        .await?;
+    Api::<Role>::namespaced(client.clone(), ns).create(&pp, &role).await?;
     let rb: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
     }))?;
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&pp, &rb)
-        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns).create(&pp, &rb).await?;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
     let secret = secrets
         .create(
             &pp,
-            &Secret {
-                metadata: meta(&name),
-                type_: Some("socwarden.io/agent-token".into()),
-                ..Default::default()
-            },
+            &Secret { metadata: meta(&name), type_: Some("socwarden.io/agent-token".into()), ..Default::default() },
         )
         .await?;
     let tr = TokenRequest {
@@ -86,43 +66,52 @@ async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
         }),
         ..Default::default()
     };
-    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request(&name, &pp, &tr)
-        .await?;
+    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns).create_token_request(&name, &pp, &tr).await?;
     let token = t.status.and_then(|s| s.token).unwrap_or_default();
-    let mut full = Secret {
-        metadata: meta(&name),
-        type_: Some("socwarden.io/agent-token".into()),
-        ..Default::default()
-    };
-    full.data = Some([("token".to_string(), ByteString(token.into_bytes()))].into());
-    secrets
-        .patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&full))
-        .await?;
+    let data = [("token".to_string(), ByteString(token.into_bytes()))];
+    let patch = json!({"data": std::collections::BTreeMap::from(data)});
+    secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+/// CPU seconds (user + system) used so far by a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds of the local control plane's processes (etcd, kube-apiserver, kube-controller-manager).
+fn control_plane_cpu() -> Vec<f64> {
+    let pids = std::fs::read_to_string(cluster_dir().join("pids")).unwrap_or_default();
+    pids.lines().filter_map(|l| l.trim().parse().ok()).map(cpu_secs).collect()
+}
+
+fn cpu_report(label: &str, before: &[f64], after: &[f64], wall: Duration) {
+    if before.len() != 3 || after.len() != 3 {
+        return;
+    }
+    let d: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    println!(
+        "  {label} CPU: etcd {:.1}s, kube-apiserver {:.1}s, kube-controller-manager {:.1}s over {:.1}s wall",
+        d[0],
+        d[1],
+        d[2],
+        wall.as_secs_f64()
+    );
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
@@ -137,6 +126,7 @@ async fn main() -> Result<()> {
     let (floor_ns, agents_ns) = (ns.get(0).to_string(), ns.get(1).to_string());
 
     // 1. The write floor.
+    let cp0 = control_plane_cpu();
     let start = Instant::now();
     stream::iter(0..n)
         .map(|i| {
@@ -153,40 +143,30 @@ async fn main() -> Result<()> {
         floor.as_secs_f64(),
         n as f64 / floor.as_secs_f64()
     );
+    cpu_report("floor", &cp0, &control_plane_cpu(), floor);
 
     // 2. The operator.
     let read = unique("bench-read");
-    apply(
-        &Api::<SocAction>::all(client.clone()),
-        &action(&read, Risk::Low, "", "pods", &[Verb::List]),
-    )
-    .await?;
+    apply(&Api::<SocAction>::all(client.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
     let op = Operator::start_with(&["--concurrency", &conc.to_string()]).await?;
     let pid = op.pid().expect("operator pid");
     let rss_idle = rss_mib(pid).unwrap_or(0.0);
     let run = unique("bench");
     let label = format!("bench-run={run}");
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), &agents_ns);
+    let cp1 = control_plane_cpu();
+    let op_cpu0 = cpu_secs(pid);
     let start = Instant::now();
     let watcher = {
         let client = client.clone();
         let label = label.clone();
-        tokio::spawn(async move {
-            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await
-        })
+        tokio::spawn(async move { wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await })
     };
     stream::iter(0..n)
         .map(|i| {
-            let (agents, run, read, ns) =
-                (agents.clone(), run.clone(), read.clone(), agents_ns.clone());
+            let (agents, run, read, ns) = (agents.clone(), run.clone(), read.clone(), agents_ns.clone());
             async move {
-                let mut a = agent(
-                    &format!("agent-{i:05}"),
-                    &ns,
-                    Tier::Supervised,
-                    &[&read],
-                    &[&ns],
-                );
+                let mut a = agent(&format!("agent-{i:05}"), &ns, Tier::Supervised, &[&read], &[&ns]);
                 a.metadata.labels = Some([("bench-run".to_string(), run)].into());
                 agents.create(&PostParams::default(), &a).await
             }
@@ -198,27 +178,33 @@ async fn main() -> Result<()> {
     let applied = start.elapsed();
     watcher.await??;
     let converged = start.elapsed();
+    let op_cpu = cpu_secs(pid) - op_cpu0;
     let peak = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    let cp2 = control_plane_cpu();
     println!(
         "operator: {n} SocAgents applied in {:.2}s, all Ready after {:.2}s ({:.0} agents/s)",
         applied.as_secs_f64(),
         converged.as_secs_f64(),
         n as f64 / converged.as_secs_f64()
     );
-    println!(
-        "ratio (operator / floor): {:.2}  (target <= 1.5)",
-        converged.as_secs_f64() / floor.as_secs_f64()
-    );
-    println!(
-        "operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)"
-    );
+    cpu_report("operator run", &cp1, &cp2, converged);
+    println!("  operator CPU: {op_cpu:.1}s");
+    println!("ratio (operator / floor): {:.2}  (target <= 1.5)", converged.as_secs_f64() / floor.as_secs_f64());
+    println!("operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)");
     let m = op.metrics().await?;
     let errors: f64 = m
         .lines()
         .filter(|l| l.starts_with("socwarden_reconcile_errors_total{"))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     println!("reconcile errors during the run: {errors}");
+    // Delete the agents while the operator runs, so their finalizers are released.
+    agents.delete_collection(&Default::default(), &ListParams::default().labels(&label)).await?;
+    wait_for("bench agents deleted", Duration::from_secs(300), || async {
+        Ok(agents.list(&ListParams::default().labels(&label)).await?.items.is_empty().then_some(()))
+    })
+    .await?;
     drop(op);
     Ok(())
 }

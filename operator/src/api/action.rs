@@ -21,11 +21,7 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Delegable\")].status"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SocActionSpec {
@@ -47,12 +43,7 @@ pub struct SocActionSpec {
 /// The fail-safe default, used only for an object that cannot be decoded: critical, grants nothing.
 impl Default for SocActionSpec {
     fn default() -> Self {
-        Self {
-            risk: Risk::Critical,
-            reversible: false,
-            description: String::new(),
-            grants: Vec::new(),
-        }
+        Self { risk: Risk::Critical, reversible: false, description: String::new(), grants: Vec::new() }
     }
 }
 

@@ -4,8 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Duration of at least 10 minutes written as `10m`, `90m`, `1h`, `1h30m` or `900s`.
-pub const TTL_PATTERN: &str =
-    r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9]{2}|[1-9][0-9]{3,})s)$";
+pub const TTL_PATTERN: &str = r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9]{2}|[1-9][0-9]{3,})s)$";
 
 /// One AI agent of the SOC: its autonomy tier, the actions it may take, who approves them, where
 /// it acts, and the credentials the operator issues to it.
@@ -19,12 +18,7 @@ pub const TTL_PATTERN: &str =
     shortname = "sagent",
     category = "socwarden",
     doc = "An AI agent of the Security Operations Center and the autonomy it was granted.",
-    printcolumn(
-        name = "Tier",
-        type_ = "string",
-        json_path = ".spec.tier",
-        description = "Declared autonomy tier"
-    ),
+    printcolumn(name = "Tier", type_ = "string", json_path = ".spec.tier", description = "Declared autonomy tier"),
     printcolumn(
         name = "Effective",
         type_ = "string",
@@ -38,11 +32,7 @@ pub const TTL_PATTERN: &str =
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
         priority = "1"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SocAgentSpec {
@@ -100,11 +90,7 @@ fn one() -> u32 {
 
 impl Default for Approvers {
     fn default() -> Self {
-        Self {
-            users: Vec::new(),
-            groups: Vec::new(),
-            min_approvals: one(),
-        }
+        Self { users: Vec::new(), groups: Vec::new(), min_approvals: one() }
     }
 }
 
@@ -113,10 +99,7 @@ impl Default for Approvers {
 #[serde(rename_all = "camelCase")]
 pub struct Scope {
     /// Namespaces where the agent's action grants apply (a Role and RoleBinding in each).
-    #[schemars(
-        length(min = 1, max = 64),
-        inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
-    )]
+    #[schemars(length(min = 1, max = 64), inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
     pub namespaces: Vec<String>,
 }
 
@@ -163,10 +146,7 @@ pub struct CredentialSpec {
 
 impl Default for CredentialSpec {
     fn default() -> Self {
-        Self {
-            ttl: default_ttl(),
-            audiences: Vec::new(),
-        }
+        Self { ttl: default_ttl(), audiences: Vec::new() }
     }
 }
 
@@ -174,26 +154,27 @@ fn default_ttl() -> String {
     "1h".to_string()
 }
 
+// Written with a JSON merge patch: `None` serializes as null so that the patch removes the field.
 /// Observed state of a SocAgent, written by the operator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SocAgentStatus {
     /// Pending, Active, Paused or Error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(with = "Phase")]
     pub phase: Option<Phase>,
     /// The tier enforced now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(with = "Tier")]
     pub effective_tier: Option<Tier>,
     /// Ready, CredentialsIssued, Paused, InvalidSpec.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The credentials currently issued.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub credentials: Option<CredentialStatus>,
     /// Why and since when the agent is paused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pause: Option<PauseStatus>,
     /// Actions that run without approval at the effective tier (their grants are in the agent's Roles).
     #[serde(default)]
@@ -201,7 +182,7 @@ pub struct SocAgentStatus {
     /// Actions that need approval at the effective tier.
     #[serde(default)]
     pub gated_actions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
 }
 
@@ -232,10 +213,10 @@ pub struct CredentialStatus {
     /// Secret holding the token under the key `token`; deleting it kills the token.
     pub secret_name: String,
     /// When the current token was issued (RFC 3339); absent while revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub issued_at: Option<String>,
     /// When the current token expires (RFC 3339); absent while revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub expires_at: Option<String>,
 }
 

@@ -22,20 +22,7 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Autonomy tiers, from least to most autonomous. The order is meaningful: `observe < assist <
 /// supervised < autonomous`.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// The agent's requests are recorded as recommendations only, never executed.
@@ -50,12 +37,7 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub const ALL: [Tier; 4] = [
-        Tier::Observe,
-        Tier::Assist,
-        Tier::Supervised,
-        Tier::Autonomous,
-    ];
+    pub const ALL: [Tier; 4] = [Tier::Observe, Tier::Assist, Tier::Supervised, Tier::Autonomous];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,9 +56,7 @@ impl std::fmt::Display for Tier {
 }
 
 /// The risk of an action. `critical` actions never run without approval, at any tier.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,
@@ -104,22 +84,14 @@ impl std::fmt::Display for Risk {
 
 /// A namespaced RBAC rule that an action grants to an agent. Wildcards are not accepted: every
 /// API group, resource and verb is named.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
     /// API groups of the resources; `""` is the core group.
-    #[schemars(
-        length(min = 1),
-        inner(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$|^$"))
-    )]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$|^$")))]
     pub api_groups: Vec<String>,
     /// Resources (plural, lower case), optionally with a subresource (`deployments/scale`).
-    #[schemars(
-        length(min = 1),
-        inner(regex(pattern = r"^[a-z][-a-z0-9.]*(/[a-z]+)?$"))
-    )]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-z][-a-z0-9.]*(/[a-z]+)?$")))]
     pub resources: Vec<String>,
     /// Verbs allowed on those resources.
     #[schemars(length(min = 1))]
@@ -130,9 +102,7 @@ pub struct Grant {
 }
 
 /// A Kubernetes API verb. Wildcards, `escalate`, `bind` and `impersonate` are deliberately absent.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verb {
     Get,

@@ -14,22 +14,10 @@ use serde::{Deserialize, Serialize};
     shortname = "apolicy",
     category = "socwarden",
     doc = "What runs without human approval at each autonomy tier, and the cluster-wide kill switch.",
-    printcolumn(
-        name = "Supervised",
-        type_ = "string",
-        json_path = ".spec.autonomy.supervised"
-    ),
-    printcolumn(
-        name = "Autonomous",
-        type_ = "string",
-        json_path = ".spec.autonomy.autonomous"
-    ),
+    printcolumn(name = "Supervised", type_ = "string", json_path = ".spec.autonomy.supervised"),
+    printcolumn(name = "Autonomous", type_ = "string", json_path = ".spec.autonomy.autonomous"),
     printcolumn(name = "KillSwitch", type_ = "boolean", json_path = ".spec.killSwitch"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AutonomyPolicySpec {
@@ -60,11 +48,7 @@ pub struct Ceilings {
 
 impl Default for Ceilings {
     fn default() -> Self {
-        Self {
-            assist: Ceiling::None,
-            supervised: Ceiling::Low,
-            autonomous: Ceiling::Medium,
-        }
+        Self { assist: Ceiling::None, supervised: Ceiling::Low, autonomous: Ceiling::Medium }
     }
 }
 
@@ -79,9 +63,7 @@ fn medium() -> Ceiling {
 }
 
 /// A risk ceiling: `none` means nothing runs without approval.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Ceiling {
     None,
