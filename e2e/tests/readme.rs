@@ -29,14 +29,10 @@ fn readme_commands() -> Result<BTreeSet<String>> {
 
 fn kubectl() -> String {
     let env = cluster_dir().join("env");
-    if !external_cluster() {
-        if let Ok(text) = std::fs::read_to_string(env) {
-            if let Some(k) = text.lines().find_map(|l| l.strip_prefix("KUBECTL=")) {
-                return k.to_string();
-            }
-        }
-    }
-    "kubectl".to_string()
+    let local = (!external_cluster()).then(|| std::fs::read_to_string(env).ok()).flatten();
+    local
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("KUBECTL=")).map(String::from))
+        .unwrap_or_else(|| "kubectl".into())
 }
 
 /// Runs a README `kubectl …` line against the test cluster; returns its output.
