@@ -185,7 +185,9 @@ fn meta(agent: &SocAgent, n: &Names, name: &str, namespace: &str) -> ObjectMeta 
 }
 
 fn ours<K: Resource>(obj: &K, n: &Names) -> bool {
-    credentials::owner_from_labels(obj.meta().labels.as_ref()) == Some((n.ns.clone(), n.name.clone()))
+    let Some(labels) = obj.meta().labels.as_ref() else { return false };
+    labels.get(credentials::AGENT_LABEL) == Some(&n.name)
+        && labels.get(credentials::AGENT_NAMESPACE_LABEL) == Some(&n.ns)
 }
 
 async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<Action> {
@@ -270,10 +272,11 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     }
 
     // Report.
-    let previous = agent.status.as_ref();
+    let shown = shown_status(agent, ctx);
+    let previous = shown.as_ref();
     let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
     publish_transitions(agent, ctx, previous, &status, &plan, rotated);
-    write_status(agent, ctx, api, &status).await?;
+    write_status(agent, ctx, api, previous, &status).await?;
 
     let mut next = RESYNC;
     if let Some(t) = &applied.token {
@@ -354,9 +357,9 @@ where
 
 /// Every namespace where the caches show a Role or RoleBinding of this agent.
 fn managed_namespaces(ctx: &Context, n: &Names) -> BTreeSet<String> {
-    let rbs = ctx.stores.role_bindings.state_filter(|o| ours(o, n));
-    let roles = ctx.stores.roles.state_filter(|o| ours(o, n));
-    rbs.iter().filter_map(|o| o.namespace()).chain(roles.iter().filter_map(|o| o.namespace())).collect()
+    let mut all = ctx.stores.role_namespaces.namespaces(&n.ns, &n.name);
+    all.extend(ctx.stores.binding_namespaces.namespaces(&n.ns, &n.name));
+    all
 }
 
 fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
@@ -377,29 +380,24 @@ fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
 }
 
 async fn ensure_namespace(agent: &SocAgent, ctx: &Context, n: &Names, ns: &str, rules: &[Rule]) -> Result<()> {
-    let pp = PatchParams::apply(MANAGER).force();
-    let key_role = ObjectRef::<Role>::new(&n.rbac).within(ns);
-    let role_ok = ctx
-        .stores
-        .roles
-        .get(&key_role)
+    let cached = ctx.stores.roles.get(&ObjectRef::new(&n.rbac).within(ns));
+    let role_ok = cached
+        .as_ref()
         .is_some_and(|r| ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules));
     if !role_ok {
         let role = Role {
             metadata: meta(agent, n, &n.rbac, ns),
             rules: Some(rules.iter().map(Rule::to_policy_rule).collect()),
         };
-        Api::<Role>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&role)).await?;
+        create_or_apply(&Api::namespaced(ctx.client.clone(), ns), &n.rbac, &role, cached.is_some()).await?;
     }
     let want = binding(agent, n, ns);
-    let key_rb = ObjectRef::<RoleBinding>::new(&n.rbac).within(ns);
-    let rb_ok = ctx
-        .stores
-        .role_bindings
-        .get(&key_rb)
+    let cached = ctx.stores.role_bindings.get(&ObjectRef::new(&n.rbac).within(ns));
+    let rb_ok = cached
+        .as_ref()
         .is_some_and(|rb| ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects);
     if !rb_ok {
-        Api::<RoleBinding>::namespaced(ctx.client.clone(), ns).patch(&n.rbac, &pp, &Patch::Apply(&want)).await?;
+        create_or_apply(&Api::namespaced(ctx.client.clone(), ns), &n.rbac, &want, cached.is_some()).await?;
     }
     Ok(())
 }
@@ -559,26 +557,40 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Writes the status with a JSON merge patch (much cheaper for the API server than an apply on a
-/// custom resource). Skipped when the cache shows it already, or when we wrote exactly this status
-/// on top of the very version the cache still shows (the cache is behind our own write).
-async fn write_status(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>, status: &SocAgentStatus) -> Result<()> {
-    if agent.status.as_ref() == Some(status) {
-        return Ok(());
-    }
+/// The status the agent shows: the cache's, unless the cache still shows the version our last
+/// status write was based on, in which case what we wrote (so a second reconcile computes the
+/// same status, with the same transition times, and writes nothing).
+fn shown_status(agent: &SocAgent, ctx: &Context) -> Option<SocAgentStatus> {
     let uid = agent.uid().unwrap_or_default();
-    let digest = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(status).unwrap_or_default().hash(&mut h);
-        h.finish()
-    };
-    let seen = agent.resource_version();
-    if ctx.status_written.lock().expect("memo lock").get(&uid) == Some(&(seen.clone(), digest)) {
+    let mut memo = ctx.status_written.lock().expect("memo lock");
+    match memo.get(&uid) {
+        Some((based_on, written)) if *based_on == agent.resource_version() => Some(written.clone()),
+        Some(_) => {
+            // The cache has caught up (or someone else wrote since): it is the truth again.
+            memo.remove(&uid);
+            agent.status.clone()
+        }
+        None => agent.status.clone(),
+    }
+}
+
+/// Writes the status with a JSON merge patch (much cheaper for the API server than an apply on a
+/// custom resource), unless the agent already shows exactly this status.
+async fn write_status(
+    agent: &SocAgent,
+    ctx: &Context,
+    api: &Api<SocAgent>,
+    shown: Option<&SocAgentStatus>,
+    status: &SocAgentStatus,
+) -> Result<()> {
+    if shown == Some(status) {
         return Ok(());
     }
     api.patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
-    ctx.status_written.lock().expect("memo lock").insert(uid, (seen, digest));
+    ctx.status_written
+        .lock()
+        .expect("memo lock")
+        .insert(agent.uid().unwrap_or_default(), (agent.resource_version(), status.clone()));
     Ok(())
 }
 

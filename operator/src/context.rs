@@ -2,6 +2,7 @@
 
 use crate::api::{AutonomyPolicy, SocAction, SocAgent};
 use crate::credentials::IssuedToken;
+use crate::index::NamespaceIndex;
 use crate::metrics::Metrics;
 use crate::rbac::Rule;
 use crate::watch::malformed;
@@ -28,6 +29,9 @@ pub struct Stores {
     pub secrets: Store<Secret>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    /// Namespaces where each agent has a Role / a RoleBinding.
+    pub role_namespaces: NamespaceIndex,
+    pub binding_namespaces: NamespaceIndex,
 }
 
 impl Stores {
@@ -74,8 +78,9 @@ pub struct Context {
     pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
     /// Issued tokens by Secret UID (see `IssuedMemo`).
     pub issued: Mutex<HashMap<String, IssuedMemo>>,
-    /// By agent UID: the agent resourceVersion a status write was based on, and what was written.
-    pub status_written: Mutex<HashMap<String, (Option<String>, u64)>>,
+    /// By agent UID: the agent resourceVersion our last status write was based on, and the status
+    /// written; kept only until the cache shows a newer version.
+    pub status_written: Mutex<HashMap<String, (Option<String>, crate::api::SocAgentStatus)>>,
 }
 
 impl Context {

@@ -11,7 +11,7 @@
 //! - `plan`: the whole desired state of one agent, and its status.
 //! - `workload`: stopping and restarting the workload of a paused agent.
 //! - `agent`, `catalog`: the reconcilers that apply those decisions.
-//! - `watch`, `context`, `metrics`, `server`, `run`: plumbing.
+//! - `watch`, `index`, `context`, `metrics`, `server`, `run`: plumbing.
 
 pub mod agent;
 pub mod api;
@@ -21,6 +21,7 @@ pub mod context;
 pub mod crdgen;
 pub mod credentials;
 pub mod duration;
+pub mod index;
 pub mod metrics;
 pub mod pause;
 pub mod plan;

@@ -3,6 +3,7 @@
 use crate::api::{AutonomyPolicy, SocAction, SocAgent};
 use crate::context::{Context, Stores};
 use crate::credentials::{self, MANAGED_SELECTOR};
+use crate::index::NamespaceIndex;
 use crate::metrics::Metrics;
 use crate::rbac::Rule;
 use crate::{agent, catalog, server, watch};
@@ -35,6 +36,7 @@ fn spec_or_deletion(a: &SocAgent) -> Option<u64> {
 /// mapped to the agent they belong to.
 fn managed<K>(
     client: &Client,
+    index: Option<NamespaceIndex>,
     strip: impl Fn(&mut K) + Send + 'static,
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
@@ -43,6 +45,12 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default().labels(MANAGED_SELECTOR))
         .default_backoff()
+        .map(move |ev| {
+            if let (Ok(ev), Some(index)) = (&ev, &index) {
+                index.apply(ev);
+            }
+            ev
+        })
         .modify(move |o: &mut K| {
             o.meta_mut().managed_fields = None;
             strip(o)
@@ -78,13 +86,24 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         .reflect(policies_w)
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let (service_accounts, sa_stream) = managed::<ServiceAccount>(&client, |_| {});
+    let (service_accounts, sa_stream) = managed::<ServiceAccount>(&client, None, |_| {});
     // The operator never needs to read a token back: keep none in memory.
-    let (secrets, secret_stream) = managed::<Secret>(&client, |s| s.data = None);
-    let (roles, role_stream) = managed::<Role>(&client, |_| {});
-    let (role_bindings, rb_stream) = managed::<RoleBinding>(&client, |_| {});
+    let (secrets, secret_stream) = managed::<Secret>(&client, None, |s| s.data = None);
+    let (role_namespaces, binding_namespaces) = (NamespaceIndex::default(), NamespaceIndex::default());
+    let (roles, role_stream) = managed::<Role>(&client, Some(role_namespaces.clone()), |_| {});
+    let (role_bindings, rb_stream) = managed::<RoleBinding>(&client, Some(binding_namespaces.clone()), |_| {});
 
-    let stores = Stores { agents: agents.clone(), actions, policies, service_accounts, secrets, roles, role_bindings };
+    let stores = Stores {
+        agents: agents.clone(),
+        actions,
+        policies,
+        service_accounts,
+        secrets,
+        roles,
+        role_bindings,
+        role_namespaces,
+        binding_namespaces,
+    };
     let ctx = Arc::new(Context::new(client.clone(), stores.clone(), opts.delegable, metrics.clone()));
 
     let by_action = agents.clone();

@@ -103,6 +103,45 @@ fn cpu_report(label: &str, before: &[f64], after: &[f64], wall: Duration) {
     );
 }
 
+/// The API server's request counters by verb, resource and subresource (JSON and protobuf summed).
+async fn api_requests(client: &Client) -> std::collections::BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(req).await.unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((series, v)) = l.rsplit_once(' ') else { continue };
+        let label = |k: &str| {
+            series.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string()
+        };
+        let key = format!(
+            "{} {}{}{} {}",
+            label("verb"),
+            label("resource"),
+            if label("subresource").is_empty() { "" } else { "/" },
+            label("subresource"),
+            label("code")
+        );
+        *out.entry(key).or_default() += v.parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+fn request_report(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    n: usize,
+) {
+    let mut d: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= n as f64 / 20.0)
+        .collect();
+    d.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (k, v) in d {
+        println!("    {:>6.2}/agent  {k}", v / n as f64);
+    }
+}
+
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
@@ -127,6 +166,7 @@ async fn main() -> Result<()> {
 
     // 1. The write floor.
     let cp0 = control_plane_cpu();
+    let r0 = api_requests(&client).await;
     let start = Instant::now();
     stream::iter(0..n)
         .map(|i| {
@@ -144,6 +184,29 @@ async fn main() -> Result<()> {
         n as f64 / floor.as_secs_f64()
     );
     cpu_report("floor", &cp0, &control_plane_cpu(), floor);
+    request_report(&r0, &api_requests(&client).await, n);
+
+    // 1b. What the SocAgent objects alone cost the API server (created, no operator running).
+    let ns_cr = Namespaces::create(&client, &["bench-crs"]).await?;
+    let crs: Api<SocAgent> = Api::namespaced(client.clone(), ns_cr.get(0));
+    let (cpc, rc) = (control_plane_cpu(), api_requests(&client).await);
+    let start = Instant::now();
+    stream::iter(0..n)
+        .map(|i| {
+            let (crs, ns) = (crs.clone(), ns_cr.get(0).to_string());
+            async move {
+                crs.create(&PostParams::default(), &agent(&format!("cr-{i:05}"), &ns, Tier::Supervised, &["x"], &[&ns]))
+                    .await
+            }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let cr_time = start.elapsed();
+    println!("reference: {n} SocAgents created with no operator running: {:.2}s", cr_time.as_secs_f64());
+    cpu_report("reference", &cpc, &control_plane_cpu(), cr_time);
+    request_report(&rc, &api_requests(&client).await, n);
+    crs.delete_collection(&Default::default(), &ListParams::default()).await?;
 
     // 2. The operator.
     let read = unique("bench-read");
@@ -155,6 +218,7 @@ async fn main() -> Result<()> {
     let label = format!("bench-run={run}");
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), &agents_ns);
     let cp1 = control_plane_cpu();
+    let r1 = api_requests(&client).await;
     let op_cpu0 = cpu_secs(pid);
     let start = Instant::now();
     let watcher = {
@@ -181,6 +245,7 @@ async fn main() -> Result<()> {
     let op_cpu = cpu_secs(pid) - op_cpu0;
     let peak = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let cp2 = control_plane_cpu();
+    let r2 = api_requests(&client).await;
     println!(
         "operator: {n} SocAgents applied in {:.2}s, all Ready after {:.2}s ({:.0} agents/s)",
         applied.as_secs_f64(),
@@ -189,6 +254,7 @@ async fn main() -> Result<()> {
     );
     cpu_report("operator run", &cp1, &cp2, converged);
     println!("  operator CPU: {op_cpu:.1}s");
+    request_report(&r1, &r2, n);
     println!("ratio (operator / floor): {:.2}  (target <= 1.5)", converged.as_secs_f64() / floor.as_secs_f64());
     println!("operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)");
     let m = op.metrics().await?;
