@@ -243,6 +243,7 @@ pub fn action(name: &str, risk: Risk, group: &str, resource: &str, verbs: &[Verb
                 verbs: verbs.to_vec(),
                 resource_names: vec![],
             }],
+            ..Default::default()
         },
     )
 }

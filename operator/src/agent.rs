@@ -1,11 +1,13 @@
 //! The SocAgent reconciler: dereference (caches, one workload read) → plan (pure) → apply →
 //! status. Every write is skipped when the cache already shows the wanted state.
 
-use crate::api::{Phase, SocAgent, SocAgentStatus};
+use crate::api::{AutonomyPolicy, Phase, SocAgent, SocAgentStatus, Tier};
 use crate::conditions;
 use crate::context::{Context, IssuedMemo, MANAGER};
 use crate::credentials::{self, IssuedToken, TokenDecision};
+use crate::decisionlog;
 use crate::plan::{self, Applied, Plan, TokenPlan};
+use crate::promotion;
 use crate::rbac::{self, Rule};
 use crate::validate::Inputs;
 use crate::watch::malformed;
@@ -46,15 +48,22 @@ pub enum Error {
     Unnamed,
 }
 
+/// A small fixed label for metrics, from a Kubernetes API error.
+pub fn kube_category(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => "conflict",
+        kube::Error::Api(s) if s.code == 403 => "forbidden",
+        kube::Error::Api(s) if s.code == 404 => "not-found",
+        kube::Error::Api(_) => "api",
+        _ => "transport",
+    }
+}
+
 impl Error {
     /// A small fixed label for metrics.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
-            Error::Kube(kube::Error::Api(s)) if s.code == 404 => "not-found",
-            Error::Kube(kube::Error::Api(_)) => "api",
-            Error::Kube(_) => "transport",
+            Error::Kube(e) => kube_category(e),
             Error::TokenResponse(_) => "token",
             Error::NotOurs { .. } => "not-ours",
             Error::Unnamed => "invalid",
@@ -221,7 +230,8 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         workload_exists: observed_workload.as_ref().map(Option::is_some),
         malformed: malformed(agent),
     };
-    let plan = plan::plan(&inputs, kill_switch.as_deref());
+    let tier = tier_decision(agent, ctx, policy.as_deref(), now);
+    let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier);
 
     // Apply. Independent writes go out together: a reconcile costs the round trips of its
     // longest chain (token Secret → TokenRequest → Secret update), not the sum of its writes.
@@ -288,6 +298,59 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         next = next.min(Duration::from_secs(15));
     }
     Ok(Action::requeue(next))
+}
+
+/// The tier to enforce (see `promotion`), with the shadow evidence for the next tier while a
+/// promotion is asked for.
+fn tier_decision(
+    agent: &SocAgent,
+    ctx: &Context,
+    policy: Option<&AutonomyPolicy>,
+    now: Timestamp,
+) -> plan::TierDecision {
+    let ns = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let status = agent.status.as_ref();
+    let current = status.and_then(|s| s.effective_tier);
+    let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(now);
+    let shadow = match (current, current.and_then(Tier::next), policy) {
+        (Some(cur), Some(next), Some(p)) if agent.spec.tier > cur => {
+            let history: Vec<promotion::Decided> = ctx
+                .stores
+                .requests
+                .state_filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.agent == name)
+                .iter()
+                .filter_map(|r| {
+                    let s = r.status.as_ref()?;
+                    let risk = ctx.stores.actions.get(&ObjectRef::new(&r.spec.action))?.spec.risk;
+                    Some(promotion::Decided {
+                        tier: s.tier?,
+                        risk,
+                        decision: s.decision?,
+                        decided_at: s.decided_at.as_ref()?.parse().ok()?,
+                    })
+                })
+                .collect();
+            Some(promotion::shadow(&history, cur, next, &p.spec, since))
+        }
+        _ => None,
+    };
+    let approvals = ctx.stores.approvals.state_filter(|a| {
+        a.namespace().as_deref() == Some(ns.as_str()) && a.spec.promotion.as_ref().is_some_and(|p| p.agent == name)
+    });
+    let refs: Vec<&crate::api::Approval> = approvals.iter().map(|a| a.as_ref()).collect();
+    let rules = policy.map(|p| p.spec.promotion.clone()).unwrap_or_default();
+    let outcome = promotion::evaluate(&promotion::Inputs {
+        agent,
+        key: &ctx.key,
+        rules: &rules,
+        approvals: &refs,
+        shadow: &shadow.clone().unwrap_or_default(),
+        last_drift_pause: None,
+        resumed_at: None,
+        now,
+    });
+    plan::TierDecision { outcome, shadow }
 }
 
 /// Service account, then per namespace a Role and its RoleBinding, then removal of what is no
@@ -631,6 +694,35 @@ fn publish_transitions(
         )),
         Some(why) => events.push((EventType::Normal, "TokenRotated", why.to_string())),
         None => {}
+    }
+    let (was_tier, tier) = (before.and_then(|s| s.effective_tier), after.effective_tier);
+    if let (Some(w), Some(t)) = (was_tier, tier) {
+        if w != t {
+            let (reason, direction) = if t > w { ("Promoted", "up") } else { ("Demoted", "down") };
+            let note = if t > w {
+                format!("effective tier {w} → {t}: every promotion rule holds")
+            } else {
+                format!("effective tier {w} → {t}: spec.tier was lowered")
+            };
+            ctx.metrics.promotions.with_label_values(&[direction]).inc();
+            let ns = agent.namespace().unwrap_or_default();
+            ctx.decisions.record(&decisionlog::Entry::new(
+                decisionlog::Phase::Govern,
+                reason,
+                &ns,
+                &agent.name_any(),
+                note.clone(),
+            ));
+            events.push((EventType::Normal, reason, note));
+        }
+    }
+    let pending_before = before
+        .and_then(|s| conditions::find(&s.conditions, conditions::PROMOTION_PENDING))
+        .filter(|c| c.status == "True");
+    if let Some(c) = conditions::find(&after.conditions, conditions::PROMOTION_PENDING).filter(|c| c.status == "True") {
+        if pending_before.map(|p| &p.message) != Some(&c.message) && pending_before.is_none() {
+            events.push((EventType::Normal, "PromotionPending", c.message.clone()));
+        }
     }
     let before_auto = before.map(|s| &s.autonomous_actions);
     if before_auto.is_some_and(|b| b != &after.autonomous_actions) && plan.pause.is_none() {

@@ -148,6 +148,7 @@ mod tests {
                     verbs: vec![Verb::Get, Verb::List],
                     resource_names: vec![],
                 }],
+                ..Default::default()
             },
         );
         a.metadata.generation = Some(3);

@@ -6,6 +6,7 @@ pub const READY: &str = "Ready";
 pub const CREDENTIALS_ISSUED: &str = "CredentialsIssued";
 pub const PAUSED: &str = "Paused";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const PROMOTION_PENDING: &str = "PromotionPending";
 /// On SocAction: every grant is within what the operator may delegate.
 pub const DELEGABLE: &str = "Delegable";
 /// On AutonomyPolicy.
@@ -28,6 +29,8 @@ pub mod reason {
     pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
     pub const INVALID_NAME: &str = "InvalidName";
     pub const MALFORMED: &str = "Malformed";
+    pub const AWAITING_EVIDENCE: &str = "AwaitingEvidence";
+    pub const NONE_PENDING: &str = "NonePending";
     pub const WITHIN_DELEGATION: &str = "WithinDelegation";
     pub const CEILINGS_DECREASE: &str = "CeilingsDecrease";
 }

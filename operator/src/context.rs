@@ -1,10 +1,13 @@
 //! What every reconcile shares: the client, the caches, the configuration, metrics and events.
 
-use crate::api::{AutonomyPolicy, SocAction, SocAgent};
+use crate::api::{ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, SocAction, SocAgent, SocAgentStatus};
 use crate::credentials::IssuedToken;
+use crate::decisionlog::DecisionLog;
+use crate::execute::Discovery;
 use crate::index::NamespaceIndex;
 use crate::metrics::Metrics;
 use crate::rbac::Rule;
+use crate::signature::Key;
 use crate::watch::malformed;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -29,6 +32,8 @@ pub struct Stores {
     pub secrets: Store<Secret>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    pub requests: Store<ActionRequest>,
+    pub approvals: Store<Approval>,
     /// Namespaces where each agent has a Role / a RoleBinding.
     pub role_namespaces: NamespaceIndex,
     pub binding_namespaces: NamespaceIndex,
@@ -51,6 +56,8 @@ impl Stores {
             && r(&self.secrets)
             && r(&self.roles)
             && r(&self.role_bindings)
+            && r(&self.requests)
+            && r(&self.approvals)
     }
 
     /// The name of an AutonomyPolicy whose kill switch is on, if any.
@@ -68,33 +75,55 @@ pub struct IssuedMemo {
     pub token: IssuedToken,
 }
 
+/// By object UID: the resourceVersion our last status write was based on, and the status written;
+/// kept only until the cache shows a newer version.
+pub type StatusMemo<S> = Mutex<HashMap<String, (Option<String>, S)>>;
+
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
     pub delegable: Vec<Rule>,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// Signs and verifies admission stamps.
+    pub key: Key,
+    /// The operator's namespace (its Secrets live there).
+    pub namespace: String,
+    pub decisions: DecisionLog,
+    pub discovery: Discovery,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
     pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
     /// Issued tokens by Secret UID (see `IssuedMemo`).
     pub issued: Mutex<HashMap<String, IssuedMemo>>,
-    /// By agent UID: the agent resourceVersion our last status write was based on, and the status
-    /// written; kept only until the cache shows a newer version.
-    pub status_written: Mutex<HashMap<String, (Option<String>, crate::api::SocAgentStatus)>>,
+    pub status_written: StatusMemo<SocAgentStatus>,
+    pub request_status_written: StatusMemo<ActionRequestStatus>,
+}
+
+/// What `Context::new` needs besides the client and caches.
+pub struct Settings {
+    pub delegable: Vec<Rule>,
+    pub key: Key,
+    pub namespace: String,
+    pub decisions: DecisionLog,
 }
 
 impl Context {
-    pub fn new(client: Client, stores: Stores, delegable: Vec<Rule>, metrics: Metrics) -> Self {
+    pub fn new(client: Client, stores: Stores, settings: Settings, metrics: Metrics) -> Self {
         let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             stores,
-            delegable,
+            delegable: settings.delegable,
+            key: settings.key,
+            namespace: settings.namespace,
+            decisions: settings.decisions,
+            discovery: Discovery::default(),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),
             issued: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
+            request_status_written: Mutex::new(HashMap::new()),
         }
     }
 }

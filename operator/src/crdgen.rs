@@ -1,6 +1,6 @@
 //! The CRD manifests, generated from the Rust types (`warden crdgen`).
 
-use crate::api::{AutonomyPolicy, SocAction, SocAgent};
+use crate::api::{ActionRequest, Approval, AutonomyPolicy, SocAction, SocAgent};
 use kube::CustomResourceExt;
 
 /// (file name, YAML) for every CRD, in a stable order.
@@ -11,6 +11,8 @@ pub fn manifests() -> Vec<(&'static str, String)> {
         ("socagents.yaml", yaml(SocAgent::crd())),
         ("socactions.yaml", yaml(SocAction::crd())),
         ("autonomypolicies.yaml", yaml(AutonomyPolicy::crd())),
+        ("actionrequests.yaml", yaml(ActionRequest::crd())),
+        ("approvals.yaml", yaml(Approval::crd())),
     ]
 }
 

@@ -9,9 +9,16 @@
 //! - `pause`: whether an agent is paused, and why.
 //! - `credentials`: names of the credential objects, and when a token is (re)issued.
 //! - `plan`: the whole desired state of one agent, and its status.
+//! - `gate`: what happens to an ActionRequest (checks in order, approvals, quorum, expiry).
+//! - `params`: parameter schemas, scope and protected targets, execution templates.
+//! - `promotion`: which tier is enforced while a promotion waits for evidence and approvals.
+//! - `signature`: what the admission webhook signs and how it is verified.
 //! - `workload`: stopping and restarting the workload of a paused agent.
-//! - `agent`, `catalog`: the reconcilers that apply those decisions.
-//! - `watch`, `index`, `context`, `metrics`, `server`, `run`: plumbing.
+//! - `agent`, `catalog`, `request`: the reconcilers that apply those decisions.
+//! - `webhook`: the admission webhook (stamps, signatures, immutability, early refusals).
+//! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
+//! - `decisionlog`: the append-only decision log.
+//! - `watch`, `index`, `context`, `tls`, `metrics`, `server`, `run`: plumbing.
 
 pub mod agent;
 pub mod api;
@@ -20,15 +27,26 @@ pub mod conditions;
 pub mod context;
 pub mod crdgen;
 pub mod credentials;
+pub mod decisionlog;
 pub mod duration;
+pub mod execute;
+pub mod gate;
 pub mod index;
 pub mod metrics;
+pub mod params;
 pub mod pause;
 pub mod plan;
 pub mod policy;
+pub mod promotion;
 pub mod rbac;
+pub mod request;
 pub mod run;
 pub mod server;
+pub mod signature;
+#[cfg(test)]
+mod testutil;
+pub mod tls;
 pub mod validate;
 pub mod watch;
+pub mod webhook;
 pub mod workload;

@@ -1,5 +1,6 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use soc_warden::tls::Endpoint;
 use soc_warden::{crdgen, rbac, run};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,27 @@ enum Command {
         /// Log format.
         #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// The operator's namespace, where it keeps its signing key and webhook certificate.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "soc-warden-system")]
+        namespace: String,
+        /// Address the admission webhook listens on (TLS).
+        #[arg(long, env = "WARDEN_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+        webhook_addr: SocketAddr,
+        /// URL the API server uses to reach the webhook, e.g. https://127.0.0.1:9443 for a local
+        /// operator. Registers the webhook configurations.
+        #[arg(long, env = "WARDEN_WEBHOOK_URL", conflicts_with = "webhook_service")]
+        webhook_url: Option<String>,
+        /// The Service in front of the operator, as namespace/name:port. Registers the webhook
+        /// configurations.
+        #[arg(long, env = "WARDEN_WEBHOOK_SERVICE")]
+        webhook_service: Option<String>,
+        /// A directory with tls.crt, tls.key and ca.crt for the webhook (default: generated and
+        /// kept in the Secret socwarden-webhook-tls).
+        #[arg(long, env = "WARDEN_WEBHOOK_CERT_DIR")]
+        webhook_cert_dir: Option<PathBuf>,
+        /// Append every decision as a JSON line to this file (always also logged under target `decision`).
+        #[arg(long, env = "WARDEN_DECISION_LOG")]
+        decision_log: Option<PathBuf>,
     },
     /// Write the CRD manifests (one file per CRD) into a directory, or print them with `-`.
     Crdgen {
@@ -51,6 +73,14 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// `namespace/name:port`
+fn parse_service(s: &str) -> anyhow::Result<Endpoint> {
+    let bad = || anyhow::anyhow!("--webhook-service {s:?}: expected namespace/name:port");
+    let (ns, rest) = s.split_once('/').ok_or_else(bad)?;
+    let (name, port) = rest.split_once(':').ok_or_else(bad)?;
+    Ok(Endpoint::Service { namespace: ns.into(), name: name.into(), port: port.parse().map_err(|_| bad())? })
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -65,18 +95,43 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { metrics_addr, delegable, concurrency, log_format } => {
+        Command::Run {
+            metrics_addr,
+            delegable,
+            concurrency,
+            log_format,
+            namespace,
+            webhook_addr,
+            webhook_url,
+            webhook_service,
+            webhook_cert_dir,
+            decision_log,
+        } => {
             init_logs(log_format);
             let yaml = match &delegable {
                 Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
                 None => rbac::DEFAULT_DELEGABLE.to_string(),
             };
             let delegable = rbac::parse_delegable(&yaml).map_err(anyhow::Error::msg)?;
+            let endpoint = match (webhook_url, webhook_service) {
+                (Some(u), _) => Some(Endpoint::Url(u)),
+                (None, Some(s)) => Some(parse_service(&s)?),
+                (None, None) => None,
+            };
+            let webhook = endpoint.map(|endpoint| run::WebhookOptions {
+                addr: webhook_addr,
+                endpoint,
+                cert_dir: webhook_cert_dir,
+            });
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
                 let client =
                     kube::Client::try_default().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
-                run::run(client, run::Options { metrics_addr, delegable, concurrency }).await
+                run::run(
+                    client,
+                    run::Options { metrics_addr, delegable, concurrency, namespace, webhook, decision_log },
+                )
+                .await
             })
         }
     }

@@ -20,6 +20,13 @@ pub struct Metrics {
     pub containment_seconds: Histogram,
     pub kill_switch: IntGauge,
     pub malformed_objects: IntCounterVec,
+    pub action_requests: IntCounterVec,
+    pub approval_latency: Histogram,
+    pub executions: IntCounterVec,
+    pub pending_approvals: IntGauge,
+    pub oldest_pending_seconds: prometheus::Gauge,
+    pub webhook_duration: HistogramVec,
+    pub promotions: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -73,6 +80,53 @@ impl Metrics {
             &["kind"],
         )
         .unwrap();
+        let action_requests = IntCounterVec::new(
+            Opts::new("action_requests_total", "ActionRequests decided, by action and decision"),
+            &["action", "decision"],
+        )
+        .unwrap();
+        let approval_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "approval_latency_seconds",
+                "From an ActionRequest's creation to its approval or denial",
+            )
+            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0]),
+        )
+        .unwrap();
+        let executions = IntCounterVec::new(
+            Opts::new(
+                "executions_total",
+                "Executions of approved actions, by result (Executed, ExecutionFailed, RolledBack)",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        let pending_approvals = IntGauge::new("pending_approvals", "ActionRequests waiting for approval").unwrap();
+        let oldest_pending_seconds = prometheus::Gauge::new(
+            "oldest_pending_approval_age_seconds",
+            "Age of the oldest ActionRequest waiting for approval",
+        )
+        .unwrap();
+        let webhook_duration = HistogramVec::new(
+            HistogramOpts::new("webhook_duration_seconds", "Time to answer one admission review")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]),
+            &["path", "allowed"],
+        )
+        .unwrap();
+        let promotions =
+            IntCounterVec::new(Opts::new("tier_changes_total", "Effective tier changes, by direction"), &["direction"])
+                .unwrap();
+        for c in [
+            Box::new(action_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(approval_latency.clone()),
+            Box::new(executions.clone()),
+            Box::new(pending_approvals.clone()),
+            Box::new(oldest_pending_seconds.clone()),
+            Box::new(webhook_duration.clone()),
+            Box::new(promotions.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
         for c in [
             Box::new(reconcile_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -99,7 +153,29 @@ impl Metrics {
             containment_seconds,
             kill_switch,
             malformed_objects,
+            action_requests,
+            approval_latency,
+            executions,
+            pending_approvals,
+            oldest_pending_seconds,
+            webhook_duration,
+            promotions,
         }
+    }
+
+    /// Recomputes the approval backlog from the requests the operator sees.
+    pub fn refresh_requests(&self, requests: &[std::sync::Arc<crate::api::ActionRequest>], now: jiff::Timestamp) {
+        let pending: Vec<_> = requests
+            .iter()
+            .filter(|r| r.status.as_ref().and_then(|s| s.decision) == Some(crate::api::Decision::Pending))
+            .collect();
+        self.pending_approvals.set(pending.len() as i64);
+        let oldest = pending
+            .iter()
+            .filter_map(|r| r.metadata.creation_timestamp.as_ref())
+            .map(|t| now.duration_since(t.0).as_secs_f64())
+            .fold(0.0_f64, f64::max);
+        self.oldest_pending_seconds.set(oldest);
     }
 
     /// Recomputes the per-state gauges from the agents the operator sees (at scrape time, so they

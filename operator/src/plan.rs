@@ -1,11 +1,12 @@
 //! What an agent should have right now, and the status that says so. Pure: the reconciler looks
 //! up the inputs, calls `plan`, applies the result, then calls `status`.
 
-use crate::api::{CredentialStatus, Phase, SocActionSpec, SocAgentStatus, Tier};
+use crate::api::{CredentialStatus, Phase, ShadowStatus, SocActionSpec, SocAgentStatus, Tier};
 use crate::conditions::{self, reason};
 use crate::credentials;
 use crate::pause::{self, PauseReason};
 use crate::policy;
+use crate::promotion;
 use crate::rbac::{self, Rule};
 use crate::validate::{self, Inputs, Problem};
 use jiff::Timestamp;
@@ -31,6 +32,12 @@ pub struct Plan {
     pub roles: Option<BTreeMap<String, Vec<Rule>>>,
     /// The token to hold. `None`: no token (paused, or the lifetime is invalid).
     pub token: Option<TokenPlan>,
+    /// While a promotion waits: what is missing.
+    pub promotion_pending: Option<String>,
+    /// Whether the effective tier changes with this plan.
+    pub tier_changed: bool,
+    /// Shadow evidence for the next tier.
+    pub shadow: Option<ShadowStatus>,
 }
 
 impl Plan {
@@ -39,13 +46,29 @@ impl Plan {
     }
 }
 
+/// The tier to enforce, as decided by `promotion::evaluate`, and the shadow evidence for the next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierDecision {
+    pub outcome: promotion::Outcome,
+    pub shadow: Option<ShadowStatus>,
+}
+
+impl TierDecision {
+    /// The declared tier, enforced as is (no promotion machinery involved).
+    pub fn declared(tier: Tier) -> Self {
+        Self {
+            outcome: promotion::Outcome { effective: tier, changed: false, pending: None, approvers: vec![] },
+            shadow: None,
+        }
+    }
+}
+
 /// Decides grants, token and pause for one agent. An invalid spec fails closed: the agent keeps
 /// only the base rules (it can still read its SocAgent and see why) until the spec is fixed.
-pub fn plan(i: &Inputs, kill_switch: Option<&str>) -> Plan {
+pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision) -> Plan {
     let problems = validate::agent(i);
     let pause = pause::decide(i.spec.paused, kill_switch);
-    // Promotion gates arrive with the governance work; until then the declared tier is enforced.
-    let effective_tier = i.spec.tier;
+    let effective_tier = tier.outcome.effective;
 
     let (mut autonomous, mut gated) = (Vec::new(), Vec::new());
     let mut grants = Vec::new();
@@ -77,7 +100,18 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>) -> Plan {
         }),
         _ => None,
     };
-    Plan { problems, pause, effective_tier, autonomous, gated, roles, token }
+    Plan {
+        problems,
+        pause,
+        effective_tier,
+        autonomous,
+        gated,
+        roles,
+        token,
+        promotion_pending: tier.outcome.pending.clone(),
+        tier_changed: tier.outcome.changed,
+        shadow: tier.shadow.clone(),
+    }
 }
 
 /// What the reconciler achieved, fed back into the status.
@@ -160,6 +194,16 @@ pub fn status(
         }
     }
 
+    match &plan.promotion_pending {
+        Some(m) => set(conditions::PROMOTION_PENDING, true, reason::AWAITING_EVIDENCE, m.clone()),
+        None => set(
+            conditions::PROMOTION_PENDING,
+            false,
+            reason::NONE_PENDING,
+            format!("tier {} is enforced", plan.effective_tier),
+        ),
+    }
+
     let (ready_reason, ready_msg) = match phase {
         Phase::Active => (
             reason::RECONCILED,
@@ -180,9 +224,17 @@ pub fn status(
     set(conditions::READY, phase == Phase::Active, ready_reason, ready_msg);
 
     let pause = plan.pause.map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
+    let tier_since = match previous.and_then(|s| s.tier_since.clone()) {
+        Some(t) if !plan.tier_changed && previous.and_then(|s| s.effective_tier) == Some(plan.effective_tier) => {
+            Some(t)
+        }
+        _ => Some(now.to_string()),
+    };
     SocAgentStatus {
         phase: Some(phase),
         effective_tier: Some(plan.effective_tier),
+        tier_since,
+        shadow: plan.shadow.clone(),
         conditions: conds,
         credentials: plan.roles.as_ref().map(|_| CredentialStatus {
             service_account: credentials::service_account_name(name),
@@ -233,6 +285,7 @@ mod tests {
                 verbs: vec![Verb::Get],
                 resource_names: vec![],
             }],
+            ..Default::default()
         }
     }
 
@@ -272,7 +325,7 @@ mod tests {
                 workload_exists: None,
                 malformed: None,
             };
-            plan(&i, kill)
+            plan(&i, kill, &TierDecision::declared(self.spec.tier))
         }
     }
 
@@ -355,7 +408,7 @@ mod tests {
             workload_exists: None,
             malformed: None,
         };
-        let p = plan(&i, None);
+        let p = plan(&i, None, &TierDecision::declared(f.spec.tier));
         assert!(p.roles.is_none() && p.token.is_none());
     }
 

@@ -71,7 +71,7 @@ mod tests {
     fn critical_never_runs_alone_and_observe_never_runs() {
         let p = AutonomyPolicySpec {
             autonomy: Ceilings { assist: Ceiling::High, supervised: Ceiling::High, autonomous: Ceiling::High },
-            kill_switch: false,
+            ..Default::default()
         };
         for tier in Tier::ALL {
             assert!(!runs_alone(&p, tier, Risk::Critical));

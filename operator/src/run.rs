@@ -1,26 +1,46 @@
-//! `warden run`: wires the watches, caches and controllers together.
+//! `warden run`: wires the watches, caches, controllers, the admission webhook and the HTTP
+//! endpoints together.
 
-use crate::api::{AutonomyPolicy, SocAction, SocAgent};
-use crate::context::{Context, Stores};
+use crate::api::{ActionRequest, Approval, AutonomyPolicy, SocAction, SocAgent};
+use crate::context::{Context, Settings, Stores};
 use crate::credentials::{self, MANAGED_SELECTOR};
+use crate::decisionlog::DecisionLog;
 use crate::index::NamespaceIndex;
 use crate::metrics::Metrics;
 use crate::rbac::Rule;
-use crate::{agent, catalog, server, watch};
+use crate::signature::Key;
+use crate::tls::{self, Endpoint};
+use crate::{agent, catalog, request, server, watch, webhook};
+use anyhow::Context as _;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use hyper::StatusCode;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+pub struct WebhookOptions {
+    /// Where the webhook listens (TLS).
+    pub addr: SocketAddr,
+    /// How the API server reaches it (registered in the webhook configurations).
+    pub endpoint: Endpoint,
+    /// `tls.crt`, `tls.key`, `ca.crt` to use instead of generated material.
+    pub cert_dir: Option<PathBuf>,
+}
 
 pub struct Options {
     pub metrics_addr: SocketAddr,
     pub delegable: Vec<Rule>,
     /// Agents reconciled at once.
     pub concurrency: u16,
+    /// The operator's own namespace (its Secrets).
+    pub namespace: String,
+    pub webhook: Option<WebhookOptions>,
+    pub decision_log: Option<PathBuf>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -65,8 +85,26 @@ fn to_agent<K: Resource>(o: K) -> Option<ObjectRef<SocAgent>> {
     Some(ObjectRef::new(&name).within(&ns))
 }
 
+/// A cache whose change stream several controllers share.
+fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
+    client: &Client,
+    metrics: &Metrics,
+) -> (
+    Store<K>,
+    reflector::store::Writer<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store_shared::<K>(1024);
+    let events = watch::watch::<K>(client.clone(), watcher::Config::default(), metrics.clone()).default_backoff();
+    (reader, writer, events)
+}
+
 pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
+        format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
+    })?;
+    let key = Key::new(&tls::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
 
     let (agents, agents_w) = reflector::store::<SocAgent>();
     let agent_stream = watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
@@ -93,6 +131,16 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let (roles, role_stream) = managed::<Role>(&client, Some(role_namespaces.clone()), |_| {});
     let (role_bindings, rb_stream) = managed::<RoleBinding>(&client, Some(binding_namespaces.clone()), |_| {});
 
+    // Requests and approvals feed two controllers each: shared streams.
+    let (requests, requests_w, request_events) = shared::<ActionRequest>(&client, &metrics);
+    let requests_for_gate = requests_w.subscribe().expect("shared store");
+    let requests_for_agents = requests_w.subscribe().expect("shared store");
+    let requests_root = request_events.reflect_shared(requests_w).for_each(|_| futures::future::ready(()));
+    let (approvals, approvals_w, approval_events) = shared::<Approval>(&client, &metrics);
+    let approvals_for_gate = approvals_w.subscribe().expect("shared store");
+    let approvals_for_agents = approvals_w.subscribe().expect("shared store");
+    let approvals_root = approval_events.reflect_shared(approvals_w).for_each(|_| futures::future::ready(()));
+
     let stores = Stores {
         agents: agents.clone(),
         actions,
@@ -101,13 +149,22 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         secrets,
         roles,
         role_bindings,
+        requests: requests.clone(),
+        approvals,
         role_namespaces,
         binding_namespaces,
     };
-    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), opts.delegable, metrics.clone()));
+    let settings = Settings {
+        delegable: opts.delegable,
+        key: key.clone(),
+        namespace: opts.namespace.clone(),
+        decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
 
     let by_action = agents.clone();
     let by_policy = agents.clone();
+    let by_request = agents.clone();
     let agent_controller = Controller::for_stream(agent_stream, agents.clone())
         .with_config(controller::Config::default().concurrency(opts.concurrency))
         .watches_stream(sa_stream, to_agent)
@@ -127,8 +184,30 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             // The kill switch of any policy concerns every agent.
             by_policy.state().iter().map(|a| ObjectRef::from_obj(a.as_ref())).collect::<Vec<_>>()
         })
+        // Promotion and resume approvals concern their agent.
+        .watches_shared_stream(approvals_for_agents, |a: Arc<Approval>| {
+            let ns = a.namespace()?;
+            let agent = a.spec.promotion.as_ref().map(|p| &p.agent).or(a.spec.resume.as_ref().map(|r| &r.agent))?;
+            Some(ObjectRef::new(agent).within(&ns))
+        })
+        // Decisions are shadow evidence for an agent whose promotion is waiting.
+        .watches_shared_stream(requests_for_agents, move |r: Arc<ActionRequest>| {
+            let key = ObjectRef::<SocAgent>::new(&r.spec.agent).within(&r.namespace()?);
+            let agent = by_request.get(&key)?;
+            let waiting = agent.status.as_ref().and_then(|s| s.effective_tier).is_some_and(|t| agent.spec.tier > t);
+            waiting.then_some(key)
+        })
         .shutdown_on_signal()
         .run(agent::reconcile, agent::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let request_controller = Controller::for_shared_stream(requests_for_gate, requests)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .watches_shared_stream(approvals_for_gate, |a: Arc<Approval>| {
+            Some(ObjectRef::<ActionRequest>::new(a.spec.action_request.as_ref()?).within(&a.namespace()?))
+        })
+        .shutdown_on_signal()
+        .run(request::reconcile, request::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
     // Status of the catalog and the policies: small, so they get watches of their own.
@@ -143,13 +222,87 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 
     let listener = server::bind(opts.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    let http = server::serve(listener, metrics, stores);
+    let http = server::serve(listener, metrics.clone(), stores.clone());
+
+    let admission = admission(client.clone(), opts.webhook, opts.namespace.clone(), stores.clone(), key, metrics);
 
     tokio::select! {
         _ = agent_controller => tracing::info!("agent controller stopped"),
+        _ = request_controller => tracing::info!("request controller stopped"),
         _ = action_controller => tracing::info!("action controller stopped"),
         _ = policy_controller => tracing::info!("policy controller stopped"),
+        _ = requests_root => tracing::info!("request watch stopped"),
+        _ = approvals_root => tracing::info!("approval watch stopped"),
         r = http => r?,
+        r = admission => r?,
     }
     Ok(())
+}
+
+/// Serves the admission webhook and registers it once the caches are complete (before that the
+/// webhook would refuse requests for agents it has not seen yet).
+async fn admission(
+    client: Client,
+    opts: Option<WebhookOptions>,
+    namespace: String,
+    stores: Stores,
+    key: Key,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let Some(opts) = opts else {
+        tracing::warn!(
+            "no admission webhook configured (--webhook-url or --webhook-service): ActionRequests and Approvals are not stamped and will all be rejected"
+        );
+        return futures::future::pending().await;
+    };
+    let material = match &opts.cert_dir {
+        Some(dir) => tls::from_dir(dir)?,
+        None => {
+            let mut dns = vec!["localhost".to_string()];
+            if let Endpoint::Service { namespace, name, .. } = &opts.endpoint {
+                dns.push(format!("{name}.{namespace}.svc"));
+                dns.push(format!("{name}.{namespace}.svc.cluster.local"));
+            }
+            let ips = ["127.0.0.1".parse()?, "::1".parse()?];
+            tls::webhook_material(&client, &namespace, &dns, &ips).await?
+        }
+    };
+    let config = tls::server_config(&material)?;
+    let listener = server::bind(opts.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
+    let lookup = stores.clone();
+    let handler: server::Handler = Arc::new(move |path, body| {
+        let started = std::time::Instant::now();
+        if !lookup.ready() {
+            let review = kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
+                .into_review();
+            return (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default());
+        }
+        let review = webhook::review(path, body, &lookup, &key, &nonce());
+        let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
+        metrics
+            .webhook_duration
+            .with_label_values(&[path, if allowed { "true" } else { "false" }])
+            .observe(started.elapsed().as_secs_f64());
+        (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
+    });
+    let serve = server::serve_webhook(listener, config, handler);
+    let register = async {
+        while !stores.ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tls::register(&client, &opts.endpoint, &material.ca_pem).await?;
+        tracing::info!(endpoint = ?opts.endpoint, "admission webhook registered");
+        futures::future::pending::<anyhow::Result<()>>().await
+    };
+    tokio::select! {
+        r = serve => Ok(r?),
+        r = register => r,
+    }
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    crate::signature::hex(&b)
 }

@@ -22,6 +22,7 @@ async fn route(req: Request<Incoming>, metrics: Metrics, stores: Stores) -> Resu
     Ok(match req.uri().path() {
         "/metrics" => {
             metrics.refresh(&stores.agents.state());
+            metrics.refresh_requests(&stores.requests.state(), jiff::Timestamp::now());
             respond(StatusCode::OK, "text/plain; version=0.0.4", metrics.encode())
         }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
@@ -40,6 +41,48 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, stores: Stores) -> s
             if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await
             {
                 tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+/// Answers one request: (path, body) → (status, JSON body).
+pub type Handler = std::sync::Arc<dyn Fn(&str, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
+
+/// Answers admission reviews on `/mutate` and `/validate` over TLS.
+pub async fn serve_webhook(
+    listener: TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    handler: Handler,
+) -> std::io::Result<()> {
+    use http_body_util::BodyExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let (acceptor, handler) = (acceptor.clone(), handler.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let handler = handler.clone();
+                async move {
+                    let path = req.uri().path().to_string();
+                    // An admission review is small; anything over 3 MiB is refused unread.
+                    let body = match http_body_util::Limited::new(req.into_body(), 3 << 20).collect().await {
+                        Ok(b) => b.to_bytes(),
+                        Err(_) => {
+                            return Ok::<_, Infallible>(respond(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "text/plain",
+                                "too large\n",
+                            ));
+                        }
+                    };
+                    let (code, out) = handler(&path, &body);
+                    Ok(respond(code, "application/json", out))
+                }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await {
+                tracing::debug!(error = %e, "webhook connection ended");
             }
         });
     }

@@ -166,6 +166,7 @@ mod tests {
                 verbs: vec![Verb::Get],
                 resource_names: vec![],
             }],
+            ..Default::default()
         }
     }
 

@@ -5,7 +5,10 @@
 //! spec becomes a default spec marked with the `socwarden.io/malformed` annotation (so reconcilers
 //! fail closed on it and say why), and an undecodable status is dropped.
 
-use crate::api::{AutonomyPolicy, AutonomyPolicySpec, SocAction, SocActionSpec, SocAgent, SocAgentSpec};
+use crate::api::{
+    ActionRequest, ActionRequestSpec, Approval, ApprovalSpec, AutonomyPolicy, AutonomyPolicySpec, SocAction,
+    SocActionSpec, SocAgent, SocAgentSpec,
+};
 use crate::metrics::Metrics;
 use futures::{Stream, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
@@ -39,6 +42,18 @@ macro_rules! lenient {
 lenient!(SocAgent, SocAgentSpec, crate::api::SocAgentStatus);
 lenient!(SocAction, SocActionSpec, crate::api::SocActionStatus);
 lenient!(AutonomyPolicy, AutonomyPolicySpec, crate::api::AutonomyPolicyStatus);
+lenient!(ActionRequest, ActionRequestSpec, crate::api::ActionRequestStatus);
+
+// Approvals have no status subresource.
+impl Lenient for Approval {
+    type Spec = ApprovalSpec;
+    type Status = serde_json::Value;
+    fn assemble(meta: ObjectMeta, spec: ApprovalSpec, _: Option<serde_json::Value>) -> Self {
+        let mut o = Approval::new(meta.name.as_deref().unwrap_or_default(), spec);
+        o.metadata = meta;
+        o
+    }
+}
 
 /// Why the object's spec could not be decoded, if it could not.
 pub fn malformed<K: Resource>(obj: &K) -> Option<&str> {

@@ -163,10 +163,17 @@ pub struct SocAgentStatus {
     #[serde(default)]
     #[schemars(with = "Phase")]
     pub phase: Option<Phase>,
-    /// The tier enforced now.
+    /// The tier enforced now. It lags `spec.tier` while a promotion waits for its evidence and
+    /// approvals (condition PromotionPending); a lower `spec.tier` applies at once.
     #[serde(default)]
     #[schemars(with = "Tier")]
     pub effective_tier: Option<Tier>,
+    /// Since when the effective tier holds (RFC 3339).
+    #[serde(default)]
+    pub tier_since: Option<String>,
+    /// Shadow evidence for the next tier: human decisions on requests it would have run alone.
+    #[serde(default)]
+    pub shadow: Option<ShadowStatus>,
     /// Ready, CredentialsIssued, Paused, InvalidSpec.
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -184,6 +191,18 @@ pub struct SocAgentStatus {
     pub gated_actions: Vec<String>,
     #[serde(default)]
     pub observed_generation: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStatus {
+    /// The tier whose behaviour was shadowed.
+    #[schemars(with = "Tier")]
+    pub tier: Option<Tier>,
+    /// Human decisions (approve or deny) on requests that tier would have run alone.
+    pub decisions: u32,
+    /// How many of them approved, i.e. agreed with running it.
+    pub agreed: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -9,10 +9,12 @@
 mod action;
 mod agent;
 mod policy;
+mod request;
 
 pub use action::*;
 pub use agent::*;
 pub use policy::*;
+pub use request::*;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,16 @@ pub enum Tier {
 
 impl Tier {
     pub const ALL: [Tier; 4] = [Tier::Observe, Tier::Assist, Tier::Supervised, Tier::Autonomous];
+
+    /// The tier one step up, if any.
+    pub fn next(self) -> Option<Tier> {
+        match self {
+            Tier::Observe => Some(Tier::Assist),
+            Tier::Assist => Some(Tier::Supervised),
+            Tier::Supervised => Some(Tier::Autonomous),
+            Tier::Autonomous => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
