@@ -364,6 +364,27 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Where the operator under test keeps its Secrets.
+pub const OPERATOR_NAMESPACE: &str = "soc-warden-system";
+
+/// Creates a namespace unless it exists.
+pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_none() {
+        match api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}}))?).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The decision log every operator started by the tests appends to.
+pub fn decision_log() -> PathBuf {
+    repo().join("target/e2e-logs/decisions.jsonl")
+}
+
 /// The operator as a child process of the test, killed when dropped.
 pub struct Operator {
     child: Option<Child>,
@@ -381,13 +402,23 @@ impl Operator {
         if !bin.exists() {
             bail!("{} not found: run `cargo build --bin warden` first (e2e/test does)", bin.display());
         }
+        ensure_namespace(&admin().await?, OPERATOR_NAMESPACE).await?;
         let metrics_port = free_port();
+        let webhook_port = free_port();
+        // The API server must reach the webhook: on the local control plane that is loopback.
+        let host = std::env::var("SOC_WARDEN_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
         let logs = repo().join("target/e2e-logs");
         std::fs::create_dir_all(&logs)?;
         let log = logs.join(format!("operator-{}.log", unique("run")));
         let out = std::fs::File::create(&log)?;
+        let decision_log = logs.join("decisions.jsonl");
         let child = Command::new(&bin)
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--namespace", OPERATOR_NAMESPACE])
+            .args(["--webhook-addr", &format!("0.0.0.0:{webhook_port}")])
+            .args(["--webhook-url", &format!("https://{host}:{webhook_port}")])
+            .arg("--decision-log")
+            .arg(&decision_log)
             .args(extra_args)
             .env("KUBECONFIG", admin_kubeconfig())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))

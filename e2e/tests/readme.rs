@@ -84,6 +84,8 @@ async fn every_readme_command_works() -> Result<()> {
         .env("KUBECONFIG", admin_kubeconfig())
         .env("WARDEN_BIN", warden_bin())
         .env("WARDEN_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("WARDEN_WEBHOOK_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("WARDEN_DECISION_LOG", decision_log())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .spawn()

@@ -47,6 +47,9 @@ enum Command {
         /// kept in the Secret socwarden-webhook-tls).
         #[arg(long, env = "WARDEN_WEBHOOK_CERT_DIR")]
         webhook_cert_dir: Option<PathBuf>,
+        /// How often the webhook configurations are written again (undoing deletions or edits).
+        #[arg(long, env = "WARDEN_WEBHOOK_REPAIR_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+        webhook_repair_interval: std::time::Duration,
         /// Append every decision as a JSON line to this file (always also logged under target `decision`).
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
@@ -66,11 +69,16 @@ enum LogFormat {
 
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    soc_warden::duration::parse(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 5m)"))
 }
 
 /// `namespace/name:port`
@@ -105,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             webhook_url,
             webhook_service,
             webhook_cert_dir,
+            webhook_repair_interval,
             decision_log,
         } => {
             init_logs(log_format);
@@ -122,6 +131,7 @@ fn main() -> anyhow::Result<()> {
                 addr: webhook_addr,
                 endpoint,
                 cert_dir: webhook_cert_dir,
+                repair_interval: webhook_repair_interval,
             });
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {

@@ -30,6 +30,8 @@ pub struct WebhookOptions {
     pub endpoint: Endpoint,
     /// `tls.crt`, `tls.key`, `ca.crt` to use instead of generated material.
     pub cert_dir: Option<PathBuf>,
+    /// How often the webhook configurations are written again, undoing a deletion or an edit.
+    pub repair_interval: std::time::Duration,
 }
 
 pub struct Options {
@@ -222,9 +224,12 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 
     let listener = server::bind(opts.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    let http = server::serve(listener, metrics.clone(), stores.clone());
+    let webhook_ready = Arc::new(std::sync::atomic::AtomicBool::new(opts.webhook.is_none()));
+    let readiness = server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone() };
+    let http = server::serve(listener, metrics.clone(), readiness);
 
-    let admission = admission(client.clone(), opts.webhook, opts.namespace.clone(), stores.clone(), key, metrics);
+    let admission =
+        admission(client.clone(), opts.webhook, opts.namespace.clone(), stores.clone(), key, metrics, webhook_ready);
 
     tokio::select! {
         _ = agent_controller => tracing::info!("agent controller stopped"),
@@ -248,6 +253,7 @@ async fn admission(
     stores: Stores,
     key: Key,
     metrics: Metrics,
+    registered: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
     let Some(opts) = opts else {
         tracing::warn!(
@@ -292,8 +298,16 @@ async fn admission(
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         tls::register(&client, &opts.endpoint, &material.ca_pem).await?;
+        registered.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(endpoint = ?opts.endpoint, "admission webhook registered");
-        futures::future::pending::<anyhow::Result<()>>().await
+        // Deleting or loosening the configuration would let unstamped objects in (they are then
+        // ignored, see `gate`); writing it again bounds how long that lasts.
+        loop {
+            tokio::time::sleep(opts.repair_interval).await;
+            if let Err(e) = tls::register(&client, &opts.endpoint, &material.ca_pem).await {
+                tracing::warn!(error = %e, "could not re-register the admission webhook");
+            }
+        }
     };
     tokio::select! {
         r = serve => Ok(r?),

@@ -18,7 +18,26 @@ fn respond(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
         .expect("valid response")
 }
 
-async fn route(req: Request<Incoming>, metrics: Metrics, stores: Stores) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Whether the operator is ready: caches complete and, when configured, the webhook registered.
+#[derive(Clone)]
+pub struct Readiness {
+    pub stores: Stores,
+    /// Set once the admission webhook is registered (stays true when there is none).
+    pub webhook: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.stores.ready() && self.webhook.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    metrics: Metrics,
+    ready: Readiness,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let stores = &ready.stores;
     Ok(match req.uri().path() {
         "/metrics" => {
             metrics.refresh(&stores.agents.state());
@@ -26,18 +45,20 @@ async fn route(req: Request<Incoming>, metrics: Metrics, stores: Stores) -> Resu
             respond(StatusCode::OK, "text/plain; version=0.0.4", metrics.encode())
         }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" if stores.ready() => respond(StatusCode::OK, "text/plain", "ready\n"),
-        "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "caches not synced\n"),
+        "/readyz" if ready.ready() => respond(StatusCode::OK, "text/plain", "ready\n"),
+        "/readyz" => {
+            respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "caches not synced or webhook not registered\n")
+        }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     })
 }
 
-pub async fn serve(listener: TcpListener, metrics: Metrics, stores: Stores) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
-        let (metrics, stores) = (metrics.clone(), stores.clone());
+        let (metrics, ready) = (metrics.clone(), ready.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| route(req, metrics.clone(), stores.clone()));
+            let svc = hyper::service::service_fn(move |req| route(req, metrics.clone(), ready.clone()));
             if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await
             {
                 tracing::debug!(error = %e, "metrics connection ended");
