@@ -118,17 +118,37 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     let (admin, ns) = setup(&["home", "scope", "more"]).await?;
     let (home, scope, more) = (ns.get(0), ns.get(1), ns.get(2));
     let (read, isolate) = catalog(&admin).await?;
+    // Promotions here need only one approval (the rules themselves are tested with the governance).
+    apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
+    let open = unique("open");
+    apply_yaml(&admin, &format!(
+        "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {open}}}\nspec:\n  promotion: {{minDwell: 0s, cleanWindow: 0s, coolingOff: 0s, minShadowDecisions: 0}}\n"
+    )).await?;
     let _op = Operator::start().await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read, &isolate], &[scope]);
+    a.spec.policy_ref = open.clone();
+    a.spec.approvers.users = vec!["lead-a".into()];
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
     let bot = with_token(&agent_token(&admin, home, "bot").await?.unwrap()).await?;
     assert_eq!(create_netpol(&bot, scope).await, 403);
 
-    // Raise: the medium-risk action becomes autonomous, its grant appears.
+    // Raise: once the promotion is approved, the medium-risk action becomes autonomous and its
+    // grant appears.
     a.spec.tier = Tier::Autonomous;
     apply(&agents, &a).await?;
+    wait_agent(&admin, home, "bot", "promotion pending", T, |a| {
+        condition(a, "PromotionPending").is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    assert_eq!(create_netpol(&bot, scope).await, 403, "not before the promotion takes effect");
+    let promote: soc_warden::api::Approval = serde_json::from_value(json!({
+        "metadata": {"name": "promote"}, "spec": {"promotion": {"agent": "bot", "tier": "autonomous"}, "decision": "approve"}
+    }))?;
+    Api::<soc_warden::api::Approval>::namespaced(as_user("lead-a").await?, home)
+        .create(&PostParams::default(), &promote)
+        .await?;
     wait_code("netpol allowed at autonomous", 200, || create_netpol(&bot, scope)).await?;
     assert_eq!(list_pods(&bot, scope).await, 200);
 
@@ -143,10 +163,16 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     .await?;
     assert!(st.status.unwrap().autonomous_actions.is_empty());
 
-    // Back to supervised, then add a namespace to the scope.
+    // Back up to supervised (a promotion again, approved), adding a namespace to the scope.
     a.spec.tier = Tier::Supervised;
     a.spec.scope.namespaces = vec![scope.to_string(), more.to_string()];
     apply(&agents, &a).await?;
+    let promote: soc_warden::api::Approval = serde_json::from_value(json!({
+        "metadata": {"name": "promote-again"}, "spec": {"promotion": {"agent": "bot", "tier": "supervised"}, "decision": "approve"}
+    }))?;
+    Api::<soc_warden::api::Approval>::namespaced(as_user("lead-a").await?, home)
+        .create(&PostParams::default(), &promote)
+        .await?;
     wait_code("pods allowed in the added namespace", 200, || list_pods(&bot, more)).await?;
     assert_eq!(list_pods(&bot, scope).await, 200);
 

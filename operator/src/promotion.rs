@@ -118,7 +118,9 @@ pub fn evaluate(i: &Inputs) -> Outcome {
         }
     }
 
-    // Approvals for exactly this step, given since the agent reached its current tier.
+    // Approvals for exactly this step, given since the agent reached its current tier (creation
+    // times have whole seconds: compare at that precision).
+    let since_second = Timestamp::from_second(since.as_second()).unwrap_or(since);
     let ns = i.agent.namespace().unwrap_or_default();
     let bound = signature::bound_to_promotion(&i.agent.uid().unwrap_or_default(), next);
     let mut approvers: Vec<String> = Vec::new();
@@ -130,7 +132,7 @@ pub fn evaluate(i: &Inputs) -> Outcome {
         let valid = !s.signature.is_empty()
             && i.key.verify(&msg, &s.signature)
             && s.bound_to == bound
-            && at >= since
+            && at >= since_second
             && gate::approver_problem(i.agent, &s.approver, &s.approver_groups, None).is_none();
         if !valid {
             continue;
@@ -162,7 +164,7 @@ pub fn evaluate(i: &Inputs) -> Outcome {
             "shadow evidence: {} decisions of the {} needed",
             sh.decisions, i.rules.min_shadow_decisions
         ));
-    } else if agreement < i.rules.min_shadow_agreement {
+    } else if sh.decisions > 0 && agreement < i.rules.min_shadow_agreement {
         missing.push(format!(
             "shadow agreement {agreement:.2} < {:.2} over {} decisions",
             i.rules.min_shadow_agreement, sh.decisions
@@ -292,6 +294,23 @@ mod tests {
 
         let o = eval(&a, &two, evidence(5, 5), "2026-01-02T06:00:00Z");
         assert!(o.pending.unwrap().contains("5 decisions of the 20 needed"));
+
+        // A policy that asks for no shadow evidence does not hold a promotion for lack of it.
+        let key = Key::new(b"k");
+        let rules = PromotionRules { min_shadow_decisions: 0, ..Default::default() };
+        let refs: Vec<&Approval> = two.iter().collect();
+        let none = evidence(0, 0);
+        let i = Inputs {
+            agent: &a,
+            key: &key,
+            rules: &rules,
+            approvals: &refs,
+            shadow: &none,
+            last_drift_pause: None,
+            resumed_at: None,
+            now: ts("2026-01-02T06:00:00Z"),
+        };
+        assert_eq!(evaluate(&i).pending, None);
     }
 
     #[test]
