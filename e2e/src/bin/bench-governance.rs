@@ -3,6 +3,7 @@
 //!    sent straight to the operator over HTTPS at a steady 100 reviews/s;
 //! 2. an autonomous action: ActionRequest created → executed (its manifest applied and the status
 //!    saying so, as seen by a watch), at a steady request rate.
+//!
 //! Prints p50/p99 next to the targets. Run with `e2e/bench`.
 
 use anyhow::{Context as _, Result, bail};
