@@ -230,7 +230,8 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         workload_exists: observed_workload.as_ref().map(Option::is_some),
         malformed: malformed(agent),
     };
-    let tier = tier_decision(agent, ctx, policy.as_deref(), now);
+    let shown = shown_status(agent, ctx);
+    let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
     let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier);
 
     // Apply. Independent writes go out together: a reconcile costs the round trips of its
@@ -282,7 +283,6 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     }
 
     // Report.
-    let shown = shown_status(agent, ctx);
     let previous = shown.as_ref();
     let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
     publish_transitions(agent, ctx, previous, &status, &plan, rotated);
@@ -304,13 +304,13 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
 /// promotion is asked for.
 fn tier_decision(
     agent: &SocAgent,
+    status: Option<&SocAgentStatus>,
     ctx: &Context,
     policy: Option<&AutonomyPolicy>,
     now: Timestamp,
 ) -> plan::TierDecision {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
-    let status = agent.status.as_ref();
     let current = status.and_then(|s| s.effective_tier);
     let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(now);
     let shadow = match (current, current.and_then(Tier::next), policy) {
@@ -342,6 +342,7 @@ fn tier_decision(
     let rules = policy.map(|p| p.spec.promotion.clone()).unwrap_or_default();
     let outcome = promotion::evaluate(&promotion::Inputs {
         agent,
+        status,
         key: &ctx.key,
         rules: &rules,
         approvals: &refs,

@@ -50,6 +50,8 @@ pub fn shadow(
 
 pub struct Inputs<'a> {
     pub agent: &'a SocAgent,
+    /// The agent's status as last written (the cache may be behind the operator's own write).
+    pub status: Option<&'a crate::api::SocAgentStatus>,
     pub key: &'a Key,
     pub rules: &'a PromotionRules,
     /// Approvals in the agent's namespace that name a promotion of this agent.
@@ -85,7 +87,7 @@ fn human(d: SignedDuration) -> String {
 
 pub fn evaluate(i: &Inputs) -> Outcome {
     let declared = i.agent.spec.tier;
-    let status = i.agent.status.as_ref();
+    let status = i.status;
     // A new agent starts at its declared tier: creating it was itself the reviewed change.
     let Some(current) = status.and_then(|s| s.effective_tier) else {
         return Outcome { effective: declared, changed: true, pending: None, approvers: vec![] };
@@ -238,6 +240,7 @@ mod tests {
         let refs: Vec<&Approval> = approvals.iter().collect();
         evaluate(&Inputs {
             agent: a,
+            status: a.status.as_ref(),
             key: &key,
             rules: &rules,
             approvals: &refs,
@@ -302,6 +305,7 @@ mod tests {
         let none = evidence(0, 0);
         let i = Inputs {
             agent: &a,
+            status: a.status.as_ref(),
             key: &key,
             rules: &rules,
             approvals: &refs,
@@ -354,6 +358,7 @@ mod tests {
         let sh = evidence(30, 30);
         let i = Inputs {
             agent: &a,
+            status: a.status.as_ref(),
             key: &key,
             rules: &rules,
             approvals: &refs,

@@ -207,10 +207,28 @@ async fn decide(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
             None => status.message = format!("{}; carried out by the agent with its own grants", status.message),
         }
     }
-    write(req, ctx, &status).await?;
-    record_decision(req, ctx, &status, &v.approvals.iter().map(|a| a.approver.clone()).collect::<Vec<_>>());
-    if status.execution.is_some() {
-        execute(req, ctx, status).await?;
+    let approvers: Vec<String> = v.approvals.iter().map(|a| a.approver.clone()).collect();
+    match &execution {
+        // A manifest is applied with server-side apply: doing it again changes nothing, so it may
+        // go out together with the status that records the decision.
+        Some(e) if runs && e.http.is_none() => {
+            let (written, outcome) = tokio::join!(write(req, ctx, &status), run_execution(req, ctx, &approvers));
+            written?;
+            record_decision(req, ctx, &status, &approvers);
+            finish(req, ctx, status, outcome).await?;
+        }
+        // An HTTP call is not idempotent by nature: the decision and `Running` are recorded first,
+        // and the call carries the request's UID as its idempotency key.
+        Some(_) if runs => {
+            write(req, ctx, &status).await?;
+            record_decision(req, ctx, &status, &approvers);
+            let outcome = run_execution(req, ctx, &approvers).await;
+            finish(req, ctx, status, outcome).await?;
+        }
+        _ => {
+            write(req, ctx, &status).await?;
+            record_decision(req, ctx, &status, &approvers);
+        }
     }
     Ok(Action::await_change())
 }
@@ -250,40 +268,42 @@ fn publish(ctx: &Context, req: &ActionRequest, type_: EventType, reason: &str, n
     });
 }
 
-/// Runs the action and records the outcome. Safe to repeat (see the module comment).
-async fn execute(req: &ActionRequest, ctx: &Context, mut status: ActionRequestStatus) -> Result<(), Error> {
+type Outcome = Result<(String, Vec<crate::api::AppliedObject>), execute::Error>;
+
+/// Carries out the action (no status written). Safe to repeat: see the module comment.
+async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String]) -> Outcome {
     let action = ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).filter(|a| malformed(a.as_ref()).is_none());
-    let exec = action.as_ref().and_then(|a| a.spec.execution.clone());
-    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
-    let result: Result<(String, Vec<crate::api::AppliedObject>), execute::Error> = match (&exec, &action) {
-        (Some(e), Some(a)) => {
-            if let Some(tpl) = &e.manifest {
-                execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req).await.map(|applied| {
-                    let names: Vec<String> =
-                        applied.iter().map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name)).collect();
-                    (format!("applied {}", names.join(", ")), applied)
-                })
-            } else if let Some(http) = &e.http {
-                match execute::http_key(&ctx.client, &ctx.namespace, http).await {
-                    Ok(key) => {
-                        let body = execute::http_body(req, &a.spec, &approvers);
-                        execute::call(http, &key, &req.uid().unwrap_or_default(), body)
-                            .await
-                            .map(|code| (format!("{} answered {code}", http.url), vec![]))
-                    }
-                    Err(e) => Err(e),
-                }
-            } else {
-                Err(execute::Error::Invalid("execution names neither manifest nor http".into()))
-            }
-        }
-        _ => {
-            Err(execute::Error::Invalid(format!("SocAction {} no longer exists or has no execution", req.spec.action)))
-        }
+    let Some((e, a)) = action.as_ref().and_then(|a| a.spec.execution.as_ref().map(|e| (e, a))) else {
+        return Err(execute::Error::Invalid(format!(
+            "SocAction {} no longer exists or has no execution",
+            req.spec.action
+        )));
     };
+    if let Some(tpl) = &e.manifest {
+        let applied = execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req).await?;
+        let names: Vec<String> = applied.iter().map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name)).collect();
+        return Ok((format!("applied {}", names.join(", ")), applied));
+    }
+    if let Some(http) = &e.http {
+        let key = execute::http_key(&ctx.client, &ctx.namespace, http).await?;
+        let body = execute::http_body(req, &a.spec, approvers);
+        let code = execute::call(http, &key, &req.uid().unwrap_or_default(), body).await?;
+        return Ok((format!("{} answered {code}", http.url), vec![]));
+    }
+    Err(execute::Error::Invalid("execution names neither manifest nor http".into()))
+}
+
+/// Records how an execution ended: status, decision log, Event, metrics.
+async fn finish(
+    req: &ActionRequest,
+    ctx: &Context,
+    mut status: ActionRequestStatus,
+    outcome: Outcome,
+) -> Result<(), Error> {
+    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
     let exec_status = status.execution.get_or_insert_with(Default::default);
     exec_status.finished_at = Some(now_str());
-    let (decision, type_) = match result {
+    let (decision, type_) = match outcome {
         Ok((what, applied)) => {
             exec_status.state = Some(ExecutionState::Succeeded);
             exec_status.result = what;
@@ -309,6 +329,13 @@ async fn execute(req: &ActionRequest, ctx: &Context, mut status: ActionRequestSt
     ctx.decisions.record(&e);
     publish(ctx, req, type_, decision, result_text);
     Ok(())
+}
+
+/// Resumes an execution found `Running` (after a restart).
+async fn execute(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
+    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
+    let outcome = run_execution(req, ctx, &approvers).await;
+    finish(req, ctx, status, outcome).await
 }
 
 /// Deleting the request of a reversible manifest action removes what it applied.
