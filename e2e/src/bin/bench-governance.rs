@@ -190,6 +190,7 @@ spec:
             Ok::<Vec<f64>, anyhow::Error>(lat)
         })
     };
+    let created: std::sync::Arc<std::sync::Mutex<Vec<f64>>> = Default::default();
     let start = Instant::now();
     for i in 0..n_requests {
         tokio::time::sleep_until((start + Duration::from_millis(50) * i as u32).into()).await;
@@ -200,11 +201,18 @@ spec:
                      "target": {"kind": "ConfigMap", "name": format!("bench-{i}"), "namespace": home}}
         }))?;
         sent.lock().unwrap().insert(name, Instant::now());
-        let requests = requests.clone();
-        tokio::spawn(async move { requests.create(&PostParams::default(), &r).await });
+        let (requests, created) = (requests.clone(), created.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r = requests.create(&PostParams::default(), &r).await;
+            created.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+            r
+        });
     }
     let lat = tokio::time::timeout(Duration::from_secs(300), seen).await.context("requests not all executed")???;
     report("autonomous action, ActionRequest created -> executed (20/s)", lat, 250.0);
+    let c = created.lock().unwrap().clone();
+    report("  of which the create call (API server and both webhook calls)", c, f64::NAN);
     let m = op.metrics().await?;
     for line in m.lines().filter(|l| l.starts_with("socwarden_webhook_duration_seconds_count")) {
         println!("  {line}");
