@@ -364,6 +364,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The port the local control plane sends its audit events to (from `e2e/.cluster/env`).
+pub fn audit_port() -> Option<u16> {
+    let env = std::fs::read_to_string(cluster_dir().join("env")).ok()?;
+    env.lines().find_map(|l| l.strip_prefix("AUDIT_PORT=")).and_then(|p| p.trim().parse().ok())
+}
+
 /// Where the operator under test keeps its Secrets.
 pub const OPERATOR_NAMESPACE: &str = "soc-warden-system";
 
@@ -412,6 +418,16 @@ impl Operator {
         let log = logs.join(format!("operator-{}.log", unique("run")));
         let out = std::fs::File::create(&log)?;
         let decision_log = logs.join("decisions.jsonl");
+        // The local control plane sends its audit events to a fixed port: listen there.
+        let audit: Vec<String> = match (audit_port(), external_cluster()) {
+            (Some(port), false) => vec![
+                "--audit-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--audit-token-file".into(),
+                cluster_dir().join("audit-token").display().to_string(),
+            ],
+            _ => vec![],
+        };
         let child = Command::new(&bin)
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--namespace", OPERATOR_NAMESPACE])
@@ -419,6 +435,7 @@ impl Operator {
             .args(["--webhook-url", &format!("https://{host}:{webhook_port}")])
             .arg("--decision-log")
             .arg(&decision_log)
+            .args(&audit)
             .args(extra_args)
             .env("KUBECONFIG", admin_kubeconfig())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))

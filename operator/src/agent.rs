@@ -6,6 +6,7 @@ use crate::conditions;
 use crate::context::{Context, IssuedMemo, MANAGER};
 use crate::credentials::{self, IssuedToken, TokenDecision};
 use crate::decisionlog;
+use crate::pause::{self, PauseReason};
 use crate::plan::{self, Applied, Plan, TokenPlan};
 use crate::promotion;
 use crate::rbac::{self, Rule};
@@ -232,7 +233,9 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     };
     let shown = shown_status(agent, ctx);
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
-    let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier);
+    let key = (n.ns.clone(), n.name.clone());
+    let (watch, trigger) = monitoring(agent, shown.as_ref(), ctx, &key);
+    let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
 
     // Apply. Independent writes go out together: a reconcile costs the round trips of its
     // longest chain (token Secret → TokenRequest → Secret update), not the sum of its writes.
@@ -245,7 +248,8 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let mut rotated = None;
     let applied = match (&plan.pause, &plan.roles) {
         (Some(_), _) => {
-            tokio::try_join!(finalizer, contain(agent, ctx, &n, &plan))?;
+            let since = trigger.as_ref().map(|t| t.received);
+            tokio::try_join!(finalizer, contain(agent, ctx, &n, &plan, since))?;
             Applied::default()
         }
         (None, Some(roles)) => {
@@ -287,6 +291,11 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
     publish_transitions(agent, ctx, previous, &status, &plan, rotated);
     write_status(agent, ctx, api, previous, &status).await?;
+    if plan.pause == Some(PauseReason::Drift) {
+        ctx.monitor.contained(&key);
+    } else if plan.monitoring.resumed_by.is_some() {
+        ctx.monitor.resumed(&key);
+    }
 
     let mut next = RESYNC;
     if let Some(t) = &applied.token {
@@ -587,8 +596,9 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
 
 /// Containment: every RoleBinding first (authorization is checked on every request, so the
 /// agent's next call is refused), then the bound Secret (its tokens die), then the workload.
-async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan) -> Result<()> {
-    let started = Instant::now();
+async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan, triggered: Option<Instant>) -> Result<()> {
+    // From the evidence that triggered it (drift), or from this reconcile (manual, kill switch).
+    let started = triggered.unwrap_or_else(Instant::now);
     let was_paused = agent.status.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
     let mut namespaces = managed_namespaces(ctx, n);
     namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
@@ -597,13 +607,43 @@ async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan) -> Res
     let deletes: Vec<_> = namespaces.into_iter().map(|ns| remove_binding(ctx, n, ns)).collect();
     futures::future::try_join_all(deletes).await?;
     revoke_secret(ctx, n).await?;
-    if !was_paused {
-        ctx.metrics.containment_seconds.observe(started.elapsed().as_secs_f64());
+    if !was_paused || triggered.is_some() {
+        let took = started.elapsed();
+        ctx.metrics.containment_seconds.observe(took.as_secs_f64());
         if let Some(r) = plan.pause {
             ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
+            info!(
+                reason = r.as_str(),
+                latency_ms = took.as_secs_f64() * 1000.0,
+                "contained: RoleBindings and token Secret deleted"
+            );
         }
     }
     Ok(())
+}
+
+/// What behaviour monitoring says: the model is kept in line with the spec (and seeded from the
+/// status after a restart), a recorded drift pause holds until an approver resumes it.
+fn monitoring(
+    agent: &SocAgent,
+    shown: Option<&SocAgentStatus>,
+    ctx: &Context,
+    key: &crate::monitor::AgentKey,
+) -> (plan::Monitoring, Option<crate::monitor::Trigger>) {
+    let was_paused = shown.and_then(|s| s.phase) == Some(Phase::Paused);
+    ctx.monitor.configure(key, &agent.spec.baseline, was_paused, shown.and_then(|s| s.baseline.as_ref()));
+    let view = ctx.monitor.view(key);
+    let recorded = shown.and_then(|s| s.pause.as_ref());
+    let resumed_by = recorded.filter(|p| p.reason == conditions::reason::DRIFT).and_then(|p| {
+        let approvals = ctx.stores.approvals.state_filter(|a| {
+            a.namespace().as_deref() == Some(key.0.as_str()) && a.spec.resume.as_ref().is_some_and(|r| r.agent == key.1)
+        });
+        let refs: Vec<&crate::api::Approval> = approvals.iter().map(|a| a.as_ref()).collect();
+        pause::resume_approver(agent, p, &refs, &ctx.key)
+    });
+    let drift_paused = pause::drift_holds(recorded, view.trigger.is_some(), resumed_by.is_some());
+    let watch = plan::Monitoring { drift_paused, resumed_by, drift: view.drift, baseline: view.baseline };
+    (watch, view.trigger)
 }
 
 /// Removes everything the agent had, in every namespace; the finalizer is released afterwards.
@@ -616,7 +656,8 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     revoke_secret(ctx, &n).await?;
     delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
     let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
-    ctx.status_written.lock().expect("memo lock").remove(&agent.uid().unwrap_or_default());
+    ctx.monitor.forget(&(n.ns.clone(), n.name.clone()));
+    ctx.status_written.forget(&agent.uid().unwrap_or_default());
     info!("removed every object of the agent");
     Ok(())
 }
@@ -625,17 +666,11 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
 /// status write was based on, in which case what we wrote (so a second reconcile computes the
 /// same status, with the same transition times, and writes nothing).
 fn shown_status(agent: &SocAgent, ctx: &Context) -> Option<SocAgentStatus> {
-    let uid = agent.uid().unwrap_or_default();
-    let mut memo = ctx.status_written.lock().expect("memo lock");
-    match memo.get(&uid) {
-        Some((based_on, written)) if *based_on == agent.resource_version() => Some(written.clone()),
-        Some(_) => {
-            // The cache has caught up (or someone else wrote since): it is the truth again.
-            memo.remove(&uid);
-            agent.status.clone()
-        }
-        None => agent.status.clone(),
-    }
+    ctx.status_written.shown(
+        &agent.uid().unwrap_or_default(),
+        agent.meta().resource_version.as_deref(),
+        agent.status.as_ref(),
+    )
 }
 
 /// Writes the status with a JSON merge patch (much cheaper for the API server than an apply on a
@@ -650,11 +685,15 @@ async fn write_status(
     if shown == Some(status) {
         return Ok(());
     }
-    api.patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
-    ctx.status_written
-        .lock()
-        .expect("memo lock")
-        .insert(agent.uid().unwrap_or_default(), (agent.resource_version(), status.clone()));
+    let written = api
+        .patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
+        .await?;
+    ctx.status_written.wrote(
+        &agent.uid().unwrap_or_default(),
+        agent.meta().resource_version.as_deref(),
+        written.metadata.resource_version.as_deref(),
+        status.clone(),
+    );
     Ok(())
 }
 
@@ -669,7 +708,46 @@ fn publish_transitions(
     rotated: Option<&'static str>,
 ) {
     let mut events = Vec::new();
+    let ns = agent.namespace().unwrap_or_default();
     let was = before.and_then(|s| s.phase);
+    let drifting = |s: Option<&SocAgentStatus>| {
+        s.and_then(|s| s.drift.as_ref()).is_some_and(|d| d.state == crate::drift::State::Drifting)
+    };
+    let kinds = |s: Option<&SocAgentStatus>| -> Vec<String> {
+        s.and_then(|s| s.drift.as_ref())
+            .map(|d| d.signals.iter().map(|x| x.signal.clone()).collect())
+            .unwrap_or_default()
+    };
+    let new_kinds: Vec<String> =
+        kinds(Some(after)).into_iter().filter(|k| !kinds(before).contains(k) && k != "silence").collect();
+    if !drifting(Some(after)) && !new_kinds.is_empty() {
+        let d = after.drift.as_ref().expect("signals");
+        let signals: Vec<String> =
+            d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+        let note = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
+        ctx.metrics.drift_detections.with_label_values(&["report"]).inc();
+        ctx.decisions.record(&decisionlog::Entry::new(
+            decisionlog::Phase::Detect,
+            "DriftReported",
+            &ns,
+            &agent.name_any(),
+            note.clone(),
+        ));
+        events.push((EventType::Warning, "DriftReported", note));
+    }
+    if drifting(Some(after)) && !drifting(before) {
+        let d = after.drift.as_ref().expect("drifting");
+        let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
+        let note = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
+        ctx.decisions.record(&decisionlog::Entry::new(
+            decisionlog::Phase::Detect,
+            "DriftDetected",
+            &ns,
+            &agent.name_any(),
+            note.clone(),
+        ));
+        events.push((EventType::Warning, "DriftDetected", note));
+    }
     let invalid_before =
         before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
     let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True");
@@ -682,9 +760,24 @@ fn publish_transitions(
         (Some(Phase::Paused), Some(Phase::Paused)) => {}
         (_, Some(Phase::Paused)) => {
             let c = conditions::find(&after.conditions, conditions::PAUSED);
-            events.push((EventType::Warning, "Paused", c.map(|c| c.message.clone()).unwrap_or_default()));
+            let note = c.map(|c| c.message.clone()).unwrap_or_default();
+            let mut e =
+                decisionlog::Entry::new(decisionlog::Phase::Respond, "Paused", &ns, &agent.name_any(), note.clone());
+            e.policy = c.map(|c| c.reason.clone());
+            ctx.decisions.record(&e);
+            events.push((EventType::Warning, "Paused", note));
         }
-        (Some(Phase::Paused), _) => events.push((EventType::Normal, "Resumed", "fresh credentials issued".into())),
+        (Some(Phase::Paused), _) => {
+            let note = match &plan.monitoring.resumed_by {
+                Some(who) => format!("drift pause lifted by {who}; fresh credentials issued"),
+                None => "fresh credentials issued".to_string(),
+            };
+            let mut e =
+                decisionlog::Entry::new(decisionlog::Phase::Recover, "Resumed", &ns, &agent.name_any(), note.clone());
+            e.approvers = plan.monitoring.resumed_by.iter().cloned().collect();
+            ctx.decisions.record(&e);
+            events.push((EventType::Normal, "Resumed", note));
+        }
         _ => {}
     }
     match rotated {

@@ -7,6 +7,7 @@ pub const CREDENTIALS_ISSUED: &str = "CredentialsIssued";
 pub const PAUSED: &str = "Paused";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const PROMOTION_PENDING: &str = "PromotionPending";
+pub const DRIFTED: &str = "Drifted";
 /// On SocAction: every grant is within what the operator may delegate.
 pub const DELEGABLE: &str = "Delegable";
 /// On AutonomyPolicy.
@@ -19,6 +20,10 @@ pub mod reason {
     pub const NOT_PAUSED: &str = "NotPaused";
     pub const MANUAL: &str = "Manual";
     pub const KILL_SWITCH: &str = "KillSwitch";
+    pub const DRIFT: &str = "Drift";
+    pub const LEARNING: &str = "Learning";
+    pub const INCONCLUSIVE: &str = "Inconclusive";
+    pub const WITHIN_BASELINE: &str = "WithinBaseline";
     pub const VALID: &str = "Valid";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const UNKNOWN_ACTION: &str = "UnknownAction";

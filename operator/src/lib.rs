@@ -11,6 +11,7 @@
 //! - `plan`: the whole desired state of one agent, and its status.
 //! - `gate`: what happens to an ActionRequest (checks in order, approvals, quorum, expiry).
 //! - `params`: parameter schemas, scope and protected targets, execution templates.
+//! - `drift`: the behaviour baseline, the drift score and what to do about it.
 //! - `promotion`: which tier is enforced while a promotion waits for evidence and approvals.
 //! - `signature`: what the admission webhook signs and how it is verified.
 //! - `workload`: stopping and restarting the workload of a paused agent.
@@ -18,21 +19,26 @@
 //! - `webhook`: the admission webhook (stamps, signatures, immutability, early refusals).
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
 //! - `decisionlog`: the append-only decision log.
+//! - `audit`: reading the API server's audit events into observations.
+//! - `monitor`: the behaviour models in memory, waking agents that must be contained.
 //! - `watch`, `index`, `context`, `tls`, `metrics`, `server`, `run`: plumbing.
 
 pub mod agent;
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod conditions;
 pub mod context;
 pub mod crdgen;
 pub mod credentials;
 pub mod decisionlog;
+pub mod drift;
 pub mod duration;
 pub mod execute;
 pub mod gate;
 pub mod index;
 pub mod metrics;
+pub mod monitor;
 pub mod params;
 pub mod pause;
 pub mod plan;

@@ -51,6 +51,12 @@ enum Command {
         /// How often the webhook configurations are written again (undoing deletions or edits).
         #[arg(long, env = "WARDEN_WEBHOOK_REPAIR_INTERVAL", default_value = "30s", value_parser = parse_duration)]
         webhook_repair_interval: std::time::Duration,
+        /// Address of the audit sink (TLS; the API server's audit webhook posts to /audit).
+        #[arg(long, env = "WARDEN_AUDIT_ADDR")]
+        audit_addr: Option<SocketAddr>,
+        /// File holding the bearer token the API server presents to the audit sink (required with --audit-addr).
+        #[arg(long, env = "WARDEN_AUDIT_TOKEN_FILE", requires = "audit_addr")]
+        audit_token_file: Option<PathBuf>,
         /// Append every decision as a JSON line to this file (always also logged under target `decision`).
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
@@ -116,6 +122,8 @@ fn main() -> anyhow::Result<()> {
             webhook_cert_dir,
             webhook_repair_interval,
             decision_log,
+            audit_addr,
+            audit_token_file,
         } => {
             init_logs(log_format);
             let yaml = match &delegable {
@@ -134,13 +142,29 @@ fn main() -> anyhow::Result<()> {
                 cert_dir: webhook_cert_dir,
                 repair_interval: webhook_repair_interval,
             });
+            let audit = match (audit_addr, audit_token_file) {
+                (Some(addr), Some(f)) => {
+                    let token = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                    let token = token.trim().to_string();
+                    anyhow::ensure!(
+                        token.len() >= 16,
+                        "the audit token in {} is shorter than 16 characters",
+                        f.display()
+                    );
+                    Some((addr, token))
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "--audit-addr needs --audit-token-file: the sink only accepts an authenticated API server"
+                ),
+                _ => None,
+            };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
                 let client =
                     kube::Client::try_default().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
                 run::run(
                     client,
-                    run::Options { metrics_addr, delegable, concurrency, namespace, webhook, decision_log },
+                    run::Options { metrics_addr, delegable, concurrency, namespace, webhook, decision_log, audit },
                 )
                 .await
             })

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub oldest_pending_seconds: prometheus::Gauge,
     pub webhook_duration: HistogramVec,
     pub promotions: IntCounterVec,
+    pub drift_score: prometheus::GaugeVec,
+    pub drift_detections: IntCounterVec,
+    pub audit_events: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -116,6 +119,31 @@ impl Metrics {
         let promotions =
             IntCounterVec::new(Opts::new("tier_changes_total", "Effective tier changes, by direction"), &["direction"])
                 .unwrap();
+        let drift_score = prometheus::GaugeVec::new(
+            Opts::new("drift_score", "Latest drift score of each agent, in [0, 1]"),
+            &["namespace", "agent"],
+        )
+        .unwrap();
+        let drift_detections = IntCounterVec::new(
+            Opts::new("drift_detections_total", "Drift assessments that reached the threshold, by what followed"),
+            &["outcome"],
+        )
+        .unwrap();
+        let audit_events = IntCounterVec::new(
+            Opts::new(
+                "audit_events_total",
+                "Audit events received by the sink: kept (an agent's), dropped, or in malformed payloads",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        for c in [
+            Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drift_detections.clone()),
+            Box::new(audit_events.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
         for c in [
             Box::new(action_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(approval_latency.clone()),
@@ -160,6 +188,9 @@ impl Metrics {
             oldest_pending_seconds,
             webhook_duration,
             promotions,
+            drift_score,
+            drift_detections,
+            audit_events,
         }
     }
 

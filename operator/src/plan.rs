@@ -38,6 +38,7 @@ pub struct Plan {
     pub tier_changed: bool,
     /// Shadow evidence for the next tier.
     pub shadow: Option<ShadowStatus>,
+    pub monitoring: Monitoring,
 }
 
 impl Plan {
@@ -63,11 +64,22 @@ impl TierDecision {
     }
 }
 
+/// What behaviour monitoring says about the agent (see `monitor`, `drift`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Monitoring {
+    /// A drift pause holds (decided now, or recorded and not lifted).
+    pub drift_paused: bool,
+    /// A valid resume approval lifts the recorded drift pause now (its approver).
+    pub resumed_by: Option<String>,
+    pub drift: Option<crate::api::DriftStatus>,
+    pub baseline: Option<crate::api::BaselineStatus>,
+}
+
 /// Decides grants, token and pause for one agent. An invalid spec fails closed: the agent keeps
 /// only the base rules (it can still read its SocAgent and see why) until the spec is fixed.
-pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision) -> Plan {
+pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &Monitoring) -> Plan {
     let problems = validate::agent(i);
-    let pause = pause::decide(i.spec.paused, kill_switch);
+    let pause = pause::decide(i.spec.paused, kill_switch, watch.drift_paused);
     let effective_tier = tier.outcome.effective;
 
     let (mut autonomous, mut gated) = (Vec::new(), Vec::new());
@@ -111,6 +123,7 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision) -> Plan 
         promotion_pending: tier.outcome.pending.clone(),
         tier_changed: tier.outcome.changed,
         shadow: tier.shadow.clone(),
+        monitoring: watch.clone(),
     }
 }
 
@@ -167,9 +180,12 @@ pub fn status(
         ),
     }
 
-    match plan.pause {
-        Some(r) => set(conditions::PAUSED, true, r.as_str(), pause_message(r)),
-        None => set(conditions::PAUSED, false, reason::NOT_PAUSED, "the agent is not paused".into()),
+    let pause = plan.pause.map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
+    match (plan.pause, &pause) {
+        (Some(r), Some(p)) => {
+            set(conditions::PAUSED, true, r.as_str(), pause_message(r, &p.id, plan.monitoring.drift.as_ref()))
+        }
+        _ => set(conditions::PAUSED, false, reason::NOT_PAUSED, "the agent is not paused".into()),
     }
 
     match (&applied.token, plan.pause) {
@@ -192,6 +208,31 @@ pub fn status(
             };
             set(conditions::CREDENTIALS_ISSUED, false, r, m)
         }
+    }
+
+    match plan.monitoring.drift.as_ref() {
+        Some(d) if d.state == crate::drift::State::Drifting => {
+            let signals: Vec<String> =
+                d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+            set(
+                conditions::DRIFTED,
+                true,
+                reason::DRIFT,
+                format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; ")),
+            )
+        }
+        Some(d) => {
+            let (r, m) = match d.state {
+                crate::drift::State::Learning => (reason::LEARNING, "learning the baseline".to_string()),
+                crate::drift::State::Inconclusive => (
+                    reason::INCONCLUSIVE,
+                    d.signals.first().map(|s| format!("{} (expected {})", s.observed, s.expected)).unwrap_or_default(),
+                ),
+                _ => (reason::WITHIN_BASELINE, format!("drift score {:.2} < {:.2}", d.score, d.threshold)),
+            };
+            set(conditions::DRIFTED, false, r, m)
+        }
+        None => set(conditions::DRIFTED, false, reason::LEARNING, "no behaviour observed yet".into()),
     }
 
     match &plan.promotion_pending {
@@ -223,7 +264,10 @@ pub fn status(
     };
     set(conditions::READY, phase == Phase::Active, ready_reason, ready_msg);
 
-    let pause = plan.pause.map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
+    let (last_drift_pause, resumed_at) = match (&plan.monitoring.resumed_by, previous) {
+        (Some(_), Some(prev)) => (prev.pause.as_ref().map(|p| p.since.clone()), Some(now.to_string())),
+        (_, prev) => (prev.and_then(|s| s.last_drift_pause.clone()), prev.and_then(|s| s.resumed_at.clone())),
+    };
     let tier_since = match previous.and_then(|s| s.tier_since.clone()) {
         Some(t) if !plan.tier_changed && previous.and_then(|s| s.effective_tier) == Some(plan.effective_tier) => {
             Some(t)
@@ -246,11 +290,27 @@ pub fn status(
         autonomous_actions: if plan.valid() { plan.autonomous.clone() } else { Vec::new() },
         gated_actions: plan.gated.clone(),
         observed_generation: generation,
+        drift: plan.monitoring.drift.clone(),
+        baseline: plan.monitoring.baseline.clone(),
+        last_drift_pause,
+        resumed_at,
     }
 }
 
-fn pause_message(r: PauseReason) -> String {
+fn pause_message(r: PauseReason, id: &str, drift: Option<&crate::api::DriftStatus>) -> String {
     match r {
+        PauseReason::Drift => {
+            let why = drift
+                .map(|d| {
+                    let signals: Vec<String> =
+                        d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+                    format!("drift score {:.2} ≥ {:.2} — {}", d.score, d.threshold, signals.join("; "))
+                })
+                .unwrap_or_else(|| "drift from the baseline".into());
+            format!(
+                "paused for drift ({why}): RoleBindings deleted, token revoked, workload scaled to zero; an approver resumes it with an Approval whose spec.resume is {{agent, pauseId: {id}}}"
+            )
+        }
         PauseReason::Manual => {
             "paused by spec.paused: credentials revoked and workload scaled to zero; set spec.paused to false to resume with a fresh token".into()
         }
@@ -325,7 +385,7 @@ mod tests {
                 workload_exists: None,
                 malformed: None,
             };
-            plan(&i, kill, &TierDecision::declared(self.spec.tier))
+            plan(&i, kill, &TierDecision::declared(self.spec.tier), &Monitoring::default())
         }
     }
 
@@ -408,7 +468,7 @@ mod tests {
             workload_exists: None,
             malformed: None,
         };
-        let p = plan(&i, None, &TierDecision::declared(f.spec.tier));
+        let p = plan(&i, None, &TierDecision::declared(f.spec.tier), &Monitoring::default());
         assert!(p.roles.is_none() && p.token.is_none());
     }
 

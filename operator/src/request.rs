@@ -45,24 +45,21 @@ fn now_str() -> String {
 /// The status the request shows: the cache's, or what we last wrote while the cache is behind.
 fn shown(req: &ActionRequest, ctx: &Context) -> ActionRequestStatus {
     let uid = req.uid().unwrap_or_default();
-    let mut memo = ctx.request_status_written.lock().expect("memo lock");
-    match memo.get(&uid) {
-        Some((based_on, written)) if *based_on == req.resource_version() => written.clone(),
-        Some(_) => {
-            memo.remove(&uid);
-            req.status.clone().unwrap_or_default()
-        }
-        None => req.status.clone().unwrap_or_default(),
-    }
+    ctx.request_status_written
+        .shown(&uid, req.meta().resource_version.as_deref(), req.status.as_ref())
+        .unwrap_or_default()
 }
 
 async fn write(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<(), Error> {
     let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
-    api.patch_status(&req.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
-    ctx.request_status_written
-        .lock()
-        .expect("memo lock")
-        .insert(req.uid().unwrap_or_default(), (req.resource_version(), status.clone()));
+    let written =
+        api.patch_status(&req.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
+    ctx.request_status_written.wrote(
+        &req.uid().unwrap_or_default(),
+        req.meta().resource_version.as_deref(),
+        written.metadata.resource_version.as_deref(),
+        status.clone(),
+    );
     Ok(())
 }
 
@@ -100,7 +97,13 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
     match status.decision {
         None | Some(Decision::Pending) => decide(&req, &ctx, status).await,
         Some(d) if d.runs() && status.execution.as_ref().and_then(|e| e.state) == Some(ExecutionState::Running) => {
-            execute(&req, &ctx, status).await?;
+            // Found mid-execution (a restart): confirm with a fresh read before doing it again.
+            let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
+            let fresh = api.get(&req.name_any()).await?;
+            let state = fresh.status.as_ref().and_then(|s| s.execution.as_ref()).and_then(|e| e.state);
+            if state == Some(ExecutionState::Running) {
+                execute(&fresh, &ctx, fresh.status.clone().unwrap_or_default()).await?;
+            }
             Ok(Action::await_change())
         }
         Some(_) => Ok(Action::await_change()),
@@ -235,6 +238,19 @@ async fn decide(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
 
 fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus, approvers: &[String]) {
     let decision = status.decision.map(|d| d.as_str()).unwrap_or("Pending");
+    if let Some(d) = status.decision {
+        // Every decided request is behaviour of the agent: rates, mix, targets, refusals.
+        let o = crate::drift::Observation {
+            at: Timestamp::now(),
+            kind: crate::drift::Kind::Request {
+                action: req.spec.action.clone(),
+                target: gate::target_key(&req.spec),
+                decision: d,
+            },
+        };
+        let key = (req.namespace().unwrap_or_default(), req.spec.agent.clone());
+        ctx.monitor.observe(vec![(key, o)], std::time::Instant::now(), Timestamp::now());
+    }
     ctx.metrics.action_requests.with_label_values(&[&req.spec.action, decision]).inc();
     if matches!(status.decision, Some(Decision::Approved | Decision::Denied)) {
         if let Some(created) = req.metadata.creation_timestamp.as_ref() {

@@ -7,10 +7,11 @@ use crate::credentials::{self, MANAGED_SELECTOR};
 use crate::decisionlog::DecisionLog;
 use crate::index::NamespaceIndex;
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::rbac::Rule;
 use crate::signature::Key;
 use crate::tls::{self, Endpoint};
-use crate::{agent, catalog, request, server, watch, webhook};
+use crate::{agent, audit, catalog, request, server, watch, webhook};
 use anyhow::Context as _;
 use futures::{Stream, StreamExt};
 use hyper::StatusCode;
@@ -43,6 +44,8 @@ pub struct Options {
     pub namespace: String,
     pub webhook: Option<WebhookOptions>,
     pub decision_log: Option<PathBuf>,
+    /// The audit sink: where it listens and the bearer token the API server presents.
+    pub audit: Option<(SocketAddr, String)>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -156,11 +159,14 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         role_namespaces,
         binding_namespaces,
     };
+    let (monitor, wake) = Monitor::new(metrics.clone());
+    let monitor = Arc::new(monitor);
     let settings = Settings {
         delegable: opts.delegable,
         key: key.clone(),
         namespace: opts.namespace.clone(),
         decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
+        monitor: monitor.clone(),
     };
     let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
 
@@ -199,9 +205,21 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             let waiting = agent.status.as_ref().and_then(|s| s.effective_tier).is_some_and(|t| agent.spec.tier > t);
             waiting.then_some(key)
         })
+        // The behaviour monitor wakes agents that must be contained (or whose assessment changed).
+        .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
         .shutdown_on_signal()
         .run(agent::reconcile, agent::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
+    let ticker = {
+        let monitor = monitor.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                monitor.tick(jiff::Timestamp::now());
+            }
+        }
+    };
 
     let request_controller = Controller::for_shared_stream(requests_for_gate, requests)
         .with_config(controller::Config::default().concurrency(opts.concurrency))
@@ -228,8 +246,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let readiness = server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone() };
     let http = server::serve(listener, metrics.clone(), readiness);
 
-    let admission =
-        admission(client.clone(), opts.webhook, opts.namespace.clone(), stores.clone(), key, metrics, webhook_ready);
+    let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
+    let audit_sink = audit_sink(opts.audit, material.clone(), monitor, metrics.clone());
+    let admission = admission(client.clone(), opts.webhook, material, stores.clone(), key, metrics, webhook_ready);
 
     tokio::select! {
         _ = agent_controller => tracing::info!("agent controller stopped"),
@@ -238,10 +257,68 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         _ = policy_controller => tracing::info!("policy controller stopped"),
         _ = requests_root => tracing::info!("request watch stopped"),
         _ = approvals_root => tracing::info!("approval watch stopped"),
+        _ = ticker => {}
         r = http => r?,
         r = admission => r?,
+        r = audit_sink => r?,
     }
     Ok(())
+}
+
+/// The TLS material of the webhook and the audit sink: from files, or generated and shared.
+async fn tls_material(
+    client: &Client,
+    webhook: Option<&WebhookOptions>,
+    namespace: &str,
+) -> anyhow::Result<tls::Material> {
+    if let Some(dir) = webhook.and_then(|w| w.cert_dir.as_ref()) {
+        return Ok(tls::from_dir(dir)?);
+    }
+    let mut dns = vec!["localhost".to_string()];
+    if let Some(Endpoint::Service { namespace, name, .. }) = webhook.map(|w| &w.endpoint) {
+        dns.push(format!("{name}.{namespace}.svc"));
+        dns.push(format!("{name}.{namespace}.svc.cluster.local"));
+    }
+    let ips = ["127.0.0.1".parse()?, "::1".parse()?];
+    Ok(tls::webhook_material(client, namespace, &dns, &ips).await?)
+}
+
+/// Serves `POST /audit` (the API server's audit webhook) over TLS, for callers that present the
+/// bearer token; feeds the behaviour monitor.
+async fn audit_sink(
+    opts: Option<(SocketAddr, String)>,
+    material: tls::Material,
+    monitor: Arc<Monitor>,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let Some((addr, token)) = opts else {
+        tracing::info!("no audit sink configured (--audit-addr): drift is judged from ActionRequests only");
+        return futures::future::pending().await;
+    };
+    let listener = server::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
+    let handler: server::Handler = Arc::new(move |path, auth, body| {
+        if path != "/audit" {
+            return (StatusCode::NOT_FOUND, b"{}".to_vec());
+        }
+        if !audit::token_matches(auth, &token) {
+            return (StatusCode::UNAUTHORIZED, b"{}".to_vec());
+        }
+        let received = std::time::Instant::now();
+        match audit::parse(body, jiff::Timestamp::now()) {
+            Ok(obs) => {
+                metrics.audit_events.with_label_values(&["kept"]).inc_by(obs.len() as u64);
+                monitor.observe(obs, received, jiff::Timestamp::now());
+                (StatusCode::OK, b"{}".to_vec())
+            }
+            Err(e) => {
+                metrics.audit_events.with_label_values(&["malformed"]).inc();
+                tracing::warn!(error = %e, "malformed audit payload");
+                (StatusCode::BAD_REQUEST, serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default())
+            }
+        }
+    });
+    Ok(server::serve_tls(listener, tls::server_config(&material)?, handler).await?)
 }
 
 /// Serves the admission webhook and registers it once the caches are complete (before that the
@@ -249,7 +326,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 async fn admission(
     client: Client,
     opts: Option<WebhookOptions>,
-    namespace: String,
+    material: tls::Material,
     stores: Stores,
     key: Key,
     metrics: Metrics,
@@ -261,23 +338,11 @@ async fn admission(
         );
         return futures::future::pending().await;
     };
-    let material = match &opts.cert_dir {
-        Some(dir) => tls::from_dir(dir)?,
-        None => {
-            let mut dns = vec!["localhost".to_string()];
-            if let Endpoint::Service { namespace, name, .. } = &opts.endpoint {
-                dns.push(format!("{name}.{namespace}.svc"));
-                dns.push(format!("{name}.{namespace}.svc.cluster.local"));
-            }
-            let ips = ["127.0.0.1".parse()?, "::1".parse()?];
-            tls::webhook_material(&client, &namespace, &dns, &ips).await?
-        }
-    };
     let config = tls::server_config(&material)?;
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
     let lookup = stores.clone();
-    let handler: server::Handler = Arc::new(move |path, body| {
+    let handler: server::Handler = Arc::new(move |path, _auth, body| {
         let started = std::time::Instant::now();
         if !lookup.ready() {
             let review = kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
@@ -292,7 +357,7 @@ async fn admission(
             .observe(started.elapsed().as_secs_f64());
         (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
     });
-    let serve = server::serve_webhook(listener, config, handler);
+    let serve = server::serve_tls(listener, config, handler);
     let register = async {
         while !stores.ready() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -67,11 +67,11 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) ->
     }
 }
 
-/// Answers one request: (path, body) → (status, JSON body).
-pub type Handler = std::sync::Arc<dyn Fn(&str, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
+/// Answers one request: (path, Authorization header, body) → (status, JSON body).
+pub type Handler = std::sync::Arc<dyn Fn(&str, Option<&str>, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
 
-/// Answers admission reviews on `/mutate` and `/validate` over TLS.
-pub async fn serve_webhook(
+/// Serves `handler` over TLS (the admission webhook, the audit sink).
+pub async fn serve_tls(
     listener: TcpListener,
     tls: std::sync::Arc<rustls::ServerConfig>,
     handler: Handler,
@@ -87,18 +87,20 @@ pub async fn serve_webhook(
                 let handler = handler.clone();
                 async move {
                     let path = req.uri().path().to_string();
-                    // An admission review is small; anything over 3 MiB is refused unread.
-                    let body = match http_body_util::Limited::new(req.into_body(), 3 << 20).collect().await {
-                        Ok(b) => b.to_bytes(),
-                        Err(_) => {
-                            return Ok::<_, Infallible>(respond(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "text/plain",
-                                "too large\n",
-                            ));
-                        }
-                    };
-                    let (code, out) = handler(&path, &body);
+                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(String::from);
+                    // Bodies are small (a review, an audit batch); anything over the limit is refused unread.
+                    let body =
+                        match http_body_util::Limited::new(req.into_body(), crate::audit::MAX_BODY).collect().await {
+                            Ok(b) => b.to_bytes(),
+                            Err(_) => {
+                                return Ok::<_, Infallible>(respond(
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    "text/plain",
+                                    "too large\n",
+                                ));
+                            }
+                        };
+                    let (code, out) = handler(&path, auth.as_deref(), &body);
                     Ok(respond(code, "application/json", out))
                 }
             });

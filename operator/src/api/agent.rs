@@ -26,6 +26,7 @@ pub const TTL_PATTERN: &str = r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9
         description = "Tier enforced now"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Drift", type_ = "number", json_path = ".status.drift.score"),
     printcolumn(
         name = "Reason",
         type_ = "string",
@@ -55,6 +56,9 @@ pub struct SocAgentSpec {
     /// The short-lived token issued to the agent.
     #[serde(default)]
     pub credentials: CredentialSpec,
+    /// Behaviour monitoring: how the baseline is learned and what drift does.
+    #[serde(default)]
+    pub baseline: BaselineSpec,
     /// Manual kill switch for this agent: true revokes its credentials and stops its workload.
     #[serde(default)]
     pub paused: bool,
@@ -66,6 +70,39 @@ pub struct SocAgentSpec {
 
 pub fn default_policy_ref() -> String {
     "default".to_string()
+}
+
+/// Behaviour monitoring of one agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineSpec {
+    /// How long normal behaviour is observed before drift is judged (default 24h).
+    #[serde(default = "default_learning")]
+    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    pub learning_period: String,
+    /// low (acts at a drift score of 0.9), medium (0.7) or high (0.5).
+    #[serde(default)]
+    pub sensitivity: crate::drift::Sensitivity,
+    /// Pause: contain the agent when the score reaches the threshold. Alert: only report.
+    #[serde(default)]
+    pub on_drift: OnDrift,
+}
+
+impl Default for BaselineSpec {
+    fn default() -> Self {
+        Self { learning_period: default_learning(), sensitivity: Default::default(), on_drift: Default::default() }
+    }
+}
+
+fn default_learning() -> String {
+    "24h".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnDrift {
+    #[default]
+    Pause,
+    Alert,
 }
 
 /// Who may approve (M-of-N).
@@ -174,6 +211,17 @@ pub struct SocAgentStatus {
     /// Shadow evidence for the next tier: human decisions on requests it would have run alone.
     #[serde(default)]
     pub shadow: Option<ShadowStatus>,
+    /// The latest drift assessment.
+    #[serde(default)]
+    pub drift: Option<DriftStatus>,
+    /// The learned baseline (kept here so that a restart does not forget it).
+    #[serde(default)]
+    pub baseline: Option<BaselineStatus>,
+    /// When the agent was last paused for drift, and when that pause was lifted.
+    #[serde(default)]
+    pub last_drift_pause: Option<String>,
+    #[serde(default)]
+    pub resumed_at: Option<String>,
     /// Ready, CredentialsIssued, Paused, InvalidSpec.
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -203,6 +251,33 @@ pub struct ShadowStatus {
     pub decisions: u32,
     /// How many of them approved, i.e. agreed with running it.
     pub agreed: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftStatus {
+    /// Learning, Normal, Drifting or Inconclusive (no activity to judge by).
+    pub state: crate::drift::State,
+    /// In [0, 1]; the agent is contained at the sensitivity's threshold (onDrift: Pause).
+    pub score: f64,
+    /// The threshold of the agent's sensitivity.
+    pub threshold: f64,
+    /// Each contributing signal, observed against expected.
+    #[serde(default)]
+    pub signals: Vec<crate::drift::Signal>,
+    pub evaluated_at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineStatus {
+    /// When learning started.
+    pub since: String,
+    /// When learning ended; absent while learning.
+    #[serde(default)]
+    pub learned_at: Option<String>,
+    /// What was learned (bounded: 64 keys per kind, 64 targets).
+    pub counts: crate::drift::Baseline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -1,0 +1,276 @@
+//! Behaviour drift against a real API server whose audit webhook points at the operator: after a
+//! short learning period of normal activity, done by the agent with its own token, misbehaviour is
+//! contained (403 at once, 401 within 15 s, workload at zero) and explained; normal variation is not.
+
+use anyhow::{Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use soc_warden::api::{ActionRequest, Approval, Phase, SocAgent, Tier};
+use soc_warden_e2e::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(40);
+const LEARNING: &str = "20s";
+
+struct World {
+    admin: Client,
+    ns: Namespaces,
+    read: String,
+    enrich: String,
+}
+
+async fn world() -> Result<World> {
+    if audit_port().is_none() || external_cluster() {
+        bail!(
+            "these tests need the local control plane, whose API server sends its audit events to the operator (e2e/cluster up)"
+        );
+    }
+    let admin = admin().await?;
+    install_crds(&admin).await?;
+    default_policy(&admin).await?;
+    apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
+    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let (read, enrich) = (unique("read"), unique("enrich"));
+    for name in [&read, &enrich] {
+        apply_yaml(
+            &admin,
+            &format!(
+                "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {name}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
+            ),
+        )
+        .await?;
+    }
+    Ok(World { admin, ns, read, enrich })
+}
+
+/// An agent with a workload, the given sensitivity and a 20 s learning period; its token client.
+async fn monitored(w: &World, name: &str, sensitivity: &str) -> Result<Client> {
+    let (home, scope) = (w.ns.get(0), w.ns.get(1));
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]}}}
+    }))?;
+    apply(&Api::<Deployment>::namespaced(w.admin.clone(), home), &d).await?;
+    let a: SocAgent = serde_json::from_value(json!({
+        "apiVersion": "socwarden.io/v1alpha1", "kind": "SocAgent",
+        "metadata": {"name": name, "namespace": home},
+        "spec": {"tier": "supervised", "actions": [w.read, w.enrich], "scope": {"namespaces": [scope]},
+                 "approvers": {"groups": ["soc-leads"], "minApprovals": 1},
+                 "workloadRef": {"kind": "Deployment", "name": name},
+                 "baseline": {"learningPeriod": LEARNING, "sensitivity": sensitivity, "onDrift": "Pause"}}
+    }))?;
+    apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
+    wait_agent(&w.admin, home, name, "Ready", T, ready).await?;
+    with_token(&agent_token(&w.admin, home, name).await?.unwrap()).await
+}
+
+/// Normal behaviour: list pods in scope every 150–450 ms, file a `read` request every ~4 s.
+struct Normal {
+    stop: Arc<AtomicBool>,
+    calls: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Normal {
+    fn start(bot: Client, home: String, scope: String, agent: String, read: String, seed: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let (s, c) = (stop.clone(), calls.clone());
+        let task = tokio::spawn(async move {
+            let mut x = seed | 1;
+            let mut i = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                tokio::time::sleep(Duration::from_millis(150 + x % 300)).await;
+                let _ = Api::<Pod>::namespaced(bot.clone(), &scope).list(&ListParams::default()).await;
+                c.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                if i % 13 == 0 {
+                    let r: ActionRequest = serde_json::from_value(json!({
+                        "metadata": {"name": format!("normal-{agent}-{i}")},
+                        "spec": {"agent": agent, "action": read, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}
+                    }))
+                    .unwrap();
+                    let _ =
+                        Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &r).await;
+                }
+            }
+        });
+        Self { stop, calls, task }
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+async fn learned(w: &World, name: &str) -> Result<SocAgent> {
+    wait_agent(&w.admin, w.ns.get(0), name, "baseline learned", Duration::from_secs(60), |a| {
+        a.status.as_ref().and_then(|s| s.baseline.as_ref()).is_some_and(|b| b.learned_at.is_some())
+    })
+    .await
+}
+
+fn paused_for_drift(a: &SocAgent) -> bool {
+    condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
+}
+
+/// After a drift pause: refused at once, token dead within 15 s, workload at zero, and
+/// `kubectl describe` says why.
+async fn assert_contained(w: &World, name: &str, bot: &Client, signal: &str) -> Result<String> {
+    let (home, scope) = (w.ns.get(0), w.ns.get(1));
+    let a = wait_agent(&w.admin, home, name, "paused for drift", T, paused_for_drift).await?;
+    let code = status_of(Api::<Pod>::namespaced(bot.clone(), scope).list(&ListParams::default())).await;
+    assert!(code == 403 || code == 401, "next request refused, got {code}");
+    wait_for("token dead", Duration::from_secs(15), || async {
+        Ok((status_of(Api::<Pod>::namespaced(bot.clone(), scope).list(&ListParams::default())).await == 401)
+            .then_some(()))
+    })
+    .await?;
+    let d = Api::<Deployment>::namespaced(w.admin.clone(), home).get(name).await?;
+    assert_eq!(d.spec.replicas, Some(0));
+    let msg = condition(&a, "Paused").unwrap().message;
+    assert!(msg.contains(signal), "the pause names the {signal} signal: {msg}");
+    let kubectl = std::fs::read_to_string(cluster_dir().join("env"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBECTL=").map(String::from))
+        .unwrap_or_else(|| "kubectl".into());
+    let out = std::process::Command::new(kubectl)
+        .args(["describe", "socagent", name, "-n", home])
+        .env("KUBECONFIG", admin_kubeconfig())
+        .output()?;
+    let described = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(described.contains("paused for drift") && described.contains(signal), "{described}");
+    Ok(a.status.unwrap().pause.unwrap().id)
+}
+
+#[tokio::test]
+async fn a_burst_of_403s_pauses_and_only_an_approver_resumes() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    let bot = monitored(&w, "prober", "medium").await?;
+    let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), w.read.clone(), 7);
+    learned(&w, "prober").await?;
+    // Probing beyond its grants: reading Secrets in its own scope.
+    for _ in 0..10 {
+        let _ = Api::<Secret>::namespaced(bot.clone(), &scope).get("db-credentials").await;
+    }
+    let pause_id = assert_contained(&w, "prober", &bot, "outOfScope").await?;
+    normal.stop().await;
+
+    // The analyst may not resume it; a lead may.
+    let resume = |name: &str| -> Approval {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"resume": {"agent": "prober", "pauseId": pause_id}, "decision": "approve"}})).unwrap()
+    };
+    let refused = Api::<Approval>::namespaced(as_user("analyst").await?, &home)
+        .create(&PostParams::default(), &resume("by-analyst"))
+        .await;
+    assert!(matches!(refused, Err(kube::Error::Api(ref s)) if s.message.contains("not an approver")), "{refused:?}");
+    Api::<Approval>::namespaced(as_user("lead-a").await?, &home)
+        .create(&PostParams::default(), &resume("by-lead"))
+        .await?;
+    let back = wait_agent(&w.admin, &home, "prober", "resumed", T, |a| ready(a) && !paused_for_drift(a)).await?;
+    let st = back.status.unwrap();
+    assert!(st.resumed_at.is_some() && st.last_drift_pause.is_some());
+    let fresh = with_token(&agent_token(&w.admin, &home, "prober").await?.unwrap()).await?;
+    assert_eq!(status_of(Api::<Pod>::namespaced(fresh, &scope).list(&ListParams::default())).await, 200);
+    let d = Api::<Deployment>::namespaced(w.admin.clone(), &home).get("prober").await?;
+    assert_eq!(d.spec.replicas, Some(2));
+    Ok(())
+}
+
+#[tokio::test]
+async fn twenty_times_the_normal_rate_pauses() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    let bot = monitored(&w, "burst", "low").await?;
+    let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "burst".into(), w.read.clone(), 11);
+    learned(&w, "burst").await?;
+    // About 3 calls a second normally; now about 60.
+    let pods = Api::<Pod>::namespaced(bot.clone(), &scope);
+    for _ in 0..120 {
+        let _ = pods.list(&ListParams::default()).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert_contained(&w, "burst", &bot, "rate").await?;
+    normal.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_never_seen_action_pauses_at_high_and_is_only_reported_at_low() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    let high = monitored(&w, "strict", "high").await?;
+    let low = monitored(&w, "lenient", "low").await?;
+    let n1 = Normal::start(high.clone(), home.clone(), scope.clone(), "strict".into(), w.read.clone(), 3);
+    let n2 = Normal::start(low.clone(), home.clone(), scope.clone(), "lenient".into(), w.read.clone(), 5);
+    learned(&w, "strict").await?;
+    learned(&w, "lenient").await?;
+    for (c, agent) in [(&high, "strict"), (&low, "lenient")] {
+        let r: ActionRequest = serde_json::from_value(json!({
+            "metadata": {"name": format!("novel-{agent}")},
+            "spec": {"agent": agent, "action": w.enrich, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}
+        }))?;
+        Api::<ActionRequest>::namespaced(c.clone(), &home).create(&PostParams::default(), &r).await?;
+    }
+    assert_contained(&w, "strict", &high, "novelty").await?;
+    // Reported (an Event and the decision log say what was seen), not paused.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.admin.clone(), &home);
+    let note = wait_for("novelty reported", T, || async {
+        Ok(events.list(&ListParams::default()).await?.items.into_iter().find_map(|e| {
+            let about = e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("lenient");
+            (about && e.reason.as_deref() == Some("DriftReported")).then(|| e.note.unwrap_or_default())
+        }))
+    })
+    .await?;
+    assert!(note.contains("novelty") && note.contains(&format!("action {}", w.enrich)), "{note}");
+    let lenient = Api::<SocAgent>::namespaced(w.admin.clone(), &home).get("lenient").await?;
+    assert_eq!(lenient.status.as_ref().unwrap().phase, Some(Phase::Active), "reported, not paused, at low");
+    assert!(!paused_for_drift(&lenient));
+    n1.stop().await;
+    n2.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn normal_behaviour_with_natural_variation_is_never_paused() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    let bot = monitored(&w, "steady", "high").await?;
+    let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "steady".into(), w.read.clone(), 13);
+    learned(&w, "steady").await?;
+    // Watch it for 20 s more of the same (with its jitter), at the most sensitive setting.
+    let agents = Api::<SocAgent>::namespaced(w.admin.clone(), &home);
+    let mut seen_normal = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let a = agents.get("steady").await?;
+        assert!(!paused_for_drift(&a), "paused on normal behaviour: {:?}", a.status.and_then(|s| s.drift));
+        seen_normal |= a
+            .status
+            .as_ref()
+            .and_then(|s| s.drift.as_ref())
+            .is_some_and(|d| d.state == soc_warden::drift::State::Normal);
+    }
+    let calls = normal.stop().await;
+    assert!(calls > 80, "the agent was active ({calls} calls)");
+    assert!(seen_normal, "the assessment reached Normal");
+    assert_eq!(agents.get("steady").await?.status.unwrap().phase, Some(Phase::Active));
+    let _ = Tier::Supervised;
+    Ok(())
+}
