@@ -93,7 +93,7 @@ impl Normal {
                 let _ = Api::<Pod>::namespaced(bot.clone(), &scope).list(&ListParams::default()).await;
                 c.fetch_add(1, Ordering::Relaxed);
                 i += 1;
-                if i % 13 == 0 {
+                if i.is_multiple_of(13) {
                     let r: ActionRequest = serde_json::from_value(json!({
                         "metadata": {"name": format!("normal-{agent}-{i}")},
                         "spec": {"agent": agent, "action": read, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}
