@@ -296,6 +296,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     } else if plan.monitoring.resumed_by.is_some() {
         ctx.monitor.resumed(&key);
     }
+    ctx.monitor.reported(&key);
 
     let mut next = RESYNC;
     if let Some(t) = &applied.token {

@@ -201,8 +201,17 @@ pub fn jensen_shannon(p: &BTreeMap<String, f64>, q: &BTreeMap<String, f64>) -> f
     clamp01(js)
 }
 
-/// Scores the recent window against the baseline.
-pub fn assess(baseline: &Baseline, recent: &[&Observation], window: SignedDuration, now: Timestamp) -> Assessment {
+/// How many windows the mix of behaviour is judged over (a slow shift needs more observations).
+pub const MIX_WINDOWS: i32 = 5;
+
+/// Scores the recent window against the baseline; `longer` (a few windows) is used for the mix.
+pub fn assess(
+    baseline: &Baseline,
+    recent: &[&Observation],
+    longer: &[&Observation],
+    window: SignedDuration,
+    now: Timestamp,
+) -> Assessment {
     let secs = window.as_secs_f64();
     let mut signals = Vec::new();
     let mut push = |signal: &str, observed: String, expected: String, score: f64| {
@@ -278,14 +287,20 @@ pub fn assess(baseline: &Baseline, recent: &[&Observation], window: SignedDurati
         push("rate", format!("{n} × {k} in the last {secs:.0}s"), format!("about {expected:.1}"), (z - 4.0) / 6.0);
     }
 
-    // Mix.
-    let recent_total = api.values().sum::<u64>() + actions.values().sum::<u64>();
+    // Mix, over the longer window.
+    let mut p: BTreeMap<String, f64> = BTreeMap::new();
+    for o in longer {
+        match &o.kind {
+            Kind::Api { key, code } if *code != 403 => *p.entry(format!("api:{key}")).or_default() += 1.0,
+            Kind::Request { action, .. } => *p.entry(format!("action:{action}")).or_default() += 1.0,
+            _ => {}
+        }
+    }
+    let recent_total = p.values().sum::<f64>() as u64;
     if recent_total >= 20 {
         let to_f = |m: &BTreeMap<String, u64>, prefix: &str| -> BTreeMap<String, f64> {
             m.iter().map(|(k, v)| (format!("{prefix}{k}"), *v as f64)).collect()
         };
-        let mut p = to_f(&api, "api:");
-        p.extend(to_f(&actions, "action:"));
         let mut q = to_f(&baseline.api, "api:");
         q.extend(to_f(&baseline.actions, "action:"));
         let js = jensen_shannon(&p, &q);
@@ -394,9 +409,9 @@ impl Model {
         self.recent.push_back(o);
     }
 
-    /// Drops what fell out of the window; closes the learning period when it is over.
+    /// Drops what fell out of the (longer, mix) window; closes the learning period when it is over.
     pub fn advance(&mut self, now: Timestamp, learning: std::time::Duration) {
-        let window = window_for(learning);
+        let window = window_for(learning) * MIX_WINDOWS;
         while self.recent.front().is_some_and(|o| now.duration_since(o.at) > window) {
             self.recent.pop_front();
         }
@@ -424,7 +439,10 @@ impl Model {
         let covered = covered.max(SignedDuration::from_secs(1));
         let cutoff = now - covered;
         let recent: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= cutoff).collect();
-        assess(&self.baseline, &recent, covered, now)
+        let since_learned = self.learned_at.map(|l| now.duration_since(l)).unwrap_or(window);
+        let long_cutoff = now - (window * MIX_WINDOWS).min(since_learned.max(SignedDuration::from_secs(1)));
+        let longer: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= long_cutoff).collect();
+        assess(&self.baseline, &recent, &longer, covered, now)
     }
 }
 

@@ -34,6 +34,8 @@ struct Entry {
     last_wake: Option<Instant>,
     /// Something worth reporting has not reached the status yet (the wake was held back).
     dirty: bool,
+    /// Signals below the threshold, kept until the status has shown them (the window moves on).
+    report: Option<(Assessment, Timestamp)>,
 }
 
 impl Entry {
@@ -49,6 +51,7 @@ impl Entry {
             checkpoint: None,
             last_wake: None,
             dirty: false,
+            report: None,
         }
     }
 }
@@ -150,6 +153,14 @@ impl Monitor {
             let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
             e.last_wake = Some(Instant::now());
         }
+        if verdict == Verdict::Report && a.state != drift::State::Drifting {
+            let new = e.report.as_ref().or(e.shown.as_ref()).is_none_or(|(s, _)| signal_names(s) != signal_names(&a));
+            if new && !a.signals.is_empty() {
+                e.report = Some((a.clone(), now));
+                let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
+                e.last_wake = Some(Instant::now());
+            }
+        }
         let changed = match &e.shown {
             None => true,
             Some((s, at)) => {
@@ -186,7 +197,7 @@ impl Monitor {
         let Some(e) = entries.get(key) else { return View::default() };
         let threshold = e.sensitivity.threshold();
         View {
-            drift: e.shown.as_ref().map(|(a, at)| DriftStatus {
+            drift: e.report.as_ref().or(e.shown.as_ref()).map(|(a, at)| DriftStatus {
                 state: a.state,
                 score: a.score,
                 threshold,
@@ -199,6 +210,13 @@ impl Monitor {
                 counts: e.checkpoint.as_ref().map(|(b, _)| b.clone()).unwrap_or_default(),
             }),
             trigger: e.trigger.clone(),
+        }
+    }
+
+    /// The status showed the reported signals.
+    pub fn reported(&self, key: &AgentKey) {
+        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+            e.report = None;
         }
     }
 
