@@ -249,7 +249,8 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let applied = match (&plan.pause, &plan.roles) {
         (Some(_), _) => {
             let since = trigger.as_ref().map(|t| t.received);
-            tokio::try_join!(finalizer, contain(agent, ctx, &n, &plan, since))?;
+            let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
+            tokio::try_join!(finalizer, contain(ctx, &n, &plan, since, was_paused))?;
             Applied::default()
         }
         (None, Some(roles)) => {
@@ -597,10 +598,9 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
 
 /// Containment: every RoleBinding first (authorization is checked on every request, so the
 /// agent's next call is refused), then the bound Secret (its tokens die), then the workload.
-async fn contain(agent: &SocAgent, ctx: &Context, n: &Names, plan: &Plan, triggered: Option<Instant>) -> Result<()> {
+async fn contain(ctx: &Context, n: &Names, plan: &Plan, triggered: Option<Instant>, was_paused: bool) -> Result<()> {
     // From the evidence that triggered it (drift), or from this reconcile (manual, kill switch).
     let started = triggered.unwrap_or_else(Instant::now);
-    let was_paused = agent.status.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
     let mut namespaces = managed_namespaces(ctx, n);
     namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
     namespaces.insert(n.ns.clone());

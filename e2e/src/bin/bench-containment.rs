@@ -1,0 +1,206 @@
+//! Containment latency with 1,000 agents sending audit traffic: every agent's ServiceAccount
+//! "calls" the API steadily (audit EventLists posted to the operator's sink, as the API server
+//! does); after a short learning period, agents start probing (a batch of 403s) one after another,
+//! and the time from the audit batch reaching the sink to the agent's RoleBindings and token Secret
+//! being deleted is read from the operator (its `contained` log lines). Prints p50/p99.
+
+use anyhow::{Context as _, Result};
+use futures::{StreamExt, TryStreamExt, stream};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use soc_warden::api::{SocAgent, Tier};
+use soc_warden_e2e::*;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn event(ns: &str, agent: &str, verb: &str, resource: &str, code: u16) -> serde_json::Value {
+    json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "stage": "ResponseComplete",
+        "verb": verb, "user": {"username": format!("system:serviceaccount:{ns}:warden-{agent}"), "groups": ["system:serviceaccounts"]},
+        "objectRef": {"resource": resource, "namespace": ns, "apiVersion": "v1"},
+        "responseStatus": {"code": code}, "stageTimestamp": jiff::Timestamp::now().to_string()
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n = arg("--agents", 1000);
+    let probes = arg("--probes", 100);
+    let port = audit_port().context("needs the local control plane (e2e/cluster up): its audit port")?;
+    let token = std::fs::read_to_string(cluster_dir().join("audit-token"))?.trim().to_string();
+    let client = admin().await?;
+    install_crds(&client).await?;
+    default_policy(&client).await?;
+    let ns = Namespaces::create(&client, &["bench-drift"]).await?;
+    let home = ns.get(0).to_string();
+    let op = Operator::start_with(&["--concurrency", "32"]).await?;
+
+    let run = unique("drift");
+    let label = format!("bench-run={run}");
+    let agents: Api<SocAgent> = Api::namespaced(client.clone(), &home);
+    stream::iter(0..n)
+        .map(|i| {
+            let (agents, run, home) = (agents.clone(), run.clone(), home.clone());
+            async move {
+                let mut a = agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[], &[&home]);
+                a.metadata.labels = Some([("bench-run".to_string(), run)].into());
+                a.spec.baseline.learning_period = "20s".into();
+                agents.create(&PostParams::default(), &a).await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await?;
+    println!("{n} agents Ready");
+
+    // The sink speaks TLS with the operator's own certificate; the API server's audit kubeconfig
+    // skips verification on the local control plane, and so does this load generator.
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify))
+            .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+    let http: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let url = format!("https://127.0.0.1:{port}/audit");
+    let post = move |items: Vec<serde_json::Value>| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        async move {
+            let body =
+                serde_json::to_vec(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}))?;
+            let req = hyper::Request::post(url)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::new(Bytes::from(body)))?;
+            let resp = http.request(req).await?;
+            let code = resp.status();
+            let _ = resp.into_body().collect().await;
+            anyhow::ensure!(code.is_success(), "sink answered {code}");
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+
+    // Background traffic: every agent lists pods twice a second, in batches of 200 agents every 100 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, home, post) = (stop.clone(), home.clone(), post.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut round = 0usize;
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let items: Vec<_> = (0..200)
+                    .map(|j| event(&home, &format!("agent-{:05}", (round * 200 + j) % n), "list", "pods", 200))
+                    .collect();
+                sent += items.len();
+                let _ = post(items).await;
+                round += 1;
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(25)).await; // learning period of 20 s, plus margin
+    let t0 = Instant::now();
+    for i in 0..probes {
+        let agent = format!("agent-{i:05}");
+        let items: Vec<_> = (0..10).map(|_| event(&home, &agent, "get", "secrets", 403)).collect();
+        post(items).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Wait until every probing agent is paused.
+    let probed: Vec<String> = (0..probes).map(|i| format!("agent-{i:05}")).collect();
+    wait_for("every probing agent paused", Duration::from_secs(120), || async {
+        let mut all = true;
+        for name in &probed {
+            let a = agents.get(name).await?;
+            all &= condition(&a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift");
+        }
+        Ok(all.then_some(()))
+    })
+    .await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = traffic.await?;
+    println!(
+        "audit traffic: {sent} events from {n} agents over {:.0}s, plus {probes} probing bursts",
+        t0.elapsed().as_secs_f64() + 25.0
+    );
+
+    let log = std::fs::read_to_string(&op.log)?;
+    let mut ms: Vec<f64> = log
+        .lines()
+        .filter(|l| {
+            l.contains("contained:") && l.contains("reason=\"Drift\"")
+                || (l.contains("contained:") && l.contains("reason=Drift"))
+        })
+        .filter_map(|l| l.split("latency_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "containment (audit batch received -> RoleBindings and token Secret deleted): n={} p50={:.0} ms p99={:.0} ms max={:.0} ms  (target p99 <= 1000 ms)",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        ms.last().copied().unwrap_or(f64::NAN)
+    );
+    let paused_others = agents
+        .list(&kube::api::ListParams::default().labels(&label))
+        .await?
+        .items
+        .iter()
+        .filter(|a| condition(a, "Paused").is_some_and(|c| c.status == "True"))
+        .count()
+        - probes;
+    println!("agents paused without probing (false positives): {paused_others}");
+    Ok(())
+}
+
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
