@@ -303,9 +303,8 @@ fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &Aut
     sorted.sort_by_key(|a| (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any()));
     for a in sorted {
         let s = &a.spec;
-        let msg = signature::approval_message(&ns, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
         let at = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
-        let why = if s.signature.is_empty() || !i.key.verify(&msg, &s.signature) {
+        let why = if !signature::approval_is_signed(&ns, s, i.key) {
             Some("not stamped by the admission webhook (missing or invalid signature)".to_string())
         } else if s.bound_to != bound {
             Some("bound to another request or to different content".to_string())

@@ -70,12 +70,10 @@ pub fn resume_approver(
     let bound = crate::signature::bound_to_resume(&agent.uid().unwrap_or_default(), &pause.id);
     approvals.iter().find_map(|a| {
         let s = &a.spec;
-        let msg = crate::signature::approval_message(&ns, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
         let valid = s.decision == crate::api::ApprovalDecision::Approve
             && s.resume.as_ref().is_some_and(|r| r.pause_id == pause.id)
             && s.bound_to == bound
-            && !s.signature.is_empty()
-            && key.verify(&msg, &s.signature)
+            && crate::signature::approval_is_signed(&ns, s, key)
             && crate::gate::approver_problem(agent, &s.approver, &s.approver_groups, None).is_none();
         valid.then(|| s.approver.clone())
     })

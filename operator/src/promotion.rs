@@ -130,9 +130,7 @@ pub fn evaluate(i: &Inputs) -> Outcome {
     for a in i.approvals {
         let s = &a.spec;
         let at = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
-        let msg = signature::approval_message(&ns, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
-        let valid = !s.signature.is_empty()
-            && i.key.verify(&msg, &s.signature)
+        let valid = signature::approval_is_signed(&ns, s, i.key)
             && s.bound_to == bound
             && at >= since_second
             && gate::approver_problem(i.agent, &s.approver, &s.approver_groups, None).is_none();

@@ -83,6 +83,12 @@ pub fn approval_message(
     format!("approval\n{namespace}\n{bound_to}\n{approver}\n{}\n{}", groups.join(","), decision.as_str())
 }
 
+/// Whether an Approval's stamp carries a valid signature (whatever it is bound to).
+pub fn approval_is_signed(namespace: &str, s: &crate::api::ApprovalSpec, key: &Key) -> bool {
+    let msg = approval_message(namespace, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
+    !s.signature.is_empty() && key.verify(&msg, &s.signature)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

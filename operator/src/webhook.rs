@@ -186,9 +186,7 @@ fn check_approval_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Out
     let a: Approval = object(req, "Approval")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (username, _) = user(req);
-    let s = &a.spec;
-    let msg = signature::approval_message(&ns, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
-    if s.approver != username || !key.verify(&msg, &s.signature) {
+    if a.spec.approver != username || !signature::approval_is_signed(&ns, &a.spec, key) {
         return Err(
             "the Approval's stamp does not match its creator or content (was it altered after stamping?)".into()
         );
