@@ -28,6 +28,7 @@ pub struct Metrics {
     pub webhook_duration: HistogramVec,
     pub promotions: IntCounterVec,
     pub drift_score: prometheus::GaugeVec,
+    pub agent_paused: IntGaugeVec,
     pub drift_detections: IntCounterVec,
     pub audit_events: IntCounterVec,
 }
@@ -137,8 +138,14 @@ impl Metrics {
             &["result"],
         )
         .unwrap();
+        let agent_paused = IntGaugeVec::new(
+            Opts::new("agent_paused", "1 for each paused agent, with the reason (only paused agents have a series)"),
+            &["namespace", "agent", "reason"],
+        )
+        .unwrap();
         for c in [
             Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(agent_paused.clone()),
             Box::new(drift_detections.clone()),
             Box::new(audit_events.clone()),
         ] {
@@ -189,6 +196,7 @@ impl Metrics {
             webhook_duration,
             promotions,
             drift_score,
+            agent_paused,
             drift_detections,
             audit_events,
         }
@@ -213,7 +221,13 @@ impl Metrics {
     /// can never drift from the truth).
     pub fn refresh(&self, agents: &[std::sync::Arc<SocAgent>]) {
         let mut counts: HashMap<(Tier, Phase), i64> = HashMap::new();
+        self.agent_paused.reset();
         for a in agents {
+            if let Some(p) = a.status.as_ref().and_then(|s| s.pause.as_ref()) {
+                let (ns, name) =
+                    (a.metadata.namespace.as_deref().unwrap_or(""), a.metadata.name.as_deref().unwrap_or(""));
+                self.agent_paused.with_label_values(&[ns, name, &p.reason]).set(1);
+            }
             let s = a.status.as_ref();
             let tier = s.and_then(|s| s.effective_tier).unwrap_or(a.spec.tier);
             let phase = s.and_then(|s| s.phase).unwrap_or(Phase::Pending);
