@@ -404,6 +404,11 @@ impl Operator {
     }
 
     pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
+        Self::start_opts(extra_args, true).await
+    }
+
+    /// `audit`: listen on the local control plane's audit port (only one process can).
+    pub async fn start_opts(extra_args: &[&str], audit: bool) -> Result<Self> {
         let bin = warden_bin();
         if !bin.exists() {
             bail!("{} not found: run `cargo build --bin warden` first (e2e/test does)", bin.display());
@@ -419,7 +424,7 @@ impl Operator {
         let out = std::fs::File::create(&log)?;
         let decision_log = logs.join("decisions.jsonl");
         // The local control plane sends its audit events to a fixed port: listen there.
-        let audit: Vec<String> = match (audit_port(), external_cluster()) {
+        let audit: Vec<String> = match (audit_port(), external_cluster() || !audit) {
             (Some(port), false) => vec![
                 "--audit-addr".into(),
                 format!("127.0.0.1:{port}"),

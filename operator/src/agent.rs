@@ -92,6 +92,10 @@ where
 
 #[instrument(skip_all, fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.leading() {
+        // A standby replica: every object is reconciled again when it takes the lead.
+        return Ok(Action::await_change());
+    }
     if !ctx.stores.ready() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }

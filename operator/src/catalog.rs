@@ -102,6 +102,9 @@ pub fn policy_status(p: &AutonomyPolicy, now: Timestamp) -> AutonomyPolicyStatus
 }
 
 pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leading() {
+        return Ok(Action::await_change());
+    }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socaction"]).start_timer();
     let status = action_status(&action, &ctx.delegable, Timestamp::now());
     if action.status.as_ref() != Some(&status) {
@@ -113,6 +116,9 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
 }
 
 pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leading() {
+        return Ok(Action::await_change());
+    }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["autonomypolicy"]).start_timer();
     ctx.metrics.kill_switch.set(i64::from(ctx.stores.kill_switch().is_some()));
     let status = policy_status(&p, Timestamp::now());

@@ -151,6 +151,8 @@ pub struct Context {
     pub discovery: Discovery,
     /// Behaviour models of the agents.
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
+    /// Whether this replica leads (only the leader reconciles; the others keep caches warm).
+    pub leading: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
     pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
     /// Issued tokens by Secret UID (see `IssuedMemo`).
@@ -169,6 +171,10 @@ pub struct Settings {
 }
 
 impl Context {
+    pub fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn new(client: Client, stores: Stores, settings: Settings, metrics: Metrics) -> Self {
         let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
@@ -181,6 +187,7 @@ impl Context {
             decisions: settings.decisions,
             discovery: Discovery::default(),
             monitor: settings.monitor,
+            leading: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),
             issued: Mutex::new(HashMap::new()),

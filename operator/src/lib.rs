@@ -21,6 +21,7 @@
 //! - `decisionlog`: the append-only decision log.
 //! - `audit`: reading the API server's audit events into observations.
 //! - `monitor`: the behaviour models in memory, waking agents that must be contained.
+//! - `leader`: leader election on a Lease (only the leader reconciles).
 //! - `watch`, `index`, `context`, `tls`, `metrics`, `server`, `run`: plumbing.
 
 pub mod agent;
@@ -37,6 +38,7 @@ pub mod duration;
 pub mod execute;
 pub mod gate;
 pub mod index;
+pub mod leader;
 pub mod metrics;
 pub mod monitor;
 pub mod params;

@@ -57,6 +57,15 @@ enum Command {
         /// File holding the bearer token the API server presents to the audit sink (required with --audit-addr).
         #[arg(long, env = "WARDEN_AUDIT_TOKEN_FILE", requires = "audit_addr")]
         audit_token_file: Option<PathBuf>,
+        /// Take part in leader election (a Lease in --namespace): only the leader reconciles.
+        #[arg(long, env = "WARDEN_LEADER_ELECT")]
+        leader_elect: bool,
+        /// This replica's name in the lease (default: POD_NAME, or host name and process id).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// How long a lease holds without renewal.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease_duration: std::time::Duration,
         /// Append every decision as a JSON line to this file (always also logged under target `decision`).
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
@@ -124,6 +133,9 @@ fn main() -> anyhow::Result<()> {
             decision_log,
             audit_addr,
             audit_token_file,
+            leader_elect,
+            identity,
+            lease_duration,
         } => {
             init_logs(log_format);
             let yaml = match &delegable {
@@ -158,13 +170,30 @@ fn main() -> anyhow::Result<()> {
                 ),
                 _ => None,
             };
+            let leader = leader_elect.then(|| soc_warden::leader::Config {
+                namespace: namespace.clone(),
+                identity: identity.unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                }),
+                duration: lease_duration,
+            });
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
                 let client =
                     kube::Client::try_default().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
                 run::run(
                     client,
-                    run::Options { metrics_addr, delegable, concurrency, namespace, webhook, decision_log, audit },
+                    run::Options {
+                        metrics_addr,
+                        delegable,
+                        concurrency,
+                        namespace,
+                        webhook,
+                        decision_log,
+                        audit,
+                        leader,
+                    },
                 )
                 .await
             })

@@ -66,6 +66,8 @@ pub struct View {
 
 pub struct Monitor {
     entries: Mutex<HashMap<AgentKey, Entry>>,
+    /// Wakes go out only on the leader (a standby keeps its models warm and quiet).
+    active: std::sync::atomic::AtomicBool,
     wake: mpsc::UnboundedSender<ObjectRef<SocAgent>>,
     metrics: crate::metrics::Metrics,
 }
@@ -78,7 +80,8 @@ const WAKE_GAP: Duration = Duration::from_secs(5);
 impl Monitor {
     pub fn new(metrics: crate::metrics::Metrics) -> (Self, mpsc::UnboundedReceiver<ObjectRef<SocAgent>>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { entries: Mutex::new(HashMap::new()), wake: tx, metrics }, rx)
+        let active = std::sync::atomic::AtomicBool::new(true);
+        (Self { entries: Mutex::new(HashMap::new()), active, wake: tx, metrics }, rx)
     }
 
     /// Brings the model in line with the agent's spec and, on first sight (e.g. after a restart),
@@ -97,6 +100,16 @@ impl Monitor {
                 e.model.baseline = k.counts.clone();
                 e.checkpoint = e.model.since.map(|s| (k.counts.clone(), s));
             }
+        }
+    }
+
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn send(&self, key: &AgentKey) {
+        if self.active.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
         }
     }
 
@@ -150,14 +163,14 @@ impl Monitor {
         if verdict == Verdict::Pause && e.trigger.is_none() {
             e.trigger = Some(Trigger { received, assessment: a.clone() });
             self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-            let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
+            self.send(key);
             e.last_wake = Some(Instant::now());
         }
         if verdict == Verdict::Report && a.state != drift::State::Drifting {
             let new = e.report.as_ref().or(e.shown.as_ref()).is_none_or(|(s, _)| signal_names(s) != signal_names(&a));
             if new && !a.signals.is_empty() {
                 e.report = Some((a.clone(), now));
-                let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
+                self.send(key);
                 e.last_wake = Some(Instant::now());
             }
         }
@@ -188,7 +201,7 @@ impl Monitor {
         if e.dirty && e.last_wake.is_none_or(|w| w.elapsed() >= WAKE_GAP) {
             e.last_wake = Some(Instant::now());
             e.dirty = false;
-            let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
+            self.send(key);
         }
     }
 

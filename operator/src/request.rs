@@ -82,6 +82,9 @@ async fn set_finalizer(req: &ActionRequest, ctx: &Context, present: bool) -> Res
 
 #[instrument(skip_all, fields(request = %req.name_any(), namespace = req.namespace().unwrap_or_default()))]
 pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leading() {
+        return Ok(Action::await_change());
+    }
     if !ctx.stores.ready() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }

@@ -46,6 +46,8 @@ pub struct Options {
     pub decision_log: Option<PathBuf>,
     /// The audit sink: where it listens and the bearer token the API server presents.
     pub audit: Option<(SocketAddr, String)>,
+    /// Leader election; without it this replica leads at once (a single replica).
+    pub leader: Option<crate::leader::Config>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -169,6 +171,22 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         monitor: monitor.clone(),
     };
     let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
+    // Taking the lead reconciles everything once (a standby answered every change with "later").
+    let (lead_tx, _) = tokio::sync::broadcast::channel::<()>(4);
+    let on_lead = |tx: &tokio::sync::broadcast::Sender<()>| {
+        futures::stream::unfold(tx.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => return Some(((), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+    };
+    if opts.leader.is_some() {
+        monitor.set_active(false);
+    }
 
     let by_action = agents.clone();
     let by_policy = agents.clone();
@@ -207,6 +225,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         })
         // The behaviour monitor wakes agents that must be contained (or whose assessment changed).
         .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
+        .reconcile_all_on(on_lead(&lead_tx))
         .shutdown_on_signal()
         .run(agent::reconcile, agent::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
@@ -226,16 +245,19 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         .watches_shared_stream(approvals_for_gate, |a: Arc<Approval>| {
             Some(ObjectRef::<ActionRequest>::new(a.spec.action_request.as_ref()?).within(&a.namespace()?))
         })
+        .reconcile_all_on(on_lead(&lead_tx))
         .shutdown_on_signal()
         .run(request::reconcile, request::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
     // Status of the catalog and the policies: small, so they get watches of their own.
     let action_controller = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(on_lead(&lead_tx))
         .shutdown_on_signal()
         .run(catalog::reconcile_action, catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     let policy_controller = Controller::new(Api::<AutonomyPolicy>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(on_lead(&lead_tx))
         .shutdown_on_signal()
         .run(catalog::reconcile_policy, catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
@@ -247,10 +269,34 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let http = server::serve(listener, metrics.clone(), readiness);
 
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
-    let audit_sink = audit_sink(opts.audit, material.clone(), monitor, metrics.clone());
+    let audit_sink = audit_sink(opts.audit, material.clone(), monitor.clone(), metrics.clone());
     let admission = admission(client.clone(), opts.webhook, material, stores.clone(), key, metrics, webhook_ready);
 
+    let leadership = {
+        let (client, ctx, monitor, cfg) = (client.clone(), ctx.clone(), monitor.clone(), opts.leader.clone());
+        async move {
+            match cfg {
+                None => {
+                    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = lead_tx.send(());
+                    futures::future::pending::<()>().await;
+                }
+                Some(cfg) => {
+                    tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
+                    crate::leader::acquire(&client, &cfg).await;
+                    tracing::info!(identity = %cfg.identity, "leading");
+                    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+                    monitor.set_active(true);
+                    let _ = lead_tx.send(());
+                    crate::leader::keep(&client, &cfg).await;
+                    tracing::error!("lost the leader lease: stopping so that only one replica acts");
+                }
+            }
+        }
+    };
+
     tokio::select! {
+        _ = leadership => anyhow::bail!("lost the leader lease"),
         _ = agent_controller => tracing::info!("agent controller stopped"),
         _ = request_controller => tracing::info!("request controller stopped"),
         _ = action_controller => tracing::info!("action controller stopped"),

@@ -1,0 +1,113 @@
+//! Two replicas with leader election: only the leader acts; killing it hands over within the lease
+//! duration plus 2 s, and nothing it executed is executed again.
+
+use anyhow::Result;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use soc_warden::api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
+use soc_warden_e2e::*;
+use std::time::{Duration, Instant};
+
+const LEASE: u64 = 6;
+
+fn replica(name: &str) -> Vec<String> {
+    ["--leader-elect", "--identity", name, "--lease-duration", &format!("{LEASE}s"), "--webhook-repair-interval", "1s"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+async fn holder(admin: &kube::Client) -> Result<Option<String>> {
+    let l = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get_opt(soc_warden::leader::LEASE).await?;
+    Ok(l.and_then(|l| l.spec).and_then(|s| s.holder_identity))
+}
+
+async fn executed(admin: &kube::Client, ns: &str, name: &str) -> Result<ActionRequest> {
+    let api: Api<ActionRequest> = Api::namespaced(admin.clone(), ns);
+    wait_for(&format!("{name} executed"), Duration::from_secs(30), || async {
+        let r = api.get(name).await?;
+        let done = r.status.as_ref().and_then(|s| s.execution.as_ref()).and_then(|e| e.state)
+            == Some(ExecutionState::Succeeded);
+        Ok(done.then_some(r))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Result<()> {
+    let admin = admin().await?;
+    install_crds(&admin).await?;
+    default_policy(&admin).await?;
+    ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
+    // A lease left by an earlier run must not delay this one.
+    let _ = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .delete(soc_warden::leader::LEASE, &Default::default())
+        .await;
+    let ns = Namespaces::create(&admin, &["home"]).await?;
+    let home = ns.get(0);
+    let action = unique("note");
+    apply_yaml(
+        &admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata: {{name: \"note-${{n}}\"}}\n      data: {{request: \"${{request.name}}\"}}\n"
+        ),
+    )
+    .await?;
+
+    let a_args = replica("replica-a");
+    let mut a = Operator::start_opts(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), true).await?;
+    wait_for("replica-a leads", Duration::from_secs(30), || async {
+        Ok(holder(&admin).await?.filter(|h| h == "replica-a"))
+    })
+    .await?;
+    let b_args = replica("replica-b");
+    let b = Operator::start_opts(&b_args.iter().map(String::as_str).collect::<Vec<_>>(), false).await?;
+
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
+    apply(&agents, &agent("bot", home, Tier::Supervised, &[&action], &[home])).await?;
+    wait_agent(&admin, home, "bot", "Ready", Duration::from_secs(30), ready).await?;
+    let token_before = agent_token(&admin, home, "bot").await?;
+    let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), home);
+    let req = |name: &str, n: &str| -> ActionRequest {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"agent": "bot", "action": action, "parameters": {"n": n}, "target": {"kind": "ConfigMap", "name": format!("note-{n}"), "namespace": home}}}))
+        .unwrap()
+    };
+    requests.create(&PostParams::default(), &req("r1", "1")).await?;
+    assert_eq!(executed(&admin, home, "r1").await?.status.unwrap().decision, Some(Decision::AutoApproved));
+    let standby_log = std::fs::read_to_string(&b.log)?;
+    assert!(
+        standby_log.contains("standing by for the leader lease") && !standby_log.contains("execution finished"),
+        "the standby did not act"
+    );
+
+    // The leader dies without a word.
+    a.kill();
+    let t0 = Instant::now();
+    wait_for("replica-b leads", Duration::from_secs(LEASE + 10), || async {
+        Ok(holder(&admin).await?.filter(|h| h == "replica-b"))
+    })
+    .await?;
+    let took = t0.elapsed();
+    eprintln!("takeover after {took:?} (lease {LEASE}s)");
+    assert!(took <= Duration::from_secs(LEASE + 2), "takeover took {took:?}, more than the lease duration plus 2 s");
+
+    // The new leader acts …
+    requests.create(&PostParams::default(), &req("r2", "2")).await?;
+    executed(&admin, home, "r2").await?;
+    // … and repeats nothing: r1 executed once, its ConfigMap written once, the token kept.
+    let lines: Vec<Value> = std::fs::read_to_string(decision_log())?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["namespace"] == home && v["request"] == "r1" && v["decision"] == "Executed")
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let cm = Api::<ConfigMap>::namespaced(admin.clone(), home).get("note-1").await?;
+    assert_eq!(cm.metadata.managed_fields.map(|m| m.len()), Some(1));
+    assert_eq!(agent_token(&admin, home, "bot").await?, token_before);
+    let (code, _) = http_get(&format!("http://127.0.0.1:{}/readyz", b.metrics_port)).await?;
+    assert_eq!(code, 200);
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Leader election on a `coordination.k8s.io` Lease, so that two replicas are safe: every replica
+//! keeps its caches warm and serves the admission webhook, only the leader reconciles (issues
+//! tokens, decides, executes, contains). A leader that cannot renew in time stops leading by
+//! exiting, and its successor takes over once the lease has expired.
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use std::time::Duration;
+
+pub const LEASE: &str = "soc-warden-leader";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub namespace: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+/// Whether `identity` may take or keep the lease now. Pure.
+pub fn may_hold(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> bool {
+    let Some(s) = spec else { return true };
+    match s.holder_identity.as_deref() {
+        None | Some("") => true,
+        Some(h) if h == identity => true,
+        Some(_) => {
+            let renewed = s.renew_time.as_ref().map(|t| t.0).or(s.acquire_time.as_ref().map(|t| t.0));
+            let duration = i64::from(s.lease_duration_seconds.unwrap_or(15));
+            renewed.is_none_or(|r| now.as_second() > r.as_second() + duration)
+        }
+    }
+}
+
+fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
+    let keeps = previous.and_then(|p| p.holder_identity.as_deref()) == Some(c.identity.as_str());
+    LeaseSpec {
+        holder_identity: Some(c.identity.clone()),
+        lease_duration_seconds: Some(c.duration.as_secs() as i32),
+        acquire_time: if keeps { previous.and_then(|p| p.acquire_time.clone()) } else { Some(MicroTime(now)) },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(
+            previous.and_then(|p| p.lease_transitions).unwrap_or(0) + if keeps || previous.is_none() { 0 } else { 1 },
+        ),
+        ..Default::default()
+    }
+}
+
+/// One attempt to take or renew the lease; true when we hold it afterwards. A write that races
+/// another replica's fails on the resourceVersion and counts as not holding.
+pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<bool> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let now = Timestamp::now();
+    match api.get_opt(LEASE).await? {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(LEASE.into()),
+                    namespace: Some(c.namespace.clone()),
+                    ..Default::default()
+                },
+                spec: Some(spec(c, None, now)),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Some(mut lease) => {
+            if !may_hold(lease.spec.as_ref(), &c.identity, now) {
+                return Ok(false);
+            }
+            lease.spec = Some(spec(c, lease.spec.as_ref(), now));
+            match api.replace(LEASE, &PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Waits until this replica holds the lease.
+pub async fn acquire(client: &Client, c: &Config) {
+    loop {
+        match try_hold(client, c).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read or take the leader lease"),
+        }
+        tokio::time::sleep(c.duration / 5).await;
+    }
+}
+
+/// Renews the lease every third of its duration; returns when leadership is lost (a renewal
+/// refused, or none succeeded for a whole lease duration).
+pub async fn keep(client: &Client, c: &Config) {
+    let mut last_ok = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(c.duration / 3).await;
+        match try_hold(client, c).await {
+            Ok(true) => last_ok = std::time::Instant::now(),
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew the leader lease");
+                // Stop before another replica may have taken over.
+                if last_ok.elapsed() >= c.duration - c.duration / 3 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+            lease_duration_seconds: Some(duration),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn who_may_hold_the_lease() {
+        let now = Timestamp::from_second(1000).unwrap();
+        assert!(may_hold(None, "a", now));
+        assert!(may_hold(Some(&lease("a", 999, 15)), "a", now), "the holder renews");
+        assert!(!may_hold(Some(&lease("b", 990, 15)), "a", now), "another's live lease");
+        assert!(may_hold(Some(&lease("b", 980, 15)), "a", now), "another's expired lease");
+        assert!(may_hold(Some(&LeaseSpec::default()), "a", now), "released");
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_and_renewing_does_not() {
+        let c = Config { namespace: "ns".into(), identity: "a".into(), duration: Duration::from_secs(15) };
+        let now = Timestamp::from_second(1000).unwrap();
+        let mut other = lease("b", 900, 15);
+        other.lease_transitions = Some(3);
+        assert_eq!(spec(&c, Some(&other), now).lease_transitions, Some(4));
+        let mut mine = lease("a", 990, 15);
+        mine.lease_transitions = Some(4);
+        mine.acquire_time = Some(MicroTime(Timestamp::from_second(100).unwrap()));
+        let renewed = spec(&c, Some(&mine), now);
+        assert_eq!(renewed.lease_transitions, Some(4));
+        assert_eq!(renewed.acquire_time, mine.acquire_time);
+    }
+}
