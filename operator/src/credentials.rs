@@ -127,12 +127,16 @@ pub fn token_decision(current: Option<&IssuedToken>, wanted_spec: &str, now: Tim
     TokenDecision::Keep { recheck_at: rotate_at }
 }
 
-/// The `aud` claim of a JWT (without verifying it: the API server issued it to us).
-pub fn jwt_audiences(token: &str) -> Option<Vec<String>> {
+/// The claims of a JWT, unverified (the API server issued it to us).
+pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    match v.get("aud")? {
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `aud` claim of a JWT (without verifying it: the API server issued it to us).
+pub fn jwt_audiences(token: &str) -> Option<Vec<String>> {
+    match jwt_claims(token)?.get("aud")? {
         serde_json::Value::String(s) => Some(vec![s.clone()]),
         serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
         _ => None,
