@@ -4,8 +4,9 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
@@ -392,6 +393,116 @@ pub fn decision_log() -> PathBuf {
 }
 
 /// The operator as a child process of the test, killed when dropped.
+/// The kubectl of the local control plane (or the one on PATH for an existing cluster).
+pub fn kubectl() -> String {
+    let env = cluster_dir().join("env");
+    let local = (!external_cluster()).then(|| std::fs::read_to_string(env).ok()).flatten();
+    local
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("KUBECTL=")).map(String::from))
+        .unwrap_or_else(|| "kubectl".into())
+}
+
+/// The chart renderer `e2e/test` builds from `e2e/render` (Helm itself is not installable here).
+pub fn renderer() -> PathBuf {
+    repo().join("target/render")
+}
+
+/// Renders `charts/soc-warden` with the given values files (release `soc-warden` in the operator's
+/// namespace), the chart's CRDs first unless `skip_crds`.
+pub fn render_chart(values: &[PathBuf], skip_crds: bool) -> Result<String> {
+    let bin = renderer();
+    if !bin.exists() {
+        bail!("{} not found: run e2e/test (it builds the chart renderer from e2e/render)", bin.display());
+    }
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-name", "soc-warden", "-namespace", OPERATOR_NAMESPACE]);
+    for v in values {
+        cmd.arg("-f").arg(v);
+    }
+    if skip_crds {
+        cmd.arg("-skip-crds");
+    }
+    let out = cmd.arg(repo().join("charts/soc-warden")).output()?;
+    if !out.status.success() {
+        bail!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The documents of a multi-document YAML stream (empty ones dropped).
+pub fn yaml_docs(yaml: &str) -> Result<Vec<serde_json::Value>> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let v = serde_json::Value::deserialize(doc)?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+/// The kinds of the chart that make up the operator's identity and permissions.
+const IDENTITY_KINDS: &[&str] = &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+
+/// How the operator authenticates in the tests: as the Helm chart's ServiceAccount, with exactly
+/// the chart's RBAC (rendered with the default values and applied here) and a TokenRequest token,
+/// so every end-to-end test also proves the chart's permissions are enough. Returns its kubeconfig
+/// and the chart's delegable rules (a file for `--delegable`). `SOC_WARDEN_E2E_OPERATOR=admin`
+/// runs it as the admin instead (for debugging a failure that might be RBAC).
+async fn operator_identity() -> Result<Option<(PathBuf, PathBuf)>> {
+    static IDENTITY: tokio::sync::OnceCell<Option<(PathBuf, PathBuf)>> = tokio::sync::OnceCell::const_new();
+    IDENTITY
+        .get_or_try_init(|| async {
+            if std::env::var("SOC_WARDEN_E2E_OPERATOR").is_ok_and(|v| v == "admin") {
+                return Ok(None);
+            }
+            let admin = admin().await?;
+            ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
+            let docs = yaml_docs(&render_chart(&[], true)?)?;
+            let mut delegable = None;
+            let mut sa_name = None;
+            for d in &docs {
+                let kind = d["kind"].as_str().unwrap_or_default();
+                if kind == "ConfigMap" {
+                    delegable = d["data"]["delegable.yaml"].as_str().map(String::from);
+                }
+                if kind == "ServiceAccount" {
+                    sa_name = d["metadata"]["name"].as_str().map(String::from);
+                }
+                if IDENTITY_KINDS.contains(&kind) {
+                    apply_yaml(&admin, &serde_yaml::to_string(d)?).await?;
+                }
+            }
+            let sa_name = sa_name.ok_or_else(|| anyhow!("the chart renders no ServiceAccount"))?;
+            let delegable = delegable.ok_or_else(|| anyhow!("the chart renders no delegable.yaml ConfigMap"))?;
+            let sa = Api::<ServiceAccount>::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+            let tr: TokenRequest = serde_json::from_value(json!({"spec": {"expirationSeconds": 4 * 3600}}))?;
+            let token = sa
+                .create_token_request(&sa_name, &PostParams::default(), &tr)
+                .await?
+                .status
+                .map(|s| s.token)
+                .ok_or_else(|| anyhow!("no token for the chart's ServiceAccount"))?;
+            // The admin kubeconfig's cluster, with the ServiceAccount as its user.
+            let mut kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(admin_kubeconfig())?)?;
+            kc["users"] = serde_yaml::to_value(json!([{"name": "soc-warden-operator", "user": {"token": token}}]))?;
+            if let Some(contexts) = kc["contexts"].as_sequence_mut() {
+                for c in contexts {
+                    c["context"]["user"] = "soc-warden-operator".into();
+                }
+            }
+            let dir = repo().join("target/e2e-logs");
+            std::fs::create_dir_all(&dir)?;
+            let kubeconfig = dir.join(format!("operator-{}.kubeconfig", std::process::id()));
+            std::fs::write(&kubeconfig, serde_yaml::to_string(&kc)?)?;
+            let rules = dir.join(format!("delegable-{}.yaml", std::process::id()));
+            std::fs::write(&rules, delegable)?;
+            Ok::<_, anyhow::Error>(Some((kubeconfig, rules)))
+        })
+        .await
+        .cloned()
+}
+
 pub struct Operator {
     child: Option<Child>,
     pub metrics_port: u16,
@@ -433,6 +544,11 @@ impl Operator {
             ],
             _ => vec![],
         };
+        let identity = operator_identity().await?;
+        let (kubeconfig, delegable) = match &identity {
+            Some((k, d)) => (k.clone(), vec!["--delegable".to_string(), d.display().to_string()]),
+            None => (admin_kubeconfig(), vec![]),
+        };
         let child = Command::new(&bin)
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--namespace", OPERATOR_NAMESPACE])
@@ -441,8 +557,9 @@ impl Operator {
             .arg("--decision-log")
             .arg(&decision_log)
             .args(&audit)
+            .args(&delegable)
             .args(extra_args)
-            .env("KUBECONFIG", admin_kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))

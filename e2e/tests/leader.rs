@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use soc_warden::api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
@@ -51,7 +51,7 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     apply_yaml(
         &admin,
         &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata: {{name: \"note-${{n}}\"}}\n      data: {{request: \"${{request.name}}\"}}\n"
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {{name: \"note-${{n}}\", annotations: {{request: \"${{request.name}}\"}}}}\n      spec: {{podSelector: {{matchLabels: {{note: \"${{n}}\"}}}}, policyTypes: [Ingress]}}\n"
         ),
     )
     .await?;
@@ -72,7 +72,7 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), home);
     let req = |name: &str, n: &str| -> ActionRequest {
         serde_json::from_value(json!({"metadata": {"name": name},
-            "spec": {"agent": "bot", "action": action, "parameters": {"n": n}, "target": {"kind": "ConfigMap", "name": format!("note-{n}"), "namespace": home}}}))
+            "spec": {"agent": "bot", "action": action, "parameters": {"n": n}, "target": {"kind": "NetworkPolicy", "name": format!("note-{n}"), "namespace": home}}}))
         .unwrap()
     };
     requests.create(&PostParams::default(), &req("r1", "1")).await?;
@@ -97,14 +97,14 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     // The new leader acts …
     requests.create(&PostParams::default(), &req("r2", "2")).await?;
     executed(&admin, home, "r2").await?;
-    // … and repeats nothing: r1 executed once, its ConfigMap written once, the token kept.
+    // … and repeats nothing: r1 executed once, its NetworkPolicy written once, the token kept.
     let lines: Vec<Value> = std::fs::read_to_string(decision_log())?
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["namespace"] == home && v["request"] == "r1" && v["decision"] == "Executed")
         .collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
-    let cm = Api::<ConfigMap>::namespaced(admin.clone(), home).get("note-1").await?;
+    let cm = Api::<NetworkPolicy>::namespaced(admin.clone(), home).get("note-1").await?;
     assert_eq!(cm.metadata.managed_fields.map(|m| m.len()), Some(1));
     assert_eq!(agent_token(&admin, home, "bot").await?, token_before);
     let (code, _) = http_get(&format!("http://127.0.0.1:{}/readyz", b.metrics_port)).await?;

@@ -27,14 +27,6 @@ fn readme_commands() -> Result<BTreeSet<String>> {
     Ok(out)
 }
 
-fn kubectl() -> String {
-    let env = cluster_dir().join("env");
-    let local = (!external_cluster()).then(|| std::fs::read_to_string(env).ok()).flatten();
-    local
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("KUBECTL=")).map(String::from))
-        .unwrap_or_else(|| "kubectl".into())
-}
-
 /// Runs a README `kubectl …` line against the test cluster; returns its output.
 fn run_kubectl(line: &str) -> Result<String> {
     let args: Vec<&str> = line.split_whitespace().skip(1).collect();
