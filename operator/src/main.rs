@@ -70,10 +70,11 @@ enum Command {
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
     },
-    /// Write the CRD manifests (one file per CRD) into a directory, or print them with `-`.
+    /// Write the CRD manifests (one file per CRD) into directories (the repository's and the
+    /// chart's by default), or print them with `-`.
     Crdgen {
-        #[arg(default_value = "crds")]
-        out: PathBuf,
+        #[arg(default_values = ["crds", "charts/soc-warden/crds"])]
+        out: Vec<PathBuf>,
     },
 }
 
@@ -109,12 +110,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crdgen { out } => {
-            for (file, yaml) in crdgen::manifests() {
-                if out.as_os_str() == "-" {
-                    print!("---\n{yaml}");
-                } else {
-                    std::fs::create_dir_all(&out)?;
-                    std::fs::write(out.join(file), yaml).with_context(|| format!("writing {file}"))?;
+            for out in out {
+                for (file, yaml) in crdgen::manifests() {
+                    if out.as_os_str() == "-" {
+                        print!("---\n{yaml}");
+                    } else {
+                        std::fs::create_dir_all(&out)?;
+                        std::fs::write(out.join(file), yaml).with_context(|| format!("writing {file}"))?;
+                    }
                 }
             }
             Ok(())
