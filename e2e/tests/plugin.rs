@@ -114,7 +114,8 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
     assert!(ok && out.contains("supervised → autonomous") && out.contains("as lead-a"), "{out}");
     // The approval counts (one is enough for this agent); dwell time and evidence still hold it.
     let waits = wait_agent(&admin, &home, "bot", "approval counted", T, |a| {
-        condition(a, "PromotionPending").is_some_and(|c| c.status == "True" && !c.message.contains("approvals from"))
+        condition(a, "PromotionPending")
+            .is_some_and(|c| c.status == "True" && !c.message.contains("needs 1 approval from"))
     })
     .await?;
     let msg = condition(&waits, "PromotionPending").unwrap().message;

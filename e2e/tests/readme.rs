@@ -2,12 +2,15 @@
 //! cannot drift from what works.
 
 use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams};
-use soc_warden::api::SocAgent;
+use soc_warden::api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
 use soc_warden_e2e::*;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
 
 /// The shell commands of the README's ```sh blocks, without comments.
 fn readme_commands() -> Result<BTreeSet<String>> {
@@ -37,6 +40,13 @@ fn run_kubectl(line: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
+const ISOLATE_REQUEST: &str =
+    "kubectl --as system:serviceaccount:soc-agents:warden-triage-bot create -f examples/workflows/isolate-request.yaml";
+const APPROVE_A: &str = "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
+const APPROVE_B: &str = "kubectl --as lead-b --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
+const APPROVE_PROMOTION: &str =
+    "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/promote-intel-bot-approval.yaml";
+
 struct Up(Child);
 
 impl Drop for Up {
@@ -56,6 +66,14 @@ async fn every_readme_command_works() -> Result<()> {
         "kubectl describe socagent triage-bot -n soc-agents",
         "kubectl get socactions",
         "kubectl explain socagent.spec.credentials",
+        ISOLATE_REQUEST,
+        APPROVE_A,
+        APPROVE_B,
+        "kubectl get actionrequest isolate-web-frontend -n soc-agents",
+        "kubectl get networkpolicy soc-isolate-web-frontend -n web",
+        "kubectl apply -f examples/workflows/promote-intel-bot.yaml",
+        APPROVE_PROMOTION,
+        "kubectl describe socagent intel-bot -n soc-agents",
     ]
     .into_iter()
     .map(String::from)
@@ -96,6 +114,60 @@ async fn every_readme_command_works() -> Result<()> {
     assert!(run_kubectl("kubectl explain socagent.spec.credentials")?.contains("ttl"));
     let (code, _) = http_get(&format!("http://127.0.0.1:{port}/readyz")).await?;
     assert_eq!(code, 200, "the operator e2e/up started serves /readyz");
+
+    // The walk through: the agent files an isolation, two leads approve, the operator executes it.
+    let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), "soc-agents");
+    run_kubectl(ISOLATE_REQUEST)?;
+    let decided = |want: Decision| {
+        let requests = requests.clone();
+        move || {
+            let requests = requests.clone();
+            async move {
+                let r = requests.get("isolate-web-frontend").await?;
+                Ok(r.status.filter(|s| s.decision == Some(want)))
+            }
+        }
+    };
+    let pending = wait_for("the isolation waits for approval", T, decided(Decision::Pending)).await?;
+    assert_eq!(pending.required_approvals, Some(2), "{pending:?}");
+    run_kubectl(APPROVE_A)?;
+    run_kubectl(APPROVE_B)?;
+    let approved = wait_for("the isolation is approved and executed", T, || async {
+        let r = requests.get("isolate-web-frontend").await?;
+        Ok(r.status.filter(|s| s.execution.as_ref().is_some_and(|e| e.state == Some(ExecutionState::Succeeded))))
+    })
+    .await?;
+    assert_eq!(approved.decision, Some(Decision::Approved));
+    let approvers: BTreeSet<String> = approved.approvals.iter().map(|a| a.approver.clone()).collect();
+    assert_eq!(approvers, BTreeSet::from(["lead-a".to_string(), "lead-b".to_string()]));
+    let listing = run_kubectl("kubectl get actionrequest isolate-web-frontend -n soc-agents")?;
+    assert!(listing.contains("Approved") && listing.contains("Succeeded"), "{listing}");
+    run_kubectl("kubectl get networkpolicy soc-isolate-web-frontend -n web")?;
+
+    // The promotion: committed, held at observe with what is missing, one approval recorded.
+    run_kubectl("kubectl apply -f examples/workflows/promote-intel-bot.yaml")?;
+    let waiting = |needle: &'static str, present: bool| {
+        let admin = admin.clone();
+        async move {
+            wait_agent(&admin, "soc-agents", "intel-bot", needle, T, move |a: &SocAgent| {
+                let msg = condition(a, "PromotionPending").filter(|c| c.status == "True").map(|c| c.message);
+                msg.is_some_and(|m| m.contains(needle) == present && m.contains("dwell"))
+                    && a.status.as_ref().and_then(|s| s.effective_tier) == Some(Tier::Observe)
+            })
+            .await
+        }
+    };
+    waiting("needs 1 approval from soc-leads, has 0", true).await?;
+    run_kubectl(APPROVE_PROMOTION)?;
+    waiting("needs 1 approval from", false).await?;
+    let described = run_kubectl("kubectl describe socagent intel-bot -n soc-agents")?;
+    assert!(described.contains("PromotionPending") && described.contains("observe → assist"), "{described}");
+    requests.delete("isolate-web-frontend", &DeleteParams::default()).await?;
+    wait_for("the isolation rolled back", T, || async {
+        let np = Api::<NetworkPolicy>::namespaced(admin.clone(), "web").get_opt("soc-isolate-web-frontend").await?;
+        Ok(np.is_none().then_some(()))
+    })
+    .await?;
 
     // Leave the shared cluster as the other tests expect it (the operator releases the agents).
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), "soc-agents");

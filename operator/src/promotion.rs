@@ -154,7 +154,8 @@ pub fn evaluate(i: &Inputs) -> Outcome {
             (false, true) => a.users.join(", "),
             (true, _) => a.groups.join(", "),
         };
-        missing.push(format!("needs {need} approvals from {from}, has {}", approvers.len()));
+        let noun = if need == 1 { "approval" } else { "approvals" };
+        missing.push(format!("needs {need} {noun} from {from}, has {}", approvers.len()));
     }
 
     let sh = i.shadow;
