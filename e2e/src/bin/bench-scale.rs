@@ -4,13 +4,13 @@
 //! to the floor measured in the same run, a `/healthz` request on the same server (same listener,
 //! same connection handling, no body).
 //!
-//!   bench-scale [--steps 1000,10000] [--concurrency 32]
+//!   bench-scale [--steps 1000,10000] [--concurrency 32] [--step-timeout 1200 (seconds)]
 //!
 //! Run with `e2e/bench` (release build, local control plane or KUBECONFIG).
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt, stream};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
 use soc_warden_e2e::*;
 use std::time::{Duration, Instant};
@@ -52,6 +52,7 @@ async fn main() -> Result<()> {
         .collect::<Result<_, _>>()
         .context("--steps: comma-separated agent counts")?;
     let conc: usize = arg("--concurrency").map(|c| c.parse()).transpose()?.unwrap_or(32);
+    let step_timeout = Duration::from_secs(arg("--step-timeout").map(|c| c.parse()).transpose()?.unwrap_or(1200));
     let client = admin().await?;
     install_crds(&client).await?;
     default_policy(&client).await?;
@@ -83,9 +84,17 @@ async fn main() -> Result<()> {
             .try_collect::<Vec<_>>()
             .await
             .context("creating agents")?;
-        wait_all_agents(&client, &label, target, ready, Duration::from_secs(1800)).await?;
+        // On a small machine the control plane (etcd above all) may not keep up with the largest
+        // step: measure whatever was reached, and say so.
+        let reached = match wait_all_agents(&client, &label, target, ready, step_timeout).await {
+            Ok(_) => format!("all Ready {:.1}s after the step's first create", start.elapsed().as_secs_f64()),
+            Err(e) => {
+                let all = agents.list(&ListParams::default().labels(&label)).await?;
+                let n = all.items.iter().filter(|a| ready(a)).count();
+                format!("NOT converged: {e}; {n} of {target} Ready after {:.0}s", start.elapsed().as_secs_f64())
+            }
+        };
         have = target;
-        let converged = start.elapsed();
         // Let the work queue drain and the allocator settle before reading the resident size.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let rss = rss_mib(pid).unwrap_or(f64::NAN);
@@ -96,7 +105,7 @@ async fn main() -> Result<()> {
         let series = body.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
         let per_agent = body.lines().filter(|l| l.contains("agent=\"agent-")).count();
         let (p50, p99, floor50) = (percentile(&scrape, 0.5), percentile(&scrape, 0.99), percentile(&floor, 0.5));
-        println!("== {target} agents (all Ready {:.1}s after the step's first create)", converged.as_secs_f64());
+        println!("== {target} agents ({reached})");
         println!(
             "  operator RSS: {rss:.1} MiB steady, {peak:.1} MiB peak  (target <= {} MiB)",
             if target <= 1000 { 64 } else { 256 }
