@@ -33,7 +33,7 @@ fn readme_commands() -> Result<BTreeSet<String>> {
 /// Runs a README `kubectl …` line against the test cluster; returns its output.
 fn run_kubectl(line: &str) -> Result<String> {
     let args: Vec<&str> = line.split_whitespace().skip(1).collect();
-    let out = Command::new(kubectl()).args(&args).env("KUBECONFIG", admin_kubeconfig()).output()?;
+    let out = Command::new(kubectl()).args(&args).current_dir(repo()).env("KUBECONFIG", admin_kubeconfig()).output()?;
     if !out.status.success() {
         bail!("`{line}` failed: {}", String::from_utf8_lossy(&out.stderr));
     }
