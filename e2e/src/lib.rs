@@ -13,7 +13,7 @@ use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
-use soc_warden::api::{Grant, Risk, Scope, SocAction, SocActionSpec, SocAgent, SocAgentSpec, Tier, Verb};
+use socwarden_api::{Grant, Risk, Scope, SocAction, SocActionSpec, SocAgent, SocAgentSpec, Tier, Verb};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -276,7 +276,7 @@ pub async fn default_policy(client: &Client) -> Result<()> {
 }
 
 /// The status condition `type_` of an agent, once the operator wrote it.
-pub fn condition(a: &SocAgent, type_: &str) -> Option<soc_warden::api::Condition> {
+pub fn condition(a: &SocAgent, type_: &str) -> Option<socwarden_api::Condition> {
     a.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
 }
 
@@ -309,7 +309,7 @@ pub fn ready(a: &SocAgent) -> bool {
 /// The token in the agent's Secret, read as admin.
 pub async fn agent_token(client: &Client, ns: &str, agent: &str) -> Result<Option<String>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let Some(s) = api.get_opt(&soc_warden::credentials::secret_name(agent)).await? else {
+    let Some(s) = api.get_opt(&socwarden_core::agent::credentials::secret_name(agent)).await? else {
         return Ok(None);
     };
     let token = s.data.and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).to_string()));

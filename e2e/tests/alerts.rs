@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result};
 use kube::api::Api;
 use serde_json::Value;
-use soc_warden::api::{SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{SocAgent, Tier};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

@@ -242,13 +242,14 @@ fn missing(held: &[Value], wanted: &[Value]) -> Vec<String> {
 fn rbac_is_least_privilege_in_every_combination() -> Result<()> {
     let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml"))?)?;
     // The chart's default delegable rules are the operator's built-in ones.
-    let from_chart: Vec<soc_warden::rbac::Rule> = serde_json::from_value(values["delegable"].clone())?;
-    let from_chart: BTreeSet<_> = from_chart.into_iter().map(soc_warden::rbac::Rule::normalized).collect();
-    let builtin: BTreeSet<_> = soc_warden::rbac::parse_delegable(soc_warden::rbac::DEFAULT_DELEGABLE)
-        .map_err(anyhow::Error::msg)?
-        .into_iter()
-        .collect();
-    assert_eq!(from_chart, builtin, "values.yaml delegable and operator/src/delegable.yaml differ");
+    let from_chart: Vec<socwarden_core::agent::rbac::Rule> = serde_json::from_value(values["delegable"].clone())?;
+    let from_chart: BTreeSet<_> = from_chart.into_iter().map(socwarden_core::agent::rbac::Rule::normalized).collect();
+    let builtin: BTreeSet<_> =
+        socwarden_core::agent::rbac::parse_delegable(socwarden_core::agent::rbac::DEFAULT_DELEGABLE)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .collect();
+    assert_eq!(from_chart, builtin, "values.yaml delegable and crates/core/src/agent/delegable.yaml differ");
 
     for (name, files) in combinations()? {
         let docs = render(&files)?;
@@ -297,8 +298,10 @@ fn rbac_is_least_privilege_in_every_combination() -> Result<()> {
             serde_yaml::from_str(one(&docs, "ConfigMap")["data"]["delegable.yaml"].as_str().unwrap())?;
         let delegable = delegable.as_array().unwrap().clone();
         assert_eq!(missing(&held, &delegable), Vec::<String>::new(), "{name}: the ClusterRole lacks delegable rules");
-        let base: Vec<Value> =
-            soc_warden::rbac::base_rules("an-agent").iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+        let base: Vec<Value> = socwarden_core::agent::rbac::base_rules("an-agent")
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
         assert_eq!(missing(&held, &base), Vec::<String>::new(), "{name}: the ClusterRole lacks the agents' base rules");
         if name == "ci/narrow-delegation.yaml" {
             let del = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]);

@@ -10,9 +10,9 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ApiResource, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
-use soc_warden::credentials;
 use soc_warden_e2e::*;
+use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
+use socwarden_core::agent::credentials;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -143,10 +143,10 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     })
     .await?;
     assert_eq!(create_netpol(&bot, scope).await, 403, "not before the promotion takes effect");
-    let promote: soc_warden::api::Approval = serde_json::from_value(json!({
+    let promote: socwarden_api::Approval = serde_json::from_value(json!({
         "metadata": {"name": "promote"}, "spec": {"promotion": {"agent": "bot", "tier": "autonomous"}, "decision": "approve"}
     }))?;
-    Api::<soc_warden::api::Approval>::namespaced(as_user("lead-a").await?, home)
+    Api::<socwarden_api::Approval>::namespaced(as_user("lead-a").await?, home)
         .create(&PostParams::default(), &promote)
         .await?;
     wait_code("netpol allowed at autonomous", 200, || create_netpol(&bot, scope)).await?;
@@ -167,10 +167,10 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     a.spec.tier = Tier::Supervised;
     a.spec.scope.namespaces = vec![scope.to_string(), more.to_string()];
     apply(&agents, &a).await?;
-    let promote: soc_warden::api::Approval = serde_json::from_value(json!({
+    let promote: socwarden_api::Approval = serde_json::from_value(json!({
         "metadata": {"name": "promote-again"}, "spec": {"promotion": {"agent": "bot", "tier": "supervised"}, "decision": "approve"}
     }))?;
-    Api::<soc_warden::api::Approval>::namespaced(as_user("lead-a").await?, home)
+    Api::<socwarden_api::Approval>::namespaced(as_user("lead-a").await?, home)
         .create(&PostParams::default(), &promote)
         .await?;
     wait_code("pods allowed in the added namespace", 200, || list_pods(&bot, more)).await?;
@@ -243,7 +243,7 @@ async fn bad_inputs_fail_closed_and_spare_the_neighbour() -> Result<()> {
     apply(&agents, &nopolicy).await?;
     let mut noworkload = agent("noworkload", home, Tier::Supervised, &[&read], &[scope]);
     noworkload.spec.workload_ref =
-        Some(soc_warden::api::WorkloadRef { kind: soc_warden::api::WorkloadKind::Deployment, name: "missing".into() });
+        Some(socwarden_api::WorkloadRef { kind: socwarden_api::WorkloadKind::Deployment, name: "missing".into() });
     apply(&agents, &noworkload).await?;
 
     let cases = [
@@ -261,7 +261,7 @@ async fn bad_inputs_fail_closed_and_spare_the_neighbour() -> Result<()> {
         assert_eq!(c.reason, reason, "{name}");
         assert!(c.message.contains(says), "{name}: {}", c.message);
         assert!(c.message.contains("no action grants"), "{name}: {}", c.message);
-        assert_eq!(a.status.as_ref().unwrap().phase, Some(soc_warden::api::Phase::Error));
+        assert_eq!(a.status.as_ref().unwrap().phase, Some(socwarden_api::Phase::Error));
         assert!(!ready(&a));
         // Fail closed: its token (base rules only) cannot use the valid action either.
         let token = wait_for("token", T, || agent_token(&admin, home, name)).await?;

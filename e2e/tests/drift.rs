@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use soc_warden::api::{ActionRequest, Approval, Phase, SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Approval, Phase, SocAgent, Tier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -265,7 +265,7 @@ async fn normal_behaviour_with_natural_variation_is_never_paused() -> Result<()>
             .status
             .as_ref()
             .and_then(|s| s.drift.as_ref())
-            .is_some_and(|d| d.state == soc_warden::drift::State::Normal);
+            .is_some_and(|d| d.state == socwarden_api::drift::State::Normal);
     }
     let calls = normal.stop().await;
     assert!(calls > 80, "the agent was active ({calls} calls)");

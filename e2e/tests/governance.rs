@@ -9,8 +9,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use soc_warden::api::{ActionRequest, Approval, Decision, ExecutionState, SocAction, SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Approval, Decision, ExecutionState, SocAction, SocAgent, Tier};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -257,7 +257,7 @@ async fn two_of_n_approves_one_deny_wins_and_an_expired_request_never_runs() -> 
     let msg = refusal(approve("lead-a", home, &approval("x-late", "x", "approve")).await);
     assert!(msg.contains("already decided (Expired)"), "{msg}");
     assert!(netpols.get_opt("isolate-api").await?.is_none() && netpols.get_opt("isolate-db").await?.is_none());
-    let _ = Api::<soc_warden::api::AutonomyPolicy>::all(w.admin.clone()).delete(&fast, &DeleteParams::default()).await;
+    let _ = Api::<socwarden_api::AutonomyPolicy>::all(w.admin.clone()).delete(&fast, &DeleteParams::default()).await;
     Ok(())
 }
 
@@ -421,7 +421,7 @@ async fn an_http_action_reaches_the_endpoint_signed() -> Result<()> {
     wait_agent(&w.admin, w.home(), "bot", "Ready", T, ready).await?;
     let bot = with_token(&agent_token(&w.admin, w.home(), "bot").await?.unwrap()).await?;
     let mut r = request("block", "bot", &soar, json!({"ip": "203.0.113.9"}), w.scope(), "x");
-    r.spec.target = soc_warden::api::Target { kind: "IP".into(), name: "203.0.113.9".into(), namespace: None };
+    r.spec.target = socwarden_api::Target { kind: "IP".into(), name: "203.0.113.9".into(), namespace: None };
     let created = file(&bot, w.home(), &r).await?;
 
     let (head, body) = tokio::time::timeout(T, server).await???;
@@ -465,12 +465,12 @@ async fn with_the_webhook_bypassed_forged_approvals_and_requests_do_not_count() 
     Api::<ValidatingWebhookConfiguration>::all(w.admin.clone())
         .delete("socwarden.io", &DeleteParams::default())
         .await?;
-    let binding = soc_warden::signature::request_binding(&r1.spec);
+    let binding = socwarden_core::admission::signature::request_binding(&r1.spec);
     for (name, who) in [("forged-a", "lead-a"), ("forged-b", "lead-b")] {
         let mut a = approval(name, "r1", "approve");
         a.spec.approver = who.into();
         a.spec.approver_groups = vec!["soc-leads".into()];
-        a.spec.bound_to = soc_warden::signature::bound_to_request(&r1.uid().unwrap(), &binding);
+        a.spec.bound_to = socwarden_core::admission::signature::bound_to_request(&r1.uid().unwrap(), &binding);
         a.spec.signature = "00".repeat(32);
         Api::<Approval>::namespaced(w.admin.clone(), home).create(&PostParams::default(), &a).await?;
     }
@@ -595,6 +595,6 @@ async fn a_gitops_promotion_waits_for_evidence_and_approvals_and_a_demotion_is_i
     wait_for("grant gone after demotion", T, || async { Ok((netpol_probe().await == 403).then_some(())) }).await?;
     let log = std::fs::read_to_string(decision_log())?;
     assert!(log.lines().any(|l| l.contains("\"Promoted\"") && l.contains("\"Govern\"") && l.contains(home)));
-    let _ = Api::<soc_warden::api::AutonomyPolicy>::all(w.admin.clone()).delete(&promo, &DeleteParams::default()).await;
+    let _ = Api::<socwarden_api::AutonomyPolicy>::all(w.admin.clone()).delete(&promo, &DeleteParams::default()).await;
     Ok(())
 }

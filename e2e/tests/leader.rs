@@ -6,8 +6,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use soc_warden::api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
 use std::time::{Duration, Instant};
 
 const LEASE: u64 = 6;

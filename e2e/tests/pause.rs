@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use soc_warden::api::{Phase, Risk, SocAction, SocAgent, Tier, Verb, WorkloadKind, WorkloadRef};
 use soc_warden::workload::PAUSED_REPLICAS;
 use soc_warden_e2e::*;
+use socwarden_api::{Phase, Risk, SocAction, SocAgent, Tier, Verb, WorkloadKind, WorkloadRef};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
@@ -136,7 +136,7 @@ impl Drop for KillSwitch {
     fn drop(&mut self) {
         let name = self.name.clone();
         blocking_cleanup(move |client| async move {
-            let _ = Api::<soc_warden::api::AutonomyPolicy>::all(client).delete(&name, &DeleteParams::default()).await;
+            let _ = Api::<socwarden_api::AutonomyPolicy>::all(client).delete(&name, &DeleteParams::default()).await;
         });
     }
 }

@@ -3,8 +3,8 @@
 use anyhow::{Result, bail};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use soc_warden::api::{ActionRequest, Decision, SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Decision, SocAgent, Tier};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);

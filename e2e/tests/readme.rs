@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams};
-use soc_warden::api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
 use soc_warden_e2e::*;
+use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

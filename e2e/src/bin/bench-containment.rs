@@ -10,8 +10,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use soc_warden::api::{SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{SocAgent, Tier};
 use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: usize) -> usize {

@@ -16,8 +16,8 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
 use soc_warden_e2e::*;
+use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
 use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: usize) -> usize {

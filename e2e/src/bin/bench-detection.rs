@@ -6,8 +6,8 @@
 //!   sensitivity), gradual mix shift — detected (target all), with the time to detect each.
 
 use jiff::{SignedDuration, Timestamp};
-use soc_warden::api::Decision;
-use soc_warden::drift::{self, Kind, Model, Observation, Sensitivity, Verdict};
+use socwarden_api::Decision;
+use socwarden_core::behaviour::drift::{self, Kind, Model, Observation, Sensitivity, Verdict};
 use std::time::Duration;
 
 const LEARNING: Duration = Duration::from_secs(3600);

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use soc_warden::api::{ActionRequest, ExecutionState, SocAgent, Tier};
 use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, ExecutionState, SocAgent, Tier};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -11,8 +11,8 @@
 use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Api, ListParams, PostParams};
-use soc_warden::api::{Risk, SocAction, SocAgent, Tier, Verb};
 use soc_warden_e2e::*;
+use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
 use std::time::{Duration, Instant};
 
 fn arg(name: &str) -> Option<String> {

@@ -1,0 +1,77 @@
+//! The behaviour baseline and drift report as they are kept in a SocAgent's status. Data only: the
+//! learning, scoring and judging are in `socwarden_core::behaviour`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What an agent normally does, learned (or declared) and kept in its status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Baseline {
+    /// Seconds of behaviour the counts cover.
+    pub seconds: f64,
+    /// Requests per action during that time.
+    #[serde(default)]
+    pub actions: BTreeMap<String, u64>,
+    /// API calls per `verb group/resource` during that time (successful ones).
+    #[serde(default)]
+    pub api: BTreeMap<String, u64>,
+    /// Targets seen (at most 64).
+    #[serde(default)]
+    pub targets: BTreeSet<String>,
+    /// API calls refused with 403 during learning.
+    #[serde(default)]
+    pub forbidden: u64,
+    /// Requests decided, and of them denied or expired, during learning.
+    #[serde(default)]
+    pub decided: u64,
+    #[serde(default)]
+    pub denied: u64,
+}
+
+/// How sensitive detection is; the threshold the score must reach to act.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    /// Acts at 0.9: only strong, combined evidence.
+    Low,
+    /// Acts at 0.7.
+    #[default]
+    Medium,
+    /// Acts at 0.5: a single never-seen action is enough.
+    High,
+}
+
+impl Sensitivity {
+    pub fn threshold(self) -> f64 {
+        match self {
+            Sensitivity::Low => 0.9,
+            Sensitivity::Medium => 0.7,
+            Sensitivity::High => 0.5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Signal {
+    /// rate, mix, novelty, outOfScope, denials or silence.
+    pub signal: String,
+    /// What was seen, in words.
+    pub observed: String,
+    /// What the baseline expects.
+    pub expected: String,
+    pub score: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum State {
+    /// Still learning the baseline.
+    Learning,
+    /// Behaviour within the baseline.
+    Normal,
+    /// Score at or above the threshold.
+    Drifting,
+    /// No activity to judge by: not taken for health.
+    Inconclusive,
+}

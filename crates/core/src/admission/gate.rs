@@ -1,0 +1,798 @@
+//! The action gate: what happens to an ActionRequest, decided deterministically and in a fixed
+//! order — stamp, agent, catalog, parameters, scope, protection, budgets, then the tier and the
+//! approvals. The admission webhook and the reconciler call the same functions. Pure.
+
+use crate::admission::identity::{self, is_service_account};
+use crate::admission::params;
+use crate::admission::signature::{self, Key};
+use crate::agent::policy;
+use jiff::{SignedDuration, Timestamp};
+use kube_core::ResourceExt;
+use socwarden_api::duration;
+use socwarden_api::{
+    ActionRequest, ActionRequestSpec, Approval, ApprovalDecision, ApprovalRecord, AutonomyPolicySpec, Decision, Phase,
+    Risk, SocActionSpec, SocAgent, Tier,
+};
+use std::collections::BTreeSet;
+
+/// A past request of the same agent and action, for the budgets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Past {
+    pub decided_at: Timestamp,
+    pub decision: Decision,
+    /// `kind/namespace/name` of its target.
+    pub target: String,
+}
+
+pub fn target_key(spec: &ActionRequestSpec) -> String {
+    let t = &spec.target;
+    format!("{}/{}/{}", t.kind, t.namespace.as_deref().unwrap_or(""), t.name)
+}
+
+/// A refusal: the decision (Rejected for deterministic checks) and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn refuse(reason: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { reason, message: message.into() }
+}
+
+/// The checks that need no history and no approvals, in order: the agent lists the action, the
+/// action exists, the parameters fit its schema, the target is in scope and not protected.
+/// The webhook runs these at admission; the reconciler runs them again before deciding.
+pub fn precheck(
+    spec: &ActionRequestSpec,
+    agent: Option<&SocAgent>,
+    action: Option<&SocActionSpec>,
+) -> Result<(), Refusal> {
+    let agent = agent.ok_or_else(|| {
+        refuse("AgentNotFound", format!("SocAgent {:?} does not exist in this namespace", spec.agent))
+    })?;
+    if !agent.spec.actions.contains(&spec.action) {
+        return Err(refuse(
+            "ActionNotAllowed",
+            format!(
+                "action {:?} is not in the actions of SocAgent {} ({:?})",
+                spec.action, spec.agent, agent.spec.actions
+            ),
+        ));
+    }
+    let action =
+        action.ok_or_else(|| refuse("ActionNotFound", format!("SocAction {:?} does not exist", spec.action)))?;
+    params::validate(&action.parameters, &spec.parameters).map_err(|e| refuse("InvalidParameters", e))?;
+    if !params::in_scope(&spec.target, &agent.spec.scope.namespaces) {
+        return Err(refuse(
+            "OutOfScope",
+            format!(
+                "target namespace {:?} is outside the scope of SocAgent {} ({:?})",
+                spec.target.namespace.as_deref().unwrap_or(""),
+                spec.agent,
+                agent.spec.scope.namespaces
+            ),
+        ));
+    }
+    if let Some(sel) = params::protected_by(&spec.target, &action.protected_targets) {
+        return Err(refuse(
+            "ProtectedTarget",
+            format!("target {} is protected ({sel:?}); no agent may {} it", target_key(spec), spec.action),
+        ));
+    }
+    Ok(())
+}
+
+/// Budgets over the last hour, counting what ran (auto-approved or approved).
+pub fn budget(action: &SocActionSpec, spec: &ActionRequestSpec, past: &[Past], now: Timestamp) -> Result<(), Refusal> {
+    let Some(limits) = &action.limits else { return Ok(()) };
+    let hour_ago = now - SignedDuration::from_hours(1);
+    let recent: Vec<&Past> = past.iter().filter(|p| p.decision.runs() && p.decided_at > hour_ago).collect();
+    if let Some(max) = limits.max_executions_per_hour {
+        if recent.len() as u32 >= max {
+            return Err(refuse(
+                "BudgetExceeded",
+                format!(
+                    "{} executions of {} in the last hour; the budget is {max} per hour",
+                    recent.len(),
+                    spec.action
+                ),
+            ));
+        }
+    }
+    if let Some(max) = limits.max_targets_per_hour {
+        let mut targets: BTreeSet<&str> = recent.iter().map(|p| p.target.as_str()).collect();
+        let this = target_key(spec);
+        targets.insert(&this);
+        if targets.len() as u32 > max {
+            return Err(refuse(
+                "BudgetExceeded",
+                format!(
+                    "{} distinct targets of {} in the last hour with this one; the budget is {max}",
+                    targets.len(),
+                    spec.action
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Approvals a request of this risk needs.
+pub fn required_approvals(agent: &SocAgent, policy: &AutonomyPolicySpec, risk: Risk) -> u32 {
+    let r = &policy.approvals.required;
+    let by_risk = match risk {
+        Risk::Low => r.low,
+        Risk::Medium => r.medium,
+        Risk::High => r.high,
+        Risk::Critical => r.critical,
+    };
+    by_risk.max(agent.spec.approvers.min_approvals).max(1)
+}
+
+/// Whether `user` (with `groups`) is among the agent's approvers.
+pub fn is_approver(agent: &SocAgent, user: &str, groups: &[String]) -> bool {
+    let a = &agent.spec.approvers;
+    a.users.iter().any(|u| u == user) || a.groups.iter().any(|g| groups.contains(g))
+}
+
+/// Why a human may not approve for this agent (None: they may). Shared by the webhook, which
+/// refuses, and the reconciler, which ignores.
+pub fn approver_problem(
+    agent: &SocAgent,
+    approver: &str,
+    groups: &[String],
+    requester: Option<&str>,
+) -> Option<String> {
+    if approver.is_empty() {
+        return Some("the approval carries no approver (it was not stamped by the admission webhook)".into());
+    }
+    if is_service_account(approver, groups) {
+        return Some(format!("{approver} is a ServiceAccount; only humans approve"));
+    }
+    if requester == Some(approver) {
+        return Some(format!("{approver} requested this action and cannot approve it too"));
+    }
+    if !is_approver(agent, approver, groups) {
+        let a = &agent.spec.approvers;
+        return Some(format!(
+            "{approver} is not an approver of SocAgent {} (users {:?}, groups {:?})",
+            agent.name_any(),
+            a.users,
+            a.groups
+        ));
+    }
+    None
+}
+
+/// The verdict on one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub reason: &'static str,
+    pub message: String,
+    pub approvals: Vec<ApprovalRecord>,
+    /// Approvals that did not count, and why.
+    pub ignored: Vec<(String, String)>,
+    pub required: Option<u32>,
+    pub expires_at: Option<Timestamp>,
+    pub tier: Option<Tier>,
+}
+
+impl Verdict {
+    fn new(decision: Decision, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            decision,
+            reason,
+            message: message.into(),
+            approvals: vec![],
+            ignored: vec![],
+            required: None,
+            expires_at: None,
+            tier: None,
+        }
+    }
+
+    fn refused(r: Refusal) -> Self {
+        Self::new(Decision::Rejected, r.reason, r.message)
+    }
+}
+
+pub struct Inputs<'a> {
+    pub request: &'a ActionRequest,
+    pub key: &'a Key,
+    pub agent: Option<&'a SocAgent>,
+    pub action: Option<&'a SocActionSpec>,
+    pub policy: Option<&'a AutonomyPolicySpec>,
+    /// Approvals that name this request.
+    pub approvals: &'a [&'a Approval],
+    /// Earlier requests of the same agent and action.
+    pub past: &'a [Past],
+    pub now: Timestamp,
+}
+
+/// Decides a request that is not decided yet. `None`: the agent has not been reconciled yet (no
+/// effective tier to decide with); look again shortly.
+pub fn decide(i: &Inputs) -> Option<Verdict> {
+    let req = i.request;
+    let spec = &req.spec;
+    let ns = req.namespace().unwrap_or_default();
+    if spec.signature.is_empty() || !i.key.verify(&signature::request_message(&ns, spec), &spec.signature) {
+        return Some(Verdict::new(
+            Decision::Rejected,
+            "NotStamped",
+            "the request was not stamped by the admission webhook (missing or invalid signature); it is ignored",
+        ));
+    }
+    if let Some(a) = i.agent {
+        if is_service_account(&spec.requester, &spec.requester_groups)
+            && spec.requester != identity::agent_user(&ns, &a.name_any())
+        {
+            return Some(Verdict::new(
+                Decision::Rejected,
+                "ForeignServiceAccount",
+                format!("{} is a ServiceAccount but not the one of SocAgent {}", spec.requester, spec.agent),
+            ));
+        }
+    }
+    if let Err(r) = precheck(spec, i.agent, i.action) {
+        return Some(Verdict::refused(r));
+    }
+    let (agent, action) = (i.agent?, i.action?);
+    let status = agent.status.as_ref();
+    let tier = status.and_then(|s| s.effective_tier)?;
+    match status.and_then(|s| s.phase) {
+        Some(Phase::Paused) => {
+            return Some(Verdict::new(Decision::Rejected, "AgentPaused", format!("SocAgent {} is paused", spec.agent)));
+        }
+        Some(Phase::Error) => {
+            return Some(Verdict::new(
+                Decision::Rejected,
+                "AgentInvalid",
+                format!("SocAgent {} has an invalid spec and fails closed", spec.agent),
+            ));
+        }
+        _ => {}
+    }
+    let Some(policy_spec) = i.policy else {
+        return Some(Verdict::new(
+            Decision::Rejected,
+            "PolicyNotFound",
+            format!("AutonomyPolicy {:?} does not exist", agent.spec.policy_ref),
+        ));
+    };
+    if let Err(r) = budget(action, spec, i.past, i.now) {
+        return Some(Verdict::refused(r));
+    }
+
+    let mut v = if tier == Tier::Observe {
+        Verdict::new(
+            Decision::Recommended,
+            "ObserveTier",
+            format!("SocAgent {} is at the observe tier: recorded as a recommendation, never executed", spec.agent),
+        )
+    } else if policy::runs_alone(policy_spec, tier, action.risk) {
+        Verdict::new(
+            Decision::AutoApproved,
+            "Autonomous",
+            format!("{} risk runs without approval at tier {tier}", action.risk),
+        )
+    } else {
+        gated(i, agent, action, policy_spec)
+    };
+    v.tier = Some(tier);
+    Some(v)
+}
+
+fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &AutonomyPolicySpec) -> Verdict {
+    let req = i.request;
+    let spec = &req.spec;
+    let ns = req.namespace().unwrap_or_default();
+    let required = required_approvals(agent, policy_spec, action.risk);
+    let timeout = duration::parse(&policy_spec.approvals.timeout).unwrap_or(std::time::Duration::from_secs(900));
+    let created = req.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
+    let expires = created + SignedDuration::try_from(timeout).unwrap_or(SignedDuration::from_mins(15));
+    let bound = signature::bound_to_request(&req.uid().unwrap_or_default(), &signature::request_binding(spec));
+
+    let mut counted: Vec<ApprovalRecord> = Vec::new();
+    let mut ignored = Vec::new();
+    let mut deny: Option<ApprovalRecord> = None;
+    let mut sorted: Vec<&&Approval> = i.approvals.iter().collect();
+    sorted.sort_by_key(|a| (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any()));
+    for a in sorted {
+        let s = &a.spec;
+        let at = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
+        let why = if !signature::approval_is_signed(&ns, s, i.key) {
+            Some("not stamped by the admission webhook (missing or invalid signature)".to_string())
+        } else if s.bound_to != bound {
+            Some("bound to another request or to different content".to_string())
+        } else if at > expires {
+            Some("given after the request expired".to_string())
+        } else {
+            approver_problem(agent, &s.approver, &s.approver_groups, Some(&spec.requester))
+        };
+        if let Some(why) = why {
+            ignored.push((a.name_any(), why));
+            continue;
+        }
+        let record = ApprovalRecord {
+            name: a.name_any(),
+            approver: s.approver.clone(),
+            decision: s.decision,
+            at: at.to_string(),
+        };
+        match s.decision {
+            ApprovalDecision::Deny if deny.is_none() => deny = Some(record),
+            ApprovalDecision::Deny => {}
+            ApprovalDecision::Approve if !counted.iter().any(|c| c.approver == record.approver) => counted.push(record),
+            ApprovalDecision::Approve => ignored.push((a.name_any(), format!("{} already approved", s.approver))),
+        }
+    }
+
+    let mut v = if let Some(d) = deny {
+        let msg = format!("denied by {}", d.approver);
+        let mut v = Verdict::new(Decision::Denied, "Denied", msg);
+        v.approvals = vec![d];
+        v
+    } else if counted.len() as u32 >= required {
+        let who: Vec<&str> = counted.iter().map(|c| c.approver.as_str()).collect();
+        let mut v = Verdict::new(Decision::Approved, "Approved", format!("approved by {}", who.join(", ")));
+        v.approvals = counted;
+        v
+    } else if i.now >= expires {
+        let mut v = Verdict::new(
+            Decision::Expired,
+            "Expired",
+            format!(
+                "{} of {required} approvals before the {} timeout; never executed",
+                counted.len(),
+                policy_spec.approvals.timeout
+            ),
+        );
+        v.approvals = counted;
+        v
+    } else {
+        let mut v = Verdict::new(
+            Decision::Pending,
+            "AwaitingApproval",
+            format!(
+                "{} risk needs {required} approval(s) from the agent's approvers (users {:?}, groups {:?}), has {}",
+                action.risk,
+                agent.spec.approvers.users,
+                agent.spec.approvers.groups,
+                counted.len()
+            ),
+        );
+        v.approvals = counted;
+        v
+    };
+    v.required = Some(required);
+    v.expires_at = Some(expires);
+    v.ignored = ignored;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use socwarden_api::{
+        ActionRequestSpec, ApprovalSpec, Approvers, Limits, Scope, SocAgentSpec, SocAgentStatus, Target, TargetSelector,
+    };
+
+    const NS: &str = "agents";
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn agent(tier: Tier) -> SocAgent {
+        let mut a = SocAgent::new(
+            "bot",
+            SocAgentSpec {
+                tier,
+                actions: vec!["isolate".into(), "read".into()],
+                scope: Scope { namespaces: vec!["web".into()] },
+                approvers: Approvers { users: vec!["alice".into()], groups: vec!["leads".into()], min_approvals: 2 },
+                policy_ref: "default".into(),
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some(NS.into());
+        a.metadata.uid = Some("agent-uid".into());
+        a.status =
+            Some(SocAgentStatus { phase: Some(Phase::Active), effective_tier: Some(tier), ..Default::default() });
+        a
+    }
+
+    fn action(risk: Risk) -> SocActionSpec {
+        SocActionSpec { risk, ..Default::default() }
+    }
+
+    fn request(key: &Key, requester: &str) -> ActionRequest {
+        let mut spec = ActionRequestSpec {
+            agent: "bot".into(),
+            action: "isolate".into(),
+            parameters: Default::default(),
+            target: Target { kind: "Pod".into(), name: "web-1".into(), namespace: Some("web".into()) },
+            justification: "alert 42".into(),
+            requester: requester.into(),
+            requester_groups: vec![],
+            nonce: "n1".into(),
+            signature: String::new(),
+        };
+        spec.signature = key.sign(&signature::request_message(NS, &spec));
+        let mut r = ActionRequest::new("r1", spec);
+        r.metadata.namespace = Some(NS.into());
+        r.metadata.uid = Some("req-uid".into());
+        r.metadata.creation_timestamp = Some(Time(ts("2026-01-01T10:00:00Z")));
+        r
+    }
+
+    fn approval(
+        key: &Key,
+        req: &ActionRequest,
+        name: &str,
+        who: &str,
+        groups: &[&str],
+        d: ApprovalDecision,
+        at: &str,
+    ) -> Approval {
+        let groups: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        let bound = signature::bound_to_request("req-uid", &signature::request_binding(&req.spec));
+        let mut a = Approval::new(
+            name,
+            ApprovalSpec {
+                action_request: Some("r1".into()),
+                promotion: None,
+                resume: None,
+                decision: d,
+                comment: String::new(),
+                approver: who.into(),
+                approver_groups: groups.clone(),
+                bound_to: bound.clone(),
+                signature: key.sign(&signature::approval_message(NS, &bound, who, &groups, d)),
+            },
+        );
+        a.metadata.creation_timestamp = Some(Time(ts(at)));
+        a
+    }
+
+    struct Case {
+        agent: SocAgent,
+        action: SocActionSpec,
+        policy: AutonomyPolicySpec,
+        approvals: Vec<Approval>,
+        past: Vec<Past>,
+        now: Timestamp,
+    }
+
+    fn case(tier: Tier, risk: Risk) -> Case {
+        Case {
+            agent: agent(tier),
+            action: action(risk),
+            policy: AutonomyPolicySpec::default(),
+            approvals: vec![],
+            past: vec![],
+            now: ts("2026-01-01T10:01:00Z"),
+        }
+    }
+
+    fn run(c: &Case, req: &ActionRequest, key: &Key) -> Verdict {
+        let approvals: Vec<&Approval> = c.approvals.iter().collect();
+        decide(&Inputs {
+            request: req,
+            key,
+            agent: Some(&c.agent),
+            action: Some(&c.action),
+            policy: Some(&c.policy),
+            approvals: &approvals,
+            past: &c.past,
+            now: c.now,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_tier_decides_what_runs_alone() {
+        let key = Key::new(b"k");
+        let req = request(&key, "system:serviceaccount:agents:warden-bot");
+        let table = [
+            (Tier::Observe, Risk::Low, Decision::Recommended),
+            (Tier::Assist, Risk::Low, Decision::Pending),
+            (Tier::Supervised, Risk::Low, Decision::AutoApproved),
+            (Tier::Supervised, Risk::Medium, Decision::Pending),
+            (Tier::Autonomous, Risk::Medium, Decision::AutoApproved),
+            (Tier::Autonomous, Risk::High, Decision::Pending),
+            (Tier::Autonomous, Risk::Critical, Decision::Pending),
+        ];
+        for (tier, risk, want) in table {
+            assert_eq!(run(&case(tier, risk), &req, &key).decision, want, "{tier} {risk}");
+        }
+    }
+
+    #[test]
+    fn quorum_deny_and_expiry() {
+        let key = Key::new(b"k");
+        let req = request(&key, "system:serviceaccount:agents:warden-bot");
+        let mut c = case(Tier::Supervised, Risk::High);
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.required), (Decision::Pending, Some(2)));
+        assert!(v.message.contains("needs 2 approval(s)") && v.message.contains("has 0"), "{}", v.message);
+
+        c.approvals.push(approval(&key, &req, "a1", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:30Z"));
+        assert_eq!(run(&c, &req, &key).decision, Decision::Pending);
+        // The same approver twice does not make a quorum.
+        c.approvals.push(approval(&key, &req, "a2", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:31Z"));
+        let v = run(&c, &req, &key);
+        assert_eq!(v.decision, Decision::Pending);
+        assert_eq!(v.ignored.len(), 1);
+        c.approvals.push(approval(
+            &key,
+            &req,
+            "a3",
+            "bob",
+            &["leads"],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:40Z",
+        ));
+        let v = run(&c, &req, &key);
+        assert_eq!(v.decision, Decision::Approved);
+        assert_eq!(v.message, "approved by alice, bob");
+
+        // One deny wins over any number of approvals.
+        c.approvals.push(approval(
+            &key,
+            &req,
+            "a4",
+            "carol",
+            &["leads"],
+            ApprovalDecision::Deny,
+            "2026-01-01T10:00:50Z",
+        ));
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.message.as_str()), (Decision::Denied, "denied by carol"));
+
+        // Nobody decides in time: expired.
+        let mut late = case(Tier::Supervised, Risk::High);
+        late.now = ts("2026-01-01T10:15:00Z");
+        let v = run(&late, &req, &key);
+        assert_eq!(v.decision, Decision::Expired);
+        // An approval after the expiry does not count.
+        late.approvals.push(approval(
+            &key,
+            &req,
+            "a1",
+            "alice",
+            &[],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:16:00Z",
+        ));
+        late.approvals.push(approval(
+            &key,
+            &req,
+            "a2",
+            "bob",
+            &["leads"],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:16:00Z",
+        ));
+        late.now = ts("2026-01-01T10:17:00Z");
+        assert_eq!(run(&late, &req, &key).decision, Decision::Expired);
+    }
+
+    #[test]
+    fn approvals_that_do_not_count() {
+        let key = Key::new(b"k");
+        let req = request(&key, "alice");
+        let mut c = case(Tier::Supervised, Risk::Medium);
+        c.agent.spec.approvers.min_approvals = 1;
+        let forged = {
+            let mut a =
+                approval(&key, &req, "forged", "bob", &["leads"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z");
+            a.spec.signature = Key::new(b"attacker").sign("x");
+            a
+        };
+        let unsigned = {
+            let mut a =
+                approval(&key, &req, "unsigned", "bob", &["leads"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z");
+            a.spec.signature.clear();
+            a
+        };
+        let other_request = {
+            let mut a =
+                approval(&key, &req, "other", "bob", &["leads"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z");
+            a.spec.bound_to = signature::bound_to_request("other-uid", "x");
+            a.spec.signature = key.sign(&signature::approval_message(
+                NS,
+                &a.spec.bound_to,
+                "bob",
+                &a.spec.approver_groups,
+                a.spec.decision,
+            ));
+            a
+        };
+        c.approvals = vec![
+            forged,
+            unsigned,
+            other_request,
+            approval(&key, &req, "self", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:10Z"),
+            approval(
+                &key,
+                &req,
+                "sa",
+                "system:serviceaccount:agents:x",
+                &["system:serviceaccounts", "leads"],
+                ApprovalDecision::Approve,
+                "2026-01-01T10:00:10Z",
+            ),
+            approval(&key, &req, "analyst", "dave", &["analysts"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z"),
+        ];
+        let v = run(&c, &req, &key);
+        assert_eq!(v.decision, Decision::Pending);
+        let why = |name: &str| v.ignored.iter().find(|(n, _)| n == name).map(|(_, w)| w.clone()).unwrap_or_default();
+        assert_eq!(v.ignored.len(), 6, "{:?}", v.ignored);
+        assert!(why("forged").contains("not stamped"));
+        assert!(why("unsigned").contains("not stamped"));
+        assert!(why("other").contains("bound to another request"));
+        assert!(why("self").contains("requested this action"));
+        assert!(why("sa").contains("is a ServiceAccount"));
+        assert!(why("analyst").contains("dave is not an approver"));
+    }
+
+    #[test]
+    fn deterministic_refusals_come_first() {
+        let key = Key::new(b"k");
+        let sa = "system:serviceaccount:agents:warden-bot";
+        let base = request(&key, sa);
+        let c = case(Tier::Autonomous, Risk::Low);
+
+        let mut tampered = base.clone();
+        tampered.spec.target.name = "web-2".into();
+        assert_eq!(run(&c, &tampered, &key).reason, "NotStamped");
+
+        let resign = |mut r: ActionRequest| {
+            r.spec.signature = key.sign(&signature::request_message(NS, &r.spec));
+            r
+        };
+        let mut r = base.clone();
+        r.spec.action = "block".into();
+        assert_eq!(run(&c, &resign(r), &key).reason, "ActionNotAllowed");
+        let mut r = base.clone();
+        r.spec.target.namespace = Some("kube-system".into());
+        assert_eq!(run(&c, &resign(r), &key).reason, "OutOfScope");
+        let mut r = base.clone();
+        r.spec.parameters.insert("x".into(), serde_json::json!(1));
+        assert_eq!(run(&c, &resign(r), &key).reason, "InvalidParameters");
+        let mut r = base.clone();
+        r.spec.requester = "system:serviceaccount:agents:warden-other".into();
+        assert_eq!(run(&c, &resign(r), &key).reason, "ForeignServiceAccount");
+
+        let mut p = case(Tier::Autonomous, Risk::Low);
+        p.action.protected_targets =
+            vec![TargetSelector { kind: Some("Pod".into()), name: Some("web-1".into()), ..Default::default() }];
+        assert_eq!(run(&p, &base, &key).reason, "ProtectedTarget");
+
+        let mut paused = case(Tier::Autonomous, Risk::Low);
+        paused.agent.status.as_mut().unwrap().phase = Some(Phase::Paused);
+        assert_eq!(run(&paused, &base, &key).reason, "AgentPaused");
+    }
+
+    #[test]
+    fn budgets_over_the_last_hour() {
+        let key = Key::new(b"k");
+        let req = request(&key, "system:serviceaccount:agents:warden-bot");
+        let mut c = case(Tier::Autonomous, Risk::Low);
+        c.action.limits = Some(Limits { max_executions_per_hour: Some(2), max_targets_per_hour: Some(2) });
+        let past =
+            |at: &str, d: Decision, t: &str| Past { decided_at: ts(at), decision: d, target: format!("Pod/web/{t}") };
+        c.past = vec![
+            past("2026-01-01T09:30:00Z", Decision::AutoApproved, "a"),
+            past("2026-01-01T09:40:00Z", Decision::Rejected, "b"),
+        ];
+        assert_eq!(run(&c, &req, &key).decision, Decision::AutoApproved);
+        c.past.push(past("2026-01-01T09:50:00Z", Decision::Approved, "web-1"));
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.reason), (Decision::Rejected, "BudgetExceeded"));
+        assert!(v.message.contains("2 executions"), "{}", v.message);
+        // Older than an hour: forgotten.
+        c.past = vec![
+            past("2026-01-01T08:59:00Z", Decision::AutoApproved, "a"),
+            past("2026-01-01T09:00:00Z", Decision::AutoApproved, "b"),
+        ];
+        assert_eq!(run(&c, &req, &key).decision, Decision::AutoApproved);
+        // Distinct targets.
+        c.action.limits = Some(Limits { max_executions_per_hour: None, max_targets_per_hour: Some(2) });
+        c.past = vec![
+            past("2026-01-01T09:30:00Z", Decision::AutoApproved, "a"),
+            past("2026-01-01T09:31:00Z", Decision::AutoApproved, "b"),
+        ];
+        assert!(run(&c, &req, &key).message.contains("3 distinct targets"));
+        c.past = vec![
+            past("2026-01-01T09:30:00Z", Decision::AutoApproved, "web-1"),
+            past("2026-01-01T09:31:00Z", Decision::AutoApproved, "a"),
+        ];
+        assert_eq!(run(&c, &req, &key).decision, Decision::AutoApproved, "the same target again is not a new one");
+    }
+
+    #[test]
+    fn arbitrary_requests_and_approvals_always_get_a_verdict_with_a_reason() {
+        use crate::testing::{Rng, random_value};
+        let key = Key::new(b"k");
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let base = request(&key, "system:serviceaccount:agents:warden-bot");
+        let schema = vec![socwarden_api::ParameterSpec {
+            name: "pod".into(),
+            type_: socwarden_api::ParameterType::String,
+            required: false,
+            pattern: Some("[a-z0-9-]+".into()),
+            allowed: vec![],
+            max_length: None,
+            minimum: None,
+            maximum: None,
+        }];
+        for i in 0..3000 {
+            let mut r = base.clone();
+            for _ in 0..rng.below(3) {
+                r.spec.parameters.insert(["pod", "x", ""][rng.below(3)].into(), random_value(&mut rng, 0));
+            }
+            if rng.below(3) == 0 {
+                r.spec.target.namespace = [None, Some("web".to_string()), Some("".to_string())][rng.below(3)].clone();
+            }
+            if rng.below(2) == 0 {
+                r.spec.signature = key.sign(&signature::request_message(NS, &r.spec));
+            }
+            let tier = Tier::ALL[rng.below(4)];
+            let risk = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical][rng.below(4)];
+            let mut c = case(tier, risk);
+            c.action.parameters = schema.clone();
+            c.now = Timestamp::from_second(1_767_261_600 + rng.below(4000) as i64).unwrap();
+            for j in 0..rng.below(4) {
+                let d = if rng.below(4) == 0 { ApprovalDecision::Deny } else { ApprovalDecision::Approve };
+                let mut a = approval(
+                    &key,
+                    &r,
+                    &format!("a{j}"),
+                    ["alice", "bob", "", "system:serviceaccount:x:y"][rng.below(4)],
+                    &["leads"],
+                    d,
+                    "2026-01-01T10:00:30Z",
+                );
+                if rng.below(3) == 0 {
+                    a.spec.signature = format!("{:x}", rng.next_u64());
+                }
+                c.approvals.push(a);
+            }
+            let v = run(&c, &r, &key);
+            assert!(!v.message.is_empty(), "case {i}: a verdict without a reason");
+            if v.decision == Decision::Approved {
+                assert!(v.approvals.len() as u32 >= v.required.unwrap_or(1), "case {i}: approved short of quorum");
+                assert!(
+                    v.approvals
+                        .iter()
+                        .all(|a| a.approver != r.spec.requester && !a.approver.starts_with("system:serviceaccount:"))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreconciled_agent_defers_the_decision() {
+        let key = Key::new(b"k");
+        let req = request(&key, "system:serviceaccount:agents:warden-bot");
+        let mut c = case(Tier::Autonomous, Risk::Low);
+        c.agent.status = None;
+        let approvals: Vec<&Approval> = vec![];
+        let i = Inputs {
+            request: &req,
+            key: &key,
+            agent: Some(&c.agent),
+            action: Some(&c.action),
+            policy: Some(&c.policy),
+            approvals: &approvals,
+            past: &[],
+            now: c.now,
+        };
+        assert!(decide(&i).is_none());
+    }
+}

@@ -1,0 +1,7 @@
+//! Deciding ActionRequests and Approvals: the gate, what an approval counts for, identities,
+//! parameters and signatures.
+
+pub mod gate;
+pub mod identity;
+pub mod params;
+pub mod signature;

@@ -1,0 +1,135 @@
+//! What the admission webhook signs, and how the reconciler checks it. An approval or a request
+//! only counts when its stamp carries a valid HMAC made with a key only the operator holds, so
+//! bypassing the webhook (deleting its configuration, failurePolicy Ignore) opens nothing.
+
+use ring::{digest, hmac};
+use serde_json::Value;
+use socwarden_api::{ActionRequestSpec, ApprovalDecision, Target, Tier};
+use std::collections::BTreeMap;
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The operator's signing key.
+#[derive(Clone)]
+pub struct Key(hmac::Key);
+
+impl Key {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    pub fn sign(&self, message: &str) -> String {
+        hex(hmac::sign(&self.0, message.as_bytes()).as_ref())
+    }
+
+    /// Constant-time check of a hex signature.
+    pub fn verify(&self, message: &str, signature: &str) -> bool {
+        unhex(signature).is_some_and(|sig| hmac::verify(&self.0, message.as_bytes(), &sig).is_ok())
+    }
+}
+
+/// The content an approval is bound to: agent, action, parameters and target (SHA-256, hex).
+pub fn binding(agent: &str, action: &str, parameters: &BTreeMap<String, Value>, target: &Target) -> String {
+    // serde_json maps are ordered, so this encoding is canonical.
+    let canonical = serde_json::to_string(&(agent, action, parameters, target)).unwrap_or_default();
+    hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+}
+
+pub fn request_binding(spec: &ActionRequestSpec) -> String {
+    binding(&spec.agent, &spec.action, &spec.parameters, &spec.target)
+}
+
+/// What the webhook signs for an ActionRequest: who asked for exactly what.
+pub fn request_message(namespace: &str, spec: &ActionRequestSpec) -> String {
+    format!(
+        "actionrequest\n{namespace}\n{}\n{}\n{}\n{}",
+        request_binding(spec),
+        spec.requester,
+        spec.requester_groups.join(","),
+        spec.nonce
+    )
+}
+
+/// What an Approval is bound to.
+pub fn bound_to_request(request_uid: &str, binding: &str) -> String {
+    format!("request/{request_uid}/{binding}")
+}
+
+pub fn bound_to_promotion(agent_uid: &str, tier: Tier) -> String {
+    format!("promotion/{agent_uid}/{tier}")
+}
+
+pub fn bound_to_resume(agent_uid: &str, pause_id: &str) -> String {
+    format!("resume/{agent_uid}/{pause_id}")
+}
+
+/// What the webhook signs for an Approval: who decided what, on what.
+pub fn approval_message(
+    namespace: &str,
+    bound_to: &str,
+    approver: &str,
+    groups: &[String],
+    decision: ApprovalDecision,
+) -> String {
+    format!("approval\n{namespace}\n{bound_to}\n{approver}\n{}\n{}", groups.join(","), decision.as_str())
+}
+
+/// Whether an Approval's stamp carries a valid signature (whatever it is bound to).
+pub fn approval_is_signed(namespace: &str, s: &socwarden_api::ApprovalSpec, key: &Key) -> bool {
+    let msg = approval_message(namespace, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
+    !s.signature.is_empty() && key.verify(&msg, &s.signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target() -> Target {
+        Target { kind: "Pod".into(), name: "web-1".into(), namespace: Some("web".into()) }
+    }
+
+    #[test]
+    fn signatures_verify_only_for_the_same_message_and_key() {
+        let k = Key::new(b"secret");
+        let sig = k.sign("hello");
+        assert!(k.verify("hello", &sig));
+        assert!(!k.verify("hello!", &sig));
+        assert!(!Key::new(b"other").verify("hello", &sig));
+        assert!(!k.verify("hello", "zz"));
+        assert!(!k.verify("hello", ""));
+        assert!(!k.verify("hello", "abc"));
+    }
+
+    #[test]
+    fn binding_changes_with_any_part_and_ignores_map_order() {
+        let p1: BTreeMap<String, Value> = [("a".to_string(), json!(1)), ("b".to_string(), json!("x"))].into();
+        let p2: BTreeMap<String, Value> = [("b".to_string(), json!("x")), ("a".to_string(), json!(1))].into();
+        let b = binding("bot", "isolate", &p1, &target());
+        assert_eq!(b, binding("bot", "isolate", &p2, &target()));
+        assert_ne!(b, binding("bot2", "isolate", &p1, &target()));
+        assert_ne!(b, binding("bot", "block", &p1, &target()));
+        let mut t = target();
+        t.name = "web-2".into();
+        assert_ne!(b, binding("bot", "isolate", &p1, &t));
+        let p3: BTreeMap<String, Value> = [("a".to_string(), json!(2))].into();
+        assert_ne!(b, binding("bot", "isolate", &p3, &target()));
+        assert_eq!(b.len(), 64);
+    }
+
+    #[test]
+    fn approval_message_covers_approver_and_decision() {
+        let m = |who: &str, d| approval_message("ns", "request/u/b", who, &["g".into()], d);
+        assert_ne!(m("alice", ApprovalDecision::Approve), m("bob", ApprovalDecision::Approve));
+        assert_ne!(m("alice", ApprovalDecision::Approve), m("alice", ApprovalDecision::Deny));
+    }
+}

@@ -1,0 +1,494 @@
+//! What an agent should have right now, and the status that says so. Pure: the reconciler looks
+//! up the inputs, calls `plan`, applies the result, then calls `status`.
+
+use crate::agent::credentials;
+use crate::agent::pause::{self, PauseReason};
+use crate::agent::policy;
+use crate::agent::promotion;
+use crate::agent::rbac::{self, Rule};
+use crate::agent::validate::{self, Inputs, Problem};
+use jiff::Timestamp;
+use socwarden_api::conditions::{self, reason};
+use socwarden_api::{CredentialStatus, Phase, ShadowStatus, SocActionSpec, SocAgentStatus, Tier};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenPlan {
+    pub ttl: Duration,
+    pub audiences: Vec<String>,
+    /// Recorded on the Secret; a different value re-issues the token.
+    pub spec: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub problems: Vec<Problem>,
+    pub pause: Option<PauseReason>,
+    pub effective_tier: Tier,
+    pub autonomous: Vec<String>,
+    pub gated: Vec<String>,
+    /// The Role per namespace. `None`: the agent gets no objects at all (its name is unusable).
+    pub roles: Option<BTreeMap<String, Vec<Rule>>>,
+    /// The token to hold. `None`: no token (paused, or the lifetime is invalid).
+    pub token: Option<TokenPlan>,
+    /// While a promotion waits: what is missing.
+    pub promotion_pending: Option<String>,
+    /// Whether the effective tier changes with this plan.
+    pub tier_changed: bool,
+    /// Shadow evidence for the next tier.
+    pub shadow: Option<ShadowStatus>,
+    pub monitoring: Monitoring,
+}
+
+impl Plan {
+    pub fn valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The tier to enforce, as decided by `promotion::evaluate`, and the shadow evidence for the next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierDecision {
+    pub outcome: promotion::Outcome,
+    pub shadow: Option<ShadowStatus>,
+}
+
+impl TierDecision {
+    /// The declared tier, enforced as is (no promotion machinery involved).
+    pub fn declared(tier: Tier) -> Self {
+        Self {
+            outcome: promotion::Outcome { effective: tier, changed: false, pending: None, approvers: vec![] },
+            shadow: None,
+        }
+    }
+}
+
+/// What behaviour monitoring says about the agent (see `monitor`, `drift`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Monitoring {
+    /// A drift pause holds (decided now, or recorded and not lifted).
+    pub drift_paused: bool,
+    /// A valid resume approval lifts the recorded drift pause now (its approver).
+    pub resumed_by: Option<String>,
+    pub drift: Option<socwarden_api::DriftStatus>,
+    pub baseline: Option<socwarden_api::BaselineStatus>,
+}
+
+/// Decides grants, token and pause for one agent. An invalid spec fails closed: the agent keeps
+/// only the base rules (it can still read its SocAgent and see why) until the spec is fixed.
+pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &Monitoring) -> Plan {
+    let problems = validate::agent(i);
+    let pause = pause::decide(i.spec.paused, kill_switch, watch.drift_paused);
+    let effective_tier = tier.outcome.effective;
+
+    let (mut autonomous, mut gated) = (Vec::new(), Vec::new());
+    let mut grants = Vec::new();
+    if let Some(pol) = i.policy {
+        for name in &i.spec.actions {
+            let Some(action) = i.actions.get(name) else {
+                continue;
+            };
+            if policy::runs_alone(pol, effective_tier, action.risk) {
+                autonomous.push(name.clone());
+                grants.extend(action.grants.iter().cloned());
+            } else {
+                gated.push(name.clone());
+            }
+        }
+    }
+    if !problems.is_empty() {
+        grants.clear();
+    }
+
+    let roles = validate::name_problem(i.name)
+        .is_none()
+        .then(|| rbac::desired_roles(i.name, i.namespace, &i.spec.scope.namespaces, &grants));
+    let token = match (pause, &roles, validate::ttl(i.spec)) {
+        (None, Some(_), Ok(ttl)) if i.malformed.is_none() => Some(TokenPlan {
+            ttl,
+            audiences: i.spec.credentials.audiences.clone(),
+            spec: credentials::token_spec(ttl, &i.spec.credentials.audiences),
+        }),
+        _ => None,
+    };
+    Plan {
+        problems,
+        pause,
+        effective_tier,
+        autonomous,
+        gated,
+        roles,
+        token,
+        promotion_pending: tier.outcome.pending.clone(),
+        tier_changed: tier.outcome.changed,
+        shadow: tier.shadow.clone(),
+        monitoring: watch.clone(),
+    }
+}
+
+/// What the reconciler achieved, fed back into the status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    /// The token now held, if any.
+    pub token: Option<credentials::IssuedToken>,
+}
+
+/// The status an agent should show after `plan` was applied. Conditions keep their transition
+/// times when nothing changed, so a no-op reconcile produces an identical status.
+pub fn status(
+    name: &str,
+    generation: Option<i64>,
+    plan: &Plan,
+    applied: &Applied,
+    previous: Option<&SocAgentStatus>,
+    now: Timestamp,
+) -> SocAgentStatus {
+    let mut conds = previous.map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut set = |type_: &str, ok: bool, reason: &str, message: String| {
+        conditions::set(
+            &mut conds,
+            socwarden_api::Condition {
+                type_: type_.to_string(),
+                status: conditions::status_str(ok).to_string(),
+                reason: reason.to_string(),
+                message,
+                last_transition_time: now.to_string(),
+                observed_generation: generation,
+            },
+        )
+    };
+
+    let issued = applied.token.is_some();
+    let phase = match (&plan.pause, plan.valid(), issued) {
+        (Some(_), _, _) => Phase::Paused,
+        (None, false, _) => Phase::Error,
+        (None, true, true) => Phase::Active,
+        (None, true, false) => Phase::Pending,
+    };
+
+    match &plan.problems[..] {
+        [] => set(conditions::INVALID_SPEC, false, reason::VALID, "the spec is valid".into()),
+        [first, ..] => set(
+            conditions::INVALID_SPEC,
+            true,
+            first.reason,
+            format!(
+                "{}. Until this is fixed the agent holds no action grants.",
+                plan.problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+        ),
+    }
+
+    let pause = plan.pause.map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
+    match (plan.pause, &pause) {
+        (Some(r), Some(p)) => {
+            set(conditions::PAUSED, true, r.as_str(), pause_message(r, &p.id, plan.monitoring.drift.as_ref()))
+        }
+        _ => set(conditions::PAUSED, false, reason::NOT_PAUSED, "the agent is not paused".into()),
+    }
+
+    match (&applied.token, plan.pause) {
+        (Some(t), _) => set(
+            conditions::CREDENTIALS_ISSUED,
+            true,
+            reason::ISSUED,
+            format!("token in Secret {} expires at {}", credentials::secret_name(name), t.expires_at),
+        ),
+        (None, Some(_)) => set(
+            conditions::CREDENTIALS_ISSUED,
+            false,
+            reason::REVOKED,
+            "RoleBindings deleted and the token Secret deleted: every token issued to the agent is dead".into(),
+        ),
+        (None, None) => {
+            let (r, m) = match plan.problems.first() {
+                Some(p) if plan.token.is_none() => (p.reason, p.message.clone()),
+                _ => ("Pending", "the token has not been issued yet".to_string()),
+            };
+            set(conditions::CREDENTIALS_ISSUED, false, r, m)
+        }
+    }
+
+    match plan.monitoring.drift.as_ref() {
+        Some(d) if d.state == crate::behaviour::drift::State::Drifting => {
+            let signals: Vec<String> =
+                d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+            set(
+                conditions::DRIFTED,
+                true,
+                reason::DRIFT,
+                format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; ")),
+            )
+        }
+        Some(d) => {
+            let (r, m) = match d.state {
+                crate::behaviour::drift::State::Learning => (reason::LEARNING, "learning the baseline".to_string()),
+                crate::behaviour::drift::State::Inconclusive => (
+                    reason::INCONCLUSIVE,
+                    d.signals.first().map(|s| format!("{} (expected {})", s.observed, s.expected)).unwrap_or_default(),
+                ),
+                _ => (reason::WITHIN_BASELINE, format!("drift score {:.2} < {:.2}", d.score, d.threshold)),
+            };
+            set(conditions::DRIFTED, false, r, m)
+        }
+        None => set(conditions::DRIFTED, false, reason::LEARNING, "no behaviour observed yet".into()),
+    }
+
+    match &plan.promotion_pending {
+        Some(m) => set(conditions::PROMOTION_PENDING, true, reason::AWAITING_EVIDENCE, m.clone()),
+        None => set(
+            conditions::PROMOTION_PENDING,
+            false,
+            reason::NONE_PENDING,
+            format!("tier {} is enforced", plan.effective_tier),
+        ),
+    }
+
+    let (ready_reason, ready_msg) = match phase {
+        Phase::Active => (
+            reason::RECONCILED,
+            format!(
+                "{} action(s) run without approval at tier {}, {} need approval",
+                plan.autonomous.len(),
+                plan.effective_tier,
+                plan.gated.len()
+            ),
+        ),
+        Phase::Paused => ("Paused", "the agent is paused; see the Paused condition".to_string()),
+        Phase::Error => (
+            plan.problems.first().map(|p| p.reason).unwrap_or(reason::INVALID_SPEC),
+            "the spec is invalid; see the InvalidSpec condition".to_string(),
+        ),
+        Phase::Pending => ("Pending", "credentials are being issued".to_string()),
+    };
+    set(conditions::READY, phase == Phase::Active, ready_reason, ready_msg);
+
+    let (last_drift_pause, resumed_at) = match (&plan.monitoring.resumed_by, previous) {
+        (Some(_), Some(prev)) => (prev.pause.as_ref().map(|p| p.since.clone()), Some(now.to_string())),
+        (_, prev) => (prev.and_then(|s| s.last_drift_pause.clone()), prev.and_then(|s| s.resumed_at.clone())),
+    };
+    let tier_since = match previous.and_then(|s| s.tier_since.clone()) {
+        Some(t) if !plan.tier_changed && previous.and_then(|s| s.effective_tier) == Some(plan.effective_tier) => {
+            Some(t)
+        }
+        _ => Some(now.to_string()),
+    };
+    SocAgentStatus {
+        phase: Some(phase),
+        effective_tier: Some(plan.effective_tier),
+        tier_since,
+        shadow: plan.shadow.clone(),
+        conditions: conds,
+        credentials: plan.roles.as_ref().map(|_| CredentialStatus {
+            service_account: credentials::service_account_name(name),
+            secret_name: credentials::secret_name(name),
+            issued_at: applied.token.as_ref().map(|t| t.issued_at.to_string()),
+            expires_at: applied.token.as_ref().map(|t| t.expires_at.to_string()),
+        }),
+        pause,
+        autonomous_actions: if plan.valid() { plan.autonomous.clone() } else { Vec::new() },
+        gated_actions: plan.gated.clone(),
+        observed_generation: generation,
+        drift: plan.monitoring.drift.clone(),
+        baseline: plan.monitoring.baseline.clone(),
+        last_drift_pause,
+        resumed_at,
+    }
+}
+
+fn pause_message(r: PauseReason, id: &str, drift: Option<&socwarden_api::DriftStatus>) -> String {
+    match r {
+        PauseReason::Drift => {
+            let why = drift
+                .map(|d| {
+                    let signals: Vec<String> =
+                        d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+                    format!("drift score {:.2} ≥ {:.2} — {}", d.score, d.threshold, signals.join("; "))
+                })
+                .unwrap_or_else(|| "drift from the baseline".into());
+            format!(
+                "paused for drift ({why}): RoleBindings deleted, token revoked, workload scaled to zero; an approver resumes it with an Approval whose spec.resume is {{agent, pauseId: {id}}}"
+            )
+        }
+        PauseReason::Manual => {
+            "paused by spec.paused: credentials revoked and workload scaled to zero; set spec.paused to false to resume with a fresh token".into()
+        }
+        PauseReason::KillSwitch => {
+            "paused by the kill switch (killSwitch: true on an AutonomyPolicy): credentials revoked and workload scaled to zero; every agent resumes when it is set back to false".into()
+        }
+    }
+}
+
+/// The actions (by name) a plan needs, for looking them up; kept here so the reconciler and the
+/// webhook resolve the same set.
+pub fn wanted_actions(
+    actions: &[String],
+    lookup: impl Fn(&str) -> Option<SocActionSpec>,
+) -> BTreeMap<String, SocActionSpec> {
+    actions.iter().filter_map(|n| lookup(n).map(|a| (n.clone(), a))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_api::{AutonomyPolicySpec, Grant, Risk, Scope, SocAgentSpec, Verb};
+
+    fn action(risk: Risk, resource: &str) -> SocActionSpec {
+        SocActionSpec {
+            risk,
+            reversible: true,
+            description: String::new(),
+            grants: vec![Grant {
+                api_groups: vec!["".into()],
+                resources: vec![resource.into()],
+                verbs: vec![Verb::Get],
+                resource_names: vec![],
+            }],
+            ..Default::default()
+        }
+    }
+
+    struct Fixture {
+        spec: SocAgentSpec,
+        actions: BTreeMap<String, SocActionSpec>,
+        policy: Option<AutonomyPolicySpec>,
+        delegable: Vec<Rule>,
+    }
+
+    impl Fixture {
+        fn new(tier: Tier) -> Self {
+            Self {
+                spec: SocAgentSpec {
+                    tier,
+                    actions: vec!["read-pods".into(), "read-services".into()],
+                    scope: Scope { namespaces: vec!["web".into()] },
+                    policy_ref: "default".into(),
+                    ..Default::default()
+                },
+                actions: BTreeMap::from([
+                    ("read-pods".to_string(), action(Risk::Low, "pods")),
+                    ("read-services".to_string(), action(Risk::Medium, "services")),
+                ]),
+                policy: Some(AutonomyPolicySpec::default()),
+                delegable: rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap(),
+            }
+        }
+        fn plan(&self, kill: Option<&str>) -> Plan {
+            let i = Inputs {
+                name: "bot",
+                namespace: "agents",
+                spec: &self.spec,
+                actions: &self.actions,
+                policy: self.policy.as_ref(),
+                delegable: &self.delegable,
+                workload_exists: None,
+                malformed: None,
+            };
+            plan(&i, kill, &TierDecision::declared(self.spec.tier), &Monitoring::default())
+        }
+    }
+
+    fn resources(p: &Plan, ns: &str) -> Vec<String> {
+        p.roles.as_ref().unwrap()[ns].iter().flat_map(|r| r.resources.clone()).collect()
+    }
+
+    #[test]
+    fn grants_follow_the_tier() {
+        let table = [
+            (Tier::Observe, vec![], vec!["read-pods", "read-services"]),
+            (Tier::Assist, vec![], vec!["read-pods", "read-services"]),
+            (Tier::Supervised, vec!["read-pods"], vec!["read-services"]),
+            (Tier::Autonomous, vec!["read-pods", "read-services"], vec![]),
+        ];
+        for (tier, auto, gated) in table {
+            let p = Fixture::new(tier).plan(None);
+            assert_eq!(p.autonomous, auto, "{tier}");
+            assert_eq!(p.gated, gated, "{tier}");
+            let want: Vec<String> = auto.iter().map(|a| a.trim_start_matches("read-").to_string()).collect();
+            assert_eq!(resources(&p, "web"), want, "{tier}");
+            assert!(p.token.is_some());
+        }
+    }
+
+    #[test]
+    fn invalid_spec_fails_closed_but_keeps_base_rules() {
+        let mut f = Fixture::new(Tier::Autonomous);
+        f.spec.actions.push("no-such-action".into());
+        let p = f.plan(None);
+        assert!(!p.valid());
+        assert!(resources(&p, "web").is_empty());
+        assert_eq!(p.roles.as_ref().unwrap()["agents"], rbac::base_rules("bot"));
+        assert!(p.token.is_some(), "the agent still gets a token for its base rules");
+        let s = status("bot", Some(1), &p, &Applied::default(), None, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.phase, Some(Phase::Error));
+        assert!(s.autonomous_actions.is_empty());
+        let c = conditions::find(&s.conditions, conditions::INVALID_SPEC).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason::UNKNOWN_ACTION));
+        assert!(c.message.contains("no-such-action"));
+    }
+
+    #[test]
+    fn missing_policy_fails_closed() {
+        let mut f = Fixture::new(Tier::Autonomous);
+        f.policy = None;
+        let p = f.plan(None);
+        assert!(resources(&p, "web").is_empty());
+        assert_eq!(p.problems[0].reason, reason::POLICY_NOT_FOUND);
+    }
+
+    #[test]
+    fn pause_holds_no_token_and_says_why() {
+        let mut f = Fixture::new(Tier::Supervised);
+        f.spec.paused = true;
+        let p = f.plan(None);
+        assert_eq!(p.pause, Some(PauseReason::Manual));
+        assert!(p.token.is_none());
+        let s = status("bot", Some(2), &p, &Applied::default(), None, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.phase, Some(Phase::Paused));
+        assert_eq!(s.pause.as_ref().unwrap().reason, "Manual");
+        assert!(!conditions::is_true(&s.conditions, conditions::READY));
+        assert_eq!(conditions::find(&s.conditions, conditions::CREDENTIALS_ISSUED).unwrap().reason, reason::REVOKED);
+
+        let k = Fixture::new(Tier::Supervised).plan(Some("default"));
+        assert_eq!(k.pause, Some(PauseReason::KillSwitch));
+    }
+
+    #[test]
+    fn long_names_get_nothing() {
+        let f = Fixture::new(Tier::Supervised);
+        let long = "x".repeat(64);
+        let i = Inputs {
+            name: &long,
+            namespace: "agents",
+            spec: &f.spec,
+            actions: &f.actions,
+            policy: f.policy.as_ref(),
+            delegable: &f.delegable,
+            workload_exists: None,
+            malformed: None,
+        };
+        let p = plan(&i, None, &TierDecision::declared(f.spec.tier), &Monitoring::default());
+        assert!(p.roles.is_none() && p.token.is_none());
+    }
+
+    #[test]
+    fn a_second_identical_status_is_identical() {
+        let f = Fixture::new(Tier::Supervised);
+        let p = f.plan(None);
+        let t: Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+        let applied = Applied {
+            token: Some(credentials::IssuedToken {
+                issued_at: t,
+                expires_at: t,
+                spec: p.token.as_ref().unwrap().spec.clone(),
+            }),
+        };
+        let s1 = status("bot", Some(1), &p, &applied, None, t);
+        assert_eq!(s1.phase, Some(Phase::Active));
+        assert!(conditions::is_true(&s1.conditions, conditions::READY));
+        let later: Timestamp = "2026-01-01T11:00:00Z".parse().unwrap();
+        let s2 = status("bot", Some(1), &p, &applied, Some(&s1), later);
+        assert_eq!(s1, s2);
+    }
+}

@@ -1,0 +1,392 @@
+//! Which tier is enforced: a lower `spec.tier` at once; a higher one only one step at a time, and
+//! only when dwell time, a clean record, the approvers and the shadow evidence all agree. Pure.
+
+use crate::admission::gate;
+use crate::admission::signature::{self, Key};
+use crate::agent::policy;
+use jiff::{SignedDuration, Timestamp};
+use kube_core::ResourceExt;
+use socwarden_api::AutonomyPolicySpec;
+use socwarden_api::duration;
+use socwarden_api::{Approval, ApprovalDecision, Decision, PromotionRules, Risk, ShadowStatus, SocAgent, Tier};
+
+/// A past decision of the agent, for the shadow evidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    /// The tier the agent had when the request was decided.
+    pub tier: Tier,
+    pub risk: Risk,
+    pub decision: Decision,
+    pub decided_at: Timestamp,
+}
+
+/// At tier `current`, the human decisions on requests that `next` would have run alone, and how
+/// many of them approved (agreed with running it). Only decisions since `since` count.
+pub fn shadow(
+    history: &[Decided],
+    current: Tier,
+    next: Tier,
+    policy: &AutonomyPolicySpec,
+    since: Timestamp,
+) -> ShadowStatus {
+    let mut s = ShadowStatus { tier: Some(next), decisions: 0, agreed: 0 };
+    for d in history {
+        let shadowed = d.tier == current
+            && d.decided_at >= since
+            && !policy::runs_alone(policy, current, d.risk)
+            && policy::runs_alone(policy, next, d.risk);
+        if !shadowed {
+            continue;
+        }
+        match d.decision {
+            Decision::Approved => {
+                s.decisions += 1;
+                s.agreed += 1;
+            }
+            Decision::Denied => s.decisions += 1,
+            _ => {}
+        }
+    }
+    s
+}
+
+pub struct Inputs<'a> {
+    pub agent: &'a SocAgent,
+    /// The agent's status as last written (the cache may be behind the operator's own write).
+    pub status: Option<&'a socwarden_api::SocAgentStatus>,
+    pub key: &'a Key,
+    pub rules: &'a PromotionRules,
+    /// Approvals in the agent's namespace that name a promotion of this agent.
+    pub approvals: &'a [&'a Approval],
+    pub shadow: &'a ShadowStatus,
+    /// When the agent was last paused for drift, and when that pause ended.
+    pub last_drift_pause: Option<Timestamp>,
+    pub resumed_at: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The tier to enforce.
+    pub effective: Tier,
+    /// Whether the effective tier changes now (and so `tierSince`).
+    pub changed: bool,
+    /// While a promotion waits: exactly what is missing.
+    pub pending: Option<String>,
+    /// Approvers whose approval counted for a promotion that took effect.
+    pub approvers: Vec<String>,
+}
+
+fn dur(s: &str, default_hours: i64) -> SignedDuration {
+    duration::parse(s)
+        .and_then(|d| SignedDuration::try_from(d).ok())
+        .unwrap_or(SignedDuration::from_hours(default_hours))
+}
+
+fn human(d: SignedDuration) -> String {
+    duration::format(std::time::Duration::from_secs(d.as_secs().max(0) as u64))
+}
+
+pub fn evaluate(i: &Inputs) -> Outcome {
+    let declared = i.agent.spec.tier;
+    let status = i.status;
+    // A new agent starts at its declared tier: creating it was itself the reviewed change.
+    let Some(current) = status.and_then(|s| s.effective_tier) else {
+        return Outcome { effective: declared, changed: true, pending: None, approvers: vec![] };
+    };
+    if declared <= current {
+        return Outcome { effective: declared, changed: declared != current, pending: None, approvers: vec![] };
+    }
+    let next = current.next().unwrap_or(current);
+    let mut missing = Vec::new();
+    if declared > next {
+        missing.push(format!("promotions go one tier at a time: {current} → {next} first, then {declared}"));
+    }
+    let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(i.now);
+
+    let dwell = dur(&i.rules.min_dwell, 24);
+    let at_tier = i.now.duration_since(since);
+    if at_tier < dwell {
+        missing.push(format!("dwell {} of {} at {current}", human(at_tier), i.rules.min_dwell));
+    }
+    if let Some(p) = i.last_drift_pause {
+        let window = dur(&i.rules.clean_window, 24);
+        if i.now.duration_since(p) < window {
+            missing.push(format!("paused for drift at {p}, within the clean window of {}", i.rules.clean_window));
+        }
+    }
+    if let Some(r) = i.resumed_at.filter(|_| i.last_drift_pause.is_some()) {
+        let cooling = dur(&i.rules.cooling_off, 72);
+        if i.now.duration_since(r) < cooling {
+            missing.push(format!("cooling off after the drift pause until {}", r + cooling));
+        }
+    }
+
+    // Approvals for exactly this step, given since the agent reached its current tier (creation
+    // times have whole seconds: compare at that precision).
+    let since_second = Timestamp::from_second(since.as_second()).unwrap_or(since);
+    let ns = i.agent.namespace().unwrap_or_default();
+    let bound = signature::bound_to_promotion(&i.agent.uid().unwrap_or_default(), next);
+    let mut approvers: Vec<String> = Vec::new();
+    let mut denied_by = None;
+    for a in i.approvals {
+        let s = &a.spec;
+        let at = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
+        let valid = signature::approval_is_signed(&ns, s, i.key)
+            && s.bound_to == bound
+            && at >= since_second
+            && gate::approver_problem(i.agent, &s.approver, &s.approver_groups, None).is_none();
+        if !valid {
+            continue;
+        }
+        match s.decision {
+            ApprovalDecision::Deny => denied_by = denied_by.or(Some(s.approver.clone())),
+            ApprovalDecision::Approve if !approvers.contains(&s.approver) => approvers.push(s.approver.clone()),
+            ApprovalDecision::Approve => {}
+        }
+    }
+    approvers.sort();
+    let need = i.agent.spec.approvers.min_approvals.max(1);
+    if let Some(who) = &denied_by {
+        missing.push(format!("promotion to {next} denied by {who}"));
+    } else if (approvers.len() as u32) < need {
+        let a = &i.agent.spec.approvers;
+        let from = match (a.users.is_empty(), a.groups.is_empty()) {
+            (false, false) => format!("{} or {}", a.users.join(", "), a.groups.join(", ")),
+            (false, true) => a.users.join(", "),
+            (true, _) => a.groups.join(", "),
+        };
+        let noun = if need == 1 { "approval" } else { "approvals" };
+        missing.push(format!("needs {need} {noun} from {from}, has {}", approvers.len()));
+    }
+
+    let sh = i.shadow;
+    let agreement = if sh.decisions == 0 { 0.0 } else { f64::from(sh.agreed) / f64::from(sh.decisions) };
+    if sh.decisions < i.rules.min_shadow_decisions {
+        missing.push(format!(
+            "shadow evidence: {} decisions of the {} needed",
+            sh.decisions, i.rules.min_shadow_decisions
+        ));
+    } else if sh.decisions > 0 && agreement < i.rules.min_shadow_agreement {
+        missing.push(format!(
+            "shadow agreement {agreement:.2} < {:.2} over {} decisions",
+            i.rules.min_shadow_agreement, sh.decisions
+        ));
+    }
+
+    if missing.is_empty() {
+        return Outcome { effective: next, changed: true, pending: None, approvers };
+    }
+    Outcome {
+        effective: current,
+        changed: false,
+        pending: Some(format!("promotion {current} → {next} waits: {}", missing.join("; "))),
+        approvers: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use socwarden_api::{ApprovalSpec, Approvers, PromotionRef, SocAgentSpec, SocAgentStatus};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn agent(declared: Tier, effective: Option<Tier>, since: &str) -> SocAgent {
+        let mut a = SocAgent::new(
+            "bot",
+            SocAgentSpec {
+                tier: declared,
+                approvers: Approvers { users: vec![], groups: vec!["soc-leads".into()], min_approvals: 2 },
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some("agents".into());
+        a.metadata.uid = Some("u1".into());
+        a.status = effective.map(|t| SocAgentStatus {
+            effective_tier: Some(t),
+            tier_since: Some(since.into()),
+            ..Default::default()
+        });
+        a
+    }
+
+    fn approval(key: &Key, who: &str, tier: Tier, d: ApprovalDecision, at: &str) -> Approval {
+        let groups = vec!["soc-leads".to_string()];
+        let bound = signature::bound_to_promotion("u1", tier);
+        let mut a = Approval::new(
+            &format!("p-{who}"),
+            ApprovalSpec {
+                action_request: None,
+                promotion: Some(PromotionRef { agent: "bot".into(), tier }),
+                resume: None,
+                decision: d,
+                comment: String::new(),
+                approver: who.into(),
+                approver_groups: groups.clone(),
+                bound_to: bound.clone(),
+                signature: key.sign(&signature::approval_message("agents", &bound, who, &groups, d)),
+            },
+        );
+        a.metadata.creation_timestamp = Some(Time(ts(at)));
+        a
+    }
+
+    fn eval(a: &SocAgent, approvals: &[Approval], shadow: ShadowStatus, now: &str) -> Outcome {
+        let key = Key::new(b"k");
+        let rules = PromotionRules::default();
+        let refs: Vec<&Approval> = approvals.iter().collect();
+        evaluate(&Inputs {
+            agent: a,
+            status: a.status.as_ref(),
+            key: &key,
+            rules: &rules,
+            approvals: &refs,
+            shadow: &shadow,
+            last_drift_pause: None,
+            resumed_at: None,
+            now: ts(now),
+        })
+    }
+
+    fn evidence(decisions: u32, agreed: u32) -> ShadowStatus {
+        ShadowStatus { tier: Some(Tier::Autonomous), decisions, agreed }
+    }
+
+    #[test]
+    fn new_agents_and_demotions_take_effect_at_once() {
+        let o = eval(&agent(Tier::Autonomous, None, ""), &[], evidence(0, 0), "2026-01-02T00:00:00Z");
+        assert_eq!((o.effective, o.changed), (Tier::Autonomous, true));
+        let o = eval(
+            &agent(Tier::Assist, Some(Tier::Autonomous), "2026-01-01T00:00:00Z"),
+            &[],
+            evidence(0, 0),
+            "2026-01-01T00:00:01Z",
+        );
+        assert_eq!((o.effective, o.changed, o.pending), (Tier::Assist, true, None));
+        let o = eval(
+            &agent(Tier::Supervised, Some(Tier::Supervised), "2026-01-01T00:00:00Z"),
+            &[],
+            evidence(0, 0),
+            "2026-01-03T00:00:00Z",
+        );
+        assert_eq!((o.effective, o.changed), (Tier::Supervised, false));
+    }
+
+    #[test]
+    fn a_promotion_waits_and_says_exactly_what_is_missing() {
+        let key = Key::new(b"k");
+        let a = agent(Tier::Autonomous, Some(Tier::Supervised), "2026-01-01T00:00:00Z");
+        let one = vec![approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z")];
+        let o = eval(&a, &one, evidence(20, 17), "2026-01-01T06:00:00Z");
+        assert_eq!(o.effective, Tier::Supervised);
+        let msg = o.pending.unwrap();
+        assert!(msg.contains("dwell 6h of 24h"), "{msg}");
+        assert!(msg.contains("needs 2 approvals from soc-leads, has 1"), "{msg}");
+        assert!(msg.contains("shadow agreement 0.85 < 0.90 over 20 decisions"), "{msg}");
+
+        let two = vec![
+            approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
+            approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
+        ];
+        let o = eval(&a, &two, evidence(20, 19), "2026-01-02T06:00:00Z");
+        assert_eq!((o.effective, o.changed, o.pending), (Tier::Autonomous, true, None));
+        assert_eq!(o.approvers, vec!["lead-a", "lead-b"]);
+
+        let o = eval(&a, &two, evidence(5, 5), "2026-01-02T06:00:00Z");
+        assert!(o.pending.unwrap().contains("5 decisions of the 20 needed"));
+
+        // A policy that asks for no shadow evidence does not hold a promotion for lack of it.
+        let key = Key::new(b"k");
+        let rules = PromotionRules { min_shadow_decisions: 0, ..Default::default() };
+        let refs: Vec<&Approval> = two.iter().collect();
+        let none = evidence(0, 0);
+        let i = Inputs {
+            agent: &a,
+            status: a.status.as_ref(),
+            key: &key,
+            rules: &rules,
+            approvals: &refs,
+            shadow: &none,
+            last_drift_pause: None,
+            resumed_at: None,
+            now: ts("2026-01-02T06:00:00Z"),
+        };
+        assert_eq!(evaluate(&i).pending, None);
+    }
+
+    #[test]
+    fn one_step_at_a_time_and_stale_or_forged_approvals_do_not_count() {
+        let key = Key::new(b"k");
+        let a = agent(Tier::Autonomous, Some(Tier::Assist), "2026-01-01T00:00:00Z");
+        let o = eval(&a, &[], evidence(50, 50), "2026-01-05T00:00:00Z");
+        assert!(o.pending.unwrap().contains("one tier at a time: assist → supervised first"));
+
+        let a = agent(Tier::Autonomous, Some(Tier::Supervised), "2026-01-01T00:00:00Z");
+        let mut forged = approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z");
+        forged.spec.approver = "lead-c".into();
+        let approvals = vec![
+            approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2025-12-31T12:00:00Z"), // before tierSince
+            forged,
+            approval(&key, "lead-b", Tier::Supervised, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"), // wrong tier
+        ];
+        let o = eval(&a, &approvals, evidence(50, 50), "2026-01-05T00:00:00Z");
+        assert!(o.pending.unwrap().contains("has 0"));
+
+        let deny = vec![
+            approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
+            approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
+            approval(&key, "lead-c", Tier::Autonomous, ApprovalDecision::Deny, "2026-01-01T12:00:00Z"),
+        ];
+        assert!(
+            eval(&a, &deny, evidence(50, 50), "2026-01-05T00:00:00Z").pending.unwrap().contains("denied by lead-c")
+        );
+    }
+
+    #[test]
+    fn drift_pauses_hold_promotions() {
+        let key = Key::new(b"k");
+        let a = agent(Tier::Autonomous, Some(Tier::Supervised), "2026-01-01T00:00:00Z");
+        let two = [
+            approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
+            approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
+        ];
+        let refs: Vec<&Approval> = two.iter().collect();
+        let rules = PromotionRules::default();
+        let sh = evidence(30, 30);
+        let i = Inputs {
+            agent: &a,
+            status: a.status.as_ref(),
+            key: &key,
+            rules: &rules,
+            approvals: &refs,
+            shadow: &sh,
+            last_drift_pause: Some(ts("2026-01-04T20:00:00Z")),
+            resumed_at: Some(ts("2026-01-04T21:00:00Z")),
+            now: ts("2026-01-05T00:00:00Z"),
+        };
+        let msg = evaluate(&i).pending.unwrap();
+        assert!(msg.contains("within the clean window"), "{msg}");
+        assert!(msg.contains("cooling off"), "{msg}");
+    }
+
+    #[test]
+    fn shadow_counts_only_what_the_next_tier_would_run_alone() {
+        let p = AutonomyPolicySpec::default();
+        let d = |tier, risk, decision, at: &str| Decided { tier, risk, decision, decided_at: ts(at) };
+        let h = vec![
+            d(Tier::Supervised, Risk::Medium, Decision::Approved, "2026-01-02T00:00:00Z"),
+            d(Tier::Supervised, Risk::Medium, Decision::Denied, "2026-01-02T00:00:00Z"),
+            d(Tier::Supervised, Risk::Medium, Decision::Expired, "2026-01-02T00:00:00Z"), // no human decision
+            d(Tier::Supervised, Risk::Low, Decision::AutoApproved, "2026-01-02T00:00:00Z"), // already alone
+            d(Tier::Supervised, Risk::High, Decision::Approved, "2026-01-02T00:00:00Z"),  // gated at next too
+            d(Tier::Assist, Risk::Medium, Decision::Approved, "2026-01-02T00:00:00Z"),    // another tier
+            d(Tier::Supervised, Risk::Medium, Decision::Approved, "2025-12-01T00:00:00Z"), // before since
+        ];
+        let s = shadow(&h, Tier::Supervised, Tier::Autonomous, &p, ts("2026-01-01T00:00:00Z"));
+        assert_eq!((s.decisions, s.agreed), (2, 1));
+    }
+}

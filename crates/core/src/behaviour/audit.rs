@@ -1,0 +1,173 @@
+//! The audit sink: reads the API server's audit webhook payload (`audit.k8s.io/v1` EventList),
+//! keeps only the calls of agents' ServiceAccounts and turns them into observations. Pure: bytes in,
+//! observations out. Anything that is not a readable EventList is refused (400), never a crash.
+
+use crate::admission::identity::{AgentKey, agent_of};
+use crate::behaviour::drift::Observation;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+/// Request bodies above this are refused unread (the API server batches at most a few MiB).
+pub const MAX_BODY: usize = 16 << 20;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventList {
+    kind: String,
+    #[serde(default)]
+    items: Vec<Event>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Event {
+    #[serde(default)]
+    stage: String,
+    #[serde(default)]
+    verb: String,
+    #[serde(default)]
+    user: User,
+    #[serde(default)]
+    object_ref: Option<ObjectRef>,
+    #[serde(default)]
+    response_status: Option<ResponseStatus>,
+    #[serde(default)]
+    stage_timestamp: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct User {
+    #[serde(default)]
+    username: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectRef {
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    api_group: String,
+    #[serde(default)]
+    subresource: String,
+}
+
+#[derive(Deserialize)]
+struct ResponseStatus {
+    #[serde(default)]
+    code: u16,
+}
+
+/// Observations, each with the (namespace, name) of its agent.
+pub type Batch = Vec<(AgentKey, Observation)>;
+
+/// The observations of an EventList, per agent. Events of anyone else are dropped.
+pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
+    let list: EventList = serde_json::from_slice(body).map_err(|e| format!("not an audit EventList: {e}"))?;
+    if list.kind != "EventList" {
+        return Err(format!("expected kind EventList, got {:?}", list.kind));
+    }
+    let mut out = Vec::new();
+    for e in list.items {
+        // One observation per call: the completed stage (or a panic).
+        if e.stage != "ResponseComplete" && e.stage != "Panic" {
+            continue;
+        }
+        let Some((ns, agent)) = agent_of(&e.user.username) else { continue };
+        let resource = match &e.object_ref {
+            Some(r) => {
+                let group = if r.api_group.is_empty() { String::new() } else { format!("{}/", r.api_group) };
+                let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
+                format!("{group}{}{sub}", r.resource)
+            }
+            None => "(non-resource)".into(),
+        };
+        let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
+        let code = e.response_status.map(|s| s.code).unwrap_or(0);
+        out.push(((ns.to_string(), agent.to_string()), Observation::api(at, &e.verb, &resource, code)));
+    }
+    Ok(out)
+}
+
+/// Constant-time comparison of a presented bearer token.
+pub fn token_matches(header: Option<&str>, expected: &str) -> bool {
+    let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    if a.len() != b.len() || expected.is_empty() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::behaviour::drift::Kind;
+    use serde_json::json;
+
+    fn list(items: Vec<serde_json::Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})).unwrap()
+    }
+
+    fn event(user: &str, verb: &str, resource: &str, code: u16) -> serde_json::Value {
+        json!({"level": "Metadata", "stage": "ResponseComplete", "verb": verb,
+               "user": {"username": user, "groups": ["system:serviceaccounts"]},
+               "objectRef": {"resource": resource, "namespace": "web", "apiVersion": "v1"},
+               "responseStatus": {"code": code}, "stageTimestamp": "2026-01-01T00:00:01.5Z"})
+    }
+
+    #[test]
+    fn keeps_only_agents_and_completed_calls() {
+        let body = list(vec![
+            event("system:serviceaccount:agents:warden-bot", "get", "secrets", 403),
+            event("system:serviceaccount:agents:default", "get", "pods", 200),
+            event("lead-a", "get", "pods", 200),
+            json!({"stage": "RequestReceived", "verb": "get", "user": {"username": "system:serviceaccount:agents:warden-bot"}}),
+        ]);
+        let obs = parse(&body, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(obs.len(), 1);
+        assert_eq!(obs[0].0, ("agents".to_string(), "bot".to_string()));
+        assert_eq!(obs[0].1.kind, Kind::Api { key: "get secrets".into(), code: 403 });
+        assert_eq!(obs[0].1.at, "2026-01-01T00:00:01.5Z".parse::<Timestamp>().unwrap());
+    }
+
+    #[test]
+    fn groups_and_subresources_are_part_of_the_key() {
+        let mut e = event("system:serviceaccount:a:warden-b", "create", "networkpolicies", 201);
+        e["objectRef"]["apiGroup"] = json!("networking.k8s.io");
+        let mut s = event("system:serviceaccount:a:warden-b", "get", "pods", 200);
+        s["objectRef"]["subresource"] = json!("log");
+        let obs = parse(&list(vec![e, s]), Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(obs[0].1.kind, Kind::Api { key: "create networking.k8s.io/networkpolicies".into(), code: 201 });
+        assert_eq!(obs[1].1.kind, Kind::Api { key: "get pods/log".into(), code: 200 });
+    }
+
+    #[test]
+    fn garbage_is_refused_not_fatal() {
+        use crate::testing::{Rng, random_value};
+        assert!(parse(b"", Timestamp::UNIX_EPOCH).is_err());
+        assert!(parse(b"{\"kind\":\"Pod\"}", Timestamp::UNIX_EPOCH).is_err());
+        let mut rng = Rng(42);
+        let seed = list(vec![event("system:serviceaccount:agents:warden-bot", "get", "secrets", 403)]);
+        for _ in 0..3000 {
+            let mut b = seed.clone();
+            let cut = rng.below(b.len() + 1);
+            b.truncate(cut);
+            let _ = parse(&b, Timestamp::UNIX_EPOCH);
+            let v = random_value(&mut rng, 0);
+            let _ =
+                parse(&serde_json::to_vec(&json!({"kind": "EventList", "items": [v]})).unwrap(), Timestamp::UNIX_EPOCH);
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert!(token_matches(Some("Bearer abc"), "abc"));
+        assert!(!token_matches(Some("Bearer abd"), "abc"));
+        assert!(!token_matches(Some("abc"), "abc"));
+        assert!(!token_matches(None, "abc"));
+        assert!(!token_matches(Some("Bearer "), ""));
+        assert_eq!(agent_of("system:serviceaccount:ns:warden-x"), Some(("ns", "x")));
+        assert_eq!(agent_of("system:serviceaccount:ns:x"), None);
+    }
+}

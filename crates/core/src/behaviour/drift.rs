@@ -1,0 +1,569 @@
+//! Behaviour baseline and drift. Pure: observations in, a learned baseline, a score in [0, 1] with
+//! its explanation, and a decision. The clock is a parameter everywhere.
+//!
+//! Signals, each scored in [0, 1] and combined as a noisy OR (`1 - Π(1 - s)`):
+//! - **rate**: per action and per API verb/resource, the count in the recent window against the
+//!   baseline's rate (a Poisson z-score: natural variation stays well below the bar);
+//! - **mix**: Jensen–Shannon divergence of the recent mix of actions and API calls from the
+//!   baseline's mix (needs enough recent observations);
+//! - **novelty**: an action, an API verb/resource, or a target never seen while learning;
+//! - **out of scope**: API calls refused with 403 and Rejected requests — attempts beyond scope;
+//! - **denials**: the share of the agent's requests that humans denied or let expire.
+//!
+//! During the learning period the state is `Learning`; afterwards, silence is `Inconclusive`,
+//! never taken for health.
+
+use jiff::{SignedDuration, Timestamp};
+pub use socwarden_api::drift::{Baseline, Sensitivity, Signal, State};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// The most distinct keys a baseline keeps per kind; the rest is counted under `other`.
+pub const MAX_KEYS: usize = 64;
+/// The most targets a baseline remembers.
+pub const MAX_TARGETS: usize = 64;
+/// The most observations kept in the recent window of one agent.
+pub const MAX_WINDOW: usize = 20_000;
+const OTHER: &str = "(other)";
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// An API call by the agent's ServiceAccount, from the API server's audit log.
+    Api { key: String, code: u16 },
+    /// An ActionRequest decided.
+    Request { action: String, target: String, decision: socwarden_api::Decision },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub at: Timestamp,
+    pub kind: Kind,
+}
+
+impl Observation {
+    pub fn api(at: Timestamp, verb: &str, resource: &str, code: u16) -> Self {
+        Self { at, kind: Kind::Api { key: format!("{verb} {resource}"), code } }
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n += 1;
+    } else if map.len() < MAX_KEYS {
+        map.insert(key.to_string(), 1);
+    } else {
+        *map.entry(OTHER.to_string()).or_default() += 1;
+    }
+}
+
+/// Adds one observation made while learning to `b`.
+pub fn learn(b: &mut Baseline, o: &Observation) {
+    match &o.kind {
+        Kind::Api { key, code } if *code == 403 => {
+            b.forbidden += 1;
+            let _ = key;
+        }
+        Kind::Api { key, .. } => bump(&mut b.api, key),
+        Kind::Request { action, target, decision } => {
+            bump(&mut b.actions, action);
+            if b.targets.len() < MAX_TARGETS {
+                b.targets.insert(target.clone());
+            }
+            if decision.is_final() && *decision != socwarden_api::Decision::Rejected {
+                b.decided += 1;
+                if matches!(decision, socwarden_api::Decision::Denied | socwarden_api::Decision::Expired) {
+                    b.denied += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Events per second of `key` in one of `b`'s counts.
+fn rate(b: &Baseline, map: &BTreeMap<String, u64>, key: &str) -> f64 {
+    let n = map.get(key).copied().unwrap_or(0) as f64;
+    if b.seconds <= 0.0 { 0.0 } else { n / b.seconds }
+}
+
+/// Weights of novelty, by what was never seen.
+const NOVEL_ACTION: f64 = 0.6;
+const NOVEL_API: f64 = 0.45;
+const NOVEL_TARGET: f64 = 0.1;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessment {
+    pub state: State,
+    pub score: f64,
+    pub signals: Vec<Signal>,
+}
+
+/// The recent window an assessment looks at: a twentieth of the learning period, within 5–60 s.
+pub fn window_for(learning: std::time::Duration) -> SignedDuration {
+    let secs = (learning.as_secs_f64() / 20.0).clamp(5.0, 60.0);
+    SignedDuration::from_secs_f64(secs)
+}
+
+fn clamp01(x: f64) -> f64 {
+    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// Jensen–Shannon divergence (base 2, so in [0, 1]) of two count distributions.
+pub fn jensen_shannon(p: &BTreeMap<String, f64>, q: &BTreeMap<String, f64>) -> f64 {
+    let (sp, sq): (f64, f64) = (p.values().sum(), q.values().sum());
+    if sp <= 0.0 || sq <= 0.0 {
+        return 0.0;
+    }
+    let keys: BTreeSet<&String> = p.keys().chain(q.keys()).collect();
+    let mut js = 0.0;
+    for k in keys {
+        let a = p.get(k).copied().unwrap_or(0.0) / sp;
+        let b = q.get(k).copied().unwrap_or(0.0) / sq;
+        let m = (a + b) / 2.0;
+        if a > 0.0 {
+            js += 0.5 * a * (a / m).log2();
+        }
+        if b > 0.0 {
+            js += 0.5 * b * (b / m).log2();
+        }
+    }
+    clamp01(js)
+}
+
+/// How many windows the mix of behaviour is judged over (a slow shift needs more observations).
+pub const MIX_WINDOWS: i32 = 5;
+
+/// Scores the recent window against the baseline; `longer` (a few windows) is used for the mix.
+pub fn assess(
+    baseline: &Baseline,
+    recent: &[&Observation],
+    longer: &[&Observation],
+    window: SignedDuration,
+    now: Timestamp,
+) -> Assessment {
+    let secs = window.as_secs_f64();
+    let mut signals = Vec::new();
+    let mut push = |signal: &str, observed: String, expected: String, score: f64| {
+        if score > 0.0 {
+            signals.push(Signal {
+                signal: signal.into(),
+                observed,
+                expected,
+                score: (clamp01(score) * 100.0).round() / 100.0,
+            });
+        }
+    };
+
+    // Counts in the window.
+    let mut api: BTreeMap<String, u64> = BTreeMap::new();
+    let mut actions: BTreeMap<String, u64> = BTreeMap::new();
+    let mut forbidden = 0u64;
+    let mut rejected = 0u64;
+    let (mut decided, mut denied) = (0u64, 0u64);
+    let mut novel: BTreeSet<(String, &str)> = BTreeSet::new();
+    for o in recent {
+        match &o.kind {
+            Kind::Api { key, code } if *code == 403 => {
+                forbidden += 1;
+                let _ = key;
+            }
+            Kind::Api { key, .. } => {
+                *api.entry(key.clone()).or_default() += 1;
+                if !baseline.api.contains_key(key) && !baseline.api.contains_key(OTHER) {
+                    novel.insert((key.clone(), "API call"));
+                }
+            }
+            Kind::Request { action, target, decision } => {
+                *actions.entry(action.clone()).or_default() += 1;
+                if !baseline.actions.contains_key(action) && !baseline.actions.contains_key(OTHER) {
+                    novel.insert((action.clone(), "action"));
+                }
+                if !baseline.targets.is_empty()
+                    && baseline.targets.len() < MAX_TARGETS
+                    && !baseline.targets.contains(target)
+                {
+                    novel.insert((target.clone(), "target"));
+                }
+                match decision {
+                    socwarden_api::Decision::Rejected => rejected += 1,
+                    socwarden_api::Decision::Denied | socwarden_api::Decision::Expired => {
+                        decided += 1;
+                        denied += 1;
+                    }
+                    d if d.is_final() => decided += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // Rate: the worst Poisson z-score over every key.
+    let mut worst: Option<(f64, String, u64, f64)> = None;
+    for (map, base) in [(&api, &baseline.api), (&actions, &baseline.actions)] {
+        for (k, n) in map {
+            if !base.contains_key(k) {
+                continue; // never seen: novelty, not rate
+            }
+            let expected = rate(baseline, base, k) * secs;
+            let z = (*n as f64 - expected) / (expected + 1.0).sqrt();
+            if worst.as_ref().is_none_or(|w| z > w.0) {
+                worst = Some((z, k.clone(), *n, expected));
+            }
+        }
+    }
+    if let Some((z, k, n, expected)) = worst {
+        // z below 4 is ordinary variation; z of 10 or more is certain.
+        push("rate", format!("{n} × {k} in the last {secs:.0}s"), format!("about {expected:.1}"), (z - 4.0) / 6.0);
+    }
+
+    // Mix, over the longer window.
+    let mut p: BTreeMap<String, f64> = BTreeMap::new();
+    for o in longer {
+        match &o.kind {
+            Kind::Api { key, code } if *code != 403 => *p.entry(format!("api:{key}")).or_default() += 1.0,
+            Kind::Request { action, .. } => *p.entry(format!("action:{action}")).or_default() += 1.0,
+            _ => {}
+        }
+    }
+    let recent_total = p.values().sum::<f64>() as u64;
+    if recent_total >= 20 {
+        let to_f = |m: &BTreeMap<String, u64>, prefix: &str| -> BTreeMap<String, f64> {
+            m.iter().map(|(k, v)| (format!("{prefix}{k}"), *v as f64)).collect()
+        };
+        let mut q = to_f(&baseline.api, "api:");
+        q.extend(to_f(&baseline.actions, "action:"));
+        let js = jensen_shannon(&p, &q);
+        push(
+            "mix",
+            format!("Jensen–Shannon divergence {js:.2} over {recent_total} calls"),
+            "below 0.15".into(),
+            (js - 0.15) / 0.35,
+        );
+    }
+
+    // Novelty.
+    let mut keep = 1.0;
+    let mut described = Vec::new();
+    for (what, kind) in &novel {
+        let w = match *kind {
+            "action" => NOVEL_ACTION,
+            "API call" => NOVEL_API,
+            _ => NOVEL_TARGET,
+        };
+        keep *= 1.0 - w;
+        if described.len() < 5 {
+            described.push(format!("{kind} {what}"));
+        }
+    }
+    if !novel.is_empty() {
+        push(
+            "novelty",
+            format!("never seen: {}", described.join(", ")),
+            "only what was seen while learning".into(),
+            1.0 - keep,
+        );
+    }
+
+    // Out of scope: 403s and rejected requests, against the (near zero) baseline.
+    let attempts = forbidden + rejected;
+    if attempts > 0 {
+        let expected = baseline.forbidden as f64 / baseline.seconds.max(1.0) * secs;
+        let excess = attempts as f64 - expected;
+        push(
+            "outOfScope",
+            format!("{forbidden} API call(s) refused with 403, {rejected} request(s) rejected in the last {secs:.0}s"),
+            format!("about {expected:.1}"),
+            excess / 5.0,
+        );
+    }
+
+    // Denials.
+    if decided >= 3 {
+        let ratio = denied as f64 / decided as f64;
+        let base = if baseline.decided == 0 { 0.0 } else { baseline.denied as f64 / baseline.decided as f64 };
+        push(
+            "denials",
+            format!("{denied} of {decided} requests denied or expired"),
+            format!("{:.0}%", base * 100.0),
+            (ratio - base - 0.2) / 0.5,
+        );
+    }
+
+    let score = clamp01(1.0 - signals.iter().map(|s| 1.0 - s.score).product::<f64>());
+    let score = (score * 100.0).round() / 100.0;
+    let _ = now;
+    let expected_total = (baseline.api.values().sum::<u64>() + baseline.actions.values().sum::<u64>()) as f64
+        / baseline.seconds.max(1.0)
+        * secs;
+    if recent.is_empty() {
+        if expected_total >= 3.0 {
+            let s = Signal {
+                signal: "silence".into(),
+                observed: format!("no activity in the last {secs:.0}s"),
+                expected: format!("about {expected_total:.0} calls"),
+                score: 0.0,
+            };
+            return Assessment { state: State::Inconclusive, score: 0.0, signals: vec![s] };
+        }
+        return Assessment { state: State::Normal, score: 0.0, signals: vec![] };
+    }
+    Assessment { state: State::Normal, score, signals }
+}
+
+/// The behaviour model of one agent: the baseline being learned or learned, and the recent window.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    pub baseline: Baseline,
+    /// When learning started.
+    pub since: Option<Timestamp>,
+    /// When learning ended (the baseline is complete).
+    pub learned_at: Option<Timestamp>,
+    pub recent: VecDeque<Observation>,
+}
+
+impl Model {
+    /// Records an observation: into the baseline while learning, into the window always.
+    pub fn observe(&mut self, o: Observation, learning: std::time::Duration) {
+        let since = *self.since.get_or_insert(o.at);
+        if self.learned_at.is_none() {
+            let end = since + SignedDuration::try_from(learning).unwrap_or(SignedDuration::from_hours(24));
+            if o.at < end {
+                learn(&mut self.baseline, &o);
+                self.baseline.seconds = o.at.duration_since(since).as_secs_f64().max(self.baseline.seconds);
+            }
+        }
+        if self.recent.len() >= MAX_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(o);
+    }
+
+    /// Drops what fell out of the (longer, mix) window; closes the learning period when it is over.
+    pub fn advance(&mut self, now: Timestamp, learning: std::time::Duration) {
+        let window = window_for(learning) * MIX_WINDOWS;
+        while self.recent.front().is_some_and(|o| now.duration_since(o.at) > window) {
+            self.recent.pop_front();
+        }
+        // A clock that jumps back leaves observations "in the future": drop them too.
+        while self.recent.back().is_some_and(|o| o.at.duration_since(now) > SignedDuration::from_secs(5)) {
+            self.recent.pop_back();
+        }
+        if let (None, Some(since)) = (self.learned_at, self.since) {
+            let learning = SignedDuration::try_from(learning).unwrap_or(SignedDuration::from_hours(24));
+            if now >= since + learning {
+                self.baseline.seconds = learning.as_secs_f64();
+                self.learned_at = Some(now);
+            }
+        }
+    }
+
+    /// The assessment now.
+    pub fn assess(&self, now: Timestamp, learning: std::time::Duration) -> Assessment {
+        if self.learned_at.is_none() {
+            return Assessment { state: State::Learning, score: 0.0, signals: vec![] };
+        }
+        let window = window_for(learning);
+        // Right after learning the window is not full yet: judge the part that exists.
+        let covered = self.learned_at.map(|l| now.duration_since(l)).filter(|d| *d < window).unwrap_or(window);
+        let covered = covered.max(SignedDuration::from_secs(1));
+        let cutoff = now - covered;
+        let recent: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= cutoff).collect();
+        let since_learned = self.learned_at.map(|l| now.duration_since(l)).unwrap_or(window);
+        let long_cutoff = now - (window * MIX_WINDOWS).min(since_learned.max(SignedDuration::from_secs(1)));
+        let longer: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= long_cutoff).collect();
+        assess(&self.baseline, &recent, &longer, covered, now)
+    }
+}
+
+/// What to do about an assessment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Nothing,
+    /// Report (status, Event, metrics) but do not act: onDrift Alert, or below the threshold.
+    Report,
+    /// Contain the agent.
+    Pause,
+}
+
+pub fn decide(a: &Assessment, sensitivity: Sensitivity, pause_on_drift: bool) -> Verdict {
+    match a.state {
+        State::Learning | State::Inconclusive => Verdict::Nothing,
+        _ if a.score >= sensitivity.threshold() && pause_on_drift => Verdict::Pause,
+        _ if a.score >= sensitivity.threshold() => Verdict::Report,
+        _ if !a.signals.is_empty() => Verdict::Report,
+        _ => Verdict::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_api::Decision;
+    use std::time::Duration;
+
+    const LEARN: Duration = Duration::from_secs(600); // window: 30 s
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_767_225_600 + s).unwrap()
+    }
+
+    fn req(at: i64, action: &str, target: &str, d: Decision) -> Observation {
+        Observation { at: t(at), kind: Kind::Request { action: action.into(), target: target.into(), decision: d } }
+    }
+
+    /// Ten minutes of an agent listing pods every 2 s and enriching an alert every 20 s.
+    fn learned() -> Model {
+        let mut m = Model::default();
+        for s in (0..600).step_by(2) {
+            m.observe(Observation::api(t(s), "list", "pods", 200), LEARN);
+            if s % 20 == 0 {
+                m.observe(req(s, "enrich", &format!("Pod/web/p{}", s % 60), Decision::AutoApproved), LEARN);
+            }
+        }
+        m.advance(t(600), LEARN);
+        m
+    }
+
+    fn run(m: &mut Model, obs: Vec<Observation>, now: i64) -> Assessment {
+        for o in obs {
+            m.observe(o, LEARN);
+        }
+        m.advance(t(now), LEARN);
+        m.assess(t(now), LEARN)
+    }
+
+    #[test]
+    fn learning_then_normal() {
+        let mut m = Model::default();
+        m.observe(Observation::api(t(0), "list", "pods", 200), LEARN);
+        assert_eq!(m.assess(t(1), LEARN).state, State::Learning);
+        let mut m = learned();
+        assert_eq!(m.baseline.api["list pods"], 300);
+        assert_eq!(m.baseline.seconds, 600.0);
+        // The same behaviour afterwards, with natural jitter: normal, score 0.
+        let mut obs = vec![];
+        for s in (600..660).step_by(2) {
+            obs.push(Observation::api(t(s + (s % 3 == 0) as i64), "list", "pods", 200));
+        }
+        obs.push(req(640, "enrich", "Pod/web/p20", Decision::AutoApproved));
+        let a = run(&mut m, obs, 660);
+        assert_eq!((a.state, a.score), (State::Normal, 0.0), "{:?}", a.signals);
+        assert_eq!(decide(&a, Sensitivity::High, true), Verdict::Nothing);
+    }
+
+    #[test]
+    fn a_burst_of_403s_is_out_of_scope() {
+        let mut m = learned();
+        let obs: Vec<Observation> = (0..8).map(|i| Observation::api(t(620 + i), "get", "secrets", 403)).collect();
+        let a = run(&mut m, obs, 628);
+        assert!(a.score >= 0.9, "{a:?}");
+        assert!(
+            a.signals.iter().any(|s| s.signal == "outOfScope" && s.observed.contains("8 API call(s) refused with 403"))
+        );
+        assert_eq!(decide(&a, Sensitivity::Medium, true), Verdict::Pause);
+        assert_eq!(decide(&a, Sensitivity::Medium, false), Verdict::Report);
+    }
+
+    #[test]
+    fn twenty_times_the_rate_is_a_rate_anomaly() {
+        let mut m = learned();
+        // 15 calls per 30 s normally; 300 in 30 s now.
+        let obs: Vec<Observation> = (0..300)
+            .map(|i| Observation::api(t(630) + SignedDuration::from_millis(i * 100), "list", "pods", 200))
+            .collect();
+        let a = run(&mut m, obs, 660);
+        let rate = a.signals.iter().find(|s| s.signal == "rate").expect("rate signal");
+        assert_eq!(rate.score, 1.0, "{rate:?}");
+        assert!(rate.observed.contains("list pods") && rate.expected.contains("15.0"), "{rate:?}");
+        assert_eq!(decide(&a, Sensitivity::Low, true), Verdict::Pause);
+    }
+
+    #[test]
+    fn a_novel_action_pauses_at_high_and_is_reported_at_low() {
+        let mut m = learned();
+        let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::AutoApproved)], 651);
+        assert!((0.5..0.9).contains(&a.score), "{a:?}");
+        assert!(a.signals.iter().any(|s| s.signal == "novelty" && s.observed.contains("action isolate")));
+        assert_eq!(decide(&a, Sensitivity::High, true), Verdict::Pause);
+        assert_eq!(decide(&a, Sensitivity::Low, true), Verdict::Report);
+        assert_eq!(decide(&a, Sensitivity::Medium, true), Verdict::Report);
+    }
+
+    #[test]
+    fn a_gradual_shift_of_the_mix_shows_as_divergence() {
+        let mut m = learned();
+        // About the usual number of calls, but most go to configmaps (seen once while learning).
+        m.baseline.api.insert("get configmaps".into(), 1);
+        let mut obs: Vec<Observation> =
+            (0..22).map(|i| Observation::api(t(631 + i), "get", "configmaps", 200)).collect();
+        obs.extend((0..8).map(|i| Observation::api(t(631 + 3 * i), "list", "pods", 200)));
+        let a = run(&mut m, obs, 660);
+        let mix = a.signals.iter().find(|s| s.signal == "mix").expect("mix signal");
+        assert!(mix.score > 0.5, "{a:?}");
+    }
+
+    #[test]
+    fn denials_count_against_the_agent() {
+        let mut m = learned();
+        let obs = (0..4).map(|i| req(640 + i, "enrich", "Pod/web/p0", Decision::Denied)).collect();
+        let a = run(&mut m, obs, 645);
+        assert!(a.signals.iter().any(|s| s.signal == "denials" && s.observed.contains("4 of 4")));
+    }
+
+    #[test]
+    fn silence_after_learning_is_inconclusive_not_healthy() {
+        let mut m = learned();
+        let a = run(&mut m, vec![], 700);
+        assert_eq!(a.state, State::Inconclusive);
+        assert_eq!(decide(&a, Sensitivity::High, true), Verdict::Nothing);
+        // A very quiet agent (expected < 3 calls per window) is simply normal when silent.
+        let mut quiet = Model::default();
+        quiet.observe(Observation::api(t(0), "list", "pods", 200), LEARN);
+        quiet.advance(t(600), LEARN);
+        assert_eq!(quiet.assess(t(700), LEARN).state, State::Normal);
+    }
+
+    #[test]
+    fn first_seconds_after_learning_judge_the_part_of_the_window_that_exists() {
+        let mut m = learned();
+        // One second after learning, a single call is normal, not "1 call where 0.5 expected".
+        let a = run(&mut m, vec![Observation::api(t(600), "list", "pods", 200)], 601);
+        assert_eq!(a.score, 0.0, "{a:?}");
+    }
+
+    #[test]
+    fn clock_jumps_do_not_create_evidence() {
+        let mut m = learned();
+        // Observations stamped an hour ahead (a skewed node), then the clock goes on normally.
+        for i in 0..50 {
+            m.observe(Observation::api(t(4200 + i), "list", "pods", 200), LEARN);
+        }
+        m.advance(t(610), LEARN);
+        assert!(m.recent.iter().all(|o| o.at <= t(615)));
+        // And a clock that jumps forward empties the window instead of counting stale calls.
+        m.advance(t(100_000), LEARN);
+        assert_eq!(m.assess(t(100_000), LEARN).state, State::Inconclusive);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut m = learned();
+        for i in 0..(MAX_WINDOW as i64 + 100) {
+            m.observe(Observation::api(t(601) + SignedDuration::from_micros(i), "list", "pods", 200), LEARN);
+        }
+        assert_eq!(m.recent.len(), MAX_WINDOW);
+        let mut b = Baseline::default();
+        for i in 0..200 {
+            learn(&mut b, &Observation::api(t(0), "get", &format!("r{i}"), 200));
+        }
+        assert_eq!(b.api.len(), MAX_KEYS + 1);
+        assert!(b.api.contains_key(OTHER));
+    }
+
+    #[test]
+    fn jensen_shannon_bounds() {
+        let p: BTreeMap<String, f64> = [("a".into(), 1.0)].into();
+        let q: BTreeMap<String, f64> = [("b".into(), 1.0)].into();
+        assert!((jensen_shannon(&p, &q) - 1.0).abs() < 1e-9);
+        assert_eq!(jensen_shannon(&p, &p), 0.0);
+        assert_eq!(jensen_shannon(&p, &BTreeMap::new()), 0.0);
+    }
+}

@@ -1,0 +1,86 @@
+//! What one line of the decision log says: one per decision (auto-approved, approved, denied,
+//! expired, rejected, recommended, executed, rolled back, paused, resumed, promoted, demoted), each
+//! with the incident-response phase it belongs to (NIST SP 800-61r3, which follows the CSF 2.0
+//! functions: Govern, Detect, Respond, Recover). The writer, which stamps the time, is the
+//! runtime's `decisionlog`.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Tier changes: who may act alone is a governance decision.
+    Govern,
+    /// Findings: recommendations of observing agents, drift detected.
+    Detect,
+    /// Actions decided and executed, containment.
+    Respond,
+    /// Rollbacks and resumptions.
+    Recover,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// When it was written (set by the writer).
+    pub time: String,
+    pub phase: Option<Phase>,
+    /// What was decided: AutoApproved, Approved, Denied, Expired, Rejected, Recommended, Executed,
+    /// ExecutionFailed, RolledBack, Paused, Resumed, Promoted, Demoted.
+    pub decision: String,
+    pub namespace: String,
+    pub agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    pub message: String,
+}
+
+impl Entry {
+    pub fn new(phase: Phase, decision: &str, namespace: &str, agent: &str, message: impl Into<String>) -> Self {
+        Self {
+            phase: Some(phase),
+            decision: decision.to_string(),
+            namespace: namespace.to_string(),
+            agent: agent.to_string(),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The phase of an action-request decision.
+pub fn phase_of(decision: &str) -> Phase {
+    match decision {
+        "Recommended" => Phase::Detect,
+        "RolledBack" | "Resumed" => Phase::Recover,
+        "Promoted" | "Demoted" => Phase::Govern,
+        _ => Phase::Respond,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_decision_has_its_phase() {
+        for (decision, phase) in [
+            ("Recommended", Phase::Detect),
+            ("RolledBack", Phase::Recover),
+            ("Resumed", Phase::Recover),
+            ("Promoted", Phase::Govern),
+            ("Demoted", Phase::Govern),
+            ("Approved", Phase::Respond),
+            ("Executed", Phase::Respond),
+        ] {
+            assert_eq!(phase_of(decision), phase, "{decision}");
+        }
+    }
+}

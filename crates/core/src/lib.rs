@@ -1,0 +1,31 @@
+//! Every decision of SOC Warden, as pure functions over plain data: `(spec, observed state, now)
+//! -> decision`. No Kubernetes client, no async runtime, no clock reads (the clock is an input;
+//! `clippy.toml` forbids `Timestamp::now` and `Instant::now` here). The webhook and the reconcilers
+//! in `soc-warden` call these same functions.
+//!
+//! Where each thing is decided:
+//! - `admission::gate`: what happens to an ActionRequest (checks in order, quorum, expiry).
+//! - `admission::approvals`: whether one Approval counts — ONE check for requests, promotions and
+//!   resumes.
+//! - `admission::identity`: the agent ServiceAccount name, built and parsed in one place.
+//! - `admission::params`: parameter schemas, scope and protected targets, execution templates.
+//! - `admission::signature`: what the admission webhook signs and how it is verified.
+//! - `agent::policy`: which tier lets which risk run without approval.
+//! - `agent::rbac`: what RBAC an agent gets and whether the operator may delegate it.
+//! - `agent::validate`: what is wrong with an agent's spec, and how to fix it.
+//! - `agent::pause`: whether an agent is paused, and why.
+//! - `agent::credentials`: names of the credential objects, and when a token is (re)issued.
+//! - `agent::promotion`: which tier is enforced while a promotion waits for evidence and approvals.
+//! - `agent::plan`: the whole desired state of one agent, and its status.
+//! - `agent::transitions`: which Events and decision-log lines a change of status produces.
+//! - `behaviour::drift`: the baseline, the drift signals and score, and the judgement.
+//! - `behaviour::audit`: reading the API server's audit events into observations.
+//! - `retention`: which decided requests (and approvals) are old enough to delete.
+//! - `decisionlog`: what one line of the decision log says, and its NIST phase.
+
+pub mod admission;
+pub mod agent;
+pub mod behaviour;
+pub mod decisionlog;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

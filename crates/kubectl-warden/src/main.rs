@@ -1,0 +1,291 @@
+//! `kubectl warden`: the approval queue and the everyday decisions of a security lead, from a
+//! terminal. Every command acts as the user of the current kubeconfig: approvals are stamped with
+//! that identity by the admission webhook, whatever this tool sends.
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use socwarden_api::{ActionRequest, Approval, Decision, SocAgent, Tier};
+
+/// Work the SOC Warden approval queue and the agents' autonomy from the command line.
+///
+/// Examples:
+///   kubectl warden pending -A
+///   kubectl warden approve isolate-web-1 -n soc-agents --comment "confirmed in the EDR"
+///   kubectl warden explain triage-bot -n soc-agents
+#[derive(Parser)]
+#[command(name = "kubectl-warden", version, verbatim_doc_comment)]
+struct Cli {
+    /// Namespace (default: the kubeconfig's).
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the ActionRequests waiting for approval, oldest first.
+    Pending {
+        /// In every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Approve an ActionRequest (you must be one of the agent's approvers, and not its requester).
+    Approve {
+        request: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny an ActionRequest: one deny decides.
+    Deny {
+        request: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Pause an agent at once (sets spec.paused): credentials revoked, workload scaled to zero.
+    Pause { agent: String },
+    /// Resume an agent: lifts a manual pause, or approves lifting a drift pause.
+    Resume {
+        agent: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Approve the promotion of an agent to the next tier (the tier itself is raised in Git).
+    Promote {
+        agent: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Say in plain words why an agent is paused, what its promotion waits for, what it may do.
+    Explain { agent: String },
+}
+
+fn age(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
+    let Some(t) = t else { return "-".into() };
+    let secs = Timestamp::now().duration_since(t.0).as_secs().max(0) as u64;
+    socwarden_api::duration::format(std::time::Duration::from_secs(secs))
+}
+
+fn short_name(prefix: &str, of: &str) -> String {
+    let mut n = format!("{prefix}-{of}");
+    n.truncate(50);
+    format!("{}-", n.trim_end_matches('-'))
+}
+
+async fn create_approval(
+    client: &Client,
+    ns: &str,
+    prefix: &str,
+    of: &str,
+    spec: serde_json::Value,
+) -> Result<Approval> {
+    let a: Approval = serde_json::from_value(json!({
+        "apiVersion": "socwarden.io/v1alpha1", "kind": "Approval",
+        "metadata": {"generateName": short_name(prefix, of), "namespace": ns},
+        "spec": spec
+    }))?;
+    match Api::<Approval>::namespaced(client.clone(), ns).create(&PostParams::default(), &a).await {
+        Ok(a) => Ok(a),
+        Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
+    let api: Api<ActionRequest> = if all { Api::all(client.clone()) } else { Api::namespaced(client.clone(), ns) };
+    let mut items: Vec<ActionRequest> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.status.as_ref().and_then(|s| s.decision) == Some(Decision::Pending))
+        .collect();
+    items.sort_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    if items.is_empty() {
+        println!("No ActionRequests are waiting for approval.");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<28} {:<16} {:<16} {:<28} {:<9} {:<6} EXPIRES IN",
+        "NAMESPACE", "REQUEST", "AGENT", "ACTION", "TARGET", "APPROVED", "AGE"
+    );
+    for r in items {
+        let s = r.status.clone().unwrap_or_default();
+        let target = format!("{}/{}", r.spec.target.kind, r.spec.target.name);
+        let expires = s
+            .expires_at
+            .as_deref()
+            .and_then(|e| e.parse::<Timestamp>().ok())
+            .map(|e| {
+                socwarden_api::duration::format(std::time::Duration::from_secs(
+                    e.duration_since(Timestamp::now()).as_secs().max(0) as u64,
+                ))
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<16} {:<28} {:<16} {:<16} {:<28} {:<9} {:<6} {}",
+            r.namespace().unwrap_or_default(),
+            r.name_any(),
+            r.spec.agent,
+            r.spec.action,
+            target,
+            format!("{}/{}", s.approvals.len(), s.required_approvals.unwrap_or(1)),
+            age(r.metadata.creation_timestamp.as_ref()),
+            expires
+        );
+    }
+    Ok(())
+}
+
+fn explain(a: &SocAgent) -> String {
+    let mut out = Vec::new();
+    let s = a.status.clone().unwrap_or_default();
+    let name = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
+    let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t && c.status == "True").cloned();
+    match s.phase {
+        Some(p) => out.push(format!("{name} is {}.", p.as_str())),
+        None => out.push(format!("{name} has not been reconciled yet (is the operator running?).")),
+    }
+    if let Some(p) = &s.pause {
+        out.push(format!("It is paused ({}) since {}.", p.reason, p.since));
+        if let Some(c) = cond("Paused") {
+            out.push(format!("Why: {}", c.message));
+        }
+        match p.reason.as_str() {
+            "Drift" => out.push(format!(
+                "To resume it, one of its approvers runs: kubectl warden resume {} -n {}",
+                a.name_any(),
+                a.namespace().unwrap_or_default()
+            )),
+            "Manual" => out.push("To resume it: kubectl warden resume (sets spec.paused to false).".into()),
+            _ => out.push("It resumes when the kill switch is set back to false on the AutonomyPolicy.".into()),
+        }
+    }
+    if let Some(c) = cond("InvalidSpec") {
+        out.push(format!("Its spec is invalid, so it holds no action grants: {}", c.message));
+    }
+    let declared = a.spec.tier;
+    let effective = s.effective_tier.unwrap_or(Tier::Observe);
+    out.push(format!("Declared tier: {declared}; enforced tier: {effective}."));
+    if let Some(c) = cond("PromotionPending") {
+        out.push(format!("Its promotion waits: {}", c.message));
+        if let Some(sh) = &s.shadow {
+            out.push(format!("Shadow evidence: {} human decisions, {} approving.", sh.decisions, sh.agreed));
+        }
+    }
+    if !s.autonomous_actions.is_empty() || !s.gated_actions.is_empty() {
+        out.push(format!(
+            "Runs without approval: [{}]; needs approval: [{}].",
+            s.autonomous_actions.join(", "),
+            s.gated_actions.join(", ")
+        ));
+    }
+    if let Some(d) = &s.drift {
+        let mut line = format!("Behaviour: {:?}, drift score {:.2} (acts at {:.2}).", d.state, d.score, d.threshold);
+        for sig in &d.signals {
+            line.push_str(&format!(" {}: {} (expected {}).", sig.signal, sig.observed, sig.expected));
+        }
+        out.push(line);
+    }
+    if let Some(c) = &s.credentials {
+        match &c.expires_at {
+            Some(e) => out.push(format!("Its token is in Secret {} and expires at {e}.", c.secret_name)),
+            None => out.push("It holds no token.".into()),
+        }
+    }
+    out.join("\n")
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let client = Client::try_default().await.context("reading the kubeconfig")?;
+    let ns = cli.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let agents: Api<SocAgent> = Api::namespaced(client.clone(), &ns);
+    match cli.command {
+        Command::Pending { all_namespaces } => pending(&client, &ns, all_namespaces).await?,
+        Command::Approve { request, comment } => {
+            let a = create_approval(
+                &client,
+                &ns,
+                "approve",
+                &request,
+                json!({"actionRequest": request, "decision": "approve", "comment": comment}),
+            )
+            .await?;
+            println!("approval {} recorded for {request}, as {}", a.name_any(), a.spec.approver);
+        }
+        Command::Deny { request, comment } => {
+            let a = create_approval(
+                &client,
+                &ns,
+                "deny",
+                &request,
+                json!({"actionRequest": request, "decision": "deny", "comment": comment}),
+            )
+            .await?;
+            println!("denial {} recorded for {request}, as {}", a.name_any(), a.spec.approver);
+        }
+        Command::Pause { agent } => {
+            agents.patch(&agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await?;
+            println!("{agent}: spec.paused set; its credentials are being revoked");
+        }
+        Command::Resume { agent, comment } => {
+            let a = agents.get(&agent).await?;
+            match a.status.as_ref().and_then(|s| s.pause.clone()) {
+                Some(p) if p.reason == "Drift" => {
+                    let ap = create_approval(
+                        &client,
+                        &ns,
+                        "resume",
+                        &agent,
+                        json!({"resume": {"agent": agent, "pauseId": p.id}, "decision": "approve", "comment": comment}),
+                    )
+                    .await?;
+                    println!(
+                        "approval {} lifts the drift pause {} of {agent}, as {}",
+                        ap.name_any(),
+                        p.id,
+                        ap.spec.approver
+                    );
+                }
+                Some(p) if p.reason == "KillSwitch" => {
+                    bail!("{agent} is paused by the kill switch: set killSwitch to false on the AutonomyPolicy")
+                }
+                _ if a.spec.paused => {
+                    agents
+                        .patch(&agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}})))
+                        .await?;
+                    println!("{agent}: spec.paused cleared; fresh credentials are being issued");
+                }
+                _ => println!("{agent} is not paused"),
+            }
+        }
+        Command::Promote { agent, comment } => {
+            let a = agents.get(&agent).await?;
+            let current = a.status.as_ref().and_then(|s| s.effective_tier).unwrap_or(Tier::Observe);
+            let Some(next) = current.next() else { bail!("{agent} is already at the highest tier") };
+            let ap = create_approval(
+                &client,
+                &ns,
+                "promote",
+                &agent,
+                json!({"promotion": {"agent": agent, "tier": next}, "decision": "approve", "comment": comment}),
+            )
+            .await?;
+            println!("approval {} for promoting {agent} {current} → {next}, as {}", ap.name_any(), ap.spec.approver);
+            if a.spec.tier < next {
+                println!(
+                    "note: spec.tier is still {}; the promotion takes effect once it is raised (in Git) and every rule holds",
+                    a.spec.tier
+                );
+            }
+        }
+        Command::Explain { agent } => println!("{}", explain(&agents.get(&agent).await?)),
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! What every reconcile shares: the client, the caches, the configuration, metrics and events.
+
+use crate::decisionlog::DecisionLog;
+use crate::execute::Discovery;
+use crate::index::NamespaceIndex;
+use crate::metrics::Metrics;
+use crate::watch::malformed;
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use socwarden_api::{
+    ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, SocAction, SocAgent, SocAgentStatus,
+};
+use socwarden_core::admission::signature::Key;
+use socwarden_core::agent::credentials::IssuedToken;
+use socwarden_core::agent::rbac::Rule;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Field manager for every write the operator makes.
+pub const MANAGER: &str = "soc-warden";
+
+/// Local caches, filled by watches. The managed-object caches hold only objects labelled
+/// `app.kubernetes.io/managed-by=soc-warden`, without managed fields (and Secrets without data).
+#[derive(Clone)]
+pub struct Stores {
+    pub agents: Store<SocAgent>,
+    pub actions: Store<SocAction>,
+    pub policies: Store<AutonomyPolicy>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub secrets: Store<Secret>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
+    pub requests: Store<ActionRequest>,
+    pub approvals: Store<Approval>,
+    /// Namespaces where each agent has a Role / a RoleBinding.
+    pub role_namespaces: NamespaceIndex,
+    pub binding_namespaces: NamespaceIndex,
+}
+
+impl Stores {
+    /// Whether every cache holds a complete first list. Until then a reconcile could mistake
+    /// "not seen yet" for "does not exist" and revoke grants, so reconciles wait.
+    pub fn ready(&self) -> bool {
+        fn r<K: kube::Resource + Clone + 'static>(s: &Store<K>) -> bool
+        where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
+        }
+        r(&self.agents)
+            && r(&self.actions)
+            && r(&self.policies)
+            && r(&self.service_accounts)
+            && r(&self.secrets)
+            && r(&self.roles)
+            && r(&self.role_bindings)
+            && r(&self.requests)
+            && r(&self.approvals)
+    }
+
+    /// The name of an AutonomyPolicy whose kill switch is on, if any.
+    pub fn kill_switch(&self) -> Option<String> {
+        self.policies.find(|p| p.spec.kill_switch && malformed(p).is_none()).and_then(|p| p.metadata.name.clone())
+    }
+}
+
+/// A token the operator issued whose Secret update may not have reached the cache yet.
+#[derive(Clone, Debug)]
+pub struct IssuedMemo {
+    /// The Secret's resourceVersion the decision was based on; while the cache still shows it,
+    /// the cache is older than our write.
+    pub based_on: Option<String>,
+    pub token: IssuedToken,
+}
+
+/// What we last wrote to an object's status, for as long as the cache has not caught up with it.
+///
+/// A reconcile may write a status more than once (a decision, then its execution), and the next
+/// reconcile may see the cache at any of the versions before the last write. Every version our
+/// writes replaced is remembered: while the cache shows one of them, it is behind, and the status
+/// we wrote is the truth; once it shows anything else, the cache is the truth again.
+pub struct StatusMemo<S> {
+    entries: Mutex<HashMap<String, MemoEntry<S>>>,
+}
+
+struct MemoEntry<S> {
+    /// resourceVersions older than our last write.
+    superseded: Vec<String>,
+    /// The resourceVersion our last write produced.
+    latest: Option<String>,
+    status: S,
+}
+
+impl<S: Clone> Default for StatusMemo<S> {
+    fn default() -> Self {
+        Self { entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<S: Clone> StatusMemo<S> {
+    /// The status to believe for an object at `resource_version` whose cached status is `cached`.
+    pub fn shown(&self, uid: &str, resource_version: Option<&str>, cached: Option<&S>) -> Option<S> {
+        let mut entries = self.entries.lock().expect("memo lock");
+        match entries.get(uid) {
+            Some(e) if resource_version.is_some_and(|rv| e.superseded.iter().any(|s| s == rv)) => {
+                Some(e.status.clone())
+            }
+            Some(_) => {
+                entries.remove(uid);
+                cached.cloned()
+            }
+            None => cached.cloned(),
+        }
+    }
+
+    /// Records a write made on top of `based_on` that produced `written_rv`.
+    pub fn wrote(&self, uid: &str, based_on: Option<&str>, written_rv: Option<&str>, status: S) {
+        let mut entries = self.entries.lock().expect("memo lock");
+        let (mut superseded, previous) = match entries.remove(uid) {
+            Some(e) => (e.superseded, e.latest),
+            None => (Vec::new(), None),
+        };
+        superseded.extend(previous);
+        superseded.extend(based_on.map(String::from));
+        superseded.sort();
+        superseded.dedup();
+        if superseded.len() > 16 {
+            superseded.drain(..superseded.len() - 16);
+        }
+        entries.insert(uid.to_string(), MemoEntry { superseded, latest: written_rv.map(String::from), status });
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.entries.lock().expect("memo lock").remove(uid);
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub delegable: Vec<Rule>,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Signs and verifies admission stamps.
+    pub key: Key,
+    /// The operator's namespace (its Secrets live there).
+    pub namespace: String,
+    pub decisions: DecisionLog,
+    pub discovery: Discovery,
+    /// Behaviour models of the agents.
+    pub monitor: std::sync::Arc<crate::monitor::Monitor>,
+    /// Whether this replica leads (only the leader reconciles; the others keep caches warm).
+    pub leading: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The API server's own token audiences, learned from the first token issued without extra audiences.
+    pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
+    /// Issued tokens by Secret UID (see `IssuedMemo`).
+    pub issued: Mutex<HashMap<String, IssuedMemo>>,
+    pub status_written: StatusMemo<SocAgentStatus>,
+    pub request_status_written: StatusMemo<ActionRequestStatus>,
+}
+
+/// What `Context::new` needs besides the client and caches.
+pub struct Settings {
+    pub delegable: Vec<Rule>,
+    pub key: Key,
+    pub namespace: String,
+    pub decisions: DecisionLog,
+    pub monitor: std::sync::Arc<crate::monitor::Monitor>,
+}
+
+impl Context {
+    pub fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn new(client: Client, stores: Stores, settings: Settings, metrics: Metrics) -> Self {
+        let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            delegable: settings.delegable,
+            key: settings.key,
+            namespace: settings.namespace,
+            decisions: settings.decisions,
+            discovery: Discovery::default(),
+            monitor: settings.monitor,
+            leading: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            metrics,
+            api_audiences: tokio::sync::OnceCell::new(),
+            issued: Mutex::new(HashMap::new()),
+            status_written: StatusMemo::default(),
+            request_status_written: StatusMemo::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusMemo;
+
+    #[test]
+    fn two_writes_in_a_row_are_not_undone_by_a_cache_at_either_older_version() {
+        let m: StatusMemo<&str> = StatusMemo::default();
+        m.wrote("u", Some("1"), Some("2"), "running");
+        m.wrote("u", Some("1"), Some("3"), "done");
+        assert_eq!(m.shown("u", Some("1"), Some(&"none")), Some("done"));
+        assert_eq!(m.shown("u", Some("2"), Some(&"running")), Some("done"), "the cache at our first write is behind");
+        // Caught up: the cache is the truth again, and the memo is dropped.
+        assert_eq!(m.shown("u", Some("3"), Some(&"done")), Some("done"));
+        assert_eq!(m.shown("u", Some("1"), Some(&"none")), Some("none"));
+    }
+
+    #[test]
+    fn someone_elses_newer_write_wins() {
+        let m: StatusMemo<&str> = StatusMemo::default();
+        m.wrote("u", Some("1"), Some("2"), "ours");
+        assert_eq!(m.shown("u", Some("7"), Some(&"theirs")), Some("theirs"));
+    }
+}

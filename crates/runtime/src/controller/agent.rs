@@ -1,0 +1,847 @@
+//! The SocAgent reconciler: dereference (caches, one workload read) → plan (pure) → apply →
+//! status. Every write is skipped when the cache already shows the wanted state.
+
+use crate::context::{Context, IssuedMemo, MANAGER};
+use crate::decisionlog;
+use crate::watch::malformed;
+use crate::workload;
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use socwarden_api::conditions;
+use socwarden_api::{AutonomyPolicy, Phase, SocAgent, SocAgentStatus, Tier};
+use socwarden_core::agent::credentials::{self, IssuedToken, TokenDecision};
+use socwarden_core::agent::pause::{self, PauseReason};
+use socwarden_core::agent::plan::{self, Applied, Plan, TokenPlan};
+use socwarden_core::agent::promotion;
+use socwarden_core::agent::rbac::{self, Rule};
+use socwarden_core::agent::validate::Inputs;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, instrument, warn};
+
+pub const FINALIZER: &str = "socwarden.io/cleanup";
+/// How often an agent is looked at even when nothing happens.
+const RESYNC: Duration = Duration::from_secs(600);
+/// Parallel writes within one agent (its namespaces).
+const FAN_OUT: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the TokenRequest for {0} returned no token or no expiry")]
+    TokenResponse(String),
+    #[error("{kind} {namespace}/{name} exists but is not managed by SOC Warden; delete or rename it")]
+    NotOurs { kind: &'static str, namespace: String, name: String },
+    #[error("object has no namespace or name")]
+    Unnamed,
+}
+
+/// A small fixed label for metrics, from a Kubernetes API error.
+pub fn kube_category(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => "conflict",
+        kube::Error::Api(s) if s.code == 403 => "forbidden",
+        kube::Error::Api(s) if s.code == 404 => "not-found",
+        kube::Error::Api(_) => "api",
+        _ => "transport",
+    }
+}
+
+impl Error {
+    /// A small fixed label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(e) => kube_category(e),
+            Error::TokenResponse(_) => "token",
+            Error::NotOurs { .. } => "not-ours",
+            Error::Unnamed => "invalid",
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Deletes, treating "already gone" as success.
+async fn delete_gone<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[instrument(skip_all, fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
+pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.leading() {
+        // A standby replica: every object is reconciled again when it takes the lead.
+        return Ok(Action::await_change());
+    }
+    if !ctx.stores.ready() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socagent"]).start_timer();
+    let ns = agent.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<SocAgent> = Api::namespaced(ctx.client.clone(), &ns);
+    let has_finalizer = agent.finalizers().iter().any(|f| f == FINALIZER);
+    if agent.meta().deletion_timestamp.is_some() {
+        if has_finalizer {
+            cleanup(&agent, &ctx).await?;
+            set_finalizer(&api, &agent, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    apply(&agent, &ctx, &api).await
+}
+
+/// Objects in the agent's own namespace are owned by it and garbage-collected with it; a
+/// finalizer is needed only once the agent reaches into other namespaces.
+fn needs_finalizer(agent: &SocAgent, ctx: &Context, n: &Names) -> bool {
+    agent.spec.scope.namespaces.iter().any(|ns| *ns != n.ns) || managed_namespaces(ctx, n).iter().any(|ns| *ns != n.ns)
+}
+
+pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.with_label_values(&["socagent", err.category()]).inc();
+    warn!(agent = %agent.name_any(), namespace = ?agent.namespace(), error = %err, "reconcile failed");
+    // Conflicts resolve themselves as soon as the cache catches up.
+    let wait = if err.category() == "conflict" { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    Action::requeue(wait)
+}
+
+/// Adds or removes our finalizer with a merge patch guarded by the resourceVersion, so that a
+/// concurrent change of the list is never lost; on a conflict the fresh object is used once.
+async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> Result<()> {
+    let name = agent.name_any();
+    let mut current = agent.clone();
+    for attempt in 0..2 {
+        let mut list: Vec<String> = current.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        if present {
+            list.push(FINALIZER.to_string());
+        }
+        if list.as_slice() == current.finalizers() {
+            return Ok(());
+        }
+        let patch = json!({"metadata": {"finalizers": list, "resourceVersion": current.resource_version()}});
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) && !present => return Ok(()),
+            Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
+                Some(fresh) => current = fresh,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+struct Names {
+    ns: String,
+    name: String,
+    sa: String,
+    secret: String,
+    rbac: String,
+}
+
+impl Names {
+    fn of(agent: &SocAgent) -> Result<Self> {
+        let ns = agent.namespace().ok_or(Error::Unnamed)?;
+        let name = agent.name_any();
+        Ok(Self {
+            sa: credentials::service_account_name(&name),
+            secret: credentials::secret_name(&name),
+            rbac: credentials::rbac_name(&ns, &name),
+            ns,
+            name,
+        })
+    }
+}
+
+fn owner_ref(agent: &SocAgent) -> OwnerReference {
+    OwnerReference {
+        api_version: SocAgent::api_version(&()).to_string(),
+        kind: SocAgent::kind(&()).to_string(),
+        name: agent.name_any(),
+        uid: agent.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+/// Owner references reach only objects in the agent's own namespace; the rest is found by label.
+fn meta(agent: &SocAgent, n: &Names, name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(credentials::labels(&n.ns, &n.name)),
+        owner_references: (namespace == n.ns).then(|| vec![owner_ref(agent)]),
+        ..Default::default()
+    }
+}
+
+fn ours<K: Resource>(obj: &K, n: &Names) -> bool {
+    let Some(labels) = obj.meta().labels.as_ref() else { return false };
+    labels.get(credentials::AGENT_LABEL) == Some(&n.name)
+        && labels.get(credentials::AGENT_NAMESPACE_LABEL) == Some(&n.ns)
+}
+
+async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<Action> {
+    let now = Timestamp::now();
+    let n = Names::of(agent)?;
+    let spec = &agent.spec;
+
+    // Dereference.
+    let actions = plan::wanted_actions(&spec.actions, |name| {
+        ctx.stores
+            .actions
+            .get(&ObjectRef::new(name))
+            .filter(|a| malformed(a.as_ref()).is_none())
+            .map(|a| a.spec.clone())
+    });
+    let policy = ctx.stores.policies.get(&ObjectRef::new(&spec.policy_ref)).filter(|p| malformed(p.as_ref()).is_none());
+    let kill_switch = ctx.stores.kill_switch();
+    let observed_workload = match &spec.workload_ref {
+        Some(w) => Some(workload::fetch(ctx.client.clone(), &n.ns, w).await?),
+        None => None,
+    };
+
+    // Decide.
+    let inputs = Inputs {
+        name: &n.name,
+        namespace: &n.ns,
+        spec,
+        actions: &actions,
+        policy: policy.as_ref().map(|p| &p.spec),
+        delegable: &ctx.delegable,
+        workload_exists: observed_workload.as_ref().map(Option::is_some),
+        malformed: malformed(agent),
+    };
+    let shown = shown_status(agent, ctx);
+    let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
+    let key = (n.ns.clone(), n.name.clone());
+    let (watch, trigger) = monitoring(agent, shown.as_ref(), ctx, &key);
+    let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
+
+    // Apply. Independent writes go out together: a reconcile costs the round trips of its
+    // longest chain (token Secret → TokenRequest → Secret update), not the sum of its writes.
+    let finalizer = async {
+        if !agent.finalizers().iter().any(|f| f == FINALIZER) && needs_finalizer(agent, ctx, &n) {
+            set_finalizer(api, agent, true).await?;
+        }
+        Ok(())
+    };
+    let mut rotated = None;
+    let applied = match (&plan.pause, &plan.roles) {
+        (Some(_), _) => {
+            let since = trigger.as_ref().map(|t| t.received);
+            let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
+            tokio::try_join!(finalizer, contain(ctx, &n, &plan, since, was_paused))?;
+            Applied::default()
+        }
+        (None, Some(roles)) => {
+            let token = async {
+                match &plan.token {
+                    // The token needs the ServiceAccount (granted alongside) and its Secret.
+                    Some(want) => {
+                        let secret = token_secret(agent, ctx, &n).await?;
+                        Ok(Some((secret, want)))
+                    }
+                    None => revoke_secret(ctx, &n).await.map(|_| None),
+                }
+            };
+            let ((), (), secret) = tokio::try_join!(finalizer, grant(agent, ctx, &n, roles), token)?;
+            let token = match secret {
+                Some((secret, want)) => {
+                    let (token, why) = ensure_token(ctx, &n, &secret, want, now).await?;
+                    rotated = why;
+                    token
+                }
+                None => None,
+            };
+            Applied { token }
+        }
+        (None, None) => Applied::default(),
+    };
+    if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
+        workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
+    }
+    match &applied.token {
+        Some(t) => ctx.metrics.credential_expiry.with_label_values(&[&n.ns, &n.name]).set(t.expires_at.as_second()),
+        None => {
+            let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+        }
+    }
+
+    // Report.
+    let previous = shown.as_ref();
+    let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
+    publish_transitions(agent, ctx, previous, &status, &plan, rotated);
+    write_status(agent, ctx, api, previous, &status).await?;
+    if plan.pause == Some(PauseReason::Drift) {
+        ctx.monitor.contained(&key);
+    } else if plan.monitoring.resumed_by.is_some() {
+        ctx.monitor.resumed(&key);
+    }
+    ctx.monitor.reported(&key);
+
+    let mut next = RESYNC;
+    if let Some(t) = &applied.token {
+        let due = t.rotate_at().as_second() - now.as_second();
+        next = next.min(Duration::from_secs(due.max(1) as u64));
+    }
+    if plan.problems.iter().any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND) {
+        // Workloads are not watched (that would cache every Deployment of the cluster).
+        next = next.min(Duration::from_secs(15));
+    }
+    Ok(Action::requeue(next))
+}
+
+/// The tier to enforce (see `promotion`), with the shadow evidence for the next tier while a
+/// promotion is asked for.
+fn tier_decision(
+    agent: &SocAgent,
+    status: Option<&SocAgentStatus>,
+    ctx: &Context,
+    policy: Option<&AutonomyPolicy>,
+    now: Timestamp,
+) -> plan::TierDecision {
+    let ns = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let current = status.and_then(|s| s.effective_tier);
+    let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(now);
+    let shadow = match (current, current.and_then(Tier::next), policy) {
+        (Some(cur), Some(next), Some(p)) if agent.spec.tier > cur => {
+            let history: Vec<promotion::Decided> = ctx
+                .stores
+                .requests
+                .state_filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.agent == name)
+                .iter()
+                .filter_map(|r| {
+                    let s = r.status.as_ref()?;
+                    let risk = ctx.stores.actions.get(&ObjectRef::new(&r.spec.action))?.spec.risk;
+                    Some(promotion::Decided {
+                        tier: s.tier?,
+                        risk,
+                        decision: s.decision?,
+                        decided_at: s.decided_at.as_ref()?.parse().ok()?,
+                    })
+                })
+                .collect();
+            Some(promotion::shadow(&history, cur, next, &p.spec, since))
+        }
+        _ => None,
+    };
+    let approvals = ctx.stores.approvals.state_filter(|a| {
+        a.namespace().as_deref() == Some(ns.as_str()) && a.spec.promotion.as_ref().is_some_and(|p| p.agent == name)
+    });
+    let refs: Vec<&socwarden_api::Approval> = approvals.iter().map(|a| a.as_ref()).collect();
+    let rules = policy.map(|p| p.spec.promotion.clone()).unwrap_or_default();
+    let outcome = promotion::evaluate(&promotion::Inputs {
+        agent,
+        status,
+        key: &ctx.key,
+        rules: &rules,
+        approvals: &refs,
+        shadow: &shadow.clone().unwrap_or_default(),
+        last_drift_pause: None,
+        resumed_at: None,
+        now,
+    });
+    plan::TierDecision { outcome, shadow }
+}
+
+/// Service account, then per namespace a Role and its RoleBinding, then removal of what is no
+/// longer wanted. Roles go before their bindings so a binding never points at a missing Role.
+async fn grant(agent: &SocAgent, ctx: &Context, n: &Names, roles: &BTreeMap<String, Vec<Rule>>) -> Result<()> {
+    let service_account = async {
+        let cached = ctx.stores.service_accounts.get(&ObjectRef::new(&n.sa).within(&n.ns));
+        let ok = cached.as_ref().is_some_and(|sa| {
+            ours(sa.as_ref(), n)
+                && sa.automount_service_account_token == Some(false)
+                && sa.owner_references().len() == 1
+        });
+        if ok {
+            return Ok(());
+        }
+        let sa = ServiceAccount {
+            metadata: meta(agent, n, &n.sa, &n.ns),
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        };
+        create_or_apply(&Api::namespaced(ctx.client.clone(), &n.ns), &n.sa, &sa, cached.is_some()).await
+    };
+    let writes: Vec<_> = roles.iter().map(|(ns, rules)| ensure_namespace(agent, ctx, n, ns, rules)).collect();
+    tokio::try_join!(service_account, all(writes))?;
+
+    // Namespaces that left the scope lose the binding first, so the grant ends at once.
+    let wanted: BTreeSet<&str> = roles.keys().map(String::as_str).collect();
+    let stale: Vec<_> = managed_namespaces(ctx, n)
+        .into_iter()
+        .filter(|ns| !wanted.contains(ns.as_str()))
+        .map(|ns| remove_rbac(ctx, n, ns))
+        .collect();
+    all(stale).await
+}
+
+/// Runs the futures, at most `FAN_OUT` at a time, stopping at the first error.
+async fn all<F: Future<Output = Result<()>>>(futures: Vec<F>) -> Result<()> {
+    stream::iter(futures).buffer_unordered(FAN_OUT).try_collect::<Vec<()>>().await.map(|_| ())
+}
+
+async fn remove_rbac(ctx: &Context, n: &Names, ns: String) -> Result<()> {
+    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await?;
+    delete_gone(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+}
+
+async fn remove_binding(ctx: &Context, n: &Names, ns: String) -> Result<()> {
+    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+}
+
+/// Writes `obj`: a create when the cache has no such object (the cheapest write for the API
+/// server), a server-side apply when it differs; a create that finds the object (the cache was
+/// behind) falls back to the apply.
+async fn create_or_apply<K>(api: &Api<K>, name: &str, obj: &K, cached: bool) -> Result<()>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if !cached {
+        match api.create(&PostParams::default(), obj).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// Every namespace where the caches show a Role or RoleBinding of this agent.
+fn managed_namespaces(ctx: &Context, n: &Names) -> BTreeSet<String> {
+    let mut all = ctx.stores.role_namespaces.namespaces(&n.ns, &n.name);
+    all.extend(ctx.stores.binding_namespaces.namespaces(&n.ns, &n.name));
+    all
+}
+
+fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(agent, n, &n.rbac, ns),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: n.rbac.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: n.sa.clone(),
+            namespace: Some(n.ns.clone()),
+            api_group: None,
+        }]),
+    }
+}
+
+async fn ensure_namespace(agent: &SocAgent, ctx: &Context, n: &Names, ns: &str, rules: &[Rule]) -> Result<()> {
+    let cached = ctx.stores.roles.get(&ObjectRef::new(&n.rbac).within(ns));
+    let role_ok = cached
+        .as_ref()
+        .is_some_and(|r| ours(r.as_ref(), n) && rbac::same_rules(r.rules.as_deref().unwrap_or_default(), rules));
+    if !role_ok {
+        let role = Role {
+            metadata: meta(agent, n, &n.rbac, ns),
+            rules: Some(rules.iter().map(Rule::to_policy_rule).collect()),
+        };
+        create_or_apply(&Api::namespaced(ctx.client.clone(), ns), &n.rbac, &role, cached.is_some()).await?;
+    }
+    let want = binding(agent, n, ns);
+    let cached = ctx.stores.role_bindings.get(&ObjectRef::new(&n.rbac).within(ns));
+    let rb_ok = cached
+        .as_ref()
+        .is_some_and(|rb| ours(rb.as_ref(), n) && rb.role_ref == want.role_ref && rb.subjects == want.subjects);
+    if !rb_ok {
+        create_or_apply(&Api::namespaced(ctx.client.clone(), ns), &n.rbac, &want, cached.is_some()).await?;
+    }
+    Ok(())
+}
+
+/// The token Secret, created empty if missing (a token can only be bound to an existing Secret).
+async fn token_secret(agent: &SocAgent, ctx: &Context, n: &Names) -> Result<Arc<Secret>> {
+    let key = ObjectRef::<Secret>::new(&n.secret).within(&n.ns);
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
+    let secret = match ctx.stores.secrets.get(&key) {
+        Some(s) => s,
+        None => {
+            let empty = Secret {
+                metadata: meta(agent, n, &n.secret, &n.ns),
+                type_: Some(credentials::SECRET_TYPE.into()),
+                ..Default::default()
+            };
+            match api.create(&PostParams::default(), &empty).await {
+                Ok(s) => Arc::new(s),
+                // The cache was behind: it exists already.
+                Err(e) if is_status(&e, 409) => Arc::new(api.get(&n.secret).await?),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if !ours(secret.as_ref(), n) {
+        return Err(Error::NotOurs { kind: "Secret", namespace: n.ns.clone(), name: n.secret.clone() });
+    }
+    Ok(secret)
+}
+
+/// The token the Secret holds: from its annotations, unless the cache still shows the version our
+/// last write replaced, in which case from what we wrote.
+fn held_token(ctx: &Context, secret: &Secret) -> Option<IssuedToken> {
+    let uid = secret.metadata.uid.as_deref()?;
+    let memo = ctx.issued.lock().expect("memo lock").get(uid).cloned();
+    match memo {
+        Some(m) if m.based_on == secret.metadata.resource_version => Some(m.token),
+        _ => IssuedToken::from_annotations(secret.metadata.annotations.as_ref()),
+    }
+}
+
+/// Makes the Secret hold a valid token of the wanted lifetime and audiences. Returns the token
+/// held and, when one was issued, why.
+async fn ensure_token(
+    ctx: &Context,
+    n: &Names,
+    secret: &Secret,
+    want: &TokenPlan,
+    now: Timestamp,
+) -> Result<(Option<IssuedToken>, Option<&'static str>)> {
+    let held = held_token(ctx, secret);
+    let why = match credentials::token_decision(held.as_ref(), &want.spec, now) {
+        TokenDecision::Keep { .. } => return Ok((held, None)),
+        TokenDecision::Issue(why) => why,
+    };
+    let token = issue(ctx, n, secret, want, now).await.inspect_err(|e| {
+        ctx.metrics.token_failures.with_label_values(&[e.category()]).inc();
+    })?;
+    ctx.metrics.tokens_issued.with_label_values(&[why]).inc();
+    info!(reason = why, expires_at = %token.expires_at, "issued token");
+    Ok((Some(token), Some(why)))
+}
+
+async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now: Timestamp) -> Result<IssuedToken> {
+    let uid = secret.metadata.uid.clone().unwrap_or_default();
+    let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns);
+    let request = |audiences: Vec<String>| TokenRequest {
+        metadata: ObjectMeta::default(),
+        spec: Some(TokenRequestSpec {
+            audiences: (!audiences.is_empty()).then_some(audiences),
+            attestations: None,
+            expiration_seconds: Some(want.ttl.as_secs() as i64),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Secret".into()),
+                name: Some(n.secret.clone()),
+                uid: Some(uid.clone()),
+            }),
+        }),
+        status: None,
+    };
+    let audiences = if want.audiences.is_empty() {
+        Vec::new()
+    } else {
+        let api_auds = ctx
+            .api_audiences
+            .get_or_try_init(|| async {
+                let t = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(Vec::new())).await?;
+                let token = t.status.and_then(|s| s.token).unwrap_or_default();
+                Ok::<_, Error>(credentials::jwt_audiences(&token).unwrap_or_default())
+            })
+            .await?;
+        credentials::request_audiences(api_auds, &want.audiences)
+    };
+    let resp = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(audiences)).await?;
+    let status = resp.status.ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
+    let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
+        return Err(Error::TokenResponse(n.sa.clone()));
+    };
+    let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
+    // A merge patch of just the token and its annotations: the Secret already carries our labels
+    // and owner, and a merge patch is far cheaper for the API server than a server-side apply.
+    let data = BTreeMap::from([(credentials::TOKEN_KEY.to_string(), ByteString(token.into_bytes()))]);
+    let patch = json!({"metadata": {"annotations": issued.annotations()}, "data": data});
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
+    api.patch(&n.secret, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.issued
+        .lock()
+        .expect("memo lock")
+        .insert(uid, IssuedMemo { based_on: secret.metadata.resource_version.clone(), token: issued.clone() });
+    Ok(issued)
+}
+
+async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
+    let key = ObjectRef::<Secret>::new(&n.secret).within(&n.ns);
+    if let Some(s) = ctx.stores.secrets.get(&key) {
+        if let Some(uid) = s.metadata.uid.as_deref() {
+            ctx.issued.lock().expect("memo lock").remove(uid);
+        }
+    }
+    delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await
+}
+
+/// Containment: every RoleBinding first (authorization is checked on every request, so the
+/// agent's next call is refused), then the bound Secret (its tokens die), then the workload.
+async fn contain(ctx: &Context, n: &Names, plan: &Plan, triggered: Option<Instant>, was_paused: bool) -> Result<()> {
+    // From the evidence that triggered it (drift), or from this reconcile (manual, kill switch).
+    let started = triggered.unwrap_or_else(Instant::now);
+    let mut namespaces = managed_namespaces(ctx, n);
+    namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
+    namespaces.insert(n.ns.clone());
+    // All at once: containment latency is the slowest single delete, not their sum.
+    let deletes: Vec<_> = namespaces.into_iter().map(|ns| remove_binding(ctx, n, ns)).collect();
+    futures::future::try_join_all(deletes).await?;
+    revoke_secret(ctx, n).await?;
+    if !was_paused || triggered.is_some() {
+        let took = started.elapsed();
+        ctx.metrics.containment_seconds.observe(took.as_secs_f64());
+        if let Some(r) = plan.pause {
+            ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
+            info!(
+                reason = r.as_str(),
+                latency_ms = took.as_secs_f64() * 1000.0,
+                "contained: RoleBindings and token Secret deleted"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What behaviour monitoring says: the model is kept in line with the spec (and seeded from the
+/// status after a restart), a recorded drift pause holds until an approver resumes it.
+fn monitoring(
+    agent: &SocAgent,
+    shown: Option<&SocAgentStatus>,
+    ctx: &Context,
+    key: &crate::monitor::AgentKey,
+) -> (plan::Monitoring, Option<crate::monitor::Trigger>) {
+    let was_paused = shown.and_then(|s| s.phase) == Some(Phase::Paused);
+    ctx.monitor.configure(key, &agent.spec.baseline, was_paused, shown.and_then(|s| s.baseline.as_ref()));
+    let view = ctx.monitor.view(key);
+    let recorded = shown.and_then(|s| s.pause.as_ref());
+    let resumed_by = recorded.filter(|p| p.reason == conditions::reason::DRIFT).and_then(|p| {
+        let approvals = ctx.stores.approvals.state_filter(|a| {
+            a.namespace().as_deref() == Some(key.0.as_str()) && a.spec.resume.as_ref().is_some_and(|r| r.agent == key.1)
+        });
+        let refs: Vec<&socwarden_api::Approval> = approvals.iter().map(|a| a.as_ref()).collect();
+        pause::resume_approver(agent, p, &refs, &ctx.key)
+    });
+    let drift_paused = pause::drift_holds(recorded, view.trigger.is_some(), resumed_by.is_some());
+    let watch = plan::Monitoring { drift_paused, resumed_by, drift: view.drift, baseline: view.baseline };
+    (watch, view.trigger)
+}
+
+/// Removes everything the agent had, in every namespace; the finalizer is released afterwards.
+async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
+    let n = Names::of(agent)?;
+    let mut namespaces = managed_namespaces(ctx, &n);
+    namespaces.extend(agent.spec.scope.namespaces.iter().cloned());
+    namespaces.insert(n.ns.clone());
+    all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
+    revoke_secret(ctx, &n).await?;
+    delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
+    let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
+    ctx.monitor.forget(&(n.ns.clone(), n.name.clone()));
+    ctx.status_written.forget(&agent.uid().unwrap_or_default());
+    info!("removed every object of the agent");
+    Ok(())
+}
+
+/// The status the agent shows: the cache's, unless the cache still shows the version our last
+/// status write was based on, in which case what we wrote (so a second reconcile computes the
+/// same status, with the same transition times, and writes nothing).
+fn shown_status(agent: &SocAgent, ctx: &Context) -> Option<SocAgentStatus> {
+    ctx.status_written.shown(
+        &agent.uid().unwrap_or_default(),
+        agent.meta().resource_version.as_deref(),
+        agent.status.as_ref(),
+    )
+}
+
+/// Writes the status with a JSON merge patch (much cheaper for the API server than an apply on a
+/// custom resource), unless the agent already shows exactly this status.
+async fn write_status(
+    agent: &SocAgent,
+    ctx: &Context,
+    api: &Api<SocAgent>,
+    shown: Option<&SocAgentStatus>,
+    status: &SocAgentStatus,
+) -> Result<()> {
+    if shown == Some(status) {
+        return Ok(());
+    }
+    let written = api
+        .patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
+        .await?;
+    ctx.status_written.wrote(
+        &agent.uid().unwrap_or_default(),
+        agent.meta().resource_version.as_deref(),
+        written.metadata.resource_version.as_deref(),
+        status.clone(),
+    );
+    Ok(())
+}
+
+/// One Event per transition, never per reconcile. Events are published off the reconcile's path;
+/// a failure to publish is logged, not fatal.
+fn publish_transitions(
+    agent: &SocAgent,
+    ctx: &Context,
+    before: Option<&SocAgentStatus>,
+    after: &SocAgentStatus,
+    plan: &Plan,
+    rotated: Option<&'static str>,
+) {
+    let mut events = Vec::new();
+    let ns = agent.namespace().unwrap_or_default();
+    let was = before.and_then(|s| s.phase);
+    let drifting = |s: Option<&SocAgentStatus>| {
+        s.and_then(|s| s.drift.as_ref()).is_some_and(|d| d.state == socwarden_core::behaviour::drift::State::Drifting)
+    };
+    let kinds = |s: Option<&SocAgentStatus>| -> Vec<String> {
+        s.and_then(|s| s.drift.as_ref())
+            .map(|d| d.signals.iter().map(|x| x.signal.clone()).collect())
+            .unwrap_or_default()
+    };
+    let new_kinds: Vec<String> =
+        kinds(Some(after)).into_iter().filter(|k| !kinds(before).contains(k) && k != "silence").collect();
+    if !drifting(Some(after)) && !new_kinds.is_empty() {
+        let d = after.drift.as_ref().expect("signals");
+        let signals: Vec<String> =
+            d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+        let note = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
+        ctx.metrics.drift_detections.with_label_values(&["report"]).inc();
+        ctx.decisions.record(&decisionlog::Entry::new(
+            decisionlog::Phase::Detect,
+            "DriftReported",
+            &ns,
+            &agent.name_any(),
+            note.clone(),
+        ));
+        events.push((EventType::Warning, "DriftReported", note));
+    }
+    if drifting(Some(after)) && !drifting(before) {
+        let d = after.drift.as_ref().expect("drifting");
+        let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
+        let note = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
+        ctx.decisions.record(&decisionlog::Entry::new(
+            decisionlog::Phase::Detect,
+            "DriftDetected",
+            &ns,
+            &agent.name_any(),
+            note.clone(),
+        ));
+        events.push((EventType::Warning, "DriftDetected", note));
+    }
+    let invalid_before =
+        before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
+    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True");
+    if let Some(c) = invalid_after {
+        if invalid_before != Some(&c.message) || was != Some(Phase::Error) {
+            events.push((EventType::Warning, "InvalidSpec", c.message.clone()));
+        }
+    }
+    match (was, after.phase) {
+        (Some(Phase::Paused), Some(Phase::Paused)) => {}
+        (_, Some(Phase::Paused)) => {
+            let c = conditions::find(&after.conditions, conditions::PAUSED);
+            let note = c.map(|c| c.message.clone()).unwrap_or_default();
+            let mut e =
+                decisionlog::Entry::new(decisionlog::Phase::Respond, "Paused", &ns, &agent.name_any(), note.clone());
+            e.policy = c.map(|c| c.reason.clone());
+            ctx.decisions.record(&e);
+            events.push((EventType::Warning, "Paused", note));
+        }
+        (Some(Phase::Paused), _) => {
+            let note = match &plan.monitoring.resumed_by {
+                Some(who) => format!("drift pause lifted by {who}; fresh credentials issued"),
+                None => "fresh credentials issued".to_string(),
+            };
+            let mut e =
+                decisionlog::Entry::new(decisionlog::Phase::Recover, "Resumed", &ns, &agent.name_any(), note.clone());
+            e.approvers = plan.monitoring.resumed_by.iter().cloned().collect();
+            ctx.decisions.record(&e);
+            events.push((EventType::Normal, "Resumed", note));
+        }
+        _ => {}
+    }
+    match rotated {
+        Some("no token issued yet") => events.push((
+            EventType::Normal,
+            "CredentialsIssued",
+            format!("token in Secret {}", credentials::secret_name(&agent.name_any())),
+        )),
+        Some(why) => events.push((EventType::Normal, "TokenRotated", why.to_string())),
+        None => {}
+    }
+    let (was_tier, tier) = (before.and_then(|s| s.effective_tier), after.effective_tier);
+    if let (Some(w), Some(t)) = (was_tier, tier) {
+        if w != t {
+            let (reason, direction) = if t > w { ("Promoted", "up") } else { ("Demoted", "down") };
+            let note = if t > w {
+                format!("effective tier {w} → {t}: every promotion rule holds")
+            } else {
+                format!("effective tier {w} → {t}: spec.tier was lowered")
+            };
+            ctx.metrics.promotions.with_label_values(&[direction]).inc();
+            let ns = agent.namespace().unwrap_or_default();
+            ctx.decisions.record(&decisionlog::Entry::new(
+                decisionlog::Phase::Govern,
+                reason,
+                &ns,
+                &agent.name_any(),
+                note.clone(),
+            ));
+            events.push((EventType::Normal, reason, note));
+        }
+    }
+    let pending_before = before
+        .and_then(|s| conditions::find(&s.conditions, conditions::PROMOTION_PENDING))
+        .filter(|c| c.status == "True");
+    if let Some(c) = conditions::find(&after.conditions, conditions::PROMOTION_PENDING).filter(|c| c.status == "True") {
+        if pending_before.map(|p| &p.message) != Some(&c.message) && pending_before.is_none() {
+            events.push((EventType::Normal, "PromotionPending", c.message.clone()));
+        }
+    }
+    let before_auto = before.map(|s| &s.autonomous_actions);
+    if before_auto.is_some_and(|b| b != &after.autonomous_actions) && plan.pause.is_none() {
+        events.push((
+            EventType::Normal,
+            "GrantsChanged",
+            format!("actions that run without approval: [{}]", after.autonomous_actions.join(", ")),
+        ));
+    }
+    if events.is_empty() {
+        return;
+    }
+    let reference = agent.object_ref(&());
+    let recorder = ctx.recorder.clone();
+    tokio::spawn(async move {
+        for (type_, reason, note) in events {
+            let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                warn!(error = %e, reason, "could not publish event");
+            }
+        }
+    });
+}

@@ -1,0 +1,66 @@
+//! The decision log's writer: each entry (what it says is `socwarden_core::decisionlog`) becomes
+//! one JSON line appended to a file opened in append mode, stamped with the time of writing. Every
+//! line also goes to the structured log under the target `decision`.
+
+use jiff::Timestamp;
+pub use socwarden_core::decisionlog::{Entry, Phase, phase_of};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct DecisionLog {
+    file: Option<Mutex<std::fs::File>>,
+}
+
+impl DecisionLog {
+    /// Appends to `path` (created if missing); without a path, decisions go to the log only.
+    pub fn open(path: Option<&Path>) -> std::io::Result<Self> {
+        let file = match path {
+            Some(p) => Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
+            None => None,
+        };
+        Ok(Self { file })
+    }
+
+    /// Appends `e`, stamped with the time of writing.
+    pub fn record(&self, e: &Entry) {
+        let mut e = e.clone();
+        e.time = Timestamp::now().to_string();
+        let line = serde_json::to_string(&e).unwrap_or_default();
+        tracing::info!(target: "decision", "{line}");
+        if let Some(f) = &self.file {
+            let mut f = f.lock().expect("decision log lock");
+            // One write call per line, so concurrent writers never interleave within a line.
+            if let Err(err) = f.write_all(format!("{line}\n").as_bytes()) {
+                tracing::error!(error = %err, "could not append to the decision log");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_one_json_line_per_decision() {
+        let dir = std::env::temp_dir().join(format!("socwarden-dlog-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        {
+            let log = DecisionLog::open(Some(&dir)).unwrap();
+            log.record(&Entry::new(Phase::Respond, "Approved", "ns", "bot", "approved by a"));
+        }
+        {
+            let log = DecisionLog::open(Some(&dir)).unwrap();
+            log.record(&Entry::new(phase_of("Recommended"), "Recommended", "ns", "bot", "observe"));
+        }
+        let text = std::fs::read_to_string(&dir).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["decision"], "Approved");
+        assert_eq!(lines[0]["phase"], "Respond");
+        assert_eq!(lines[1]["phase"], "Detect");
+        let _ = std::fs::remove_file(&dir);
+    }
+}

@@ -1,0 +1,247 @@
+//! Carrying out an approved action exactly as approved: a rendered manifest applied with
+//! server-side apply (idempotent: applying it again changes nothing), or a signed HTTP call that
+//! carries the request's UID as its idempotency key. Rollback deletes what a manifest applied.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::Scope;
+use kube::{Client, ResourceExt};
+use socwarden_api::{ActionRequest, AppliedObject, HttpExecution, SocActionSpec};
+use socwarden_core::admission::params;
+use socwarden_core::admission::signature;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const FIELD_MANAGER: &str = "soc-warden-action";
+pub const REQUEST_LABEL: &str = "socwarden.io/action-request";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("HTTP call failed: {0}")]
+    Http(String),
+}
+
+/// Resolved kinds, so that each execution costs only its writes.
+#[derive(Default)]
+pub struct Discovery(Mutex<HashMap<GroupVersionKind, (ApiResource, Scope)>>);
+
+impl Discovery {
+    async fn resolve(&self, client: &Client, gvk: &GroupVersionKind) -> Result<(ApiResource, Scope), Error> {
+        if let Some(hit) = self.0.lock().expect("discovery lock").get(gvk).cloned() {
+            return Ok(hit);
+        }
+        let (ar, caps) = kube::discovery::pinned_kind(client, gvk).await?;
+        let hit = (ar, caps.scope);
+        self.0.lock().expect("discovery lock").insert(gvk.clone(), hit.clone());
+        Ok(hit)
+    }
+}
+
+fn gvk_of(obj: &serde_json::Value) -> Result<GroupVersionKind, Error> {
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::Invalid("manifest without apiVersion".into()))?;
+    let kind =
+        obj.get("kind").and_then(|v| v.as_str()).ok_or_else(|| Error::Invalid("manifest without kind".into()))?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    Ok(GroupVersionKind::gvk(group, version, kind))
+}
+
+/// Renders and checks the objects of a manifest execution: namespaced only, in the target's
+/// namespace (which the gate has checked is in scope), labelled with the request.
+pub fn objects(template: &str, req: &ActionRequest) -> Result<Vec<serde_json::Value>, Error> {
+    let ns = req.spec.target.namespace.clone().ok_or_else(|| {
+        Error::Invalid("a manifest execution needs a target with a namespace (the objects are applied there)".into())
+    })?;
+    let mut docs =
+        params::render(template, &req.spec.parameters, &req.spec.target, &req.name_any()).map_err(Error::Invalid)?;
+    for d in &mut docs {
+        let meta = d
+            .get_mut("metadata")
+            .and_then(|m| m.as_object_mut())
+            .ok_or_else(|| Error::Invalid("manifest object without metadata".into()))?;
+        match meta.get("namespace").and_then(|n| n.as_str()) {
+            Some(n) if n != ns => {
+                return Err(Error::Invalid(format!("the manifest names namespace {n}, but the target is in {ns}")));
+            }
+            _ => {}
+        }
+        meta.insert("namespace".into(), ns.clone().into());
+        if meta.get("name").and_then(|n| n.as_str()).is_none_or(str::is_empty) {
+            return Err(Error::Invalid("manifest object without metadata.name".into()));
+        }
+        let labels = meta.entry("labels").or_insert_with(|| serde_json::json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(REQUEST_LABEL.into(), req.uid().unwrap_or_default().into());
+        }
+    }
+    Ok(docs)
+}
+
+/// Applies the manifest; returns what was applied.
+pub async fn apply_manifest(
+    client: &Client,
+    disco: &Discovery,
+    template: &str,
+    req: &ActionRequest,
+) -> Result<Vec<AppliedObject>, Error> {
+    let mut applied = Vec::new();
+    for obj in objects(template, req)? {
+        let gvk = gvk_of(&obj)?;
+        let (ar, scope) = disco.resolve(client, &gvk).await?;
+        if scope != Scope::Namespaced {
+            return Err(Error::Invalid(format!(
+                "{} is cluster-scoped; executions only create namespaced objects",
+                gvk.kind
+            )));
+        }
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?;
+        applied.push(AppliedObject { api_version: ar.api_version.clone(), kind: ar.kind.clone(), namespace: ns, name });
+    }
+    Ok(applied)
+}
+
+/// Deletes what an execution applied (already gone is fine).
+pub async fn rollback(client: &Client, disco: &Discovery, applied: &[AppliedObject]) -> Result<(), Error> {
+    for o in applied {
+        let (group, version) = o.api_version.split_once('/').unwrap_or(("", &o.api_version));
+        let (ar, _) = disco.resolve(client, &GroupVersionKind::gvk(group, version, &o.kind)).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
+        match api.delete(&o.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The JSON body of an HTTP execution.
+pub fn http_body(req: &ActionRequest, action: &SocActionSpec, approvers: &[String]) -> Vec<u8> {
+    let body = serde_json::json!({
+        "request": {"namespace": req.namespace(), "name": req.name_any(), "uid": req.uid()},
+        "agent": req.spec.agent,
+        "action": req.spec.action,
+        "risk": action.risk,
+        "parameters": req.spec.parameters,
+        "target": req.spec.target,
+        "justification": req.spec.justification,
+        "approvers": approvers,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// `sha256=<hex HMAC-SHA256 of the body>`, as sent in `X-SOC-Warden-Signature`.
+pub fn http_signature(key: &[u8], body: &[u8]) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    format!("sha256={}", signature::hex(ring::hmac::sign(&k, body).as_ref()))
+}
+
+/// POSTs the signed body; returns the HTTP status on a 2xx answer.
+pub async fn call(http: &HttpExecution, key: &[u8], idempotency_key: &str, body: Vec<u8>) -> Result<u16, Error> {
+    let uri: hyper::Uri = http.url.parse().map_err(|e| Error::Invalid(format!("execution.http.url: {e}")))?;
+    let request = hyper::Request::post(uri.clone())
+        .header("content-type", "application/json")
+        .header("x-soc-warden-signature", http_signature(key, &body))
+        .header("idempotency-key", idempotency_key)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Error::Http(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = &http.ca_bundle {
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots
+                .add(c.map_err(|e| Error::Invalid(format!("caBundle: {e}")))?)
+                .map_err(|e| Error::Invalid(format!("caBundle: {e}")))?;
+        }
+    }
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Http(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let timeout = Duration::from_secs(u64::from(http.timeout_seconds.unwrap_or(10)));
+    let resp = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| Error::Http(format!("no answer from {uri} within {timeout:?}")))?
+        .map_err(|e| Error::Http(format!("{uri}: {e}")))?;
+    let status = resp.status().as_u16();
+    if !resp.status().is_success() {
+        let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Err(Error::Http(format!(
+            "{uri} answered {status}: {}",
+            String::from_utf8_lossy(&text).chars().take(200).collect::<String>()
+        )));
+    }
+    Ok(status)
+}
+
+/// The key for an HTTP execution, read from its Secret in the operator's namespace.
+pub async fn http_key(client: &Client, namespace: &str, http: &HttpExecution) -> Result<Vec<u8>, Error> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+    let s = api.get(&http.secret_ref.name).await?;
+    s.data
+        .and_then(|d| d.get(&http.secret_ref.key).map(|b| b.0.clone()))
+        .ok_or_else(|| Error::Invalid(format!("Secret {} has no key {}", http.secret_ref.name, http.secret_ref.key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_api::{ActionRequestSpec, Target};
+
+    fn req(ns: Option<&str>) -> ActionRequest {
+        let mut r = ActionRequest::new(
+            "r1",
+            ActionRequestSpec {
+                agent: "bot".into(),
+                action: "isolate".into(),
+                parameters: [("pod".to_string(), serde_json::json!("web-1"))].into(),
+                target: Target { kind: "Pod".into(), name: "web-1".into(), namespace: ns.map(String::from) },
+                justification: String::new(),
+                requester: String::new(),
+                requester_groups: vec![],
+                nonce: String::new(),
+                signature: String::new(),
+            },
+        );
+        r.metadata.uid = Some("uid-1".into());
+        r
+    }
+
+    const TPL: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"isolate-${pod}\"}\nspec: {podSelector: {matchLabels: {app: \"${pod}\"}}, policyTypes: [Ingress]}\n";
+
+    #[test]
+    fn objects_land_in_the_target_namespace_labelled_with_the_request() {
+        let o = objects(TPL, &req(Some("web"))).unwrap();
+        assert_eq!(o[0]["metadata"]["namespace"], "web");
+        assert_eq!(o[0]["metadata"]["name"], "isolate-web-1");
+        assert_eq!(o[0]["metadata"]["labels"][REQUEST_LABEL], "uid-1");
+        assert!(objects(TPL, &req(None)).is_err());
+        let elsewhere =
+            TPL.replace("metadata: {name: \"isolate-${pod}\"}", "metadata: {name: x, namespace: kube-system}");
+        assert!(objects(&elsewhere, &req(Some("web"))).unwrap_err().to_string().contains("kube-system"));
+    }
+
+    #[test]
+    fn http_signature_is_hmac_of_the_body() {
+        let sig = http_signature(b"k", b"{}");
+        assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64);
+        assert_ne!(sig, http_signature(b"k", b"{ }"));
+    }
+}

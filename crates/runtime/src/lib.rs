@@ -1,0 +1,32 @@
+//! SOC Warden's runtime: everything that talks to Kubernetes, the network or the clock. Every
+//! decision it applies is made by `socwarden_core` (types in `socwarden_api`); the reconcilers read
+//! top-down as dereference (client) → decide (core) → apply (client) → status.
+//!
+//! Where each thing is done:
+//! - `controller::agent`, `controller::catalog`, `controller::request`: the reconcilers.
+//! - `k8s`: the shared Kubernetes plumbing (finalizer, status write with memo, Events, error
+//!   categories).
+//! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals).
+//! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
+//! - `monitor`: the behaviour models in memory, waking agents that must be contained.
+//! - `workload`: stopping and restarting the workload of a paused agent.
+//! - `decisionlog`: writing the append-only decision log.
+//! - `leader`: leader election on a Lease (only the leader reconciles).
+//! - `tls`: the webhook's certificate and the signing key; `webhook_config`: registering it.
+//! - `watch`, `index`, `context`, `metrics`, `server`, `run`, `crdgen`: plumbing.
+
+pub mod context;
+pub mod controller;
+pub mod crdgen;
+pub mod decisionlog;
+pub mod execute;
+pub mod index;
+pub mod leader;
+pub mod metrics;
+pub mod monitor;
+pub mod run;
+pub mod server;
+pub mod tls;
+pub mod watch;
+pub mod webhook;
+pub mod workload;

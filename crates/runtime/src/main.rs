@@ -1,0 +1,207 @@
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use soc_warden::crdgen;
+use soc_warden::run;
+use soc_warden::tls::Endpoint;
+use socwarden_core::agent::rbac;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// SOC Warden: keeps the AI agents of a Security Operations Center inside the autonomy they were granted.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
+enum Command {
+    /// Run the operator against the cluster of KUBECONFIG (or the in-cluster service account).
+    Run {
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, env = "WARDEN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+        metrics_addr: SocketAddr,
+        /// YAML list of the RBAC rules the operator may delegate to agents (default: the built-in list).
+        #[arg(long, env = "WARDEN_DELEGABLE")]
+        delegable: Option<PathBuf>,
+        /// How many agents are reconciled at once.
+        #[arg(long, env = "WARDEN_CONCURRENCY", default_value_t = 32)]
+        concurrency: u16,
+        /// Log format.
+        #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// The operator's namespace, where it keeps its signing key and webhook certificate.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "soc-warden-system")]
+        namespace: String,
+        /// Address the admission webhook listens on (TLS).
+        #[arg(long, env = "WARDEN_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+        webhook_addr: SocketAddr,
+        /// URL the API server uses to reach the webhook, e.g. https://127.0.0.1:9443 for a local
+        /// operator. Registers the webhook configurations.
+        #[arg(long, env = "WARDEN_WEBHOOK_URL", conflicts_with = "webhook_service")]
+        webhook_url: Option<String>,
+        /// The Service in front of the operator, as namespace/name:port. Registers the webhook
+        /// configurations.
+        #[arg(long, env = "WARDEN_WEBHOOK_SERVICE")]
+        webhook_service: Option<String>,
+        /// A directory with tls.crt, tls.key and ca.crt for the webhook (default: generated and
+        /// kept in the Secret socwarden-webhook-tls).
+        #[arg(long, env = "WARDEN_WEBHOOK_CERT_DIR")]
+        webhook_cert_dir: Option<PathBuf>,
+        /// How often the webhook configurations are written again (undoing deletions or edits).
+        #[arg(long, env = "WARDEN_WEBHOOK_REPAIR_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+        webhook_repair_interval: std::time::Duration,
+        /// Address of the audit sink (TLS; the API server's audit webhook posts to /audit).
+        #[arg(long, env = "WARDEN_AUDIT_ADDR")]
+        audit_addr: Option<SocketAddr>,
+        /// File holding the bearer token the API server presents to the audit sink (required with --audit-addr).
+        #[arg(long, env = "WARDEN_AUDIT_TOKEN_FILE", requires = "audit_addr")]
+        audit_token_file: Option<PathBuf>,
+        /// Take part in leader election (a Lease in --namespace): only the leader reconciles.
+        #[arg(long, env = "WARDEN_LEADER_ELECT")]
+        leader_elect: bool,
+        /// This replica's name in the lease (default: POD_NAME, or host name and process id).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// How long a lease holds without renewal.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease_duration: std::time::Duration,
+        /// Append every decision as a JSON line to this file (always also logged under target `decision`).
+        #[arg(long, env = "WARDEN_DECISION_LOG")]
+        decision_log: Option<PathBuf>,
+    },
+    /// Write the CRD manifests (one file per CRD) into directories (the repository's and the
+    /// chart's by default), or print them with `-`.
+    Crdgen {
+        #[arg(default_values = ["crds", "charts/soc-warden/crds"])]
+        out: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    socwarden_api::duration::parse(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 5m)"))
+}
+
+/// `namespace/name:port`
+fn parse_service(s: &str) -> anyhow::Result<Endpoint> {
+    let bad = || anyhow::anyhow!("--webhook-service {s:?}: expected namespace/name:port");
+    let (ns, rest) = s.split_once('/').ok_or_else(bad)?;
+    let (name, port) = rest.split_once(':').ok_or_else(bad)?;
+    Ok(Endpoint::Service { namespace: ns.into(), name: name.into(), port: port.parse().map_err(|_| bad())? })
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crdgen { out } => {
+            for out in out {
+                for (file, yaml) in crdgen::manifests() {
+                    if out.as_os_str() == "-" {
+                        print!("---\n{yaml}");
+                    } else {
+                        std::fs::create_dir_all(&out)?;
+                        std::fs::write(out.join(file), yaml).with_context(|| format!("writing {file}"))?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Run {
+            metrics_addr,
+            delegable,
+            concurrency,
+            log_format,
+            namespace,
+            webhook_addr,
+            webhook_url,
+            webhook_service,
+            webhook_cert_dir,
+            webhook_repair_interval,
+            decision_log,
+            audit_addr,
+            audit_token_file,
+            leader_elect,
+            identity,
+            lease_duration,
+        } => {
+            init_logs(log_format);
+            let yaml = match &delegable {
+                Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                None => rbac::DEFAULT_DELEGABLE.to_string(),
+            };
+            let delegable = rbac::parse_delegable(&yaml).map_err(anyhow::Error::msg)?;
+            let endpoint = match (webhook_url, webhook_service) {
+                (Some(u), _) => Some(Endpoint::Url(u)),
+                (None, Some(s)) => Some(parse_service(&s)?),
+                (None, None) => None,
+            };
+            let webhook = endpoint.map(|endpoint| run::WebhookOptions {
+                addr: webhook_addr,
+                endpoint,
+                cert_dir: webhook_cert_dir,
+                repair_interval: webhook_repair_interval,
+            });
+            let audit = match (audit_addr, audit_token_file) {
+                (Some(addr), Some(f)) => {
+                    let token = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                    let token = token.trim().to_string();
+                    anyhow::ensure!(
+                        token.len() >= 16,
+                        "the audit token in {} is shorter than 16 characters",
+                        f.display()
+                    );
+                    Some((addr, token))
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "--audit-addr needs --audit-token-file: the sink only accepts an authenticated API server"
+                ),
+                _ => None,
+            };
+            let leader = leader_elect.then(|| soc_warden::leader::Config {
+                namespace: namespace.clone(),
+                identity: identity.unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                }),
+                duration: lease_duration,
+            });
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(async {
+                let client =
+                    kube::Client::try_default().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
+                run::run(
+                    client,
+                    run::Options {
+                        metrics_addr,
+                        delegable,
+                        concurrency,
+                        namespace,
+                        webhook,
+                        decision_log,
+                        audit,
+                        leader,
+                    },
+                )
+                .await
+            })
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Prometheus metrics, in a registry owned by the operator. Error labels are small fixed
+//! categories, never messages.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use socwarden_api::{Phase, SocAgent, Tier};
+use std::collections::HashMap;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconcile_duration: HistogramVec,
+    pub reconcile_errors: IntCounterVec,
+    pub agents: IntGaugeVec,
+    pub tokens_issued: IntCounterVec,
+    pub token_failures: IntCounterVec,
+    pub credential_expiry: IntGaugeVec,
+    pub pauses: IntCounterVec,
+    pub containment_seconds: Histogram,
+    pub kill_switch: IntGauge,
+    pub malformed_objects: IntCounterVec,
+    pub action_requests: IntCounterVec,
+    pub approval_latency: Histogram,
+    pub executions: IntCounterVec,
+    pub pending_approvals: IntGauge,
+    pub oldest_pending_seconds: prometheus::Gauge,
+    pub webhook_duration: HistogramVec,
+    pub promotions: IntCounterVec,
+    pub drift_score: prometheus::GaugeVec,
+    pub agent_paused: IntGaugeVec,
+    pub drift_detections: IntCounterVec,
+    pub audit_events: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("socwarden".into()), None).expect("valid prefix");
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new("reconcile_duration_seconds", "Time spent in one reconcile")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["controller"],
+        )
+        .unwrap();
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new("reconcile_errors_total", "Failed reconciles by controller and error category"),
+            &["controller", "category"],
+        )
+        .unwrap();
+        let agents =
+            IntGaugeVec::new(Opts::new("agents", "SocAgents by effective tier and phase"), &["tier", "phase"]).unwrap();
+        let tokens_issued =
+            IntCounterVec::new(Opts::new("tokens_issued_total", "Agent tokens issued, by reason"), &["reason"])
+                .unwrap();
+        let token_failures = IntCounterVec::new(
+            Opts::new("token_rotation_failures_total", "Failed attempts to issue or rotate an agent token"),
+            &["category"],
+        )
+        .unwrap();
+        let credential_expiry = IntGaugeVec::new(
+            Opts::new("credential_expiry_timestamp_seconds", "When each agent's current token expires (Unix time)"),
+            &["namespace", "agent"],
+        )
+        .unwrap();
+        let pauses = IntCounterVec::new(Opts::new("pauses_total", "Agents paused, by reason"), &["reason"]).unwrap();
+        let containment_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "containment_duration_seconds",
+                "From the reconcile that saw a pause to RoleBindings and token Secret deleted",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .unwrap();
+        let kill_switch =
+            IntGauge::new("kill_switch_active", "1 while an AutonomyPolicy has killSwitch: true").unwrap();
+        let malformed_objects = IntCounterVec::new(
+            Opts::new("malformed_objects_total", "Objects that could not be decoded and were skipped"),
+            &["kind"],
+        )
+        .unwrap();
+        let action_requests = IntCounterVec::new(
+            Opts::new("action_requests_total", "ActionRequests decided, by action and decision"),
+            &["action", "decision"],
+        )
+        .unwrap();
+        let approval_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "approval_latency_seconds",
+                "From an ActionRequest's creation to its approval or denial",
+            )
+            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0]),
+        )
+        .unwrap();
+        let executions = IntCounterVec::new(
+            Opts::new(
+                "executions_total",
+                "Executions of approved actions, by result (Executed, ExecutionFailed, RolledBack)",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        let pending_approvals = IntGauge::new("pending_approvals", "ActionRequests waiting for approval").unwrap();
+        let oldest_pending_seconds = prometheus::Gauge::new(
+            "oldest_pending_approval_age_seconds",
+            "Age of the oldest ActionRequest waiting for approval",
+        )
+        .unwrap();
+        let webhook_duration = HistogramVec::new(
+            HistogramOpts::new("webhook_duration_seconds", "Time to answer one admission review")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]),
+            &["path", "allowed"],
+        )
+        .unwrap();
+        let promotions =
+            IntCounterVec::new(Opts::new("tier_changes_total", "Effective tier changes, by direction"), &["direction"])
+                .unwrap();
+        let drift_score = prometheus::GaugeVec::new(
+            Opts::new("drift_score", "Latest drift score of each agent, in [0, 1]"),
+            &["namespace", "agent"],
+        )
+        .unwrap();
+        let drift_detections = IntCounterVec::new(
+            Opts::new("drift_detections_total", "Drift assessments that reached the threshold, by what followed"),
+            &["outcome"],
+        )
+        .unwrap();
+        let audit_events = IntCounterVec::new(
+            Opts::new(
+                "audit_events_total",
+                "Audit events received by the sink: kept (an agent's), dropped, or in malformed payloads",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        let agent_paused = IntGaugeVec::new(
+            Opts::new("agent_paused", "1 for each paused agent, with the reason (only paused agents have a series)"),
+            &["namespace", "agent", "reason"],
+        )
+        .unwrap();
+        for c in [
+            Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(agent_paused.clone()),
+            Box::new(drift_detections.clone()),
+            Box::new(audit_events.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        for c in [
+            Box::new(action_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(approval_latency.clone()),
+            Box::new(executions.clone()),
+            Box::new(pending_approvals.clone()),
+            Box::new(oldest_pending_seconds.clone()),
+            Box::new(webhook_duration.clone()),
+            Box::new(promotions.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        for c in [
+            Box::new(reconcile_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_errors.clone()),
+            Box::new(agents.clone()),
+            Box::new(tokens_issued.clone()),
+            Box::new(token_failures.clone()),
+            Box::new(credential_expiry.clone()),
+            Box::new(pauses.clone()),
+            Box::new(containment_seconds.clone()),
+            Box::new(kill_switch.clone()),
+            Box::new(malformed_objects.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Self {
+            registry,
+            reconcile_duration,
+            reconcile_errors,
+            agents,
+            tokens_issued,
+            token_failures,
+            credential_expiry,
+            pauses,
+            containment_seconds,
+            kill_switch,
+            malformed_objects,
+            action_requests,
+            approval_latency,
+            executions,
+            pending_approvals,
+            oldest_pending_seconds,
+            webhook_duration,
+            promotions,
+            drift_score,
+            agent_paused,
+            drift_detections,
+            audit_events,
+        }
+    }
+
+    /// Recomputes the approval backlog from the requests the operator sees.
+    pub fn refresh_requests(&self, requests: &[std::sync::Arc<socwarden_api::ActionRequest>], now: jiff::Timestamp) {
+        let pending: Vec<_> = requests
+            .iter()
+            .filter(|r| r.status.as_ref().and_then(|s| s.decision) == Some(socwarden_api::Decision::Pending))
+            .collect();
+        self.pending_approvals.set(pending.len() as i64);
+        let oldest = pending
+            .iter()
+            .filter_map(|r| r.metadata.creation_timestamp.as_ref())
+            .map(|t| now.duration_since(t.0).as_secs_f64())
+            .fold(0.0_f64, f64::max);
+        self.oldest_pending_seconds.set(oldest);
+    }
+
+    /// Recomputes the per-state gauges from the agents the operator sees (at scrape time, so they
+    /// can never drift from the truth).
+    pub fn refresh(&self, agents: &[std::sync::Arc<SocAgent>]) {
+        let mut counts: HashMap<(Tier, Phase), i64> = HashMap::new();
+        self.agent_paused.reset();
+        for a in agents {
+            if let Some(p) = a.status.as_ref().and_then(|s| s.pause.as_ref()) {
+                let (ns, name) =
+                    (a.metadata.namespace.as_deref().unwrap_or(""), a.metadata.name.as_deref().unwrap_or(""));
+                self.agent_paused.with_label_values(&[ns, name, &p.reason]).set(1);
+            }
+            let s = a.status.as_ref();
+            let tier = s.and_then(|s| s.effective_tier).unwrap_or(a.spec.tier);
+            let phase = s.and_then(|s| s.phase).unwrap_or(Phase::Pending);
+            *counts.entry((tier, phase)).or_default() += 1;
+        }
+        for tier in Tier::ALL {
+            for phase in [Phase::Pending, Phase::Active, Phase::Paused, Phase::Error] {
+                let n = counts.get(&(tier, phase)).copied().unwrap_or(0);
+                self.agents.with_label_values(&[tier.as_str(), phase.as_str()]).set(n);
+            }
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        String::from_utf8(buf).expect("utf-8 metrics")
+    }
+}

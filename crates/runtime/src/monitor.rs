@@ -1,0 +1,314 @@
+//! Keeps one behaviour model per agent in memory, feeds it the observations from the audit sink
+//! and the action gate, and wakes the agent's reconcile when it must act (contain), report (a
+//! change of assessment) or persist (the learned baseline). The judgement itself is `drift`.
+
+use jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+use socwarden_api::{BaselineSpec, BaselineStatus, DriftStatus, OnDrift, SocAgent};
+use socwarden_core::behaviour::drift::{self, Assessment, Model, Observation, Verdict};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub use socwarden_core::admission::identity::AgentKey;
+
+/// A decision to contain, waiting for the agent's reconcile to carry it out.
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    /// When the evidence arrived (for the containment latency).
+    pub received: Instant,
+    pub assessment: Assessment,
+}
+
+struct Entry {
+    model: Model,
+    learning: Duration,
+    sensitivity: drift::Sensitivity,
+    pause_on_drift: bool,
+    /// Paused for any reason: nothing is judged (its calls are refused by design).
+    paused: bool,
+    shown: Option<(Assessment, Timestamp)>,
+    trigger: Option<Trigger>,
+    checkpoint: Option<(drift::Baseline, Timestamp)>,
+    last_wake: Option<Instant>,
+    /// Something worth reporting has not reached the status yet (the wake was held back).
+    dirty: bool,
+    /// Signals below the threshold, kept until the status has shown them (the window moves on).
+    report: Option<(Assessment, Timestamp)>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Self {
+            model: Model::default(),
+            learning: Duration::from_secs(24 * 3600),
+            sensitivity: Default::default(),
+            pause_on_drift: true,
+            paused: false,
+            shown: None,
+            trigger: None,
+            checkpoint: None,
+            last_wake: None,
+            dirty: false,
+            report: None,
+        }
+    }
+}
+
+/// What the reconcile of one agent needs from the monitor.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub drift: Option<DriftStatus>,
+    pub baseline: Option<BaselineStatus>,
+    pub trigger: Option<Trigger>,
+}
+
+pub struct Monitor {
+    entries: Mutex<HashMap<AgentKey, Entry>>,
+    /// Wakes go out only on the leader (a standby keeps its models warm and quiet).
+    active: std::sync::atomic::AtomicBool,
+    wake: mpsc::UnboundedSender<ObjectRef<SocAgent>>,
+    metrics: crate::metrics::Metrics,
+}
+
+/// How often an unchanged assessment is refreshed in the status at most.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// The least time between two wakes of one agent for reporting (containment is never delayed).
+const WAKE_GAP: Duration = Duration::from_secs(5);
+
+impl Monitor {
+    pub fn new(metrics: crate::metrics::Metrics) -> (Self, mpsc::UnboundedReceiver<ObjectRef<SocAgent>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let active = std::sync::atomic::AtomicBool::new(true);
+        (Self { entries: Mutex::new(HashMap::new()), active, wake: tx, metrics }, rx)
+    }
+
+    /// Brings the model in line with the agent's spec and, on first sight (e.g. after a restart),
+    /// with the baseline its status kept.
+    pub fn configure(&self, key: &AgentKey, spec: &BaselineSpec, paused: bool, kept: Option<&BaselineStatus>) {
+        let mut entries = self.entries.lock().expect("monitor lock");
+        let e = entries.entry(key.clone()).or_insert_with(Entry::new);
+        e.learning = socwarden_api::duration::parse(&spec.learning_period).unwrap_or(Duration::from_secs(24 * 3600));
+        e.sensitivity = spec.sensitivity;
+        e.pause_on_drift = spec.on_drift == OnDrift::Pause;
+        e.paused = paused;
+        if let Some(k) = kept {
+            if e.model.since.is_none() {
+                e.model.since = k.since.parse().ok();
+                e.model.learned_at = k.learned_at.as_deref().and_then(|t| t.parse().ok());
+                e.model.baseline = k.counts.clone();
+                e.checkpoint = e.model.since.map(|s| (k.counts.clone(), s));
+            }
+        }
+    }
+
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn send(&self, key: &AgentKey) {
+        if self.active.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
+        }
+    }
+
+    pub fn forget(&self, key: &AgentKey) {
+        self.entries.lock().expect("monitor lock").remove(key);
+        let _ = self.metrics.drift_score.remove_label_values(&[&key.0, &key.1]);
+    }
+
+    /// Takes observations for several agents (one audit batch) and judges each agent once.
+    pub fn observe(&self, batch: Vec<(AgentKey, Observation)>, received: Instant, now: Timestamp) {
+        let mut entries = self.entries.lock().expect("monitor lock");
+        let mut touched: Vec<AgentKey> = Vec::new();
+        for (key, o) in batch {
+            let e = entries.entry(key.clone()).or_insert_with(Entry::new);
+            if e.paused {
+                continue;
+            }
+            e.model.observe(o, e.learning);
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+        for key in touched {
+            if let Some(e) = entries.get_mut(&key) {
+                self.judge(&key, e, received, now);
+            }
+        }
+    }
+
+    /// Moves every window on, closes learning periods, notices silence.
+    pub fn tick(&self, now: Timestamp) {
+        let mut entries = self.entries.lock().expect("monitor lock");
+        let received = Instant::now();
+        for (key, e) in entries.iter_mut() {
+            if !e.paused {
+                self.judge(key, e, received, now);
+            }
+        }
+    }
+
+    fn judge(&self, key: &AgentKey, e: &mut Entry, received: Instant, now: Timestamp) {
+        let was_learning = e.model.learned_at.is_none();
+        e.model.advance(now, e.learning);
+        let mut a = e.model.assess(now, e.learning);
+        if a.state == drift::State::Normal && a.score >= e.sensitivity.threshold() {
+            a.state = drift::State::Drifting;
+        }
+        self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
+        let verdict = drift::decide(&a, e.sensitivity, e.pause_on_drift);
+        let mut wake = false;
+        if verdict == Verdict::Pause && e.trigger.is_none() {
+            e.trigger = Some(Trigger { received, assessment: a.clone() });
+            self.metrics.drift_detections.with_label_values(&["pause"]).inc();
+            self.send(key);
+            e.last_wake = Some(Instant::now());
+        }
+        if verdict == Verdict::Report && a.state != drift::State::Drifting {
+            let new = e.report.as_ref().or(e.shown.as_ref()).is_none_or(|(s, _)| signal_names(s) != signal_names(&a));
+            if new && !a.signals.is_empty() {
+                e.report = Some((a.clone(), now));
+                self.send(key);
+                e.last_wake = Some(Instant::now());
+            }
+        }
+        let changed = match &e.shown {
+            None => true,
+            Some((s, at)) => {
+                s.state != a.state
+                    || (s.score - a.score).abs() >= 0.05
+                    || signal_names(s) != signal_names(&a)
+                    || now.duration_since(*at).as_secs_f64() >= REPORT_EVERY.as_secs_f64()
+            }
+        };
+        if changed {
+            e.shown = Some((a, now));
+            wake = true;
+        }
+        // Persist the baseline when learning ends, and now and then while it goes on.
+        let every = (e.learning / 10).max(Duration::from_secs(30));
+        let due = match &e.checkpoint {
+            None => e.model.since.is_some(),
+            Some((_, at)) => now.duration_since(*at).as_secs_f64() >= every.as_secs_f64(),
+        };
+        if (was_learning && e.model.learned_at.is_some()) || (e.model.learned_at.is_none() && due) {
+            e.checkpoint = Some((e.model.baseline.clone(), now));
+            wake = true;
+        }
+        e.dirty |= wake;
+        if e.dirty && e.last_wake.is_none_or(|w| w.elapsed() >= WAKE_GAP) {
+            e.last_wake = Some(Instant::now());
+            e.dirty = false;
+            self.send(key);
+        }
+    }
+
+    pub fn view(&self, key: &AgentKey) -> View {
+        let entries = self.entries.lock().expect("monitor lock");
+        let Some(e) = entries.get(key) else { return View::default() };
+        let threshold = e.sensitivity.threshold();
+        View {
+            drift: e.report.as_ref().or(e.shown.as_ref()).map(|(a, at)| DriftStatus {
+                state: a.state,
+                score: a.score,
+                threshold,
+                signals: a.signals.clone(),
+                evaluated_at: at.to_string(),
+            }),
+            baseline: e.model.since.map(|since| BaselineStatus {
+                since: since.to_string(),
+                learned_at: e.model.learned_at.map(|t| t.to_string()),
+                counts: e.checkpoint.as_ref().map(|(b, _)| b.clone()).unwrap_or_default(),
+            }),
+            trigger: e.trigger.clone(),
+        }
+    }
+
+    /// The status showed the reported signals.
+    pub fn reported(&self, key: &AgentKey) {
+        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+            e.report = None;
+        }
+    }
+
+    /// The containment was recorded: forget the trigger.
+    pub fn contained(&self, key: &AgentKey) {
+        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+            e.trigger = None;
+            e.paused = true;
+        }
+    }
+
+    /// A resume was approved: judge afresh from now on (the evidence that paused it is not new).
+    pub fn resumed(&self, key: &AgentKey) {
+        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+            e.model.recent.clear();
+            e.trigger = None;
+            e.paused = false;
+            e.shown = None;
+        }
+    }
+}
+
+fn signal_names(a: &Assessment) -> Vec<&str> {
+    a.signals.iter().map(|s| s.signal.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_core::behaviour::drift::Sensitivity;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_767_225_600 + s).unwrap()
+    }
+
+    #[test]
+    fn contains_once_persists_the_baseline_and_ignores_a_paused_agent() {
+        let (m, mut rx) = Monitor::new(crate::metrics::Metrics::new());
+        let key = ("agents".to_string(), "bot".to_string());
+        let spec =
+            BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
+        m.configure(&key, &spec, false, None);
+        for s in (0..100).step_by(5) {
+            m.observe(vec![(key.clone(), Observation::api(t(s), "list", "pods", 200))], Instant::now(), t(s));
+        }
+        m.tick(t(101));
+        let v = m.view(&key);
+        assert!(v.baseline.as_ref().unwrap().learned_at.is_some());
+        assert_eq!(v.baseline.unwrap().counts.api["list pods"], 20);
+        while rx.try_recv().is_ok() {}
+
+        let burst: Vec<_> =
+            (0..6).map(|i| (key.clone(), Observation::api(t(102 + i), "get", "secrets", 403))).collect();
+        m.observe(burst.clone(), Instant::now(), t(108));
+        assert!(m.view(&key).trigger.is_some());
+        assert!(rx.try_recv().is_ok(), "the agent is woken to contain");
+        m.observe(burst.clone(), Instant::now(), t(108));
+        m.contained(&key);
+        assert!(m.view(&key).trigger.is_none());
+        // While paused, its refused calls are not evidence of anything.
+        m.observe(burst, Instant::now(), t(109));
+        assert!(m.view(&key).trigger.is_none());
+        m.resumed(&key);
+        m.tick(t(110));
+        assert!(m.view(&key).trigger.is_none());
+    }
+
+    #[test]
+    fn a_restart_keeps_the_learned_baseline() {
+        let (m, _rx) = Monitor::new(crate::metrics::Metrics::new());
+        let key = ("agents".to_string(), "bot".to_string());
+        let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
+        counts.api.insert("list pods".into(), 20);
+        let kept = BaselineStatus { since: t(0).to_string(), learned_at: Some(t(100).to_string()), counts };
+        let spec = BaselineSpec { learning_period: "100s".into(), ..Default::default() };
+        m.configure(&key, &spec, false, Some(&kept));
+        m.observe(vec![(key.clone(), Observation::api(t(200), "list", "pods", 200))], Instant::now(), t(200));
+        let v = m.view(&key);
+        assert_eq!(v.drift.unwrap().state, drift::State::Normal);
+        assert_eq!(v.baseline.unwrap().learned_at, Some(t(100).to_string()));
+    }
+}

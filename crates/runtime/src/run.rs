@@ -1,0 +1,439 @@
+//! `warden run`: wires the watches, caches, controllers, the admission webhook and the HTTP
+//! endpoints together.
+
+use crate::context::{Context, Settings, Stores};
+use crate::controller::agent;
+use crate::controller::catalog;
+use crate::controller::request;
+use crate::decisionlog::DecisionLog;
+use crate::index::NamespaceIndex;
+use crate::metrics::Metrics;
+use crate::monitor::Monitor;
+use crate::server;
+use crate::tls::{self, Endpoint};
+use crate::watch;
+use crate::webhook;
+use anyhow::Context as _;
+use futures::{Stream, StreamExt};
+use hyper::StatusCode;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, SocAction, SocAgent};
+use socwarden_core::admission::signature::Key;
+use socwarden_core::agent::credentials::{self, MANAGED_SELECTOR};
+use socwarden_core::agent::rbac::Rule;
+use socwarden_core::behaviour::audit;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct WebhookOptions {
+    /// Where the webhook listens (TLS).
+    pub addr: SocketAddr,
+    /// How the API server reaches it (registered in the webhook configurations).
+    pub endpoint: Endpoint,
+    /// `tls.crt`, `tls.key`, `ca.crt` to use instead of generated material.
+    pub cert_dir: Option<PathBuf>,
+    /// How often the webhook configurations are written again, undoing a deletion or an edit.
+    pub repair_interval: std::time::Duration,
+}
+
+pub struct Options {
+    pub metrics_addr: SocketAddr,
+    pub delegable: Vec<Rule>,
+    /// Agents reconciled at once.
+    pub concurrency: u16,
+    /// The operator's own namespace (its Secrets).
+    pub namespace: String,
+    pub webhook: Option<WebhookOptions>,
+    pub decision_log: Option<PathBuf>,
+    /// The audit sink: where it listens and the bearer token the API server presents.
+    pub audit: Option<(SocketAddr, String)>,
+    /// Leader election; without it this replica leads at once (a single replica).
+    pub leader: Option<crate::leader::Config>,
+}
+
+/// Reconcile agents on spec changes and deletion, not on our own status writes.
+fn spec_or_deletion(a: &SocAgent) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (a.meta().generation, a.meta().deletion_timestamp.is_some(), a.annotations().get(watch::MALFORMED_ANNOTATION))
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// A cache of the objects the operator manages of one kind, and the stream of their changes
+/// mapped to the agent they belong to.
+fn managed<K>(
+    client: &Client,
+    index: Option<NamespaceIndex>,
+    strip: impl Fn(&mut K) + Send + 'static,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default().labels(MANAGED_SELECTOR))
+        .default_backoff()
+        .map(move |ev| {
+            if let (Ok(ev), Some(index)) = (&ev, &index) {
+                index.apply(ev);
+            }
+            ev
+        })
+        .modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            strip(o)
+        })
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+fn to_agent<K: Resource>(o: K) -> Option<ObjectRef<SocAgent>> {
+    let (ns, name) = credentials::owner_from_labels(o.meta().labels.as_ref())?;
+    Some(ObjectRef::new(&name).within(&ns))
+}
+
+/// A cache whose change stream several controllers share.
+fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
+    client: &Client,
+    metrics: &Metrics,
+) -> (
+    Store<K>,
+    reflector::store::Writer<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store_shared::<K>(1024);
+    let events = watch::watch::<K>(client.clone(), watcher::Config::default(), metrics.clone()).default_backoff();
+    (reader, writer, events)
+}
+
+pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
+        format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
+    })?;
+    let key = Key::new(&tls::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
+
+    let (agents, agents_w) = reflector::store::<SocAgent>();
+    let agent_stream = watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .reflect(agents_w)
+        .touched_objects()
+        .predicate_filter(spec_or_deletion, Default::default());
+    let (actions, actions_w) = reflector::store::<SocAction>();
+    let action_stream = watch::watch::<SocAction>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .reflect(actions_w)
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let (policies, policies_w) = reflector::store::<AutonomyPolicy>();
+    let policy_stream = watch::watch::<AutonomyPolicy>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .reflect(policies_w)
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let (service_accounts, sa_stream) = managed::<ServiceAccount>(&client, None, |_| {});
+    // The operator never needs to read a token back: keep none in memory.
+    let (secrets, secret_stream) = managed::<Secret>(&client, None, |s| s.data = None);
+    let (role_namespaces, binding_namespaces) = (NamespaceIndex::default(), NamespaceIndex::default());
+    let (roles, role_stream) = managed::<Role>(&client, Some(role_namespaces.clone()), |_| {});
+    let (role_bindings, rb_stream) = managed::<RoleBinding>(&client, Some(binding_namespaces.clone()), |_| {});
+
+    // Requests and approvals feed two controllers each: shared streams.
+    let (requests, requests_w, request_events) = shared::<ActionRequest>(&client, &metrics);
+    let requests_for_gate = requests_w.subscribe().expect("shared store");
+    let requests_for_agents = requests_w.subscribe().expect("shared store");
+    let requests_root = request_events.reflect_shared(requests_w).for_each(|_| futures::future::ready(()));
+    let (approvals, approvals_w, approval_events) = shared::<Approval>(&client, &metrics);
+    let approvals_for_gate = approvals_w.subscribe().expect("shared store");
+    let approvals_for_agents = approvals_w.subscribe().expect("shared store");
+    let approvals_root = approval_events.reflect_shared(approvals_w).for_each(|_| futures::future::ready(()));
+
+    let stores = Stores {
+        agents: agents.clone(),
+        actions,
+        policies,
+        service_accounts,
+        secrets,
+        roles,
+        role_bindings,
+        requests: requests.clone(),
+        approvals,
+        role_namespaces,
+        binding_namespaces,
+    };
+    let (monitor, wake) = Monitor::new(metrics.clone());
+    let monitor = Arc::new(monitor);
+    let settings = Settings {
+        delegable: opts.delegable,
+        key: key.clone(),
+        namespace: opts.namespace.clone(),
+        decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
+        monitor: monitor.clone(),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
+    // Taking the lead reconciles everything once (a standby answered every change with "later").
+    let (lead_tx, _) = tokio::sync::broadcast::channel::<()>(4);
+    let on_lead = |tx: &tokio::sync::broadcast::Sender<()>| {
+        futures::stream::unfold(tx.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => return Some(((), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+    };
+    if opts.leader.is_some() {
+        monitor.set_active(false);
+    }
+
+    let by_action = agents.clone();
+    let by_policy = agents.clone();
+    let by_request = agents.clone();
+    let agent_controller = Controller::for_stream(agent_stream, agents.clone())
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .watches_stream(sa_stream, to_agent)
+        .watches_stream(secret_stream, to_agent)
+        .watches_stream(role_stream, to_agent)
+        .watches_stream(rb_stream, to_agent)
+        .watches_stream(action_stream, move |action: SocAction| {
+            let name = action.name_any();
+            by_action
+                .state()
+                .into_iter()
+                .filter(|a| a.spec.actions.contains(&name))
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(policy_stream, move |_: AutonomyPolicy| {
+            // The kill switch of any policy concerns every agent.
+            by_policy.state().iter().map(|a| ObjectRef::from_obj(a.as_ref())).collect::<Vec<_>>()
+        })
+        // Promotion and resume approvals concern their agent.
+        .watches_shared_stream(approvals_for_agents, |a: Arc<Approval>| {
+            let ns = a.namespace()?;
+            let agent = a.spec.promotion.as_ref().map(|p| &p.agent).or(a.spec.resume.as_ref().map(|r| &r.agent))?;
+            Some(ObjectRef::new(agent).within(&ns))
+        })
+        // Decisions are shadow evidence for an agent whose promotion is waiting.
+        .watches_shared_stream(requests_for_agents, move |r: Arc<ActionRequest>| {
+            let key = ObjectRef::<SocAgent>::new(&r.spec.agent).within(&r.namespace()?);
+            let agent = by_request.get(&key)?;
+            let waiting = agent.status.as_ref().and_then(|s| s.effective_tier).is_some_and(|t| agent.spec.tier > t);
+            waiting.then_some(key)
+        })
+        // The behaviour monitor wakes agents that must be contained (or whose assessment changed).
+        .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
+        .reconcile_all_on(on_lead(&lead_tx))
+        .shutdown_on_signal()
+        .run(agent::reconcile, agent::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let ticker = {
+        let monitor = monitor.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                monitor.tick(jiff::Timestamp::now());
+            }
+        }
+    };
+
+    let request_controller = Controller::for_shared_stream(requests_for_gate, requests)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .watches_shared_stream(approvals_for_gate, |a: Arc<Approval>| {
+            Some(ObjectRef::<ActionRequest>::new(a.spec.action_request.as_ref()?).within(&a.namespace()?))
+        })
+        .reconcile_all_on(on_lead(&lead_tx))
+        .shutdown_on_signal()
+        .run(request::reconcile, request::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    // Status of the catalog and the policies: small, so they get watches of their own.
+    let action_controller = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(on_lead(&lead_tx))
+        .shutdown_on_signal()
+        .run(catalog::reconcile_action, catalog::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let policy_controller = Controller::new(Api::<AutonomyPolicy>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(on_lead(&lead_tx))
+        .shutdown_on_signal()
+        .run(catalog::reconcile_policy, catalog::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let listener = server::bind(opts.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    let webhook_ready = Arc::new(std::sync::atomic::AtomicBool::new(opts.webhook.is_none()));
+    let readiness = server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone() };
+    let http = server::serve(listener, metrics.clone(), readiness);
+
+    let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
+    let audit_sink = audit_sink(opts.audit, material.clone(), monitor.clone(), metrics.clone());
+    let admission = admission(client.clone(), opts.webhook, material, stores.clone(), key, metrics, webhook_ready);
+
+    let leadership = {
+        let (client, ctx, monitor, cfg) = (client.clone(), ctx.clone(), monitor.clone(), opts.leader.clone());
+        async move {
+            match cfg {
+                None => {
+                    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = lead_tx.send(());
+                    futures::future::pending::<()>().await;
+                }
+                Some(cfg) => {
+                    tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
+                    crate::leader::acquire(&client, &cfg).await;
+                    tracing::info!(identity = %cfg.identity, "leading");
+                    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+                    monitor.set_active(true);
+                    let _ = lead_tx.send(());
+                    crate::leader::keep(&client, &cfg).await;
+                    tracing::error!("lost the leader lease: stopping so that only one replica acts");
+                }
+            }
+        }
+    };
+
+    tokio::select! {
+        _ = leadership => anyhow::bail!("lost the leader lease"),
+        _ = agent_controller => tracing::info!("agent controller stopped"),
+        _ = request_controller => tracing::info!("request controller stopped"),
+        _ = action_controller => tracing::info!("action controller stopped"),
+        _ = policy_controller => tracing::info!("policy controller stopped"),
+        _ = requests_root => tracing::info!("request watch stopped"),
+        _ = approvals_root => tracing::info!("approval watch stopped"),
+        _ = ticker => {}
+        r = http => r?,
+        r = admission => r?,
+        r = audit_sink => r?,
+    }
+    Ok(())
+}
+
+/// The TLS material of the webhook and the audit sink: from files, or generated and shared.
+async fn tls_material(
+    client: &Client,
+    webhook: Option<&WebhookOptions>,
+    namespace: &str,
+) -> anyhow::Result<tls::Material> {
+    if let Some(dir) = webhook.and_then(|w| w.cert_dir.as_ref()) {
+        return Ok(tls::from_dir(dir)?);
+    }
+    let mut dns = vec!["localhost".to_string()];
+    if let Some(Endpoint::Service { namespace, name, .. }) = webhook.map(|w| &w.endpoint) {
+        dns.push(format!("{name}.{namespace}.svc"));
+        dns.push(format!("{name}.{namespace}.svc.cluster.local"));
+    }
+    let ips = ["127.0.0.1".parse()?, "::1".parse()?];
+    Ok(tls::webhook_material(client, namespace, &dns, &ips).await?)
+}
+
+/// Serves `POST /audit` (the API server's audit webhook) over TLS, for callers that present the
+/// bearer token; feeds the behaviour monitor.
+async fn audit_sink(
+    opts: Option<(SocketAddr, String)>,
+    material: tls::Material,
+    monitor: Arc<Monitor>,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let Some((addr, token)) = opts else {
+        tracing::info!("no audit sink configured (--audit-addr): drift is judged from ActionRequests only");
+        return futures::future::pending().await;
+    };
+    let listener = server::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
+    let handler: server::Handler = Arc::new(move |path, auth, body| {
+        if path != "/audit" {
+            return (StatusCode::NOT_FOUND, b"{}".to_vec());
+        }
+        if !audit::token_matches(auth, &token) {
+            return (StatusCode::UNAUTHORIZED, b"{}".to_vec());
+        }
+        let received = std::time::Instant::now();
+        match audit::parse(body, jiff::Timestamp::now()) {
+            Ok(obs) => {
+                metrics.audit_events.with_label_values(&["kept"]).inc_by(obs.len() as u64);
+                monitor.observe(obs, received, jiff::Timestamp::now());
+                (StatusCode::OK, b"{}".to_vec())
+            }
+            Err(e) => {
+                metrics.audit_events.with_label_values(&["malformed"]).inc();
+                tracing::warn!(error = %e, "malformed audit payload");
+                (StatusCode::BAD_REQUEST, serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default())
+            }
+        }
+    });
+    Ok(server::serve_tls(listener, tls::server_config(&material)?, handler).await?)
+}
+
+/// Serves the admission webhook and registers it once the caches are complete (before that the
+/// webhook would refuse requests for agents it has not seen yet).
+async fn admission(
+    client: Client,
+    opts: Option<WebhookOptions>,
+    material: tls::Material,
+    stores: Stores,
+    key: Key,
+    metrics: Metrics,
+    registered: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let Some(opts) = opts else {
+        tracing::warn!(
+            "no admission webhook configured (--webhook-url or --webhook-service): ActionRequests and Approvals are not stamped and will all be rejected"
+        );
+        return futures::future::pending().await;
+    };
+    let config = tls::server_config(&material)?;
+    let listener = server::bind(opts.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
+    let lookup = stores.clone();
+    let handler: server::Handler = Arc::new(move |path, _auth, body| {
+        let started = std::time::Instant::now();
+        if !lookup.ready() {
+            let review = kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
+                .into_review();
+            return (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default());
+        }
+        let review = webhook::review(path, body, &lookup, &key, &nonce());
+        let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
+        metrics
+            .webhook_duration
+            .with_label_values(&[path, if allowed { "true" } else { "false" }])
+            .observe(started.elapsed().as_secs_f64());
+        (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
+    });
+    let serve = server::serve_tls(listener, config, handler);
+    let register = async {
+        while !stores.ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tls::register(&client, &opts.endpoint, &material.ca_pem).await?;
+        registered.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(endpoint = ?opts.endpoint, "admission webhook registered");
+        // Deleting or loosening the configuration would let unstamped objects in (they are then
+        // ignored, see `gate`); writing it again bounds how long that lasts.
+        loop {
+            tokio::time::sleep(opts.repair_interval).await;
+            if let Err(e) = tls::register(&client, &opts.endpoint, &material.ca_pem).await {
+                tracing::warn!(error = %e, "could not re-register the admission webhook");
+            }
+        }
+    };
+    tokio::select! {
+        r = serve => Ok(r?),
+        r = register => r,
+    }
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    socwarden_core::admission::signature::hex(&b)
+}

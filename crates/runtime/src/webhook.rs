@@ -1,0 +1,521 @@
+//! The admission webhook: stamps who created an ActionRequest or an Approval (from the
+//! authenticated user, never from the body), signs the stamp, keeps both kinds immutable, and
+//! refuses what the gate would refuse, with a message that says why. `review` is pure over a
+//! `Lookup` of the caches; `serve` is the HTTPS server around it.
+
+use kube::ResourceExt;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use socwarden_api::{ActionRequest, ActionRequestSpec, Approval, ApprovalSpec, Decision, SocAgent, Tier};
+use socwarden_core::admission::gate;
+use socwarden_core::admission::signature::{self, Key};
+use std::sync::Arc;
+
+/// What the webhook reads of the cluster (the operator's caches; fixtures in tests).
+pub trait Lookup {
+    fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>>;
+    fn action(&self, name: &str) -> Option<Arc<socwarden_api::SocAction>>;
+    fn request(&self, namespace: &str, name: &str) -> Option<Arc<ActionRequest>>;
+}
+
+/// Handles one AdmissionReview body for `path` (`/mutate` or `/validate`). Never panics; anything
+/// that cannot be read is refused with a message.
+pub fn review(path: &str, body: &[u8], lookup: &dyn Lookup, key: &Key, nonce: &str) -> AdmissionReview<DynamicObject> {
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return AdmissionResponse::invalid(format!("cannot read the AdmissionReview: {e}")).into_review(),
+    };
+    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(_) => return AdmissionResponse::invalid("the AdmissionReview carries no request").into_review(),
+    };
+    let response = AdmissionResponse::from(&req);
+    let outcome = match (path, req.kind.kind.as_str(), &req.operation) {
+        ("/mutate", "ActionRequest", Operation::Create) => stamp_request(&req, lookup, key, nonce),
+        ("/mutate", "Approval", Operation::Create) => stamp_approval(&req, lookup, key),
+        ("/validate", "ActionRequest", Operation::Create) => check_request_stamp(&req, key),
+        ("/validate", "Approval", Operation::Create) => check_approval_stamp(&req, key),
+        ("/validate", "ActionRequest" | "Approval", Operation::Update) => immutable(&req),
+        _ => Ok(None),
+    };
+    match outcome {
+        Ok(None) => response.into_review(),
+        Ok(Some(spec)) => {
+            let patch = json_patch::Patch(vec![json_patch::PatchOperation::Add(json_patch::AddOperation {
+                path: json_patch::jsonptr::PointerBuf::from_tokens(["spec"]),
+                value: spec,
+            })]);
+            match response.clone().with_patch(patch) {
+                Ok(r) => r.into_review(),
+                Err(e) => response.deny(format!("internal error building the stamp: {e}")).into_review(),
+            }
+        }
+        Err(message) => response.deny(message).into_review(),
+    }
+}
+
+type Outcome = Result<Option<serde_json::Value>, String>;
+
+fn user(req: &AdmissionRequest<DynamicObject>) -> (String, Vec<String>) {
+    (req.user_info.username.clone().unwrap_or_default(), req.user_info.groups.clone().unwrap_or_default())
+}
+
+fn object<T: serde::de::DeserializeOwned>(req: &AdmissionRequest<DynamicObject>, kind: &str) -> Result<T, String> {
+    let obj = req.object.as_ref().ok_or_else(|| format!("the {kind} is missing from the request"))?;
+    let v = serde_json::to_value(obj).map_err(|e| format!("cannot read the {kind}: {e}"))?;
+    serde_json::from_value(v).map_err(|e| format!("invalid {kind}: {e}"))
+}
+
+fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key, nonce: &str) -> Outcome {
+    let r: ActionRequest = object(req, "ActionRequest")?;
+    let ns = req.namespace.clone().unwrap_or_default();
+    let mut spec: ActionRequestSpec = r.spec;
+    let (username, groups) = user(req);
+    let agent = lookup.agent(&ns, &spec.agent);
+    if let Some(a) = &agent {
+        let own = socwarden_core::admission::identity::agent_user(&ns, &a.name_any());
+        if socwarden_core::admission::identity::is_service_account(&username, &groups) && username != own {
+            return Err(format!(
+                "{username} is a ServiceAccount but not the one of SocAgent {}; an agent files requests only for itself",
+                spec.agent
+            ));
+        }
+    }
+    let action = lookup.action(&spec.action);
+    gate::precheck(&spec, agent.as_deref(), action.as_ref().map(|a| &a.spec)).map_err(|r| r.message)?;
+    // Whatever the body said, the stamp is the authenticated user.
+    spec.requester = username;
+    spec.requester_groups = groups;
+    spec.nonce = nonce.to_string();
+    spec.signature = key.sign(&signature::request_message(&ns, &spec));
+    serde_json::to_value(&spec).map(Some).map_err(|e| e.to_string())
+}
+
+/// What an approval is bound to, or why it cannot be given.
+fn bind_approval(
+    ns: &str,
+    spec: &ApprovalSpec,
+    lookup: &dyn Lookup,
+    approver: &str,
+    groups: &[String],
+) -> Result<String, String> {
+    let refs = [spec.action_request.is_some(), spec.promotion.is_some(), spec.resume.is_some()];
+    if refs.iter().filter(|x| **x).count() != 1 {
+        return Err("an Approval names exactly one of spec.actionRequest, spec.promotion or spec.resume".into());
+    }
+    if let Some(name) = &spec.action_request {
+        let r =
+            lookup.request(ns, name).ok_or_else(|| format!("ActionRequest {name} does not exist in namespace {ns}"))?;
+        let decision = r.status.as_ref().and_then(|s| s.decision);
+        if decision.is_some_and(|d| d != Decision::Pending) {
+            return Err(format!(
+                "ActionRequest {name} is already decided ({})",
+                decision.map(|d| d.as_str()).unwrap_or("")
+            ));
+        }
+        let agent =
+            lookup.agent(ns, &r.spec.agent).ok_or_else(|| format!("SocAgent {} does not exist", r.spec.agent))?;
+        if let Some(problem) = gate::approver_problem(&agent, approver, groups, Some(&r.spec.requester)) {
+            return Err(problem);
+        }
+        return Ok(signature::bound_to_request(&r.uid().unwrap_or_default(), &signature::request_binding(&r.spec)));
+    }
+    if let Some(p) = &spec.promotion {
+        let agent = lookup
+            .agent(ns, &p.agent)
+            .ok_or_else(|| format!("SocAgent {} does not exist in namespace {ns}", p.agent))?;
+        if let Some(problem) = gate::approver_problem(&agent, approver, groups, None) {
+            return Err(problem);
+        }
+        let current = agent.status.as_ref().and_then(|s| s.effective_tier).unwrap_or(Tier::Observe);
+        if current.next() != Some(p.tier) {
+            return Err(format!(
+                "SocAgent {} is at tier {current}; a promotion goes one step, to {}",
+                p.agent,
+                current.next().map(|t| t.to_string()).unwrap_or_else(|| "nothing (it is at the top)".into())
+            ));
+        }
+        return Ok(signature::bound_to_promotion(&agent.uid().unwrap_or_default(), p.tier));
+    }
+    let r = spec.resume.as_ref().expect("one reference is set");
+    let agent =
+        lookup.agent(ns, &r.agent).ok_or_else(|| format!("SocAgent {} does not exist in namespace {ns}", r.agent))?;
+    if let Some(problem) = gate::approver_problem(&agent, approver, groups, None) {
+        return Err(problem);
+    }
+    let pause = agent.status.as_ref().and_then(|s| s.pause.as_ref());
+    match pause {
+        Some(p) if p.id == r.pause_id => Ok(signature::bound_to_resume(&agent.uid().unwrap_or_default(), &r.pause_id)),
+        Some(p) => Err(format!("SocAgent {} is paused under id {}, not {}", r.agent, p.id, r.pause_id)),
+        None => Err(format!("SocAgent {} is not paused", r.agent)),
+    }
+}
+
+fn stamp_approval(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key) -> Outcome {
+    let a: Approval = object(req, "Approval")?;
+    let ns = req.namespace.clone().unwrap_or_default();
+    let mut spec = a.spec;
+    let (approver, groups) = user(req);
+    spec.bound_to = bind_approval(&ns, &spec, lookup, &approver, &groups)?;
+    spec.approver = approver;
+    spec.approver_groups = groups;
+    spec.signature = key.sign(&signature::approval_message(
+        &ns,
+        &spec.bound_to,
+        &spec.approver,
+        &spec.approver_groups,
+        spec.decision,
+    ));
+    serde_json::to_value(&spec).map(Some).map_err(|e| e.to_string())
+}
+
+/// After every mutation: the stamp must still be ours (another mutating webhook cannot alter it).
+fn check_request_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outcome {
+    let r: ActionRequest = object(req, "ActionRequest")?;
+    let ns = req.namespace.clone().unwrap_or_default();
+    let (username, _) = user(req);
+    if r.spec.requester != username || !key.verify(&signature::request_message(&ns, &r.spec), &r.spec.signature) {
+        return Err(
+            "the ActionRequest's stamp does not match its creator or content (was it altered after stamping?)".into()
+        );
+    }
+    Ok(None)
+}
+
+fn check_approval_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outcome {
+    let a: Approval = object(req, "Approval")?;
+    let ns = req.namespace.clone().unwrap_or_default();
+    let (username, _) = user(req);
+    if a.spec.approver != username || !signature::approval_is_signed(&ns, &a.spec, key) {
+        return Err(
+            "the Approval's stamp does not match its creator or content (was it altered after stamping?)".into()
+        );
+    }
+    Ok(None)
+}
+
+/// Requests and approvals are records: their spec never changes after creation.
+fn immutable(req: &AdmissionRequest<DynamicObject>) -> Outcome {
+    let spec = |o: Option<&DynamicObject>| o.and_then(|o| o.data.get("spec").cloned());
+    if spec(req.object.as_ref()) != spec(req.old_object.as_ref()) {
+        return Err(format!("{} spec is immutable; create a new one instead", req.kind.kind));
+    }
+    Ok(None)
+}
+
+impl Lookup for crate::context::Stores {
+    fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>> {
+        self.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+    }
+    fn action(&self, name: &str) -> Option<Arc<socwarden_api::SocAction>> {
+        self.actions
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .filter(|a| crate::watch::malformed(a.as_ref()).is_none())
+    }
+    fn request(&self, namespace: &str, name: &str) -> Option<Arc<ActionRequest>> {
+        self.requests.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use socwarden_api::{
+        ActionRequestStatus, Approvers, Risk, Scope, SocAction, SocActionSpec, SocAgentSpec, SocAgentStatus,
+    };
+    use socwarden_core::testing::{Rng, random_value};
+    use std::collections::HashMap;
+
+    const NS: &str = "agents";
+    const BOT_SA: &str = "system:serviceaccount:agents:warden-bot";
+
+    #[derive(Default)]
+    struct Fixture {
+        agents: HashMap<String, Arc<SocAgent>>,
+        actions: HashMap<String, Arc<SocAction>>,
+        requests: HashMap<String, Arc<ActionRequest>>,
+    }
+
+    impl Lookup for Fixture {
+        fn agent(&self, _: &str, name: &str) -> Option<Arc<SocAgent>> {
+            self.agents.get(name).cloned()
+        }
+        fn action(&self, name: &str) -> Option<Arc<SocAction>> {
+            self.actions.get(name).cloned()
+        }
+        fn request(&self, _: &str, name: &str) -> Option<Arc<ActionRequest>> {
+            self.requests.get(name).cloned()
+        }
+    }
+
+    fn fixture() -> Fixture {
+        let mut a = SocAgent::new(
+            "bot",
+            SocAgentSpec {
+                tier: Tier::Supervised,
+                actions: vec!["isolate".into()],
+                scope: Scope { namespaces: vec!["web".into()] },
+                approvers: Approvers { users: vec![], groups: vec!["soc-leads".into()], min_approvals: 2 },
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some(NS.into());
+        a.metadata.uid = Some("agent-uid".into());
+        a.status = Some(SocAgentStatus { effective_tier: Some(Tier::Supervised), ..Default::default() });
+        let action = SocAction::new("isolate", SocActionSpec { risk: Risk::Medium, ..Default::default() });
+        let mut f = Fixture::default();
+        f.agents.insert("bot".into(), Arc::new(a));
+        f.actions.insert("isolate".into(), Arc::new(action));
+        f
+    }
+
+    fn request_spec() -> Value {
+        json!({"agent": "bot", "action": "isolate", "target": {"kind": "Pod", "name": "web-1", "namespace": "web"}})
+    }
+
+    fn body(kind: &str, op: &str, user: &str, groups: &[&str], object: Value, old: Value) -> Vec<u8> {
+        let resource = if kind == "ActionRequest" { "actionrequests" } else { "approvals" };
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "socwarden.io", "version": "v1alpha1", "kind": kind},
+                "resource": {"group": "socwarden.io", "version": "v1alpha1", "resource": resource},
+                "namespace": NS, "operation": op,
+                "userInfo": {"username": user, "groups": groups},
+                "object": object, "oldObject": old, "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    fn obj(kind: &str, spec: Value) -> Value {
+        json!({"apiVersion": "socwarden.io/v1alpha1", "kind": kind, "metadata": {"name": "x", "namespace": NS}, "spec": spec})
+    }
+
+    fn run(f: &Fixture, path: &str, b: &[u8]) -> (bool, String, Option<Value>) {
+        let key = Key::new(b"k");
+        let r = review(path, b, f, &key, "nonce-1").response.unwrap();
+        let patched = r.patch.as_ref().map(|p| {
+            let ops: Value = serde_json::from_slice(p).unwrap();
+            ops[0]["value"].clone()
+        });
+        (r.allowed, r.result.message.clone(), patched)
+    }
+
+    #[test]
+    fn a_request_is_stamped_with_the_authenticated_user_whatever_the_body_says() {
+        let f = fixture();
+        let mut spec = request_spec();
+        spec["requester"] = json!("lead-a");
+        let (ok, _, patched) = run(
+            &f,
+            "/mutate",
+            &body(
+                "ActionRequest",
+                "CREATE",
+                BOT_SA,
+                &["system:serviceaccounts"],
+                obj("ActionRequest", spec),
+                Value::Null,
+            ),
+        );
+        assert!(ok);
+        let stamped: ActionRequestSpec = serde_json::from_value(patched.unwrap()).unwrap();
+        assert_eq!(stamped.requester, BOT_SA);
+        assert_eq!(stamped.nonce, "nonce-1");
+        assert!(Key::new(b"k").verify(&signature::request_message(NS, &stamped), &stamped.signature));
+
+        // The validating pass accepts exactly that stamp, and nothing else.
+        let good = obj("ActionRequest", serde_json::to_value(&stamped).unwrap());
+        assert!(run(&f, "/validate", &body("ActionRequest", "CREATE", BOT_SA, &[], good, Value::Null)).0);
+        let mut altered = stamped.clone();
+        altered.target.name = "web-2".into();
+        let bad = obj("ActionRequest", serde_json::to_value(&altered).unwrap());
+        let (ok, msg, _) = run(&f, "/validate", &body("ActionRequest", "CREATE", BOT_SA, &[], bad, Value::Null));
+        assert!(!ok && msg.contains("stamp"), "{msg}");
+    }
+
+    #[test]
+    fn requests_are_refused_with_the_reason() {
+        let f = fixture();
+        let cases = [
+            ("system:serviceaccount:agents:warden-other", json!({"action": "isolate"}), "not the one of SocAgent bot"),
+            (BOT_SA, json!({"action": "block-ip"}), "not in the actions of SocAgent bot"),
+            (BOT_SA, json!({"target": {"kind": "Pod", "name": "x", "namespace": "kube-system"}}), "outside the scope"),
+            (BOT_SA, json!({"agent": "ghost"}), "SocAgent \"ghost\" does not exist"),
+        ];
+        for (user, overlay, want) in cases {
+            let mut spec = request_spec();
+            for (k, v) in overlay.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            let (ok, msg, _) = run(
+                &f,
+                "/mutate",
+                &body("ActionRequest", "CREATE", user, &[], obj("ActionRequest", spec), Value::Null),
+            );
+            assert!(!ok, "{want}");
+            assert!(msg.contains(want), "{msg} should contain {want}");
+        }
+    }
+
+    fn with_request(requester: &str, decision: Option<Decision>) -> Fixture {
+        let mut f = fixture();
+        let mut spec: ActionRequestSpec = serde_json::from_value(request_spec()).unwrap();
+        spec.requester = requester.into();
+        let mut r = ActionRequest::new("r1", spec);
+        r.metadata.uid = Some("req-uid".into());
+        r.status = decision.map(|d| ActionRequestStatus { decision: Some(d), ..Default::default() });
+        f.requests.insert("r1".into(), Arc::new(r));
+        f
+    }
+
+    #[test]
+    fn approvals_are_refused_for_the_wrong_people_and_the_wrong_requests() {
+        let approve = obj("Approval", json!({"actionRequest": "r1", "decision": "approve"}));
+        let f = with_request("lead-a", None);
+        let cases: [(&Fixture, &str, &[&str], &str); 4] = [
+            (&f, "analyst", &["soc-analysts"], "analyst is not an approver of SocAgent bot"),
+            (&f, "lead-a", &["soc-leads"], "lead-a requested this action and cannot approve it too"),
+            (&f, BOT_SA, &["system:serviceaccounts"], "is a ServiceAccount; only humans approve"),
+            (&f, "system:serviceaccount:x:y", &["soc-leads", "system:serviceaccounts"], "only humans approve"),
+        ];
+        for (fx, user, groups, want) in cases {
+            let (ok, msg, _) =
+                run(fx, "/mutate", &body("Approval", "CREATE", user, groups, approve.clone(), Value::Null));
+            assert!(!ok && msg.contains(want), "{user}: {msg}");
+        }
+        let decided = with_request("lead-a", Some(Decision::Approved));
+        let (ok, msg, _) = run(
+            &decided,
+            "/mutate",
+            &body("Approval", "CREATE", "lead-b", &["soc-leads"], approve.clone(), Value::Null),
+        );
+        assert!(!ok && msg.contains("already decided"), "{msg}");
+        let missing = obj("Approval", json!({"actionRequest": "nope", "decision": "approve"}));
+        let (ok, msg, _) =
+            run(&f, "/mutate", &body("Approval", "CREATE", "lead-b", &["soc-leads"], missing, Value::Null));
+        assert!(!ok && msg.contains("does not exist"), "{msg}");
+        let both = obj(
+            "Approval",
+            json!({"actionRequest": "r1", "promotion": {"agent": "bot", "tier": "autonomous"}, "decision": "approve"}),
+        );
+        let (ok, msg, _) = run(&f, "/mutate", &body("Approval", "CREATE", "lead-b", &["soc-leads"], both, Value::Null));
+        assert!(!ok && msg.contains("exactly one"), "{msg}");
+    }
+
+    #[test]
+    fn an_approval_records_the_real_approver_bound_to_the_request() {
+        let f = with_request("lead-a", None);
+        let forged = obj("Approval", json!({"actionRequest": "r1", "decision": "approve", "approver": "ceo"}));
+        let (ok, _, patched) =
+            run(&f, "/mutate", &body("Approval", "CREATE", "lead-b", &["soc-leads"], forged, Value::Null));
+        assert!(ok);
+        let s: ApprovalSpec = serde_json::from_value(patched.unwrap()).unwrap();
+        assert_eq!(s.approver, "lead-b");
+        let r = f.requests["r1"].clone();
+        assert_eq!(s.bound_to, signature::bound_to_request("req-uid", &signature::request_binding(&r.spec)));
+        let msg = signature::approval_message(NS, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
+        assert!(Key::new(b"k").verify(&msg, &s.signature));
+    }
+
+    #[test]
+    fn promotions_go_one_step() {
+        let f = fixture();
+        let to =
+            |tier: &str| obj("Approval", json!({"promotion": {"agent": "bot", "tier": tier}, "decision": "approve"}));
+        let (ok, _, patched) =
+            run(&f, "/mutate", &body("Approval", "CREATE", "lead-a", &["soc-leads"], to("autonomous"), Value::Null));
+        assert!(ok);
+        let s: ApprovalSpec = serde_json::from_value(patched.unwrap()).unwrap();
+        assert_eq!(s.bound_to, signature::bound_to_promotion("agent-uid", Tier::Autonomous));
+        let (ok, msg, _) =
+            run(&f, "/mutate", &body("Approval", "CREATE", "lead-a", &["soc-leads"], to("assist"), Value::Null));
+        assert!(!ok && msg.contains("one step, to autonomous"), "{msg}");
+    }
+
+    #[test]
+    fn specs_are_immutable() {
+        let f = fixture();
+        let old = obj("ActionRequest", request_spec());
+        let mut new = old.clone();
+        new["spec"]["target"]["name"] = json!("web-2");
+        let (ok, msg, _) = run(&f, "/validate", &body("ActionRequest", "UPDATE", "admin", &[], new, old.clone()));
+        assert!(!ok && msg.contains("immutable"), "{msg}");
+        let mut relabelled = old.clone();
+        relabelled["metadata"]["labels"] = json!({"a": "b"});
+        assert!(run(&f, "/validate", &body("ActionRequest", "UPDATE", "admin", &[], relabelled, old)).0);
+    }
+
+    /// Replaces one node of a JSON tree with a random value.
+    fn mutate(v: &mut Value, rng: &mut Rng) {
+        match v {
+            Value::Object(m) if !m.is_empty() && rng.below(3) > 0 => {
+                let k = m.keys().nth(rng.below(m.len())).unwrap().clone();
+                mutate(m.get_mut(&k).unwrap(), rng);
+            }
+            Value::Array(a) if !a.is_empty() && rng.below(3) > 0 => {
+                let i = rng.below(a.len());
+                mutate(&mut a[i], rng);
+            }
+            other => *other = random_value(rng, 0),
+        }
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics_and_always_answers() {
+        let f = with_request("lead-a", None);
+        let key = Key::new(b"k");
+        let seeds = [
+            body("ActionRequest", "CREATE", BOT_SA, &[], obj("ActionRequest", request_spec()), Value::Null),
+            body(
+                "Approval",
+                "CREATE",
+                "lead-b",
+                &["soc-leads"],
+                obj("Approval", json!({"actionRequest": "r1", "decision": "approve"})),
+                Value::Null,
+            ),
+            body(
+                "ActionRequest",
+                "UPDATE",
+                "admin",
+                &[],
+                obj("ActionRequest", request_spec()),
+                obj("ActionRequest", request_spec()),
+            ),
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for i in 0..6000 {
+            let seed = &seeds[i % seeds.len()];
+            let input: Vec<u8> = if i % 4 == 0 {
+                // Raw bytes: truncations and flips.
+                let mut b = seed.clone();
+                b.truncate(rng.below(b.len() + 1));
+                for _ in 0..rng.below(4) {
+                    if !b.is_empty() {
+                        let j = rng.below(b.len());
+                        b[j] = rng.next_u64() as u8;
+                    }
+                }
+                b
+            } else {
+                let mut v: Value = serde_json::from_slice(seed).unwrap();
+                for _ in 0..=rng.below(3) {
+                    mutate(&mut v, &mut rng);
+                }
+                serde_json::to_vec(&v).unwrap()
+            };
+            for path in ["/mutate", "/validate", "/other"] {
+                let r = review(path, &input, &f, &key, "n").response.expect("always a response");
+                assert!(
+                    r.allowed || !r.result.message.is_empty(),
+                    "a refusal without a message for {}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+}
