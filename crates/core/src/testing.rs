@@ -51,3 +51,97 @@ pub fn random_value(rng: &mut Rng, depth: u32) -> Value {
         }
     }
 }
+
+// Shared fixtures: small builders for the objects the decisions take, so that the gate, the
+// approvals, the promotion and the webhook tests build them one way.
+
+use crate::admission::approvals::Subject;
+use crate::admission::signature::{self, Key};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use socwarden_api::{
+    Approval, ApprovalDecision, ApprovalSpec, Approvers, Phase, PromotionRef, ResumeRef, Scope, SocAgent, SocAgentSpec,
+    SocAgentStatus, Tier,
+};
+
+/// The namespace every fixture agent lives in.
+pub const NS: &str = "agents";
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().expect("a timestamp")
+}
+
+/// The signing key of the fixtures.
+pub fn key() -> Key {
+    Key::new(b"test key")
+}
+
+/// Agent `bot` in `NS` at `tier` (declared and effective), Active, with actions `isolate` and
+/// `read`, scope `web`, approvers user `alice` and group `leads`, quorum 2.
+pub fn agent(tier: Tier) -> SocAgent {
+    let mut a = SocAgent::new(
+        "bot",
+        SocAgentSpec {
+            tier,
+            actions: vec!["isolate".into(), "read".into()],
+            scope: Scope { namespaces: vec!["web".into()] },
+            approvers: Approvers { users: vec!["alice".into()], groups: vec!["leads".into()], min_approvals: 2 },
+            policy_ref: "default".into(),
+            ..Default::default()
+        },
+    );
+    a.metadata.namespace = Some(NS.into());
+    a.metadata.uid = Some("agent-uid".into());
+    a.status = Some(SocAgentStatus { phase: Some(Phase::Active), effective_tier: Some(tier), ..Default::default() });
+    a
+}
+
+/// An Approval of `subject` by `who` (in `groups`), created at `at` and stamped (bound and signed
+/// with `key`) exactly as the admission webhook stamps one.
+pub fn approval(
+    key: &Key,
+    agent: &SocAgent,
+    subject: &Subject,
+    who: &str,
+    groups: &[&str],
+    d: ApprovalDecision,
+    at: Timestamp,
+) -> Approval {
+    use kube_core::ResourceExt;
+    let groups: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+    let agent_uid = agent.uid().unwrap_or_default();
+    let (action_request, promotion, resume, bound) = match subject {
+        Subject::Request { uid, binding, .. } => {
+            (Some("r1".to_string()), None, None, signature::bound_to_request(uid, binding))
+        }
+        Subject::Promotion { tier, .. } => (
+            None,
+            Some(PromotionRef { agent: agent.name_any(), tier: *tier }),
+            None,
+            signature::bound_to_promotion(&agent_uid, *tier),
+        ),
+        Subject::Resume { pause_id } => (
+            None,
+            None,
+            Some(ResumeRef { agent: agent.name_any(), pause_id: pause_id.to_string() }),
+            signature::bound_to_resume(&agent_uid, pause_id),
+        ),
+    };
+    let mut a = Approval::new(
+        &format!("{who}-{}", at.as_second()),
+        ApprovalSpec {
+            action_request,
+            promotion,
+            resume,
+            decision: d,
+            comment: String::new(),
+            approver: who.into(),
+            approver_groups: groups.clone(),
+            signature: key.sign(&signature::approval_message(NS, &bound, who, &groups, d)),
+            bound_to: bound,
+        },
+    );
+    a.metadata.namespace = Some(NS.into());
+    a.metadata.creation_timestamp = Some(Time(at));
+    a
+}

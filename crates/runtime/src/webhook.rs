@@ -115,7 +115,9 @@ fn bind_approval(
         }
         let agent =
             lookup.agent(ns, &r.spec.agent).ok_or_else(|| format!("SocAgent {} does not exist", r.spec.agent))?;
-        if let Some(problem) = gate::approver_problem(&agent, approver, groups, Some(&r.spec.requester)) {
+        if let Some(problem) =
+            socwarden_core::admission::approvals::approver_problem(&agent, approver, groups, Some(&r.spec.requester))
+        {
             return Err(problem);
         }
         return Ok(signature::bound_to_request(&r.uid().unwrap_or_default(), &signature::request_binding(&r.spec)));
@@ -124,7 +126,7 @@ fn bind_approval(
         let agent = lookup
             .agent(ns, &p.agent)
             .ok_or_else(|| format!("SocAgent {} does not exist in namespace {ns}", p.agent))?;
-        if let Some(problem) = gate::approver_problem(&agent, approver, groups, None) {
+        if let Some(problem) = socwarden_core::admission::approvals::approver_problem(&agent, approver, groups, None) {
             return Err(problem);
         }
         let current = agent.status.as_ref().and_then(|s| s.effective_tier).unwrap_or(Tier::Observe);
@@ -140,7 +142,7 @@ fn bind_approval(
     let r = spec.resume.as_ref().expect("one reference is set");
     let agent =
         lookup.agent(ns, &r.agent).ok_or_else(|| format!("SocAgent {} does not exist in namespace {ns}", r.agent))?;
-    if let Some(problem) = gate::approver_problem(&agent, approver, groups, None) {
+    if let Some(problem) = socwarden_core::admission::approvals::approver_problem(&agent, approver, groups, None) {
         return Err(problem);
     }
     let pause = agent.status.as_ref().and_then(|s| s.pause.as_ref());

@@ -2,6 +2,7 @@
 //! order — stamp, agent, catalog, parameters, scope, protection, budgets, then the tier and the
 //! approvals. The admission webhook and the reconciler call the same functions. Pure.
 
+use crate::admission::approvals::{self, Subject};
 use crate::admission::identity::{self, is_service_account};
 use crate::admission::params;
 use crate::admission::signature::{self, Key};
@@ -10,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use kube_core::ResourceExt;
 use socwarden_api::duration;
 use socwarden_api::{
-    ActionRequest, ActionRequestSpec, Approval, ApprovalDecision, ApprovalRecord, AutonomyPolicySpec, Decision, Phase,
-    Risk, SocActionSpec, SocAgent, Tier,
+    ActionRequest, ActionRequestSpec, Approval, ApprovalRecord, AutonomyPolicySpec, Decision, Phase, Risk,
+    SocActionSpec, SocAgent, Tier,
 };
 use std::collections::BTreeSet;
 
@@ -128,41 +129,6 @@ pub fn required_approvals(agent: &SocAgent, policy: &AutonomyPolicySpec, risk: R
         Risk::Critical => r.critical,
     };
     by_risk.max(agent.spec.approvers.min_approvals).max(1)
-}
-
-/// Whether `user` (with `groups`) is among the agent's approvers.
-pub fn is_approver(agent: &SocAgent, user: &str, groups: &[String]) -> bool {
-    let a = &agent.spec.approvers;
-    a.users.iter().any(|u| u == user) || a.groups.iter().any(|g| groups.contains(g))
-}
-
-/// Why a human may not approve for this agent (None: they may). Shared by the webhook, which
-/// refuses, and the reconciler, which ignores.
-pub fn approver_problem(
-    agent: &SocAgent,
-    approver: &str,
-    groups: &[String],
-    requester: Option<&str>,
-) -> Option<String> {
-    if approver.is_empty() {
-        return Some("the approval carries no approver (it was not stamped by the admission webhook)".into());
-    }
-    if is_service_account(approver, groups) {
-        return Some(format!("{approver} is a ServiceAccount; only humans approve"));
-    }
-    if requester == Some(approver) {
-        return Some(format!("{approver} requested this action and cannot approve it too"));
-    }
-    if !is_approver(agent, approver, groups) {
-        let a = &agent.spec.approvers;
-        return Some(format!(
-            "{approver} is not an approver of SocAgent {} (users {:?}, groups {:?})",
-            agent.name_any(),
-            a.users,
-            a.groups
-        ));
-    }
-    None
 }
 
 /// The verdict on one request.
@@ -287,47 +253,14 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
 fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &AutonomyPolicySpec) -> Verdict {
     let req = i.request;
     let spec = &req.spec;
-    let ns = req.namespace().unwrap_or_default();
     let required = required_approvals(agent, policy_spec, action.risk);
     let timeout = duration::parse(&policy_spec.approvals.timeout).unwrap_or(std::time::Duration::from_secs(900));
     let created = req.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
     let expires = created + SignedDuration::try_from(timeout).unwrap_or(SignedDuration::from_mins(15));
-    let bound = signature::bound_to_request(&req.uid().unwrap_or_default(), &signature::request_binding(spec));
-
-    let mut counted: Vec<ApprovalRecord> = Vec::new();
-    let mut ignored = Vec::new();
-    let mut deny: Option<ApprovalRecord> = None;
-    let mut sorted: Vec<&&Approval> = i.approvals.iter().collect();
-    sorted.sort_by_key(|a| (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any()));
-    for a in sorted {
-        let s = &a.spec;
-        let at = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
-        let why = if !signature::approval_is_signed(&ns, s, i.key) {
-            Some("not stamped by the admission webhook (missing or invalid signature)".to_string())
-        } else if s.bound_to != bound {
-            Some("bound to another request or to different content".to_string())
-        } else if at > expires {
-            Some("given after the request expired".to_string())
-        } else {
-            approver_problem(agent, &s.approver, &s.approver_groups, Some(&spec.requester))
-        };
-        if let Some(why) = why {
-            ignored.push((a.name_any(), why));
-            continue;
-        }
-        let record = ApprovalRecord {
-            name: a.name_any(),
-            approver: s.approver.clone(),
-            decision: s.decision,
-            at: at.to_string(),
-        };
-        match s.decision {
-            ApprovalDecision::Deny if deny.is_none() => deny = Some(record),
-            ApprovalDecision::Deny => {}
-            ApprovalDecision::Approve if !counted.iter().any(|c| c.approver == record.approver) => counted.push(record),
-            ApprovalDecision::Approve => ignored.push((a.name_any(), format!("{} already approved", s.approver))),
-        }
-    }
+    let (uid, binding) = (req.uid().unwrap_or_default(), signature::request_binding(spec));
+    let subject = Subject::Request { uid: &uid, binding: &binding, requester: &spec.requester, expires };
+    let approvals::Tally { approved: counted, denied: deny, ignored } =
+        approvals::tally(i.approvals, agent, &subject, i.key, i.now);
 
     let mut v = if let Some(d) = deny {
         let msg = format!("denied by {}", d.approver);
@@ -376,6 +309,7 @@ fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &Aut
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use socwarden_api::ApprovalDecision;
     use socwarden_api::{
         ActionRequestSpec, ApprovalSpec, Approvers, Limits, Scope, SocAgentSpec, SocAgentStatus, Target, TargetSelector,
     };

@@ -1,6 +1,7 @@
 //! Deciding ActionRequests and Approvals: the gate, what an approval counts for, identities,
 //! parameters and signatures.
 
+pub mod approvals;
 pub mod gate;
 pub mod identity;
 pub mod params;

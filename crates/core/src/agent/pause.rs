@@ -1,5 +1,6 @@
 //! Whether an agent is paused, and why. Pure.
 
+use crate::admission::approvals::{self, Subject};
 use jiff::Timestamp;
 use socwarden_api::PauseStatus;
 use socwarden_api::conditions::reason;
@@ -58,25 +59,16 @@ pub fn record(reason: PauseReason, previous: Option<&PauseStatus>, now: Timestam
     }
 }
 
-/// The approver whose valid approval lifts the drift pause `pause`, if any.
+/// The approver whose valid approval lifts the drift pause `pause`, if any (a deny lifts nothing).
 pub fn resume_approver(
     agent: &socwarden_api::SocAgent,
     pause: &PauseStatus,
     approvals: &[&socwarden_api::Approval],
     key: &crate::admission::signature::Key,
+    now: Timestamp,
 ) -> Option<String> {
-    use kube_core::ResourceExt;
-    let ns = agent.namespace().unwrap_or_default();
-    let bound = crate::admission::signature::bound_to_resume(&agent.uid().unwrap_or_default(), &pause.id);
-    approvals.iter().find_map(|a| {
-        let s = &a.spec;
-        let valid = s.decision == socwarden_api::ApprovalDecision::Approve
-            && s.resume.as_ref().is_some_and(|r| r.pause_id == pause.id)
-            && s.bound_to == bound
-            && crate::admission::signature::approval_is_signed(&ns, s, key)
-            && crate::admission::gate::approver_problem(agent, &s.approver, &s.approver_groups, None).is_none();
-        valid.then(|| s.approver.clone())
-    })
+    let subject = Subject::Resume { pause_id: &pause.id };
+    approvals::tally(approvals, agent, &subject, key, now).approved.into_iter().next().map(|r| r.approver)
 }
 
 #[cfg(test)]

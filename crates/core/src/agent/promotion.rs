@@ -1,14 +1,13 @@
 //! Which tier is enforced: a lower `spec.tier` at once; a higher one only one step at a time, and
 //! only when dwell time, a clean record, the approvers and the shadow evidence all agree. Pure.
 
-use crate::admission::gate;
-use crate::admission::signature::{self, Key};
+use crate::admission::approvals::{self, Subject};
+use crate::admission::signature::Key;
 use crate::agent::policy;
 use jiff::{SignedDuration, Timestamp};
-use kube_core::ResourceExt;
 use socwarden_api::AutonomyPolicySpec;
 use socwarden_api::duration;
-use socwarden_api::{Approval, ApprovalDecision, Decision, PromotionRules, Risk, ShadowStatus, SocAgent, Tier};
+use socwarden_api::{Approval, Decision, PromotionRules, Risk, ShadowStatus, SocAgent, Tier};
 
 /// A past decision of the agent, for the shadow evidence.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,15 +52,14 @@ pub fn shadow(
 pub struct Inputs<'a> {
     pub agent: &'a SocAgent,
     /// The agent's status as last written (the cache may be behind the operator's own write).
+    /// Also the drift-pause history (`lastDriftPause`, `resumedAt`) the clean window and the
+    /// cooling-off are measured from: read here, so no caller can forget to pass it.
     pub status: Option<&'a socwarden_api::SocAgentStatus>,
     pub key: &'a Key,
     pub rules: &'a PromotionRules,
     /// Approvals in the agent's namespace that name a promotion of this agent.
     pub approvals: &'a [&'a Approval],
     pub shadow: &'a ShadowStatus,
-    /// When the agent was last paused for drift, and when that pause ended.
-    pub last_drift_pause: Option<Timestamp>,
-    pub resumed_at: Option<Timestamp>,
     pub now: Timestamp,
 }
 
@@ -109,43 +107,26 @@ pub fn evaluate(i: &Inputs) -> Outcome {
     if at_tier < dwell {
         missing.push(format!("dwell {} of {} at {current}", human(at_tier), i.rules.min_dwell));
     }
-    if let Some(p) = i.last_drift_pause {
+    let at = |t: Option<&String>| t.and_then(|t| t.parse::<Timestamp>().ok());
+    let last_drift_pause = at(status.and_then(|s| s.last_drift_pause.as_ref()));
+    let resumed_at = at(status.and_then(|s| s.resumed_at.as_ref()));
+    if let Some(p) = last_drift_pause {
         let window = dur(&i.rules.clean_window, 24);
         if i.now.duration_since(p) < window {
             missing.push(format!("paused for drift at {p}, within the clean window of {}", i.rules.clean_window));
         }
     }
-    if let Some(r) = i.resumed_at.filter(|_| i.last_drift_pause.is_some()) {
+    if let Some(r) = resumed_at.filter(|_| last_drift_pause.is_some()) {
         let cooling = dur(&i.rules.cooling_off, 72);
         if i.now.duration_since(r) < cooling {
             missing.push(format!("cooling off after the drift pause until {}", r + cooling));
         }
     }
 
-    // Approvals for exactly this step, given since the agent reached its current tier (creation
-    // times have whole seconds: compare at that precision).
-    let since_second = Timestamp::from_second(since.as_second()).unwrap_or(since);
-    let ns = i.agent.namespace().unwrap_or_default();
-    let bound = signature::bound_to_promotion(&i.agent.uid().unwrap_or_default(), next);
-    let mut approvers: Vec<String> = Vec::new();
-    let mut denied_by = None;
-    for a in i.approvals {
-        let s = &a.spec;
-        let at = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
-        let valid = signature::approval_is_signed(&ns, s, i.key)
-            && s.bound_to == bound
-            && at >= since_second
-            && gate::approver_problem(i.agent, &s.approver, &s.approver_groups, None).is_none();
-        if !valid {
-            continue;
-        }
-        match s.decision {
-            ApprovalDecision::Deny => denied_by = denied_by.or(Some(s.approver.clone())),
-            ApprovalDecision::Approve if !approvers.contains(&s.approver) => approvers.push(s.approver.clone()),
-            ApprovalDecision::Approve => {}
-        }
-    }
-    approvers.sort();
+    // Approvals for exactly this step, given since the agent reached its current tier.
+    let tally = approvals::tally(i.approvals, i.agent, &Subject::Promotion { tier: next, since }, i.key, i.now);
+    let approvers = tally.approvers();
+    let denied_by = tally.denied.map(|d| d.approver);
     let need = i.agent.spec.approvers.min_approvals.max(1);
     if let Some(who) = &denied_by {
         missing.push(format!("promotion to {next} denied by {who}"));
@@ -188,7 +169,9 @@ pub fn evaluate(i: &Inputs) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::signature;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use socwarden_api::ApprovalDecision;
     use socwarden_api::{ApprovalSpec, Approvers, PromotionRef, SocAgentSpec, SocAgentStatus};
 
     fn ts(s: &str) -> Timestamp {
@@ -246,8 +229,6 @@ mod tests {
             rules: &rules,
             approvals: &refs,
             shadow: &shadow,
-            last_drift_pause: None,
-            resumed_at: None,
             now: ts(now),
         })
     }
@@ -311,8 +292,6 @@ mod tests {
             rules: &rules,
             approvals: &refs,
             shadow: &none,
-            last_drift_pause: None,
-            resumed_at: None,
             now: ts("2026-01-02T06:00:00Z"),
         };
         assert_eq!(evaluate(&i).pending, None);
@@ -349,7 +328,10 @@ mod tests {
     #[test]
     fn drift_pauses_hold_promotions() {
         let key = Key::new(b"k");
-        let a = agent(Tier::Autonomous, Some(Tier::Supervised), "2026-01-01T00:00:00Z");
+        let mut a = agent(Tier::Autonomous, Some(Tier::Supervised), "2026-01-01T00:00:00Z");
+        let history = a.status.as_mut().expect("status");
+        history.last_drift_pause = Some("2026-01-04T20:00:00Z".into());
+        history.resumed_at = Some("2026-01-04T21:00:00Z".into());
         let two = [
             approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
             approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
@@ -364,13 +346,20 @@ mod tests {
             rules: &rules,
             approvals: &refs,
             shadow: &sh,
-            last_drift_pause: Some(ts("2026-01-04T20:00:00Z")),
-            resumed_at: Some(ts("2026-01-04T21:00:00Z")),
             now: ts("2026-01-05T00:00:00Z"),
         };
         let msg = evaluate(&i).pending.unwrap();
         assert!(msg.contains("within the clean window"), "{msg}");
         assert!(msg.contains("cooling off"), "{msg}");
+        // Past the clean window (24h) and the cooling-off (72h from the resume), both are met.
+        let later = Inputs { now: ts("2026-01-08T00:00:00Z"), ..i };
+        let o = evaluate(&later);
+        assert_eq!(o.pending, None, "every rule holds 3 days after the resume");
+        assert_eq!(o.effective, Tier::Autonomous);
+        // Between the two: the clean window is over, the cooling-off is not.
+        let between = Inputs { now: ts("2026-01-06T00:00:00Z"), ..i };
+        let msg = evaluate(&between).pending.unwrap();
+        assert!(!msg.contains("clean window") && msg.contains("cooling off"), "{msg}");
     }
 
     #[test]

@@ -238,7 +238,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let shown = shown_status(agent, ctx);
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
     let key = (n.ns.clone(), n.name.clone());
-    let (watch, trigger) = monitoring(agent, shown.as_ref(), ctx, &key);
+    let (watch, trigger) = monitoring(agent, shown.as_ref(), ctx, &key, now);
     let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
 
     // Apply. Independent writes go out together: a reconcile costs the round trips of its
@@ -362,8 +362,6 @@ fn tier_decision(
         rules: &rules,
         approvals: &refs,
         shadow: &shadow.clone().unwrap_or_default(),
-        last_drift_pause: None,
-        resumed_at: None,
         now,
     });
     plan::TierDecision { outcome, shadow }
@@ -634,6 +632,7 @@ fn monitoring(
     shown: Option<&SocAgentStatus>,
     ctx: &Context,
     key: &crate::monitor::AgentKey,
+    now: Timestamp,
 ) -> (plan::Monitoring, Option<crate::monitor::Trigger>) {
     let was_paused = shown.and_then(|s| s.phase) == Some(Phase::Paused);
     ctx.monitor.configure(key, &agent.spec.baseline, was_paused, shown.and_then(|s| s.baseline.as_ref()));
@@ -644,7 +643,7 @@ fn monitoring(
             a.namespace().as_deref() == Some(key.0.as_str()) && a.spec.resume.as_ref().is_some_and(|r| r.agent == key.1)
         });
         let refs: Vec<&socwarden_api::Approval> = approvals.iter().map(|a| a.as_ref()).collect();
-        pause::resume_approver(agent, p, &refs, &ctx.key)
+        pause::resume_approver(agent, p, &refs, &ctx.key, now)
     });
     let drift_paused = pause::drift_holds(recorded, view.trigger.is_some(), resumed_by.is_some());
     let watch = plan::Monitoring { drift_paused, resumed_by, drift: view.drift, baseline: view.baseline };
