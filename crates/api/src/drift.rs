@@ -52,11 +52,48 @@ impl Sensitivity {
     }
 }
 
+/// The kinds of drift signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SignalKind {
+    /// A rate far above the baseline's (per action, per API call).
+    Rate,
+    /// The mix of actions and API calls diverged from the baseline's.
+    Mix,
+    /// An action, an API call or a target never seen while learning.
+    Novelty,
+    /// API calls refused with 403, rejected requests: attempts beyond scope.
+    OutOfScope,
+    /// The share of requests humans denied or let expire.
+    Denials,
+    /// No activity to judge by.
+    Silence,
+}
+
+impl SignalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::Rate => "rate",
+            SignalKind::Mix => "mix",
+            SignalKind::Novelty => "novelty",
+            SignalKind::OutOfScope => "outOfScope",
+            SignalKind::Denials => "denials",
+            SignalKind::Silence => "silence",
+        }
+    }
+}
+
+impl std::fmt::Display for SignalKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Signal {
-    /// rate, mix, novelty, outOfScope, denials or silence.
-    pub signal: String,
+    /// Which signal: rate, mix, novelty, outOfScope, denials or silence.
+    pub signal: SignalKind,
     /// What was seen, in words.
     pub observed: String,
     /// What the baseline expects.

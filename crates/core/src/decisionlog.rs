@@ -18,7 +18,7 @@ pub enum Phase {
     Recover,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     /// When it was written (set by the writer).

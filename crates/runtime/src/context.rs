@@ -3,6 +3,7 @@
 use crate::decisionlog::DecisionLog;
 use crate::execute::Discovery;
 use crate::index::NamespaceIndex;
+pub use crate::k8s::StatusMemo;
 use crate::metrics::Metrics;
 use crate::watch::malformed;
 use futures::FutureExt;
@@ -77,68 +78,6 @@ pub struct IssuedMemo {
     pub token: IssuedToken,
 }
 
-/// What we last wrote to an object's status, for as long as the cache has not caught up with it.
-///
-/// A reconcile may write a status more than once (a decision, then its execution), and the next
-/// reconcile may see the cache at any of the versions before the last write. Every version our
-/// writes replaced is remembered: while the cache shows one of them, it is behind, and the status
-/// we wrote is the truth; once it shows anything else, the cache is the truth again.
-pub struct StatusMemo<S> {
-    entries: Mutex<HashMap<String, MemoEntry<S>>>,
-}
-
-struct MemoEntry<S> {
-    /// resourceVersions older than our last write.
-    superseded: Vec<String>,
-    /// The resourceVersion our last write produced.
-    latest: Option<String>,
-    status: S,
-}
-
-impl<S: Clone> Default for StatusMemo<S> {
-    fn default() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl<S: Clone> StatusMemo<S> {
-    /// The status to believe for an object at `resource_version` whose cached status is `cached`.
-    pub fn shown(&self, uid: &str, resource_version: Option<&str>, cached: Option<&S>) -> Option<S> {
-        let mut entries = self.entries.lock().expect("memo lock");
-        match entries.get(uid) {
-            Some(e) if resource_version.is_some_and(|rv| e.superseded.iter().any(|s| s == rv)) => {
-                Some(e.status.clone())
-            }
-            Some(_) => {
-                entries.remove(uid);
-                cached.cloned()
-            }
-            None => cached.cloned(),
-        }
-    }
-
-    /// Records a write made on top of `based_on` that produced `written_rv`.
-    pub fn wrote(&self, uid: &str, based_on: Option<&str>, written_rv: Option<&str>, status: S) {
-        let mut entries = self.entries.lock().expect("memo lock");
-        let (mut superseded, previous) = match entries.remove(uid) {
-            Some(e) => (e.superseded, e.latest),
-            None => (Vec::new(), None),
-        };
-        superseded.extend(previous);
-        superseded.extend(based_on.map(String::from));
-        superseded.sort();
-        superseded.dedup();
-        if superseded.len() > 16 {
-            superseded.drain(..superseded.len() - 16);
-        }
-        entries.insert(uid.to_string(), MemoEntry { superseded, latest: written_rv.map(String::from), status });
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.entries.lock().expect("memo lock").remove(uid);
-    }
-}
-
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
@@ -196,29 +135,5 @@ impl Context {
             status_written: StatusMemo::default(),
             request_status_written: StatusMemo::default(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StatusMemo;
-
-    #[test]
-    fn two_writes_in_a_row_are_not_undone_by_a_cache_at_either_older_version() {
-        let m: StatusMemo<&str> = StatusMemo::default();
-        m.wrote("u", Some("1"), Some("2"), "running");
-        m.wrote("u", Some("1"), Some("3"), "done");
-        assert_eq!(m.shown("u", Some("1"), Some(&"none")), Some("done"));
-        assert_eq!(m.shown("u", Some("2"), Some(&"running")), Some("done"), "the cache at our first write is behind");
-        // Caught up: the cache is the truth again, and the memo is dropped.
-        assert_eq!(m.shown("u", Some("3"), Some(&"done")), Some("done"));
-        assert_eq!(m.shown("u", Some("1"), Some(&"none")), Some("none"));
-    }
-
-    #[test]
-    fn someone_elses_newer_write_wins() {
-        let m: StatusMemo<&str> = StatusMemo::default();
-        m.wrote("u", Some("1"), Some("2"), "ours");
-        assert_eq!(m.shown("u", Some("7"), Some(&"theirs")), Some("theirs"));
     }
 }

@@ -21,6 +21,7 @@ pub mod crdgen;
 pub mod decisionlog;
 pub mod execute;
 pub mod index;
+pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod monitor;

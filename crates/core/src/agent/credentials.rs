@@ -100,27 +100,50 @@ pub enum TokenDecision {
     /// Keep the current token; look again at `recheck_at`.
     Keep { recheck_at: Timestamp },
     /// Request a new token, for this reason.
-    Issue(&'static str),
+    Issue(IssueReason),
+}
+
+/// Why a token is (re)issued. The first one is an issue, every other a rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueReason {
+    First,
+    SpecChanged,
+    Expired,
+    ClockJump,
+    Rotation,
+}
+
+impl IssueReason {
+    /// In words; also the `reason` label of `socwarden_tokens_issued_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueReason::First => "no token issued yet",
+            IssueReason::SpecChanged => "lifetime or audiences changed",
+            IssueReason::Expired => "token expired",
+            IssueReason::ClockJump => "issue time is in the future (clock jump)",
+            IssueReason::Rotation => "token past 80% of its lifetime",
+        }
+    }
 }
 
 /// Whether the agent needs a new token now.
 pub fn token_decision(current: Option<&IssuedToken>, wanted_spec: &str, now: Timestamp) -> TokenDecision {
     let Some(t) = current else {
-        return TokenDecision::Issue("no token issued yet");
+        return TokenDecision::Issue(IssueReason::First);
     };
     if t.spec != wanted_spec {
-        return TokenDecision::Issue("lifetime or audiences changed");
+        return TokenDecision::Issue(IssueReason::SpecChanged);
     }
     if now >= t.expires_at {
-        return TokenDecision::Issue("token expired");
+        return TokenDecision::Issue(IssueReason::Expired);
     }
     // An issue time in the future means a clock jump; a fresh token is the safe answer.
     if t.issued_at.as_second() > now.as_second() + 300 {
-        return TokenDecision::Issue("issue time is in the future (clock jump)");
+        return TokenDecision::Issue(IssueReason::ClockJump);
     }
     let rotate_at = t.rotate_at();
     if now >= rotate_at {
-        return TokenDecision::Issue("token past 80% of its lifetime");
+        return TokenDecision::Issue(IssueReason::Rotation);
     }
     TokenDecision::Keep { recheck_at: rotate_at }
 }
@@ -187,7 +210,7 @@ mod tests {
                 (None, TokenDecision::Keep { recheck_at }) => {
                     assert_eq!(recheck_at, ts("2026-01-01T10:48:00Z"))
                 }
-                (Some(r), TokenDecision::Issue(got)) => assert_eq!(got, r, "at {now}"),
+                (Some(r), TokenDecision::Issue(got)) => assert_eq!(got.as_str(), r, "at {now}"),
                 (w, g) => panic!("at {now}: wanted {w:?}, got {g:?}"),
             }
         }

@@ -6,4 +6,5 @@ pub mod plan;
 pub mod policy;
 pub mod promotion;
 pub mod rbac;
+pub mod transitions;
 pub mod validate;

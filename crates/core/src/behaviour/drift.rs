@@ -14,7 +14,7 @@
 //! never taken for health.
 
 use jiff::{SignedDuration, Timestamp};
-pub use socwarden_api::drift::{Baseline, Sensitivity, Signal, State};
+pub use socwarden_api::drift::{Baseline, Sensitivity, Signal, SignalKind, State};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The most distinct keys a baseline keeps per kind; the rest is counted under `other`.
@@ -141,14 +141,9 @@ pub fn assess(
 ) -> Assessment {
     let secs = window.as_secs_f64();
     let mut signals = Vec::new();
-    let mut push = |signal: &str, observed: String, expected: String, score: f64| {
+    let mut push = |signal: SignalKind, observed: String, expected: String, score: f64| {
         if score > 0.0 {
-            signals.push(Signal {
-                signal: signal.into(),
-                observed,
-                expected,
-                score: (clamp01(score) * 100.0).round() / 100.0,
-            });
+            signals.push(Signal { signal, observed, expected, score: (clamp01(score) * 100.0).round() / 100.0 });
         }
     };
 
@@ -211,7 +206,12 @@ pub fn assess(
     }
     if let Some((z, k, n, expected)) = worst {
         // z below 4 is ordinary variation; z of 10 or more is certain.
-        push("rate", format!("{n} × {k} in the last {secs:.0}s"), format!("about {expected:.1}"), (z - 4.0) / 6.0);
+        push(
+            SignalKind::Rate,
+            format!("{n} × {k} in the last {secs:.0}s"),
+            format!("about {expected:.1}"),
+            (z - 4.0) / 6.0,
+        );
     }
 
     // Mix, over the longer window.
@@ -232,7 +232,7 @@ pub fn assess(
         q.extend(to_f(&baseline.actions, "action:"));
         let js = jensen_shannon(&p, &q);
         push(
-            "mix",
+            SignalKind::Mix,
             format!("Jensen–Shannon divergence {js:.2} over {recent_total} calls"),
             "below 0.15".into(),
             (js - 0.15) / 0.35,
@@ -255,7 +255,7 @@ pub fn assess(
     }
     if !novel.is_empty() {
         push(
-            "novelty",
+            SignalKind::Novelty,
             format!("never seen: {}", described.join(", ")),
             "only what was seen while learning".into(),
             1.0 - keep,
@@ -268,7 +268,7 @@ pub fn assess(
         let expected = baseline.forbidden as f64 / baseline.seconds.max(1.0) * secs;
         let excess = attempts as f64 - expected;
         push(
-            "outOfScope",
+            SignalKind::OutOfScope,
             format!("{forbidden} API call(s) refused with 403, {rejected} request(s) rejected in the last {secs:.0}s"),
             format!("about {expected:.1}"),
             excess / 5.0,
@@ -280,7 +280,7 @@ pub fn assess(
         let ratio = denied as f64 / decided as f64;
         let base = if baseline.decided == 0 { 0.0 } else { baseline.denied as f64 / baseline.decided as f64 };
         push(
-            "denials",
+            SignalKind::Denials,
             format!("{denied} of {decided} requests denied or expired"),
             format!("{:.0}%", base * 100.0),
             (ratio - base - 0.2) / 0.5,
@@ -296,7 +296,7 @@ pub fn assess(
     if recent.is_empty() {
         if expected_total >= 3.0 {
             let s = Signal {
-                signal: "silence".into(),
+                signal: SignalKind::Silence,
                 observed: format!("no activity in the last {secs:.0}s"),
                 expected: format!("about {expected_total:.0} calls"),
                 score: 0.0,
@@ -456,7 +456,9 @@ mod tests {
         let a = run(&mut m, obs, 628);
         assert!(a.score >= 0.9, "{a:?}");
         assert!(
-            a.signals.iter().any(|s| s.signal == "outOfScope" && s.observed.contains("8 API call(s) refused with 403"))
+            a.signals
+                .iter()
+                .any(|s| s.signal == SignalKind::OutOfScope && s.observed.contains("8 API call(s) refused with 403"))
         );
         assert_eq!(decide(&a, Sensitivity::Medium, true), Verdict::Pause);
         assert_eq!(decide(&a, Sensitivity::Medium, false), Verdict::Report);
@@ -470,7 +472,7 @@ mod tests {
             .map(|i| Observation::api(t(630) + SignedDuration::from_millis(i * 100), "list", "pods", 200))
             .collect();
         let a = run(&mut m, obs, 660);
-        let rate = a.signals.iter().find(|s| s.signal == "rate").expect("rate signal");
+        let rate = a.signals.iter().find(|s| s.signal == SignalKind::Rate).expect("rate signal");
         assert_eq!(rate.score, 1.0, "{rate:?}");
         assert!(rate.observed.contains("list pods") && rate.expected.contains("15.0"), "{rate:?}");
         assert_eq!(decide(&a, Sensitivity::Low, true), Verdict::Pause);
@@ -481,7 +483,7 @@ mod tests {
         let mut m = learned();
         let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::AutoApproved)], 651);
         assert!((0.5..0.9).contains(&a.score), "{a:?}");
-        assert!(a.signals.iter().any(|s| s.signal == "novelty" && s.observed.contains("action isolate")));
+        assert!(a.signals.iter().any(|s| s.signal == SignalKind::Novelty && s.observed.contains("action isolate")));
         assert_eq!(decide(&a, Sensitivity::High, true), Verdict::Pause);
         assert_eq!(decide(&a, Sensitivity::Low, true), Verdict::Report);
         assert_eq!(decide(&a, Sensitivity::Medium, true), Verdict::Report);
@@ -496,7 +498,7 @@ mod tests {
             (0..22).map(|i| Observation::api(t(631 + i), "get", "configmaps", 200)).collect();
         obs.extend((0..8).map(|i| Observation::api(t(631 + 3 * i), "list", "pods", 200)));
         let a = run(&mut m, obs, 660);
-        let mix = a.signals.iter().find(|s| s.signal == "mix").expect("mix signal");
+        let mix = a.signals.iter().find(|s| s.signal == SignalKind::Mix).expect("mix signal");
         assert!(mix.score > 0.5, "{a:?}");
     }
 
@@ -505,7 +507,7 @@ mod tests {
         let mut m = learned();
         let obs = (0..4).map(|i| req(640 + i, "enrich", "Pod/web/p0", Decision::Denied)).collect();
         let a = run(&mut m, obs, 645);
-        assert!(a.signals.iter().any(|s| s.signal == "denials" && s.observed.contains("4 of 4")));
+        assert!(a.signals.iter().any(|s| s.signal == SignalKind::Denials && s.observed.contains("4 of 4")));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! status. Every write is skipped when the cache already shows the wanted state.
 
 use crate::context::{Context, IssuedMemo, MANAGER};
-use crate::decisionlog;
+
+use crate::k8s;
 use crate::watch::malformed;
 use crate::workload;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -12,19 +13,20 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use socwarden_api::conditions;
 use socwarden_api::{AutonomyPolicy, Phase, SocAgent, SocAgentStatus, Tier};
-use socwarden_core::agent::credentials::{self, IssuedToken, TokenDecision};
+use socwarden_core::agent::credentials::{self, IssueReason, IssuedToken, TokenDecision};
 use socwarden_core::agent::pause::{self, PauseReason};
 use socwarden_core::agent::plan::{self, Applied, Plan, TokenPlan};
 use socwarden_core::agent::promotion;
 use socwarden_core::agent::rbac::{self, Rule};
+use socwarden_core::agent::transitions::{self, Changes, Reason};
 use socwarden_core::agent::validate::Inputs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -49,22 +51,11 @@ pub enum Error {
     Unnamed,
 }
 
-/// A small fixed label for metrics, from a Kubernetes API error.
-pub fn kube_category(e: &kube::Error) -> &'static str {
-    match e {
-        kube::Error::Api(s) if s.code == 409 => "conflict",
-        kube::Error::Api(s) if s.code == 403 => "forbidden",
-        kube::Error::Api(s) if s.code == 404 => "not-found",
-        kube::Error::Api(_) => "api",
-        _ => "transport",
-    }
-}
-
 impl Error {
     /// A small fixed label for metrics.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube(e) => kube_category(e),
+            Error::Kube(e) => k8s::category(e),
             Error::TokenResponse(_) => "token",
             Error::NotOurs { .. } => "not-ours",
             Error::Unnamed => "invalid",
@@ -73,22 +64,6 @@ impl Error {
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
-/// Deletes, treating "already gone" as success.
-async fn delete_gone<K>(api: &Api<K>, name: &str) -> Result<()>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
 
 #[instrument(skip_all, fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action> {
@@ -106,7 +81,7 @@ pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action
     if agent.meta().deletion_timestamp.is_some() {
         if has_finalizer {
             cleanup(&agent, &ctx).await?;
-            set_finalizer(&api, &agent, false).await?;
+            k8s::set_finalizer(&api, agent.as_ref(), FINALIZER, false, k8s::Guard::ResourceVersion).await?;
         }
         return Ok(Action::await_change());
     }
@@ -125,33 +100,6 @@ pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Act
     // Conflicts resolve themselves as soon as the cache catches up.
     let wait = if err.category() == "conflict" { Duration::from_millis(200) } else { Duration::from_secs(5) };
     Action::requeue(wait)
-}
-
-/// Adds or removes our finalizer with a merge patch guarded by the resourceVersion, so that a
-/// concurrent change of the list is never lost; on a conflict the fresh object is used once.
-async fn set_finalizer(api: &Api<SocAgent>, agent: &SocAgent, present: bool) -> Result<()> {
-    let name = agent.name_any();
-    let mut current = agent.clone();
-    for attempt in 0..2 {
-        let mut list: Vec<String> = current.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-        if present {
-            list.push(FINALIZER.to_string());
-        }
-        if list.as_slice() == current.finalizers() {
-            return Ok(());
-        }
-        let patch = json!({"metadata": {"finalizers": list, "resourceVersion": current.resource_version()}});
-        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 404) && !present => return Ok(()),
-            Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
-                Some(fresh) => current = fresh,
-                None => return Ok(()),
-            },
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 struct Names {
@@ -245,7 +193,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     // longest chain (token Secret → TokenRequest → Secret update), not the sum of its writes.
     let finalizer = async {
         if !agent.finalizers().iter().any(|f| f == FINALIZER) && needs_finalizer(agent, ctx, &n) {
-            set_finalizer(api, agent, true).await?;
+            k8s::set_finalizer(api, agent, FINALIZER, true, k8s::Guard::ResourceVersion).await?;
         }
         Ok(())
     };
@@ -294,8 +242,9 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     // Report.
     let previous = shown.as_ref();
     let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
-    publish_transitions(agent, ctx, previous, &status, &plan, rotated);
-    write_status(agent, ctx, api, previous, &status).await?;
+    let changes = Changes { pause: plan.pause, resumed_by: plan.monitoring.resumed_by.clone(), issued: rotated };
+    publish_transitions(agent, ctx, previous, &status, &changes);
+    k8s::write_status(api, agent, &ctx.status_written, previous, &status).await?;
     if plan.pause == Some(PauseReason::Drift) {
         ctx.monitor.contained(&key);
     } else if plan.monitoring.resumed_by.is_some() {
@@ -406,12 +355,12 @@ async fn all<F: Future<Output = Result<()>>>(futures: Vec<F>) -> Result<()> {
 }
 
 async fn remove_rbac(ctx: &Context, n: &Names, ns: String) -> Result<()> {
-    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await?;
-    delete_gone(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+    k8s::delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await?;
+    k8s::delete_gone(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &n.rbac).await.map_err(Into::into)
 }
 
 async fn remove_binding(ctx: &Context, n: &Names, ns: String) -> Result<()> {
-    delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await
+    k8s::delete_gone(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &n.rbac).await.map_err(Into::into)
 }
 
 /// Writes `obj`: a create when the cache has no such object (the cheapest write for the API
@@ -424,7 +373,7 @@ where
     if !cached {
         match api.create(&PostParams::default(), obj).await {
             Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 409) => {}
+            Err(e) if k8s::is_status(&e, 409) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -494,7 +443,7 @@ async fn token_secret(agent: &SocAgent, ctx: &Context, n: &Names) -> Result<Arc<
             match api.create(&PostParams::default(), &empty).await {
                 Ok(s) => Arc::new(s),
                 // The cache was behind: it exists already.
-                Err(e) if is_status(&e, 409) => Arc::new(api.get(&n.secret).await?),
+                Err(e) if k8s::is_status(&e, 409) => Arc::new(api.get(&n.secret).await?),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -524,7 +473,7 @@ async fn ensure_token(
     secret: &Secret,
     want: &TokenPlan,
     now: Timestamp,
-) -> Result<(Option<IssuedToken>, Option<&'static str>)> {
+) -> Result<(Option<IssuedToken>, Option<IssueReason>)> {
     let held = held_token(ctx, secret);
     let why = match credentials::token_decision(held.as_ref(), &want.spec, now) {
         TokenDecision::Keep { .. } => return Ok((held, None)),
@@ -533,8 +482,8 @@ async fn ensure_token(
     let token = issue(ctx, n, secret, want, now).await.inspect_err(|e| {
         ctx.metrics.token_failures.with_label_values(&[e.category()]).inc();
     })?;
-    ctx.metrics.tokens_issued.with_label_values(&[why]).inc();
-    info!(reason = why, expires_at = %token.expires_at, "issued token");
+    ctx.metrics.tokens_issued.with_label_values(&[why.as_str()]).inc();
+    info!(reason = why.as_str(), expires_at = %token.expires_at, "issued token");
     Ok((Some(token), Some(why)))
 }
 
@@ -595,7 +544,7 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
             ctx.issued.lock().expect("memo lock").remove(uid);
         }
     }
-    delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await
+    k8s::delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await.map_err(Into::into)
 }
 
 /// Containment: every RoleBinding first (authorization is checked on every request, so the
@@ -658,7 +607,7 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     namespaces.insert(n.ns.clone());
     all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
     revoke_secret(ctx, &n).await?;
-    delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
+    k8s::delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
     let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
     ctx.monitor.forget(&(n.ns.clone(), n.name.clone()));
     ctx.status_written.forget(&agent.uid().unwrap_or_default());
@@ -666,181 +615,34 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// The status the agent shows: the cache's, unless the cache still shows the version our last
-/// status write was based on, in which case what we wrote (so a second reconcile computes the
-/// same status, with the same transition times, and writes nothing).
+/// The status the agent shows (see `StatusMemo`).
 fn shown_status(agent: &SocAgent, ctx: &Context) -> Option<SocAgentStatus> {
-    ctx.status_written.shown(
-        &agent.uid().unwrap_or_default(),
-        agent.meta().resource_version.as_deref(),
-        agent.status.as_ref(),
-    )
+    ctx.status_written.shown_by(agent, agent.status.as_ref())
 }
 
-/// Writes the status with a JSON merge patch (much cheaper for the API server than an apply on a
-/// custom resource), unless the agent already shows exactly this status.
-async fn write_status(
-    agent: &SocAgent,
-    ctx: &Context,
-    api: &Api<SocAgent>,
-    shown: Option<&SocAgentStatus>,
-    status: &SocAgentStatus,
-) -> Result<()> {
-    if shown == Some(status) {
-        return Ok(());
-    }
-    let written = api
-        .patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
-        .await?;
-    ctx.status_written.wrote(
-        &agent.uid().unwrap_or_default(),
-        agent.meta().resource_version.as_deref(),
-        written.metadata.resource_version.as_deref(),
-        status.clone(),
-    );
-    Ok(())
-}
-
-/// One Event per transition, never per reconcile. Events are published off the reconcile's path;
-/// a failure to publish is logged, not fatal.
+/// One Event (and decision-log line, and metric) per transition, never per reconcile; which ones
+/// is `transitions` (pure). Events are published off the reconcile's path.
 fn publish_transitions(
     agent: &SocAgent,
     ctx: &Context,
     before: Option<&SocAgentStatus>,
     after: &SocAgentStatus,
-    plan: &Plan,
-    rotated: Option<&'static str>,
+    changes: &Changes,
 ) {
-    let mut events = Vec::new();
     let ns = agent.namespace().unwrap_or_default();
-    let was = before.and_then(|s| s.phase);
-    let drifting = |s: Option<&SocAgentStatus>| {
-        s.and_then(|s| s.drift.as_ref()).is_some_and(|d| d.state == socwarden_core::behaviour::drift::State::Drifting)
-    };
-    let kinds = |s: Option<&SocAgentStatus>| -> Vec<String> {
-        s.and_then(|s| s.drift.as_ref())
-            .map(|d| d.signals.iter().map(|x| x.signal.clone()).collect())
-            .unwrap_or_default()
-    };
-    let new_kinds: Vec<String> =
-        kinds(Some(after)).into_iter().filter(|k| !kinds(before).contains(k) && k != "silence").collect();
-    if !drifting(Some(after)) && !new_kinds.is_empty() {
-        let d = after.drift.as_ref().expect("signals");
-        let signals: Vec<String> =
-            d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
-        let note = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
-        ctx.metrics.drift_detections.with_label_values(&["report"]).inc();
-        ctx.decisions.record(&decisionlog::Entry::new(
-            decisionlog::Phase::Detect,
-            "DriftReported",
-            &ns,
-            &agent.name_any(),
-            note.clone(),
-        ));
-        events.push((EventType::Warning, "DriftReported", note));
-    }
-    if drifting(Some(after)) && !drifting(before) {
-        let d = after.drift.as_ref().expect("drifting");
-        let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
-        let note = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
-        ctx.decisions.record(&decisionlog::Entry::new(
-            decisionlog::Phase::Detect,
-            "DriftDetected",
-            &ns,
-            &agent.name_any(),
-            note.clone(),
-        ));
-        events.push((EventType::Warning, "DriftDetected", note));
-    }
-    let invalid_before =
-        before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
-    let invalid_after = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True");
-    if let Some(c) = invalid_after {
-        if invalid_before != Some(&c.message) || was != Some(Phase::Error) {
-            events.push((EventType::Warning, "InvalidSpec", c.message.clone()));
+    let mut events = Vec::new();
+    for t in transitions::transitions(&ns, &agent.name_any(), before, after, changes) {
+        match t.reason {
+            Reason::DriftReported => ctx.metrics.drift_detections.with_label_values(&["report"]).inc(),
+            Reason::Promoted => ctx.metrics.promotions.with_label_values(&["up"]).inc(),
+            Reason::Demoted => ctx.metrics.promotions.with_label_values(&["down"]).inc(),
+            _ => {}
         }
-    }
-    match (was, after.phase) {
-        (Some(Phase::Paused), Some(Phase::Paused)) => {}
-        (_, Some(Phase::Paused)) => {
-            let c = conditions::find(&after.conditions, conditions::PAUSED);
-            let note = c.map(|c| c.message.clone()).unwrap_or_default();
-            let mut e =
-                decisionlog::Entry::new(decisionlog::Phase::Respond, "Paused", &ns, &agent.name_any(), note.clone());
-            e.policy = c.map(|c| c.reason.clone());
-            ctx.decisions.record(&e);
-            events.push((EventType::Warning, "Paused", note));
+        if let Some(e) = &t.log {
+            ctx.decisions.record(e);
         }
-        (Some(Phase::Paused), _) => {
-            let note = match &plan.monitoring.resumed_by {
-                Some(who) => format!("drift pause lifted by {who}; fresh credentials issued"),
-                None => "fresh credentials issued".to_string(),
-            };
-            let mut e =
-                decisionlog::Entry::new(decisionlog::Phase::Recover, "Resumed", &ns, &agent.name_any(), note.clone());
-            e.approvers = plan.monitoring.resumed_by.iter().cloned().collect();
-            ctx.decisions.record(&e);
-            events.push((EventType::Normal, "Resumed", note));
-        }
-        _ => {}
+        let type_ = if t.reason.is_warning() { EventType::Warning } else { EventType::Normal };
+        events.push((type_, t.reason.as_str(), t.note));
     }
-    match rotated {
-        Some("no token issued yet") => events.push((
-            EventType::Normal,
-            "CredentialsIssued",
-            format!("token in Secret {}", credentials::secret_name(&agent.name_any())),
-        )),
-        Some(why) => events.push((EventType::Normal, "TokenRotated", why.to_string())),
-        None => {}
-    }
-    let (was_tier, tier) = (before.and_then(|s| s.effective_tier), after.effective_tier);
-    if let (Some(w), Some(t)) = (was_tier, tier) {
-        if w != t {
-            let (reason, direction) = if t > w { ("Promoted", "up") } else { ("Demoted", "down") };
-            let note = if t > w {
-                format!("effective tier {w} → {t}: every promotion rule holds")
-            } else {
-                format!("effective tier {w} → {t}: spec.tier was lowered")
-            };
-            ctx.metrics.promotions.with_label_values(&[direction]).inc();
-            let ns = agent.namespace().unwrap_or_default();
-            ctx.decisions.record(&decisionlog::Entry::new(
-                decisionlog::Phase::Govern,
-                reason,
-                &ns,
-                &agent.name_any(),
-                note.clone(),
-            ));
-            events.push((EventType::Normal, reason, note));
-        }
-    }
-    let pending_before = before
-        .and_then(|s| conditions::find(&s.conditions, conditions::PROMOTION_PENDING))
-        .filter(|c| c.status == "True");
-    if let Some(c) = conditions::find(&after.conditions, conditions::PROMOTION_PENDING).filter(|c| c.status == "True") {
-        if pending_before.map(|p| &p.message) != Some(&c.message) && pending_before.is_none() {
-            events.push((EventType::Normal, "PromotionPending", c.message.clone()));
-        }
-    }
-    let before_auto = before.map(|s| &s.autonomous_actions);
-    if before_auto.is_some_and(|b| b != &after.autonomous_actions) && plan.pause.is_none() {
-        events.push((
-            EventType::Normal,
-            "GrantsChanged",
-            format!("actions that run without approval: [{}]", after.autonomous_actions.join(", ")),
-        ));
-    }
-    if events.is_empty() {
-        return;
-    }
-    let reference = agent.object_ref(&());
-    let recorder = ctx.recorder.clone();
-    tokio::spawn(async move {
-        for (type_, reason, note) in events {
-            let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
-                warn!(error = %e, reason, "could not publish event");
-            }
-        }
-    });
+    k8s::publish(&ctx.recorder, agent, events);
 }

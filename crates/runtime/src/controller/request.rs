@@ -6,14 +6,14 @@
 use crate::context::Context;
 use crate::decisionlog::{self, Entry};
 use crate::execute;
+use crate::k8s;
 use crate::watch::malformed;
 use jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use socwarden_api::{
     ActionRequest, ActionRequestStatus, Approval, Decision, ExecutionState, ExecutionStatus, SocAgent,
 };
@@ -35,7 +35,7 @@ pub enum Error {
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube(e) => crate::controller::agent::kube_category(e),
+            Error::Kube(e) => k8s::category(e),
         }
     }
 }
@@ -44,42 +44,19 @@ fn now_str() -> String {
     Timestamp::now().to_string()
 }
 
-/// The status the request shows: the cache's, or what we last wrote while the cache is behind.
+/// The status the request shows (see `StatusMemo`).
 fn shown(req: &ActionRequest, ctx: &Context) -> ActionRequestStatus {
-    let uid = req.uid().unwrap_or_default();
-    ctx.request_status_written
-        .shown(&uid, req.meta().resource_version.as_deref(), req.status.as_ref())
-        .unwrap_or_default()
+    ctx.request_status_written.shown_by(req, req.status.as_ref()).unwrap_or_default()
 }
 
 async fn write(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<(), Error> {
-    let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
-    let written =
-        api.patch_status(&req.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
-    ctx.request_status_written.wrote(
-        &req.uid().unwrap_or_default(),
-        req.meta().resource_version.as_deref(),
-        written.metadata.resource_version.as_deref(),
-        status.clone(),
-    );
+    // Always written (a decision, then its execution), hence no `shown` to compare with.
+    k8s::write_status(&api(req, ctx), req, &ctx.request_status_written, None, status).await?;
     Ok(())
 }
 
-async fn set_finalizer(req: &ActionRequest, ctx: &Context, present: bool) -> Result<(), Error> {
-    let mut list: Vec<String> = req.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    if present {
-        list.push(FINALIZER.into());
-    }
-    if list.as_slice() == req.finalizers() {
-        return Ok(());
-    }
-    let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
-    let patch = json!({"metadata": {"finalizers": list}});
-    match api.patch(&req.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 && !present => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+fn api(req: &ActionRequest, ctx: &Context) -> Api<ActionRequest> {
+    Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default())
 }
 
 #[instrument(skip_all, fields(request = %req.name_any(), namespace = req.namespace().unwrap_or_default()))]
@@ -94,7 +71,7 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
     if req.meta().deletion_timestamp.is_some() {
         if req.finalizers().iter().any(|f| f == FINALIZER) {
             roll_back(&req, &ctx).await?;
-            set_finalizer(&req, &ctx, false).await?;
+            k8s::set_finalizer(&api(&req, &ctx), req.as_ref(), FINALIZER, false, k8s::Guard::None).await?;
         }
         return Ok(Action::await_change());
     }
@@ -204,7 +181,7 @@ async fn decide(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
             Some(e) => {
                 if e.manifest.is_some() && action.as_ref().is_some_and(|a| a.spec.reversible) {
                     // In place before anything is applied, so a deletion always rolls back.
-                    set_finalizer(req, ctx, true).await?;
+                    k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
                 }
                 status.execution = Some(ExecutionStatus {
                     state: Some(ExecutionState::Running),
@@ -275,18 +252,7 @@ fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestSta
         Some(Decision::Rejected | Decision::Denied | Decision::Expired) => EventType::Warning,
         _ => EventType::Normal,
     };
-    publish(ctx, req, type_, decision, status.message.clone());
-}
-
-fn publish(ctx: &Context, req: &ActionRequest, type_: EventType, reason: &str, note: String) {
-    let recorder = ctx.recorder.clone();
-    let reference = req.object_ref(&());
-    let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            warn!(error = %e, "could not publish event");
-        }
-    });
+    k8s::publish(&ctx.recorder, req, vec![(type_, decision, status.message.clone())]);
 }
 
 type Outcome = Result<(String, Vec<socwarden_api::AppliedObject>), execute::Error>;
@@ -348,7 +314,7 @@ async fn finish(
     e.target = Some(gate::target_key(&req.spec));
     e.approvers = approvers;
     ctx.decisions.record(&e);
-    publish(ctx, req, type_, decision, result_text);
+    k8s::publish(&ctx.recorder, req, vec![(type_, decision, result_text)]);
     Ok(())
 }
 

@@ -1,0 +1,367 @@
+//! Which Events and decision-log lines a change of an agent's status produces: one per
+//! transition, never one per reconcile. Pure: the status before and after in, the list out; the
+//! runtime publishes them (and counts the ones that are metrics).
+
+use crate::agent::credentials::{self, IssueReason};
+use crate::agent::pause::PauseReason;
+use crate::decisionlog::{Entry, Phase as NistPhase};
+use socwarden_api::conditions;
+use socwarden_api::drift::{SignalKind, State};
+use socwarden_api::{Phase, SocAgentStatus};
+
+/// The Event reasons an agent's transitions carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    DriftReported,
+    DriftDetected,
+    InvalidSpec,
+    Paused,
+    Resumed,
+    CredentialsIssued,
+    TokenRotated,
+    Promoted,
+    Demoted,
+    PromotionPending,
+    GrantsChanged,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::DriftReported => "DriftReported",
+            Reason::DriftDetected => "DriftDetected",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::Paused => "Paused",
+            Reason::Resumed => "Resumed",
+            Reason::CredentialsIssued => "CredentialsIssued",
+            Reason::TokenRotated => "TokenRotated",
+            Reason::Promoted => "Promoted",
+            Reason::Demoted => "Demoted",
+            Reason::PromotionPending => "PromotionPending",
+            Reason::GrantsChanged => "GrantsChanged",
+        }
+    }
+
+    /// Whether the Event is a warning (something a human should look at) or normal.
+    pub fn is_warning(self) -> bool {
+        matches!(self, Reason::DriftReported | Reason::DriftDetected | Reason::InvalidSpec | Reason::Paused)
+    }
+}
+
+/// One transition: an Event, and the decision-log line when it is a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub reason: Reason,
+    pub note: String,
+    pub log: Option<Entry>,
+}
+
+/// What else changed in this reconcile, besides the status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// The pause being applied, if any.
+    pub pause: Option<PauseReason>,
+    /// The approver whose resume lifted a drift pause in this reconcile.
+    pub resumed_by: Option<String>,
+    /// Why a token was issued in this reconcile.
+    pub issued: Option<IssueReason>,
+}
+
+/// The transitions from `before` to `after` of agent `name` in `namespace`.
+pub fn transitions(
+    namespace: &str,
+    name: &str,
+    before: Option<&SocAgentStatus>,
+    after: &SocAgentStatus,
+    changes: &Changes,
+) -> Vec<Transition> {
+    let entry =
+        |phase: NistPhase, reason: Reason, note: &str| Entry::new(phase, reason.as_str(), namespace, name, note);
+    let mut out = Vec::new();
+    out.extend(drift(before, after, &entry));
+    out.extend(invalid_spec(before, after));
+    out.extend(pause(before, after, changes, &entry));
+    out.extend(token(name, changes.issued));
+    out.extend(tier(before, after, &entry));
+    out.extend(promotion_pending(before, after));
+    out.extend(grants(before, after, changes));
+    out
+}
+
+fn drifting(s: Option<&SocAgentStatus>) -> bool {
+    s.and_then(|s| s.drift.as_ref()).is_some_and(|d| d.state == State::Drifting)
+}
+
+fn signal_kinds(s: Option<&SocAgentStatus>) -> Vec<SignalKind> {
+    s.and_then(|s| s.drift.as_ref()).map(|d| d.signals.iter().map(|x| x.signal).collect()).unwrap_or_default()
+}
+
+/// Drift crossing the threshold (detected), or new kinds of signals below it (reported only).
+fn drift(
+    before: Option<&SocAgentStatus>,
+    after: &SocAgentStatus,
+    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+) -> Option<Transition> {
+    let d = after.drift.as_ref()?;
+    if drifting(Some(after)) {
+        if drifting(before) {
+            return None;
+        }
+        let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
+        let note = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
+        return Some(Transition {
+            reason: Reason::DriftDetected,
+            log: Some(entry(NistPhase::Detect, Reason::DriftDetected, &note)),
+            note,
+        });
+    }
+    let known = signal_kinds(before);
+    let new = signal_kinds(Some(after)).into_iter().any(|k| !known.contains(&k) && k != SignalKind::Silence);
+    if !new {
+        return None;
+    }
+    let signals: Vec<String> =
+        d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+    let note = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
+    Some(Transition {
+        reason: Reason::DriftReported,
+        log: Some(entry(NistPhase::Detect, Reason::DriftReported, &note)),
+        note,
+    })
+}
+
+/// An invalid spec, when it first appears or its message changes.
+fn invalid_spec(before: Option<&SocAgentStatus>, after: &SocAgentStatus) -> Option<Transition> {
+    let now = conditions::find(&after.conditions, conditions::INVALID_SPEC).filter(|c| c.status == "True")?;
+    let was = before.and_then(|s| conditions::find(&s.conditions, conditions::INVALID_SPEC)).map(|c| &c.message);
+    let was_error = before.and_then(|s| s.phase) == Some(Phase::Error);
+    (was != Some(&now.message) || !was_error).then(|| Transition {
+        reason: Reason::InvalidSpec,
+        note: now.message.clone(),
+        log: None,
+    })
+}
+
+/// Entering or leaving the Paused phase.
+fn pause(
+    before: Option<&SocAgentStatus>,
+    after: &SocAgentStatus,
+    changes: &Changes,
+    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+) -> Option<Transition> {
+    match (before.and_then(|s| s.phase), after.phase) {
+        (Some(Phase::Paused), Some(Phase::Paused)) => None,
+        (_, Some(Phase::Paused)) => {
+            let c = conditions::find(&after.conditions, conditions::PAUSED);
+            let note = c.map(|c| c.message.clone()).unwrap_or_default();
+            let mut e = entry(NistPhase::Respond, Reason::Paused, &note);
+            e.policy = c.map(|c| c.reason.clone());
+            Some(Transition { reason: Reason::Paused, note, log: Some(e) })
+        }
+        (Some(Phase::Paused), _) => {
+            let note = match &changes.resumed_by {
+                Some(who) => format!("drift pause lifted by {who}; fresh credentials issued"),
+                None => "fresh credentials issued".to_string(),
+            };
+            let mut e = entry(NistPhase::Recover, Reason::Resumed, &note);
+            e.approvers = changes.resumed_by.iter().cloned().collect();
+            Some(Transition { reason: Reason::Resumed, note, log: Some(e) })
+        }
+        _ => None,
+    }
+}
+
+/// A token issued: the first one, or a rotation (with why).
+fn token(name: &str, issued: Option<IssueReason>) -> Option<Transition> {
+    let (reason, note) = match issued? {
+        IssueReason::First => {
+            (Reason::CredentialsIssued, format!("token in Secret {}", credentials::secret_name(name)))
+        }
+        why => (Reason::TokenRotated, why.as_str().to_string()),
+    };
+    Some(Transition { reason, note, log: None })
+}
+
+/// The effective tier going up (every promotion rule holds) or down (spec.tier lowered).
+fn tier(
+    before: Option<&SocAgentStatus>,
+    after: &SocAgentStatus,
+    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+) -> Option<Transition> {
+    let (was, now) = (before.and_then(|s| s.effective_tier)?, after.effective_tier?);
+    if was == now {
+        return None;
+    }
+    let (reason, note) = if now > was {
+        (Reason::Promoted, format!("effective tier {was} → {now}: every promotion rule holds"))
+    } else {
+        (Reason::Demoted, format!("effective tier {was} → {now}: spec.tier was lowered"))
+    };
+    Some(Transition { reason, log: Some(entry(NistPhase::Govern, reason, &note)), note })
+}
+
+/// A promotion starting to wait (not every change of what it waits for).
+fn promotion_pending(before: Option<&SocAgentStatus>, after: &SocAgentStatus) -> Option<Transition> {
+    let pending = |s: &SocAgentStatus| {
+        conditions::find(&s.conditions, conditions::PROMOTION_PENDING).filter(|c| c.status == "True").cloned()
+    };
+    let now = pending(after)?;
+    before.and_then(pending).is_none().then_some(Transition {
+        reason: Reason::PromotionPending,
+        note: now.message,
+        log: None,
+    })
+}
+
+/// What runs without approval changed (not while paused: nothing runs then).
+fn grants(before: Option<&SocAgentStatus>, after: &SocAgentStatus, changes: &Changes) -> Option<Transition> {
+    let was = &before?.autonomous_actions;
+    (was != &after.autonomous_actions && changes.pause.is_none()).then(|| Transition {
+        reason: Reason::GrantsChanged,
+        note: format!("actions that run without approval: [{}]", after.autonomous_actions.join(", ")),
+        log: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_api::drift::Signal;
+    use socwarden_api::{Condition, DriftStatus, Tier};
+
+    fn status(phase: Phase, tier: Tier) -> SocAgentStatus {
+        SocAgentStatus { phase: Some(phase), effective_tier: Some(tier), ..Default::default() }
+    }
+
+    fn condition(type_: &str, reason: &str, message: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: String::new(),
+            observed_generation: None,
+        }
+    }
+
+    fn drift(state: State, kinds: &[SignalKind]) -> Option<DriftStatus> {
+        Some(DriftStatus {
+            state,
+            score: 0.8,
+            threshold: 0.7,
+            signals: kinds
+                .iter()
+                .map(|k| Signal { signal: *k, observed: "x".into(), expected: "y".into(), score: 0.5 })
+                .collect(),
+            evaluated_at: String::new(),
+        })
+    }
+
+    fn reasons(t: &[Transition]) -> Vec<Reason> {
+        t.iter().map(|t| t.reason).collect()
+    }
+
+    fn run(before: Option<&SocAgentStatus>, after: &SocAgentStatus, changes: &Changes) -> Vec<Transition> {
+        transitions("agents", "bot", before, after, changes)
+    }
+
+    #[test]
+    fn nothing_changes_nothing_is_said() {
+        let s = status(Phase::Active, Tier::Supervised);
+        assert_eq!(run(Some(&s), &s, &Changes::default()), vec![]);
+    }
+
+    #[test]
+    fn a_new_agent_gets_its_credentials() {
+        let after = status(Phase::Active, Tier::Assist);
+        let t = run(None, &after, &Changes { issued: Some(IssueReason::First), ..Default::default() });
+        assert_eq!(reasons(&t), vec![Reason::CredentialsIssued]);
+        assert_eq!(t[0].note, "token in Secret warden-bot-token");
+        let s = status(Phase::Active, Tier::Assist);
+        let t = run(Some(&s), &s, &Changes { issued: Some(IssueReason::Rotation), ..Default::default() });
+        assert_eq!((t[0].reason, t[0].note.as_str()), (Reason::TokenRotated, "token past 80% of its lifetime"));
+    }
+
+    #[test]
+    fn pause_and_resume_are_logged_with_their_phase() {
+        let active = status(Phase::Active, Tier::Supervised);
+        let mut paused = status(Phase::Paused, Tier::Supervised);
+        paused.conditions = vec![condition(conditions::PAUSED, conditions::reason::DRIFT, "drift score 0.80")];
+        let changes = Changes { pause: Some(PauseReason::Drift), ..Default::default() };
+        let t = run(Some(&active), &paused, &changes);
+        assert_eq!(reasons(&t), vec![Reason::Paused]);
+        let log = t[0].log.as_ref().expect("a decision");
+        assert_eq!((log.phase, log.policy.as_deref()), (Some(NistPhase::Respond), Some("Drift")));
+        assert!(run(Some(&paused), &paused, &changes).is_empty(), "a pause that continues says nothing");
+
+        let resumed = Changes { resumed_by: Some("lead-a".into()), ..Default::default() };
+        let t = run(Some(&paused), &active, &resumed);
+        assert_eq!(reasons(&t), vec![Reason::Resumed]);
+        assert_eq!(t[0].note, "drift pause lifted by lead-a; fresh credentials issued");
+        let log = t[0].log.as_ref().expect("a decision");
+        assert_eq!((log.phase, log.approvers.clone()), (Some(NistPhase::Recover), vec!["lead-a".to_string()]));
+    }
+
+    #[test]
+    fn tier_changes_are_governance_decisions() {
+        let sup = status(Phase::Active, Tier::Supervised);
+        let aut = status(Phase::Active, Tier::Autonomous);
+        for (before, after, reason, words) in [
+            (&sup, &aut, Reason::Promoted, "every promotion rule holds"),
+            (&aut, &sup, Reason::Demoted, "spec.tier was lowered"),
+        ] {
+            let t = run(Some(before), after, &Changes::default());
+            assert_eq!(reasons(&t), vec![reason]);
+            assert!(t[0].note.contains(words), "{}", t[0].note);
+            assert_eq!(t[0].log.as_ref().and_then(|l| l.phase), Some(NistPhase::Govern));
+        }
+    }
+
+    #[test]
+    fn drift_is_detected_once_and_reported_per_new_kind_of_signal() {
+        let calm = status(Phase::Active, Tier::Supervised);
+        let mut high = calm.clone();
+        high.drift = drift(State::Drifting, &[SignalKind::OutOfScope]);
+        let t = run(Some(&calm), &high, &Changes::default());
+        assert_eq!(reasons(&t), vec![Reason::DriftDetected]);
+        assert_eq!(t[0].log.as_ref().and_then(|l| l.phase), Some(NistPhase::Detect));
+        assert!(run(Some(&high), &high, &Changes::default()).is_empty(), "still drifting: said once");
+
+        let mut low = calm.clone();
+        low.drift = drift(State::Normal, &[SignalKind::Novelty]);
+        assert_eq!(reasons(&run(Some(&calm), &low, &Changes::default())), vec![Reason::DriftReported]);
+        assert!(run(Some(&low), &low, &Changes::default()).is_empty(), "the same kind again: nothing new");
+        let mut silent = calm.clone();
+        silent.drift = drift(State::Inconclusive, &[SignalKind::Silence]);
+        assert!(run(Some(&calm), &silent, &Changes::default()).is_empty(), "silence is not reported");
+    }
+
+    #[test]
+    fn invalid_specs_promotions_and_grants() {
+        let ok = status(Phase::Active, Tier::Supervised);
+        let mut bad = status(Phase::Error, Tier::Supervised);
+        bad.conditions = vec![condition(conditions::INVALID_SPEC, "UnknownAction", "action x does not exist")];
+        assert_eq!(reasons(&run(Some(&ok), &bad, &Changes::default())), vec![Reason::InvalidSpec]);
+        assert!(run(Some(&bad), &bad, &Changes::default()).is_empty(), "the same problem is said once");
+        let mut worse = bad.clone();
+        worse.conditions[0].message = "action y does not exist".into();
+        assert_eq!(reasons(&run(Some(&bad), &worse, &Changes::default())), vec![Reason::InvalidSpec]);
+
+        let mut waiting = ok.clone();
+        waiting.conditions = vec![condition(conditions::PROMOTION_PENDING, "Waiting", "needs 2 approvals, has 0")];
+        assert_eq!(reasons(&run(Some(&ok), &waiting, &Changes::default())), vec![Reason::PromotionPending]);
+        let mut closer = waiting.clone();
+        closer.conditions[0].message = "needs 2 approvals, has 1".into();
+        assert!(run(Some(&waiting), &closer, &Changes::default()).is_empty(), "said when it starts to wait");
+
+        let mut more = ok.clone();
+        more.autonomous_actions = vec!["enrich".into()];
+        let t = run(Some(&ok), &more, &Changes::default());
+        assert_eq!(
+            (t[0].reason, t[0].note.as_str()),
+            (Reason::GrantsChanged, "actions that run without approval: [enrich]")
+        );
+        let paused = Changes { pause: Some(PauseReason::Manual), ..Default::default() };
+        assert!(!reasons(&run(Some(&ok), &more, &paused)).contains(&Reason::GrantsChanged));
+    }
+}

@@ -1,0 +1,228 @@
+//! Kubernetes plumbing every reconciler shares, written once: the error category used as a metric
+//! label, deleting what may already be gone, the finalizer, the status write with its memo, and
+//! publishing Events off the reconcile's path.
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Mutex;
+use tracing::warn;
+
+/// A small fixed label for metrics, from a Kubernetes API error (never its Debug text).
+pub fn category(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => "conflict",
+        kube::Error::Api(s) if s.code == 403 => "forbidden",
+        kube::Error::Api(s) if s.code == 404 => "not-found",
+        kube::Error::Api(_) => "api",
+        _ => "transport",
+    }
+}
+
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Deletes, treating "already gone" as success.
+pub async fn delete_gone<K>(api: &Api<K>, name: &str) -> kube::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How a finalizer patch treats a concurrent change of the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Guarded by the resourceVersion (a concurrent change of the list is never lost); on a
+    /// conflict the fresh object is read once.
+    ResourceVersion,
+    /// Unguarded, for an object whose `obj` may be older than our own last write (saves a
+    /// conflict and a read on a hot path).
+    None,
+}
+
+/// Adds or removes `finalizer` with a merge patch (see `Guard`).
+pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str, present: bool, guard: Guard) -> kube::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let name = obj.name_any();
+    let mut current = obj.clone();
+    for attempt in 0..2 {
+        let mut list: Vec<String> = current.finalizers().iter().filter(|f| *f != finalizer).cloned().collect();
+        if present {
+            list.push(finalizer.to_string());
+        }
+        if list.as_slice() == current.finalizers() {
+            return Ok(());
+        }
+        let patch = match guard {
+            Guard::ResourceVersion => {
+                json!({"metadata": {"finalizers": list, "resourceVersion": current.resource_version()}})
+            }
+            Guard::None => json!({"metadata": {"finalizers": list}}),
+        };
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) && !present => return Ok(()),
+            Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
+                Some(fresh) => current = fresh,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// What we last wrote to an object's status, for as long as the cache has not caught up with it.
+///
+/// A reconcile may write a status more than once (a decision, then its execution), and the next
+/// reconcile may see the cache at any of the versions before the last write. Every version our
+/// writes replaced is remembered: while the cache shows one of them, it is behind, and the status
+/// we wrote is the truth; once it shows anything else, the cache is the truth again.
+pub struct StatusMemo<S> {
+    entries: Mutex<HashMap<String, MemoEntry<S>>>,
+}
+
+struct MemoEntry<S> {
+    /// resourceVersions older than our last write.
+    superseded: Vec<String>,
+    /// The resourceVersion our last write produced.
+    latest: Option<String>,
+    status: S,
+}
+
+impl<S: Clone> Default for StatusMemo<S> {
+    fn default() -> Self {
+        Self { entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<S: Clone> StatusMemo<S> {
+    /// The status to believe for an object at `resource_version` whose cached status is `cached`.
+    pub fn shown(&self, uid: &str, resource_version: Option<&str>, cached: Option<&S>) -> Option<S> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.get(uid) {
+            Some(e) if resource_version.is_some_and(|rv| e.superseded.iter().any(|s| s == rv)) => {
+                Some(e.status.clone())
+            }
+            Some(_) => {
+                entries.remove(uid);
+                cached.cloned()
+            }
+            None => cached.cloned(),
+        }
+    }
+
+    /// Records a write made on top of `based_on` that produced `written_rv`.
+    pub fn wrote(&self, uid: &str, based_on: Option<&str>, written_rv: Option<&str>, status: S) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut superseded, previous) = match entries.remove(uid) {
+            Some(e) => (e.superseded, e.latest),
+            None => (Vec::new(), None),
+        };
+        superseded.extend(previous);
+        superseded.extend(based_on.map(String::from));
+        superseded.sort();
+        superseded.dedup();
+        if superseded.len() > 16 {
+            superseded.drain(..superseded.len() - 16);
+        }
+        entries.insert(uid.to_string(), MemoEntry { superseded, latest: written_rv.map(String::from), status });
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+
+    /// The status `obj` shows: the cache's, unless the cache still shows a version our last
+    /// write replaced, in which case what we wrote (so a second reconcile computes the same
+    /// status, with the same transition times, and writes nothing).
+    pub fn shown_by<K: Resource>(&self, obj: &K, cached: Option<&S>) -> Option<S> {
+        self.shown(&obj.uid().unwrap_or_default(), obj.meta().resource_version.as_deref(), cached)
+    }
+}
+
+/// Writes `status` with a JSON merge patch on `/status` (much cheaper for the API server than an
+/// apply on a custom resource), unless the object already shows exactly this status; remembers
+/// the write in `memo`.
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    memo: &StatusMemo<S>,
+    shown: Option<&S>,
+    status: &S,
+) -> kube::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    S: Clone + PartialEq + Serialize,
+{
+    if shown == Some(status) {
+        return Ok(());
+    }
+    let patch = json!({ "status": status });
+    let written = api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    memo.wrote(
+        &obj.uid().unwrap_or_default(),
+        obj.meta().resource_version.as_deref(),
+        written.meta().resource_version.as_deref(),
+        status.clone(),
+    );
+    Ok(())
+}
+
+/// Publishes Events about `obj` off the reconcile's path, in order; a failure is logged, never
+/// fatal.
+pub fn publish<K>(recorder: &Recorder, obj: &K, events: Vec<(EventType, &'static str, String)>)
+where
+    K: Resource<DynamicType = ()>,
+{
+    if events.is_empty() {
+        return;
+    }
+    let reference = obj.object_ref(&());
+    let recorder = recorder.clone();
+    tokio::spawn(async move {
+        for (type_, reason, note) in events {
+            let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                warn!(error = %e, reason, "could not publish event");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusMemo;
+
+    #[test]
+    fn two_writes_in_a_row_are_not_undone_by_a_cache_at_either_older_version() {
+        let m: StatusMemo<&str> = StatusMemo::default();
+        m.wrote("u", Some("1"), Some("2"), "running");
+        m.wrote("u", Some("1"), Some("3"), "done");
+        assert_eq!(m.shown("u", Some("1"), Some(&"none")), Some("done"));
+        assert_eq!(m.shown("u", Some("2"), Some(&"running")), Some("done"), "the cache at our first write is behind");
+        // Caught up: the cache is the truth again, and the memo is dropped.
+        assert_eq!(m.shown("u", Some("3"), Some(&"done")), Some("done"));
+        assert_eq!(m.shown("u", Some("1"), Some(&"none")), Some("none"));
+    }
+
+    #[test]
+    fn someone_elses_newer_write_wins() {
+        let m: StatusMemo<&str> = StatusMemo::default();
+        m.wrote("u", Some("1"), Some("2"), "ours");
+        assert_eq!(m.shown("u", Some("7"), Some(&"theirs")), Some("theirs"));
+    }
+}
