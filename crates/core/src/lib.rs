@@ -20,12 +20,13 @@
 //! - `agent::transitions`: which Events and decision-log lines a change of status produces.
 //! - `behaviour::drift`: the baseline, the drift signals and score, and the judgement.
 //! - `behaviour::audit`: reading the API server's audit events into observations.
-//! - `retention`: which decided requests (and approvals) are old enough to delete.
+//! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
 
 pub mod admission;
 pub mod agent;
 pub mod behaviour;
+pub mod catalog;
 pub mod decisionlog;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

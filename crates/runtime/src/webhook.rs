@@ -1,6 +1,7 @@
 //! The admission webhook: stamps who created an ActionRequest or an Approval (from the
 //! authenticated user, never from the body), signs the stamp, keeps both kinds immutable, and
-//! refuses what the gate would refuse, with a message that says why. `review` is pure over a
+//! refuses at once what the gate's stateless checks (`gate::precheck`, the same function the
+//! reconciler runs again) refuse, with a message that says why. `review` is pure over a
 //! `Lookup` of the caches; `serve` is the HTTPS server around it.
 
 use kube::ResourceExt;

@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use kube_core::ResourceExt;
 use socwarden_api::duration;
 use socwarden_api::{
-    ActionRequest, ActionRequestSpec, Approval, ApprovalRecord, AutonomyPolicySpec, Decision, Phase, Risk,
-    SocActionSpec, SocAgent, Tier,
+    ActionRequest, ActionRequestSpec, ActionRequestStatus, Approval, ApprovalRecord, AutonomyPolicySpec, Decision,
+    ExecutionState, ExecutionStatus, Phase, Risk, SocActionSpec, SocAgent, Tier,
 };
 use std::collections::BTreeSet;
 
@@ -303,6 +303,46 @@ fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &Aut
     v.expires_at = Some(expires);
     v.ignored = ignored;
     v
+}
+
+/// The status a request shows for verdict `v`. A decision that runs an `execution` is recorded
+/// together with `execution: Running`, before anything runs (so a restart finds it and repeats
+/// only idempotent work); a decision that runs without one is carried out by the agent itself.
+pub fn status(
+    v: &Verdict,
+    spec: &ActionRequestSpec,
+    policy: Option<String>,
+    execution: Option<&socwarden_api::Execution>,
+    previous: &ActionRequestStatus,
+    now: Timestamp,
+) -> ActionRequestStatus {
+    let decided = v.decision != Decision::Pending;
+    let mut status = ActionRequestStatus {
+        decision: Some(v.decision),
+        message: v.message.clone(),
+        approvals: v.approvals.clone(),
+        required_approvals: v.required,
+        binding: Some(signature::request_binding(spec)),
+        expires_at: v.expires_at.map(|t| t.to_string()),
+        decided_at: decided.then(|| now.to_string()),
+        policy,
+        tier: v.tier,
+        execution: None,
+        conditions: previous.conditions.clone(),
+    };
+    if decided && v.decision.runs() {
+        match execution {
+            Some(_) => {
+                status.execution = Some(ExecutionStatus {
+                    state: Some(ExecutionState::Running),
+                    started_at: Some(now.to_string()),
+                    ..Default::default()
+                })
+            }
+            None => status.message = format!("{}; carried out by the agent with its own grants", status.message),
+        }
+    }
+    status
 }
 
 #[cfg(test)]
@@ -728,5 +768,39 @@ mod tests {
             now: c.now,
         };
         assert!(decide(&i).is_none());
+    }
+
+    #[test]
+    fn the_status_records_the_decision_and_a_running_execution_before_anything_runs() {
+        let spec = ActionRequestSpec { agent: "bot".into(), action: "isolate".into(), ..Default::default() };
+        let now = ts("2026-01-01T10:00:00Z");
+        let manifest = socwarden_api::Execution { manifest: Some("kind: NetworkPolicy".into()), http: None };
+        let prev = ActionRequestStatus::default();
+        let pending = status(
+            &Verdict::new(Decision::Pending, "AwaitingApproval", "waits"),
+            &spec,
+            None,
+            Some(&manifest),
+            &prev,
+            now,
+        );
+        assert_eq!((pending.decided_at, pending.execution), (None, None), "nothing decided, nothing runs");
+        let auto = Verdict::new(Decision::AutoApproved, "Autonomous", "low risk");
+        let s = status(&auto, &spec, Some("default@1".into()), Some(&manifest), &prev, now);
+        assert_eq!(s.decided_at.as_deref(), Some("2026-01-01T10:00:00Z"));
+        assert_eq!(s.execution.and_then(|e| e.state), Some(ExecutionState::Running));
+        assert_eq!(s.policy.as_deref(), Some("default@1"));
+        let by_agent = status(&auto, &spec, None, None, &prev, now);
+        assert_eq!(by_agent.execution, None);
+        assert!(by_agent.message.ends_with("carried out by the agent with its own grants"), "{}", by_agent.message);
+        let denied = status(
+            &Verdict::new(Decision::Denied, "Denied", "denied by alice"),
+            &spec,
+            None,
+            Some(&manifest),
+            &prev,
+            now,
+        );
+        assert_eq!((denied.execution, denied.message.as_str()), (None, "denied by alice"), "a denial never runs");
     }
 }

@@ -9,6 +9,7 @@ use crate::agent::rbac::{self, Rule};
 use crate::agent::validate::{self, Inputs, Problem};
 use jiff::Timestamp;
 use socwarden_api::conditions::{self, reason};
+use socwarden_api::drift::State;
 use socwarden_api::{CredentialStatus, Phase, ShadowStatus, SocActionSpec, SocAgentStatus, Tier};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -134,6 +135,9 @@ pub struct Applied {
     pub token: Option<credentials::IssuedToken>,
 }
 
+/// One condition's verdict: whether it holds, its reason and its message.
+type Verdict = (bool, &'static str, String);
+
 /// The status an agent should show after `plan` was applied. Conditions keep their transition
 /// times when nothing changed, so a no-op reconcile produces an identical status.
 pub fn status(
@@ -144,140 +148,32 @@ pub fn status(
     previous: Option<&SocAgentStatus>,
     now: Timestamp,
 ) -> SocAgentStatus {
-    let mut conds = previous.map(|s| s.conditions.clone()).unwrap_or_default();
-    let mut set = |type_: &str, ok: bool, reason: &str, message: String| {
-        conditions::set(
-            &mut conds,
-            socwarden_api::Condition {
-                type_: type_.to_string(),
-                status: conditions::status_str(ok).to_string(),
-                reason: reason.to_string(),
-                message,
-                last_transition_time: now.to_string(),
-                observed_generation: generation,
-            },
-        )
-    };
-
-    let issued = applied.token.is_some();
-    let phase = match (&plan.pause, plan.valid(), issued) {
-        (Some(_), _, _) => Phase::Paused,
-        (None, false, _) => Phase::Error,
-        (None, true, true) => Phase::Active,
-        (None, true, false) => Phase::Pending,
-    };
-
-    match &plan.problems[..] {
-        [] => set(conditions::INVALID_SPEC, false, reason::VALID, "the spec is valid".into()),
-        [first, ..] => set(
-            conditions::INVALID_SPEC,
-            true,
-            first.reason,
-            format!(
-                "{}. Until this is fixed the agent holds no action grants.",
-                plan.problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
-            ),
-        ),
-    }
-
+    let phase = phase(plan, applied.token.is_some());
     let pause = plan.pause.map(|r| pause::record(r, previous.and_then(|s| s.pause.as_ref()), now));
-    match (plan.pause, &pause) {
-        (Some(r), Some(p)) => {
-            set(conditions::PAUSED, true, r.as_str(), pause_message(r, &p.id, plan.monitoring.drift.as_ref()))
-        }
-        _ => set(conditions::PAUSED, false, reason::NOT_PAUSED, "the agent is not paused".into()),
+    let mut conds = previous.map(|s| s.conditions.clone()).unwrap_or_default();
+    for (type_, (ok, reason, message)) in [
+        (conditions::INVALID_SPEC, invalid_spec(plan)),
+        (conditions::PAUSED, paused(plan, pause.as_ref())),
+        (conditions::CREDENTIALS_ISSUED, credentials_issued(name, plan, applied)),
+        (conditions::DRIFTED, drifted(plan.monitoring.drift.as_ref())),
+        (conditions::PROMOTION_PENDING, promotion_pending(plan)),
+        (conditions::READY, ready(plan, phase)),
+    ] {
+        let c = socwarden_api::Condition {
+            type_: type_.to_string(),
+            status: conditions::status_str(ok).to_string(),
+            reason: reason.to_string(),
+            message,
+            last_transition_time: now.to_string(),
+            observed_generation: generation,
+        };
+        conditions::set(&mut conds, c);
     }
-
-    match (&applied.token, plan.pause) {
-        (Some(t), _) => set(
-            conditions::CREDENTIALS_ISSUED,
-            true,
-            reason::ISSUED,
-            format!("token in Secret {} expires at {}", credentials::secret_name(name), t.expires_at),
-        ),
-        (None, Some(_)) => set(
-            conditions::CREDENTIALS_ISSUED,
-            false,
-            reason::REVOKED,
-            "RoleBindings deleted and the token Secret deleted: every token issued to the agent is dead".into(),
-        ),
-        (None, None) => {
-            let (r, m) = match plan.problems.first() {
-                Some(p) if plan.token.is_none() => (p.reason, p.message.clone()),
-                _ => ("Pending", "the token has not been issued yet".to_string()),
-            };
-            set(conditions::CREDENTIALS_ISSUED, false, r, m)
-        }
-    }
-
-    match plan.monitoring.drift.as_ref() {
-        Some(d) if d.state == crate::behaviour::drift::State::Drifting => {
-            let signals: Vec<String> =
-                d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
-            set(
-                conditions::DRIFTED,
-                true,
-                reason::DRIFT,
-                format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; ")),
-            )
-        }
-        Some(d) => {
-            let (r, m) = match d.state {
-                crate::behaviour::drift::State::Learning => (reason::LEARNING, "learning the baseline".to_string()),
-                crate::behaviour::drift::State::Inconclusive => (
-                    reason::INCONCLUSIVE,
-                    d.signals.first().map(|s| format!("{} (expected {})", s.observed, s.expected)).unwrap_or_default(),
-                ),
-                _ => (reason::WITHIN_BASELINE, format!("drift score {:.2} < {:.2}", d.score, d.threshold)),
-            };
-            set(conditions::DRIFTED, false, r, m)
-        }
-        None => set(conditions::DRIFTED, false, reason::LEARNING, "no behaviour observed yet".into()),
-    }
-
-    match &plan.promotion_pending {
-        Some(m) => set(conditions::PROMOTION_PENDING, true, reason::AWAITING_EVIDENCE, m.clone()),
-        None => set(
-            conditions::PROMOTION_PENDING,
-            false,
-            reason::NONE_PENDING,
-            format!("tier {} is enforced", plan.effective_tier),
-        ),
-    }
-
-    let (ready_reason, ready_msg) = match phase {
-        Phase::Active => (
-            reason::RECONCILED,
-            format!(
-                "{} action(s) run without approval at tier {}, {} need approval",
-                plan.autonomous.len(),
-                plan.effective_tier,
-                plan.gated.len()
-            ),
-        ),
-        Phase::Paused => ("Paused", "the agent is paused; see the Paused condition".to_string()),
-        Phase::Error => (
-            plan.problems.first().map(|p| p.reason).unwrap_or(reason::INVALID_SPEC),
-            "the spec is invalid; see the InvalidSpec condition".to_string(),
-        ),
-        Phase::Pending => ("Pending", "credentials are being issued".to_string()),
-    };
-    set(conditions::READY, phase == Phase::Active, ready_reason, ready_msg);
-
-    let (last_drift_pause, resumed_at) = match (&plan.monitoring.resumed_by, previous) {
-        (Some(_), Some(prev)) => (prev.pause.as_ref().map(|p| p.since.clone()), Some(now.to_string())),
-        (_, prev) => (prev.and_then(|s| s.last_drift_pause.clone()), prev.and_then(|s| s.resumed_at.clone())),
-    };
-    let tier_since = match previous.and_then(|s| s.tier_since.clone()) {
-        Some(t) if !plan.tier_changed && previous.and_then(|s| s.effective_tier) == Some(plan.effective_tier) => {
-            Some(t)
-        }
-        _ => Some(now.to_string()),
-    };
+    let (last_drift_pause, resumed_at) = drift_pause_history(plan, previous, now);
     SocAgentStatus {
         phase: Some(phase),
         effective_tier: Some(plan.effective_tier),
-        tier_since,
+        tier_since: Some(tier_since(plan, previous, now)),
         shadow: plan.shadow.clone(),
         conditions: conds,
         credentials: plan.roles.as_ref().map(|_| CredentialStatus {
@@ -297,15 +193,134 @@ pub fn status(
     }
 }
 
+/// Paused wins, then an invalid spec; otherwise Active once a token is held.
+fn phase(plan: &Plan, issued: bool) -> Phase {
+    match (&plan.pause, plan.valid(), issued) {
+        (Some(_), _, _) => Phase::Paused,
+        (None, false, _) => Phase::Error,
+        (None, true, true) => Phase::Active,
+        (None, true, false) => Phase::Pending,
+    }
+}
+
+fn invalid_spec(plan: &Plan) -> Verdict {
+    match &plan.problems[..] {
+        [] => (false, reason::VALID, "the spec is valid".into()),
+        [first, ..] => (
+            true,
+            first.reason,
+            format!(
+                "{}. Until this is fixed the agent holds no action grants.",
+                plan.problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+        ),
+    }
+}
+
+fn paused(plan: &Plan, pause: Option<&socwarden_api::PauseStatus>) -> Verdict {
+    match (plan.pause, pause) {
+        (Some(r), Some(p)) => (true, r.as_str(), pause_message(r, &p.id, plan.monitoring.drift.as_ref())),
+        _ => (false, reason::NOT_PAUSED, "the agent is not paused".into()),
+    }
+}
+
+fn credentials_issued(name: &str, plan: &Plan, applied: &Applied) -> Verdict {
+    match (&applied.token, plan.pause) {
+        (Some(t), _) => (
+            true,
+            reason::ISSUED,
+            format!("token in Secret {} expires at {}", credentials::secret_name(name), t.expires_at),
+        ),
+        (None, Some(_)) => (
+            false,
+            reason::REVOKED,
+            "RoleBindings deleted and the token Secret deleted: every token issued to the agent is dead".into(),
+        ),
+        (None, None) => match plan.problems.first() {
+            Some(p) if plan.token.is_none() => (false, p.reason, p.message.clone()),
+            _ => (false, "Pending", "the token has not been issued yet".to_string()),
+        },
+    }
+}
+
+fn signals_in_words(d: &socwarden_api::DriftStatus) -> String {
+    let signals: Vec<String> =
+        d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
+    signals.join("; ")
+}
+
+fn drifted(drift: Option<&socwarden_api::DriftStatus>) -> Verdict {
+    let Some(d) = drift else {
+        return (false, reason::LEARNING, "no behaviour observed yet".into());
+    };
+    match d.state {
+        State::Drifting => {
+            (true, reason::DRIFT, format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals_in_words(d)))
+        }
+        State::Learning => (false, reason::LEARNING, "learning the baseline".to_string()),
+        State::Inconclusive => (
+            false,
+            reason::INCONCLUSIVE,
+            d.signals.first().map(|s| format!("{} (expected {})", s.observed, s.expected)).unwrap_or_default(),
+        ),
+        State::Normal => (false, reason::WITHIN_BASELINE, format!("drift score {:.2} < {:.2}", d.score, d.threshold)),
+    }
+}
+
+fn promotion_pending(plan: &Plan) -> Verdict {
+    match &plan.promotion_pending {
+        Some(m) => (true, reason::AWAITING_EVIDENCE, m.clone()),
+        None => (false, reason::NONE_PENDING, format!("tier {} is enforced", plan.effective_tier)),
+    }
+}
+
+fn ready(plan: &Plan, phase: Phase) -> Verdict {
+    let (reason, message) = match phase {
+        Phase::Active => (
+            reason::RECONCILED,
+            format!(
+                "{} action(s) run without approval at tier {}, {} need approval",
+                plan.autonomous.len(),
+                plan.effective_tier,
+                plan.gated.len()
+            ),
+        ),
+        Phase::Paused => ("Paused", "the agent is paused; see the Paused condition".to_string()),
+        Phase::Error => (
+            plan.problems.first().map(|p| p.reason).unwrap_or(reason::INVALID_SPEC),
+            "the spec is invalid; see the InvalidSpec condition".to_string(),
+        ),
+        Phase::Pending => ("Pending", "credentials are being issued".to_string()),
+    };
+    (phase == Phase::Active, reason, message)
+}
+
+/// (lastDriftPause, resumedAt): set when an approver lifts a drift pause, kept otherwise. The
+/// promotion's clean window and cooling-off are measured from them.
+fn drift_pause_history(
+    plan: &Plan,
+    previous: Option<&SocAgentStatus>,
+    now: Timestamp,
+) -> (Option<String>, Option<String>) {
+    match (&plan.monitoring.resumed_by, previous) {
+        (Some(_), Some(prev)) => (prev.pause.as_ref().map(|p| p.since.clone()), Some(now.to_string())),
+        (_, prev) => (prev.and_then(|s| s.last_drift_pause.clone()), prev.and_then(|s| s.resumed_at.clone())),
+    }
+}
+
+/// When the agent reached its effective tier: kept while the tier holds.
+fn tier_since(plan: &Plan, previous: Option<&SocAgentStatus>, now: Timestamp) -> String {
+    match previous.and_then(|s| s.tier_since.clone()) {
+        Some(t) if !plan.tier_changed && previous.and_then(|s| s.effective_tier) == Some(plan.effective_tier) => t,
+        _ => now.to_string(),
+    }
+}
+
 fn pause_message(r: PauseReason, id: &str, drift: Option<&socwarden_api::DriftStatus>) -> String {
     match r {
         PauseReason::Drift => {
             let why = drift
-                .map(|d| {
-                    let signals: Vec<String> =
-                        d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
-                    format!("drift score {:.2} ≥ {:.2} — {}", d.score, d.threshold, signals.join("; "))
-                })
+                .map(|d| format!("drift score {:.2} ≥ {:.2} — {}", d.score, d.threshold, signals_in_words(d)))
                 .unwrap_or_else(|| "drift from the baseline".into());
             format!(
                 "paused for drift ({why}): RoleBindings deleted, token revoked, workload scaled to zero; an approver resumes it with an Approval whose spec.resume is {{agent, pauseId: {id}}}"
@@ -320,8 +335,7 @@ fn pause_message(r: PauseReason, id: &str, drift: Option<&socwarden_api::DriftSt
     }
 }
 
-/// The actions (by name) a plan needs, for looking them up; kept here so the reconciler and the
-/// webhook resolve the same set.
+/// The actions (by name) a plan needs, looked up by the reconciler.
 pub fn wanted_actions(
     actions: &[String],
     lookup: impl Fn(&str) -> Option<SocActionSpec>,

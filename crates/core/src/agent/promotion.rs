@@ -85,76 +85,33 @@ fn human(d: SignedDuration) -> String {
     duration::format(std::time::Duration::from_secs(d.as_secs().max(0) as u64))
 }
 
+/// The tier to enforce. A new agent starts at its declared tier (creating it was itself the
+/// reviewed change) and a demotion takes effect at once; a promotion takes one step when every
+/// rule holds, and otherwise says exactly what is missing.
 pub fn evaluate(i: &Inputs) -> Outcome {
     let declared = i.agent.spec.tier;
-    let status = i.status;
-    // A new agent starts at its declared tier: creating it was itself the reviewed change.
-    let Some(current) = status.and_then(|s| s.effective_tier) else {
+    let Some(current) = i.status.and_then(|s| s.effective_tier) else {
         return Outcome { effective: declared, changed: true, pending: None, approvers: vec![] };
     };
     if declared <= current {
         return Outcome { effective: declared, changed: declared != current, pending: None, approvers: vec![] };
     }
     let next = current.next().unwrap_or(current);
-    let mut missing = Vec::new();
-    if declared > next {
-        missing.push(format!("promotions go one tier at a time: {current} → {next} first, then {declared}"));
-    }
-    let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(i.now);
-
-    let dwell = dur(&i.rules.min_dwell, 24);
-    let at_tier = i.now.duration_since(since);
-    if at_tier < dwell {
-        missing.push(format!("dwell {} of {} at {current}", human(at_tier), i.rules.min_dwell));
-    }
-    let at = |t: Option<&String>| t.and_then(|t| t.parse::<Timestamp>().ok());
-    let last_drift_pause = at(status.and_then(|s| s.last_drift_pause.as_ref()));
-    let resumed_at = at(status.and_then(|s| s.resumed_at.as_ref()));
-    if let Some(p) = last_drift_pause {
-        let window = dur(&i.rules.clean_window, 24);
-        if i.now.duration_since(p) < window {
-            missing.push(format!("paused for drift at {p}, within the clean window of {}", i.rules.clean_window));
-        }
-    }
-    if let Some(r) = resumed_at.filter(|_| last_drift_pause.is_some()) {
-        let cooling = dur(&i.rules.cooling_off, 72);
-        if i.now.duration_since(r) < cooling {
-            missing.push(format!("cooling off after the drift pause until {}", r + cooling));
-        }
-    }
-
+    let since = i.status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(i.now);
     // Approvals for exactly this step, given since the agent reached its current tier.
     let tally = approvals::tally(i.approvals, i.agent, &Subject::Promotion { tier: next, since }, i.key, i.now);
     let approvers = tally.approvers();
-    let denied_by = tally.denied.map(|d| d.approver);
-    let need = i.agent.spec.approvers.min_approvals.max(1);
-    if let Some(who) = &denied_by {
-        missing.push(format!("promotion to {next} denied by {who}"));
-    } else if (approvers.len() as u32) < need {
-        let a = &i.agent.spec.approvers;
-        let from = match (a.users.is_empty(), a.groups.is_empty()) {
-            (false, false) => format!("{} or {}", a.users.join(", "), a.groups.join(", ")),
-            (false, true) => a.users.join(", "),
-            (true, _) => a.groups.join(", "),
-        };
-        let noun = if need == 1 { "approval" } else { "approvals" };
-        missing.push(format!("needs {need} {noun} from {from}, has {}", approvers.len()));
-    }
-
-    let sh = i.shadow;
-    let agreement = if sh.decisions == 0 { 0.0 } else { f64::from(sh.agreed) / f64::from(sh.decisions) };
-    if sh.decisions < i.rules.min_shadow_decisions {
-        missing.push(format!(
-            "shadow evidence: {} decisions of the {} needed",
-            sh.decisions, i.rules.min_shadow_decisions
-        ));
-    } else if sh.decisions > 0 && agreement < i.rules.min_shadow_agreement {
-        missing.push(format!(
-            "shadow agreement {agreement:.2} < {:.2} over {} decisions",
-            i.rules.min_shadow_agreement, sh.decisions
-        ));
-    }
-
+    let missing: Vec<String> = [
+        one_step(current, next, declared),
+        dwell(i, current, since),
+        clean_window(i),
+        cooling_off(i),
+        approved(i, next, &approvers, tally.denied.as_ref().map(|d| d.approver.as_str())),
+        shadow_evidence(i.rules, i.shadow),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if missing.is_empty() {
         return Outcome { effective: next, changed: true, pending: None, approvers };
     }
@@ -163,6 +120,74 @@ pub fn evaluate(i: &Inputs) -> Outcome {
         changed: false,
         pending: Some(format!("promotion {current} → {next} waits: {}", missing.join("; "))),
         approvers: vec![],
+    }
+}
+
+// Each rule: what is missing for it, or `None` when it holds.
+
+fn one_step(current: Tier, next: Tier, declared: Tier) -> Option<String> {
+    (declared > next).then(|| format!("promotions go one tier at a time: {current} → {next} first, then {declared}"))
+}
+
+fn dwell(i: &Inputs, current: Tier, since: Timestamp) -> Option<String> {
+    let at_tier = i.now.duration_since(since);
+    (at_tier < dur(&i.rules.min_dwell, 24))
+        .then(|| format!("dwell {} of {} at {current}", human(at_tier), i.rules.min_dwell))
+}
+
+fn status_time(t: Option<&String>) -> Option<Timestamp> {
+    t.and_then(|t| t.parse::<Timestamp>().ok())
+}
+
+fn last_drift_pause(i: &Inputs) -> Option<Timestamp> {
+    status_time(i.status.and_then(|s| s.last_drift_pause.as_ref()))
+}
+
+fn clean_window(i: &Inputs) -> Option<String> {
+    let p = last_drift_pause(i)?;
+    (i.now.duration_since(p) < dur(&i.rules.clean_window, 24))
+        .then(|| format!("paused for drift at {p}, within the clean window of {}", i.rules.clean_window))
+}
+
+fn cooling_off(i: &Inputs) -> Option<String> {
+    last_drift_pause(i)?;
+    let resumed = status_time(i.status.and_then(|s| s.resumed_at.as_ref()))?;
+    let cooling = dur(&i.rules.cooling_off, 72);
+    (i.now.duration_since(resumed) < cooling).then(|| match resumed.checked_add(cooling) {
+        Ok(until) => format!("cooling off after the drift pause until {until}"),
+        Err(_) => format!("cooling off for {} after the drift pause", i.rules.cooling_off),
+    })
+}
+
+fn approved(i: &Inputs, next: Tier, approvers: &[String], denied_by: Option<&str>) -> Option<String> {
+    if let Some(who) = denied_by {
+        return Some(format!("promotion to {next} denied by {who}"));
+    }
+    let need = i.agent.spec.approvers.min_approvals.max(1);
+    if approvers.len() as u32 >= need {
+        return None;
+    }
+    let a = &i.agent.spec.approvers;
+    let from = match (a.users.is_empty(), a.groups.is_empty()) {
+        (false, false) => format!("{} or {}", a.users.join(", "), a.groups.join(", ")),
+        (false, true) => a.users.join(", "),
+        (true, _) => a.groups.join(", "),
+    };
+    let noun = if need == 1 { "approval" } else { "approvals" };
+    Some(format!("needs {need} {noun} from {from}, has {}", approvers.len()))
+}
+
+fn shadow_evidence(rules: &PromotionRules, sh: &ShadowStatus) -> Option<String> {
+    let agreement = if sh.decisions == 0 { 0.0 } else { f64::from(sh.agreed) / f64::from(sh.decisions) };
+    if sh.decisions < rules.min_shadow_decisions {
+        Some(format!("shadow evidence: {} decisions of the {} needed", sh.decisions, rules.min_shadow_decisions))
+    } else if sh.decisions > 0 && agreement < rules.min_shadow_agreement {
+        Some(format!(
+            "shadow agreement {agreement:.2} < {:.2} over {} decisions",
+            rules.min_shadow_agreement, sh.decisions
+        ))
+    } else {
+        None
     }
 }
 

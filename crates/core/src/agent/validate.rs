@@ -22,7 +22,7 @@ impl Problem {
     }
 }
 
-/// Everything an agent's validity depends on, looked up by the reconciler (or the webhook).
+/// Everything an agent's validity depends on, looked up by the reconciler.
 pub struct Inputs<'a> {
     pub name: &'a str,
     pub namespace: &'a str,

@@ -15,10 +15,11 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use socwarden_api::{
-    ActionRequest, ActionRequestStatus, Approval, Decision, ExecutionState, ExecutionStatus, SocAgent,
+    ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, Decision, Execution, ExecutionState, SocAction,
+    SocAgent,
 };
 use socwarden_core::admission::gate::{self, Past};
-use socwarden_core::admission::signature;
+use socwarden_core::behaviour::drift::{Kind, Observation};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, instrument, warn};
@@ -77,7 +78,7 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
     }
     let status = shown(&req, &ctx);
     match status.decision {
-        None | Some(Decision::Pending) => decide(&req, &ctx, status).await,
+        None | Some(Decision::Pending) => settle(&req, &ctx, status).await,
         Some(d) if d.runs() && status.execution.as_ref().and_then(|e| e.state) == Some(ExecutionState::Running) => {
             // Found mid-execution (a restart): confirm with a fresh read before doing it again.
             let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
@@ -118,29 +119,46 @@ fn past_requests(ctx: &Context, req: &ActionRequest) -> Vec<Past> {
         .collect()
 }
 
-async fn decide(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatus) -> Result<Action, Error> {
+/// What the gate decides with, looked up in the caches.
+struct LookedUp {
+    agent: Option<Arc<SocAgent>>,
+    action: Option<Arc<SocAction>>,
+    policy: Option<Arc<AutonomyPolicy>>,
+    approvals: Vec<Arc<Approval>>,
+    past: Vec<Past>,
+}
+
+impl LookedUp {
+    fn of(req: &ActionRequest, ctx: &Context) -> Self {
+        let ns = req.namespace().unwrap_or_default();
+        let agent = ctx.stores.agents.get(&ObjectRef::new(&req.spec.agent).within(&ns));
+        let action =
+            ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).filter(|a| malformed(a.as_ref()).is_none());
+        let policy = agent
+            .as_ref()
+            .and_then(|a| ctx.stores.policies.get(&ObjectRef::new(&a.spec.policy_ref)))
+            .filter(|p| malformed(p.as_ref()).is_none());
+        let name = req.name_any();
+        let approvals = ctx.stores.approvals.state_filter(|a| {
+            a.namespace().as_deref() == Some(ns.as_str()) && a.spec.action_request.as_deref() == Some(name.as_str())
+        });
+        Self { agent, action, policy, approvals, past: past_requests(ctx, req) }
+    }
+}
+
+/// Settles an undecided request: look up → `gate::decide` (pure) → record → carry out.
+async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatus) -> Result<Action, Error> {
     let now = Timestamp::now();
-    let ns = req.namespace().unwrap_or_default();
-    let agent: Option<Arc<SocAgent>> = ctx.stores.agents.get(&ObjectRef::new(&req.spec.agent).within(&ns));
-    let action = ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).filter(|a| malformed(a.as_ref()).is_none());
-    let policy = agent
-        .as_ref()
-        .and_then(|a| ctx.stores.policies.get(&ObjectRef::new(&a.spec.policy_ref)))
-        .filter(|p| malformed(p.as_ref()).is_none());
-    let name = req.name_any();
-    let approvals: Vec<Arc<Approval>> = ctx.stores.approvals.state_filter(|a| {
-        a.namespace().as_deref() == Some(ns.as_str()) && a.spec.action_request.as_deref() == Some(name.as_str())
-    });
-    let approval_refs: Vec<&Approval> = approvals.iter().map(|a| a.as_ref()).collect();
-    let past = past_requests(ctx, req);
+    let l = LookedUp::of(req, ctx);
+    let approvals: Vec<&Approval> = l.approvals.iter().map(|a| a.as_ref()).collect();
     let inputs = gate::Inputs {
         request: req,
         key: &ctx.key,
-        agent: agent.as_deref(),
-        action: action.as_ref().map(|a| &a.spec),
-        policy: policy.as_ref().map(|p| &p.spec),
-        approvals: &approval_refs,
-        past: &past,
+        agent: l.agent.as_deref(),
+        action: l.action.as_ref().map(|a| &a.spec),
+        policy: l.policy.as_ref().map(|p| &p.spec),
+        approvals: &approvals,
+        past: &l.past,
         now,
     };
     let Some(v) = gate::decide(&inputs) else {
@@ -150,21 +168,9 @@ async fn decide(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
         // Said once per reconcile that sees it; these are rare and worth seeing.
         warn!(approval, why, "approval ignored");
     }
-
-    let mut status = ActionRequestStatus {
-        decision: Some(v.decision),
-        message: v.message.clone(),
-        approvals: v.approvals.clone(),
-        required_approvals: v.required,
-        binding: Some(signature::request_binding(&req.spec)),
-        expires_at: v.expires_at.map(|t| t.to_string()),
-        decided_at: None,
-        policy: policy.as_ref().map(|p| format!("{}@{}", p.name_any(), p.metadata.generation.unwrap_or(0))),
-        tier: v.tier,
-        execution: None,
-        conditions: previous.conditions.clone(),
-    };
-
+    let policy = l.policy.as_ref().map(|p| format!("{}@{}", p.name_any(), p.metadata.generation.unwrap_or(0)));
+    let execution = l.action.as_ref().and_then(|a| a.spec.execution.as_ref());
+    let status = gate::status(&v, &req.spec, policy, execution, &previous, now);
     if v.decision == Decision::Pending {
         if previous != status {
             write(req, ctx, &status).await?;
@@ -172,87 +178,97 @@ async fn decide(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
         let wait = v.expires_at.map(|e| e.duration_since(now).as_secs().max(1) as u64).unwrap_or(60);
         return Ok(Action::requeue(Duration::from_secs(wait)));
     }
-
-    status.decided_at = Some(now.to_string());
-    let execution = action.as_ref().and_then(|a| a.spec.execution.clone());
-    let runs = v.decision.runs();
-    if runs {
-        match &execution {
-            Some(e) => {
-                if e.manifest.is_some() && action.as_ref().is_some_and(|a| a.spec.reversible) {
-                    // In place before anything is applied, so a deletion always rolls back.
-                    k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
-                }
-                status.execution = Some(ExecutionStatus {
-                    state: Some(ExecutionState::Running),
-                    started_at: Some(now.to_string()),
-                    ..Default::default()
-                });
-            }
-            None => status.message = format!("{}; carried out by the agent with its own grants", status.message),
-        }
-    }
     let approvers: Vec<String> = v.approvals.iter().map(|a| a.approver.clone()).collect();
-    match &execution {
-        // A manifest is applied with server-side apply: doing it again changes nothing, so it may
-        // go out together with the status that records the decision.
-        Some(e) if runs && e.http.is_none() => {
-            let (written, outcome) = tokio::join!(write(req, ctx, &status), run_execution(req, ctx, &approvers));
-            written?;
-            record_decision(req, ctx, &status, &approvers);
-            finish(req, ctx, status, outcome).await?;
-        }
-        // An HTTP call is not idempotent by nature: the decision and `Running` are recorded first,
-        // and the call carries the request's UID as its idempotency key.
-        Some(_) if runs => {
-            write(req, ctx, &status).await?;
-            record_decision(req, ctx, &status, &approvers);
-            let outcome = run_execution(req, ctx, &approvers).await;
-            finish(req, ctx, status, outcome).await?;
-        }
-        _ => {
-            write(req, ctx, &status).await?;
-            record_decision(req, ctx, &status, &approvers);
-        }
-    }
+    let reversible = l.action.as_ref().is_some_and(|a| a.spec.reversible);
+    carry_out(req, ctx, status, execution.filter(|_| v.decision.runs()), reversible, &approvers).await?;
     Ok(Action::await_change())
 }
 
-fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus, approvers: &[String]) {
-    let decision = status.decision.map(|d| d.as_str()).unwrap_or("Pending");
-    if let Some(d) = status.decision {
-        // Every decided request is behaviour of the agent: rates, mix, targets, refusals.
-        let o = socwarden_core::behaviour::drift::Observation {
-            at: Timestamp::now(),
-            kind: socwarden_core::behaviour::drift::Kind::Request {
-                action: req.spec.action.clone(),
-                target: gate::target_key(&req.spec),
-                decision: d,
-            },
-        };
-        let key = (req.namespace().unwrap_or_default(), req.spec.agent.clone());
-        ctx.monitor.observe(vec![(key, o)], std::time::Instant::now(), Timestamp::now());
+/// Records a decision and runs its execution, if it has one.
+async fn carry_out(
+    req: &ActionRequest,
+    ctx: &Context,
+    status: ActionRequestStatus,
+    execution: Option<&Execution>,
+    reversible: bool,
+    approvers: &[String],
+) -> Result<(), Error> {
+    if execution.is_some_and(|e| e.manifest.is_some()) && reversible {
+        // In place before anything is applied, so a deletion always rolls back.
+        k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
     }
-    ctx.metrics.action_requests.with_label_values(&[&req.spec.action, decision]).inc();
-    if matches!(status.decision, Some(Decision::Approved | Decision::Denied)) {
+    match execution {
+        // A manifest is applied with server-side apply: doing it again changes nothing, so it may
+        // go out together with the status that records the decision.
+        Some(e) if e.http.is_none() => {
+            let (written, outcome) = tokio::join!(write(req, ctx, &status), run_execution(req, ctx, approvers));
+            written?;
+            record_decision(req, ctx, &status, approvers);
+            finish(req, ctx, status, outcome).await
+        }
+        // An HTTP call is not idempotent by nature: the decision and `Running` are recorded first,
+        // and the call carries the request's UID as its idempotency key.
+        Some(_) => {
+            write(req, ctx, &status).await?;
+            record_decision(req, ctx, &status, approvers);
+            let outcome = run_execution(req, ctx, approvers).await;
+            finish(req, ctx, status, outcome).await
+        }
+        None => {
+            write(req, ctx, &status).await?;
+            record_decision(req, ctx, &status, approvers);
+            Ok(())
+        }
+    }
+}
+
+/// A decision is behaviour of the agent (rates, mix, targets, refusals), a metric, a line of the
+/// decision log and an Event.
+fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus, approvers: &[String]) {
+    let Some(d) = status.decision else { return };
+    observe(req, ctx, d);
+    ctx.metrics.action_requests.with_label_values(&[&req.spec.action, d.as_str()]).inc();
+    if matches!(d, Decision::Approved | Decision::Denied) {
         if let Some(created) = req.metadata.creation_timestamp.as_ref() {
             let secs = Timestamp::now().duration_since(created.0).as_secs_f64();
             ctx.metrics.approval_latency.observe(secs.max(0.0));
         }
     }
+    let mut e = entry(req, decisionlog::phase_of(d.as_str()), d.as_str(), status.message.clone(), approvers);
+    e.policy = status.policy.clone();
+    ctx.decisions.record(&e);
+    let type_ = match d {
+        Decision::Rejected | Decision::Denied | Decision::Expired => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    k8s::publish(&ctx.recorder, req, vec![(type_, d.as_str(), status.message.clone())]);
+}
+
+/// Feeds the agent's behaviour model with a decided request.
+fn observe(req: &ActionRequest, ctx: &Context, decision: Decision) {
+    let o = Observation {
+        at: Timestamp::now(),
+        kind: Kind::Request { action: req.spec.action.clone(), target: gate::target_key(&req.spec), decision },
+    };
+    let key = (req.namespace().unwrap_or_default(), req.spec.agent.clone());
+    ctx.monitor.observe(vec![(key, o)], std::time::Instant::now(), Timestamp::now());
+}
+
+/// The decision-log line of a request's decision or execution.
+fn entry(
+    req: &ActionRequest,
+    phase: decisionlog::Phase,
+    decision: &str,
+    message: String,
+    approvers: &[String],
+) -> Entry {
     let ns = req.namespace().unwrap_or_default();
-    let mut e = Entry::new(decisionlog::phase_of(decision), decision, &ns, &req.spec.agent, status.message.clone());
+    let mut e = Entry::new(phase, decision, &ns, &req.spec.agent, message);
     e.request = Some(req.name_any());
     e.action = Some(req.spec.action.clone());
     e.target = Some(gate::target_key(&req.spec));
     e.approvers = approvers.to_vec();
-    e.policy = status.policy.clone();
-    ctx.decisions.record(&e);
-    let type_ = match status.decision {
-        Some(Decision::Rejected | Decision::Denied | Decision::Expired) => EventType::Warning,
-        _ => EventType::Normal,
-    };
-    k8s::publish(&ctx.recorder, req, vec![(type_, decision, status.message.clone())]);
+    e
 }
 
 type Outcome = Result<(String, Vec<socwarden_api::AppliedObject>), execute::Error>;
@@ -307,13 +323,7 @@ async fn finish(
     ctx.metrics.executions.with_label_values(&[decision]).inc();
     write(req, ctx, &status).await?;
     info!(decision, result = %result_text, "execution finished");
-    let ns = req.namespace().unwrap_or_default();
-    let mut e = Entry::new(decisionlog::Phase::Respond, decision, &ns, &req.spec.agent, result_text.clone());
-    e.request = Some(req.name_any());
-    e.action = Some(req.spec.action.clone());
-    e.target = Some(gate::target_key(&req.spec));
-    e.approvers = approvers;
-    ctx.decisions.record(&e);
+    ctx.decisions.record(&entry(req, decisionlog::Phase::Respond, decision, result_text.clone(), &approvers));
     k8s::publish(&ctx.recorder, req, vec![(type_, decision, result_text)]);
     Ok(())
 }

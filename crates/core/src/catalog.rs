@@ -1,0 +1,158 @@
+//! Whether the catalog can be used: a SocAction whose grants exceed what the operator may delegate,
+//! or an AutonomyPolicy whose ceilings decrease with the tier, says so on its status (and agents
+//! using it fail closed). Pure.
+
+use crate::agent::policy;
+use crate::agent::rbac::{self, Rule};
+use jiff::Timestamp;
+use kube_core::Resource;
+use socwarden_api::conditions::{self, reason};
+use socwarden_api::{AutonomyPolicy, AutonomyPolicyStatus, Condition, SocAction, SocActionStatus};
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: conditions::status_str(ok).into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: now.to_string(),
+        observed_generation: generation,
+    }
+}
+
+/// The status of a SocAction: whether every grant is within what the operator may delegate.
+/// `malformed`: why its stored spec could not be decoded, if it could not.
+pub fn action_status(
+    action: &SocAction,
+    malformed: Option<&str>,
+    delegable: &[Rule],
+    now: Timestamp,
+) -> SocActionStatus {
+    let generation = action.meta().generation;
+    let mut conds = action.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let undelegable: Vec<String> = match malformed {
+        Some(_) => Vec::new(),
+        None => action.spec.grants.iter().flat_map(|g| rbac::undelegable(delegable, g)).collect(),
+    };
+    let c = match malformed {
+        Some(why) => condition(
+            conditions::DELEGABLE,
+            false,
+            reason::MALFORMED,
+            format!("the stored spec could not be read ({why}); agents listing this action fail closed"),
+            generation,
+            now,
+        ),
+        None if undelegable.is_empty() => condition(
+            conditions::DELEGABLE,
+            true,
+            reason::WITHIN_DELEGATION,
+            "every grant is within what SOC Warden may delegate".into(),
+            generation,
+            now,
+        ),
+        None => condition(
+            conditions::DELEGABLE,
+            false,
+            reason::UNDELEGABLE_GRANT,
+            format!(
+                "SOC Warden may not delegate: {}. Agents listing this action fail closed until the grants are narrowed or the operator's delegable rules are extended",
+                undelegable.join(", ")
+            ),
+            generation,
+            now,
+        ),
+    };
+    conditions::set(&mut conds, c);
+    SocActionStatus { conditions: conds, undelegable, observed_generation: generation }
+}
+
+/// The status of an AutonomyPolicy: whether it can be used.
+pub fn policy_status(p: &AutonomyPolicy, malformed: Option<&str>, now: Timestamp) -> AutonomyPolicyStatus {
+    let generation = p.meta().generation;
+    let mut conds = p.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let c = match (malformed, policy::validate(&p.spec)) {
+        (Some(why), _) => condition(
+            conditions::VALID,
+            false,
+            reason::MALFORMED,
+            format!("the stored spec could not be read ({why}); agents using this policy fail closed"),
+            generation,
+            now,
+        ),
+        (None, Ok(())) => {
+            condition(conditions::VALID, true, reason::VALID, "the policy can be used".into(), generation, now)
+        }
+        (None, Err(e)) => condition(
+            conditions::VALID,
+            false,
+            reason::CEILINGS_DECREASE,
+            format!("{e}; agents using this policy fail closed"),
+            generation,
+            now,
+        ),
+    };
+    conditions::set(&mut conds, c);
+    AutonomyPolicyStatus { conditions: conds, observed_generation: generation }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_api::{Grant, Risk, SocActionSpec, Verb};
+
+    fn action(resource: &str) -> SocAction {
+        let mut a = SocAction::new(
+            "a",
+            SocActionSpec {
+                risk: Risk::Low,
+                reversible: false,
+                description: String::new(),
+                grants: vec![Grant {
+                    api_groups: vec!["".into()],
+                    resources: vec![resource.into()],
+                    verbs: vec![Verb::Get, Verb::List],
+                    resource_names: vec![],
+                }],
+                ..Default::default()
+            },
+        );
+        a.metadata.generation = Some(3);
+        a
+    }
+
+    #[test]
+    fn action_status_reports_undelegable_grants() {
+        let d = rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        let ok = action_status(&action("pods"), None, &d, now);
+        assert!(conditions::is_true(&ok.conditions, conditions::DELEGABLE));
+        assert!(ok.undelegable.is_empty());
+        let bad = action_status(&action("secrets"), None, &d, now);
+        assert!(!conditions::is_true(&bad.conditions, conditions::DELEGABLE));
+        assert_eq!(bad.undelegable, vec!["get secrets", "list secrets"]);
+        assert_eq!(bad.observed_generation, Some(3));
+        let unreadable = action_status(&action("pods"), Some("spec: invalid type"), &d, now);
+        let c = conditions::find(&unreadable.conditions, conditions::DELEGABLE).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::MALFORMED));
+        assert!(c.message.contains("spec: invalid type") && c.message.contains("fail closed"), "{}", c.message);
+    }
+
+    #[test]
+    fn policy_status_explains_invalid_ceilings() {
+        let mut p = AutonomyPolicy::new("default", Default::default());
+        let now = Timestamp::UNIX_EPOCH;
+        assert!(conditions::is_true(&policy_status(&p, None, now).conditions, conditions::VALID));
+        p.spec.autonomy.assist = socwarden_api::Ceiling::High;
+        let s = policy_status(&p, None, now);
+        let c = conditions::find(&s.conditions, conditions::VALID).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::CEILINGS_DECREASE));
+    }
+}
