@@ -14,10 +14,13 @@ use crate::tls::{self, Endpoint};
 use crate::watch;
 use crate::webhook;
 use anyhow::Context as _;
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use hyper::StatusCode;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -29,6 +32,7 @@ use socwarden_core::behaviour::audit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::broadcast;
 
 pub struct WebhookOptions {
     /// Where the webhook listens (TLS).
@@ -112,98 +116,137 @@ fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
     (reader, writer, events)
 }
 
-pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
-    Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
-        format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
-    })?;
-    let key = Key::new(&tls::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
+type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
 
-    let (agents, agents_w) = reflector::store::<SocAgent>();
-    let agent_stream = watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
-        .default_backoff()
-        .reflect(agents_w)
-        .touched_objects()
-        .predicate_filter(spec_or_deletion, Default::default());
-    let (actions, actions_w) = reflector::store::<SocAction>();
-    let action_stream = watch::watch::<SocAction>(client.clone(), watcher::Config::default(), metrics.clone())
-        .default_backoff()
-        .reflect(actions_w)
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    let (policies, policies_w) = reflector::store::<AutonomyPolicy>();
-    let policy_stream = watch::watch::<AutonomyPolicy>(client.clone(), watcher::Config::default(), metrics.clone())
-        .default_backoff()
-        .reflect(policies_w)
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    let (service_accounts, sa_stream) = managed::<ServiceAccount>(&client, None, |_| {});
-    // The operator never needs to read a token back: keep none in memory.
-    let (secrets, secret_stream) = managed::<Secret>(&client, None, |s| s.data = None);
-    let (role_namespaces, binding_namespaces) = (NamespaceIndex::default(), NamespaceIndex::default());
-    let (roles, role_stream) = managed::<Role>(&client, Some(role_namespaces.clone()), |_| {});
-    let (role_bindings, rb_stream) = managed::<RoleBinding>(&client, Some(binding_namespaces.clone()), |_| {});
+/// Every cache, and the change streams the controllers are driven by.
+struct Watches {
+    stores: Stores,
+    agent: AgentChanges,
+    /// The request controller's: requests and their approvals.
+    requests_for_gate: ReflectHandle<ActionRequest>,
+    approvals_for_gate: ReflectHandle<Approval>,
+    /// Requests and approvals feed two controllers each, through shared streams these drive.
+    roots: BoxFuture<'static, ()>,
+}
 
-    // Requests and approvals feed two controllers each: shared streams.
-    let (requests, requests_w, request_events) = shared::<ActionRequest>(&client, &metrics);
-    let requests_for_gate = requests_w.subscribe().expect("shared store");
-    let requests_for_agents = requests_w.subscribe().expect("shared store");
-    let requests_root = request_events.reflect_shared(requests_w).for_each(|_| futures::future::ready(()));
-    let (approvals, approvals_w, approval_events) = shared::<Approval>(&client, &metrics);
-    let approvals_for_gate = approvals_w.subscribe().expect("shared store");
-    let approvals_for_agents = approvals_w.subscribe().expect("shared store");
-    let approvals_root = approval_events.reflect_shared(approvals_w).for_each(|_| futures::future::ready(()));
+/// What the SocAgent controller is driven by.
+struct AgentChanges {
+    agents: Changes<SocAgent>,
+    actions: Changes<SocAction>,
+    policies: Changes<AutonomyPolicy>,
+    service_accounts: Changes<ServiceAccount>,
+    secrets: Changes<Secret>,
+    roles: Changes<Role>,
+    role_bindings: Changes<RoleBinding>,
+    requests: ReflectHandle<ActionRequest>,
+    approvals: ReflectHandle<Approval>,
+}
 
-    let stores = Stores {
-        agents: agents.clone(),
-        actions,
-        policies,
-        service_accounts,
-        secrets,
-        roles,
-        role_bindings,
-        requests: requests.clone(),
-        approvals,
-        role_namespaces,
-        binding_namespaces,
-    };
-    let (monitor, wake) = Monitor::new(metrics.clone());
-    let monitor = Arc::new(monitor);
-    let settings = Settings {
-        delegable: opts.delegable,
-        key: key.clone(),
-        namespace: opts.namespace.clone(),
-        decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
-        monitor: monitor.clone(),
-    };
-    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
-    // Taking the lead reconciles everything once (a standby answered every change with "later").
-    let (lead_tx, _) = tokio::sync::broadcast::channel::<()>(4);
-    let on_lead = |tx: &tokio::sync::broadcast::Sender<()>| {
-        futures::stream::unfold(tx.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(()) => return Some(((), rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return None,
-                }
+impl Watches {
+    fn start(client: &Client, metrics: &Metrics) -> Self {
+        let (agents, agents_w) = reflector::store::<SocAgent>();
+        let agent_stream = watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
+            .default_backoff()
+            .reflect(agents_w)
+            .touched_objects()
+            .predicate_filter(spec_or_deletion, Default::default());
+        let (actions, actions_w) = reflector::store::<SocAction>();
+        let action_stream = watch::watch::<SocAction>(client.clone(), watcher::Config::default(), metrics.clone())
+            .default_backoff()
+            .reflect(actions_w)
+            .touched_objects()
+            .predicate_filter(predicates::generation, Default::default());
+        let (policies, policies_w) = reflector::store::<AutonomyPolicy>();
+        let policy_stream = watch::watch::<AutonomyPolicy>(client.clone(), watcher::Config::default(), metrics.clone())
+            .default_backoff()
+            .reflect(policies_w)
+            .touched_objects()
+            .predicate_filter(predicates::generation, Default::default());
+        let (service_accounts, sa_stream) = managed::<ServiceAccount>(client, None, |_| {});
+        // The operator never needs to read a token back: keep none in memory.
+        let (secrets, secret_stream) = managed::<Secret>(client, None, |s| s.data = None);
+        let (role_namespaces, binding_namespaces) = (NamespaceIndex::default(), NamespaceIndex::default());
+        let (roles, role_stream) = managed::<Role>(client, Some(role_namespaces.clone()), |_| {});
+        let (role_bindings, rb_stream) = managed::<RoleBinding>(client, Some(binding_namespaces.clone()), |_| {});
+
+        let (requests, requests_w, request_events) = shared::<ActionRequest>(client, metrics);
+        let requests_for_gate = requests_w.subscribe().expect("shared store");
+        let requests_for_agents = requests_w.subscribe().expect("shared store");
+        let requests_root = request_events.reflect_shared(requests_w).for_each(|_| futures::future::ready(()));
+        let (approvals, approvals_w, approval_events) = shared::<Approval>(client, metrics);
+        let approvals_for_gate = approvals_w.subscribe().expect("shared store");
+        let approvals_for_agents = approvals_w.subscribe().expect("shared store");
+        let approvals_root = approval_events.reflect_shared(approvals_w).for_each(|_| futures::future::ready(()));
+        let roots = async move {
+            tokio::select! {
+                _ = requests_root => tracing::info!("request watch stopped"),
+                _ = approvals_root => tracing::info!("approval watch stopped"),
             }
-        })
-    };
-    if opts.leader.is_some() {
-        monitor.set_active(false);
+        };
+        Watches {
+            stores: Stores {
+                agents,
+                actions,
+                policies,
+                service_accounts,
+                secrets,
+                roles,
+                role_bindings,
+                requests,
+                approvals,
+                role_namespaces,
+                binding_namespaces,
+            },
+            agent: AgentChanges {
+                agents: agent_stream.boxed(),
+                actions: action_stream.boxed(),
+                policies: policy_stream.boxed(),
+                service_accounts: sa_stream.boxed(),
+                secrets: secret_stream.boxed(),
+                roles: role_stream.boxed(),
+                role_bindings: rb_stream.boxed(),
+                requests: requests_for_agents,
+                approvals: approvals_for_agents,
+            },
+            requests_for_gate,
+            approvals_for_gate,
+            roots: roots.boxed(),
+        }
     }
+}
 
-    let by_action = agents.clone();
-    let by_policy = agents.clone();
-    let by_request = agents.clone();
-    let agent_controller = Controller::for_stream(agent_stream, agents.clone())
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
-        .watches_stream(sa_stream, to_agent)
-        .watches_stream(secret_stream, to_agent)
-        .watches_stream(role_stream, to_agent)
-        .watches_stream(rb_stream, to_agent)
-        .watches_stream(action_stream, move |action: SocAction| {
+/// Fires when this replica takes the lead: then everything is reconciled once (a standby
+/// answered every change with "later").
+fn on_lead(tx: &broadcast::Sender<()>) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(tx.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(()) => return Some(((), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+}
+
+/// The SocAgent controller: driven by the agents, the objects it owns, the catalog and policies
+/// they use, their approvals, the requests that are shadow evidence, and the behaviour monitor.
+fn agent_controller(
+    w: AgentChanges,
+    agents: Store<SocAgent>,
+    ctx: Arc<Context>,
+    lead: &broadcast::Sender<()>,
+    wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<SocAgent>>,
+    concurrency: u16,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (by_action, by_policy, by_request) = (agents.clone(), agents.clone(), agents.clone());
+    Controller::for_stream(w.agents, agents)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .watches_stream(w.service_accounts, to_agent)
+        .watches_stream(w.secrets, to_agent)
+        .watches_stream(w.roles, to_agent)
+        .watches_stream(w.role_bindings, to_agent)
+        .watches_stream(w.actions, move |action: SocAction| {
             let name = action.name_any();
             by_action
                 .state()
@@ -212,18 +255,18 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                 .map(|a| ObjectRef::from_obj(a.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .watches_stream(policy_stream, move |_: AutonomyPolicy| {
+        .watches_stream(w.policies, move |_: AutonomyPolicy| {
             // The kill switch of any policy concerns every agent.
             by_policy.state().iter().map(|a| ObjectRef::from_obj(a.as_ref())).collect::<Vec<_>>()
         })
         // Promotion and resume approvals concern their agent.
-        .watches_shared_stream(approvals_for_agents, |a: Arc<Approval>| {
+        .watches_shared_stream(w.approvals, |a: Arc<Approval>| {
             let ns = a.namespace()?;
             let agent = a.spec.promotion.as_ref().map(|p| &p.agent).or(a.spec.resume.as_ref().map(|r| &r.agent))?;
             Some(ObjectRef::new(agent).within(&ns))
         })
         // Decisions are shadow evidence for an agent whose promotion is waiting.
-        .watches_shared_stream(requests_for_agents, move |r: Arc<ActionRequest>| {
+        .watches_shared_stream(w.requests, move |r: Arc<ActionRequest>| {
             let key = ObjectRef::<SocAgent>::new(&r.spec.agent).within(&r.namespace()?);
             let agent = by_request.get(&key)?;
             let waiting = agent.status.as_ref().and_then(|s| s.effective_tier).is_some_and(|t| agent.spec.tier > t);
@@ -231,85 +274,142 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         })
         // The behaviour monitor wakes agents that must be contained (or whose assessment changed).
         .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
-        .reconcile_all_on(on_lead(&lead_tx))
+        .reconcile_all_on(on_lead(lead))
         .shutdown_on_signal()
-        .run(agent::reconcile, agent::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-    let ticker = {
-        let monitor = monitor.clone();
-        async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                monitor.tick(jiff::Timestamp::now());
-            }
-        }
-    };
+        .run(agent::reconcile, agent::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+}
 
-    let request_controller = Controller::for_shared_stream(requests_for_gate, requests)
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
-        .watches_shared_stream(approvals_for_gate, |a: Arc<Approval>| {
+/// The ActionRequest controller (the gate), driven by the requests and their approvals.
+fn request_controller(
+    requests: ReflectHandle<ActionRequest>,
+    approvals: ReflectHandle<Approval>,
+    store: Store<ActionRequest>,
+    ctx: Arc<Context>,
+    lead: &broadcast::Sender<()>,
+    concurrency: u16,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    Controller::for_shared_stream(requests, store)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .watches_shared_stream(approvals, |a: Arc<Approval>| {
             Some(ObjectRef::<ActionRequest>::new(a.spec.action_request.as_ref()?).within(&a.namespace()?))
         })
-        .reconcile_all_on(on_lead(&lead_tx))
+        .reconcile_all_on(on_lead(lead))
         .shutdown_on_signal()
-        .run(request::reconcile, request::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .run(request::reconcile, request::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+}
 
-    // Status of the catalog and the policies: small, so they get watches of their own.
-    let action_controller = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
-        .reconcile_all_on(on_lead(&lead_tx))
+/// Status of the catalog and the policies: small, so they get watches of their own.
+async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast::Sender<()>) {
+    let actions = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
         .run(catalog::reconcile_action, catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-    let policy_controller = Controller::new(Api::<AutonomyPolicy>::all(client.clone()), watcher::Config::default())
-        .reconcile_all_on(on_lead(&lead_tx))
+    let policies = Controller::new(Api::<AutonomyPolicy>::all(client), watcher::Config::default())
+        .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
-        .run(catalog::reconcile_policy, catalog::error_policy, ctx.clone())
+        .run(catalog::reconcile_policy, catalog::error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
+    tokio::select! {
+        _ = actions => tracing::info!("action controller stopped"),
+        _ = policies => tracing::info!("policy controller stopped"),
+    }
+}
+
+/// Without leader election this replica leads at once; with it, it stands by for the Lease, then
+/// leads until it loses it (and then returns, stopping the process).
+async fn leadership(
+    client: Client,
+    ctx: Arc<Context>,
+    monitor: Arc<Monitor>,
+    cfg: Option<crate::leader::Config>,
+    lead: broadcast::Sender<()>,
+) {
+    let lead_now = || {
+        ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = lead.send(());
+    };
+    match cfg {
+        None => {
+            lead_now();
+            futures::future::pending::<()>().await;
+        }
+        Some(cfg) => {
+            tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
+            crate::leader::acquire(&client, &cfg).await;
+            tracing::info!(identity = %cfg.identity, "leading");
+            monitor.set_active(true);
+            lead_now();
+            crate::leader::keep(&client, &cfg).await;
+            tracing::error!("lost the leader lease: stopping so that only one replica acts");
+        }
+    }
+}
+
+/// The behaviour monitor's clock: judges every agent's window once a second.
+async fn tick(monitor: Arc<Monitor>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        monitor.tick(jiff::Timestamp::now());
+    }
+}
+
+pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
+        format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
+    })?;
+    let key = Key::new(&tls::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
+
+    let w = Watches::start(&client, &metrics);
+    let stores = w.stores.clone();
+    let (monitor, wake) = Monitor::new(metrics.clone());
+    let monitor = Arc::new(monitor);
+    if opts.leader.is_some() {
+        monitor.set_active(false);
+    }
+    let settings = Settings {
+        delegable: opts.delegable,
+        key: key.clone(),
+        namespace: opts.namespace.clone(),
+        decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
+        monitor: monitor.clone(),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
+    let (lead, _) = broadcast::channel::<()>(4);
+
+    let request_controller = request_controller(
+        w.requests_for_gate,
+        w.approvals_for_gate,
+        stores.requests.clone(),
+        ctx.clone(),
+        &lead,
+        opts.concurrency,
+    );
+    let agent_controller = agent_controller(w.agent, stores.agents.clone(), ctx.clone(), &lead, wake, opts.concurrency);
+    let roots = w.roots;
+    let catalog_controllers = catalog_controllers(client.clone(), ctx.clone(), lead.clone());
 
     let listener = server::bind(opts.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     let webhook_ready = Arc::new(std::sync::atomic::AtomicBool::new(opts.webhook.is_none()));
     let readiness = server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone() };
     let http = server::serve(listener, metrics.clone(), readiness);
-
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
     let audit_sink = audit_sink(opts.audit, material.clone(), monitor.clone(), metrics.clone());
-    let admission = admission(client.clone(), opts.webhook, material, stores.clone(), key, metrics, webhook_ready);
-
-    let leadership = {
-        let (client, ctx, monitor, cfg) = (client.clone(), ctx.clone(), monitor.clone(), opts.leader.clone());
-        async move {
-            match cfg {
-                None => {
-                    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
-                    let _ = lead_tx.send(());
-                    futures::future::pending::<()>().await;
-                }
-                Some(cfg) => {
-                    tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
-                    crate::leader::acquire(&client, &cfg).await;
-                    tracing::info!(identity = %cfg.identity, "leading");
-                    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
-                    monitor.set_active(true);
-                    let _ = lead_tx.send(());
-                    crate::leader::keep(&client, &cfg).await;
-                    tracing::error!("lost the leader lease: stopping so that only one replica acts");
-                }
-            }
-        }
-    };
+    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
+    let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
         _ = leadership => anyhow::bail!("lost the leader lease"),
         _ = agent_controller => tracing::info!("agent controller stopped"),
         _ = request_controller => tracing::info!("request controller stopped"),
-        _ = action_controller => tracing::info!("action controller stopped"),
-        _ = policy_controller => tracing::info!("policy controller stopped"),
-        _ = requests_root => tracing::info!("request watch stopped"),
-        _ = approvals_root => tracing::info!("approval watch stopped"),
-        _ = ticker => {}
+        _ = catalog_controllers => {}
+        _ = roots => {}
+        _ = tick(monitor) => {}
         r = http => r?,
         r = admission => r?,
         r = audit_sink => r?,

@@ -78,7 +78,7 @@ async fn webhook_latency(
             "namespace": ns, "operation": "CREATE",
             "userInfo": {"username": format!("system:serviceaccount:{ns}:warden-{agent}"), "groups": ["system:serviceaccounts"]},
             "object": {"apiVersion": "socwarden.io/v1alpha1", "kind": "ActionRequest", "metadata": {"name": "x", "namespace": ns},
-                       "spec": {"agent": agent, "action": action, "parameters": {"n": "1"}, "target": {"kind": "ConfigMap", "name": "x", "namespace": ns}}},
+                       "spec": {"agent": agent, "action": action, "parameters": {"n": "1"}, "target": {"kind": "NetworkPolicy", "name": "x", "namespace": ns}}},
             "dryRun": false
         }
     }))?;
@@ -120,7 +120,7 @@ async fn main() -> Result<()> {
     default_policy(&client).await?;
     let ns = Namespaces::create(&client, &["bench-gov"]).await?;
     let home = ns.get(0).to_string();
-    let action = unique("bench-cm");
+    let action = unique("bench-np");
     apply_yaml(
         &client,
         &format!(
@@ -132,10 +132,10 @@ spec:
   parameters: [{{name: n, type: string, required: true, pattern: "[0-9]+"}}]
   execution:
     manifest: |
-      apiVersion: v1
-      kind: ConfigMap
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
       metadata: {{name: "bench-${{n}}"}}
-      data: {{request: "${{request.name}}"}}
+      spec: {{podSelector: {{matchLabels: {{request: "${{request.name}}"}}}}, policyTypes: [Ingress]}}
 "#
         ),
     )
@@ -198,7 +198,7 @@ spec:
         let r: ActionRequest = serde_json::from_value(json!({
             "apiVersion": "socwarden.io/v1alpha1", "kind": "ActionRequest", "metadata": {"name": name},
             "spec": {"agent": format!("agent-{:05}", i % n_agents), "action": action, "parameters": {"n": i.to_string()},
-                     "target": {"kind": "ConfigMap", "name": format!("bench-{i}"), "namespace": home}}
+                     "target": {"kind": "NetworkPolicy", "name": format!("bench-{i}"), "namespace": home}}
         }))?;
         sent.lock().unwrap().insert(name, Instant::now());
         let (requests, created) = (requests.clone(), created.clone());

@@ -152,6 +152,7 @@ fn ours<K: Resource>(obj: &K, n: &Names) -> bool {
         && labels.get(credentials::AGENT_NAMESPACE_LABEL) == Some(&n.ns)
 }
 
+/// dereference → decide (pure, `plan`) → apply → report.
 async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<Action> {
     let now = Timestamp::now();
     let n = Names::of(agent)?;
@@ -171,6 +172,8 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         Some(w) => Some(workload::fetch(ctx.client.clone(), &n.ns, w).await?),
         None => None,
     };
+    let shown = shown_status(agent, ctx);
+    let key = (n.ns.clone(), n.name.clone());
 
     // Decide.
     let inputs = Inputs {
@@ -183,85 +186,113 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         workload_exists: observed_workload.as_ref().map(Option::is_some),
         malformed: malformed(agent),
     };
-    let shown = shown_status(agent, ctx);
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
-    let key = (n.ns.clone(), n.name.clone());
     let (watch, trigger) = monitoring(agent, shown.as_ref(), ctx, &key, now);
     let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
 
-    // Apply. Independent writes go out together: a reconcile costs the round trips of its
-    // longest chain (token Secret → TokenRequest → Secret update), not the sum of its writes.
+    // Apply.
+    let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
+    let (applied, issued) =
+        apply_plan(agent, ctx, api, &n, &plan, trigger.map(|t| t.received), was_paused, now).await?;
+    if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
+        workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
+    }
+
+    // Report.
+    report(agent, ctx, api, &n, &plan, &applied, issued, shown.as_ref(), now).await?;
+    Ok(Action::requeue(next_look(&plan, &applied, now)))
+}
+
+/// Contains, or grants and issues. Independent writes go out together: a reconcile costs the
+/// round trips of its longest chain (token Secret → TokenRequest → Secret update), not the sum of
+/// its writes.
+#[allow(clippy::too_many_arguments)]
+async fn apply_plan(
+    agent: &SocAgent,
+    ctx: &Context,
+    api: &Api<SocAgent>,
+    n: &Names,
+    plan: &Plan,
+    triggered: Option<Instant>,
+    was_paused: bool,
+    now: Timestamp,
+) -> Result<(Applied, Option<IssueReason>)> {
     let finalizer = async {
-        if !agent.finalizers().iter().any(|f| f == FINALIZER) && needs_finalizer(agent, ctx, &n) {
+        if !agent.finalizers().iter().any(|f| f == FINALIZER) && needs_finalizer(agent, ctx, n) {
             k8s::set_finalizer(api, agent, FINALIZER, true, k8s::Guard::ResourceVersion).await?;
         }
         Ok(())
     };
-    let mut rotated = None;
-    let applied = match (&plan.pause, &plan.roles) {
+    let roles = match (&plan.pause, &plan.roles) {
         (Some(_), _) => {
-            let since = trigger.as_ref().map(|t| t.received);
-            let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
-            tokio::try_join!(finalizer, contain(ctx, &n, &plan, since, was_paused))?;
-            Applied::default()
+            tokio::try_join!(finalizer, contain(ctx, n, plan, triggered, was_paused))?;
+            return Ok((Applied::default(), None));
         }
-        (None, Some(roles)) => {
-            let token = async {
-                match &plan.token {
-                    // The token needs the ServiceAccount (granted alongside) and its Secret.
-                    Some(want) => {
-                        let secret = token_secret(agent, ctx, &n).await?;
-                        Ok(Some((secret, want)))
-                    }
-                    None => revoke_secret(ctx, &n).await.map(|_| None),
-                }
-            };
-            let ((), (), secret) = tokio::try_join!(finalizer, grant(agent, ctx, &n, roles), token)?;
-            let token = match secret {
-                Some((secret, want)) => {
-                    let (token, why) = ensure_token(ctx, &n, &secret, want, now).await?;
-                    rotated = why;
-                    token
-                }
-                None => None,
-            };
-            Applied { token }
-        }
-        (None, None) => Applied::default(),
+        (None, None) => return Ok((Applied::default(), None)),
+        (None, Some(roles)) => roles,
     };
-    if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
-        workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
-    }
+    let token = async {
+        match &plan.token {
+            // The token needs the ServiceAccount (granted alongside) and its Secret.
+            Some(want) => Ok(Some((token_secret(agent, ctx, n).await?, want))),
+            None => revoke_secret(ctx, n).await.map(|_| None),
+        }
+    };
+    let ((), (), secret) = tokio::try_join!(finalizer, grant(agent, ctx, n, roles), token)?;
+    let Some((secret, want)) = secret else {
+        return Ok((Applied::default(), None));
+    };
+    let (token, issued) = ensure_token(ctx, n, &secret, want, now).await?;
+    Ok((Applied { token }, issued))
+}
+
+/// The status (written only when it changed), its transitions, the metrics and the monitor's
+/// bookkeeping.
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    agent: &SocAgent,
+    ctx: &Context,
+    api: &Api<SocAgent>,
+    n: &Names,
+    plan: &Plan,
+    applied: &Applied,
+    issued: Option<IssueReason>,
+    previous: Option<&SocAgentStatus>,
+    now: Timestamp,
+) -> Result<()> {
     match &applied.token {
         Some(t) => ctx.metrics.credential_expiry.with_label_values(&[&n.ns, &n.name]).set(t.expires_at.as_second()),
         None => {
             let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
         }
     }
-
-    // Report.
-    let previous = shown.as_ref();
-    let status = plan::status(&n.name, agent.meta().generation, &plan, &applied, previous, now);
-    let changes = Changes { pause: plan.pause, resumed_by: plan.monitoring.resumed_by.clone(), issued: rotated };
+    let status = plan::status(&n.name, agent.meta().generation, plan, applied, previous, now);
+    let changes = Changes { pause: plan.pause, resumed_by: plan.monitoring.resumed_by.clone(), issued };
     publish_transitions(agent, ctx, previous, &status, &changes);
     k8s::write_status(api, agent, &ctx.status_written, previous, &status).await?;
+    let key = (n.ns.clone(), n.name.clone());
     if plan.pause == Some(PauseReason::Drift) {
         ctx.monitor.contained(&key);
     } else if plan.monitoring.resumed_by.is_some() {
         ctx.monitor.resumed(&key);
     }
     ctx.monitor.reported(&key);
+    Ok(())
+}
 
+/// When to look at the agent again even if nothing changes: at its token's rotation time, soon
+/// while its workload is missing (workloads are not watched: that would cache every Deployment of
+/// the cluster), and at the resync period otherwise.
+fn next_look(plan: &Plan, applied: &Applied, now: Timestamp) -> Duration {
     let mut next = RESYNC;
     if let Some(t) = &applied.token {
         let due = t.rotate_at().as_second() - now.as_second();
         next = next.min(Duration::from_secs(due.max(1) as u64));
     }
     if plan.problems.iter().any(|p| p.reason == conditions::reason::WORKLOAD_NOT_FOUND) {
-        // Workloads are not watched (that would cache every Deployment of the cluster).
         next = next.min(Duration::from_secs(15));
     }
-    Ok(Action::requeue(next))
+    next
 }
 
 /// The tier to enforce (see `promotion`), with the shadow evidence for the next tier while a
