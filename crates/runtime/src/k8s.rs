@@ -2,12 +2,16 @@
 //! label, deleting what may already be gone, the finalizer, the status write with its memo, and
 //! publishing Events off the reconcile's path.
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Mutex;
@@ -201,6 +205,41 @@ where
             }
         }
     });
+}
+
+/// One value of a Secret's data.
+pub fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    s.data.as_ref()?.get(key).map(|b| b.0.clone())
+}
+
+/// Reads a Secret of the operator, creating it with `make()` if it does not exist. When two
+/// replicas race, the one whose create fails reads what the other wrote.
+pub async fn shared_secret<E: From<kube::Error>>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    make: impl FnOnce() -> Result<BTreeMap<String, Vec<u8>>, E>,
+) -> Result<Secret, E> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if let Some(s) = api.get_opt(name).await? {
+        return Ok(s);
+    }
+    let data = make()?.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some([("app.kubernetes.io/name".to_string(), "soc-warden".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(s) => Ok(s),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(api.get(name).await?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

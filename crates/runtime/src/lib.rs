@@ -12,7 +12,8 @@
 //! - `workload`: stopping and restarting the workload of a paused agent.
 //! - `decisionlog`: writing the append-only decision log.
 //! - `leader`: leader election on a Lease (only the leader reconciles).
-//! - `tls`: the webhook's certificate and the signing key; `webhook_config`: registering it.
+//! - `tls`: the serving certificate; `signing_key`: the key stamps are signed with;
+//!   `webhook_config`: registering the admission webhook.
 //! - `watch`, `index`, `context`, `metrics`, `server`, `run`, `crdgen`: plumbing.
 
 pub mod context;
@@ -27,7 +28,9 @@ pub mod metrics;
 pub mod monitor;
 pub mod run;
 pub mod server;
+pub mod signing_key;
 pub mod tls;
 pub mod watch;
 pub mod webhook;
+pub mod webhook_config;
 pub mod workload;

@@ -2,7 +2,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use soc_warden::crdgen;
 use soc_warden::run;
-use soc_warden::tls::Endpoint;
+use soc_warden::webhook_config::Endpoint;
 use socwarden_core::agent::rbac;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,9 +10,11 @@ use crate::index::NamespaceIndex;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::server;
-use crate::tls::{self, Endpoint};
+use crate::signing_key;
+use crate::tls;
 use crate::watch;
 use crate::webhook;
+use crate::webhook_config::{self, Endpoint};
 use anyhow::Context as _;
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::BoxStream;
@@ -362,7 +364,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
         format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
     })?;
-    let key = Key::new(&tls::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
+    let key = Key::new(&signing_key::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
 
     let w = Watches::start(&client, &metrics);
     let stores = w.stores.clone();
@@ -514,14 +516,14 @@ async fn admission(
         while !stores.ready() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tls::register(&client, &opts.endpoint, &material.ca_pem).await?;
+        webhook_config::register(&client, &opts.endpoint, &material.ca_pem).await?;
         registered.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(endpoint = ?opts.endpoint, "admission webhook registered");
         // Deleting or loosening the configuration would let unstamped objects in (they are then
         // ignored, see `gate`); writing it again bounds how long that lasts.
         loop {
             tokio::time::sleep(opts.repair_interval).await;
-            if let Err(e) = tls::register(&client, &opts.endpoint, &material.ca_pem).await {
+            if let Err(e) = webhook_config::register(&client, &opts.endpoint, &material.ca_pem).await {
                 tracing::warn!(error = %e, "could not re-register the admission webhook");
             }
         }

@@ -54,7 +54,9 @@ async fn webhook_latency(
 ) -> Result<Vec<f64>> {
     let secret = Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE).get(soc_warden::tls::TLS_SECRET).await?;
     let ca = secret.data.and_then(|d| d.get("ca.crt").map(|b| b.0.clone())).context("webhook CA")?;
-    let cfg = Api::<MutatingWebhookConfiguration>::all(client.clone()).get(soc_warden::tls::WEBHOOK_CONFIG).await?;
+    let cfg = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(soc_warden::webhook_config::WEBHOOK_CONFIG)
+        .await?;
     let url = cfg.webhooks.unwrap_or_default()[0].client_config.url.clone().context("webhook url")?;
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;

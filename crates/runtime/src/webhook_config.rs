@@ -1,0 +1,125 @@
+//! Registering the admission webhook: the `socwarden.io` Mutating and Validating configurations,
+//! with the CA bundle of the serving certificate, written by the operator (and written again
+//! every repair interval, undoing a deletion or an edit).
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+
+pub const WEBHOOK_CONFIG: &str = "socwarden.io";
+
+/// Where the API server reaches the webhook.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// `https://host:port` (a local operator, or a fixed address).
+    Url(String),
+    /// A Service in front of the operator's replicas.
+    Service { namespace: String, name: String, port: i32 },
+}
+
+impl Endpoint {
+    fn client_config(&self, path: &str, ca: &str) -> WebhookClientConfig {
+        let ca_bundle = Some(ByteString(ca.as_bytes().to_vec()));
+        match self {
+            Endpoint::Url(u) => WebhookClientConfig {
+                url: Some(format!("{}{path}", u.trim_end_matches('/'))),
+                ca_bundle,
+                service: None,
+            },
+            Endpoint::Service { namespace, name, port } => WebhookClientConfig {
+                url: None,
+                ca_bundle,
+                service: Some(ServiceReference {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    path: Some(path.into()),
+                    port: Some(*port),
+                }),
+            },
+        }
+    }
+}
+
+fn rule(operations: &[&str]) -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec!["socwarden.io".into()]),
+        api_versions: Some(vec!["v1alpha1".into()]),
+        operations: Some(operations.iter().map(|s| s.to_string()).collect()),
+        resources: Some(vec!["actionrequests".into(), "approvals".into()]),
+        scope: Some("Namespaced".into()),
+    }
+}
+
+/// The two webhook configurations: a mutating one that stamps on CREATE, a validating one that
+/// checks stamps on CREATE and immutability on UPDATE. Both fail closed.
+pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
+    let meta = ObjectMeta { name: Some(WEBHOOK_CONFIG.into()), ..Default::default() };
+    let mutating = MutatingWebhookConfiguration {
+        metadata: meta.clone(),
+        webhooks: Some(vec![MutatingWebhook {
+            name: "stamp.socwarden.io".into(),
+            admission_review_versions: vec!["v1".into()],
+            client_config: endpoint.client_config("/mutate", ca),
+            failure_policy: Some("Fail".into()),
+            match_policy: Some("Equivalent".into()),
+            reinvocation_policy: Some("Never".into()),
+            rules: Some(vec![rule(&["CREATE"])]),
+            side_effects: "None".into(),
+            timeout_seconds: Some(5),
+            ..Default::default()
+        }]),
+    };
+    let validating = ValidatingWebhookConfiguration {
+        metadata: meta,
+        webhooks: Some(vec![ValidatingWebhook {
+            name: "check.socwarden.io".into(),
+            admission_review_versions: vec!["v1".into()],
+            client_config: endpoint.client_config("/validate", ca),
+            failure_policy: Some("Fail".into()),
+            match_policy: Some("Equivalent".into()),
+            rules: Some(vec![rule(&["CREATE", "UPDATE"])]),
+            side_effects: "None".into(),
+            timeout_seconds: Some(5),
+            ..Default::default()
+        }]),
+    };
+    (mutating, validating)
+}
+
+/// Creates or updates both webhook configurations.
+pub async fn register(client: &Client, endpoint: &Endpoint, ca: &str) -> kube::Result<()> {
+    let (m, v) = configurations(endpoint, ca);
+    let pp = PatchParams::apply("soc-warden").force();
+    Api::<MutatingWebhookConfiguration>::all(client.clone()).patch(WEBHOOK_CONFIG, &pp, &Patch::Apply(&m)).await?;
+    Api::<ValidatingWebhookConfiguration>::all(client.clone()).patch(WEBHOOK_CONFIG, &pp, &Patch::Apply(&v)).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_fail_closed_and_cover_both_kinds() {
+        let (m, v) = configurations(&Endpoint::Url("https://127.0.0.1:9443/".into()), "CA");
+        let mw = &m.webhooks.unwrap()[0];
+        assert_eq!(mw.failure_policy.as_deref(), Some("Fail"));
+        assert_eq!(mw.client_config.url.as_deref(), Some("https://127.0.0.1:9443/mutate"));
+        let vw = &v.webhooks.unwrap()[0];
+        assert_eq!(
+            vw.rules.as_ref().unwrap()[0].operations.as_ref().unwrap(),
+            &vec!["CREATE".to_string(), "UPDATE".to_string()]
+        );
+        assert_eq!(
+            vw.rules.as_ref().unwrap()[0].resources.as_ref().unwrap(),
+            &vec!["actionrequests".to_string(), "approvals".to_string()]
+        );
+        let (m, _) =
+            configurations(&Endpoint::Service { namespace: "sw".into(), name: "warden".into(), port: 443 }, "CA");
+        assert_eq!(m.webhooks.unwrap()[0].client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate"));
+    }
+}
