@@ -145,3 +145,19 @@ pub fn approval(
     a.metadata.creation_timestamp = Some(Time(at));
     a
 }
+
+/// A catalog entry of `risk` whose one grant is `get` on core `resource`.
+pub fn action(risk: socwarden_api::Risk, resource: &str) -> socwarden_api::SocActionSpec {
+    socwarden_api::SocActionSpec {
+        risk,
+        reversible: true,
+        description: String::new(),
+        grants: vec![socwarden_api::Grant {
+            api_groups: vec!["".into()],
+            resources: vec![resource.into()],
+            verbs: vec![socwarden_api::Verb::Get],
+            resource_names: vec![],
+        }],
+        ..Default::default()
+    }
+}

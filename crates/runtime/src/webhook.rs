@@ -224,13 +224,10 @@ impl Lookup for crate::context::Stores {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use socwarden_api::{
-        ActionRequestStatus, Approvers, Risk, Scope, SocAction, SocActionSpec, SocAgentSpec, SocAgentStatus,
-    };
-    use socwarden_core::testing::{Rng, random_value};
+    use socwarden_api::{ActionRequestStatus, Approvers, Risk, SocAction, SocActionSpec};
+    use socwarden_core::testing::{self, NS, Rng, random_value};
     use std::collections::HashMap;
 
-    const NS: &str = "agents";
     const BOT_SA: &str = "system:serviceaccount:agents:warden-bot";
 
     #[derive(Default)]
@@ -253,19 +250,9 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        let mut a = SocAgent::new(
-            "bot",
-            SocAgentSpec {
-                tier: Tier::Supervised,
-                actions: vec!["isolate".into()],
-                scope: Scope { namespaces: vec!["web".into()] },
-                approvers: Approvers { users: vec![], groups: vec!["soc-leads".into()], min_approvals: 2 },
-                ..Default::default()
-            },
-        );
-        a.metadata.namespace = Some(NS.into());
-        a.metadata.uid = Some("agent-uid".into());
-        a.status = Some(SocAgentStatus { effective_tier: Some(Tier::Supervised), ..Default::default() });
+        let mut a = testing::agent(Tier::Supervised);
+        a.spec.actions = vec!["isolate".into()];
+        a.spec.approvers = Approvers { users: vec![], groups: vec!["soc-leads".into()], min_approvals: 2 };
         let action = SocAction::new("isolate", SocActionSpec { risk: Risk::Medium, ..Default::default() });
         let mut f = Fixture::default();
         f.agents.insert("bot".into(), Arc::new(a));

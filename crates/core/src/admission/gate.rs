@@ -348,36 +348,10 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{self, NS, agent, ts};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use socwarden_api::ApprovalDecision;
-    use socwarden_api::{
-        ActionRequestSpec, ApprovalSpec, Approvers, Limits, Scope, SocAgentSpec, SocAgentStatus, Target, TargetSelector,
-    };
-
-    const NS: &str = "agents";
-
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn agent(tier: Tier) -> SocAgent {
-        let mut a = SocAgent::new(
-            "bot",
-            SocAgentSpec {
-                tier,
-                actions: vec!["isolate".into(), "read".into()],
-                scope: Scope { namespaces: vec!["web".into()] },
-                approvers: Approvers { users: vec!["alice".into()], groups: vec!["leads".into()], min_approvals: 2 },
-                policy_ref: "default".into(),
-                ..Default::default()
-            },
-        );
-        a.metadata.namespace = Some(NS.into());
-        a.metadata.uid = Some("agent-uid".into());
-        a.status =
-            Some(SocAgentStatus { phase: Some(Phase::Active), effective_tier: Some(tier), ..Default::default() });
-        a
-    }
+    use socwarden_api::{ActionRequestSpec, Limits, Target, TargetSelector};
 
     fn action(risk: Risk) -> SocActionSpec {
         SocActionSpec { risk, ..Default::default() }
@@ -403,6 +377,7 @@ mod tests {
         r
     }
 
+    /// An approval of `req` (UID "req-uid"), named `name`, stamped as the webhook stamps one.
     fn approval(
         key: &Key,
         req: &ActionRequest,
@@ -412,23 +387,11 @@ mod tests {
         d: ApprovalDecision,
         at: &str,
     ) -> Approval {
-        let groups: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
-        let bound = signature::bound_to_request("req-uid", &signature::request_binding(&req.spec));
-        let mut a = Approval::new(
-            name,
-            ApprovalSpec {
-                action_request: Some("r1".into()),
-                promotion: None,
-                resume: None,
-                decision: d,
-                comment: String::new(),
-                approver: who.into(),
-                approver_groups: groups.clone(),
-                bound_to: bound.clone(),
-                signature: key.sign(&signature::approval_message(NS, &bound, who, &groups, d)),
-            },
-        );
-        a.metadata.creation_timestamp = Some(Time(ts(at)));
+        let binding = signature::request_binding(&req.spec);
+        let subject =
+            Subject::Request { uid: "req-uid", binding: &binding, requester: &req.spec.requester, expires: ts(at) };
+        let mut a = testing::approval(key, &agent(Tier::Supervised), &subject, who, groups, d, ts(at));
+        a.metadata.name = Some(name.into());
         a
     }
 

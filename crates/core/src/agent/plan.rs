@@ -346,22 +346,8 @@ pub fn wanted_actions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socwarden_api::{AutonomyPolicySpec, Grant, Risk, Scope, SocAgentSpec, Verb};
-
-    fn action(risk: Risk, resource: &str) -> SocActionSpec {
-        SocActionSpec {
-            risk,
-            reversible: true,
-            description: String::new(),
-            grants: vec![Grant {
-                api_groups: vec!["".into()],
-                resources: vec![resource.into()],
-                verbs: vec![Verb::Get],
-                resource_names: vec![],
-            }],
-            ..Default::default()
-        }
-    }
+    use crate::testing::action;
+    use socwarden_api::{AutonomyPolicySpec, Risk, Scope, SocAgentSpec};
 
     struct Fixture {
         spec: SocAgentSpec,

@@ -194,14 +194,9 @@ fn shadow_evidence(rules: &PromotionRules, sh: &ShadowStatus) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::signature;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use crate::testing::{self, ts};
     use socwarden_api::ApprovalDecision;
-    use socwarden_api::{ApprovalSpec, Approvers, PromotionRef, SocAgentSpec, SocAgentStatus};
-
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
+    use socwarden_api::{Approvers, SocAgentSpec, SocAgentStatus};
 
     fn agent(declared: Tier, effective: Option<Tier>, since: &str) -> SocAgent {
         let mut a = SocAgent::new(
@@ -222,25 +217,10 @@ mod tests {
         a
     }
 
+    /// A promotion approval by `who` of soc-leads, stamped as the webhook stamps one.
     fn approval(key: &Key, who: &str, tier: Tier, d: ApprovalDecision, at: &str) -> Approval {
-        let groups = vec!["soc-leads".to_string()];
-        let bound = signature::bound_to_promotion("u1", tier);
-        let mut a = Approval::new(
-            &format!("p-{who}"),
-            ApprovalSpec {
-                action_request: None,
-                promotion: Some(PromotionRef { agent: "bot".into(), tier }),
-                resume: None,
-                decision: d,
-                comment: String::new(),
-                approver: who.into(),
-                approver_groups: groups.clone(),
-                bound_to: bound.clone(),
-                signature: key.sign(&signature::approval_message("agents", &bound, who, &groups, d)),
-            },
-        );
-        a.metadata.creation_timestamp = Some(Time(ts(at)));
-        a
+        let subject = Subject::Promotion { tier, since: ts(at) };
+        testing::approval(key, &agent(tier, None, ""), &subject, who, &["soc-leads"], d, ts(at))
     }
 
     fn eval(a: &SocAgent, approvals: &[Approval], shadow: ShadowStatus, now: &str) -> Outcome {

@@ -145,7 +145,7 @@ pub fn agent(i: &Inputs) -> Vec<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socwarden_api::{Ceiling, Grant, Risk, Scope, Verb, WorkloadKind};
+    use socwarden_api::{Ceiling, Risk, Scope, WorkloadKind};
 
     fn spec(actions: &[&str]) -> SocAgentSpec {
         SocAgentSpec {
@@ -157,18 +157,7 @@ mod tests {
     }
 
     fn action(resource: &str) -> SocActionSpec {
-        SocActionSpec {
-            risk: Risk::Low,
-            reversible: true,
-            description: String::new(),
-            grants: vec![Grant {
-                api_groups: vec!["".into()],
-                resources: vec![resource.into()],
-                verbs: vec![Verb::Get],
-                resource_names: vec![],
-            }],
-            ..Default::default()
-        }
+        crate::testing::action(Risk::Low, resource)
     }
 
     fn check(
