@@ -224,14 +224,23 @@ mod tests {
     }
 
     fn eval(a: &SocAgent, approvals: &[Approval], shadow: ShadowStatus, now: &str) -> Outcome {
+        eval_with(a, approvals, shadow, &PromotionRules::default(), now)
+    }
+
+    fn eval_with(
+        a: &SocAgent,
+        approvals: &[Approval],
+        shadow: ShadowStatus,
+        rules: &PromotionRules,
+        now: &str,
+    ) -> Outcome {
         let key = Key::new(b"k");
-        let rules = PromotionRules::default();
         let refs: Vec<&Approval> = approvals.iter().collect();
         evaluate(&Inputs {
             agent: a,
             status: a.status.as_ref(),
             key: &key,
-            rules: &rules,
+            rules,
             approvals: &refs,
             shadow: &shadow,
             now: ts(now),
@@ -286,20 +295,8 @@ mod tests {
         assert!(o.pending.unwrap().contains("5 decisions of the 20 needed"));
 
         // A policy that asks for no shadow evidence does not hold a promotion for lack of it.
-        let key = Key::new(b"k");
         let rules = PromotionRules { min_shadow_decisions: 0, ..Default::default() };
-        let refs: Vec<&Approval> = two.iter().collect();
-        let none = evidence(0, 0);
-        let i = Inputs {
-            agent: &a,
-            status: a.status.as_ref(),
-            key: &key,
-            rules: &rules,
-            approvals: &refs,
-            shadow: &none,
-            now: ts("2026-01-02T06:00:00Z"),
-        };
-        assert_eq!(evaluate(&i).pending, None);
+        assert_eq!(eval_with(&a, &two, evidence(0, 0), &rules, "2026-01-02T06:00:00Z").pending, None);
     }
 
     #[test]
@@ -341,29 +338,15 @@ mod tests {
             approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
             approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
         ];
-        let refs: Vec<&Approval> = two.iter().collect();
-        let rules = PromotionRules::default();
-        let sh = evidence(30, 30);
-        let i = Inputs {
-            agent: &a,
-            status: a.status.as_ref(),
-            key: &key,
-            rules: &rules,
-            approvals: &refs,
-            shadow: &sh,
-            now: ts("2026-01-05T00:00:00Z"),
-        };
-        let msg = evaluate(&i).pending.unwrap();
+        let msg = eval(&a, &two, evidence(30, 30), "2026-01-05T00:00:00Z").pending.unwrap();
         assert!(msg.contains("within the clean window"), "{msg}");
         assert!(msg.contains("cooling off"), "{msg}");
         // Past the clean window (24h) and the cooling-off (72h from the resume), both are met.
-        let later = Inputs { now: ts("2026-01-08T00:00:00Z"), ..i };
-        let o = evaluate(&later);
+        let o = eval(&a, &two, evidence(30, 30), "2026-01-08T00:00:00Z");
         assert_eq!(o.pending, None, "every rule holds 3 days after the resume");
         assert_eq!(o.effective, Tier::Autonomous);
         // Between the two: the clean window is over, the cooling-off is not.
-        let between = Inputs { now: ts("2026-01-06T00:00:00Z"), ..i };
-        let msg = evaluate(&between).pending.unwrap();
+        let msg = eval(&a, &two, evidence(30, 30), "2026-01-06T00:00:00Z").pending.unwrap();
         assert!(!msg.contains("clean window") && msg.contains("cooling off"), "{msg}");
     }
 
