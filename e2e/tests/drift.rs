@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use soc_warden_e2e::*;
 use socwarden_api::{ActionRequest, Approval, Phase, SocAgent, Tier};
@@ -187,6 +187,20 @@ async fn a_burst_of_403s_pauses_and_only_an_approver_resumes() -> Result<()> {
     assert_eq!(status_of(Api::<Pod>::namespaced(fresh, &scope).list(&ListParams::default())).await, 200);
     let d = Api::<Deployment>::namespaced(w.admin.clone(), &home).get("prober").await?;
     assert_eq!(d.spec.replicas, Some(2));
+
+    // A promotion right after a drift pause is held by the clean window and the cooling-off
+    // (default 24h and 72h), measured from the pause and the resume recorded in the status.
+    Api::<SocAgent>::namespaced(as_user("gitops").await?, &home)
+        .patch("prober", &PatchParams::default(), &Patch::Merge(json!({"spec": {"tier": "autonomous"}})))
+        .await?;
+    let held = wait_agent(&w.admin, &home, "prober", "PromotionPending", T, |a| {
+        condition(a, "PromotionPending").is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    let msg = condition(&held, "PromotionPending").unwrap().message;
+    assert!(msg.contains("within the clean window of 24h"), "{msg}");
+    assert!(msg.contains("cooling off after the drift pause until"), "{msg}");
+    assert_eq!(held.status.and_then(|s| s.effective_tier), Some(Tier::Supervised));
     Ok(())
 }
 
