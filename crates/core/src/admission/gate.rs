@@ -30,14 +30,37 @@ pub fn target_key(spec: &ActionRequestSpec) -> String {
     format!("{}/{}/{}", t.kind, t.namespace.as_deref().unwrap_or(""), t.name)
 }
 
+/// Why the gate decided what it did: one value per check of the gate, in the gate's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    NotStamped,
+    ForeignServiceAccount,
+    AgentNotFound,
+    ActionNotAllowed,
+    ActionNotFound,
+    InvalidParameters,
+    OutOfScope,
+    ProtectedTarget,
+    BudgetExceeded,
+    AgentPaused,
+    AgentInvalid,
+    PolicyNotFound,
+    ObserveTier,
+    Autonomous,
+    Denied,
+    Approved,
+    Expired,
+    AwaitingApproval,
+}
+
 /// A refusal: the decision (Rejected for deterministic checks) and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
-fn refuse(reason: &'static str, message: impl Into<String>) -> Refusal {
+fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
     Refusal { reason, message: message.into() }
 }
 
@@ -50,11 +73,11 @@ pub fn precheck(
     action: Option<&SocActionSpec>,
 ) -> Result<(), Refusal> {
     let agent = agent.ok_or_else(|| {
-        refuse("AgentNotFound", format!("SocAgent {:?} does not exist in this namespace", spec.agent))
+        refuse(Reason::AgentNotFound, format!("SocAgent {:?} does not exist in this namespace", spec.agent))
     })?;
     if !agent.spec.actions.contains(&spec.action) {
         return Err(refuse(
-            "ActionNotAllowed",
+            Reason::ActionNotAllowed,
             format!(
                 "action {:?} is not in the actions of SocAgent {} ({:?})",
                 spec.action, spec.agent, agent.spec.actions
@@ -62,11 +85,11 @@ pub fn precheck(
         ));
     }
     let action =
-        action.ok_or_else(|| refuse("ActionNotFound", format!("SocAction {:?} does not exist", spec.action)))?;
-    params::validate(&action.parameters, &spec.parameters).map_err(|e| refuse("InvalidParameters", e))?;
+        action.ok_or_else(|| refuse(Reason::ActionNotFound, format!("SocAction {:?} does not exist", spec.action)))?;
+    params::validate(&action.parameters, &spec.parameters).map_err(|e| refuse(Reason::InvalidParameters, e))?;
     if !params::in_scope(&spec.target, &agent.spec.scope.namespaces) {
         return Err(refuse(
-            "OutOfScope",
+            Reason::OutOfScope,
             format!(
                 "target namespace {:?} is outside the scope of SocAgent {} ({:?})",
                 spec.target.namespace.as_deref().unwrap_or(""),
@@ -77,7 +100,7 @@ pub fn precheck(
     }
     if let Some(sel) = params::protected_by(&spec.target, &action.protected_targets) {
         return Err(refuse(
-            "ProtectedTarget",
+            Reason::ProtectedTarget,
             format!("target {} is protected ({sel:?}); no agent may {} it", target_key(spec), spec.action),
         ));
     }
@@ -92,7 +115,7 @@ pub fn budget(action: &SocActionSpec, spec: &ActionRequestSpec, past: &[Past], n
     if let Some(max) = limits.max_executions_per_hour {
         if recent.len() as u32 >= max {
             return Err(refuse(
-                "BudgetExceeded",
+                Reason::BudgetExceeded,
                 format!(
                     "{} executions of {} in the last hour; the budget is {max} per hour",
                     recent.len(),
@@ -107,7 +130,7 @@ pub fn budget(action: &SocActionSpec, spec: &ActionRequestSpec, past: &[Past], n
         targets.insert(&this);
         if targets.len() as u32 > max {
             return Err(refuse(
-                "BudgetExceeded",
+                Reason::BudgetExceeded,
                 format!(
                     "{} distinct targets of {} in the last hour with this one; the budget is {max}",
                     targets.len(),
@@ -135,7 +158,7 @@ pub fn required_approvals(agent: &SocAgent, policy: &AutonomyPolicySpec, risk: R
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
     pub decision: Decision,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub approvals: Vec<ApprovalRecord>,
     /// Approvals that did not count, and why.
@@ -146,7 +169,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(decision: Decision, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(decision: Decision, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             decision,
             reason,
@@ -180,67 +203,32 @@ pub struct Inputs<'a> {
 /// Decides a request that is not decided yet. `None`: the agent has not been reconciled yet (no
 /// effective tier to decide with); look again shortly.
 pub fn decide(i: &Inputs) -> Option<Verdict> {
-    let req = i.request;
-    let spec = &req.spec;
-    let ns = req.namespace().unwrap_or_default();
-    if spec.signature.is_empty() || !i.key.verify(&signature::request_message(&ns, spec), &spec.signature) {
-        return Some(Verdict::new(
-            Decision::Rejected,
-            "NotStamped",
-            "the request was not stamped by the admission webhook (missing or invalid signature); it is ignored",
-        ));
-    }
-    if let Some(a) = i.agent {
-        if is_service_account(&spec.requester, &spec.requester_groups)
-            && spec.requester != identity::agent_user(&ns, &a.name_any())
-        {
-            return Some(Verdict::new(
-                Decision::Rejected,
-                "ForeignServiceAccount",
-                format!("{} is a ServiceAccount but not the one of SocAgent {}", spec.requester, spec.agent),
-            ));
-        }
-    }
-    if let Err(r) = precheck(spec, i.agent, i.action) {
+    let spec = &i.request.spec;
+    if let Err(r) = stamp(i).and_then(|()| precheck(spec, i.agent, i.action)) {
         return Some(Verdict::refused(r));
     }
     let (agent, action) = (i.agent?, i.action?);
-    let status = agent.status.as_ref();
-    let tier = status.and_then(|s| s.effective_tier)?;
-    match status.and_then(|s| s.phase) {
-        Some(Phase::Paused) => {
-            return Some(Verdict::new(Decision::Rejected, "AgentPaused", format!("SocAgent {} is paused", spec.agent)));
-        }
-        Some(Phase::Error) => {
-            return Some(Verdict::new(
-                Decision::Rejected,
-                "AgentInvalid",
-                format!("SocAgent {} has an invalid spec and fails closed", spec.agent),
-            ));
-        }
-        _ => {}
-    }
-    let Some(policy_spec) = i.policy else {
-        return Some(Verdict::new(
-            Decision::Rejected,
-            "PolicyNotFound",
-            format!("AutonomyPolicy {:?} does not exist", agent.spec.policy_ref),
-        ));
+    let tier = agent.status.as_ref().and_then(|s| s.effective_tier)?;
+    let checks = usable(agent).and_then(|()| {
+        let policy = i.policy.ok_or_else(|| {
+            refuse(Reason::PolicyNotFound, format!("AutonomyPolicy {:?} does not exist", agent.spec.policy_ref))
+        })?;
+        budget(action, spec, i.past, i.now).map(|()| policy)
+    });
+    let policy_spec = match checks {
+        Ok(p) => p,
+        Err(r) => return Some(Verdict::refused(r)),
     };
-    if let Err(r) = budget(action, spec, i.past, i.now) {
-        return Some(Verdict::refused(r));
-    }
-
     let mut v = if tier == Tier::Observe {
         Verdict::new(
             Decision::Recommended,
-            "ObserveTier",
+            Reason::ObserveTier,
             format!("SocAgent {} is at the observe tier: recorded as a recommendation, never executed", spec.agent),
         )
     } else if policy::runs_alone(policy_spec, tier, action.risk) {
         Verdict::new(
             Decision::AutoApproved,
-            "Autonomous",
+            Reason::Autonomous,
             format!("{} risk runs without approval at tier {tier}", action.risk),
         )
     } else {
@@ -248,6 +236,42 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
     };
     v.tier = Some(tier);
     Some(v)
+}
+
+/// The webhook's stamp: a valid signature, and a ServiceAccount requester only for its own agent.
+fn stamp(i: &Inputs) -> Result<(), Refusal> {
+    let spec = &i.request.spec;
+    let ns = i.request.namespace().unwrap_or_default();
+    if spec.signature.is_empty() || !i.key.verify(&signature::request_message(&ns, spec), &spec.signature) {
+        return Err(refuse(
+            Reason::NotStamped,
+            "the request was not stamped by the admission webhook (missing or invalid signature); it is ignored",
+        ));
+    }
+    match i.agent {
+        Some(a)
+            if is_service_account(&spec.requester, &spec.requester_groups)
+                && spec.requester != identity::agent_user(&ns, &a.name_any()) =>
+        {
+            Err(refuse(
+                Reason::ForeignServiceAccount,
+                format!("{} is a ServiceAccount but not the one of SocAgent {}", spec.requester, spec.agent),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A paused agent, or one whose spec is invalid, has nothing decided for it.
+fn usable(agent: &SocAgent) -> Result<(), Refusal> {
+    let name = agent.name_any();
+    match agent.status.as_ref().and_then(|s| s.phase) {
+        Some(Phase::Paused) => Err(refuse(Reason::AgentPaused, format!("SocAgent {name} is paused"))),
+        Some(Phase::Error) => {
+            Err(refuse(Reason::AgentInvalid, format!("SocAgent {name} has an invalid spec and fails closed")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &AutonomyPolicySpec) -> Verdict {
@@ -264,18 +288,18 @@ fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &Aut
 
     let mut v = if let Some(d) = deny {
         let msg = format!("denied by {}", d.approver);
-        let mut v = Verdict::new(Decision::Denied, "Denied", msg);
+        let mut v = Verdict::new(Decision::Denied, Reason::Denied, msg);
         v.approvals = vec![d];
         v
     } else if counted.len() as u32 >= required {
         let who: Vec<&str> = counted.iter().map(|c| c.approver.as_str()).collect();
-        let mut v = Verdict::new(Decision::Approved, "Approved", format!("approved by {}", who.join(", ")));
+        let mut v = Verdict::new(Decision::Approved, Reason::Approved, format!("approved by {}", who.join(", ")));
         v.approvals = counted;
         v
     } else if i.now >= expires {
         let mut v = Verdict::new(
             Decision::Expired,
-            "Expired",
+            Reason::Expired,
             format!(
                 "{} of {required} approvals before the {} timeout; never executed",
                 counted.len(),
@@ -287,7 +311,7 @@ fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &Aut
     } else {
         let mut v = Verdict::new(
             Decision::Pending,
-            "AwaitingApproval",
+            Reason::AwaitingApproval,
             format!(
                 "{} risk needs {required} approval(s) from the agent's approvers (users {:?}, groups {:?}), has {}",
                 action.risk,
@@ -586,7 +610,7 @@ mod tests {
 
         let mut tampered = base.clone();
         tampered.spec.target.name = "web-2".into();
-        assert_eq!(run(&c, &tampered, &key).reason, "NotStamped");
+        assert_eq!(run(&c, &tampered, &key).reason, Reason::NotStamped);
 
         let resign = |mut r: ActionRequest| {
             r.spec.signature = key.sign(&signature::request_message(NS, &r.spec));
@@ -594,25 +618,25 @@ mod tests {
         };
         let mut r = base.clone();
         r.spec.action = "block".into();
-        assert_eq!(run(&c, &resign(r), &key).reason, "ActionNotAllowed");
+        assert_eq!(run(&c, &resign(r), &key).reason, Reason::ActionNotAllowed);
         let mut r = base.clone();
         r.spec.target.namespace = Some("kube-system".into());
-        assert_eq!(run(&c, &resign(r), &key).reason, "OutOfScope");
+        assert_eq!(run(&c, &resign(r), &key).reason, Reason::OutOfScope);
         let mut r = base.clone();
         r.spec.parameters.insert("x".into(), serde_json::json!(1));
-        assert_eq!(run(&c, &resign(r), &key).reason, "InvalidParameters");
+        assert_eq!(run(&c, &resign(r), &key).reason, Reason::InvalidParameters);
         let mut r = base.clone();
         r.spec.requester = "system:serviceaccount:agents:warden-other".into();
-        assert_eq!(run(&c, &resign(r), &key).reason, "ForeignServiceAccount");
+        assert_eq!(run(&c, &resign(r), &key).reason, Reason::ForeignServiceAccount);
 
         let mut p = case(Tier::Autonomous, Risk::Low);
         p.action.protected_targets =
             vec![TargetSelector { kind: Some("Pod".into()), name: Some("web-1".into()), ..Default::default() }];
-        assert_eq!(run(&p, &base, &key).reason, "ProtectedTarget");
+        assert_eq!(run(&p, &base, &key).reason, Reason::ProtectedTarget);
 
         let mut paused = case(Tier::Autonomous, Risk::Low);
         paused.agent.status.as_mut().unwrap().phase = Some(Phase::Paused);
-        assert_eq!(run(&paused, &base, &key).reason, "AgentPaused");
+        assert_eq!(run(&paused, &base, &key).reason, Reason::AgentPaused);
     }
 
     #[test]
@@ -630,7 +654,7 @@ mod tests {
         assert_eq!(run(&c, &req, &key).decision, Decision::AutoApproved);
         c.past.push(past("2026-01-01T09:50:00Z", Decision::Approved, "web-1"));
         let v = run(&c, &req, &key);
-        assert_eq!((v.decision, v.reason), (Decision::Rejected, "BudgetExceeded"));
+        assert_eq!((v.decision, v.reason), (Decision::Rejected, Reason::BudgetExceeded));
         assert!(v.message.contains("2 executions"), "{}", v.message);
         // Older than an hour: forgotten.
         c.past = vec![
@@ -740,7 +764,7 @@ mod tests {
         let manifest = socwarden_api::Execution { manifest: Some("kind: NetworkPolicy".into()), http: None };
         let prev = ActionRequestStatus::default();
         let pending = status(
-            &Verdict::new(Decision::Pending, "AwaitingApproval", "waits"),
+            &Verdict::new(Decision::Pending, Reason::AwaitingApproval, "waits"),
             &spec,
             None,
             Some(&manifest),
@@ -748,7 +772,7 @@ mod tests {
             now,
         );
         assert_eq!((pending.decided_at, pending.execution), (None, None), "nothing decided, nothing runs");
-        let auto = Verdict::new(Decision::AutoApproved, "Autonomous", "low risk");
+        let auto = Verdict::new(Decision::AutoApproved, Reason::Autonomous, "low risk");
         let s = status(&auto, &spec, Some("default@1".into()), Some(&manifest), &prev, now);
         assert_eq!(s.decided_at.as_deref(), Some("2026-01-01T10:00:00Z"));
         assert_eq!(s.execution.and_then(|e| e.state), Some(ExecutionState::Running));
@@ -757,7 +781,7 @@ mod tests {
         assert_eq!(by_agent.execution, None);
         assert!(by_agent.message.ends_with("carried out by the agent with its own grants"), "{}", by_agent.message);
         let denied = status(
-            &Verdict::new(Decision::Denied, "Denied", "denied by alice"),
+            &Verdict::new(Decision::Denied, Reason::Denied, "denied by alice"),
             &spec,
             None,
             Some(&manifest),
