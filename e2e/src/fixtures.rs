@@ -1,0 +1,140 @@
+//! Builders of the test world: unique namespaces (deleted when the test ends), the CRDs and the
+//! default AutonomyPolicy, and the project's objects (SocActions, SocAgents).
+
+use crate::cluster::{FIELD_MANAGER, apply_yaml, blocking_cleanup, repo};
+use crate::waiting::wait_for;
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use socwarden_api::{Grant, Risk, Scope, SocAction, SocActionSpec, SocAgent, SocAgentSpec, Tier, Verb};
+use std::time::Duration;
+
+/// A fresh namespace name; `Namespaces` deletes them all when dropped.
+pub fn unique(prefix: &str) -> String {
+    let n: u32 = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+        ^ std::process::id())
+        % 1_000_000;
+    format!("{prefix}-{n:06}")
+}
+
+/// Namespaces created for one test, deleted when the test ends (also on failure).
+pub struct Namespaces {
+    pub names: Vec<String>,
+}
+
+impl Namespaces {
+    pub async fn create(client: &Client, prefixes: &[&str]) -> Result<Self> {
+        let api: Api<Namespace> = Api::all(client.clone());
+        let mut names = Vec::new();
+        for p in prefixes {
+            let name = unique(p);
+            api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}}))?).await?;
+            names.push(name);
+        }
+        Ok(Self { names })
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        blocking_cleanup(move |client| async move {
+            let api: Api<Namespace> = Api::all(client);
+            for n in names {
+                let _ = api.delete(&n, &DeleteParams::background()).await;
+            }
+        });
+    }
+}
+
+/// Creates a namespace unless it exists.
+pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_none() {
+        match api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}}))?).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Installs (or updates) the CRDs from `crds/` and waits until they are served.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for entry in std::fs::read_dir(repo().join("crds"))? {
+        let path = entry?.path();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
+        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let c = api.get(&name).await?;
+                let ok = c
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(ok.then_some(()))
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Ensures the `default` AutonomyPolicy exists with default ceilings.
+pub async fn default_policy(client: &Client) -> Result<()> {
+    apply_yaml(
+        client,
+        "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {name: default}\nspec: {}\n",
+    )
+    .await?;
+    Ok(())
+}
+
+/// A SocAction with one grant.
+pub fn action(name: &str, risk: Risk, group: &str, resource: &str, verbs: &[Verb]) -> SocAction {
+    SocAction::new(
+        name,
+        SocActionSpec {
+            risk,
+            reversible: true,
+            description: format!("test action {name}"),
+            grants: vec![Grant {
+                api_groups: vec![group.to_string()],
+                resources: vec![resource.to_string()],
+                verbs: verbs.to_vec(),
+                resource_names: vec![],
+            }],
+            ..Default::default()
+        },
+    )
+}
+
+/// A SocAgent with the default policy and credentials.
+pub fn agent(name: &str, namespace: &str, tier: Tier, actions: &[&str], scope: &[&str]) -> SocAgent {
+    let mut a = SocAgent::new(
+        name,
+        SocAgentSpec {
+            tier,
+            actions: actions.iter().map(|s| s.to_string()).collect(),
+            scope: Scope { namespaces: scope.iter().map(|s| s.to_string()).collect() },
+            policy_ref: "default".into(),
+            ..Default::default()
+        },
+    );
+    a.metadata.namespace = Some(namespace.to_string());
+    a
+}

@@ -1,0 +1,255 @@
+//! The operator under test as a child process: the `warden` binary, the chart it is rendered
+//! from and the chart ServiceAccount it runs as, its ports and logs, and scraping its HTTP
+//! endpoints and memory.
+
+use crate::cluster::{admin, admin_kubeconfig, apply_yaml, audit_port, cluster_dir, external_cluster, repo};
+use crate::fixtures::{ensure_namespace, unique};
+use crate::waiting::{wait_for, yaml_docs};
+use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Where the operator under test keeps its Secrets.
+pub const OPERATOR_NAMESPACE: &str = "soc-warden-system";
+
+/// The `warden` binary built by `cargo build` (or `WARDEN_BIN`).
+pub fn warden_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WARDEN_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
+    target.join("debug/warden")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The decision log every operator started by the tests appends to.
+pub fn decision_log() -> PathBuf {
+    repo().join("target/e2e-logs/decisions.jsonl")
+}
+
+/// The chart renderer `e2e/test` builds from `e2e/render` (Helm itself is not installable here).
+pub fn renderer() -> PathBuf {
+    repo().join("target/render")
+}
+
+/// Renders `charts/soc-warden` with the given values files (release `soc-warden` in the operator's
+/// namespace), the chart's CRDs first unless `skip_crds`.
+pub fn render_chart(values: &[PathBuf], skip_crds: bool) -> Result<String> {
+    let bin = renderer();
+    if !bin.exists() {
+        bail!("{} not found: run e2e/test (it builds the chart renderer from e2e/render)", bin.display());
+    }
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-name", "soc-warden", "-namespace", OPERATOR_NAMESPACE]);
+    for v in values {
+        cmd.arg("-f").arg(v);
+    }
+    if skip_crds {
+        cmd.arg("-skip-crds");
+    }
+    let out = cmd.arg(repo().join("charts/soc-warden")).output()?;
+    if !out.status.success() {
+        bail!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The kinds of the chart that make up the operator's identity and permissions.
+const IDENTITY_KINDS: &[&str] = &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+
+/// How the operator authenticates in the tests: as the Helm chart's ServiceAccount, with exactly
+/// the chart's RBAC (rendered with the default values and applied here) and a TokenRequest token,
+/// so every end-to-end test also proves the chart's permissions are enough. Returns its kubeconfig
+/// and the chart's delegable rules (a file for `--delegable`). `SOC_WARDEN_E2E_OPERATOR=admin`
+/// runs it as the admin instead (for debugging a failure that might be RBAC).
+async fn operator_identity() -> Result<Option<(PathBuf, PathBuf)>> {
+    static IDENTITY: tokio::sync::OnceCell<Option<(PathBuf, PathBuf)>> = tokio::sync::OnceCell::const_new();
+    IDENTITY
+        .get_or_try_init(|| async {
+            if std::env::var("SOC_WARDEN_E2E_OPERATOR").is_ok_and(|v| v == "admin") {
+                return Ok(None);
+            }
+            let admin = admin().await?;
+            ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
+            let docs = yaml_docs(&render_chart(&[], true)?)?;
+            let mut delegable = None;
+            let mut sa_name = None;
+            for d in &docs {
+                let kind = d["kind"].as_str().unwrap_or_default();
+                if kind == "ConfigMap" {
+                    delegable = d["data"]["delegable.yaml"].as_str().map(String::from);
+                }
+                if kind == "ServiceAccount" {
+                    sa_name = d["metadata"]["name"].as_str().map(String::from);
+                }
+                if IDENTITY_KINDS.contains(&kind) {
+                    apply_yaml(&admin, &serde_yaml::to_string(d)?).await?;
+                }
+            }
+            let sa_name = sa_name.ok_or_else(|| anyhow!("the chart renders no ServiceAccount"))?;
+            let delegable = delegable.ok_or_else(|| anyhow!("the chart renders no delegable.yaml ConfigMap"))?;
+            let sa = Api::<ServiceAccount>::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+            let tr: TokenRequest = serde_json::from_value(json!({"spec": {"expirationSeconds": 4 * 3600}}))?;
+            let token = sa
+                .create_token_request(&sa_name, &PostParams::default(), &tr)
+                .await?
+                .status
+                .map(|s| s.token)
+                .ok_or_else(|| anyhow!("no token for the chart's ServiceAccount"))?;
+            // The admin kubeconfig's cluster, with the ServiceAccount as its user.
+            let mut kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(admin_kubeconfig())?)?;
+            kc["users"] = serde_yaml::to_value(json!([{"name": "soc-warden-operator", "user": {"token": token}}]))?;
+            if let Some(contexts) = kc["contexts"].as_sequence_mut() {
+                for c in contexts {
+                    c["context"]["user"] = "soc-warden-operator".into();
+                }
+            }
+            let dir = repo().join("target/e2e-logs");
+            std::fs::create_dir_all(&dir)?;
+            let kubeconfig = dir.join(format!("operator-{}.kubeconfig", std::process::id()));
+            std::fs::write(&kubeconfig, serde_yaml::to_string(&kc)?)?;
+            let rules = dir.join(format!("delegable-{}.yaml", std::process::id()));
+            std::fs::write(&rules, delegable)?;
+            Ok::<_, anyhow::Error>(Some((kubeconfig, rules)))
+        })
+        .await
+        .cloned()
+}
+
+/// The operator as a child process of the test, killed when dropped.
+pub struct Operator {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
+        Self::start_opts(extra_args, true).await
+    }
+
+    /// `audit`: listen on the local control plane's audit port (only one process can).
+    pub async fn start_opts(extra_args: &[&str], audit: bool) -> Result<Self> {
+        let bin = warden_bin();
+        if !bin.exists() {
+            bail!("{} not found: run `cargo build --bin warden` first (e2e/test does)", bin.display());
+        }
+        ensure_namespace(&admin().await?, OPERATOR_NAMESPACE).await?;
+        let metrics_port = free_port();
+        let webhook_port = free_port();
+        // The API server must reach the webhook: on the local control plane that is loopback.
+        let host = std::env::var("SOC_WARDEN_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+        let logs = repo().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("operator-{}.log", unique("run")));
+        let out = std::fs::File::create(&log)?;
+        let decision_log = logs.join("decisions.jsonl");
+        // The local control plane sends its audit events to a fixed port: listen there.
+        let audit: Vec<String> = match (audit_port(), external_cluster() || !audit) {
+            (Some(port), false) => vec![
+                "--audit-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--audit-token-file".into(),
+                cluster_dir().join("audit-token").display().to_string(),
+            ],
+            _ => vec![],
+        };
+        let identity = operator_identity().await?;
+        let (kubeconfig, delegable) = match &identity {
+            Some((k, d)) => (k.clone(), vec!["--delegable".to_string(), d.display().to_string()]),
+            None => (admin_kubeconfig(), vec![]),
+        };
+        let child = Command::new(&bin)
+            .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--namespace", OPERATOR_NAMESPACE])
+            .args(["--webhook-addr", &format!("0.0.0.0:{webhook_port}")])
+            .args(["--webhook-url", &format!("https://{host}:{webhook_port}")])
+            .arg("--decision-log")
+            .arg(&decision_log)
+            .args(&audit)
+            .args(&delegable)
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let op = Self { child: Some(child), metrics_port, log };
+        let url = format!("http://127.0.0.1:{metrics_port}/readyz");
+        wait_for("operator ready", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move { Ok(http_get(&url).await.ok().filter(|(code, _)| *code == 200).map(|_| ())) }
+        })
+        .await
+        .with_context(|| format!("operator log: {}", op.log.display()))?;
+        Ok(op)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub async fn metrics(&self) -> Result<String> {
+        let (code, body) = http_get(&format!("http://127.0.0.1:{}/metrics", self.metrics_port)).await?;
+        if code != 200 {
+            bail!("/metrics answered {code}");
+        }
+        Ok(body)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback (enough for /metrics and /readyz).
+pub async fn http_get(url: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("only http:// URLs"))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The peak resident memory of a process (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The resident memory of a process (VmRSS), in MiB.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
