@@ -153,12 +153,8 @@ impl Monitor {
     fn judge(&self, key: &AgentKey, e: &mut Entry, received: Instant, now: Timestamp) {
         let was_learning = e.model.learned_at.is_none();
         e.model.advance(now, e.learning);
-        let mut a = e.model.assess(now, e.learning);
-        if a.state == drift::State::Normal && a.score >= e.sensitivity.threshold() {
-            a.state = drift::State::Drifting;
-        }
+        let (a, verdict) = drift::judge(e.model.assess(now, e.learning), e.sensitivity, e.pause_on_drift);
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
-        let verdict = drift::decide(&a, e.sensitivity, e.pause_on_drift);
         let mut wake = false;
         if verdict == Verdict::Pause && e.trigger.is_none() {
             e.trigger = Some(Trigger { received, assessment: a.clone() });

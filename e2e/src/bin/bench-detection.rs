@@ -111,15 +111,12 @@ fn run(
     while t < to {
         t += TICK_MS;
         let now = t0() + SignedDuration::from_millis(t);
-        let mut fed = false;
         while it.peek().is_some_and(|o| o.at <= now) {
             model.observe(it.next().unwrap(), LEARNING);
-            fed = true;
         }
-        let _ = fed;
         model.advance(now, LEARNING);
-        let a = model.assess(now, LEARNING);
-        if drift::decide(&a, sensitivity, true) == Verdict::Pause {
+        // The operator's own judge (monitor.rs calls the same function).
+        if drift::judge(model.assess(now, LEARNING), sensitivity, true).1 == Verdict::Pause {
             return Some(t - attack_at);
         }
     }

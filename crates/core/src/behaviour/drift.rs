@@ -79,15 +79,37 @@ pub fn learn(b: &mut Baseline, o: &Observation) {
 }
 
 /// Events per second of `key` in one of `b`'s counts.
-fn rate(b: &Baseline, map: &BTreeMap<String, u64>, key: &str) -> f64 {
+fn per_second(b: &Baseline, map: &BTreeMap<String, u64>, key: &str) -> f64 {
     let n = map.get(key).copied().unwrap_or(0) as f64;
     if b.seconds <= 0.0 { 0.0 } else { n / b.seconds }
 }
 
-/// Weights of novelty, by what was never seen.
-const NOVEL_ACTION: f64 = 0.6;
-const NOVEL_API: f64 = 0.45;
-const NOVEL_TARGET: f64 = 0.1;
+/// What was never seen while learning, by how much it weighs as evidence. The order (API call,
+/// action, target) is the order in which they are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Novel {
+    Api,
+    Action,
+    Target,
+}
+
+impl Novel {
+    fn weight(self) -> f64 {
+        match self {
+            Novel::Action => 0.6,
+            Novel::Api => 0.45,
+            Novel::Target => 0.1,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Novel::Action => "action",
+            Novel::Api => "API call",
+            Novel::Target => "target",
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Assessment {
@@ -104,6 +126,10 @@ pub fn window_for(learning: std::time::Duration) -> SignedDuration {
 
 fn clamp01(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// Jensen–Shannon divergence (base 2, so in [0, 1]) of two count distributions.
@@ -131,90 +157,88 @@ pub fn jensen_shannon(p: &BTreeMap<String, f64>, q: &BTreeMap<String, f64>) -> f
 /// How many windows the mix of behaviour is judged over (a slow shift needs more observations).
 pub const MIX_WINDOWS: i32 = 5;
 
-/// Scores the recent window against the baseline; `longer` (a few windows) is used for the mix.
-pub fn assess(
-    baseline: &Baseline,
-    recent: &[&Observation],
-    longer: &[&Observation],
-    window: SignedDuration,
-    now: Timestamp,
-) -> Assessment {
-    let secs = window.as_secs_f64();
-    let mut signals = Vec::new();
-    let mut push = |signal: SignalKind, observed: String, expected: String, score: f64| {
-        if score > 0.0 {
-            signals.push(Signal { signal, observed, expected, score: (clamp01(score) * 100.0).round() / 100.0 });
-        }
-    };
+/// The recent window, counted once for every signal.
+#[derive(Debug, Default)]
+struct Counts {
+    api: BTreeMap<String, u64>,
+    actions: BTreeMap<String, u64>,
+    forbidden: u64,
+    rejected: u64,
+    decided: u64,
+    denied: u64,
+    novel: BTreeSet<(String, Novel)>,
+}
 
-    // Counts in the window.
-    let mut api: BTreeMap<String, u64> = BTreeMap::new();
-    let mut actions: BTreeMap<String, u64> = BTreeMap::new();
-    let mut forbidden = 0u64;
-    let mut rejected = 0u64;
-    let (mut decided, mut denied) = (0u64, 0u64);
-    let mut novel: BTreeSet<(String, &str)> = BTreeSet::new();
-    for o in recent {
-        match &o.kind {
-            Kind::Api { key, code } if *code == 403 => {
-                forbidden += 1;
-                let _ = key;
-            }
-            Kind::Api { key, .. } => {
-                *api.entry(key.clone()).or_default() += 1;
-                if !baseline.api.contains_key(key) && !baseline.api.contains_key(OTHER) {
-                    novel.insert((key.clone(), "API call"));
-                }
-            }
-            Kind::Request { action, target, decision } => {
-                *actions.entry(action.clone()).or_default() += 1;
-                if !baseline.actions.contains_key(action) && !baseline.actions.contains_key(OTHER) {
-                    novel.insert((action.clone(), "action"));
-                }
-                if !baseline.targets.is_empty()
-                    && baseline.targets.len() < MAX_TARGETS
-                    && !baseline.targets.contains(target)
-                {
-                    novel.insert((target.clone(), "target"));
-                }
-                match decision {
-                    socwarden_api::Decision::Rejected => rejected += 1,
-                    socwarden_api::Decision::Denied | socwarden_api::Decision::Expired => {
-                        decided += 1;
-                        denied += 1;
+impl Counts {
+    fn of(baseline: &Baseline, recent: &[&Observation]) -> Self {
+        let mut c = Counts::default();
+        for o in recent {
+            match &o.kind {
+                Kind::Api { code: 403, .. } => c.forbidden += 1,
+                Kind::Api { key, .. } => {
+                    *c.api.entry(key.clone()).or_default() += 1;
+                    if !baseline.api.contains_key(key) && !baseline.api.contains_key(OTHER) {
+                        c.novel.insert((key.clone(), Novel::Api));
                     }
-                    d if d.is_final() => decided += 1,
-                    _ => {}
+                }
+                Kind::Request { action, target, decision } => {
+                    *c.actions.entry(action.clone()).or_default() += 1;
+                    if !baseline.actions.contains_key(action) && !baseline.actions.contains_key(OTHER) {
+                        c.novel.insert((action.clone(), Novel::Action));
+                    }
+                    // A full target list has forgotten some: a target missing from it proves nothing.
+                    if !baseline.targets.is_empty()
+                        && baseline.targets.len() < MAX_TARGETS
+                        && !baseline.targets.contains(target)
+                    {
+                        c.novel.insert((target.clone(), Novel::Target));
+                    }
+                    match decision {
+                        socwarden_api::Decision::Rejected => c.rejected += 1,
+                        socwarden_api::Decision::Denied | socwarden_api::Decision::Expired => {
+                            c.decided += 1;
+                            c.denied += 1;
+                        }
+                        d if d.is_final() => c.decided += 1,
+                        _ => {}
+                    }
                 }
             }
         }
+        c
     }
+}
 
-    // Rate: the worst Poisson z-score over every key.
-    let mut worst: Option<(f64, String, u64, f64)> = None;
-    for (map, base) in [(&api, &baseline.api), (&actions, &baseline.actions)] {
-        for (k, n) in map {
-            if !base.contains_key(k) {
-                continue; // never seen: novelty, not rate
-            }
-            let expected = rate(baseline, base, k) * secs;
+/// A signal worth naming: a positive score, clamped to [0, 1] and rounded to two places.
+fn signal(signal: SignalKind, observed: String, expected: String, score: f64) -> Option<Signal> {
+    (score > 0.0).then(|| Signal { signal, observed, expected, score: round2(clamp01(score)) })
+}
+
+/// Rate: the worst Poisson z-score over every key seen while learning (a key never seen is
+/// novelty, not rate). z below 4 is ordinary variation; z of 10 or more is certain.
+fn rate(baseline: &Baseline, c: &Counts, secs: f64) -> Option<Signal> {
+    let mut worst: Option<(f64, &String, u64, f64)> = None;
+    for (map, base) in [(&c.api, &baseline.api), (&c.actions, &baseline.actions)] {
+        for (k, n) in map.iter().filter(|(k, _)| base.contains_key(*k)) {
+            let expected = per_second(baseline, base, k) * secs;
             let z = (*n as f64 - expected) / (expected + 1.0).sqrt();
-            if worst.as_ref().is_none_or(|w| z > w.0) {
-                worst = Some((z, k.clone(), *n, expected));
+            if worst.is_none_or(|w| z > w.0) {
+                worst = Some((z, k, *n, expected));
             }
         }
     }
-    if let Some((z, k, n, expected)) = worst {
-        // z below 4 is ordinary variation; z of 10 or more is certain.
-        push(
-            SignalKind::Rate,
-            format!("{n} × {k} in the last {secs:.0}s"),
-            format!("about {expected:.1}"),
-            (z - 4.0) / 6.0,
-        );
-    }
+    let (z, k, n, expected) = worst?;
+    signal(
+        SignalKind::Rate,
+        format!("{n} × {k} in the last {secs:.0}s"),
+        format!("about {expected:.1}"),
+        (z - 4.0) / 6.0,
+    )
+}
 
-    // Mix, over the longer window.
+/// Mix: the Jensen–Shannon divergence of the longer window's mix of actions and API calls from the
+/// baseline's, once there are at least 20 of them.
+fn mix(baseline: &Baseline, longer: &[&Observation]) -> Option<Signal> {
     let mut p: BTreeMap<String, f64> = BTreeMap::new();
     for o in longer {
         match &o.kind {
@@ -223,88 +247,115 @@ pub fn assess(
             _ => {}
         }
     }
-    let recent_total = p.values().sum::<f64>() as u64;
-    if recent_total >= 20 {
-        let to_f = |m: &BTreeMap<String, u64>, prefix: &str| -> BTreeMap<String, f64> {
-            m.iter().map(|(k, v)| (format!("{prefix}{k}"), *v as f64)).collect()
-        };
-        let mut q = to_f(&baseline.api, "api:");
-        q.extend(to_f(&baseline.actions, "action:"));
-        let js = jensen_shannon(&p, &q);
-        push(
-            SignalKind::Mix,
-            format!("Jensen–Shannon divergence {js:.2} over {recent_total} calls"),
-            "below 0.15".into(),
-            (js - 0.15) / 0.35,
-        );
+    let total = p.values().sum::<f64>() as u64;
+    if total < 20 {
+        return None;
     }
+    let prefixed = |m: &BTreeMap<String, u64>, prefix: &str| -> Vec<(String, f64)> {
+        m.iter().map(|(k, v)| (format!("{prefix}{k}"), *v as f64)).collect()
+    };
+    let q: BTreeMap<String, f64> =
+        prefixed(&baseline.api, "api:").into_iter().chain(prefixed(&baseline.actions, "action:")).collect();
+    let js = jensen_shannon(&p, &q);
+    signal(
+        SignalKind::Mix,
+        format!("Jensen–Shannon divergence {js:.2} over {total} calls"),
+        "below 0.15".into(),
+        (js - 0.15) / 0.35,
+    )
+}
 
-    // Novelty.
-    let mut keep = 1.0;
-    let mut described = Vec::new();
-    for (what, kind) in &novel {
-        let w = match *kind {
-            "action" => NOVEL_ACTION,
-            "API call" => NOVEL_API,
-            _ => NOVEL_TARGET,
-        };
-        keep *= 1.0 - w;
-        if described.len() < 5 {
-            described.push(format!("{kind} {what}"));
-        }
+/// Novelty: everything never seen while learning, as a noisy OR of its weights; names up to five.
+fn novelty(c: &Counts) -> Option<Signal> {
+    if c.novel.is_empty() {
+        return None;
     }
-    if !novel.is_empty() {
-        push(
-            SignalKind::Novelty,
-            format!("never seen: {}", described.join(", ")),
-            "only what was seen while learning".into(),
-            1.0 - keep,
-        );
-    }
+    let keep: f64 = c.novel.iter().map(|(_, n)| 1.0 - n.weight()).product();
+    let named: Vec<String> = c.novel.iter().take(5).map(|(what, n)| format!("{} {what}", n.noun())).collect();
+    signal(
+        SignalKind::Novelty,
+        format!("never seen: {}", named.join(", ")),
+        "only what was seen while learning".into(),
+        1.0 - keep,
+    )
+}
 
-    // Out of scope: 403s and rejected requests, against the (near zero) baseline.
-    let attempts = forbidden + rejected;
-    if attempts > 0 {
-        let expected = baseline.forbidden as f64 / baseline.seconds.max(1.0) * secs;
-        let excess = attempts as f64 - expected;
-        push(
-            SignalKind::OutOfScope,
-            format!("{forbidden} API call(s) refused with 403, {rejected} request(s) rejected in the last {secs:.0}s"),
-            format!("about {expected:.1}"),
-            excess / 5.0,
-        );
+/// Out of scope: API calls refused with 403 and rejected requests, against the (near zero)
+/// baseline; five in excess are certain.
+fn out_of_scope(baseline: &Baseline, c: &Counts, secs: f64) -> Option<Signal> {
+    let attempts = c.forbidden + c.rejected;
+    if attempts == 0 {
+        return None;
     }
+    let expected = baseline.forbidden as f64 / baseline.seconds.max(1.0) * secs;
+    signal(
+        SignalKind::OutOfScope,
+        format!(
+            "{} API call(s) refused with 403, {} request(s) rejected in the last {secs:.0}s",
+            c.forbidden, c.rejected
+        ),
+        format!("about {expected:.1}"),
+        (attempts as f64 - expected) / 5.0,
+    )
+}
 
-    // Denials.
-    if decided >= 3 {
-        let ratio = denied as f64 / decided as f64;
-        let base = if baseline.decided == 0 { 0.0 } else { baseline.denied as f64 / baseline.decided as f64 };
-        push(
-            SignalKind::Denials,
-            format!("{denied} of {decided} requests denied or expired"),
-            format!("{:.0}%", base * 100.0),
-            (ratio - base - 0.2) / 0.5,
-        );
+/// Denials: the share of decided requests that humans denied or let expire, against the
+/// baseline's share, once at least three were decided.
+fn denials(baseline: &Baseline, c: &Counts) -> Option<Signal> {
+    if c.decided < 3 {
+        return None;
     }
+    let ratio = c.denied as f64 / c.decided as f64;
+    let base = if baseline.decided == 0 { 0.0 } else { baseline.denied as f64 / baseline.decided as f64 };
+    signal(
+        SignalKind::Denials,
+        format!("{} of {} requests denied or expired", c.denied, c.decided),
+        format!("{:.0}%", base * 100.0),
+        (ratio - base - 0.2) / 0.5,
+    )
+}
 
-    let score = clamp01(1.0 - signals.iter().map(|s| 1.0 - s.score).product::<f64>());
-    let score = (score * 100.0).round() / 100.0;
-    let _ = now;
-    let expected_total = (baseline.api.values().sum::<u64>() + baseline.actions.values().sum::<u64>()) as f64
-        / baseline.seconds.max(1.0)
-        * secs;
-    if recent.is_empty() {
-        if expected_total >= 3.0 {
-            let s = Signal {
-                signal: SignalKind::Silence,
-                observed: format!("no activity in the last {secs:.0}s"),
-                expected: format!("about {expected_total:.0} calls"),
-                score: 0.0,
-            };
-            return Assessment { state: State::Inconclusive, score: 0.0, signals: vec![s] };
-        }
+/// An empty window: inconclusive where the baseline expected activity (at least three calls),
+/// normal for an agent that is quiet anyway. Silence is never taken for health.
+fn silence(baseline: &Baseline, secs: f64) -> Assessment {
+    let calls = baseline.api.values().sum::<u64>() + baseline.actions.values().sum::<u64>();
+    let expected = calls as f64 / baseline.seconds.max(1.0) * secs;
+    if expected < 3.0 {
         return Assessment { state: State::Normal, score: 0.0, signals: vec![] };
     }
+    let s = Signal {
+        signal: SignalKind::Silence,
+        observed: format!("no activity in the last {secs:.0}s"),
+        expected: format!("about {expected:.0} calls"),
+        score: 0.0,
+    };
+    Assessment { state: State::Inconclusive, score: 0.0, signals: vec![s] }
+}
+
+/// Scores the recent window against the baseline; `longer` (a few windows) is used for the mix.
+/// Each signal is one function; the score is their noisy OR.
+pub fn assess(
+    baseline: &Baseline,
+    recent: &[&Observation],
+    longer: &[&Observation],
+    window: SignedDuration,
+) -> Assessment {
+    let secs = window.as_secs_f64();
+    if recent.is_empty() {
+        return silence(baseline, secs);
+    }
+    let c = Counts::of(baseline, recent);
+    let signals: Vec<Signal> = [
+        rate(baseline, &c, secs),
+        mix(baseline, longer),
+        novelty(&c),
+        out_of_scope(baseline, &c, secs),
+        denials(baseline, &c),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let score = round2(clamp01(1.0 - signals.iter().map(|s| 1.0 - s.score).product::<f64>()));
     Assessment { state: State::Normal, score, signals }
 }
 
@@ -369,7 +420,7 @@ impl Model {
         let since_learned = self.learned_at.map(|l| now.duration_since(l)).unwrap_or(window);
         let long_cutoff = now - (window * MIX_WINDOWS).min(since_learned.max(SignedDuration::from_secs(1)));
         let longer: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= long_cutoff).collect();
-        assess(&self.baseline, &recent, &longer, covered, now)
+        assess(&self.baseline, &recent, &longer, covered)
     }
 }
 
@@ -391,6 +442,16 @@ pub fn decide(a: &Assessment, sensitivity: Sensitivity, pause_on_drift: bool) ->
         _ if !a.signals.is_empty() => Verdict::Report,
         _ => Verdict::Nothing,
     }
+}
+
+/// The judge: an assessment at or above the agent's threshold is `Drifting`, and what to do about
+/// it follows from the sensitivity and `onDrift`.
+pub fn judge(mut a: Assessment, sensitivity: Sensitivity, pause_on_drift: bool) -> (Assessment, Verdict) {
+    if a.state == State::Normal && a.score >= sensitivity.threshold() {
+        a.state = State::Drifting;
+    }
+    let verdict = decide(&a, sensitivity, pause_on_drift);
+    (a, verdict)
 }
 
 #[cfg(test)]
@@ -500,6 +561,20 @@ mod tests {
         let a = run(&mut m, obs, 660);
         let mix = a.signals.iter().find(|s| s.signal == SignalKind::Mix).expect("mix signal");
         assert!(mix.score > 0.5, "{a:?}");
+    }
+
+    #[test]
+    fn the_judge_names_drift_only_at_the_threshold() {
+        let mut m = learned();
+        let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::AutoApproved)], 651);
+        let (high, verdict) = judge(a.clone(), Sensitivity::High, true);
+        assert_eq!((high.state, verdict), (State::Drifting, Verdict::Pause));
+        let (low, verdict) = judge(a.clone(), Sensitivity::Low, true);
+        assert_eq!((low.state, verdict), (State::Normal, Verdict::Report));
+        let (alert, verdict) = judge(a, Sensitivity::High, false);
+        assert_eq!((alert.state, verdict), (State::Drifting, Verdict::Report));
+        let (quiet, verdict) = judge(run(&mut learned(), vec![], 700), Sensitivity::High, true);
+        assert_eq!((quiet.state, verdict), (State::Inconclusive, Verdict::Nothing));
     }
 
     #[test]
