@@ -8,6 +8,8 @@
 //!   and its memory (`rss_mib`, `peak_rss_mib`).
 //! - [`fixtures`]: builders of the test world — `Namespaces`, `install_crds`, `default_policy`,
 //!   `action`, `agent`.
+//! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
+//!   `approval`, `approve`, `refusal`, `decided`, `decision_of`.
 //! - [`waiting`]: `wait_for`, `wait_agent`, `wait_all_agents` and the predicates they take
 //!   (`condition`, `ready`), plus small generic parsers (`metric`, `yaml_docs`).
 //!
@@ -16,9 +18,11 @@
 pub mod cluster;
 pub mod fixtures;
 pub mod operator;
+pub mod requests;
 pub mod waiting;
 
 pub use cluster::*;
 pub use fixtures::*;
 pub use operator::*;
+pub use requests::*;
 pub use waiting::*;

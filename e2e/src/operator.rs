@@ -4,7 +4,7 @@
 
 use crate::cluster::{admin, admin_kubeconfig, apply_yaml, audit_port, cluster_dir, external_cluster, repo};
 use crate::fixtures::{ensure_namespace, unique};
-use crate::waiting::{wait_for, yaml_docs};
+use crate::waiting::yaml_docs;
 use anyhow::{Context as _, Result, anyhow, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -142,6 +142,19 @@ impl Operator {
 
     /// `audit`: listen on the local control plane's audit port (only one process can).
     pub async fn start_opts(extra_args: &[&str], audit: bool) -> Result<Self> {
+        // A port `free_port` found free may be taken by an outgoing connection before the operator
+        // binds it: start again on fresh ports (the operator exits at once when a bind fails).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(extra_args, audit).await {
+                Err(e) if attempt < 3 && e.to_string().contains("port taken") => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(extra_args: &[&str], audit: bool) -> Result<Self> {
         let bin = warden_bin();
         if !bin.exists() {
             bail!("{} not found: run `cargo build --bin warden` first (e2e/test does)", bin.display());
@@ -187,15 +200,24 @@ impl Operator {
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let op = Self { child: Some(child), metrics_port, log };
+        let mut op = Self { child: Some(child), metrics_port, log };
         let url = format!("http://127.0.0.1:{metrics_port}/readyz");
-        wait_for("operator ready", Duration::from_secs(60), || {
-            let url = url.clone();
-            async move { Ok(http_get(&url).await.ok().filter(|(code, _)| *code == 200).map(|_| ())) }
-        })
-        .await
-        .with_context(|| format!("operator log: {}", op.log.display()))?;
-        Ok(op)
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if http_get(&url).await.is_ok_and(|(code, _)| code == 200) {
+                return Ok(op);
+            }
+            if let Some(code) = op.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                if std::fs::read_to_string(&op.log).is_ok_and(|l| l.contains("Address already in use")) {
+                    bail!("port taken");
+                }
+                bail!("the operator exited ({code}) before it was ready; operator log: {}", op.log.display());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("timed out after 60s waiting for the operator to be ready; operator log: {}", op.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// SIGKILL, as a crash would.

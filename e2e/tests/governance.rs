@@ -85,57 +85,6 @@ async fn new_agent(w: &World, name: &str, tier: Tier) -> Result<Client> {
     with_token(&agent_token(&w.admin, w.home(), name).await?.unwrap()).await
 }
 
-fn request(name: &str, agent: &str, action: &str, params: Value, target_ns: &str, target: &str) -> ActionRequest {
-    serde_json::from_value(json!({
-        "apiVersion": "socwarden.io/v1alpha1", "kind": "ActionRequest",
-        "metadata": {"name": name},
-        "spec": {"agent": agent, "action": action, "parameters": params,
-                 "target": {"kind": "Pod", "name": target, "namespace": target_ns},
-                 "justification": "alert SOC-1 shows beaconing"}
-    }))
-    .unwrap()
-}
-
-async fn file(c: &Client, ns: &str, r: &ActionRequest) -> kube::Result<ActionRequest> {
-    Api::<ActionRequest>::namespaced(c.clone(), ns).create(&PostParams::default(), r).await
-}
-
-fn approval(name: &str, request: &str, decision: &str) -> Approval {
-    serde_json::from_value(json!({
-        "apiVersion": "socwarden.io/v1alpha1", "kind": "Approval",
-        "metadata": {"name": name},
-        "spec": {"actionRequest": request, "decision": decision, "comment": "checked the alert"}
-    }))
-    .unwrap()
-}
-
-async fn approve(who: &str, ns: &str, a: &Approval) -> kube::Result<Approval> {
-    let c = as_user(who).await.expect("identity");
-    Api::<Approval>::namespaced(c, ns).create(&PostParams::default(), a).await
-}
-
-fn refusal(r: kube::Result<impl std::fmt::Debug>) -> String {
-    match r {
-        Err(kube::Error::Api(s)) => s.message,
-        other => format!("not refused: {other:?}"),
-    }
-}
-
-async fn decided(admin: &Client, ns: &str, name: &str) -> Result<ActionRequest> {
-    let api: Api<ActionRequest> = Api::namespaced(admin.clone(), ns);
-    wait_for(&format!("request {name} decided"), T, || async {
-        let r = api.get(name).await?;
-        let d = r.status.as_ref().and_then(|s| s.decision);
-        Ok(d.filter(|d| *d != Decision::Pending).map(|_| r))
-    })
-    .await
-}
-
-async fn decision_of(admin: &Client, ns: &str, name: &str) -> Result<Option<Decision>> {
-    let r = Api::<ActionRequest>::namespaced(admin.clone(), ns).get(name).await?;
-    Ok(r.status.and_then(|s| s.decision))
-}
-
 #[tokio::test]
 async fn the_agent_files_requests_with_its_token_but_cannot_approve_or_edit() -> Result<()> {
     let w = world().await?;

@@ -187,12 +187,16 @@ pub struct TargetSelector {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SocActionStatus {
-    /// `Delegable`: whether every grant is within what the operator may delegate.
+    /// `Delegable`: whether every grant is within what the operator may delegate. `Executable`:
+    /// whether every object the manifest execution writes is within the safe envelope.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The parts of `grants` the operator may not delegate (agents listing this action fail closed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undelegable: Vec<String>,
+    /// Why the manifest execution may not run (its requests are Rejected).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unexecutable: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

@@ -10,6 +10,8 @@ pub const PROMOTION_PENDING: &str = "PromotionPending";
 pub const DRIFTED: &str = "Drifted";
 /// On SocAction: every grant is within what the operator may delegate.
 pub const DELEGABLE: &str = "Delegable";
+/// On SocAction: every object its manifest writes is within the safe envelope of executions.
+pub const EXECUTABLE: &str = "Executable";
 /// On AutonomyPolicy.
 pub const VALID: &str = "Valid";
 
@@ -38,6 +40,8 @@ pub mod reason {
     pub const NONE_PENDING: &str = "NonePending";
     pub const WITHIN_DELEGATION: &str = "WithinDelegation";
     pub const CEILINGS_DECREASE: &str = "CeilingsDecrease";
+    pub const WITHIN_ENVELOPE: &str = "WithinEnvelope";
+    pub const OUTSIDE_ENVELOPE: &str = "OutsideEnvelope";
 }
 
 pub fn status_str(b: bool) -> &'static str {

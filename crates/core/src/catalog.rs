@@ -27,12 +27,15 @@ fn condition(
     }
 }
 
-/// The status of a SocAction: whether every grant is within what the operator may delegate.
-/// `malformed`: why its stored spec could not be decoded, if it could not.
+/// The status of a SocAction: whether every grant is within what the operator may delegate, and
+/// whether its execution stays within the safe envelope (`unexecutable`: why not, from
+/// `envelope::problem` over the manifest's resolved kinds). `malformed`: why its stored spec could
+/// not be decoded, if it could not.
 pub fn action_status(
     action: &SocAction,
     malformed: Option<&str>,
     delegable: &[Rule],
+    unexecutable: &[String],
     now: Timestamp,
 ) -> SocActionStatus {
     let generation = action.meta().generation;
@@ -71,7 +74,42 @@ pub fn action_status(
         ),
     };
     conditions::set(&mut conds, c);
-    SocActionStatus { conditions: conds, undelegable, observed_generation: generation }
+    let manifest = action.spec.execution.as_ref().is_some_and(|e| e.manifest.is_some());
+    let e = match (malformed, unexecutable.is_empty()) {
+        (Some(_), _) => None,
+        (None, true) => Some(condition(
+            conditions::EXECUTABLE,
+            true,
+            reason::WITHIN_ENVELOPE,
+            if manifest {
+                "every object the manifest writes is within the safe envelope of executions".into()
+            } else {
+                "no manifest: nothing is written with the operator's identity".into()
+            },
+            generation,
+            now,
+        )),
+        (None, false) => Some(condition(
+            conditions::EXECUTABLE,
+            false,
+            reason::OUTSIDE_ENVELOPE,
+            format!(
+                "the execution may not run: {}. Requests for this action are Rejected until the manifest writes only what SOC Warden may delegate",
+                unexecutable.join("; ")
+            ),
+            generation,
+            now,
+        )),
+    };
+    if let Some(e) = e {
+        conditions::set(&mut conds, e);
+    }
+    SocActionStatus {
+        conditions: conds,
+        undelegable,
+        unexecutable: if malformed.is_some() { vec![] } else { unexecutable.to_vec() },
+        observed_generation: generation,
+    }
 }
 
 /// The status of an AutonomyPolicy: whether it can be used.
@@ -132,17 +170,40 @@ mod tests {
     fn action_status_reports_undelegable_grants() {
         let d = rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap();
         let now = Timestamp::UNIX_EPOCH;
-        let ok = action_status(&action("pods"), None, &d, now);
+        let ok = action_status(&action("pods"), None, &d, &[], now);
         assert!(conditions::is_true(&ok.conditions, conditions::DELEGABLE));
         assert!(ok.undelegable.is_empty());
-        let bad = action_status(&action("secrets"), None, &d, now);
+        let bad = action_status(&action("secrets"), None, &d, &[], now);
         assert!(!conditions::is_true(&bad.conditions, conditions::DELEGABLE));
         assert_eq!(bad.undelegable, vec!["get secrets", "list secrets"]);
         assert_eq!(bad.observed_generation, Some(3));
-        let unreadable = action_status(&action("pods"), Some("spec: invalid type"), &d, now);
+        let unreadable = action_status(&action("pods"), Some("spec: invalid type"), &d, &[], now);
         let c = conditions::find(&unreadable.conditions, conditions::DELEGABLE).unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::MALFORMED));
         assert!(c.message.contains("spec: invalid type") && c.message.contains("fail closed"), "{}", c.message);
+    }
+
+    #[test]
+    fn action_status_reports_an_execution_outside_the_envelope() {
+        let d = rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        let ok = action_status(&action("pods"), None, &d, &[], now);
+        let c = conditions::find(&ok.conditions, conditions::EXECUTABLE).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("True", "no manifest: nothing is written with the operator's identity")
+        );
+        let why = ["rbac.authorization.k8s.io/v1 RoleBinding is never executable".to_string()];
+        let bad = action_status(&action("pods"), None, &d, &why, now);
+        let c = conditions::find(&bad.conditions, conditions::EXECUTABLE).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::OUTSIDE_ENVELOPE));
+        assert!(
+            c.message.contains("RoleBinding is never executable") && c.message.contains("Rejected"),
+            "{}",
+            c.message
+        );
+        assert_eq!(bad.unexecutable, why);
+        assert!(conditions::is_true(&bad.conditions, conditions::DELEGABLE), "the grants are another matter");
     }
 
     #[test]

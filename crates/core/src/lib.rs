@@ -21,6 +21,7 @@
 //! - `behaviour::drift`: the baseline, the drift signals and score, and the judgement.
 //! - `behaviour::audit`: reading the API server's audit events into observations.
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
+//! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
 
 pub mod admission;
@@ -28,5 +29,6 @@ pub mod agent;
 pub mod behaviour;
 pub mod catalog;
 pub mod decisionlog;
+pub mod envelope;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

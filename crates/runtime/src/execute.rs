@@ -10,6 +10,8 @@ use kube::{Client, ResourceExt};
 use socwarden_api::{ActionRequest, AppliedObject, HttpExecution, SocActionSpec};
 use socwarden_core::admission::params;
 use socwarden_core::admission::signature;
+use socwarden_core::agent::rbac::Rule;
+use socwarden_core::envelope;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub enum Error {
 pub struct Discovery(Mutex<HashMap<GroupVersionKind, (ApiResource, Scope)>>);
 
 impl Discovery {
-    async fn resolve(&self, client: &Client, gvk: &GroupVersionKind) -> Result<(ApiResource, Scope), Error> {
+    pub async fn resolve(&self, client: &Client, gvk: &GroupVersionKind) -> Result<(ApiResource, Scope), Error> {
         if let Some(hit) = self.0.lock().expect("discovery lock").get(gvk).cloned() {
             return Ok(hit);
         }
@@ -85,23 +87,80 @@ pub fn objects(template: &str, req: &ActionRequest) -> Result<Vec<serde_json::Va
     Ok(docs)
 }
 
-/// Applies the manifest; returns what was applied.
+/// Why the objects of kinds `kinds` may not be written by an execution (empty: they may), each
+/// resolved through discovery and judged by `envelope::problem`. A kind the API server does not
+/// serve is a problem; an API server that cannot be asked is an error.
+pub async fn outside_envelope(
+    client: &Client,
+    disco: &Discovery,
+    kinds: &[envelope::Kind],
+    reversible: bool,
+    delegable: &[Rule],
+) -> Result<Vec<String>, kube::Error> {
+    let mut problems = Vec::new();
+    for k in kinds {
+        if let Some(p) = envelope::never(k) {
+            problems.push(p);
+            continue;
+        }
+        match disco.resolve(client, &GroupVersionKind::gvk(&k.group, &k.version, &k.kind)).await {
+            Ok((ar, scope)) => {
+                problems.extend(envelope::problem(k, &ar.plural, scope == Scope::Namespaced, reversible, delegable))
+            }
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
+                problems.push(format!("{k} is not served by the API server"))
+            }
+            Err(Error::Kube(kube::Error::Discovery(e))) => {
+                problems.push(format!("{k} is not served by the API server ({e})"))
+            }
+            Err(Error::Kube(e)) => return Err(e),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    Ok(problems)
+}
+
+/// The problems of a manifest template, for the SocAction's status (see `outside_envelope`).
+pub async fn template_outside_envelope(
+    client: &Client,
+    disco: &Discovery,
+    template: &str,
+    reversible: bool,
+    delegable: &[Rule],
+) -> Result<Vec<String>, kube::Error> {
+    match envelope::manifest_kinds(template) {
+        Ok(kinds) => outside_envelope(client, disco, &kinds, reversible, delegable).await,
+        Err(e) => Ok(vec![e]),
+    }
+}
+
+/// Applies the manifest; returns what was applied. Every object is checked against the safe
+/// envelope before any is applied, whatever the SocAction's status said when the request was
+/// decided.
 pub async fn apply_manifest(
     client: &Client,
     disco: &Discovery,
     template: &str,
     req: &ActionRequest,
+    reversible: bool,
+    delegable: &[Rule],
 ) -> Result<Vec<AppliedObject>, Error> {
+    let objs = objects(template, req)?;
+    let kinds = objs
+        .iter()
+        .map(|o| {
+            let gvk = gvk_of(o)?;
+            Ok(envelope::Kind { group: gvk.group, version: gvk.version, kind: gvk.kind })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let problems = outside_envelope(client, disco, &kinds, reversible, delegable).await?;
+    if !problems.is_empty() {
+        return Err(Error::Invalid(format!("nothing applied: {}", problems.join("; "))));
+    }
     let mut applied = Vec::new();
-    for obj in objects(template, req)? {
+    for obj in objs {
         let gvk = gvk_of(&obj)?;
-        let (ar, scope) = disco.resolve(client, &gvk).await?;
-        if scope != Scope::Namespaced {
-            return Err(Error::Invalid(format!(
-                "{} is cluster-scoped; executions only create namespaced objects",
-                gvk.kind
-            )));
-        }
+        let (ar, _) = disco.resolve(client, &gvk).await?;
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);

@@ -84,6 +84,8 @@ fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key
     }
     let action = lookup.action(&spec.action);
     gate::precheck(&spec, agent.as_deref(), action.as_ref().map(|a| &a.spec)).map_err(|r| r.message)?;
+    let unexecutable = action.as_ref().and_then(|a| a.status.as_ref()).map(|s| s.unexecutable.as_slice());
+    gate::executable(&spec, unexecutable.unwrap_or(&[])).map_err(|r| r.message)?;
     // Whatever the body said, the stamp is the authenticated user.
     spec.requester = username;
     spec.requester_groups = groups;
@@ -172,8 +174,48 @@ fn stamp_approval(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, ke
     serde_json::to_value(&spec).map(Some).map_err(|e| e.to_string())
 }
 
+/// The record belongs to the humans: its creator cannot hand its lifetime to another object
+/// (`ownerReferences`: deleting the owner would erase the record and roll back what it did) or hold
+/// up its deletion (`finalizers`). On update, only the operator's own rollback finalizer may be
+/// added.
+fn own_lifetime(req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+    let meta = |o: Option<&DynamicObject>| o.map(|o| o.metadata.clone()).unwrap_or_default();
+    let (new, old) = (meta(req.object.as_ref()), meta(req.old_object.as_ref()));
+    let kind = &req.kind.kind;
+    let old_owners = old.owner_references.unwrap_or_default();
+    let added: Vec<String> = new
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| !old_owners.iter().any(|x| x.uid == o.uid))
+        .map(|o| format!("{} {}", o.kind, o.name))
+        .collect();
+    if !added.is_empty() {
+        return Err(format!(
+            "an {kind} cannot be owned by another object (metadata.ownerReferences: {}): it is a record whose lifetime nobody may tie to something else; remove metadata.ownerReferences",
+            added.join(", ")
+        ));
+    }
+    let old_finalizers = old.finalizers.unwrap_or_default();
+    let foreign: Vec<String> = new
+        .finalizers
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| !old_finalizers.contains(f))
+        .filter(|f| req.operation == Operation::Create || f != crate::controller::request::FINALIZER)
+        .collect();
+    if !foreign.is_empty() {
+        return Err(format!(
+            "an {kind} cannot carry finalizers set by its creator or editors (metadata.finalizers: {}); SOC Warden manages its own; remove metadata.finalizers",
+            foreign.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// After every mutation: the stamp must still be ours (another mutating webhook cannot alter it).
 fn check_request_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outcome {
+    own_lifetime(req)?;
     let r: ActionRequest = object(req, "ActionRequest")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (username, _) = user(req);
@@ -186,6 +228,7 @@ fn check_request_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outc
 }
 
 fn check_approval_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outcome {
+    own_lifetime(req)?;
     let a: Approval = object(req, "Approval")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (username, _) = user(req);
@@ -197,8 +240,10 @@ fn check_approval_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Out
     Ok(None)
 }
 
-/// Requests and approvals are records: their spec never changes after creation.
+/// Requests and approvals are records: their spec never changes after creation, and nobody ties
+/// their lifetime to anything else.
 fn immutable(req: &AdmissionRequest<DynamicObject>) -> Outcome {
+    own_lifetime(req)?;
     let spec = |o: Option<&DynamicObject>| o.and_then(|o| o.data.get("spec").cloned());
     if spec(req.object.as_ref()) != spec(req.old_object.as_ref()) {
         return Err(format!("{} spec is immutable; create a new one instead", req.kind.kind));
@@ -437,6 +482,39 @@ mod tests {
         let mut relabelled = old.clone();
         relabelled["metadata"]["labels"] = json!({"a": "b"});
         assert!(run(&f, "/validate", &body("ActionRequest", "UPDATE", "admin", &[], relabelled, old)).0);
+    }
+
+    #[test]
+    fn nobody_ties_a_record_to_another_objects_lifetime() {
+        let f = with_request("lead-a", None);
+        let owner = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "bait", "uid": "cm-uid"}]);
+        let mut owned = obj("ActionRequest", request_spec());
+        owned["metadata"]["ownerReferences"] = owner.clone();
+        let (ok, msg, _) = run(&f, "/validate", &body("ActionRequest", "CREATE", BOT_SA, &[], owned, Value::Null));
+        assert!(!ok && msg.contains("ownerReferences: ConfigMap bait"), "{msg}");
+        let mut held = obj("Approval", json!({"actionRequest": "r1", "decision": "approve"}));
+        held["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        let (ok, msg, _) = run(&f, "/validate", &body("Approval", "CREATE", "lead-b", &[], held, Value::Null));
+        assert!(!ok && msg.contains("finalizers: example.com/keep"), "{msg}");
+        // Not even SOC Warden's own finalizer at creation: only the operator adds it, later.
+        let mut ours = obj("ActionRequest", request_spec());
+        ours["metadata"]["finalizers"] = json!([crate::controller::request::FINALIZER]);
+        assert!(!run(&f, "/validate", &body("ActionRequest", "CREATE", BOT_SA, &[], ours, Value::Null)).0);
+
+        // On update: no owner and no foreign finalizer may be added; the operator's may.
+        let old = obj("ActionRequest", request_spec());
+        let mut new = old.clone();
+        new["metadata"]["ownerReferences"] = owner;
+        let (ok, msg, _) = run(&f, "/validate", &body("ActionRequest", "UPDATE", "admin", &[], new, old.clone()));
+        assert!(!ok && msg.contains("ownerReferences"), "{msg}");
+        let mut new = old.clone();
+        new["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        assert!(!run(&f, "/validate", &body("ActionRequest", "UPDATE", "admin", &[], new, old.clone())).0);
+        let mut new = old.clone();
+        new["metadata"]["finalizers"] = json!([crate::controller::request::FINALIZER]);
+        assert!(run(&f, "/validate", &body("ActionRequest", "UPDATE", "operator", &[], new.clone(), old.clone())).0);
+        // Removing what is there is always allowed (the operator ends its rollback that way).
+        assert!(run(&f, "/validate", &body("ActionRequest", "UPDATE", "operator", &[], old, new)).0);
     }
 
     /// Replaces one node of a JSON tree with a random value.

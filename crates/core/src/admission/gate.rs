@@ -38,6 +38,7 @@ pub enum Reason {
     AgentNotFound,
     ActionNotAllowed,
     ActionNotFound,
+    NotExecutable,
     InvalidParameters,
     OutOfScope,
     ProtectedTarget,
@@ -105,6 +106,19 @@ pub fn precheck(
         ));
     }
     Ok(())
+}
+
+/// An action whose execution leaves the safe envelope (`SocAction.status.unexecutable`, see
+/// `envelope`) has its requests refused: the executor would refuse it anyway, after the approvers
+/// said yes.
+pub fn executable(spec: &ActionRequestSpec, unexecutable: &[String]) -> Result<(), Refusal> {
+    if unexecutable.is_empty() {
+        return Ok(());
+    }
+    Err(refuse(
+        Reason::NotExecutable,
+        format!("SocAction {} may not be executed: {}", spec.action, unexecutable.join("; ")),
+    ))
 }
 
 /// Budgets over the last hour, counting what ran (auto-approved or approved).
@@ -192,6 +206,8 @@ pub struct Inputs<'a> {
     pub key: &'a Key,
     pub agent: Option<&'a SocAgent>,
     pub action: Option<&'a SocActionSpec>,
+    /// Why the action's execution may not run (its status), if it may not.
+    pub unexecutable: &'a [String],
     pub policy: Option<&'a AutonomyPolicySpec>,
     /// Approvals that name this request.
     pub approvals: &'a [&'a Approval],
@@ -204,7 +220,9 @@ pub struct Inputs<'a> {
 /// effective tier to decide with); look again shortly.
 pub fn decide(i: &Inputs) -> Option<Verdict> {
     let spec = &i.request.spec;
-    if let Err(r) = stamp(i).and_then(|()| precheck(spec, i.agent, i.action)) {
+    if let Err(r) =
+        stamp(i).and_then(|()| precheck(spec, i.agent, i.action)).and_then(|()| executable(spec, i.unexecutable))
+    {
         return Some(Verdict::refused(r));
     }
     let (agent, action) = (i.agent?, i.action?);
@@ -219,20 +237,23 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
         Ok(p) => p,
         Err(r) => return Some(Verdict::refused(r)),
     };
+    let ns = i.request.namespace().unwrap_or_default();
+    // Someone filing on the agent's behalf does not borrow its autonomy.
+    let by_agent = identity::is_agent(&spec.requester, &ns, &spec.agent);
     let mut v = if tier == Tier::Observe {
         Verdict::new(
             Decision::Recommended,
             Reason::ObserveTier,
             format!("SocAgent {} is at the observe tier: recorded as a recommendation, never executed", spec.agent),
         )
-    } else if policy::runs_alone(policy_spec, tier, action.risk) {
+    } else if by_agent && policy::runs_alone(policy_spec, tier, action.risk) {
         Verdict::new(
             Decision::AutoApproved,
             Reason::Autonomous,
             format!("{} risk runs without approval at tier {tier}", action.risk),
         )
     } else {
-        gated(i, agent, action, policy_spec)
+        gated(i, agent, action, policy_spec, by_agent)
     };
     v.tier = Some(tier);
     Some(v)
@@ -274,7 +295,13 @@ fn usable(agent: &SocAgent) -> Result<(), Refusal> {
     }
 }
 
-fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &AutonomyPolicySpec) -> Verdict {
+fn gated(
+    i: &Inputs,
+    agent: &SocAgent,
+    action: &SocActionSpec,
+    policy_spec: &AutonomyPolicySpec,
+    by_agent: bool,
+) -> Verdict {
     let req = i.request;
     let spec = &req.spec;
     let required = required_approvals(agent, policy_spec, action.risk);
@@ -309,12 +336,19 @@ fn gated(i: &Inputs, agent: &SocAgent, action: &SocActionSpec, policy_spec: &Aut
         v.approvals = counted;
         v
     } else {
+        let why = if by_agent {
+            format!("{} risk needs", action.risk)
+        } else {
+            format!(
+                "filed by {} on behalf of SocAgent {}: a request the agent did not file needs",
+                spec.requester, spec.agent
+            )
+        };
         let mut v = Verdict::new(
             Decision::Pending,
             Reason::AwaitingApproval,
             format!(
-                "{} risk needs {required} approval(s) from the agent's approvers (users {:?}, groups {:?}), has {}",
-                action.risk,
+                "{why} {required} approval(s) from the agent's approvers (users {:?}, groups {:?}), has {}",
                 agent.spec.approvers.users,
                 agent.spec.approvers.groups,
                 counted.len()
@@ -425,6 +459,7 @@ mod tests {
         policy: AutonomyPolicySpec,
         approvals: Vec<Approval>,
         past: Vec<Past>,
+        unexecutable: Vec<String>,
         now: Timestamp,
     }
 
@@ -435,6 +470,7 @@ mod tests {
             policy: AutonomyPolicySpec::default(),
             approvals: vec![],
             past: vec![],
+            unexecutable: vec![],
             now: ts("2026-01-01T10:01:00Z"),
         }
     }
@@ -446,6 +482,7 @@ mod tests {
             key,
             agent: Some(&c.agent),
             action: Some(&c.action),
+            unexecutable: &c.unexecutable,
             policy: Some(&c.policy),
             approvals: &approvals,
             past: &c.past,
@@ -470,6 +507,55 @@ mod tests {
         for (tier, risk, want) in table {
             assert_eq!(run(&case(tier, risk), &req, &key).decision, want, "{tier} {risk}");
         }
+    }
+
+    #[test]
+    fn a_request_someone_else_files_never_runs_alone() {
+        let key = Key::new(b"k");
+        for requester in ["analyst", "lead-a"] {
+            let req = request(&key, requester);
+            for (tier, want) in [
+                (Tier::Observe, Decision::Recommended),
+                (Tier::Supervised, Decision::Pending),
+                (Tier::Autonomous, Decision::Pending),
+            ] {
+                let v = run(&case(tier, Risk::Low), &req, &key);
+                assert_eq!(v.decision, want, "{requester} at {tier}");
+                if want == Decision::Pending {
+                    assert!(
+                        v.message.contains(&format!("filed by {requester} on behalf of SocAgent bot")),
+                        "{}",
+                        v.message
+                    );
+                    assert_eq!(v.required, Some(2), "the quorum of the agent's approvers, at least one");
+                }
+            }
+        }
+        // The filer never counts towards its own quorum.
+        let req = request(&key, "lead-a");
+        let mut c = case(Tier::Autonomous, Risk::Low);
+        c.agent.spec.approvers.min_approvals = 1;
+        c.approvals.push(approval(
+            &key,
+            &req,
+            "own",
+            "lead-a",
+            &["leads"],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:30Z",
+        ));
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.ignored.len()), (Decision::Pending, 1));
+        c.approvals.push(approval(
+            &key,
+            &req,
+            "b",
+            "lead-b",
+            &["leads"],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:40Z",
+        ));
+        assert_eq!(run(&c, &req, &key).decision, Decision::Approved);
     }
 
     #[test]
@@ -634,6 +720,12 @@ mod tests {
             vec![TargetSelector { kind: Some("Pod".into()), name: Some("web-1".into()), ..Default::default() }];
         assert_eq!(run(&p, &base, &key).reason, Reason::ProtectedTarget);
 
+        let mut outside = case(Tier::Autonomous, Risk::Low);
+        outside.unexecutable = vec!["rbac.authorization.k8s.io/v1 RoleBinding is never executable".into()];
+        let v = run(&outside, &base, &key);
+        assert_eq!((v.decision, v.reason), (Decision::Rejected, Reason::NotExecutable));
+        assert!(v.message.contains("SocAction isolate may not be executed: rbac"), "{}", v.message);
+
         let mut paused = case(Tier::Autonomous, Risk::Low);
         paused.agent.status.as_mut().unwrap().phase = Some(Phase::Paused);
         assert_eq!(run(&paused, &base, &key).reason, Reason::AgentPaused);
@@ -749,6 +841,7 @@ mod tests {
             key: &key,
             agent: Some(&c.agent),
             action: Some(&c.action),
+            unexecutable: &c.unexecutable,
             policy: Some(&c.policy),
             approvals: &approvals,
             past: &[],

@@ -27,6 +27,12 @@ pub fn agent_of(username: &str) -> Option<(&str, &str)> {
     (!ns.is_empty() && !agent.is_empty()).then_some((ns, agent))
 }
 
+/// Whether `user` is agent `agent` of `namespace` itself (and not a human or another program
+/// acting on its behalf). Only such requests may use the agent's autonomy and feed its behaviour.
+pub fn is_agent(user: &str, namespace: &str, agent: &str) -> bool {
+    agent_of(user) == Some((namespace, agent))
+}
+
 /// Whether an authenticated user is a ServiceAccount (by name or by group).
 pub fn is_service_account(user: &str, groups: &[String]) -> bool {
     user.starts_with(SA_USER_PREFIX) || groups.iter().any(|g| g == SA_GROUP)
@@ -42,6 +48,10 @@ mod tests {
         assert_eq!(user, "system:serviceaccount:soc:warden-triage-bot");
         assert_eq!(agent_of(&user), Some(("soc", "triage-bot")));
         assert!(is_service_account(&user, &[]));
+        assert!(is_agent(&user, "soc", "triage-bot"));
+        assert!(!is_agent(&user, "soc", "triage"), "another agent of the same namespace");
+        assert!(!is_agent(&user, "other", "triage-bot"), "the same name in another namespace");
+        assert!(!is_agent("alice", "soc", "triage-bot"));
     }
 
     #[test]

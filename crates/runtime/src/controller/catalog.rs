@@ -1,8 +1,10 @@
 //! The catalog reconcilers: write the status of SocActions and AutonomyPolicies, as decided by
-//! `socwarden_core::catalog` (whether each can be used, and if not, exactly why).
+//! `socwarden_core::catalog` (whether each can be used, and if not, exactly why) and, for a
+//! manifest execution, `socwarden_core::envelope` over the kinds it writes.
 
 use crate::context::{Context, MANAGER};
 use crate::controller::agent::Error;
+use crate::execute;
 use crate::watch::malformed;
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -19,13 +21,26 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socaction"]).start_timer();
-    let status = catalog::action_status(&action, malformed(action.as_ref()), &ctx.delegable, Timestamp::now());
+    let broken = malformed(action.as_ref());
+    let unexecutable = match action.spec.execution.as_ref().and_then(|e| e.manifest.as_ref()) {
+        Some(tpl) if broken.is_none() => {
+            execute::template_outside_envelope(&ctx.client, &ctx.discovery, tpl, action.spec.reversible, &ctx.delegable)
+                .await?
+        }
+        _ => vec![],
+    };
+    let status = catalog::action_status(&action, broken, &ctx.delegable, &unexecutable, Timestamp::now());
     if action.status.as_ref() != Some(&status) {
         let api: Api<SocAction> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": SocAction::api_version(&()), "kind": "SocAction", "status": status});
         api.patch_status(&action.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
-    Ok(Action::await_change())
+    if unexecutable.is_empty() {
+        Ok(Action::await_change())
+    } else {
+        // A kind not served yet may be installed later (a CRD): look again now and then.
+        Ok(Action::requeue(Duration::from_secs(60)))
+    }
 }
 
 pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -19,6 +19,7 @@ use socwarden_api::{
     SocAgent,
 };
 use socwarden_core::admission::gate::{self, Past};
+use socwarden_core::admission::identity;
 use socwarden_core::behaviour::drift::{Kind, Observation};
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,6 +157,12 @@ async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
         key: &ctx.key,
         agent: l.agent.as_deref(),
         action: l.action.as_ref().map(|a| &a.spec),
+        unexecutable: l
+            .action
+            .as_ref()
+            .and_then(|a| a.status.as_ref())
+            .map(|s| s.unexecutable.as_slice())
+            .unwrap_or(&[]),
         policy: l.policy.as_ref().map(|p| &p.spec),
         approvals: &approvals,
         past: &l.past,
@@ -244,13 +251,18 @@ fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestSta
     k8s::publish(&ctx.recorder, req, vec![(type_, d.as_str(), status.message.clone())]);
 }
 
-/// Feeds the agent's behaviour model with a decided request.
+/// Feeds the agent's behaviour model with a decided request the agent filed itself: what others
+/// file on its behalf is their behaviour, not the agent's.
 fn observe(req: &ActionRequest, ctx: &Context, decision: Decision) {
+    let ns = req.namespace().unwrap_or_default();
+    if !identity::is_agent(&req.spec.requester, &ns, &req.spec.agent) {
+        return;
+    }
     let o = Observation {
         at: Timestamp::now(),
         kind: Kind::Request { action: req.spec.action.clone(), target: gate::target_key(&req.spec), decision },
     };
-    let key = (req.namespace().unwrap_or_default(), req.spec.agent.clone());
+    let key = (ns, req.spec.agent.clone());
     ctx.monitor.observe(vec![(key, o)], std::time::Instant::now(), Timestamp::now());
 }
 
@@ -283,7 +295,8 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String])
         )));
     };
     if let Some(tpl) = &e.manifest {
-        let applied = execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req).await?;
+        let applied =
+            execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req, a.spec.reversible, &ctx.delegable).await?;
         let names: Vec<String> = applied.iter().map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name)).collect();
         return Ok((format!("applied {}", names.join(", ")), applied));
     }

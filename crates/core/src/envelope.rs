@@ -1,0 +1,192 @@
+//! The safe envelope of executions: what a SocAction's manifest may write with the operator's
+//! identity. Only namespaced kinds the operator may also delegate to agents (the delegable rules,
+//! with the verbs server-side apply and a rollback use), and never an object that hands out rights
+//! or credentials, whatever the delegable rules say. A GitOps committer who edits the catalog thus
+//! gets no more than an agent could be given. Pure: the runtime resolves each kind to its resource
+//! (API discovery) and asks here.
+
+use crate::agent::rbac::{self, Rule};
+use socwarden_api::{Grant, Verb};
+
+/// The `apiVersion` and `kind` of one object of a manifest, as written in the template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl Kind {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.api_version(), self.kind)
+    }
+}
+
+/// API groups none of whose kinds an execution may write: they grant rights, admit or change
+/// requests, define types or mint credentials.
+const NEVER_GROUPS: &[&str] = &[
+    "rbac.authorization.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "certificates.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "socwarden.io",
+];
+/// Core kinds an execution may never write: identities and credentials.
+const NEVER_CORE_KINDS: &[&str] = &["ServiceAccount", "Secret"];
+
+/// The kinds of every object of a manifest template, read before any parameter is substituted
+/// (parameters fill string values only, so these are what will be applied). `apiVersion` and
+/// `kind` must be written literally.
+pub fn manifest_kinds(template: &str) -> Result<Vec<Kind>, String> {
+    let mut kinds = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(template) {
+        let v: serde_json::Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| format!("execution manifest is not YAML: {e}"))?;
+        if v.is_null() {
+            continue;
+        }
+        let field = |name: &str| -> Result<String, String> {
+            let s = v
+                .get(name)
+                .and_then(|x| x.as_str())
+                .ok_or_else(|| format!("an object of the execution manifest has no {name}"))?;
+            if s.contains("${") {
+                return Err(format!("{name} {s:?} must be written literally, without parameters"));
+            }
+            Ok(s.to_string())
+        };
+        let (api_version, kind) = (field("apiVersion")?, field("kind")?);
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        kinds.push(Kind { group: group.into(), version: version.into(), kind });
+    }
+    if kinds.is_empty() {
+        return Err("execution manifest is empty".into());
+    }
+    Ok(kinds)
+}
+
+/// The verbs an execution uses on what it writes: server-side apply creates or patches, and a
+/// rollback deletes.
+pub fn verbs(reversible: bool) -> Vec<Verb> {
+    let mut v = vec![Verb::Create, Verb::Patch];
+    if reversible {
+        v.push(Verb::Delete);
+    }
+    v
+}
+
+/// Why `kind` is never executable, whatever the delegable rules say; `None` for other kinds.
+pub fn never(kind: &Kind) -> Option<String> {
+    let never = NEVER_GROUPS.contains(&kind.group.as_str())
+        || (kind.group.is_empty() && NEVER_CORE_KINDS.contains(&kind.kind.as_str()));
+    never.then(|| {
+        format!(
+            "{kind} is never executable: RBAC objects, ServiceAccounts, Secrets, admission webhooks, CRDs and SOC Warden's own records would hand out the operator's rights"
+        )
+    })
+}
+
+/// Why an execution may not write `kind`, served as resource `plural` (namespaced or not); `None`
+/// when it may.
+pub fn problem(kind: &Kind, plural: &str, namespaced: bool, reversible: bool, delegable: &[Rule]) -> Option<String> {
+    if let Some(p) = never(kind) {
+        return Some(p);
+    }
+    if !namespaced {
+        return Some(format!(
+            "{kind} is cluster-scoped; executions write only namespaced objects, in the target's namespace"
+        ));
+    }
+    let grant = Grant {
+        api_groups: vec![kind.group.clone()],
+        resources: vec![plural.into()],
+        verbs: verbs(reversible),
+        resource_names: vec![],
+    };
+    let missing = rbac::undelegable(delegable, &grant);
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{kind}: SOC Warden may not delegate {} (the delegable rules), so an execution may not do it either",
+            missing.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delegable() -> Vec<Rule> {
+        rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap()
+    }
+
+    const NETPOL: &str =
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"isolate-${app}\"}\n";
+
+    #[test]
+    fn kinds_are_read_before_substitution_and_must_be_literal() {
+        let two = format!("{NETPOL}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n");
+        let kinds = manifest_kinds(&two).unwrap();
+        assert_eq!(
+            kinds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["networking.k8s.io/v1 NetworkPolicy", "v1 ConfigMap"]
+        );
+        let e = manifest_kinds("apiVersion: v1\nkind: \"${kind}\"\nmetadata: {name: x}\n").unwrap_err();
+        assert!(e.contains("must be written literally"), "{e}");
+        assert!(manifest_kinds("metadata: {name: x}\n").unwrap_err().contains("no apiVersion"));
+        assert!(manifest_kinds("---\n").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn only_what_may_be_delegated_is_executable() {
+        let d = delegable();
+        let k = |group: &str, kind: &str| Kind { group: group.into(), version: "v1".into(), kind: kind.into() };
+        assert_eq!(problem(&k("networking.k8s.io", "NetworkPolicy"), "networkpolicies", true, true, &d), None);
+        // Pods may be deleted by agents, but never created by an execution.
+        let p = problem(&k("", "Pod"), "pods", true, false, &d).unwrap();
+        assert!(p.contains("may not delegate create pods, patch pods"), "{p}");
+        let p = problem(&k("", "ConfigMap"), "configmaps", true, false, &d).unwrap();
+        assert!(p.contains("create configmaps"), "{p}");
+        assert!(problem(&k("", "Namespace"), "namespaces", false, false, &d).unwrap().contains("cluster-scoped"));
+    }
+
+    #[test]
+    fn rights_and_credentials_are_never_executable_even_if_delegable() {
+        let everything = vec![Rule::new(
+            ["", "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io", "socwarden.io"],
+            [
+                "rolebindings",
+                "roles",
+                "secrets",
+                "serviceaccounts",
+                "validatingwebhookconfigurations",
+                "customresourcedefinitions",
+                "actionrequests",
+            ],
+            ["create", "patch", "delete"],
+            [] as [&str; 0],
+        )];
+        for (group, kind, plural) in [
+            ("rbac.authorization.k8s.io", "RoleBinding", "rolebindings"),
+            ("rbac.authorization.k8s.io", "Role", "roles"),
+            ("", "Secret", "secrets"),
+            ("", "ServiceAccount", "serviceaccounts"),
+            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations"),
+            ("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions"),
+            ("socwarden.io", "ActionRequest", "actionrequests"),
+        ] {
+            let kind = Kind { group: group.into(), version: "v1".into(), kind: kind.into() };
+            let p = problem(&kind, plural, true, true, &everything).unwrap_or_default();
+            assert!(p.contains("is never executable"), "{kind}: {p}");
+        }
+    }
+}
