@@ -5,8 +5,8 @@
 use anyhow::Result;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use soc_warden_e2e::*;
 use socwarden_api::{ActionRequest, Approval, Decision, SocAction, SocAgent, Tier};
@@ -234,5 +234,124 @@ spec:
     assert!(msg.contains(&format!("SocAction {escalate} may not be executed")) && msg.contains("RoleBinding"), "{msg}");
     let bindings = Api::<RoleBinding>::namespaced(w.admin.clone(), scope);
     assert!(bindings.get_opt("helper").await?.is_none(), "no RoleBinding was written");
+    Ok(())
+}
+
+/// Issue 9 §5: an execution never takes over what another request applied, and a rollback removes
+/// only what its own request applied — so the agent cannot file a look-alike request whose later
+/// deletion lifts an isolation the humans approved.
+#[tokio::test]
+async fn a_look_alike_request_neither_takes_over_nor_rolls_back_an_approved_isolation() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&w.isolate]).await?;
+    let (home, scope) = (w.home(), w.scope());
+    let requests = Api::<ActionRequest>::namespaced(w.admin.clone(), home);
+
+    // The humans isolate app=web: filed by lead-a, approved by lead-b and lead-c.
+    let lead_a = as_user("lead-a").await?;
+    file(&lead_a, home, &request("approved", "bot", &w.isolate, json!({"app": "web"}), scope, "web-1")).await?;
+    wait_for("pending", T, || async {
+        Ok(decision_of(&w.admin, home, "approved").await?.filter(|d| *d == Decision::Pending))
+    })
+    .await?;
+    for lead in ["lead-b", "lead-c"] {
+        approve(lead, home, &approval(&format!("by-{lead}"), "approved", "approve")).await?;
+    }
+    let executed = |name: &'static str| {
+        let requests = requests.clone();
+        async move {
+            wait_for(&format!("{name} executed or failed"), T, || async {
+                let r = requests.get(name).await?;
+                let state = r.status.as_ref().and_then(|s| s.execution.as_ref()).and_then(|e| e.state);
+                Ok(state.filter(|s| *s != socwarden_api::ExecutionState::Running).map(|_| r))
+            })
+            .await
+        }
+    };
+    let first = executed("approved").await?;
+    assert_eq!(first.status.unwrap().execution.unwrap().state, Some(socwarden_api::ExecutionState::Succeeded));
+
+    // The agent files the same isolation: it runs alone at its tier, and takes nothing over.
+    file(&bot, home, &request("mine", "bot", &w.isolate, json!({"app": "web"}), scope, "web-2")).await?;
+    let mine = executed("mine").await?.status.unwrap();
+    assert_eq!(mine.decision, Some(Decision::AutoApproved));
+    let exec = mine.execution.unwrap();
+    assert_eq!(exec.state, Some(socwarden_api::ExecutionState::Failed), "{}", exec.result);
+    assert!(
+        exec.result.contains(&format!("NetworkPolicy {scope}/isolate-web was applied by another request")),
+        "{}",
+        exec.result
+    );
+
+    // Deleting the look-alike lifts nothing.
+    requests.delete("mine", &Default::default()).await?;
+    wait_for("mine gone", T, || async { Ok(requests.get_opt("mine").await?.is_none().then_some(())) }).await?;
+    let np = Api::<NetworkPolicy>::namespaced(w.admin.clone(), scope).get("isolate-web").await?;
+    assert_eq!(
+        np.labels().get("socwarden.io/action-request"),
+        first.metadata.uid.as_ref(),
+        "still the humans' isolation"
+    );
+
+    // Deleting the humans' own request rolls their isolation back.
+    requests.delete("approved", &Default::default()).await?;
+    wait_for("isolate-web rolled back", T, || async {
+        Ok((!netpol_exists(&w.admin, scope, "isolate-web").await?).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Issue 9 §2: a manifest that a request could leave unrenderable (an optional parameter the
+/// template uses) is reported on the SocAction, and its requests are refused when filed — not
+/// discovered as `ExecutionFailed` after the approvers said yes.
+#[tokio::test]
+async fn a_manifest_that_might_not_render_is_refused_when_filed() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let noted = unique("noted-isolate");
+    apply_yaml(
+        &as_user("gitops").await?,
+        &format!(
+            r#"
+apiVersion: socwarden.io/v1alpha1
+kind: SocAction
+metadata: {{name: {noted}}}
+spec:
+  risk: low
+  parameters:
+  - {{name: app, type: string, required: true, pattern: "[a-z0-9-]+"}}
+  - {{name: note, type: string, required: false, maxLength: 40}}
+  grants: [{{apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [create]}}]
+  execution:
+    manifest: |
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
+      metadata:
+        name: "noted-${{app}}"
+        annotations: {{note: "${{note}}"}}
+      spec:
+        podSelector: {{matchLabels: {{app: "${{app}}"}}}}
+        policyTypes: [Ingress]
+"#
+        ),
+    )
+    .await?;
+    let actions = Api::<SocAction>::all(w.admin.clone());
+    let why = wait_for("the SocAction reports its manifest", T, || async {
+        let a = actions.get(&noted).await?;
+        Ok(a.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Executable").cloned()))
+    })
+    .await?;
+    assert_eq!(why.status, "False", "{}", why.message);
+    assert!(why.message.contains("${note}, an optional parameter"), "{}", why.message);
+
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&noted]).await?;
+    let msg =
+        refusal(file(&bot, home, &request("no-note", "bot", &noted, json!({"app": "web"}), scope, "web-1")).await);
+    assert!(msg.contains("${note}"), "{msg}");
+    assert!(!netpol_exists(&w.admin, scope, "noted-web").await?);
     Ok(())
 }

@@ -421,7 +421,16 @@ async fn with_the_webhook_bypassed_forged_approvals_and_requests_do_not_count() 
         a.spec.approver_groups = vec!["soc-leads".into()];
         a.spec.bound_to = socwarden_core::admission::signature::bound_to_request(&r1.uid().unwrap(), &binding);
         a.spec.signature = "00".repeat(32);
-        Api::<Approval>::namespaced(w.admin.clone(), home).create(&PostParams::default(), &a).await?;
+        // The API server stops calling a deleted webhook once its informer has seen the deletion.
+        let approvals = Api::<Approval>::namespaced(w.admin.clone(), home);
+        wait_for("the webhook out of the way", T, || async {
+            match approvals.create(&PostParams::default(), &a).await {
+                Ok(_) => Ok(Some(())),
+                Err(kube::Error::Api(e)) if e.message.contains("admission webhook") => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
     }
     let mut unstamped = request("r2", "bot", &w.read, json!({"alertId": "SOC-3"}), w.scope(), "web-1");
     unstamped.spec.requester = "lead-a".into();

@@ -6,7 +6,7 @@
 //! (API discovery) and asks here.
 
 use crate::agent::rbac::{self, Rule};
-use socwarden_api::{Grant, Verb};
+use socwarden_api::{Grant, ParameterSpec, Verb};
 
 /// The `apiVersion` and `kind` of one object of a manifest, as written in the template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,41 @@ impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.api_version(), self.kind)
     }
+}
+
+/// The label every object an execution writes carries: the UID of its request.
+pub const REQUEST_LABEL: &str = "socwarden.io/action-request";
+
+/// Who an existing object belongs to, from its labels.
+fn owner(labels: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    labels.get(REQUEST_LABEL).map(String::as_str)
+}
+
+/// Whether the execution of request `uid` may write `what`, which exists with `labels` (`None`:
+/// it does not exist). It may write what is absent or what it applied itself (a repeat after a
+/// restart); never what another request applied or what SOC Warden did not create — a later
+/// rollback of this request would otherwise remove a containment someone else decided.
+pub fn may_write(
+    existing: Option<&std::collections::BTreeMap<String, String>>,
+    uid: &str,
+    what: &str,
+) -> Result<(), String> {
+    match existing.map(owner) {
+        None => Ok(()),
+        Some(Some(o)) if o == uid => Ok(()),
+        Some(Some(other)) => Err(format!(
+            "{what} was applied by another request (UID {other}); an execution never takes over what another request applied"
+        )),
+        Some(None) => Err(format!(
+            "{what} exists and was not applied by SOC Warden; an execution never takes over an object it did not create"
+        )),
+    }
+}
+
+/// Whether a rollback of request `uid` removes an object carrying `labels`: only what that request
+/// applied.
+pub fn rolls_back(labels: &std::collections::BTreeMap<String, String>, uid: &str) -> bool {
+    owner(labels) == Some(uid)
 }
 
 /// API groups none of whose kinds an execution may write: they grant rights, admit or change
@@ -72,6 +107,50 @@ pub fn manifest_kinds(template: &str) -> Result<Vec<Kind>, String> {
         return Err("execution manifest is empty".into());
     }
     Ok(kinds)
+}
+
+/// Placeholders every request fills, whatever its parameters.
+const ALWAYS_FILLED: &[&str] = &["target.name", "target.kind", "target.namespace", "request.name"];
+
+/// What in a manifest template a request that passes the parameter schema might not fill: a
+/// placeholder that names no parameter, or an optional one. Every accepted request must render, so
+/// that approvers never approve what cannot run.
+pub fn placeholder_problems(template: &str, schema: &[ParameterSpec]) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for doc in serde_yaml::Deserializer::from_str(template) {
+        if let Ok(v) = <serde_json::Value as serde::Deserialize>::deserialize(doc) {
+            placeholders(&v, &mut names);
+        }
+    }
+    names
+        .into_iter()
+        .filter(|n| !ALWAYS_FILLED.contains(&n.as_str()))
+        .filter_map(|n| match schema.iter().find(|p| p.name == n) {
+            None => Some(format!("the manifest uses ${{{n}}}, which is not a parameter of the action")),
+            Some(p) if !p.required => Some(format!(
+                "the manifest uses ${{{n}}}, an optional parameter: a request without it could not run (make it required)"
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// The `${name}` placeholders inside the string values of `v` (keys are never substituted).
+fn placeholders(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                out.insert(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| placeholders(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| placeholders(x, out)),
+        _ => {}
+    }
 }
 
 /// The verbs an execution uses on what it writes: server-side apply creates or patches, and a
@@ -144,6 +223,46 @@ mod tests {
         assert!(e.contains("must be written literally"), "{e}");
         assert!(manifest_kinds("metadata: {name: x}\n").unwrap_err().contains("no apiVersion"));
         assert!(manifest_kinds("---\n").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn every_placeholder_is_filled_by_every_accepted_request() {
+        let p = |name: &str, required: bool| ParameterSpec {
+            name: name.into(),
+            type_: socwarden_api::ParameterType::String,
+            required,
+            pattern: None,
+            allowed: vec![],
+            max_length: None,
+            minimum: None,
+            maximum: None,
+        };
+        let tpl = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"x-${app}\", annotations: {by: \"${request.name} ${note}\", n: \"${ghost}\"}}\n";
+        let problems = placeholder_problems(tpl, &[p("app", true), p("note", false)]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("${ghost}, which is not a parameter"), "{problems:?}");
+        assert!(problems[1].contains("${note}, an optional parameter"), "{problems:?}");
+        assert!(placeholder_problems(tpl, &[p("app", true), p("note", true), p("ghost", true)]).is_empty());
+    }
+
+    #[test]
+    fn an_execution_takes_over_nothing_and_a_rollback_removes_only_its_own() {
+        let labels = |uid: Option<&str>| {
+            let mut l = std::collections::BTreeMap::from([("app".to_string(), "web".to_string())]);
+            if let Some(u) = uid {
+                l.insert(REQUEST_LABEL.into(), u.into());
+            }
+            l
+        };
+        assert_eq!(may_write(None, "r2", "NetworkPolicy web/isolate-web"), Ok(()));
+        assert_eq!(may_write(Some(&labels(Some("r2"))), "r2", "x"), Ok(()), "a repeat of its own");
+        let e = may_write(Some(&labels(Some("r1"))), "r2", "NetworkPolicy web/isolate-web").unwrap_err();
+        assert!(e.contains("NetworkPolicy web/isolate-web was applied by another request (UID r1)"), "{e}");
+        let e = may_write(Some(&labels(None)), "r2", "x").unwrap_err();
+        assert!(e.contains("not applied by SOC Warden"), "{e}");
+        assert!(rolls_back(&labels(Some("r1")), "r1"));
+        assert!(!rolls_back(&labels(Some("r1")), "r2"));
+        assert!(!rolls_back(&labels(None), "r1"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub const FIELD_MANAGER: &str = "soc-warden-action";
-pub const REQUEST_LABEL: &str = "socwarden.io/action-request";
+pub use envelope::REQUEST_LABEL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -157,32 +157,71 @@ pub async fn apply_manifest(
     if !problems.is_empty() {
         return Err(Error::Invalid(format!("nothing applied: {}", problems.join("; "))));
     }
-    let mut applied = Vec::new();
+    // Nothing is taken over: every object is absent or this request's own, checked before any is
+    // written. Each request applies as its own field manager, without force, so that a race
+    // between two requests writing the same object ends in a conflict, not a takeover.
+    let uid = req.uid().unwrap_or_default();
+    let mut targets = Vec::new();
     for obj in objs {
         let gvk = gvk_of(&obj)?;
         let (ar, _) = disco.resolve(client, &gvk).await?;
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?;
+        let existing = api.get_opt(&name).await?;
+        let what = format!("{} {ns}/{name}", ar.kind);
+        envelope::may_write(existing.as_ref().map(|o| o.labels()), &uid, &what)
+            .map_err(|e| Error::Invalid(format!("nothing applied: {e}")))?;
+        targets.push((api, ar, ns, name, obj));
+    }
+    let manager = format!("{FIELD_MANAGER}-{uid}");
+    let mut applied = Vec::new();
+    for (api, ar, ns, name, obj) in targets {
+        match api.patch(&name, &PatchParams::apply(&manager), &Patch::Apply(&obj)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                return Err(Error::Invalid(format!(
+                    "{} {ns}/{name} was written by someone else meanwhile; not taken over ({})",
+                    ar.kind, e.message
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
         applied.push(AppliedObject { api_version: ar.api_version.clone(), kind: ar.kind.clone(), namespace: ns, name });
     }
     Ok(applied)
 }
 
-/// Deletes what an execution applied (already gone is fine).
-pub async fn rollback(client: &Client, disco: &Discovery, applied: &[AppliedObject]) -> Result<(), Error> {
+/// Deletes what the execution of request `uid` applied and still carries its label (already gone
+/// is fine); returns what was left because another request or a person owns it now.
+pub async fn rollback(
+    client: &Client,
+    disco: &Discovery,
+    applied: &[AppliedObject],
+    uid: &str,
+) -> Result<Vec<String>, Error> {
+    let mut left = Vec::new();
     for o in applied {
         let (group, version) = o.api_version.split_once('/').unwrap_or(("", &o.api_version));
         let (ar, _) = disco.resolve(client, &GroupVersionKind::gvk(group, version, &o.kind)).await?;
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
-        match api.delete(&o.name, &DeleteParams::background()).await {
+        let Some(current) = api.get_opt(&o.name).await? else { continue };
+        if !envelope::rolls_back(current.labels(), uid) {
+            left.push(format!("{} {}/{}", o.kind, o.namespace, o.name));
+            continue;
+        }
+        // Only the very object seen above (not one recreated under the same name meanwhile).
+        let dp = DeleteParams {
+            preconditions: Some(kube::api::Preconditions { uid: current.uid(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&o.name, &dp).await {
             Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// The JSON body of an HTTP execution.

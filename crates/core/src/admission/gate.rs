@@ -88,6 +88,15 @@ pub fn precheck(
     let action =
         action.ok_or_else(|| refuse(Reason::ActionNotFound, format!("SocAction {:?} does not exist", spec.action)))?;
     params::validate(&action.parameters, &spec.parameters).map_err(|e| refuse(Reason::InvalidParameters, e))?;
+    if let Some(tpl) = action.execution.as_ref().and_then(|e| e.manifest.as_ref()) {
+        // Refused when filed, not discovered after the approvers said yes.
+        params::render(tpl, &spec.parameters, &spec.target, "request").map_err(|e| {
+            refuse(
+                Reason::InvalidParameters,
+                format!("the manifest of {} cannot be rendered with these parameters: {e}", spec.action),
+            )
+        })?;
+    }
     if !params::in_scope(&spec.target, &agent.spec.scope.namespaces) {
         return Err(refuse(
             Reason::OutOfScope,
@@ -711,6 +720,14 @@ mod tests {
         let mut r = base.clone();
         r.spec.parameters.insert("x".into(), serde_json::json!(1));
         assert_eq!(run(&c, &resign(r), &key).reason, Reason::InvalidParameters);
+        let mut unrenderable = case(Tier::Autonomous, Risk::Low);
+        unrenderable.action.execution = Some(socwarden_api::Execution {
+            manifest: Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"x-${note}\"}\n".into()),
+            http: None,
+        });
+        let v = run(&unrenderable, &base, &key);
+        assert_eq!(v.reason, Reason::InvalidParameters);
+        assert!(v.message.contains("cannot be rendered with these parameters: no value for ${note}"), "{}", v.message);
         let mut r = base.clone();
         r.spec.requester = "system:serviceaccount:agents:warden-other".into();
         assert_eq!(run(&c, &resign(r), &key).reason, Reason::ForeignServiceAccount);

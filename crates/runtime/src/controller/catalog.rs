@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use socwarden_api::{AutonomyPolicy, SocAction};
-use socwarden_core::catalog;
+use socwarden_core::{catalog, envelope};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,12 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
     let broken = malformed(action.as_ref());
     let unexecutable = match action.spec.execution.as_ref().and_then(|e| e.manifest.as_ref()) {
         Some(tpl) if broken.is_none() => {
-            execute::template_outside_envelope(&ctx.client, &ctx.discovery, tpl, action.spec.reversible, &ctx.delegable)
-                .await?
+            let mut problems = envelope::placeholder_problems(tpl, &action.spec.parameters);
+            let (reversible, delegable) = (action.spec.reversible, &ctx.delegable);
+            problems.extend(
+                execute::template_outside_envelope(&ctx.client, &ctx.discovery, tpl, reversible, delegable).await?,
+            );
+            problems
         }
         _ => vec![],
     };

@@ -354,17 +354,20 @@ async fn roll_back(req: &ActionRequest, ctx: &Context) -> Result<(), Error> {
     if applied.is_empty() {
         return Ok(());
     }
-    match execute::rollback(&ctx.client, &ctx.discovery, &applied).await {
-        Ok(()) => {
+    match execute::rollback(&ctx.client, &ctx.discovery, &applied, &req.uid().unwrap_or_default()).await {
+        Ok(left) => {
             let ns = req.namespace().unwrap_or_default();
-            let what: Vec<String> = applied.iter().map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name)).collect();
-            let mut e = Entry::new(
-                decisionlog::Phase::Recover,
-                "RolledBack",
-                &ns,
-                &req.spec.agent,
-                format!("removed {}", what.join(", ")),
-            );
+            let what: Vec<String> = applied
+                .iter()
+                .map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name))
+                .filter(|w| !left.contains(w))
+                .collect();
+            let mut message = format!("removed {}", what.join(", "));
+            if !left.is_empty() {
+                warn!(left = ?left, "rollback left objects another request or a person owns now");
+                message = format!("{message}; left {} (owned by another request or a person now)", left.join(", "));
+            }
+            let mut e = Entry::new(decisionlog::Phase::Recover, "RolledBack", &ns, &req.spec.agent, message);
             e.request = Some(req.name_any());
             e.action = Some(req.spec.action.clone());
             ctx.decisions.record(&e);
