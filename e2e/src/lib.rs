@@ -9,7 +9,7 @@
 //! - [`fixtures`]: builders of the test world — `Namespaces`, `install_crds`, `default_policy`,
 //!   `action`, `agent`.
 //! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
-//!   `approval`, `approve`, `refusal`, `decided`, `decision_of`.
+//!   `approval`, `approve`, `refusal`, `decided`, `decision_of`, and `kubectl_warden` (the plugin).
 //! - [`waiting`]: `wait_for`, `wait_agent`, `wait_all_agents` and the predicates they take
 //!   (`condition`, `ready`), plus small generic parsers (`metric`, `yaml_docs`).
 //!

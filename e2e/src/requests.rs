@@ -54,6 +54,19 @@ pub fn refusal(r: kube::Result<impl std::fmt::Debug>) -> String {
     }
 }
 
+/// Runs `kubectl warden` (the plugin built next to the operator) as test identity `identity`;
+/// (success, stdout + stderr).
+pub fn kubectl_warden(identity: &str, args: &[&str]) -> Result<(bool, String)> {
+    let bin = crate::operator::warden_bin().with_file_name("kubectl-warden");
+    if !bin.exists() {
+        anyhow::bail!("{} not found: cargo build --bins", bin.display());
+    }
+    let kubeconfig = crate::cluster::cluster_dir().join(format!("{identity}.kubeconfig"));
+    let out = std::process::Command::new(bin).args(args).env("KUBECONFIG", kubeconfig).output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
 /// Waits until request `name` has a decision other than Pending.
 pub async fn decided(admin: &Client, ns: &str, name: &str) -> Result<ActionRequest> {
     let api: Api<ActionRequest> = Api::namespaced(admin.clone(), ns);

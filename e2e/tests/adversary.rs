@@ -17,7 +17,8 @@ const T: Duration = Duration::from_secs(30);
 struct World {
     admin: Client,
     ns: Namespaces,
-    /// Medium risk, reversible: applies NetworkPolicy `isolate-<app>` in the target's namespace.
+    /// Medium risk, reversible: applies NetworkPolicy `isolate-<app>` in the target's namespace;
+    /// pods named `dc-*` are protected.
     isolate: String,
 }
 
@@ -49,6 +50,7 @@ spec:
   reversible: true
   parameters: [{{name: app, type: string, required: true, pattern: "[a-z0-9-]+"}}]
   grants: [{{apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [create, delete]}}]
+  protectedTargets: [{{kind: Pod, namePattern: "dc-.*"}}]
   execution:
     manifest: |
       apiVersion: networking.k8s.io/v1
@@ -353,5 +355,52 @@ spec:
         refusal(file(&bot, home, &request("no-note", "bot", &noted, json!({"app": "web"}), scope, "web-1")).await);
     assert!(msg.contains("${note}"), "{msg}");
     assert!(!netpol_exists(&w.admin, scope, "noted-web").await?);
+    Ok(())
+}
+
+/// Issue 9 §1: the gate judges the effect, not the declared target — an isolation filed against a
+/// harmless pod whose selector reaches protected pods is Rejected, naming the pod and the rule in
+/// plain words, and approvers see the effect of what waits for them.
+#[tokio::test]
+async fn an_isolation_whose_selector_reaches_protected_pods_is_rejected() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&w.isolate]).await?;
+    let (home, scope) = (w.home(), w.scope());
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(w.admin.clone(), scope);
+    for (name, app) in [("dc-1", "dc"), ("web-1", "web")] {
+        let p = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"containers": [{"name": "c", "image": "registry.invalid/c:1"}]}
+        }))?;
+        pods.create(&Default::default(), &p).await?;
+    }
+
+    // Declared target web-1 (not protected); the parameter selects the domain controllers.
+    file(&bot, home, &request("sneaky", "bot", &w.isolate, json!({"app": "dc"}), scope, "web-1")).await?;
+    let s = decided(&w.admin, home, "sneaky").await?.status.unwrap();
+    assert_eq!(s.decision, Some(Decision::Rejected), "{}", s.message);
+    assert!(
+        s.message.contains(&format!(
+            "its effect reaches Pod {scope}/dc-1 (selected by NetworkPolicy isolate-dc), which is protected (protectedTargets: Pods named like dc-.*)"
+        )),
+        "{}",
+        s.message
+    );
+    assert!(!s.message.contains("TargetSelector"), "plain words: {}", s.message);
+    assert!(s.effect.iter().any(|o| o.kind == "Pod" && o.name == "dc-1"), "{:?}", s.effect);
+    assert!(!netpol_exists(&w.admin, scope, "isolate-dc").await?);
+
+    // What waits for approval shows what it will touch.
+    let analyst = as_user("analyst").await?;
+    file(&analyst, home, &request("web", "bot", &w.isolate, json!({"app": "web"}), scope, "web-1")).await?;
+    wait_for("pending", T, || async {
+        Ok(decision_of(&w.admin, home, "web").await?.filter(|d| *d == Decision::Pending))
+    })
+    .await?;
+    let (ok, out) = kubectl_warden("lead-a", &["pending", "-n", home])?;
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("touches NetworkPolicy {scope}/isolate-web (written)")), "{out}");
+    assert!(out.contains(&format!("touches Pod {scope}/web-1 (selected by NetworkPolicy isolate-web)")), "{out}");
     Ok(())
 }

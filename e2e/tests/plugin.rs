@@ -9,18 +9,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Runs the plugin as `identity`; (success, stdout + stderr).
-fn warden(identity: &str, args: &[&str]) -> Result<(bool, String)> {
-    let bin = warden_bin().with_file_name("kubectl-warden");
-    if !bin.exists() {
-        bail!("{} not found: cargo build --bins", bin.display());
-    }
-    let kubeconfig = cluster_dir().join(format!("{identity}.kubeconfig"));
-    let out = std::process::Command::new(bin).args(args).env("KUBECONFIG", kubeconfig).output()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    Ok((out.status.success(), text))
-}
-
 async fn decision(admin: &kube::Client, ns: &str, name: &str) -> Result<Option<Decision>> {
     Ok(Api::<ActionRequest>::namespaced(admin.clone(), ns).get(name).await?.status.and_then(|s| s.decision))
 }
@@ -57,33 +45,33 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
     })
     .await?;
 
-    let (ok, help) = warden("lead-a", &["--help"])?;
+    let (ok, help) = kubectl_warden("lead-a", &["--help"])?;
     assert!(ok);
     for cmd in ["pending", "approve", "deny", "pause", "resume", "promote", "explain"] {
         assert!(help.contains(cmd), "--help lists {cmd}:\n{help}");
     }
-    let (ok, out) = warden("lead-a", &["pending", "-n", &home])?;
+    let (ok, out) = kubectl_warden("lead-a", &["pending", "-n", &home])?;
     assert!(ok, "{out}");
     assert!(out.contains("r1") && out.contains("bot") && out.contains(&isolate) && out.contains("0/1"), "{out}");
 
-    let (ok, out) = warden("lead-a", &["approve", "r1", "-n", &home, "--comment", "confirmed"])?;
+    let (ok, out) = kubectl_warden("lead-a", &["approve", "r1", "-n", &home, "--comment", "confirmed"])?;
     assert!(ok && out.contains("as lead-a"), "{out}");
     wait_for("r1 approved", T, || async {
         Ok((decision(&admin, &home, "r1").await? == Some(Decision::Approved)).then_some(()))
     })
     .await?;
-    let (ok, out) = warden("lead-b", &["deny", "r2", "-n", &home])?;
+    let (ok, out) = kubectl_warden("lead-b", &["deny", "r2", "-n", &home])?;
     assert!(ok, "{out}");
     wait_for("r2 denied", T, || async {
         Ok((decision(&admin, &home, "r2").await? == Some(Decision::Denied)).then_some(()))
     })
     .await?;
-    let (ok, out) = warden("analyst", &["approve", "r3", "-n", &home])?;
+    let (ok, out) = kubectl_warden("analyst", &["approve", "r3", "-n", &home])?;
     assert!(!ok && out.contains("refused") && out.contains("analyst is not an approver"), "{out}");
-    let (_, out) = warden("lead-a", &["pending", "-n", &home])?;
+    let (_, out) = kubectl_warden("lead-a", &["pending", "-n", &home])?;
     assert!(out.contains("r3") && !out.contains("r1 "), "{out}");
 
-    let (ok, out) = warden("lead-a", &["explain", "bot", "-n", &home])?;
+    let (ok, out) = kubectl_warden("lead-a", &["explain", "bot", "-n", &home])?;
     assert!(
         ok && out.contains("is Active")
             && out.contains("enforced tier: supervised")
@@ -92,13 +80,13 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
     );
 
     // Pause and resume at once.
-    let (ok, out) = warden("lead-a", &["pause", "bot", "-n", &home])?;
+    let (ok, out) = kubectl_warden("lead-a", &["pause", "bot", "-n", &home])?;
     assert!(ok, "{out}");
     wait_agent(&admin, &home, "bot", "paused", T, |a| condition(a, "Paused").is_some_and(|c| c.status == "True"))
         .await?;
-    let (_, out) = warden("lead-a", &["explain", "bot", "-n", &home])?;
+    let (_, out) = kubectl_warden("lead-a", &["explain", "bot", "-n", &home])?;
     assert!(out.contains("paused (Manual)") && out.contains("kubectl warden resume"), "{out}");
-    let (ok, out) = warden("lead-a", &["resume", "bot", "-n", &home])?;
+    let (ok, out) = kubectl_warden("lead-a", &["resume", "bot", "-n", &home])?;
     assert!(ok, "{out}");
     wait_agent(&admin, &home, "bot", "resumed", T, ready).await?;
 
@@ -110,7 +98,7 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
         condition(a, "PromotionPending").is_some_and(|c| c.status == "True")
     })
     .await?;
-    let (ok, out) = warden("lead-a", &["promote", "bot", "-n", &home])?;
+    let (ok, out) = kubectl_warden("lead-a", &["promote", "bot", "-n", &home])?;
     assert!(ok && out.contains("supervised → autonomous") && out.contains("as lead-a"), "{out}");
     // The approval counts (one is enough for this agent); dwell time and evidence still hold it.
     let waits = wait_agent(&admin, &home, "bot", "approval counted", T, |a| {
@@ -120,7 +108,7 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
     .await?;
     let msg = condition(&waits, "PromotionPending").unwrap().message;
     assert!(msg.contains("dwell") && msg.contains("shadow evidence"), "{msg}");
-    let (_, out) = warden("lead-a", &["explain", "bot", "-n", &home])?;
+    let (_, out) = kubectl_warden("lead-a", &["explain", "bot", "-n", &home])?;
     assert!(
         out.contains("Its promotion waits") && out.contains("dwell") && out.contains("enforced tier: supervised"),
         "{out}"

@@ -99,6 +99,10 @@ pub struct ParameterSpec {
     pub minimum: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<i64>,
+    /// This parameter names a target of this kind (`IP`, `User`, `Pod`, …): its value is part of the
+    /// request's effect, and `protectedTargets` and scope apply to it as to `spec.target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_kind: Option<String>,
 }
 
 fn string_type() -> ParameterType {

@@ -156,8 +156,34 @@ pub struct ActionRequestStatus {
     pub policy: Option<String>,
     pub tier: Option<Tier>,
     pub execution: Option<ExecutionStatus>,
+    /// Every object the request touches when it runs, computed when it is decided (and while it
+    /// waits): what its manifest writes, the pods those objects select at that moment, and the
+    /// parameters that name targets. Scope and protected targets apply to all of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effect: Vec<EffectObject>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// One object of a request's effect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectObject {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// How the request reaches it: `written`, `selected by NetworkPolicy isolate-web`, `parameter ip`.
+    pub via: String,
+}
+
+impl std::fmt::Display for EffectObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{} ({})", self.kind, self.name, self.via),
+            None => write!(f, "{} {} ({})", self.kind, self.name, self.via),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

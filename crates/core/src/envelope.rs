@@ -236,6 +236,7 @@ mod tests {
             max_length: None,
             minimum: None,
             maximum: None,
+            target_kind: None,
         };
         let tpl = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"x-${app}\", annotations: {by: \"${request.name} ${note}\", n: \"${ghost}\"}}\n";
         let problems = placeholder_problems(tpl, &[p("app", true), p("note", false)]);

@@ -137,6 +137,10 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
             age(r.metadata.creation_timestamp.as_ref()),
             expires
         );
+        // What an approval will touch, object by object.
+        for o in &s.effect {
+            println!("    touches {o}");
+        }
     }
     Ok(())
 }

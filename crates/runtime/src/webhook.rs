@@ -86,6 +86,19 @@ fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key
     gate::precheck(&spec, agent.as_deref(), action.as_ref().map(|a| &a.spec)).map_err(|r| r.message)?;
     let unexecutable = action.as_ref().and_then(|a| a.status.as_ref()).map(|s| s.unexecutable.as_slice());
     gate::executable(&spec, unexecutable.unwrap_or(&[])).map_err(|r| r.message)?;
+    // What the request names or writes is known now; the pods it selects, when it is decided.
+    if let (Some(a), Some(action)) = (&agent, &action) {
+        if let Ok(plan) =
+            socwarden_core::admission::effect::plan(&action.spec, &spec, r.metadata.name.as_deref().unwrap_or_default())
+        {
+            let scope = &a.spec.scope.namespaces;
+            if let Some(f) =
+                socwarden_core::admission::effect::first_forbidden(&plan.objects, scope, &action.spec.protected_targets)
+            {
+                return Err(format!("{}; no agent may {} it", f.message(), spec.action));
+            }
+        }
+    }
     // Whatever the body said, the stamp is the authenticated user.
     spec.requester = username;
     spec.requester_groups = groups;

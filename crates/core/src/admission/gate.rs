@@ -3,6 +3,7 @@
 //! approvals. The admission webhook and the reconciler call the same functions. Pure.
 
 use crate::admission::approvals::{self, Subject};
+use crate::admission::effect::{self, Forbidden};
 use crate::admission::identity::{self, is_service_account};
 use crate::admission::params;
 use crate::admission::signature::{self, Key};
@@ -12,7 +13,7 @@ use kube_core::ResourceExt;
 use socwarden_api::duration;
 use socwarden_api::{
     ActionRequest, ActionRequestSpec, ActionRequestStatus, Approval, ApprovalRecord, AutonomyPolicySpec, Decision,
-    ExecutionState, ExecutionStatus, Phase, Risk, SocActionSpec, SocAgent, Tier,
+    EffectObject, ExecutionState, ExecutionStatus, Phase, Risk, SocActionSpec, SocAgent, Tier,
 };
 use std::collections::BTreeSet;
 
@@ -111,7 +112,12 @@ pub fn precheck(
     if let Some(sel) = params::protected_by(&spec.target, &action.protected_targets) {
         return Err(refuse(
             Reason::ProtectedTarget,
-            format!("target {} is protected ({sel:?}); no agent may {} it", target_key(spec), spec.action),
+            format!(
+                "target {} is protected (protectedTargets: {}); no agent may {} it",
+                target_key(spec),
+                effect::describe(sel),
+                spec.action
+            ),
         ));
     }
     Ok(())
@@ -189,6 +195,8 @@ pub struct Verdict {
     pub required: Option<u32>,
     pub expires_at: Option<Timestamp>,
     pub tier: Option<Tier>,
+    /// The request's effect it was decided on.
+    pub effect: Vec<EffectObject>,
 }
 
 impl Verdict {
@@ -202,6 +210,7 @@ impl Verdict {
             required: None,
             expires_at: None,
             tier: None,
+            effect: vec![],
         }
     }
 
@@ -217,6 +226,8 @@ pub struct Inputs<'a> {
     pub action: Option<&'a SocActionSpec>,
     /// Why the action's execution may not run (its status), if it may not.
     pub unexecutable: &'a [String],
+    /// The request's effect (`effect::plan`, with the selected pods listed now).
+    pub effect: &'a [EffectObject],
     pub policy: Option<&'a AutonomyPolicySpec>,
     /// Approvals that name this request.
     pub approvals: &'a [&'a Approval],
@@ -229,10 +240,14 @@ pub struct Inputs<'a> {
 /// effective tier to decide with); look again shortly.
 pub fn decide(i: &Inputs) -> Option<Verdict> {
     let spec = &i.request.spec;
-    if let Err(r) =
-        stamp(i).and_then(|()| precheck(spec, i.agent, i.action)).and_then(|()| executable(spec, i.unexecutable))
-    {
-        return Some(Verdict::refused(r));
+    let checked = stamp(i)
+        .and_then(|()| precheck(spec, i.agent, i.action))
+        .and_then(|()| executable(spec, i.unexecutable))
+        .and_then(|()| reach(spec, i));
+    if let Err(r) = checked {
+        let mut v = Verdict::refused(r);
+        v.effect = i.effect.to_vec();
+        return Some(v);
     }
     let (agent, action) = (i.agent?, i.action?);
     let tier = agent.status.as_ref().and_then(|s| s.effective_tier)?;
@@ -265,7 +280,20 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
         gated(i, agent, action, policy_spec, by_agent)
     };
     v.tier = Some(tier);
+    v.effect = i.effect.to_vec();
     Some(v)
+}
+
+/// Scope and protected targets over the whole effect, not only the declared target.
+fn reach(spec: &ActionRequestSpec, i: &Inputs) -> Result<(), Refusal> {
+    let (Some(agent), Some(action)) = (i.agent, i.action) else { return Ok(()) };
+    match effect::first_forbidden(i.effect, &agent.spec.scope.namespaces, &action.protected_targets) {
+        None => Ok(()),
+        Some(Forbidden::OutOfScope(m)) => Err(refuse(Reason::OutOfScope, m)),
+        Some(Forbidden::Protected(m)) => {
+            Err(refuse(Reason::ProtectedTarget, format!("{m}; no agent may {} it", spec.action)))
+        }
+    }
 }
 
 /// The webhook's stamp: a valid signature, and a ServiceAccount requester only for its own agent.
@@ -395,6 +423,7 @@ pub fn status(
         policy,
         tier: v.tier,
         execution: None,
+        effect: v.effect.clone(),
         conditions: previous.conditions.clone(),
     };
     if decided && v.decision.runs() {
@@ -469,6 +498,7 @@ mod tests {
         approvals: Vec<Approval>,
         past: Vec<Past>,
         unexecutable: Vec<String>,
+        effect: Vec<EffectObject>,
         now: Timestamp,
     }
 
@@ -480,6 +510,7 @@ mod tests {
             approvals: vec![],
             past: vec![],
             unexecutable: vec![],
+            effect: vec![],
             now: ts("2026-01-01T10:01:00Z"),
         }
     }
@@ -492,6 +523,7 @@ mod tests {
             agent: Some(&c.agent),
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
+            effect: &c.effect,
             policy: Some(&c.policy),
             approvals: &approvals,
             past: &c.past,
@@ -743,6 +775,24 @@ mod tests {
         assert_eq!((v.decision, v.reason), (Decision::Rejected, Reason::NotExecutable));
         assert!(v.message.contains("SocAction isolate may not be executed: rbac"), "{}", v.message);
 
+        let mut reaching = case(Tier::Autonomous, Risk::Low);
+        reaching.action.protected_targets =
+            vec![TargetSelector { kind: Some("Pod".into()), name_pattern: Some("dc-.*".into()), ..Default::default() }];
+        reaching.effect = vec![EffectObject {
+            kind: "Pod".into(),
+            namespace: Some("web".into()),
+            name: "dc-1".into(),
+            via: "selected by NetworkPolicy isolate-dc".into(),
+        }];
+        let v = run(&reaching, &base, &key);
+        assert_eq!((v.decision, v.reason), (Decision::Rejected, Reason::ProtectedTarget));
+        assert!(
+            v.message.starts_with("its effect reaches Pod web/dc-1 (selected by NetworkPolicy isolate-dc)"),
+            "{}",
+            v.message
+        );
+        assert_eq!(v.effect, reaching.effect, "the effect is shown on the refusal too");
+
         let mut paused = case(Tier::Autonomous, Risk::Low);
         paused.agent.status.as_mut().unwrap().phase = Some(Phase::Paused);
         assert_eq!(run(&paused, &base, &key).reason, Reason::AgentPaused);
@@ -800,6 +850,7 @@ mod tests {
             max_length: None,
             minimum: None,
             maximum: None,
+            target_kind: None,
         }];
         for i in 0..3000 {
             let mut r = base.clone();
@@ -859,6 +910,7 @@ mod tests {
             agent: Some(&c.agent),
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
+            effect: &c.effect,
             policy: Some(&c.policy),
             approvals: &approvals,
             past: &[],

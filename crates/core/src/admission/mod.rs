@@ -2,6 +2,7 @@
 //! parameters and signatures.
 
 pub mod approvals;
+pub mod effect;
 pub mod gate;
 pub mod identity;
 pub mod params;

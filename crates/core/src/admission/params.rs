@@ -192,6 +192,7 @@ mod tests {
             max_length: None,
             minimum: None,
             maximum: None,
+            target_kind: None,
         }
     }
 

@@ -9,15 +9,17 @@ use crate::execute;
 use crate::k8s;
 use crate::watch::malformed;
 use jiff::Timestamp;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use socwarden_api::{
-    ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, Decision, Execution, ExecutionState, SocAction,
-    SocAgent,
+    ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, Decision, EffectObject, Execution, ExecutionState,
+    SocAction, SocAgent,
 };
+use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
 use socwarden_core::admission::identity;
 use socwarden_core::behaviour::drift::{Kind, Observation};
@@ -149,8 +151,9 @@ impl LookedUp {
 
 /// Settles an undecided request: look up → `gate::decide` (pure) → record → carry out.
 async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatus) -> Result<Action, Error> {
-    let now = Timestamp::now();
     let l = LookedUp::of(req, ctx);
+    let effect = effect_of(req, ctx, l.action.as_deref()).await?;
+    let now = Timestamp::now();
     let approvals: Vec<&Approval> = l.approvals.iter().map(|a| a.as_ref()).collect();
     let inputs = gate::Inputs {
         request: req,
@@ -163,6 +166,7 @@ async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
             .and_then(|a| a.status.as_ref())
             .map(|s| s.unexecutable.as_slice())
             .unwrap_or(&[]),
+        effect: &effect,
         policy: l.policy.as_ref().map(|p| &p.spec),
         approvals: &approvals,
         past: &l.past,
@@ -189,6 +193,23 @@ async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
     let reversible = l.action.as_ref().is_some_and(|a| a.spec.reversible);
     carry_out(req, ctx, status, execution.filter(|_| v.decision.runs()), reversible, &approvers).await?;
     Ok(Action::await_change())
+}
+
+/// The request's effect: what `effect::plan` knows from the request and the action, plus the pods
+/// its objects select right now. An API error leaves the request undecided (retried): the gate
+/// never decides on a partial effect.
+async fn effect_of(req: &ActionRequest, ctx: &Context, action: Option<&SocAction>) -> Result<Vec<EffectObject>, Error> {
+    let Some(a) = action else { return Ok(vec![]) };
+    // A manifest that does not render has no effect to show; the gate rejects the request.
+    let Ok(plan) = effect::plan(&a.spec, &req.spec, &req.name_any()) else { return Ok(vec![]) };
+    let mut out = plan.objects;
+    for sel in &plan.selectors {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &sel.namespace);
+        let listed = pods.list_metadata(&ListParams::default().labels(&sel.labels)).await?;
+        let names: Vec<String> = listed.items.iter().map(|p| p.name_any()).collect();
+        out.extend(effect::selected(sel, &names));
+    }
+    Ok(out)
 }
 
 /// Records a decision and runs its execution, if it has one.
