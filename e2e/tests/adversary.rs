@@ -404,3 +404,57 @@ async fn an_isolation_whose_selector_reaches_protected_pods_is_rejected() -> Res
     assert!(out.contains(&format!("touches Pod {scope}/web-1 (selected by NetworkPolicy isolate-web)")), "{out}");
     Ok(())
 }
+
+/// Issue 9 §2: run exactly what was approved — a GitOps committer who edits an action while a
+/// request waits (lowering its risk, changing what it writes) neither lets it run alone nor carries
+/// earlier approvals over to the new content.
+#[tokio::test]
+async fn an_action_edited_while_a_request_waits_needs_approval_of_the_new_content() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Supervised, &[&w.isolate]).await?;
+    let (home, scope) = (w.home(), w.scope());
+    let requests = Api::<ActionRequest>::namespaced(w.admin.clone(), home);
+    file(&bot, home, &request("r1", "bot", &w.isolate, json!({"app": "web"}), scope, "web-1")).await?;
+    wait_for("pending", T, || async {
+        Ok(decision_of(&w.admin, home, "r1").await?.filter(|d| *d == Decision::Pending))
+    })
+    .await?;
+    approve("lead-a", home, &approval("by-a", "r1", "approve")).await?;
+    wait_for("lead-a counted", T, || async {
+        Ok(requests.get("r1").await?.status.filter(|s| s.approvals.len() == 1).map(|_| ()))
+    })
+    .await?;
+
+    // The committer lowers the risk (low runs alone at supervised) and widens what it writes.
+    let edit = json!({"spec": {"risk": "low", "execution": {"manifest": "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"isolate-${app}\"}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n"}}});
+    let edited = Api::<SocAction>::all(as_user("gitops").await?)
+        .patch(&w.isolate, &PatchParams::default(), &Patch::Merge(&edit))
+        .await?;
+    // The operator has seen the edit (its catalog status caught up with the new generation).
+    let actions = Api::<SocAction>::all(w.admin.clone());
+    wait_for("the edit seen", T, || async {
+        let a = actions.get(&w.isolate).await?;
+        Ok((a.status.and_then(|s| s.observed_generation) == edited.metadata.generation).then_some(()))
+    })
+    .await?;
+    // The next approval makes the operator look again: still waiting, lead-a no longer counts.
+    approve("lead-b", home, &approval("by-b", "r1", "approve")).await?;
+    let judged = wait_for("r1 judged on the new content", T, || async {
+        Ok(requests.get("r1").await?.status.filter(|s| s.message.contains("changed while this request waited")))
+    })
+    .await;
+    let s = match judged {
+        Ok(s) => s,
+        Err(e) => anyhow::bail!("{e}: {:?}", requests.get("r1").await?.status),
+    };
+    assert_eq!(s.decision, Some(Decision::Pending), "{}", s.message);
+    assert_eq!(s.required_approvals, Some(2), "never fewer than it first asked for");
+    assert_eq!(s.approvals.iter().map(|a| a.approver.as_str()).collect::<Vec<_>>(), ["lead-b"]);
+    assert!(!netpol_exists(&w.admin, scope, "isolate-web").await?);
+
+    // A second approval of the content as it is now runs it.
+    approve("lead-c", home, &approval("by-c", "r1", "approve")).await?;
+    assert_eq!(decided(&w.admin, home, "r1").await?.status.unwrap().decision, Some(Decision::Approved));
+    Ok(())
+}

@@ -12,6 +12,8 @@ pub const DRIFTED: &str = "Drifted";
 pub const DELEGABLE: &str = "Delegable";
 /// On SocAction: every object its manifest writes is within the safe envelope of executions.
 pub const EXECUTABLE: &str = "Executable";
+/// On ActionRequest: its SocAction changed while it waited (approvals given before stopped counting).
+pub const ACTION_CHANGED: &str = "ActionChanged";
 /// On AutonomyPolicy.
 pub const VALID: &str = "Valid";
 

@@ -149,6 +149,10 @@ pub struct ActionRequestStatus {
     pub required_approvals: Option<u32>,
     /// Hash of agent, action, parameters and target: what an approval is bound to.
     pub binding: Option<String>,
+    /// Hash of the SocAction's spec the request was decided on: approvals bind to it, and the
+    /// execution runs only that content (an edited action is never run under an old decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_hash: Option<String>,
     /// When a pending request expires.
     pub expires_at: Option<String>,
     pub decided_at: Option<String>,

@@ -136,7 +136,13 @@ fn bind_approval(
         {
             return Err(problem);
         }
-        return Ok(signature::bound_to_request(&r.uid().unwrap_or_default(), &signature::request_binding(&r.spec)));
+        // Bound to the request and to the action's content as it is now: an edit of the action
+        // before the decision leaves this approval behind.
+        let action = lookup
+            .action(&r.spec.action)
+            .ok_or_else(|| format!("SocAction {} does not exist (or cannot be read)", r.spec.action))?;
+        let content = signature::approved_content(&r.spec, &signature::action_hash(&action.spec));
+        return Ok(signature::bound_to_request(&r.uid().unwrap_or_default(), &content));
     }
     if let Some(p) = &spec.promotion {
         let agent = lookup
@@ -464,7 +470,8 @@ mod tests {
         let s: ApprovalSpec = serde_json::from_value(patched.unwrap()).unwrap();
         assert_eq!(s.approver, "lead-b");
         let r = f.requests["r1"].clone();
-        assert_eq!(s.bound_to, signature::bound_to_request("req-uid", &signature::request_binding(&r.spec)));
+        let content = signature::approved_content(&r.spec, &signature::action_hash(&f.actions["isolate"].spec));
+        assert_eq!(s.bound_to, signature::bound_to_request("req-uid", &content));
         let msg = signature::approval_message(NS, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
         assert!(Key::new(b"k").verify(&msg, &s.signature));
     }

@@ -197,6 +197,10 @@ pub struct Verdict {
     pub tier: Option<Tier>,
     /// The request's effect it was decided on.
     pub effect: Vec<EffectObject>,
+    /// The content of the SocAction it was decided on (`signature::action_hash`).
+    pub action_hash: Option<String>,
+    /// The SocAction changed since the request was last looked at.
+    pub action_changed: bool,
 }
 
 impl Verdict {
@@ -211,6 +215,8 @@ impl Verdict {
             expires_at: None,
             tier: None,
             effect: vec![],
+            action_hash: None,
+            action_changed: false,
         }
     }
 
@@ -228,6 +234,8 @@ pub struct Inputs<'a> {
     pub unexecutable: &'a [String],
     /// The request's effect (`effect::plan`, with the selected pods listed now).
     pub effect: &'a [EffectObject],
+    /// What the request showed before this decision (a Pending request's frozen requirements).
+    pub previous: Option<&'a ActionRequestStatus>,
     pub policy: Option<&'a AutonomyPolicySpec>,
     /// Approvals that name this request.
     pub approvals: &'a [&'a Approval],
@@ -264,13 +272,16 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
     let ns = i.request.namespace().unwrap_or_default();
     // Someone filing on the agent's behalf does not borrow its autonomy.
     let by_agent = identity::is_agent(&spec.requester, &ns, &spec.agent);
+    // Once it waited for humans, it waits for humans: lowering the action's risk or raising the
+    // tier meanwhile does not let it run alone.
+    let was_pending = i.previous.and_then(|p| p.decision) == Some(Decision::Pending);
     let mut v = if tier == Tier::Observe {
         Verdict::new(
             Decision::Recommended,
             Reason::ObserveTier,
             format!("SocAgent {} is at the observe tier: recorded as a recommendation, never executed", spec.agent),
         )
-    } else if by_agent && policy::runs_alone(policy_spec, tier, action.risk) {
+    } else if by_agent && !was_pending && policy::runs_alone(policy_spec, tier, action.risk) {
         Verdict::new(
             Decision::AutoApproved,
             Reason::Autonomous,
@@ -281,6 +292,7 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
     };
     v.tier = Some(tier);
     v.effect = i.effect.to_vec();
+    v.action_hash = Some(signature::action_hash(action));
     Some(v)
 }
 
@@ -341,11 +353,19 @@ fn gated(
 ) -> Verdict {
     let req = i.request;
     let spec = &req.spec;
-    let required = required_approvals(agent, policy_spec, action.risk);
+    // Never fewer approvals than it asked for when it first waited.
+    let frozen = i.previous.and_then(|p| p.required_approvals).unwrap_or(0);
+    let required = required_approvals(agent, policy_spec, action.risk).max(frozen);
+    let hash = signature::action_hash(action);
+    let changed_now = i.previous.and_then(|p| p.action_hash.as_deref()).is_some_and(|h| h != hash);
+    let changed_before = i.previous.is_some_and(|p| {
+        socwarden_api::conditions::find(&p.conditions, socwarden_api::conditions::ACTION_CHANGED).is_some()
+    });
+    let changed = changed_now || changed_before;
     let timeout = duration::parse(&policy_spec.approvals.timeout).unwrap_or(std::time::Duration::from_secs(900));
     let created = req.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
     let expires = created + SignedDuration::try_from(timeout).unwrap_or(SignedDuration::from_mins(15));
-    let (uid, binding) = (req.uid().unwrap_or_default(), signature::request_binding(spec));
+    let (uid, binding) = (req.uid().unwrap_or_default(), signature::approved_content(spec, &hash));
     let subject = Subject::Request { uid: &uid, binding: &binding, requester: &spec.requester, expires };
     let approvals::Tally { approved: counted, denied: deny, ignored } =
         approvals::tally(i.approvals, agent, &subject, i.key, i.now);
@@ -373,7 +393,12 @@ fn gated(
         v.approvals = counted;
         v
     } else {
-        let why = if by_agent {
+        let why = if changed {
+            format!(
+                "SocAction {} changed while this request waited, so approvals given before no longer count; it needs",
+                spec.action
+            )
+        } else if by_agent {
             format!("{} risk needs", action.risk)
         } else {
             format!(
@@ -396,6 +421,7 @@ fn gated(
     };
     v.required = Some(required);
     v.expires_at = Some(expires);
+    v.action_changed = changed_now;
     v.ignored = ignored;
     v
 }
@@ -418,6 +444,7 @@ pub fn status(
         approvals: v.approvals.clone(),
         required_approvals: v.required,
         binding: Some(signature::request_binding(spec)),
+        action_hash: v.action_hash.clone(),
         expires_at: v.expires_at.map(|t| t.to_string()),
         decided_at: decided.then(|| now.to_string()),
         policy,
@@ -426,6 +453,22 @@ pub fn status(
         effect: v.effect.clone(),
         conditions: previous.conditions.clone(),
     };
+    if v.action_changed {
+        socwarden_api::conditions::set(
+            &mut status.conditions,
+            socwarden_api::Condition {
+                type_: socwarden_api::conditions::ACTION_CHANGED.into(),
+                status: "True".into(),
+                reason: "ContentChanged".into(),
+                message: format!(
+                    "SocAction {} changed while this request waited; approvals given before no longer count",
+                    spec.action
+                ),
+                last_transition_time: now.to_string(),
+                observed_generation: None,
+            },
+        );
+    }
     if decided && v.decision.runs() {
         match execution {
             Some(_) => {
@@ -474,16 +517,18 @@ mod tests {
     }
 
     /// An approval of `req` (UID "req-uid"), named `name`, stamped as the webhook stamps one.
+    #[allow(clippy::too_many_arguments)]
     fn approval(
         key: &Key,
         req: &ActionRequest,
+        action: &SocActionSpec,
         name: &str,
         who: &str,
         groups: &[&str],
         d: ApprovalDecision,
         at: &str,
     ) -> Approval {
-        let binding = signature::request_binding(&req.spec);
+        let binding = signature::approved_content(&req.spec, &signature::action_hash(action));
         let subject =
             Subject::Request { uid: "req-uid", binding: &binding, requester: &req.spec.requester, expires: ts(at) };
         let mut a = testing::approval(key, &agent(Tier::Supervised), &subject, who, groups, d, ts(at));
@@ -499,6 +544,7 @@ mod tests {
         past: Vec<Past>,
         unexecutable: Vec<String>,
         effect: Vec<EffectObject>,
+        previous: Option<ActionRequestStatus>,
         now: Timestamp,
     }
 
@@ -511,6 +557,7 @@ mod tests {
             past: vec![],
             unexecutable: vec![],
             effect: vec![],
+            previous: None,
             now: ts("2026-01-01T10:01:00Z"),
         }
     }
@@ -524,6 +571,7 @@ mod tests {
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
             effect: &c.effect,
+            previous: c.previous.as_ref(),
             policy: Some(&c.policy),
             approvals: &approvals,
             past: &c.past,
@@ -579,6 +627,7 @@ mod tests {
         c.approvals.push(approval(
             &key,
             &req,
+            &c.action,
             "own",
             "lead-a",
             &["leads"],
@@ -590,11 +639,70 @@ mod tests {
         c.approvals.push(approval(
             &key,
             &req,
+            &c.action,
             "b",
             "lead-b",
             &["leads"],
             ApprovalDecision::Approve,
             "2026-01-01T10:00:40Z",
+        ));
+        assert_eq!(run(&c, &req, &key).decision, Decision::Approved);
+    }
+
+    #[test]
+    fn what_waited_for_humans_keeps_its_requirements_and_approvals_bind_the_actions_content() {
+        let key = Key::new(b"k");
+        let req = request(&key, "system:serviceaccount:agents:warden-bot");
+        let mut c = case(Tier::Supervised, Risk::High);
+        let first = run(&c, &req, &key);
+        assert_eq!((first.decision, first.required), (Decision::Pending, Some(2)));
+        let shown = status(&first, &req.spec, None, None, &ActionRequestStatus::default(), c.now);
+        assert_eq!(shown.action_hash, Some(signature::action_hash(&c.action)));
+        c.previous = Some(shown);
+        c.approvals.push(approval(
+            &key,
+            &req,
+            &c.action,
+            "a1",
+            "alice",
+            &[],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:30Z",
+        ));
+
+        // The catalog lowers the risk: the request does not start running alone, still needs two,
+        // and the approval given for the high-risk content no longer counts.
+        c.action.risk = Risk::Low;
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.required), (Decision::Pending, Some(2)), "{}", v.message);
+        assert!(v.message.contains("SocAction isolate changed while this request waited"), "{}", v.message);
+        assert_eq!(v.ignored.len(), 1, "{:?}", v.ignored);
+        assert!(v.ignored[0].1.contains("different content"), "{:?}", v.ignored);
+        assert_eq!(v.action_hash, Some(signature::action_hash(&c.action)));
+        // Said for as long as it waits, not only at the reconcile that noticed.
+        c.previous = Some(status(&v, &req.spec, None, None, c.previous.as_ref().unwrap(), c.now));
+        assert!(run(&c, &req, &key).message.contains("changed while this request waited"));
+
+        // Approvals of the content as it is now count.
+        c.approvals.push(approval(
+            &key,
+            &req,
+            &c.action,
+            "a2",
+            "alice",
+            &[],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:40Z",
+        ));
+        c.approvals.push(approval(
+            &key,
+            &req,
+            &c.action,
+            "a3",
+            "bob",
+            &["leads"],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:41Z",
         ));
         assert_eq!(run(&c, &req, &key).decision, Decision::Approved);
     }
@@ -608,16 +716,35 @@ mod tests {
         assert_eq!((v.decision, v.required), (Decision::Pending, Some(2)));
         assert!(v.message.contains("needs 2 approval(s)") && v.message.contains("has 0"), "{}", v.message);
 
-        c.approvals.push(approval(&key, &req, "a1", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:30Z"));
+        c.approvals.push(approval(
+            &key,
+            &req,
+            &c.action,
+            "a1",
+            "alice",
+            &[],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:30Z",
+        ));
         assert_eq!(run(&c, &req, &key).decision, Decision::Pending);
         // The same approver twice does not make a quorum.
-        c.approvals.push(approval(&key, &req, "a2", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:31Z"));
+        c.approvals.push(approval(
+            &key,
+            &req,
+            &c.action,
+            "a2",
+            "alice",
+            &[],
+            ApprovalDecision::Approve,
+            "2026-01-01T10:00:31Z",
+        ));
         let v = run(&c, &req, &key);
         assert_eq!(v.decision, Decision::Pending);
         assert_eq!(v.ignored.len(), 1);
         c.approvals.push(approval(
             &key,
             &req,
+            &c.action,
             "a3",
             "bob",
             &["leads"],
@@ -632,6 +759,7 @@ mod tests {
         c.approvals.push(approval(
             &key,
             &req,
+            &c.action,
             "a4",
             "carol",
             &["leads"],
@@ -650,6 +778,7 @@ mod tests {
         late.approvals.push(approval(
             &key,
             &req,
+            &late.action,
             "a1",
             "alice",
             &[],
@@ -659,6 +788,7 @@ mod tests {
         late.approvals.push(approval(
             &key,
             &req,
+            &late.action,
             "a2",
             "bob",
             &["leads"],
@@ -676,20 +806,44 @@ mod tests {
         let mut c = case(Tier::Supervised, Risk::Medium);
         c.agent.spec.approvers.min_approvals = 1;
         let forged = {
-            let mut a =
-                approval(&key, &req, "forged", "bob", &["leads"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z");
+            let mut a = approval(
+                &key,
+                &req,
+                &c.action,
+                "forged",
+                "bob",
+                &["leads"],
+                ApprovalDecision::Approve,
+                "2026-01-01T10:00:10Z",
+            );
             a.spec.signature = Key::new(b"attacker").sign("x");
             a
         };
         let unsigned = {
-            let mut a =
-                approval(&key, &req, "unsigned", "bob", &["leads"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z");
+            let mut a = approval(
+                &key,
+                &req,
+                &c.action,
+                "unsigned",
+                "bob",
+                &["leads"],
+                ApprovalDecision::Approve,
+                "2026-01-01T10:00:10Z",
+            );
             a.spec.signature.clear();
             a
         };
         let other_request = {
-            let mut a =
-                approval(&key, &req, "other", "bob", &["leads"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z");
+            let mut a = approval(
+                &key,
+                &req,
+                &c.action,
+                "other",
+                "bob",
+                &["leads"],
+                ApprovalDecision::Approve,
+                "2026-01-01T10:00:10Z",
+            );
             a.spec.bound_to = signature::bound_to_request("other-uid", "x");
             a.spec.signature = key.sign(&signature::approval_message(
                 NS,
@@ -704,17 +858,27 @@ mod tests {
             forged,
             unsigned,
             other_request,
-            approval(&key, &req, "self", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:10Z"),
+            approval(&key, &req, &c.action, "self", "alice", &[], ApprovalDecision::Approve, "2026-01-01T10:00:10Z"),
             approval(
                 &key,
                 &req,
+                &c.action,
                 "sa",
                 "system:serviceaccount:agents:x",
                 &["system:serviceaccounts", "leads"],
                 ApprovalDecision::Approve,
                 "2026-01-01T10:00:10Z",
             ),
-            approval(&key, &req, "analyst", "dave", &["analysts"], ApprovalDecision::Approve, "2026-01-01T10:00:10Z"),
+            approval(
+                &key,
+                &req,
+                &c.action,
+                "analyst",
+                "dave",
+                &["analysts"],
+                ApprovalDecision::Approve,
+                "2026-01-01T10:00:10Z",
+            ),
         ];
         let v = run(&c, &req, &key);
         assert_eq!(v.decision, Decision::Pending);
@@ -873,6 +1037,7 @@ mod tests {
                 let mut a = approval(
                     &key,
                     &r,
+                    &c.action,
                     &format!("a{j}"),
                     ["alice", "bob", "", "system:serviceaccount:x:y"][rng.below(4)],
                     &["leads"],
@@ -911,6 +1076,7 @@ mod tests {
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
             effect: &c.effect,
+            previous: c.previous.as_ref(),
             policy: Some(&c.policy),
             approvals: &approvals,
             past: &[],

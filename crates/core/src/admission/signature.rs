@@ -4,7 +4,7 @@
 
 use ring::{digest, hmac};
 use serde_json::Value;
-use socwarden_api::{ActionRequestSpec, ApprovalDecision, Target, Tier};
+use socwarden_api::{ActionRequestSpec, ApprovalDecision, SocActionSpec, Target, Tier};
 use std::collections::BTreeMap;
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -57,6 +57,22 @@ pub fn request_message(namespace: &str, spec: &ActionRequestSpec) -> String {
         spec.requester_groups.join(","),
         spec.nonce
     )
+}
+
+/// The content of a SocAction (SHA-256, hex, of its whole spec: risk, parameters, grants,
+/// execution, limits, protected targets…). Struct fields serialize in a fixed order and maps are
+/// ordered, so the encoding is canonical.
+pub fn action_hash(action: &SocActionSpec) -> String {
+    let canonical = serde_json::to_string(action).unwrap_or_default();
+    hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+}
+
+/// What an approval of a request approves: the request's content and the content of its action,
+/// as the approver saw them. An edit of the action while the request waits leaves earlier approvals
+/// bound to the old content.
+pub fn approved_content(spec: &ActionRequestSpec, action_hash: &str) -> String {
+    let both = format!("{}\n{action_hash}", request_binding(spec));
+    hex(digest::digest(&digest::SHA256, both.as_bytes()).as_ref())
 }
 
 /// What an Approval is bound to.
@@ -124,6 +140,19 @@ mod tests {
         let p3: BTreeMap<String, Value> = [("a".to_string(), json!(2))].into();
         assert_ne!(b, binding("bot", "isolate", &p3, &target()));
         assert_eq!(b.len(), 64);
+    }
+
+    #[test]
+    fn the_approved_content_changes_with_the_action() {
+        let spec = ActionRequestSpec { agent: "bot".into(), action: "isolate".into(), ..Default::default() };
+        let a = SocActionSpec { risk: socwarden_api::Risk::High, ..Default::default() };
+        let mut lowered = a.clone();
+        lowered.risk = socwarden_api::Risk::Low;
+        assert_eq!(action_hash(&a), action_hash(&a.clone()));
+        assert_ne!(action_hash(&a), action_hash(&lowered));
+        let mut edited = a.clone();
+        edited.execution = Some(socwarden_api::Execution { manifest: Some("kind: NetworkPolicy".into()), http: None });
+        assert_ne!(approved_content(&spec, &action_hash(&a)), approved_content(&spec, &action_hash(&edited)));
     }
 
     #[test]

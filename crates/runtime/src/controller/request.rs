@@ -21,7 +21,7 @@ use socwarden_api::{
 };
 use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
-use socwarden_core::admission::identity;
+use socwarden_core::admission::{identity, signature};
 use socwarden_core::behaviour::drift::{Kind, Observation};
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +167,7 @@ async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
             .map(|s| s.unexecutable.as_slice())
             .unwrap_or(&[]),
         effect: &effect,
+        previous: Some(&previous),
         policy: l.policy.as_ref().map(|p| &p.spec),
         approvals: &approvals,
         past: &l.past,
@@ -229,7 +230,10 @@ async fn carry_out(
         // A manifest is applied with server-side apply: doing it again changes nothing, so it may
         // go out together with the status that records the decision.
         Some(e) if e.http.is_none() => {
-            let (written, outcome) = tokio::join!(write(req, ctx, &status), run_execution(req, ctx, approvers));
+            let (written, outcome) = tokio::join!(
+                write(req, ctx, &status),
+                run_execution(req, ctx, approvers, status.action_hash.as_deref())
+            );
             written?;
             record_decision(req, ctx, &status, approvers);
             finish(req, ctx, status, outcome).await
@@ -239,7 +243,7 @@ async fn carry_out(
         Some(_) => {
             write(req, ctx, &status).await?;
             record_decision(req, ctx, &status, approvers);
-            let outcome = run_execution(req, ctx, approvers).await;
+            let outcome = run_execution(req, ctx, approvers, status.action_hash.as_deref()).await;
             finish(req, ctx, status, outcome).await
         }
         None => {
@@ -307,7 +311,7 @@ fn entry(
 type Outcome = Result<(String, Vec<socwarden_api::AppliedObject>), execute::Error>;
 
 /// Carries out the action (no status written). Safe to repeat: see the module comment.
-async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String]) -> Outcome {
+async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String], decided_on: Option<&str>) -> Outcome {
     let action = ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).filter(|a| malformed(a.as_ref()).is_none());
     let Some((e, a)) = action.as_ref().and_then(|a| a.spec.execution.as_ref().map(|e| (e, a))) else {
         return Err(execute::Error::Invalid(format!(
@@ -315,6 +319,13 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String])
             req.spec.action
         )));
     };
+    // Exactly what was decided on: an action edited since is not run under the old decision.
+    if decided_on.is_some_and(|h| h != signature::action_hash(&a.spec)) {
+        return Err(execute::Error::Invalid(format!(
+            "SocAction {} changed after this request was decided; nothing was run (file a new request to run the action as it is now)",
+            req.spec.action
+        )));
+    }
     if let Some(tpl) = &e.manifest {
         let applied =
             execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req, a.spec.reversible, &ctx.delegable).await?;
@@ -365,7 +376,7 @@ async fn finish(
 /// Resumes an execution found `Running` (after a restart).
 async fn execute(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
     let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
-    let outcome = run_execution(req, ctx, &approvers).await;
+    let outcome = run_execution(req, ctx, &approvers, status.action_hash.as_deref()).await;
     finish(req, ctx, status, outcome).await
 }
 
