@@ -458,3 +458,43 @@ async fn an_action_edited_while_a_request_waits_needs_approval_of_the_new_conten
     assert_eq!(decided(&w.admin, home, "r1").await?.status.unwrap().decision, Some(Decision::Approved));
     Ok(())
 }
+
+/// Issue 9 §4: budgets hold under a burst — twenty requests filed at once by the agent never run
+/// more than the hourly budget.
+#[tokio::test]
+async fn a_burst_of_requests_never_runs_more_than_the_budget() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let enrich = unique("enrich");
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {enrich}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n  limits: {{maxExecutionsPerHour: 3}}\n"
+        ),
+    )
+    .await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&enrich]).await?;
+    let filed =
+        futures::future::join_all(
+            (0..20).map(|i| {
+                let (bot, enrich) = (bot.clone(), enrich.clone());
+                async move {
+                    file(&bot, home, &request(&format!("burst-{i}"), "bot", &enrich, json!({}), scope, "web-1")).await
+                }
+            }),
+        )
+        .await;
+    assert!(filed.iter().all(|r| r.is_ok()), "{filed:?}");
+    let mut ran = 0;
+    for i in 0..20 {
+        let s = decided(&w.admin, home, &format!("burst-{i}")).await?.status.unwrap();
+        match s.decision {
+            Some(Decision::AutoApproved) => ran += 1,
+            Some(Decision::Rejected) => assert!(s.message.contains("the budget is 3 per hour"), "{}", s.message),
+            other => anyhow::bail!("burst-{i}: {other:?} {}", s.message),
+        }
+    }
+    assert_eq!(ran, 3, "exactly the budget ran");
+    Ok(())
+}

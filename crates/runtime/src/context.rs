@@ -100,6 +100,8 @@ pub struct Context {
     pub issued: Mutex<HashMap<String, IssuedMemo>>,
     pub status_written: StatusMemo<SocAgentStatus>,
     pub request_status_written: StatusMemo<ActionRequestStatus>,
+    /// One decision at a time per agent (see `turn`).
+    turns: Mutex<HashMap<(String, String), std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What `Context::new` needs besides the client and caches.
@@ -134,6 +136,18 @@ impl Context {
             issued: Mutex::new(HashMap::new()),
             status_written: StatusMemo::default(),
             request_status_written: StatusMemo::default(),
+            turns: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The turn of agent `namespace/agent` to have a request decided: held from reading its history
+    /// until the decision is written, so that requests filed at once are decided one after the
+    /// other, each seeing the ones before (budgets hold under a burst).
+    pub async fn turn(&self, namespace: &str, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self.turns.lock().expect("turns lock");
+            turns.entry((namespace.to_string(), agent.to_string())).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 }

@@ -114,7 +114,18 @@ fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
     impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) {
     let (reader, writer) = reflector::store_shared::<K>(1024);
-    let events = watch::watch::<K>(client.clone(), watcher::Config::default(), metrics.clone()).default_backoff();
+    // Requests and approvals are many: the cache keeps what the decisions read, not the managed
+    // fields or annotations (a `kubectl apply` copy of the whole object, notes of tools) other
+    // than the lenient decoding's mark.
+    let events = watch::watch::<K>(client.clone(), watcher::Config::default(), metrics.clone())
+        .default_backoff()
+        .modify(|o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            // Only the mark the lenient decoding leaves on a malformed object is kept.
+            if let Some(a) = o.meta_mut().annotations.as_mut() {
+                a.retain(|k, _| k == watch::MALFORMED_ANNOTATION);
+            }
+        });
     (reader, writer, events)
 }
 

@@ -112,7 +112,9 @@ fn past_requests(ctx: &Context, req: &ActionRequest) -> Vec<Past> {
         })
         .iter()
         .filter_map(|r| {
-            let s = r.status.as_ref()?;
+            // What this replica wrote counts even before the cache shows it.
+            let s = ctx.request_status_written.shown_by(r.as_ref(), r.status.as_ref())?;
+            let s = &s;
             Some(Past {
                 decided_at: s.decided_at.as_ref()?.parse().ok()?,
                 decision: s.decision?,
@@ -151,6 +153,13 @@ impl LookedUp {
 
 /// Settles an undecided request: look up → `gate::decide` (pure) → record → carry out.
 async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatus) -> Result<Action, Error> {
+    let _turn = ctx.turn(&req.namespace().unwrap_or_default(), &req.spec.agent).await;
+    // A decision written while this one waited for its turn: nothing left to settle here.
+    let previous = match shown(req, ctx) {
+        s if s.decision.is_some_and(|d| d != Decision::Pending) => return Ok(Action::await_change()),
+        s if s.decision.is_some() => s,
+        _ => previous,
+    };
     let l = LookedUp::of(req, ctx);
     let effect = effect_of(req, ctx, l.action.as_deref()).await?;
     let now = Timestamp::now();
