@@ -78,6 +78,11 @@ pub struct IssuedMemo {
     pub token: IssuedToken,
 }
 
+/// (namespace, agent).
+type AgentKey = (String, String);
+/// An agent's turn to have a request decided.
+type Turn = std::sync::Arc<tokio::sync::Mutex<()>>;
+
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
@@ -101,7 +106,7 @@ pub struct Context {
     pub status_written: StatusMemo<SocAgentStatus>,
     pub request_status_written: StatusMemo<ActionRequestStatus>,
     /// One decision at a time per agent (see `turn`).
-    turns: Mutex<HashMap<(String, String), std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    turns: Mutex<HashMap<AgentKey, Turn>>,
 }
 
 /// What `Context::new` needs besides the client and caches.
