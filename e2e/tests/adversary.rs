@@ -498,3 +498,59 @@ async fn a_burst_of_requests_never_runs_more_than_the_budget() -> Result<()> {
     assert_eq!(ran, 3, "exactly the budget ran");
     Ok(())
 }
+
+/// Issue 9 §4: an agent cannot flood the approvers or the operator — its queue of undecided
+/// requests and its filing rate are capped by its AutonomyPolicy, refused at admission with why.
+#[tokio::test]
+async fn an_agent_cannot_flood_the_queue_or_file_without_limit() -> Result<()> {
+    let w = world().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let (capped, enrich) = (unique("capped"), unique("enrich"));
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {capped}}}\nspec: {{requests: {{maxPending: 2, maxPerMinute: 5}}}}\n---\napiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {enrich}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let mut tokens = Vec::new();
+    for name in ["queue", "rate"] {
+        let mut a = agent(name, home, Tier::Supervised, &[&w.isolate, &enrich], &[scope]);
+        a.spec.approvers.groups = vec!["soc-leads".into()];
+        a.spec.policy_ref = capped.clone();
+        apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
+        wait_agent(&w.admin, home, name, "Ready", T, ready).await?;
+        tokens.push(with_token(&agent_token(&w.admin, home, name).await?.unwrap()).await?);
+    }
+
+    // Two isolations wait for approval; a third is refused while they wait.
+    for i in 0..2 {
+        file(&tokens[0], home, &request(&format!("q{i}"), "queue", &w.isolate, json!({"app": "web"}), scope, "web-1"))
+            .await?;
+    }
+    let msg = refusal(
+        file(&tokens[0], home, &request("q2", "queue", &w.isolate, json!({"app": "web"}), scope, "web-1")).await,
+    );
+    assert!(
+        msg.contains("SocAgent queue has 2 requests waiting for a decision") && msg.contains("maxPending"),
+        "{msg}"
+    );
+    // A human may still file for it.
+    file(
+        &as_user("lead-a").await?,
+        home,
+        &request("by-lead", "queue", &w.isolate, json!({"app": "web"}), scope, "web-1"),
+    )
+    .await?;
+
+    // Five quick reads a minute, not six.
+    for i in 0..5 {
+        let name = format!("r{i}");
+        file(&tokens[1], home, &request(&name, "rate", &enrich, json!({}), scope, "web-1")).await?;
+        decided(&w.admin, home, &name).await?;
+    }
+    let msg = refusal(file(&tokens[1], home, &request("r5", "rate", &enrich, json!({}), scope, "web-1")).await);
+    assert!(msg.contains("SocAgent rate filed 5 requests in the last minute") && msg.contains("maxPerMinute"), "{msg}");
+    Ok(())
+}

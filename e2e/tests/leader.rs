@@ -69,7 +69,9 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     apply(&agents, &agent("bot", home, Tier::Supervised, &[&action], &[home])).await?;
     wait_agent(&admin, home, "bot", "Ready", Duration::from_secs(30), ready).await?;
     let token_before = agent_token(&admin, home, "bot").await?;
-    let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), home);
+    // The agent files its own requests (what someone else files waits for approval).
+    let bot = with_token(token_before.as_deref().expect("a token")).await?;
+    let requests: Api<ActionRequest> = Api::namespaced(bot, home);
     let req = |name: &str, n: &str| -> ActionRequest {
         serde_json::from_value(json!({"metadata": {"name": name},
             "spec": {"agent": "bot", "action": action, "parameters": {"n": n}, "target": {"kind": "NetworkPolicy", "name": format!("note-{n}"), "namespace": home}}}))

@@ -36,6 +36,33 @@ pub struct AutonomyPolicySpec {
     /// What a tier promotion needs.
     #[serde(default)]
     pub promotion: PromotionRules,
+    /// How many requests an agent may file: beyond these the admission webhook refuses, saying why.
+    #[serde(default)]
+    pub requests: RequestQuota,
+}
+
+/// Per agent: requests waiting for a decision, and requests filed per minute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestQuota {
+    /// Requests of one agent not decided yet (default 20).
+    #[serde(default = "twenty")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_pending: u32,
+    /// Requests one agent may file per minute (default 60; counted by each operator replica).
+    #[serde(default = "sixty")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_per_minute: u32,
+}
+
+impl Default for RequestQuota {
+    fn default() -> Self {
+        Self { max_pending: twenty(), max_per_minute: sixty() }
+    }
+}
+
+fn sixty() -> u32 {
+    60
 }
 
 /// Approval of gated actions. The approvals a request needs are the larger of the agent's

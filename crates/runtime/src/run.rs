@@ -506,10 +506,10 @@ async fn admission(
     let config = tls::server_config(&material)?;
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
-    let lookup = stores.clone();
+    let lookup = webhook::Admissions::new(stores.clone());
     let handler: server::Handler = Arc::new(move |path, _auth, body| {
         let started = std::time::Instant::now();
-        if !lookup.ready() {
+        if !lookup.stores.ready() {
             let review = kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
                 .into_review();
             return (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default());

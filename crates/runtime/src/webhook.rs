@@ -7,8 +7,11 @@
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use socwarden_api::{ActionRequest, ActionRequestSpec, Approval, ApprovalSpec, Decision, SocAgent, Tier};
+use socwarden_api::{
+    ActionRequest, ActionRequestSpec, Approval, ApprovalSpec, AutonomyPolicy, Decision, SocAgent, Tier,
+};
 use socwarden_core::admission::gate;
+use socwarden_core::admission::quota;
 use socwarden_core::admission::signature::{self, Key};
 use std::sync::Arc;
 
@@ -17,6 +20,16 @@ pub trait Lookup {
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>>;
     fn action(&self, name: &str) -> Option<Arc<socwarden_api::SocAction>>;
     fn request(&self, namespace: &str, name: &str) -> Option<Arc<ActionRequest>>;
+    fn policy(&self, name: &str) -> Option<Arc<AutonomyPolicy>>;
+    /// Counts what agent `namespace/agent` has filed itself and, when `check` allows one more,
+    /// records request `name` as filed (atomically, so that a burst is counted one by one).
+    fn admit(
+        &self,
+        namespace: &str,
+        agent: &str,
+        name: &str,
+        check: &dyn Fn(quota::Filing) -> Result<(), String>,
+    ) -> Result<(), String>;
 }
 
 /// Handles one AdmissionReview body for `path` (`/mutate` or `/validate`). Never panics; anything
@@ -98,6 +111,15 @@ fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key
                 return Err(format!("{}; no agent may {} it", f.message(), spec.action));
             }
         }
+    }
+    // The agent's own filing is capped (queue and rate), so that it cannot flood the approvers.
+    if let Some(a) =
+        agent.as_ref().filter(|a| socwarden_core::admission::identity::agent_user(&ns, &a.name_any()) == username)
+    {
+        let policy = &a.spec.policy_ref;
+        let q = lookup.policy(policy).map(|p| p.spec.requests.clone()).unwrap_or_default();
+        let name = r.metadata.name.clone().or(r.metadata.generate_name.clone()).unwrap_or_default();
+        lookup.admit(&ns, &spec.agent, &name, &|f| quota::check(&spec.agent, policy, &q, f))?;
     }
     // Whatever the body said, the stamp is the authenticated user.
     spec.requester = username;
@@ -270,17 +292,70 @@ fn immutable(req: &AdmissionRequest<DynamicObject>) -> Outcome {
     Ok(None)
 }
 
-impl Lookup for crate::context::Stores {
+type AgentKey = (String, String);
+/// When each request was admitted here in the last minute, and its name.
+type Filed = std::collections::VecDeque<(Instant, String)>;
+
+/// What the webhook server looks up: the operator's caches, and the requests this replica admitted
+/// in the last minute (the caches show a burst only after it was admitted).
+pub struct Admissions {
+    pub stores: crate::context::Stores,
+    filed: std::sync::Mutex<std::collections::HashMap<AgentKey, Filed>>,
+}
+
+impl Admissions {
+    pub fn new(stores: crate::context::Stores) -> Self {
+        Self { stores, filed: Default::default() }
+    }
+}
+
+use std::time::Instant;
+
+impl Lookup for Admissions {
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>> {
-        self.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+        self.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
     fn action(&self, name: &str) -> Option<Arc<socwarden_api::SocAction>> {
-        self.actions
+        self.stores
+            .actions
             .get(&kube::runtime::reflector::ObjectRef::new(name))
             .filter(|a| crate::watch::malformed(a.as_ref()).is_none())
     }
     fn request(&self, namespace: &str, name: &str) -> Option<Arc<ActionRequest>> {
-        self.requests.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+        self.stores.requests.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+    }
+    fn policy(&self, name: &str) -> Option<Arc<AutonomyPolicy>> {
+        self.stores
+            .policies
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .filter(|p| crate::watch::malformed(p.as_ref()).is_none())
+    }
+    fn admit(
+        &self,
+        namespace: &str,
+        agent: &str,
+        name: &str,
+        check: &dyn Fn(quota::Filing) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        let own = socwarden_core::admission::identity::agent_user(namespace, agent);
+        let mut filed = self.filed.lock().expect("filed lock");
+        let recent = filed.entry((namespace.to_string(), agent.to_string())).or_default();
+        while recent.front().is_some_and(|(at, _)| now.duration_since(*at) > std::time::Duration::from_secs(60)) {
+            recent.pop_front();
+        }
+        let cached = self.stores.requests.state_filter(|r| {
+            r.namespace().as_deref() == Some(namespace) && r.spec.agent == agent && r.spec.requester == own
+        });
+        let undecided = cached
+            .iter()
+            .filter(|r| r.status.as_ref().and_then(|s| s.decision).is_none_or(|d| d == Decision::Pending))
+            .count();
+        // Admitted here, not in the cache yet.
+        let unseen = recent.iter().filter(|(_, n)| !cached.iter().any(|r| r.name_any() == *n)).count();
+        check(quota::Filing { undecided: undecided + unseen, last_minute: recent.len() })?;
+        recent.push_back((now, name.to_string()));
+        Ok(())
     }
 }
 
@@ -299,6 +374,8 @@ mod tests {
         agents: HashMap<String, Arc<SocAgent>>,
         actions: HashMap<String, Arc<SocAction>>,
         requests: HashMap<String, Arc<ActionRequest>>,
+        policy: Option<Arc<AutonomyPolicy>>,
+        filed: std::sync::Mutex<usize>,
     }
 
     impl Lookup for Fixture {
@@ -310,6 +387,21 @@ mod tests {
         }
         fn request(&self, _: &str, name: &str) -> Option<Arc<ActionRequest>> {
             self.requests.get(name).cloned()
+        }
+        fn policy(&self, _: &str) -> Option<Arc<AutonomyPolicy>> {
+            self.policy.clone()
+        }
+        fn admit(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            check: &dyn Fn(quota::Filing) -> Result<(), String>,
+        ) -> Result<(), String> {
+            let n = *self.filed.lock().unwrap();
+            check(quota::Filing { undecided: n, last_minute: n })?;
+            *self.filed.lock().unwrap() += 1;
+            Ok(())
         }
     }
 
@@ -502,6 +594,23 @@ mod tests {
         let mut relabelled = old.clone();
         relabelled["metadata"]["labels"] = json!({"a": "b"});
         assert!(run(&f, "/validate", &body("ActionRequest", "UPDATE", "admin", &[], relabelled, old)).0);
+    }
+
+    #[test]
+    fn an_agent_files_within_its_quota_and_a_human_is_not_counted() {
+        let mut f = fixture();
+        let q = socwarden_api::RequestQuota { max_pending: 2, max_per_minute: 10 };
+        f.policy = Some(Arc::new(AutonomyPolicy::new(
+            "default",
+            socwarden_api::AutonomyPolicySpec { requests: q, ..Default::default() },
+        )));
+        let create =
+            |user: &str| body("ActionRequest", "CREATE", user, &[], obj("ActionRequest", request_spec()), Value::Null);
+        assert!(run(&f, "/mutate", &create(BOT_SA)).0);
+        assert!(run(&f, "/mutate", &create(BOT_SA)).0);
+        let (ok, msg, _) = run(&f, "/mutate", &create(BOT_SA));
+        assert!(!ok && msg.contains("has 2 requests waiting for a decision"), "{msg}");
+        assert!(run(&f, "/mutate", &create("lead-a")).0, "people filing on the agent's behalf are not capped");
     }
 
     #[test]

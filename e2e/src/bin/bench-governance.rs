@@ -142,6 +142,15 @@ spec:
         ),
     )
     .await?;
+    // The agents file far more than the default quota allows (60 a minute each): a policy of its own.
+    let policy = unique("bench-gov");
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {policy}}}\nspec: {{requests: {{maxPending: 10000, maxPerMinute: 100000}}}}\n"
+        ),
+    )
+    .await?;
     let op = Operator::start_with(&["--concurrency", "32"]).await?;
 
     // 1,000 agents, Ready.
@@ -150,9 +159,11 @@ spec:
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), &home);
     stream::iter(0..n_agents)
         .map(|i| {
-            let (agents, run, action, home) = (agents.clone(), run.clone(), action.clone(), home.clone());
+            let (agents, run, action, home, policy) =
+                (agents.clone(), run.clone(), action.clone(), home.clone(), policy.clone());
             async move {
                 let mut a = agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&action], &[&home]);
+                a.spec.policy_ref = policy.clone();
                 a.metadata.labels = Some([("bench-run".to_string(), run)].into());
                 agents.create(&PostParams::default(), &a).await
             }
@@ -167,7 +178,19 @@ spec:
     let ms = webhook_latency(&client, &home, "agent-00001", &action, 100, 10).await?;
     report("webhook review (ActionRequest CREATE, stamped and signed) at 100/s", ms, 10.0);
 
-    // 3. Autonomous actions: created → executed, 20 requests/s.
+    // 3. Autonomous actions: created → executed, 20 requests/s, each filed by its agent with its own
+    // token (a request someone else files always waits for approval).
+    let filers: Vec<Api<ActionRequest>> = stream::iter(0..n_requests.min(n_agents))
+        .map(|i| {
+            let (client, home) = (client.clone(), home.clone());
+            async move {
+                let token = agent_token(&client, &home, &format!("agent-{i:05}")).await?.context("agent token")?;
+                Ok::<_, anyhow::Error>(Api::<ActionRequest>::namespaced(with_token(&token).await?, &home))
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await?;
     let requests: Api<ActionRequest> = Api::namespaced(client.clone(), &home);
     let sent: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
     let seen = {
@@ -203,7 +226,7 @@ spec:
                      "target": {"kind": "NetworkPolicy", "name": format!("bench-{i}"), "namespace": home}}
         }))?;
         sent.lock().unwrap().insert(name, Instant::now());
-        let (requests, created) = (requests.clone(), created.clone());
+        let (requests, created) = (filers[i % filers.len()].clone(), created.clone());
         tokio::spawn(async move {
             let t = Instant::now();
             let r = requests.create(&PostParams::default(), &r).await;

@@ -6,4 +6,5 @@ pub mod effect;
 pub mod gate;
 pub mod identity;
 pub mod params;
+pub mod quota;
 pub mod signature;
