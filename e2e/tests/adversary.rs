@@ -554,3 +554,48 @@ async fn an_agent_cannot_flood_the_queue_or_file_without_limit() -> Result<()> {
     assert!(msg.contains("SocAgent rate filed 5 requests in the last minute") && msg.contains("maxPerMinute"), "{msg}");
     Ok(())
 }
+
+/// Issue 9 §4: decided requests and their approvals are deleted after the policy's retention
+/// period (the decision log stays the record), except a reversible execution still in effect,
+/// whose deletion would lift it.
+#[tokio::test]
+async fn decided_requests_are_deleted_after_the_retention_period_unless_in_effect() -> Result<()> {
+    let w = world().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let short = unique("short");
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {short}}}\nspec: {{requests: {{retention: 3s}}}}\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let mut a = agent("bot", home, Tier::Supervised, &[&w.isolate], &[scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.policy_ref = short.clone();
+    apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
+    wait_agent(&w.admin, home, "bot", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&w.admin, home, "bot").await?.unwrap()).await?;
+    for (name, app, decision) in [("denied", "web", "deny"), ("applied", "db", "approve")] {
+        file(&bot, home, &request(name, "bot", &w.isolate, json!({"app": app}), scope, "web-1")).await?;
+        wait_for("pending", T, || async {
+            Ok(decision_of(&w.admin, home, name).await?.filter(|d| *d == Decision::Pending))
+        })
+        .await?;
+        approve("lead-a", home, &approval(&format!("{name}-by-a"), name, decision)).await?;
+        decided(&w.admin, home, name).await?;
+    }
+    let requests = Api::<ActionRequest>::namespaced(w.admin.clone(), home);
+    let approvals = Api::<Approval>::namespaced(w.admin.clone(), home);
+    wait_for("the denied request and its approval deleted", T, || async {
+        let gone = requests.get_opt("denied").await?.is_none() && approvals.get_opt("denied-by-a").await?.is_none();
+        Ok(gone.then_some(()))
+    })
+    .await?;
+    // The isolation still in effect keeps its record (and the isolation).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(requests.get_opt("applied").await?.is_some(), "a live isolation keeps its request");
+    assert!(netpol_exists(&w.admin, scope, "isolate-db").await?);
+    Ok(())
+}

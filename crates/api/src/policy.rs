@@ -53,12 +53,23 @@ pub struct RequestQuota {
     #[serde(default = "sixty")]
     #[schemars(range(min = 1, max = 100000))]
     pub max_per_minute: u32,
+    /// Decided requests (and their approvals) are deleted this long after their decision
+    /// (default 168h); the decision log stays the durable record. A reversible execution still in
+    /// effect keeps its request (deleting it rolls back). Budgets and promotion evidence count only
+    /// what is kept: keep it longer than an hour and than the promotion windows.
+    #[serde(default = "week")]
+    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    pub retention: String,
 }
 
 impl Default for RequestQuota {
     fn default() -> Self {
-        Self { max_pending: twenty(), max_per_minute: sixty() }
+        Self { max_pending: twenty(), max_per_minute: sixty(), retention: week() }
     }
+}
+
+fn week() -> String {
+    "168h".into()
 }
 
 fn sixty() -> u32 {

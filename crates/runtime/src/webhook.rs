@@ -599,7 +599,7 @@ mod tests {
     #[test]
     fn an_agent_files_within_its_quota_and_a_human_is_not_counted() {
         let mut f = fixture();
-        let q = socwarden_api::RequestQuota { max_pending: 2, max_per_minute: 10 };
+        let q = socwarden_api::RequestQuota { max_pending: 2, max_per_minute: 10, ..Default::default() };
         f.policy = Some(Arc::new(AutonomyPolicy::new(
             "default",
             socwarden_api::AutonomyPolicySpec { requests: q, ..Default::default() },

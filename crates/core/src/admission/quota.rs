@@ -1,8 +1,11 @@
-//! How many requests an agent may file: a cap on the requests waiting for a decision and on the
-//! filing rate (`AutonomyPolicy.spec.requests`), so that a prompt-injected agent cannot flood the
-//! approvers' queue or the operator. Checked by the admission webhook; pure.
+//! How many requests an agent may file, and how long their records are kept
+//! (`AutonomyPolicy.spec.requests`): a cap on the requests waiting for a decision and on the filing
+//! rate, so that a prompt-injected agent cannot flood the approvers' queue or the operator (checked
+//! by the admission webhook), and a retention period after which decided requests are deleted
+//! (the decision log stays the durable record). Pure.
 
-use socwarden_api::RequestQuota;
+use jiff::{SignedDuration, Timestamp};
+use socwarden_api::{ActionRequestStatus, Decision, ExecutionState, RequestQuota};
 
 /// What an agent has filed: requests not decided yet, and requests filed in the last minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,18 +31,67 @@ pub fn check(agent: &str, policy: &str, quota: &RequestQuota, f: Filing) -> Resu
     Ok(())
 }
 
+/// What becomes of a request's record under the retention period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Undecided or still executing: not a matter of retention yet.
+    Open,
+    /// Its reversible execution is still in effect: deleting the request would roll it back, so it
+    /// stays until a person deletes it.
+    InEffect,
+    /// Kept until then.
+    Until(Timestamp),
+    /// Past the retention period: delete it (and its approvals).
+    Delete,
+}
+
+/// The retention of a request showing `status`. `in_effect`: it carries the rollback finalizer.
+pub fn retention(status: &ActionRequestStatus, in_effect: bool, period: SignedDuration, now: Timestamp) -> Retention {
+    let decided = status.decision.is_some_and(|d| d != Decision::Pending);
+    let running = status.execution.as_ref().and_then(|e| e.state) == Some(ExecutionState::Running);
+    let Some(at) =
+        status.decided_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).filter(|_| decided && !running)
+    else {
+        return Retention::Open;
+    };
+    if in_effect {
+        return Retention::InEffect;
+    }
+    let until = at + period;
+    if now >= until { Retention::Delete } else { Retention::Until(until) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn records_are_kept_for_the_period_unless_their_execution_is_in_effect() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let day = SignedDuration::from_hours(24);
+        let mut s = ActionRequestStatus {
+            decision: Some(Decision::Denied),
+            decided_at: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(retention(&s, false, day, at("2026-01-01T12:00:00Z")), Retention::Until(at("2026-01-02T00:00:00Z")));
+        assert_eq!(retention(&s, false, day, at("2026-01-02T00:00:00Z")), Retention::Delete);
+        assert_eq!(retention(&s, true, day, at("2026-01-09T00:00:00Z")), Retention::InEffect);
+        s.execution =
+            Some(socwarden_api::ExecutionStatus { state: Some(ExecutionState::Running), ..Default::default() });
+        assert_eq!(retention(&s, false, day, at("2026-01-09T00:00:00Z")), Retention::Open, "never mid-execution");
+        let pending = ActionRequestStatus { decision: Some(Decision::Pending), ..Default::default() };
+        assert_eq!(retention(&pending, false, day, at("2026-01-09T00:00:00Z")), Retention::Open);
+    }
+
+    #[test]
     fn the_queue_and_the_rate_are_capped_with_the_reason() {
-        let q = RequestQuota { max_pending: 2, max_per_minute: 5 };
+        let q = RequestQuota { max_pending: 2, max_per_minute: 5, ..Default::default() };
         assert_eq!(check("bot", "default", &q, Filing { undecided: 1, last_minute: 4 }), Ok(()));
         let e = check("bot", "default", &q, Filing { undecided: 2, last_minute: 0 }).unwrap_err();
         assert!(e.contains("has 2 requests waiting") && e.contains("maxPending"), "{e}");
         let e = check("bot", "default", &q, Filing { undecided: 0, last_minute: 5 }).unwrap_err();
         assert!(e.contains("filed 5 requests in the last minute") && e.contains("maxPerMinute"), "{e}");
-        assert_eq!(RequestQuota::default(), RequestQuota { max_pending: 20, max_per_minute: 60 });
+        assert_eq!((RequestQuota::default().max_pending, RequestQuota::default().max_per_minute), (20, 60));
     }
 }

@@ -21,7 +21,7 @@ use socwarden_api::{
 };
 use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
-use socwarden_core::admission::{identity, signature};
+use socwarden_core::admission::{identity, quota, signature};
 use socwarden_core::behaviour::drift::{Kind, Observation};
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,55 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
             }
             Ok(Action::await_change())
         }
-        Some(_) => Ok(Action::await_change()),
+        Some(_) => retain(&req, &ctx, &status).await,
+    }
+}
+
+/// Deletes a decided request (and its approvals) once its policy's retention period has passed;
+/// otherwise looks again when it will have.
+async fn retain(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<Action, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let policy = ctx
+        .stores
+        .agents
+        .get(&ObjectRef::new(&req.spec.agent).within(&ns))
+        .and_then(|a| ctx.stores.policies.get(&ObjectRef::new(&a.spec.policy_ref)))
+        .filter(|p| malformed(p.as_ref()).is_none());
+    let requests = policy.map(|p| p.spec.requests.clone()).unwrap_or_default();
+    let period = socwarden_api::duration::parse(&requests.retention)
+        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+        .unwrap_or(jiff::SignedDuration::from_hours(168));
+    let in_effect = req.finalizers().iter().any(|f| f == FINALIZER);
+    let now = Timestamp::now();
+    match quota::retention(status, in_effect, period, now) {
+        quota::Retention::Open | quota::Retention::InEffect => Ok(Action::await_change()),
+        quota::Retention::Until(t) => {
+            Ok(Action::requeue(Duration::from_secs(t.duration_since(now).as_secs().max(1) as u64)))
+        }
+        quota::Retention::Delete => {
+            let name = req.name_any();
+            let approvals: Api<Approval> = Api::namespaced(ctx.client.clone(), &ns);
+            for a in ctx.stores.approvals.state_filter(|a| {
+                a.namespace().as_deref() == Some(ns.as_str()) && a.spec.action_request.as_deref() == Some(name.as_str())
+            }) {
+                match approvals.delete(&a.name_any(), &Default::default()).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+            }
+            let dp = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions { uid: req.uid(), resource_version: None }),
+                ..Default::default()
+            };
+            match api(req, ctx).delete(&name, &dp).await {
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            info!(retention = %requests.retention, "decided request deleted after its retention period");
+            Ok(Action::await_change())
+        }
     }
 }
 
