@@ -274,16 +274,15 @@ async fn a_look_alike_request_neither_takes_over_nor_rolls_back_an_approved_isol
     let first = executed("approved").await?;
     assert_eq!(first.status.unwrap().execution.unwrap().state, Some(socwarden_api::ExecutionState::Succeeded));
 
-    // The agent files the same isolation: it runs alone at its tier, and takes nothing over.
+    // The agent files the same isolation: it would run alone at its tier, but takes nothing over.
     file(&bot, home, &request("mine", "bot", &w.isolate, json!({"app": "web"}), scope, "web-2")).await?;
-    let mine = executed("mine").await?.status.unwrap();
-    assert_eq!(mine.decision, Some(Decision::AutoApproved));
-    let exec = mine.execution.unwrap();
-    assert_eq!(exec.state, Some(socwarden_api::ExecutionState::Failed), "{}", exec.result);
+    let mine = decided(&w.admin, home, "mine").await?.status.unwrap();
+    assert_eq!(mine.decision, Some(Decision::Rejected), "{}", mine.message);
     assert!(
-        exec.result.contains(&format!("NetworkPolicy {scope}/isolate-web was applied by another request")),
+        mine.message
+            .contains(&format!("would take over NetworkPolicy {scope}/isolate-web, which request approved applied")),
         "{}",
-        exec.result
+        mine.message
     );
 
     // Deleting the look-alike lifts nothing.

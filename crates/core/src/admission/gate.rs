@@ -22,13 +22,35 @@ use std::collections::BTreeSet;
 pub struct Past {
     pub decided_at: Timestamp,
     pub decision: Decision,
-    /// `kind/namespace/name` of its target.
-    pub target: String,
+    /// `kind/namespace/name` of what it acted on: its declared target and the targets of its
+    /// effect (`targets`).
+    pub targets: Vec<String>,
 }
 
 pub fn target_key(spec: &ActionRequestSpec) -> String {
     let t = &spec.target;
     format!("{}/{}/{}", t.kind, t.namespace.as_deref().unwrap_or(""), t.name)
+}
+
+/// What a request acts on, for the target budgets: its declared target, the pods its objects
+/// select and the targets its parameters name (not the objects it writes to do so).
+pub fn targets(spec: &ActionRequestSpec, effect: &[EffectObject]) -> Vec<String> {
+    let mut keys = vec![target_key(spec)];
+    for o in effect.iter().filter(|o| o.via != "written") {
+        let key = format!("{}/{}/{}", o.kind, o.namespace.as_deref().unwrap_or(""), o.name);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// An object another request's execution applied (and whose rollback would remove it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub request: String,
+    /// `Kind namespace/name`.
+    pub object: String,
 }
 
 /// Why the gate decided what it did: one value per check of the gate, in the gate's order.
@@ -43,6 +65,7 @@ pub enum Reason {
     InvalidParameters,
     OutOfScope,
     ProtectedTarget,
+    TakeOver,
     BudgetExceeded,
     AgentPaused,
     AgentInvalid,
@@ -136,8 +159,15 @@ pub fn executable(spec: &ActionRequestSpec, unexecutable: &[String]) -> Result<(
     ))
 }
 
-/// Budgets over the last hour, counting what ran (auto-approved or approved).
-pub fn budget(action: &SocActionSpec, spec: &ActionRequestSpec, past: &[Past], now: Timestamp) -> Result<(), Refusal> {
+/// Budgets over the last hour, counting what ran (auto-approved or approved); `this`: what this
+/// request acts on (`targets`).
+pub fn budget(
+    action: &SocActionSpec,
+    spec: &ActionRequestSpec,
+    this: &[String],
+    past: &[Past],
+    now: Timestamp,
+) -> Result<(), Refusal> {
     let Some(limits) = &action.limits else { return Ok(()) };
     let hour_ago = now - SignedDuration::from_hours(1);
     let recent: Vec<&Past> = past.iter().filter(|p| p.decision.runs() && p.decided_at > hour_ago).collect();
@@ -154,9 +184,8 @@ pub fn budget(action: &SocActionSpec, spec: &ActionRequestSpec, past: &[Past], n
         }
     }
     if let Some(max) = limits.max_targets_per_hour {
-        let mut targets: BTreeSet<&str> = recent.iter().map(|p| p.target.as_str()).collect();
-        let this = target_key(spec);
-        targets.insert(&this);
+        let mut targets: BTreeSet<&str> = recent.iter().flat_map(|p| p.targets.iter().map(String::as_str)).collect();
+        targets.extend(this.iter().map(String::as_str));
         if targets.len() as u32 > max {
             return Err(refuse(
                 Reason::BudgetExceeded,
@@ -234,6 +263,8 @@ pub struct Inputs<'a> {
     pub unexecutable: &'a [String],
     /// The request's effect (`effect::plan`, with the selected pods listed now).
     pub effect: &'a [EffectObject],
+    /// Objects other requests' executions applied (see `Applied`).
+    pub applied_by_others: &'a [Applied],
     /// What the request showed before this decision (a Pending request's frozen requirements).
     pub previous: Option<&'a ActionRequestStatus>,
     pub policy: Option<&'a AutonomyPolicySpec>,
@@ -263,7 +294,7 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
         let policy = i.policy.ok_or_else(|| {
             refuse(Reason::PolicyNotFound, format!("AutonomyPolicy {:?} does not exist", agent.spec.policy_ref))
         })?;
-        budget(action, spec, i.past, i.now).map(|()| policy)
+        budget(action, spec, &targets(spec, i.effect), i.past, i.now).map(|()| policy)
     });
     let policy_spec = match checks {
         Ok(p) => p,
@@ -296,8 +327,21 @@ pub fn decide(i: &Inputs) -> Option<Verdict> {
     Some(v)
 }
 
-/// Scope and protected targets over the whole effect, not only the declared target.
+/// Scope and protected targets over the whole effect, not only the declared target; and nothing
+/// another request applied is taken over (its rollback, or this one's, would undo the other).
 fn reach(spec: &ActionRequestSpec, i: &Inputs) -> Result<(), Refusal> {
+    for o in i.effect.iter().filter(|o| o.via == "written") {
+        let key = format!("{} {}/{}", o.kind, o.namespace.as_deref().unwrap_or(""), o.name);
+        if let Some(a) = i.applied_by_others.iter().find(|a| a.object == key) {
+            return Err(refuse(
+                Reason::TakeOver,
+                format!(
+                    "its execution would take over {key}, which request {} applied; an execution never takes over another's (delete that request to lift it first)",
+                    a.request
+                ),
+            ));
+        }
+    }
     let (Some(agent), Some(action)) = (i.agent, i.action) else { return Ok(()) };
     match effect::first_forbidden(i.effect, &agent.spec.scope.namespaces, &action.protected_targets) {
         None => Ok(()),
@@ -545,6 +589,7 @@ mod tests {
         unexecutable: Vec<String>,
         effect: Vec<EffectObject>,
         previous: Option<ActionRequestStatus>,
+        applied_by_others: Vec<Applied>,
         now: Timestamp,
     }
 
@@ -558,6 +603,7 @@ mod tests {
             unexecutable: vec![],
             effect: vec![],
             previous: None,
+            applied_by_others: vec![],
             now: ts("2026-01-01T10:01:00Z"),
         }
     }
@@ -571,6 +617,7 @@ mod tests {
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
             effect: &c.effect,
+            applied_by_others: &c.applied_by_others,
             previous: c.previous.as_ref(),
             policy: Some(&c.policy),
             approvals: &approvals,
@@ -968,8 +1015,11 @@ mod tests {
         let req = request(&key, "system:serviceaccount:agents:warden-bot");
         let mut c = case(Tier::Autonomous, Risk::Low);
         c.action.limits = Some(Limits { max_executions_per_hour: Some(2), max_targets_per_hour: Some(2) });
-        let past =
-            |at: &str, d: Decision, t: &str| Past { decided_at: ts(at), decision: d, target: format!("Pod/web/{t}") };
+        let past = |at: &str, d: Decision, t: &str| Past {
+            decided_at: ts(at),
+            decision: d,
+            targets: vec![format!("Pod/web/{t}")],
+        };
         c.past = vec![
             past("2026-01-01T09:30:00Z", Decision::AutoApproved, "a"),
             past("2026-01-01T09:40:00Z", Decision::Rejected, "b"),
@@ -997,6 +1047,41 @@ mod tests {
             past("2026-01-01T09:31:00Z", Decision::AutoApproved, "a"),
         ];
         assert_eq!(run(&c, &req, &key).decision, Decision::AutoApproved, "the same target again is not a new one");
+    }
+
+    #[test]
+    fn target_budgets_count_the_effect_and_nothing_is_taken_over() {
+        let key = Key::new(b"k");
+        let req = request(&key, "system:serviceaccount:agents:warden-bot");
+        let pod = |name: &str, via: &str| EffectObject {
+            kind: "Pod".into(),
+            namespace: Some("web".into()),
+            name: name.into(),
+            via: via.into(),
+        };
+        let mut c = case(Tier::Autonomous, Risk::Low);
+        c.action.limits = Some(Limits { max_executions_per_hour: None, max_targets_per_hour: Some(2) });
+        // One request whose selector reaches three pods is three targets, not one.
+        c.effect = vec![
+            pod("db-1", "selected by NetworkPolicy isolate-db"),
+            pod("db-2", "selected by NetworkPolicy isolate-db"),
+        ];
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.reason), (Decision::Rejected, Reason::BudgetExceeded));
+        assert!(v.message.contains("3 distinct targets"), "{}", v.message);
+        // What it writes to do so is not a target.
+        c.effect = vec![EffectObject { kind: "NetworkPolicy".into(), via: "written".into(), ..pod("isolate-db", "") }];
+        assert_eq!(run(&c, &req, &key).decision, Decision::AutoApproved);
+        // …but it must not be another request's.
+        c.applied_by_others =
+            vec![Applied { request: "approved".into(), object: "NetworkPolicy web/isolate-db".into() }];
+        let v = run(&c, &req, &key);
+        assert_eq!((v.decision, v.reason), (Decision::Rejected, Reason::TakeOver));
+        assert!(
+            v.message.contains("would take over NetworkPolicy web/isolate-db, which request approved applied"),
+            "{}",
+            v.message
+        );
     }
 
     #[test]
@@ -1076,6 +1161,7 @@ mod tests {
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
             effect: &c.effect,
+            applied_by_others: &c.applied_by_others,
             previous: c.previous.as_ref(),
             policy: Some(&c.policy),
             approvals: &approvals,

@@ -166,10 +166,24 @@ fn past_requests(ctx: &Context, req: &ActionRequest) -> Vec<Past> {
             Some(Past {
                 decided_at: s.decided_at.as_ref()?.parse().ok()?,
                 decision: s.decision?,
-                target: gate::target_key(&r.spec),
+                targets: gate::targets(&r.spec, &s.effect),
             })
         })
         .collect()
+}
+
+/// What other requests' executions applied and may still hold (their rollback removes it).
+fn applied_by_others(ctx: &Context, req: &ActionRequest) -> Vec<gate::Applied> {
+    let uid = req.uid();
+    let mut out = Vec::new();
+    for r in ctx.stores.requests.state_filter(|r| r.uid() != uid && r.meta().deletion_timestamp.is_none()) {
+        let applied = r.status.as_ref().and_then(|s| s.execution.as_ref()).map(|e| e.applied.as_slice()).unwrap_or(&[]);
+        out.extend(applied.iter().map(|o| gate::Applied {
+            request: r.name_any(),
+            object: format!("{} {}/{}", o.kind, o.namespace, o.name),
+        }));
+    }
+    out
 }
 
 /// What the gate decides with, looked up in the caches.
@@ -179,6 +193,7 @@ struct LookedUp {
     policy: Option<Arc<AutonomyPolicy>>,
     approvals: Vec<Arc<Approval>>,
     past: Vec<Past>,
+    applied_by_others: Vec<gate::Applied>,
 }
 
 impl LookedUp {
@@ -195,7 +210,14 @@ impl LookedUp {
         let approvals = ctx.stores.approvals.state_filter(|a| {
             a.namespace().as_deref() == Some(ns.as_str()) && a.spec.action_request.as_deref() == Some(name.as_str())
         });
-        Self { agent, action, policy, approvals, past: past_requests(ctx, req) }
+        Self {
+            agent,
+            action,
+            policy,
+            approvals,
+            past: past_requests(ctx, req),
+            applied_by_others: applied_by_others(ctx, req),
+        }
     }
 }
 
@@ -224,6 +246,7 @@ async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatu
             .map(|s| s.unexecutable.as_slice())
             .unwrap_or(&[]),
         effect: &effect,
+        applied_by_others: &l.applied_by_others,
         previous: Some(&previous),
         policy: l.policy.as_ref().map(|p| &p.spec),
         approvals: &approvals,
