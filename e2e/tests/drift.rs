@@ -288,3 +288,45 @@ async fn normal_behaviour_with_natural_variation_is_never_paused() -> Result<()>
     let _ = Tier::Supervised;
     Ok(())
 }
+
+/// Issue 9 §6: only the agent's own requests are its behaviour. A never-seen action that an
+/// analyst files on its behalf (and a lead denies) does not count against the agent; the same
+/// action filed by the agent itself pauses it at once (the detector was live all along).
+#[tokio::test]
+async fn requests_others_file_are_not_the_agents_behaviour() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    let bot = monitored(&w, "strict", "high").await?;
+    let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "strict".into(), w.read.clone(), 7);
+    learned(&w, "strict").await?;
+    let novel = |name: &str| -> Result<ActionRequest> {
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"agent": "strict", "action": w.enrich, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}
+        }))?)
+    };
+    let analyst = as_user("analyst").await?;
+    for i in 0..3 {
+        let name = format!("by-analyst-{i}");
+        Api::<ActionRequest>::namespaced(analyst.clone(), &home).create(&PostParams::default(), &novel(&name)?).await?;
+        let r = wait_for("a decision", T, || async {
+            let r = Api::<ActionRequest>::namespaced(w.admin.clone(), &home).get(&name).await?;
+            Ok(r.status.filter(|s| s.decision.is_some()))
+        })
+        .await?;
+        assert_eq!(r.decision, Some(socwarden_api::Decision::Pending), "{}", r.message);
+        approve("lead-a", &home, &approval(&format!("deny-{i}"), &name, "deny")).await?;
+        decided(&w.admin, &home, &name).await?;
+    }
+    // Several judgements later, the agent is still active.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let a = Api::<SocAgent>::namespaced(w.admin.clone(), &home).get("strict").await?;
+    assert!(!paused_for_drift(&a), "paused for what someone else filed: {:?}", condition(&a, "Paused"));
+    assert_eq!(a.status.as_ref().unwrap().phase, Some(Phase::Active));
+    // The same novelty from the agent itself is contained.
+    Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &novel("by-agent")?).await?;
+    wait_agent(&w.admin, &home, "strict", "paused for drift", T, paused_for_drift).await?;
+    normal.stop().await;
+    Ok(())
+}
