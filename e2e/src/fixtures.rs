@@ -54,6 +54,34 @@ impl Drop for Namespaces {
     }
 }
 
+/// The usual world of a test: the CRDs, the default policy, the people's RBAC
+/// (`examples/05-people.yaml`) and two fresh namespaces, the agents' home and their scope.
+pub struct Scene {
+    pub admin: Client,
+    pub ns: Namespaces,
+}
+
+impl Scene {
+    pub async fn new() -> Result<Self> {
+        let admin = crate::cluster::admin().await?;
+        install_crds(&admin).await?;
+        default_policy(&admin).await?;
+        apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
+        let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+        Ok(Self { admin, ns })
+    }
+
+    /// Where the agents live.
+    pub fn home(&self) -> &str {
+        self.ns.get(0)
+    }
+
+    /// Where they act.
+    pub fn scope(&self) -> &str {
+        self.ns.get(1)
+    }
+}
+
 /// Creates a namespace unless it exists.
 pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());

@@ -15,28 +15,22 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(30);
 
 struct World {
-    admin: Client,
-    ns: Namespaces,
+    scene: Scene,
     /// Medium risk, reversible: applies NetworkPolicy `isolate-<app>` in the target's namespace;
     /// pods named `dc-*` are protected.
     isolate: String,
 }
 
-impl World {
-    fn home(&self) -> &str {
-        self.ns.get(0)
-    }
-    fn scope(&self) -> &str {
-        self.ns.get(1)
+impl std::ops::Deref for World {
+    type Target = Scene;
+    fn deref(&self) -> &Scene {
+        &self.scene
     }
 }
 
 async fn world() -> Result<World> {
-    let admin = admin().await?;
-    install_crds(&admin).await?;
-    default_policy(&admin).await?;
-    apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
-    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let scene = Scene::new().await?;
+    let admin = scene.admin.clone();
     let isolate = unique("isolate");
     apply_yaml(
         &admin,
@@ -64,7 +58,7 @@ spec:
         ),
     )
     .await?;
-    Ok(World { admin, ns, isolate })
+    Ok(World { scene, isolate })
 }
 
 /// An agent of `tier` listing `actions`, approved by two soc-leads; its token client.

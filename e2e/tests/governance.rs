@@ -16,29 +16,23 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(30);
 
 struct World {
-    admin: Client,
-    ns: Namespaces,
+    scene: Scene,
     read: String,
     isolate: String,
 }
 
-impl World {
-    fn home(&self) -> &str {
-        self.ns.get(0)
-    }
-    fn scope(&self) -> &str {
-        self.ns.get(1)
+impl std::ops::Deref for World {
+    type Target = Scene;
+    fn deref(&self) -> &Scene {
+        &self.scene
     }
 }
 
 /// Namespaces, the people's RBAC, and a catalog with a low-risk read and a medium-risk isolation
 /// that applies a NetworkPolicy.
 async fn world() -> Result<World> {
-    let admin = admin().await?;
-    install_crds(&admin).await?;
-    default_policy(&admin).await?;
-    apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
-    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let scene = Scene::new().await?;
+    let admin = scene.admin.clone();
     let read = unique("read");
     let isolate = unique("isolate");
     let catalog = format!(
@@ -73,7 +67,7 @@ spec:
 "#
     );
     apply_yaml(&admin, &catalog).await?;
-    Ok(World { admin, ns, read, isolate })
+    Ok(World { scene, read, isolate })
 }
 
 async fn new_agent(w: &World, name: &str, tier: Tier) -> Result<Client> {

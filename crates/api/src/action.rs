@@ -105,6 +105,23 @@ pub struct ParameterSpec {
     pub target_kind: Option<String>,
 }
 
+impl ParameterSpec {
+    /// A required parameter `name` of type `type_`, without further constraints.
+    pub fn new(name: impl Into<String>, type_: ParameterType) -> Self {
+        Self {
+            name: name.into(),
+            type_,
+            required: true,
+            pattern: None,
+            allowed: vec![],
+            max_length: None,
+            minimum: None,
+            maximum: None,
+            target_kind: None,
+        }
+    }
+}
+
 fn string_type() -> ParameterType {
     ParameterType::String
 }

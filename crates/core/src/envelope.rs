@@ -228,15 +228,8 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_by_every_accepted_request() {
         let p = |name: &str, required: bool| ParameterSpec {
-            name: name.into(),
-            type_: socwarden_api::ParameterType::String,
             required,
-            pattern: None,
-            allowed: vec![],
-            max_length: None,
-            minimum: None,
-            maximum: None,
-            target_kind: None,
+            ..ParameterSpec::new(name, socwarden_api::ParameterType::String)
         };
         let tpl = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"x-${app}\", annotations: {by: \"${request.name} ${note}\", n: \"${ghost}\"}}\n";
         let problems = placeholder_problems(tpl, &[p("app", true), p("note", false)]);

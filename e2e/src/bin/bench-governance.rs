@@ -185,7 +185,10 @@ spec:
             let (client, home) = (client.clone(), home.clone());
             async move {
                 let token = agent_token(&client, &home, &format!("agent-{i:05}")).await?.context("agent token")?;
-                Ok::<_, anyhow::Error>(Api::<ActionRequest>::namespaced(with_token(&token).await?, &home))
+                let filer = Api::<ActionRequest>::namespaced(with_token(&token).await?, &home);
+                // Connected before the clock starts, as a running agent's client is.
+                filer.list(&kube::api::ListParams::default().limit(1)).await?;
+                Ok::<_, anyhow::Error>(filer)
             }
         })
         .buffered(32)

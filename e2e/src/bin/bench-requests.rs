@@ -37,6 +37,8 @@ async fn main() -> Result<()> {
     let client = admin().await?;
     install_crds(&client).await?;
     default_policy(&client).await?;
+    // The people's RBAC: lead-a files the requests.
+    apply_yaml(&client, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
     let ns = Namespaces::create(&client, &["bench-req"]).await?;
     let home = ns.get(0).to_string();
     let read = unique("bench-read");

@@ -152,17 +152,7 @@ mod tests {
 
     fn isolate() -> SocActionSpec {
         SocActionSpec {
-            parameters: vec![ParameterSpec {
-                name: "app".into(),
-                type_: ParameterType::String,
-                required: true,
-                pattern: None,
-                allowed: vec![],
-                max_length: None,
-                minimum: None,
-                maximum: None,
-                target_kind: None,
-            }],
+            parameters: vec![ParameterSpec::new("app", ParameterType::String)],
             execution: Some(Execution {
                 manifest: Some(
                     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"isolate-${app}\"}\nspec:\n  podSelector: {matchLabels: {app: \"${app}\"}, matchExpressions: [{key: tier, operator: NotIn, values: [edge]}]}\n".into(),
@@ -232,15 +222,8 @@ mod tests {
     fn parameters_that_name_targets_are_part_of_the_effect() {
         let block = SocActionSpec {
             parameters: vec![ParameterSpec {
-                name: "ip".into(),
-                type_: ParameterType::Ip,
-                required: true,
-                pattern: None,
-                allowed: vec![],
-                max_length: None,
-                minimum: None,
-                maximum: None,
                 target_kind: Some("IP".into()),
+                ..ParameterSpec::new("ip", ParameterType::Ip)
             }],
             protected_targets: vec![TargetSelector {
                 kind: Some("IP".into()),

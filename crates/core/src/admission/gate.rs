@@ -1091,15 +1091,9 @@ mod tests {
         let mut rng = Rng(0xD1B5_4A32_D192_ED03);
         let base = request(&key, "system:serviceaccount:agents:warden-bot");
         let schema = vec![socwarden_api::ParameterSpec {
-            name: "pod".into(),
-            type_: socwarden_api::ParameterType::String,
             required: false,
             pattern: Some("[a-z0-9-]+".into()),
-            allowed: vec![],
-            max_length: None,
-            minimum: None,
-            maximum: None,
-            target_kind: None,
+            ..socwarden_api::ParameterSpec::new("pod", socwarden_api::ParameterType::String)
         }];
         for i in 0..3000 {
             let mut r = base.clone();

@@ -183,17 +183,7 @@ mod tests {
     use serde_json::json;
 
     fn p(name: &str, t: ParameterType) -> ParameterSpec {
-        ParameterSpec {
-            name: name.into(),
-            type_: t,
-            required: true,
-            pattern: None,
-            allowed: vec![],
-            max_length: None,
-            minimum: None,
-            maximum: None,
-            target_kind: None,
-        }
+        ParameterSpec::new(name, t)
     }
 
     fn params(v: Value) -> BTreeMap<String, Value> {
