@@ -8,6 +8,8 @@
 //! - `admission::approvals`: whether one Approval counts — ONE check for requests, promotions and
 //!   resumes.
 //! - `admission::identity`: the agent ServiceAccount name, built and parsed in one place.
+//! - `admission::effect`: every object a request touches (written, selected, named by parameters).
+//! - `admission::quota`: how many requests an agent may file, and how long records are kept.
 //! - `admission::params`: parameter schemas, scope and protected targets, execution templates.
 //! - `admission::signature`: what the admission webhook signs and how it is verified.
 //! - `agent::policy`: which tier lets which risk run without approval.
