@@ -225,6 +225,13 @@ pub struct AppliedObject {
     pub name: String,
 }
 
+/// `Kind namespace/name`, as messages and the decision log name an object.
+impl std::fmt::Display for AppliedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 /// A human decision: on an ActionRequest, on a tier promotion, or on resuming a paused agent.
 /// The approver is stamped from the authenticated user by the admission webhook and signed;
 /// approvals are immutable.

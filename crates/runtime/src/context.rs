@@ -15,6 +15,7 @@ use kube::runtime::reflector::Store;
 use socwarden_api::{
     ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, SocAction, SocAgent, SocAgentStatus,
 };
+use socwarden_core::admission::identity::AgentKey;
 use socwarden_core::admission::signature::Key;
 use socwarden_core::agent::credentials::IssuedToken;
 use socwarden_core::agent::rbac::Rule;
@@ -78,8 +79,6 @@ pub struct IssuedMemo {
     pub token: IssuedToken,
 }
 
-/// (namespace, agent).
-type AgentKey = (String, String);
 /// An agent's turn to have a request decided.
 type Turn = std::sync::Arc<tokio::sync::Mutex<()>>;
 

@@ -146,13 +146,11 @@ pub async fn apply_manifest(
     delegable: &[Rule],
 ) -> Result<Vec<AppliedObject>, Error> {
     let objs = objects(template, req)?;
-    let kinds = objs
+    let gvks = objs.iter().map(gvk_of).collect::<Result<Vec<_>, Error>>()?;
+    let kinds: Vec<envelope::Kind> = gvks
         .iter()
-        .map(|o| {
-            let gvk = gvk_of(o)?;
-            Ok(envelope::Kind { group: gvk.group, version: gvk.version, kind: gvk.kind })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+        .map(|g| envelope::Kind { group: g.group.clone(), version: g.version.clone(), kind: g.kind.clone() })
+        .collect();
     let problems = outside_envelope(client, disco, &kinds, reversible, delegable).await?;
     if !problems.is_empty() {
         return Err(Error::Invalid(format!("nothing applied: {}", problems.join("; "))));
@@ -162,9 +160,8 @@ pub async fn apply_manifest(
     // between two requests writing the same object ends in a conflict, not a takeover.
     let uid = req.uid().unwrap_or_default();
     let mut targets = Vec::new();
-    for obj in objs {
-        let gvk = gvk_of(&obj)?;
-        let (ar, _) = disco.resolve(client, &gvk).await?;
+    for (obj, gvk) in objs.into_iter().zip(&gvks) {
+        let (ar, _) = disco.resolve(client, gvk).await?;
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
@@ -207,7 +204,7 @@ pub async fn rollback(
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
         let Some(current) = api.get_opt(&o.name).await? else { continue };
         if !envelope::rolls_back(current.labels(), uid) {
-            left.push(format!("{} {}/{}", o.kind, o.namespace, o.name));
+            left.push(o.to_string());
             continue;
         }
         // Only the very object seen above (not one recreated under the same name meanwhile).

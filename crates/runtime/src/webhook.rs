@@ -11,9 +11,11 @@ use socwarden_api::{
     ActionRequest, ActionRequestSpec, Approval, ApprovalSpec, AutonomyPolicy, Decision, SocAgent, Tier,
 };
 use socwarden_core::admission::gate;
+use socwarden_core::admission::identity::AgentKey;
 use socwarden_core::admission::quota;
 use socwarden_core::admission::signature::{self, Key};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What the webhook reads of the cluster (the operator's caches; fixtures in tests).
 pub trait Lookup {
@@ -292,7 +294,6 @@ fn immutable(req: &AdmissionRequest<DynamicObject>) -> Outcome {
     Ok(None)
 }
 
-type AgentKey = (String, String);
 /// When each request was admitted here in the last minute, and its name.
 type Filed = std::collections::VecDeque<(Instant, String)>;
 
@@ -308,8 +309,6 @@ impl Admissions {
         Self { stores, filed: Default::default() }
     }
 }
-
-use std::time::Instant;
 
 impl Lookup for Admissions {
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>> {

@@ -81,7 +81,7 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
     }
     let status = shown(&req, &ctx);
     match status.decision {
-        None | Some(Decision::Pending) => settle(&req, &ctx, status).await,
+        None | Some(Decision::Pending) => settle(&req, &ctx).await,
         Some(d) if d.runs() && status.execution.as_ref().and_then(|e| e.state) == Some(ExecutionState::Running) => {
             // Found mid-execution (a restart): confirm with a fresh read before doing it again.
             let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
@@ -150,40 +150,33 @@ pub fn error_policy(req: Arc<ActionRequest>, err: &Error, ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(2))
 }
 
-fn past_requests(ctx: &Context, req: &ActionRequest) -> Vec<Past> {
-    let ns = req.namespace();
-    let uid = req.uid();
-    ctx.stores
-        .requests
-        .state_filter(|r| {
-            r.namespace() == ns && r.spec.agent == req.spec.agent && r.spec.action == req.spec.action && r.uid() != uid
-        })
-        .iter()
-        .filter_map(|r| {
+/// One pass over the cached requests: the earlier requests of the same agent and action (for the
+/// budgets), and what other requests' executions applied and may still hold (their rollback
+/// removes it).
+fn history(ctx: &Context, req: &ActionRequest) -> (Vec<Past>, Vec<gate::Applied>) {
+    let (ns, uid) = (req.namespace(), req.uid());
+    let (mut past, mut applied_by_others) = (Vec::new(), Vec::new());
+    for r in ctx.stores.requests.state() {
+        if r.uid() == uid {
+            continue;
+        }
+        if r.namespace() == ns && r.spec.agent == req.spec.agent && r.spec.action == req.spec.action {
             // What this replica wrote counts even before the cache shows it.
-            let s = ctx.request_status_written.shown_by(r.as_ref(), r.status.as_ref())?;
-            let s = &s;
-            Some(Past {
-                decided_at: s.decided_at.as_ref()?.parse().ok()?,
-                decision: s.decision?,
-                targets: gate::targets(&r.spec, &s.effect),
-            })
-        })
-        .collect()
-}
-
-/// What other requests' executions applied and may still hold (their rollback removes it).
-fn applied_by_others(ctx: &Context, req: &ActionRequest) -> Vec<gate::Applied> {
-    let uid = req.uid();
-    let mut out = Vec::new();
-    for r in ctx.stores.requests.state_filter(|r| r.uid() != uid && r.meta().deletion_timestamp.is_none()) {
-        let applied = r.status.as_ref().and_then(|s| s.execution.as_ref()).map(|e| e.applied.as_slice()).unwrap_or(&[]);
-        out.extend(applied.iter().map(|o| gate::Applied {
-            request: r.name_any(),
-            object: format!("{} {}/{}", o.kind, o.namespace, o.name),
-        }));
+            let shown = ctx.request_status_written.shown_by(r.as_ref(), r.status.as_ref());
+            if let Some(s) = shown.as_ref() {
+                if let (Some(at), Some(decision)) = (s.decided_at.as_ref().and_then(|t| t.parse().ok()), s.decision) {
+                    past.push(Past { decided_at: at, decision, targets: gate::targets(&r.spec, &s.effect) });
+                }
+            }
+        }
+        if r.meta().deletion_timestamp.is_none() {
+            let applied = r.status.as_ref().and_then(|s| s.execution.as_ref()).map(|e| e.applied.as_slice());
+            applied_by_others.extend(
+                applied.unwrap_or(&[]).iter().map(|o| gate::Applied { request: r.name_any(), object: o.to_string() }),
+            );
+        }
     }
-    out
+    (past, applied_by_others)
 }
 
 /// What the gate decides with, looked up in the caches.
@@ -210,26 +203,19 @@ impl LookedUp {
         let approvals = ctx.stores.approvals.state_filter(|a| {
             a.namespace().as_deref() == Some(ns.as_str()) && a.spec.action_request.as_deref() == Some(name.as_str())
         });
-        Self {
-            agent,
-            action,
-            policy,
-            approvals,
-            past: past_requests(ctx, req),
-            applied_by_others: applied_by_others(ctx, req),
-        }
+        let (past, applied_by_others) = history(ctx, req);
+        Self { agent, action, policy, approvals, past, applied_by_others }
     }
 }
 
 /// Settles an undecided request: look up → `gate::decide` (pure) → record → carry out.
-async fn settle(req: &ActionRequest, ctx: &Context, previous: ActionRequestStatus) -> Result<Action, Error> {
+async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
     let _turn = ctx.turn(&req.namespace().unwrap_or_default(), &req.spec.agent).await;
-    // A decision written while this one waited for its turn: nothing left to settle here.
-    let previous = match shown(req, ctx) {
-        s if s.decision.is_some_and(|d| d != Decision::Pending) => return Ok(Action::await_change()),
-        s if s.decision.is_some() => s,
-        _ => previous,
-    };
+    // Read in the turn: a decision written while this one waited leaves nothing to settle.
+    let previous = shown(req, ctx);
+    if previous.decision.is_some_and(|d| d != Decision::Pending) {
+        return Ok(Action::await_change());
+    }
     let l = LookedUp::of(req, ctx);
     let effect = effect_of(req, ctx, l.action.as_deref()).await?;
     let now = Timestamp::now();
@@ -409,7 +395,7 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String],
     if let Some(tpl) = &e.manifest {
         let applied =
             execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req, a.spec.reversible, &ctx.delegable).await?;
-        let names: Vec<String> = applied.iter().map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name)).collect();
+        let names: Vec<String> = applied.iter().map(ToString::to_string).collect();
         return Ok((format!("applied {}", names.join(", ")), applied));
     }
     if let Some(http) = &e.http {
@@ -469,11 +455,7 @@ async fn roll_back(req: &ActionRequest, ctx: &Context) -> Result<(), Error> {
     match execute::rollback(&ctx.client, &ctx.discovery, &applied, &req.uid().unwrap_or_default()).await {
         Ok(left) => {
             let ns = req.namespace().unwrap_or_default();
-            let what: Vec<String> = applied
-                .iter()
-                .map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name))
-                .filter(|w| !left.contains(w))
-                .collect();
+            let what: Vec<String> = applied.iter().map(ToString::to_string).filter(|w| !left.contains(w)).collect();
             let mut message = format!("removed {}", what.join(", "));
             if !left.is_empty() {
                 warn!(left = ?left, "rollback left objects another request or a person owns now");
