@@ -592,3 +592,53 @@ async fn decided_requests_are_deleted_after_the_retention_period_unless_in_effec
     assert!(netpol_exists(&w.admin, scope, "isolate-db").await?);
     Ok(())
 }
+
+/// A denial is evidence against a promotion. Retention deletes decided requests, but the agent's
+/// record must not forget the leads' refusals: "approved 1 of 2" may not become "approved 1 of 1"
+/// and let an agent whose risky requests were refused be promoted on agreement it never had.
+#[tokio::test]
+async fn denials_deleted_by_retention_still_count_against_a_promotion() -> Result<()> {
+    let w = world().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let short = unique("short");
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {short}}}\nspec:\n  requests: {{retention: 3s}}\n  promotion: {{minDwell: 0s, cleanWindow: 0s, minShadowDecisions: 2, minShadowAgreement: 0.9}}\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let mut a = agent("bot", home, Tier::Supervised, &[&w.isolate], &[scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.policy_ref = short.clone();
+    let agents = Api::<SocAgent>::namespaced(w.admin.clone(), home);
+    apply(&agents, &a).await?;
+    wait_agent(&w.admin, home, "bot", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&w.admin, home, "bot").await?.unwrap()).await?;
+    for (name, app, decision) in [("approved", "web", "approve"), ("denied", "db", "deny")] {
+        file(&bot, home, &request(name, "bot", &w.isolate, json!({"app": app}), scope, "web-1")).await?;
+        wait_for("pending", T, || async {
+            Ok(decision_of(&w.admin, home, name).await?.filter(|d| *d == Decision::Pending))
+        })
+        .await?;
+        approve("lead-a", home, &approval(&format!("{name}-by-a"), name, decision)).await?;
+        decided(&w.admin, home, name).await?;
+    }
+    let requests = Api::<ActionRequest>::namespaced(w.admin.clone(), home);
+    wait_for("the denied request deleted by retention", T, || async {
+        Ok(requests.get_opt("denied").await?.is_none().then_some(()))
+    })
+    .await?;
+    agents.patch("bot", &PatchParams::default(), &Patch::Merge(json!({"spec": {"tier": "autonomous"}}))).await?;
+    let a = wait_agent(&w.admin, home, "bot", "PromotionPending", T, |a| {
+        condition(a, "PromotionPending").is_some_and(|c| c.message.contains("shadow"))
+    })
+    .await?;
+    let msg = condition(&a, "PromotionPending").unwrap().message;
+    assert!(msg.contains("shadow agreement 0.50 < 0.90 over 2 decisions"), "{msg}");
+    let shadow = a.status.unwrap().shadow.unwrap();
+    assert_eq!((shadow.decisions, shadow.agreed), (2, 1), "{shadow:?}");
+    assert!(shadow.carried.is_some_and(|c| c.decisions >= 1), "the deleted denial is carried");
+    Ok(())
+}

@@ -252,6 +252,20 @@ pub struct ShadowStatus {
     pub decisions: u32,
     /// How many of them approved, i.e. agreed with running it.
     pub agreed: u32,
+    /// The part of the evidence already counted, whose requests retention may since have
+    /// deleted: `decisions` and `agreed` are these plus the kept requests decided after `through`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<CarriedEvidence>,
+}
+
+/// Shadow decisions counted at the tier held since `since`, up to and including `through`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CarriedEvidence {
+    pub since: String,
+    pub through: String,
+    pub decisions: u32,
+    pub agreed: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

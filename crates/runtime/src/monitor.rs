@@ -107,6 +107,11 @@ impl Monitor {
         self.active.store(active, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Asks for the agent's reconcile (on the replica that leads).
+    pub fn wake(&self, key: &AgentKey) {
+        self.send(key)
+    }
+
     fn send(&self, key: &AgentKey) {
         if self.active.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));

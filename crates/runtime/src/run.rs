@@ -26,7 +26,7 @@ use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, SocAction, SocAgent};
+use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, Decision, SocAction, SocAgent};
 use socwarden_core::admission::signature::Key;
 use socwarden_core::agent::credentials::{self, MANAGED_SELECTOR};
 use socwarden_core::agent::rbac::Rule;
@@ -278,12 +278,18 @@ fn agent_controller(
             let agent = a.spec.promotion.as_ref().map(|p| &p.agent).or(a.spec.resume.as_ref().map(|r| &r.agent))?;
             Some(ObjectRef::new(agent).within(&ns))
         })
-        // Decisions are shadow evidence for an agent whose promotion is waiting.
+        // Human decisions are shadow evidence (counted in the agent's status); any decision
+        // matters to an agent whose promotion is waiting.
         .watches_shared_stream(w.requests, move |r: Arc<ActionRequest>| {
             let key = ObjectRef::<SocAgent>::new(&r.spec.agent).within(&r.namespace()?);
             let agent = by_request.get(&key)?;
             let waiting = agent.status.as_ref().and_then(|s| s.effective_tier).is_some_and(|t| agent.spec.tier > t);
-            waiting.then_some(key)
+            let human = r
+                .status
+                .as_ref()
+                .and_then(|s| s.decision)
+                .is_some_and(|d| matches!(d, Decision::Approved | Decision::Denied));
+            (waiting || human).then_some(key)
         })
         // The behaviour monitor wakes agents that must be contained (or whose assessment changed).
         .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))

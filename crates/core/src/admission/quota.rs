@@ -57,8 +57,25 @@ pub fn retention(status: &ActionRequestStatus, in_effect: bool, period: SignedDu
     if in_effect {
         return Retention::InEffect;
     }
-    let until = at + period;
+    let until = due_at(status.decision.unwrap_or(Decision::Pending), at, period);
     if now >= until { Retention::Delete } else { Retention::Until(until) }
+}
+
+/// The retention period of `quota` (its default when unreadable).
+pub fn period(quota: &RequestQuota) -> SignedDuration {
+    socwarden_api::duration::parse(&quota.retention)
+        .and_then(|d| SignedDuration::try_from(d).ok())
+        .unwrap_or(SignedDuration::from_hours(168))
+}
+
+/// The window the execution budgets look back over (`maxExecutionsPerHour`, `maxTargetsPerHour`).
+pub const BUDGET_WINDOW: SignedDuration = SignedDuration::from_hours(1);
+
+/// When a request decided `decision` at `at` is past the retention `period`. A request that ran
+/// is kept for the budgets' hour at least, so that no retention setting lets an agent exceed them.
+pub fn due_at(decision: Decision, at: Timestamp, period: SignedDuration) -> Timestamp {
+    let keep = if decision.runs() { period.max(BUDGET_WINDOW) } else { period };
+    at.checked_add(keep).unwrap_or(Timestamp::MAX)
 }
 
 #[cfg(test)]
@@ -82,6 +99,25 @@ mod tests {
         assert_eq!(retention(&s, false, day, at("2026-01-09T00:00:00Z")), Retention::Open, "never mid-execution");
         let pending = ActionRequestStatus { decision: Some(Decision::Pending), ..Default::default() };
         assert_eq!(retention(&pending, false, day, at("2026-01-09T00:00:00Z")), Retention::Open);
+    }
+
+    #[test]
+    fn a_request_that_ran_is_kept_for_the_budgets_hour_whatever_the_period() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let short = SignedDuration::from_secs(3);
+        let ran = ActionRequestStatus {
+            decision: Some(Decision::AutoApproved),
+            decided_at: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            retention(&ran, false, short, at("2026-01-01T00:30:00Z")),
+            Retention::Until(at("2026-01-01T01:00:00Z"))
+        );
+        assert_eq!(retention(&ran, false, short, at("2026-01-01T01:00:00Z")), Retention::Delete);
+        let denied = ActionRequestStatus { decision: Some(Decision::Denied), ..ran.clone() };
+        assert_eq!(retention(&denied, false, short, at("2026-01-01T00:00:03Z")), Retention::Delete);
+        assert_eq!(due_at(Decision::Denied, at("2026-01-01T00:00:00Z"), SignedDuration::MAX), Timestamp::MAX);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::agent::policy;
 use jiff::{SignedDuration, Timestamp};
 use socwarden_api::AutonomyPolicySpec;
 use socwarden_api::duration;
-use socwarden_api::{Approval, Decision, PromotionRules, Risk, ShadowStatus, SocAgent, Tier};
+use socwarden_api::{Approval, CarriedEvidence, Decision, PromotionRules, Risk, ShadowStatus, SocAgent, Tier};
 
 /// A past decision of the agent, for the shadow evidence.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,34 +19,70 @@ pub struct Decided {
     pub decided_at: Timestamp,
 }
 
-/// At tier `current`, the human decisions on requests that `next` would have run alone, and how
-/// many of them approved (agreed with running it). Only decisions since `since` count.
+/// Whether a past decision is shadow evidence at tier `current` for `next`, counting from
+/// `since`: a human decision on a request `current` did not run alone and `next` would have.
+/// `Some(true)` when it approved (agreed with running it), `Some(false)` when it denied.
+pub fn vote(d: &Decided, current: Tier, next: Tier, policy: &AutonomyPolicySpec, since: Timestamp) -> Option<bool> {
+    let shadowed = d.tier == current
+        && d.decided_at >= since
+        && !policy::runs_alone(policy, current, d.risk)
+        && policy::runs_alone(policy, next, d.risk);
+    match d.decision {
+        Decision::Approved if shadowed => Some(true),
+        Decision::Denied if shadowed => Some(false),
+        _ => None,
+    }
+}
+
+/// The shadow evidence for `next` at tier `current` (held since `since`): the carried part of
+/// `previous` (counted before; retention may have deleted those requests) plus the decisions in
+/// `history` after it. Decisions whose requests retention may delete now (`due`) join the carried
+/// part, with every decision before them, so that deleting them loses nothing: the evidence lives
+/// in the agent's status as counters, not in the requests.
 pub fn shadow(
     history: &[Decided],
     current: Tier,
     next: Tier,
     policy: &AutonomyPolicySpec,
     since: Timestamp,
+    previous: Option<&ShadowStatus>,
+    due: impl Fn(&Decided) -> bool,
 ) -> ShadowStatus {
-    let mut s = ShadowStatus { tier: Some(next), decisions: 0, agreed: 0 };
-    for d in history {
-        let shadowed = d.tier == current
-            && d.decided_at >= since
-            && !policy::runs_alone(policy, current, d.risk)
-            && policy::runs_alone(policy, next, d.risk);
-        if !shadowed {
-            continue;
+    let carried = previous
+        .filter(|p| p.tier == Some(next))
+        .and_then(|p| p.carried.as_ref())
+        .filter(|c| c.since.parse::<Timestamp>().ok() == Some(since))
+        .and_then(|c| Some((c.through.parse::<Timestamp>().ok()?, c.decisions, c.agreed)));
+    let (mut through, mut decisions, mut agreed) = match carried {
+        Some((t, d, a)) => (Some(t), d, a),
+        None => (None, 0, 0),
+    };
+    let votes: Vec<(&Decided, bool)> =
+        history.iter().filter_map(|d| Some((d, vote(d, current, next, policy, since)?))).collect();
+    let after = |d: &Decided, through: Option<Timestamp>| through.is_none_or(|t| d.decided_at > t);
+    let newly_due = votes.iter().filter(|(d, _)| after(d, through) && due(d)).map(|(d, _)| d.decided_at).max();
+    if let Some(t) = newly_due {
+        for (_, agree) in votes.iter().filter(|(d, _)| after(d, through) && d.decided_at <= t) {
+            decisions += 1;
+            agreed += u32::from(*agree);
         }
-        match d.decision {
-            Decision::Approved => {
-                s.decisions += 1;
-                s.agreed += 1;
-            }
-            Decision::Denied => s.decisions += 1,
-            _ => {}
-        }
+        through = Some(t);
     }
-    s
+    let carried =
+        through.map(|t| CarriedEvidence { since: since.to_string(), through: t.to_string(), decisions, agreed });
+    for (_, agree) in votes.iter().filter(|(d, _)| after(d, through)) {
+        decisions += 1;
+        agreed += u32::from(*agree);
+    }
+    ShadowStatus { tier: Some(next), decisions, agreed, carried }
+}
+
+/// Whether decision `d` is already counted in the carried part of `shadow` (so its request may go).
+pub fn carried(shadow: Option<&ShadowStatus>, d: &Decided) -> bool {
+    shadow
+        .and_then(|s| s.carried.as_ref())
+        .and_then(|c| c.through.parse::<Timestamp>().ok())
+        .is_some_and(|t| d.decided_at <= t)
 }
 
 pub struct Inputs<'a> {
@@ -248,7 +284,7 @@ mod tests {
     }
 
     fn evidence(decisions: u32, agreed: u32) -> ShadowStatus {
-        ShadowStatus { tier: Some(Tier::Autonomous), decisions, agreed }
+        ShadowStatus { tier: Some(Tier::Autonomous), decisions, agreed, carried: None }
     }
 
     #[test]
@@ -363,7 +399,45 @@ mod tests {
             d(Tier::Assist, Risk::Medium, Decision::Approved, "2026-01-02T00:00:00Z"),    // another tier
             d(Tier::Supervised, Risk::Medium, Decision::Approved, "2025-12-01T00:00:00Z"), // before since
         ];
-        let s = shadow(&h, Tier::Supervised, Tier::Autonomous, &p, ts("2026-01-01T00:00:00Z"));
+        let s = shadow(&h, Tier::Supervised, Tier::Autonomous, &p, ts("2026-01-01T00:00:00Z"), None, |_| false);
         assert_eq!((s.decisions, s.agreed), (2, 1));
+        assert_eq!(s.carried, None, "nothing due, nothing carried");
+    }
+
+    #[test]
+    fn evidence_outlives_the_requests_retention_deletes() {
+        let p = AutonomyPolicySpec::default();
+        let since = ts("2026-01-01T00:00:00Z");
+        let vote = |r: Decision, at: &str| Decided {
+            tier: Tier::Supervised,
+            risk: Risk::Medium,
+            decision: r,
+            decided_at: ts(at),
+        };
+        let (sup, auto) = (Tier::Supervised, Tier::Autonomous);
+        let h = vec![
+            vote(Decision::Approved, "2026-01-02T00:00:00Z"),
+            vote(Decision::Denied, "2026-01-03T00:00:00Z"),
+            vote(Decision::Approved, "2026-01-04T00:00:00Z"),
+        ];
+        // Retention may delete the first two: they are carried (with everything before them).
+        let due = |d: &Decided| d.decided_at < ts("2026-01-03T12:00:00Z");
+        let s1 = shadow(&h, sup, auto, &p, since, None, due);
+        assert_eq!((s1.decisions, s1.agreed), (3, 2));
+        let c = s1.carried.clone().unwrap();
+        assert_eq!((c.decisions, c.agreed, c.through.as_str()), (2, 1, "2026-01-03T00:00:00Z"));
+        assert!(carried(Some(&s1), &h[1]) && !carried(Some(&s1), &h[2]));
+        // They are deleted; a new decision comes. Nothing is lost, nothing counted twice.
+        let h2 = vec![h[2].clone(), vote(Decision::Approved, "2026-01-05T00:00:00Z")];
+        let s2 = shadow(&h2, sup, auto, &p, since, Some(&s1), |_| false);
+        assert_eq!((s2.decisions, s2.agreed), (4, 3));
+        assert_eq!(s2.carried, s1.carried);
+        // A request still cached but already carried is not counted again.
+        let s3 = shadow(&h, sup, auto, &p, since, Some(&s1), due);
+        assert_eq!((s3.decisions, s3.agreed), (3, 2));
+        // A new tier (or a new period at the tier) starts from nothing.
+        let later = ts("2026-01-03T06:00:00Z");
+        let s4 = shadow(&h2, sup, auto, &p, later, Some(&s1), |_| false);
+        assert_eq!((s4.decisions, s4.agreed, s4.carried), (2, 2, None));
     }
 }

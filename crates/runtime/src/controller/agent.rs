@@ -2,6 +2,7 @@
 //! status. Every write is skipped when the cache already shows the wanted state.
 
 use crate::context::{Context, IssuedMemo, MANAGER};
+use crate::controller::request;
 
 use crate::k8s;
 use crate::watch::malformed;
@@ -21,6 +22,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use socwarden_api::conditions;
 use socwarden_api::{AutonomyPolicy, Phase, SocAgent, SocAgentStatus, Tier};
+use socwarden_core::admission::quota;
 use socwarden_core::agent::credentials::{self, IssueReason, IssuedToken, TokenDecision};
 use socwarden_core::agent::pause::{self, PauseReason};
 use socwarden_core::agent::plan::{self, Applied, Plan, TokenPlan};
@@ -309,24 +311,19 @@ fn tier_decision(
     let current = status.and_then(|s| s.effective_tier);
     let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(now);
     let shadow = match (current, current.and_then(Tier::next), policy) {
-        (Some(cur), Some(next), Some(p)) if agent.spec.tier > cur => {
+        // Kept for every agent below the top tier, not only while a promotion waits: the
+        // counters carry what retention deletes (see `promotion::shadow`).
+        (Some(cur), Some(next), Some(p)) => {
             let history: Vec<promotion::Decided> = ctx
                 .stores
                 .requests
                 .state_filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.agent == name)
                 .iter()
-                .filter_map(|r| {
-                    let s = r.status.as_ref()?;
-                    let risk = ctx.stores.actions.get(&ObjectRef::new(&r.spec.action))?.spec.risk;
-                    Some(promotion::Decided {
-                        tier: s.tier?,
-                        risk,
-                        decision: s.decision?,
-                        decided_at: s.decided_at.as_ref()?.parse().ok()?,
-                    })
-                })
+                .filter_map(|r| request::decided(r, r.status.as_ref()?, ctx))
                 .collect();
-            Some(promotion::shadow(&history, cur, next, &p.spec, since))
+            let period = quota::period(&p.spec.requests);
+            let due = |d: &promotion::Decided| now >= quota::due_at(d.decision, d.decided_at, period);
+            Some(promotion::shadow(&history, cur, next, &p.spec, since, status.and_then(|s| s.shadow.as_ref()), due))
         }
         _ => None,
     };

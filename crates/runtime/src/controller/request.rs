@@ -22,6 +22,7 @@ use socwarden_api::{
 use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
 use socwarden_core::admission::{identity, quota, signature};
+use socwarden_core::agent::promotion;
 use socwarden_core::behaviour::drift::{Kind, Observation};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,16 +107,19 @@ async fn retain(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus
         .get(&ObjectRef::new(&req.spec.agent).within(&ns))
         .and_then(|a| ctx.stores.policies.get(&ObjectRef::new(&a.spec.policy_ref)))
         .filter(|p| malformed(p.as_ref()).is_none());
-    let requests = policy.map(|p| p.spec.requests.clone()).unwrap_or_default();
-    let period = socwarden_api::duration::parse(&requests.retention)
-        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
-        .unwrap_or(jiff::SignedDuration::from_hours(168));
+    let requests = policy.as_ref().map(|p| p.spec.requests.clone()).unwrap_or_default();
+    let period = quota::period(&requests);
     let in_effect = req.finalizers().iter().any(|f| f == FINALIZER);
     let now = Timestamp::now();
     match quota::retention(status, in_effect, period, now) {
         quota::Retention::Open | quota::Retention::InEffect => Ok(Action::await_change()),
         quota::Retention::Until(t) => {
             Ok(Action::requeue(Duration::from_secs(t.duration_since(now).as_secs().max(1) as u64)))
+        }
+        quota::Retention::Delete if !evidence_carried(req, status, ctx, policy.as_deref()) => {
+            // The agent's status counts it first (its reconcile carries what is due), then it goes.
+            ctx.monitor.wake(&(ns, req.spec.agent.clone()));
+            Ok(Action::requeue(Duration::from_secs(5)))
         }
         quota::Retention::Delete => {
             let name = req.name_any();
@@ -142,6 +146,44 @@ async fn retain(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus
             Ok(Action::await_change())
         }
     }
+}
+
+/// Whether deleting a decided request loses no promotion evidence: it is not shadow evidence of
+/// its agent, or the agent's status already carries it (`promotion::shadow`).
+fn evidence_carried(
+    req: &ActionRequest,
+    status: &ActionRequestStatus,
+    ctx: &Context,
+    policy: Option<&AutonomyPolicy>,
+) -> bool {
+    let ns = req.namespace().unwrap_or_default();
+    let Some(agent) = ctx.stores.agents.get(&ObjectRef::new(&req.spec.agent).within(&ns)) else {
+        return true;
+    };
+    let a = agent.status.as_ref();
+    let (Some(current), Some(policy)) = (a.and_then(|s| s.effective_tier), policy) else {
+        return true;
+    };
+    let (Some(next), Some(since)) =
+        (current.next(), a.and_then(|s| s.tier_since.as_deref()).and_then(|t| t.parse::<Timestamp>().ok()))
+    else {
+        return true;
+    };
+    let Some(d) = decided(req, status, ctx) else {
+        return true;
+    };
+    promotion::vote(&d, current, next, &policy.spec, since).is_none()
+        || promotion::carried(a.and_then(|s| s.shadow.as_ref()), &d)
+}
+
+/// A decided request as promotion evidence sees it.
+pub fn decided(req: &ActionRequest, status: &ActionRequestStatus, ctx: &Context) -> Option<promotion::Decided> {
+    Some(promotion::Decided {
+        tier: status.tier?,
+        risk: ctx.stores.actions.get(&ObjectRef::new(&req.spec.action))?.spec.risk,
+        decision: status.decision?,
+        decided_at: status.decided_at.as_ref()?.parse().ok()?,
+    })
 }
 
 pub fn error_policy(req: Arc<ActionRequest>, err: &Error, ctx: Arc<Context>) -> Action {
