@@ -193,6 +193,15 @@ pub fn audit_port() -> Option<u16> {
     env.lines().find_map(|l| l.strip_prefix("AUDIT_PORT=")).and_then(|p| p.trim().parse().ok())
 }
 
+/// The CA of the client certificate the local control plane presents to admission webhooks.
+pub fn webhook_client_ca() -> Option<PathBuf> {
+    if external_cluster() {
+        return None;
+    }
+    let env = std::fs::read_to_string(cluster_dir().join("env")).ok()?;
+    env.lines().find_map(|l| l.strip_prefix("WEBHOOK_CLIENT_CA=")).map(|p| PathBuf::from(p.trim()))
+}
+
 /// The kubectl of the local control plane (or the one on PATH for an existing cluster).
 pub fn kubectl() -> String {
     let env = cluster_dir().join("env");

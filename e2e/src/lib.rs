@@ -17,6 +17,7 @@
 
 pub mod cluster;
 pub mod fixtures;
+pub mod https;
 pub mod operator;
 pub mod requests;
 pub mod waiting;

@@ -2,7 +2,9 @@
 //! from and the chart ServiceAccount it runs as, its ports and logs, and scraping its HTTP
 //! endpoints and memory.
 
-use crate::cluster::{admin, admin_kubeconfig, apply_yaml, audit_port, cluster_dir, external_cluster, repo};
+use crate::cluster::{
+    admin, admin_kubeconfig, apply_yaml, audit_port, cluster_dir, external_cluster, repo, webhook_client_ca,
+};
 use crate::fixtures::{ensure_namespace, unique};
 use crate::waiting::yaml_docs;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -128,6 +130,8 @@ async fn operator_identity() -> Result<Option<(PathBuf, PathBuf)>> {
 pub struct Operator {
     child: Option<Child>,
     pub metrics_port: u16,
+    /// Where the admission webhook listens (TLS, on every address of the machine).
+    pub webhook_port: u16,
     pub log: PathBuf,
 }
 
@@ -184,6 +188,11 @@ impl Operator {
             Some((k, d)) => (k.clone(), vec!["--delegable".to_string(), d.display().to_string()]),
             None => (admin_kubeconfig(), vec![]),
         };
+        // The local control plane authenticates to admission webhooks with a client certificate.
+        let client_ca: Vec<String> = match webhook_client_ca() {
+            Some(ca) => vec!["--webhook-client-ca".into(), ca.display().to_string()],
+            None => vec![],
+        };
         let child = Command::new(&bin)
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--namespace", OPERATOR_NAMESPACE])
@@ -193,6 +202,7 @@ impl Operator {
             .arg(&decision_log)
             .args(&audit)
             .args(&delegable)
+            .args(&client_ca)
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
@@ -200,7 +210,7 @@ impl Operator {
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut op = Self { child: Some(child), metrics_port, log };
+        let mut op = Self { child: Some(child), metrics_port, webhook_port, log };
         let url = format!("http://127.0.0.1:{metrics_port}/readyz");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {

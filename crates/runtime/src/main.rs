@@ -50,6 +50,11 @@ enum Command {
         /// kept in the Secret socwarden-webhook-tls).
         #[arg(long, env = "WARDEN_WEBHOOK_CERT_DIR")]
         webhook_cert_dir: Option<PathBuf>,
+        /// PEM file of the CA that signed the client certificate the API server presents to
+        /// admission webhooks (its --admission-control-config-file). With it, the webhook answers
+        /// only callers holding such a certificate; without it, anyone who reaches the port.
+        #[arg(long, env = "WARDEN_WEBHOOK_CLIENT_CA")]
+        webhook_client_ca: Option<PathBuf>,
         /// How often the webhook configurations are written again (undoing deletions or edits).
         #[arg(long, env = "WARDEN_WEBHOOK_REPAIR_INTERVAL", default_value = "30s", value_parser = parse_duration)]
         webhook_repair_interval: std::time::Duration,
@@ -155,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             webhook_url,
             webhook_service,
             webhook_cert_dir,
+            webhook_client_ca,
             webhook_repair_interval,
             decision_log,
             audit_addr,
@@ -175,10 +181,15 @@ fn main() -> anyhow::Result<()> {
                 (None, Some(s)) => Some(parse_service(&s)?),
                 (None, None) => None,
             };
+            let client_ca = match &webhook_client_ca {
+                Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+                None => None,
+            };
             let webhook = endpoint.map(|endpoint| run::WebhookOptions {
                 addr: webhook_addr,
                 endpoint,
                 cert_dir: webhook_cert_dir,
+                client_ca,
                 repair_interval: webhook_repair_interval,
             });
             let audit = match (audit_addr, audit_token_file) {

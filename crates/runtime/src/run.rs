@@ -43,6 +43,8 @@ pub struct WebhookOptions {
     pub endpoint: Endpoint,
     /// `tls.crt`, `tls.key`, `ca.crt` to use instead of generated material.
     pub cert_dir: Option<PathBuf>,
+    /// PEM of the CA of the API server's webhook client certificate: only its holders are answered.
+    pub client_ca: Option<String>,
     /// How often the webhook configurations are written again, undoing a deletion or an edit.
     pub repair_interval: std::time::Duration,
 }
@@ -468,12 +470,9 @@ async fn audit_sink(
     };
     let listener = server::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
-    let handler: server::Handler = Arc::new(move |path, auth, body| {
+    let handler: server::Handler = Arc::new(move |path, body| {
         if path != "/audit" {
             return (StatusCode::NOT_FOUND, b"{}".to_vec());
-        }
-        if !audit::token_matches(auth, &token) {
-            return (StatusCode::UNAUTHORIZED, b"{}".to_vec());
         }
         let received = std::time::Instant::now();
         match audit::parse(body, jiff::Timestamp::now()) {
@@ -489,7 +488,9 @@ async fn audit_sink(
             }
         }
     });
-    Ok(server::serve_tls(listener, tls::server_config(&material)?, handler).await?)
+    let caller = server::Caller::Token(token.into());
+    let limits = server::Limits::new(audit::MAX_BODY);
+    Ok(server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler).await?)
 }
 
 /// Serves the admission webhook and registers it once the caches are complete (before that the
@@ -509,11 +510,20 @@ async fn admission(
         );
         return futures::future::pending().await;
     };
-    let config = tls::server_config(&material)?;
+    let config = tls::server_config(&material, opts.client_ca.as_deref())?;
+    let caller = match &opts.client_ca {
+        Some(_) => server::Caller::Certificate,
+        None => {
+            tracing::warn!(
+                "no --webhook-client-ca: the admission webhook answers anyone who reaches its port; admit only the API server to it (NetworkPolicy), see the README"
+            );
+            server::Caller::Anyone
+        }
+    };
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
     let lookup = webhook::Admissions::new(stores.clone());
-    let handler: server::Handler = Arc::new(move |path, _auth, body| {
+    let handler: server::Handler = Arc::new(move |path, body| {
         let started = std::time::Instant::now();
         if !lookup.stores.ready() {
             let review = kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
@@ -528,7 +538,7 @@ async fn admission(
             .observe(started.elapsed().as_secs_f64());
         (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
     });
-    let serve = server::serve_tls(listener, config, handler);
+    let serve = server::serve_tls(listener, config, caller, server::Limits::new(webhook::MAX_REVIEW), handler);
     let register = async {
         while !stores.ready() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

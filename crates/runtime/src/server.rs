@@ -1,4 +1,5 @@
-//! The operator's plain HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! The operator's HTTP endpoints: `/metrics`, `/healthz`, `/readyz` in plain HTTP, and the TLS
+//! endpoints (the admission webhook, the audit sink) with who may call them and within what limits.
 
 use crate::context::Stores;
 use crate::metrics::Metrics;
@@ -8,6 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 fn respond(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -54,64 +56,181 @@ async fn route(
 }
 
 pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
+    accept_loop(listener, 64, "metrics", move |stream| {
         let (metrics, ready) = (metrics.clone(), ready.clone());
-        tokio::spawn(async move {
+        async move {
             let svc = hyper::service::service_fn(move |req| route(req, metrics.clone(), ready.clone()));
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await
-            {
+            if let Err(e) = http1(Duration::from_secs(5)).serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(error = %e, "metrics connection ended");
             }
-        });
+        }
+    })
+    .await
+}
+
+/// Answers one request: (path, body) → (status, JSON body). The caller is already authenticated.
+pub type Handler = std::sync::Arc<dyn Fn(&str, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
+
+/// Who may call a TLS endpoint; checked before any byte of a body is read.
+#[derive(Clone)]
+pub enum Caller {
+    /// Only a client certificate the TLS configuration verified: the API server calling the
+    /// admission webhook (`--webhook-client-ca`).
+    Certificate,
+    /// `Authorization: Bearer <token>`: the API server's audit webhook.
+    Token(std::sync::Arc<str>),
+    /// Anyone who reaches the port (a webhook without a client CA; see the README for what that
+    /// weakens).
+    Anyone,
+}
+
+/// How much one TLS endpoint takes on, so that no caller can exhaust the operator: slow or large
+/// uploads wait for their share of a fixed body budget (or are refused) instead of growing memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest body read, refused from its Content-Length before any byte is read.
+    pub max_body: usize,
+    /// Bodies larger than `small` share this many bytes while being read (the rest wait for their
+    /// share, then give up); smaller ones (every AdmissionReview the API server sends for a
+    /// request or an approval) are bounded by the connection cap, so large uploads never starve them.
+    pub body_budget: usize,
+    pub small: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    pub connections: usize,
+    /// For the TLS handshake, for the request head, and for the body.
+    pub handshake: Duration,
+    pub headers: Duration,
+    pub body: Duration,
+}
+
+impl Limits {
+    pub const fn new(max_body: usize) -> Self {
+        Self {
+            max_body,
+            body_budget: 24 << 20,
+            small: 64 << 10,
+            connections: 256,
+            handshake: Duration::from_secs(5),
+            headers: Duration::from_secs(5),
+            body: Duration::from_secs(10),
+        }
     }
 }
 
-/// Answers one request: (path, Authorization header, body) → (status, JSON body).
-pub type Handler = std::sync::Arc<dyn Fn(&str, Option<&str>, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
+/// Accepts connections for ever: an accept error (out of file descriptors, a reset before
+/// accept) is logged and survived; at most `limit` connections are served at once.
+async fn accept_loop<F, Fut>(listener: TcpListener, limit: usize, what: &'static str, serve: F) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limit));
+    loop {
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let conn = serve(stream);
+                tokio::spawn(async move {
+                    conn.await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, endpoint = what, "accept failed; continuing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
 
-/// Serves `handler` over TLS (the admission webhook, the audit sink).
+fn http1(headers: Duration) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(headers);
+    b
+}
+
+/// Serves `handler` over TLS (the admission webhook, the audit sink), to `caller` only, within
+/// `limits`.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: std::sync::Arc<rustls::ServerConfig>,
+    caller: Caller,
+    limits: Limits,
     handler: Handler,
 ) -> std::io::Result<()> {
-    use http_body_util::BodyExt;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let (acceptor, handler) = (acceptor.clone(), handler.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(stream).await else { return };
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.body_budget >> 10));
+    accept_loop(listener, limits.connections, "tls", move |stream| {
+        let (acceptor, handler, caller, budget) = (acceptor.clone(), handler.clone(), caller.clone(), budget.clone());
+        async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(limits.handshake, acceptor.accept(stream)).await else {
+                return;
+            };
+            let certified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let path = req.uri().path().to_string();
-                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(String::from);
-                    // Bodies are small (a review, an audit batch); anything over the limit is refused unread.
-                    let body =
-                        match http_body_util::Limited::new(req.into_body(), socwarden_core::behaviour::audit::MAX_BODY)
-                            .collect()
-                            .await
-                        {
-                            Ok(b) => b.to_bytes(),
-                            Err(_) => {
-                                return Ok::<_, Infallible>(respond(
-                                    StatusCode::PAYLOAD_TOO_LARGE,
-                                    "text/plain",
-                                    "too large\n",
-                                ));
-                            }
-                        };
-                    let (code, out) = handler(&path, auth.as_deref(), &body);
-                    Ok(respond(code, "application/json", out))
-                }
+                let (handler, caller, budget) = (handler.clone(), caller.clone(), budget.clone());
+                async move { Ok::<_, Infallible>(answer(req, certified, &caller, limits, &budget, &handler).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await {
-                tracing::debug!(error = %e, "webhook connection ended");
+            if let Err(e) = http1(limits.headers).serve_connection(TokioIo::new(tls), svc).await {
+                tracing::debug!(error = %e, "TLS connection ended");
             }
-        });
+        }
+    })
+    .await
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    certified: bool,
+    caller: &Caller,
+    limits: Limits,
+    budget: &tokio::sync::Semaphore,
+    handler: &Handler,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let text = |code, msg: &str| respond(code, "text/plain", format!("{msg}\n"));
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let allowed = match caller {
+        Caller::Certificate => certified,
+        Caller::Token(t) => socwarden_core::behaviour::audit::token_matches(auth, t),
+        Caller::Anyone => true,
+    };
+    if !allowed {
+        let why = match caller {
+            Caller::Certificate => "this endpoint answers only the API server: present its client certificate",
+            _ => "this endpoint answers only the API server: present its bearer token",
+        };
+        return text(StatusCode::UNAUTHORIZED, why);
     }
+    let Some(len) = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return text(StatusCode::LENGTH_REQUIRED, "a Content-Length is required");
+    };
+    if len > limits.max_body {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("bodies are limited to {} bytes", limits.max_body));
+    }
+    let _share = if len > limits.small {
+        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(limits.body, budget.acquire_many(kib)).await {
+            Ok(Ok(share)) => Some(share),
+            _ => return text(StatusCode::SERVICE_UNAVAILABLE, "busy with large bodies; retry"),
+        }
+    } else {
+        None
+    };
+    let path = req.uri().path().to_string();
+    let read = http_body_util::Limited::new(req.into_body(), len).collect();
+    let body = match tokio::time::timeout(limits.body, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return text(StatusCode::BAD_REQUEST, "the body does not match its Content-Length"),
+        Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
+    };
+    let (code, out) = handler(&path, &body);
+    respond(code, "application/json", out)
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -60,18 +60,39 @@ pub fn from_dir(dir: &Path) -> Result<Material, Error> {
     Ok(Material { cert_pem: read("tls.crt")?, key_pem: read("tls.key")?, ca_pem: read("ca.crt")? })
 }
 
-pub fn server_config(m: &Material) -> Result<Arc<rustls::ServerConfig>, Error> {
+/// A TLS server configuration with the serving certificate of `m`. With `client_ca` (PEM), client
+/// certificates signed by it are verified; a caller without one still connects, and the endpoint
+/// decides (`server::Caller`), so that it can answer 401 with the reason rather than a bare
+/// handshake failure.
+pub fn server_config(m: &Material, client_ca: Option<&str>) -> Result<Arc<rustls::ServerConfig>, Error> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(m.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Tls(format!("certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(m.key_pem.as_bytes()).map_err(|e| Error::Tls(format!("key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots
+                    .add(c.map_err(|e| Error::Tls(format!("client CA: {e}")))?)
+                    .map_err(|e| Error::Tls(format!("client CA: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(Error::Tls("client CA: no certificate in the file".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| Error::Tls(format!("client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| Error::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -109,7 +130,9 @@ mod tests {
     fn generated_material_makes_a_server_config() {
         let m = generate(&["localhost".into()], &["127.0.0.1".parse().unwrap()]).unwrap();
         assert!(m.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(server_config(&m).is_ok());
-        assert!(server_config(&Material { key_pem: "nope".into(), ..m }).is_err());
+        assert!(server_config(&m, None).is_ok());
+        assert!(server_config(&m, Some(&m.ca_pem)).is_ok(), "a CA verifies client certificates");
+        assert!(server_config(&m, Some("not a certificate")).is_err(), "an unreadable client CA is an error, not open");
+        assert!(server_config(&Material { key_pem: "nope".into(), ..m }, None).is_err());
     }
 }

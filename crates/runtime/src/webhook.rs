@@ -17,6 +17,10 @@ use socwarden_core::admission::signature::{self, Key};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The largest AdmissionReview read: the object and its old version, each at most the API
+/// server's own limit on a stored object (1.5 MiB in etcd), and the envelope.
+pub const MAX_REVIEW: usize = 4 << 20;
+
 /// What the webhook reads of the cluster (the operator's caches; fixtures in tests).
 pub trait Lookup {
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>>;

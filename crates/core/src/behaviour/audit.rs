@@ -7,8 +7,9 @@ use crate::behaviour::drift::Observation;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-/// Request bodies above this are refused unread (the API server batches at most a few MiB).
-pub const MAX_BODY: usize = 16 << 20;
+/// Audit batches above this are refused unread: the API server's batches hold at most
+/// `--audit-webhook-batch-max-size` events (400 by default) of a few KiB each at Metadata level.
+pub const MAX_BODY: usize = 8 << 20;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
