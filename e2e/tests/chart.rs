@@ -186,6 +186,12 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     let args = strings(&pod["containers"][0]["args"]);
     assert!(args.contains(&"--audit-token-file=/etc/soc-warden/audit/token".to_string()), "{args:?}");
     assert!(args.contains(&"--webhook-cert-dir=/etc/soc-warden/webhook".to_string()), "{args:?}");
+    assert!(args.contains(&"--webhook-client-ca=/etc/soc-warden/webhook-client/ca.crt".to_string()), "{args:?}");
+    let maps: Vec<&str> =
+        pod["volumes"].as_array().unwrap().iter().filter_map(|v| v["configMap"]["name"].as_str()).collect();
+    assert!(maps.contains(&"apiserver-webhook-client-ca"), "{maps:?}");
+    let from = &one(&audit, "NetworkPolicy")["spec"]["ingress"][0]["from"];
+    assert_eq!(from[0]["ipBlock"]["cidr"], "10.0.0.1/32", "{from}");
     let secrets: Vec<&str> =
         pod["volumes"].as_array().unwrap().iter().filter_map(|v| v["secret"]["secretName"].as_str()).collect();
     assert_eq!(secrets, vec!["soc-warden-webhook-cert", "soc-warden-audit-token"]);
