@@ -166,3 +166,42 @@ pub fn agent(name: &str, namespace: &str, tier: Tier, actions: &[&str], scope: &
     a.metadata.namespace = Some(namespace.to_string());
     a
 }
+
+/// An AutonomyPolicy of a test's own (e.g. one whose kill switch it flips), deleted when dropped
+/// so that a failing test does not leave every agent paused.
+pub struct KillSwitch {
+    pub name: String,
+}
+
+impl KillSwitch {
+    pub fn new() -> Self {
+        Self { name: unique("emergency") }
+    }
+
+    /// Sets the kill switch of this policy on or off.
+    pub async fn set(&self, client: &Client, on: bool) -> Result<()> {
+        apply_yaml(
+            client,
+            &format!("apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {}}}\nspec: {{killSwitch: {on}}}\n", self.name),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl Default for KillSwitch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for KillSwitch {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        blocking_cleanup(move |client| async move {
+            let _ = kube::Api::<socwarden_api::AutonomyPolicy>::all(client)
+                .delete(&name, &kube::api::DeleteParams::default())
+                .await;
+        });
+    }
+}

@@ -169,6 +169,24 @@ async fn a_burst_of_403s_pauses_and_only_an_approver_resumes() -> Result<()> {
     let pause_id = assert_contained(&w, "prober", &bot, "outOfScope").await?;
     normal.stop().await;
 
+    // A drift pause is lifted only by an approver's resume: not by the kill switch going on and
+    // off, nor by spec.paused going true and false.
+    let agents = Api::<SocAgent>::namespaced(w.admin.clone(), &home);
+    let ks = KillSwitch::new();
+    ks.set(&w.admin, true).await?;
+    wait_agent(&w.admin, &home, "prober", "paused (kill switch on)", T, |a| {
+        condition(a, "Paused").is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    ks.set(&w.admin, false).await?;
+    drop(ks);
+    for paused in [true, false] {
+        agents.patch("prober", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": paused}}))).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = agents.get("prober").await?;
+    assert!(paused_for_drift(&still), "still paused for drift: {:?}", condition(&still, "Paused"));
+
     // The analyst may not resume it; a lead may.
     let resume = |name: &str| -> Approval {
         serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"resume": {"agent": "prober", "pauseId": pause_id}, "decision": "approve"}})).unwrap()

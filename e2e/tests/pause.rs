@@ -128,19 +128,6 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
 }
 
 /// Removes the emergency policy even when the test fails, so other tests are not left paused.
-struct KillSwitch {
-    name: String,
-}
-
-impl Drop for KillSwitch {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        blocking_cleanup(move |client| async move {
-            let _ = Api::<socwarden_api::AutonomyPolicy>::all(client).delete(&name, &DeleteParams::default()).await;
-        });
-    }
-}
-
 #[tokio::test]
 async fn the_kill_switch_pauses_every_agent_and_releasing_it_resumes_them() -> Result<()> {
     let (admin, ns, read) = setup().await?;

@@ -25,15 +25,16 @@ impl PauseReason {
     }
 }
 
-/// Why the agent must be paused now, if it must. The kill switch wins, then drift (which only an
-/// approver lifts), then a manual pause, so that lifting one while another holds keeps the agent
-/// contained with the right explanation.
+/// Why the agent must be paused now, if it must. Drift wins (only an approver's resume lifts it,
+/// and its record, whose id the resume names, must outlive the other pauses: with the kill switch
+/// first, flipping it on and off dropped the record and left the pause to the monitor's memory),
+/// then the kill switch, then a manual pause.
 pub fn decide(spec_paused: bool, kill_switch: Option<&str>, drift: bool) -> Option<PauseReason> {
-    match (kill_switch, drift, spec_paused) {
-        (Some(_), _, _) => Some(PauseReason::KillSwitch),
-        (None, true, _) => Some(PauseReason::Drift),
-        (None, false, true) => Some(PauseReason::Manual),
-        (None, false, false) => None,
+    match (drift, kill_switch, spec_paused) {
+        (true, _, _) => Some(PauseReason::Drift),
+        (false, Some(_), _) => Some(PauseReason::KillSwitch),
+        (false, None, true) => Some(PauseReason::Manual),
+        (false, None, false) => None,
     }
 }
 
@@ -80,7 +81,8 @@ mod tests {
         assert_eq!(decide(false, None, false), None);
         assert_eq!(decide(true, None, false), Some(PauseReason::Manual));
         assert_eq!(decide(false, Some("default"), false), Some(PauseReason::KillSwitch));
-        assert_eq!(decide(true, Some("default"), true), Some(PauseReason::KillSwitch));
+        assert_eq!(decide(true, Some("default"), false), Some(PauseReason::KillSwitch));
+        assert_eq!(decide(true, Some("default"), true), Some(PauseReason::Drift), "a drift pause outlives the others");
         assert_eq!(decide(true, None, true), Some(PauseReason::Drift));
     }
 
