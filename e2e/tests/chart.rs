@@ -5,6 +5,7 @@
 //! proven by the whole end-to-end suite: its operator runs as the chart's ServiceAccount.
 
 use anyhow::{Result, bail};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use soc_warden_e2e::*;
 use std::collections::BTreeSet;
@@ -299,7 +300,10 @@ fn rbac_is_least_privilege_in_every_combination() -> Result<()> {
             );
         }
         // The operator may only grant what it holds: the agents' base rules and the delegable list.
-        let held = one(&docs, "ClusterRole")["rules"].as_array().unwrap().clone();
+        let own =
+            of_kind(&docs, "ClusterRole").into_iter().filter(|r| r["metadata"]["name"] == sa_name).collect::<Vec<_>>();
+        assert_eq!(own.len(), 1, "{name}: the operator's ClusterRole is named as its ServiceAccount");
+        let held = own[0]["rules"].as_array().unwrap().clone();
         let delegable: Value =
             serde_yaml::from_str(one(&docs, "ConfigMap")["data"]["delegable.yaml"].as_str().unwrap())?;
         let delegable = delegable.as_array().unwrap().clone();
@@ -363,5 +367,22 @@ fn the_chart_carries_the_generated_crds_and_the_shipped_alert_rules() -> Result<
     let rule = one(&docs, "PrometheusRule");
     let file: Value = serde_yaml::from_str(&std::fs::read_to_string(repo().join("alerts/soc-warden.rules.yaml"))?)?;
     assert_eq!(rule["spec"], file, "the PrometheusRule and alerts/soc-warden.rules.yaml differ");
+    Ok(())
+}
+
+#[test]
+fn the_chart_ships_the_peoples_roles_of_the_examples() -> Result<()> {
+    let docs = render(&[])?;
+    let named = |d: &&Value| d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("socwarden-"));
+    let chart: Vec<&Value> = of_kind(&docs, "ClusterRole").into_iter().filter(named).collect();
+    let example: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&std::fs::read_to_string(repo().join("examples/05-people.yaml"))?)
+            .map(Value::deserialize)
+            .collect::<Result<_, _>>()?;
+    let example: Vec<&Value> = example.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+    assert_eq!(chart.len(), 3, "approver, responder, editor");
+    assert_eq!(chart, example, "charts/soc-warden/templates/people-roles.yaml and examples/05-people.yaml differ");
+    let responder = chart.iter().find(|r| r["metadata"]["name"] == "socwarden-responder").unwrap();
+    assert_eq!(responder["rules"][0]["verbs"], json!(["patch", "pause"]), "responders pause, and only that");
     Ok(())
 }

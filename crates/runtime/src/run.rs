@@ -470,12 +470,12 @@ async fn audit_sink(
     };
     let listener = server::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
-    let handler: server::Handler = Arc::new(move |path, body| {
+    let sink = move |path: String, body: hyper::body::Bytes| {
         if path != "/audit" {
             return (StatusCode::NOT_FOUND, b"{}".to_vec());
         }
         let received = std::time::Instant::now();
-        match audit::parse(body, jiff::Timestamp::now()) {
+        match audit::parse(&body, jiff::Timestamp::now()) {
             Ok(obs) => {
                 metrics.audit_events.with_label_values(&["kept"]).inc_by(obs.len() as u64);
                 monitor.observe(obs, received, jiff::Timestamp::now());
@@ -487,7 +487,8 @@ async fn audit_sink(
                 (StatusCode::BAD_REQUEST, serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default())
             }
         }
-    });
+    };
+    let handler: server::Handler = Arc::new(move |path, body| futures::future::ready(sink(path, body)).boxed());
     let caller = server::Caller::Token(token.into());
     let limits = server::Limits::new(audit::MAX_BODY);
     Ok(server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler).await?)
@@ -522,21 +523,29 @@ async fn admission(
     };
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
-    let lookup = webhook::Admissions::new(stores.clone());
+    let lookup = Arc::new(webhook::Admissions::new(stores.clone()));
+    let sar_client = client.clone();
     let handler: server::Handler = Arc::new(move |path, body| {
-        let started = std::time::Instant::now();
-        if !lookup.stores.ready() {
-            let review = kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
-                .into_review();
-            return (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default());
+        let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let review = match webhook::agent_change(&path, &body) {
+                // A SocAgent change: may this user change those fields (SubjectAccessReview)?
+                Some(change) => webhook::agent_verdict(&body, authorize(&client, &change).await),
+                None if !lookup.stores.ready() => {
+                    kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
+                        .into_review()
+                }
+                None => webhook::review(&path, &body, lookup.as_ref(), &key, &nonce()),
+            };
+            let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
+            metrics
+                .webhook_duration
+                .with_label_values(&[path.as_str(), if allowed { "true" } else { "false" }])
+                .observe(started.elapsed().as_secs_f64());
+            (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
         }
-        let review = webhook::review(path, body, &lookup, &key, &nonce());
-        let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
-        metrics
-            .webhook_duration
-            .with_label_values(&[path, if allowed { "true" } else { "false" }])
-            .observe(started.elapsed().as_secs_f64());
-        (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
+        .boxed()
     });
     let serve = server::serve_tls(listener, config, caller, server::Limits::new(webhook::MAX_REVIEW), handler);
     let register = async {
@@ -559,6 +568,43 @@ async fn admission(
         r = serve => Ok(r?),
         r = register => r,
     }
+}
+
+/// Whether the user behind `change` holds every virtual verb it needs on that SocAgent, asked of
+/// the API server (SubjectAccessReview). Fails closed: an unanswered review refuses the change.
+async fn authorize(client: &Client, change: &webhook::AgentChange) -> Result<(), String> {
+    use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+    let user = change.user.username.clone().unwrap_or_default();
+    for verb in &change.verbs {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: change.user.username.clone(),
+                uid: change.user.uid.clone(),
+                groups: change.user.groups.clone(),
+                extra: change.user.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(socwarden_api::GROUP.into()),
+                    resource: Some("socagents".into()),
+                    verb: Some(verb.to_string()),
+                    namespace: Some(change.namespace.clone()),
+                    name: Some(change.name.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(client.clone())
+            .create(&kube::api::PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                format!("could not check whether {user} may change SocAgent {}/{}: {e}", change.namespace, change.name)
+            })?;
+        if !answer.status.is_some_and(|s| s.allowed) {
+            return Err(socwarden_core::agent::authority::refusal(&user, verb, &change.namespace, &change.name));
+        }
+    }
+    Ok(())
 }
 
 fn nonce() -> String {

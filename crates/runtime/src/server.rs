@@ -69,7 +69,8 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) ->
 }
 
 /// Answers one request: (path, body) → (status, JSON body). The caller is already authenticated.
-pub type Handler = std::sync::Arc<dyn Fn(&str, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
+pub type Handler =
+    std::sync::Arc<dyn Fn(String, Bytes) -> futures::future::BoxFuture<'static, (StatusCode, Vec<u8>)> + Send + Sync>;
 
 /// Who may call a TLS endpoint; checked before any byte of a body is read.
 #[derive(Clone)]
@@ -229,7 +230,7 @@ async fn answer(
         Ok(Err(_)) => return text(StatusCode::BAD_REQUEST, "the body does not match its Content-Length"),
         Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
     };
-    let (code, out) = handler(&path, &body);
+    let (code, out) = handler(path, body).await;
     respond(code, "application/json", out)
 }
 

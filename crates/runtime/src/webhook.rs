@@ -14,12 +14,53 @@ use socwarden_core::admission::gate;
 use socwarden_core::admission::identity::AgentKey;
 use socwarden_core::admission::quota;
 use socwarden_core::admission::signature::{self, Key};
+use socwarden_core::agent::authority;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The largest AdmissionReview read: the object and its old version, each at most the API
 /// server's own limit on a stored object (1.5 MiB in etcd), and the envelope.
 pub const MAX_REVIEW: usize = 4 << 20;
+
+/// A change of a SocAgent's spec, and the virtual verbs it needs (`agent::authority`).
+#[derive(Debug)]
+pub struct AgentChange {
+    pub user: k8s_openapi::api::authentication::v1::UserInfo,
+    pub namespace: String,
+    pub name: String,
+    pub verbs: Vec<&'static str>,
+}
+
+/// For a validating review of a SocAgent update: who changes it, and which verbs the change needs
+/// (the caller asks the API server with a SubjectAccessReview, then answers with `agent_verdict`).
+pub fn agent_change(path: &str, body: &[u8]) -> Option<AgentChange> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).ok()?;
+    let req: AdmissionRequest<DynamicObject> = review.try_into().ok()?;
+    if path != "/validate" || req.kind.kind != "SocAgent" || req.operation != Operation::Update {
+        return None;
+    }
+    let spec = |o: Option<&DynamicObject>| o.and_then(|o| o.data.get("spec").cloned());
+    Some(AgentChange {
+        user: req.user_info.clone(),
+        namespace: req.namespace.clone().unwrap_or_default(),
+        name: req.name.clone(),
+        verbs: authority::needed(spec(req.old_object.as_ref()).as_ref(), spec(req.object.as_ref()).as_ref()),
+    })
+}
+
+/// The answer to a SocAgent review once the authority check is done.
+pub fn agent_verdict(body: &[u8], verdict: Result<(), String>) -> AdmissionReview<DynamicObject> {
+    let req: Option<AdmissionRequest<DynamicObject>> =
+        serde_json::from_slice::<AdmissionReview<DynamicObject>>(body).ok().and_then(|r| r.try_into().ok());
+    let Some(req) = req else {
+        return AdmissionResponse::invalid("cannot read the AdmissionReview").into_review();
+    };
+    let response = AdmissionResponse::from(&req);
+    match verdict {
+        Ok(()) => response.into_review(),
+        Err(message) => response.deny(message).into_review(),
+    }
+}
 
 /// What the webhook reads of the cluster (the operator's caches; fixtures in tests).
 pub trait Lookup {

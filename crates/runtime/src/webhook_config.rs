@@ -44,18 +44,21 @@ impl Endpoint {
     }
 }
 
-fn rule(operations: &[&str]) -> RuleWithOperations {
+fn rule(operations: &[&str], resources: &[&str]) -> RuleWithOperations {
     RuleWithOperations {
         api_groups: Some(vec!["socwarden.io".into()]),
         api_versions: Some(vec!["v1alpha1".into()]),
         operations: Some(operations.iter().map(|s| s.to_string()).collect()),
-        resources: Some(vec!["actionrequests".into(), "approvals".into()]),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
         scope: Some("Namespaced".into()),
     }
 }
 
+const RECORDS: &[&str] = &["actionrequests", "approvals"];
+
 /// The two webhook configurations: a mutating one that stamps on CREATE, a validating one that
-/// checks stamps on CREATE and immutability on UPDATE. Both fail closed.
+/// checks stamps on CREATE, immutability on UPDATE, and who may change which fields of a SocAgent
+/// (`agent::authority`). Both fail closed.
 pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
     let meta = ObjectMeta { name: Some(WEBHOOK_CONFIG.into()), ..Default::default() };
     let mutating = MutatingWebhookConfiguration {
@@ -67,7 +70,7 @@ pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfigur
             failure_policy: Some("Fail".into()),
             match_policy: Some("Equivalent".into()),
             reinvocation_policy: Some("Never".into()),
-            rules: Some(vec![rule(&["CREATE"])]),
+            rules: Some(vec![rule(&["CREATE"], RECORDS)]),
             side_effects: "None".into(),
             timeout_seconds: Some(5),
             ..Default::default()
@@ -81,7 +84,7 @@ pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfigur
             client_config: endpoint.client_config("/validate", ca),
             failure_policy: Some("Fail".into()),
             match_policy: Some("Equivalent".into()),
-            rules: Some(vec![rule(&["CREATE", "UPDATE"])]),
+            rules: Some(vec![rule(&["CREATE", "UPDATE"], RECORDS), rule(&["UPDATE"], &["socagents"])]),
             side_effects: "None".into(),
             timeout_seconds: Some(5),
             ..Default::default()
@@ -118,6 +121,7 @@ mod tests {
             vw.rules.as_ref().unwrap()[0].resources.as_ref().unwrap(),
             &vec!["actionrequests".to_string(), "approvals".to_string()]
         );
+        assert_eq!(vw.rules.as_ref().unwrap()[1].resources.as_ref().unwrap(), &vec!["socagents".to_string()]);
         let (m, _) =
             configurations(&Endpoint::Service { namespace: "sw".into(), name: "warden".into(), port: 443 }, "CA");
         assert_eq!(m.webhooks.unwrap()[0].client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate"));

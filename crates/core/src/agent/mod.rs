@@ -1,5 +1,6 @@
 //! Deciding one SocAgent: its validity, RBAC, credentials, pause, tier and status.
 
+pub mod authority;
 pub mod credentials;
 pub mod pause;
 pub mod plan;

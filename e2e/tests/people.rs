@@ -1,0 +1,69 @@
+//! The second half of the review, tried as a human with partial RBAC: a lead who may only pause
+//! (`socwarden-responder`) and a GitOps applier (`socwarden-editor`), with the roles of
+//! `examples/05-people.yaml`. Each test names the guarantee it checks.
+
+use anyhow::Result;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use soc_warden_e2e::*;
+use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+async fn patch_as(who: &str, ns: &str, name: &str, spec: Value) -> Result<(), String> {
+    let client = as_user(who).await.map_err(|e| e.to_string())?;
+    Api::<SocAgent>::namespaced(client, ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A lead who may only pause cannot rewrite the agent — not its approvers (a two-lead quorum
+/// turned into self-approval), scope, actions, tier, onDrift or learning period — while
+/// `kubectl warden pause`/`resume` keep working; the editor changes everything but `spec.paused`
+/// (a Git sync never undoes a responder's pause).
+#[tokio::test]
+async fn a_lead_who_may_only_pause_cannot_rewrite_an_agent() -> Result<()> {
+    let scene = Scene::new().await?;
+    let (home, scope) = (scene.home(), scene.scope());
+    let act = unique("people-read");
+    apply(&Api::<SocAction>::all(scene.admin.clone()), &action(&act, Risk::Low, "", "pods", &[Verb::List])).await?;
+    let _op = Operator::start().await?;
+    let mut a = agent("bot", home, Tier::Supervised, &[&act], &[scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.approvers.min_approvals = 2;
+    apply(&Api::<SocAgent>::namespaced(scene.admin.clone(), home), &a).await?;
+    wait_agent(&scene.admin, home, "bot", "Ready", T, ready).await?;
+
+    for spec in [
+        json!({"approvers": {"users": ["lead-a"], "groups": [], "minApprovals": 1}}),
+        json!({"scope": {"namespaces": [scope, "kube-system"]}}),
+        json!({"actions": []}),
+        json!({"tier": "autonomous"}),
+        json!({"baseline": {"onDrift": "Alert"}}),
+        json!({"baseline": {"learningPeriod": "1m"}}),
+        json!({"paused": true, "approvers": {"minApprovals": 1}}),
+    ] {
+        let e = patch_as("lead-a", home, "bot", spec.clone()).await.expect_err(&format!("lead-a changed {spec}"));
+        assert!(e.contains("lead-a may not change the spec") && e.contains("'update'"), "{e}");
+    }
+    let unchanged = Api::<SocAgent>::namespaced(scene.admin.clone(), home).get("bot").await?;
+    assert_eq!((unchanged.spec.approvers.min_approvals, unchanged.spec.paused), (2, false));
+
+    // Pausing and resuming is what the responder is for.
+    let (ok, out) = kubectl_warden("lead-a", &["pause", "bot", "-n", home])?;
+    assert!(ok, "{out}");
+    wait_agent(&scene.admin, home, "bot", "paused", T, |a| condition(a, "Paused").is_some_and(|c| c.status == "True"))
+        .await?;
+    let (ok, out) = kubectl_warden("lead-a", &["resume", "bot", "-n", home])?;
+    assert!(ok, "{out}");
+    wait_agent(&scene.admin, home, "bot", "Ready again", T, ready).await?;
+
+    // The editor (GitOps) changes the agent, but not spec.paused.
+    patch_as("gitops", home, "bot", json!({"approvers": {"minApprovals": 1}})).await.map_err(anyhow::Error::msg)?;
+    let e = patch_as("gitops", home, "bot", json!({"paused": true})).await.expect_err("the editor paused the agent");
+    assert!(e.contains("gitops may not change spec.paused") && e.contains("'pause'"), "{e}");
+    Ok(())
+}
