@@ -127,20 +127,20 @@ pub fn approval(
             signature::bound_to_resume(&agent_uid, pause_id),
         ),
     };
-    let mut a = Approval::new(
-        &format!("{who}-{}", at.as_second()),
-        ApprovalSpec {
-            action_request,
-            promotion,
-            resume,
-            decision: d,
-            comment: String::new(),
-            approver: who.into(),
-            approver_groups: groups.clone(),
-            signature: key.sign(&signature::approval_message(NS, &bound, who, &groups, d)),
-            bound_to: bound,
-        },
-    );
+    let name = format!("{who}-{}", at.as_second());
+    let mut spec = ApprovalSpec {
+        action_request,
+        promotion,
+        resume,
+        decision: d,
+        comment: String::new(),
+        approver: who.into(),
+        approver_groups: groups,
+        signature: String::new(),
+        bound_to: bound,
+    };
+    spec.signature = key.sign(&signature::approval_message(NS, &name, &spec));
+    let mut a = Approval::new(&name, spec);
     a.metadata.namespace = Some(NS.into());
     a.metadata.creation_timestamp = Some(Time(at));
     a

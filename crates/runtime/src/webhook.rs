@@ -93,7 +93,7 @@ pub fn review(path: &str, body: &[u8], lookup: &dyn Lookup, key: &Key, nonce: &s
     let response = AdmissionResponse::from(&req);
     let outcome = match (path, req.kind.kind.as_str(), &req.operation) {
         ("/mutate", "ActionRequest", Operation::Create) => stamp_request(&req, lookup, key, nonce),
-        ("/mutate", "Approval", Operation::Create) => stamp_approval(&req, lookup, key),
+        ("/mutate", "Approval", Operation::Create) => stamp_approval(&req, lookup, key, nonce),
         ("/validate", "ActionRequest", Operation::Create) => check_request_stamp(&req, key),
         ("/validate", "Approval", Operation::Create) => check_approval_stamp(&req, key),
         ("/validate", "ActionRequest" | "Approval", Operation::Update) => immutable(&req),
@@ -101,11 +101,18 @@ pub fn review(path: &str, body: &[u8], lookup: &dyn Lookup, key: &Key, nonce: &s
     };
     match outcome {
         Ok(None) => response.into_review(),
-        Ok(Some(spec)) => {
-            let patch = json_patch::Patch(vec![json_patch::PatchOperation::Add(json_patch::AddOperation {
-                path: json_patch::jsonptr::PointerBuf::from_tokens(["spec"]),
-                value: spec,
-            })]);
+        Ok(Some(stamp)) => {
+            let add = |path: &[&str], value| {
+                json_patch::PatchOperation::Add(json_patch::AddOperation {
+                    path: json_patch::jsonptr::PointerBuf::from_tokens(path.iter().copied()),
+                    value,
+                })
+            };
+            let mut ops = vec![add(&["spec"], stamp.spec)];
+            if let Some(name) = stamp.name {
+                ops.push(add(&["metadata", "name"], serde_json::Value::String(name)));
+            }
+            let patch = json_patch::Patch(ops);
             match response.clone().with_patch(patch) {
                 Ok(r) => r.into_review(),
                 Err(e) => response.deny(format!("internal error building the stamp: {e}")).into_review(),
@@ -115,7 +122,28 @@ pub fn review(path: &str, body: &[u8], lookup: &dyn Lookup, key: &Key, nonce: &s
     }
 }
 
-type Outcome = Result<Option<serde_json::Value>, String>;
+/// What the mutating webhook adds: the stamp (the whole spec) and, for an object created with
+/// `generateName`, the name the stamp signs (the API server generates names only after mutating
+/// admission, so the webhook chooses it).
+struct Stamp {
+    spec: serde_json::Value,
+    name: Option<String>,
+}
+
+type Outcome = Result<Option<Stamp>, String>;
+
+/// The name the stamp signs: the object's, or one the webhook generates from `generateName`.
+fn stamped_name(req: &AdmissionRequest<DynamicObject>, nonce: &str) -> Result<(String, bool), String> {
+    let meta = req.object.as_ref().map(|o| o.metadata.clone()).unwrap_or_default();
+    match (meta.name.filter(|n| !n.is_empty()), meta.generate_name.filter(|g| !g.is_empty())) {
+        (Some(name), _) => Ok((name, false)),
+        (None, Some(prefix)) => {
+            let prefix: String = prefix.chars().take(54).collect();
+            Ok((format!("{prefix}{}", nonce.get(..8).unwrap_or(nonce)), true))
+        }
+        (None, None) => Err(format!("the {} needs metadata.name or metadata.generateName", req.kind.kind)),
+    }
+}
 
 fn user(req: &AdmissionRequest<DynamicObject>) -> (String, Vec<String>) {
     (req.user_info.username.clone().unwrap_or_default(), req.user_info.groups.clone().unwrap_or_default())
@@ -130,6 +158,7 @@ fn object<T: serde::de::DeserializeOwned>(req: &AdmissionRequest<DynamicObject>,
 fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key, nonce: &str) -> Outcome {
     let r: ActionRequest = object(req, "ActionRequest")?;
     let ns = req.namespace.clone().unwrap_or_default();
+    let (name, generated) = stamped_name(req, nonce)?;
     let mut spec: ActionRequestSpec = r.spec;
     let (username, groups) = user(req);
     let agent = lookup.agent(&ns, &spec.agent);
@@ -165,15 +194,15 @@ fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key
     {
         let policy = &a.spec.policy_ref;
         let q = lookup.policy(policy).map(|p| p.spec.requests.clone()).unwrap_or_default();
-        let name = r.metadata.name.clone().or(r.metadata.generate_name.clone()).unwrap_or_default();
         lookup.admit(&ns, &spec.agent, &name, &|f| quota::check(&spec.agent, policy, &q, f))?;
     }
     // Whatever the body said, the stamp is the authenticated user.
     spec.requester = username;
     spec.requester_groups = groups;
     spec.nonce = nonce.to_string();
-    spec.signature = key.sign(&signature::request_message(&ns, &spec));
-    serde_json::to_value(&spec).map(Some).map_err(|e| e.to_string())
+    spec.signature = key.sign(&signature::request_message(&ns, &name, &spec));
+    let spec = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
+    Ok(Some(Stamp { spec, name: generated.then_some(name) }))
 }
 
 /// What an approval is bound to, or why it cannot be given.
@@ -244,22 +273,18 @@ fn bind_approval(
     }
 }
 
-fn stamp_approval(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key) -> Outcome {
+fn stamp_approval(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key, nonce: &str) -> Outcome {
     let a: Approval = object(req, "Approval")?;
     let ns = req.namespace.clone().unwrap_or_default();
+    let (name, generated) = stamped_name(req, nonce)?;
     let mut spec = a.spec;
     let (approver, groups) = user(req);
     spec.bound_to = bind_approval(&ns, &spec, lookup, &approver, &groups)?;
     spec.approver = approver;
     spec.approver_groups = groups;
-    spec.signature = key.sign(&signature::approval_message(
-        &ns,
-        &spec.bound_to,
-        &spec.approver,
-        &spec.approver_groups,
-        spec.decision,
-    ));
-    serde_json::to_value(&spec).map(Some).map_err(|e| e.to_string())
+    spec.signature = key.sign(&signature::approval_message(&ns, &name, &spec));
+    let spec = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
+    Ok(Some(Stamp { spec, name: generated.then_some(name) }))
 }
 
 /// The record belongs to the humans: its creator cannot hand its lifetime to another object
@@ -307,7 +332,9 @@ fn check_request_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outc
     let r: ActionRequest = object(req, "ActionRequest")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (username, _) = user(req);
-    if r.spec.requester != username || !key.verify(&signature::request_message(&ns, &r.spec), &r.spec.signature) {
+    let name = r.name_any();
+    if r.spec.requester != username || !key.verify(&signature::request_message(&ns, &name, &r.spec), &r.spec.signature)
+    {
         return Err(
             "the ActionRequest's stamp does not match its creator or content (was it altered after stamping?)".into()
         );
@@ -320,7 +347,7 @@ fn check_approval_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Out
     let a: Approval = object(req, "Approval")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (username, _) = user(req);
-    if a.spec.approver != username || !signature::approval_is_signed(&ns, &a.spec, key) {
+    if a.spec.approver != username || !signature::approval_is_signed(&ns, &a.name_any(), &a.spec, key) {
         return Err(
             "the Approval's stamp does not match its creator or content (was it altered after stamping?)".into()
         );
@@ -515,7 +542,7 @@ mod tests {
         let stamped: ActionRequestSpec = serde_json::from_value(patched.unwrap()).unwrap();
         assert_eq!(stamped.requester, BOT_SA);
         assert_eq!(stamped.nonce, "nonce-1");
-        assert!(Key::new(b"k").verify(&signature::request_message(NS, &stamped), &stamped.signature));
+        assert!(Key::new(b"k").verify(&signature::request_message(NS, "x", &stamped), &stamped.signature));
 
         // The validating pass accepts exactly that stamp, and nothing else.
         let good = obj("ActionRequest", serde_json::to_value(&stamped).unwrap());
@@ -608,8 +635,27 @@ mod tests {
         let r = f.requests["r1"].clone();
         let content = signature::approved_content(&r.spec, &signature::action_hash(&f.actions["isolate"].spec));
         assert_eq!(s.bound_to, signature::bound_to_request("req-uid", &content));
-        let msg = signature::approval_message(NS, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
-        assert!(Key::new(b"k").verify(&msg, &s.signature));
+        assert!(signature::approval_is_signed(NS, "x", &s, &Key::new(b"k")));
+        assert!(!signature::approval_is_signed(NS, "y", &s, &Key::new(b"k")), "bound to its name");
+    }
+
+    #[test]
+    fn a_generated_name_is_chosen_by_the_webhook_and_signed() {
+        let f = with_request("lead-a", None);
+        let mut o = obj("Approval", json!({"actionRequest": "r1", "decision": "approve"}));
+        o["metadata"] = json!({"generateName": "r1-approve-", "namespace": NS});
+        let b = body("Approval", "CREATE", "lead-b", &["soc-leads"], o, Value::Null);
+        let r = review("/mutate", &b, &f, &Key::new(b"k"), "0123456789abcdef").response.unwrap();
+        assert!(r.allowed, "{:?}", r.result);
+        let ops: Value = serde_json::from_slice(r.patch.as_ref().unwrap()).unwrap();
+        assert_eq!(ops[1], json!({"op": "add", "path": "/metadata/name", "value": "r1-approve-01234567"}));
+        let s: ApprovalSpec = serde_json::from_value(ops[0]["value"].clone()).unwrap();
+        assert!(signature::approval_is_signed(NS, "r1-approve-01234567", &s, &Key::new(b"k")));
+        // Neither a name nor a prefix: refused with the reason.
+        let mut o = obj("Approval", json!({"actionRequest": "r1", "decision": "approve"}));
+        o["metadata"] = json!({"namespace": NS});
+        let (ok, msg, _) = run(&f, "/mutate", &body("Approval", "CREATE", "lead-b", &["soc-leads"], o, Value::Null));
+        assert!(!ok && msg.contains("metadata.name"), "{msg}");
     }
 
     #[test]

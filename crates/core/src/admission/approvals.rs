@@ -96,7 +96,7 @@ pub fn check(approval: &Approval, agent: &SocAgent, subject: &Subject, key: &Key
     let s = &approval.spec;
     // Signed for the agent's namespace: an approval copied into another namespace does not verify.
     let ns = agent.namespace().unwrap_or_default();
-    if !signature::approval_is_signed(&ns, s, key) {
+    if !signature::approval_is_signed(&ns, &approval.name_any(), s, key) {
         return Some("not stamped by the admission webhook (missing or invalid signature)".into());
     }
     if s.bound_to != subject.bound(agent) {

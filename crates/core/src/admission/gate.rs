@@ -356,7 +356,8 @@ fn reach(spec: &ActionRequestSpec, i: &Inputs) -> Result<(), Refusal> {
 fn stamp(i: &Inputs) -> Result<(), Refusal> {
     let spec = &i.request.spec;
     let ns = i.request.namespace().unwrap_or_default();
-    if spec.signature.is_empty() || !i.key.verify(&signature::request_message(&ns, spec), &spec.signature) {
+    let name = i.request.name_any();
+    if spec.signature.is_empty() || !i.key.verify(&signature::request_message(&ns, &name, spec), &spec.signature) {
         return Err(refuse(
             Reason::NotStamped,
             "the request was not stamped by the admission webhook (missing or invalid signature); it is ignored",
@@ -552,7 +553,7 @@ mod tests {
             nonce: "n1".into(),
             signature: String::new(),
         };
-        spec.signature = key.sign(&signature::request_message(NS, &spec));
+        spec.signature = key.sign(&signature::request_message(NS, "r1", &spec));
         let mut r = ActionRequest::new("r1", spec);
         r.metadata.namespace = Some(NS.into());
         r.metadata.uid = Some("req-uid".into());
@@ -576,7 +577,9 @@ mod tests {
         let subject =
             Subject::Request { uid: "req-uid", binding: &binding, requester: &req.spec.requester, expires: ts(at) };
         let mut a = testing::approval(key, &agent(Tier::Supervised), &subject, who, groups, d, ts(at));
+        // The stamp covers the name: signed as the webhook signs an Approval of that name.
         a.metadata.name = Some(name.into());
+        a.spec.signature = key.sign(&signature::approval_message(NS, name, &a.spec));
         a
     }
 
@@ -892,13 +895,7 @@ mod tests {
                 "2026-01-01T10:00:10Z",
             );
             a.spec.bound_to = signature::bound_to_request("other-uid", "x");
-            a.spec.signature = key.sign(&signature::approval_message(
-                NS,
-                &a.spec.bound_to,
-                "bob",
-                &a.spec.approver_groups,
-                a.spec.decision,
-            ));
+            a.spec.signature = key.sign(&signature::approval_message(NS, &a.name_any(), &a.spec));
             a
         };
         c.approvals = vec![
@@ -951,7 +948,7 @@ mod tests {
         assert_eq!(run(&c, &tampered, &key).reason, Reason::NotStamped);
 
         let resign = |mut r: ActionRequest| {
-            r.spec.signature = key.sign(&signature::request_message(NS, &r.spec));
+            r.spec.signature = key.sign(&signature::request_message(NS, &r.name_any(), &r.spec));
             r
         };
         let mut r = base.clone();
@@ -1104,7 +1101,7 @@ mod tests {
                 r.spec.target.namespace = [None, Some("web".to_string()), Some("".to_string())][rng.below(3)].clone();
             }
             if rng.below(2) == 0 {
-                r.spec.signature = key.sign(&signature::request_message(NS, &r.spec));
+                r.spec.signature = key.sign(&signature::request_message(NS, &r.name_any(), &r.spec));
             }
             let tier = Tier::ALL[rng.below(4)];
             let risk = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical][rng.below(4)];

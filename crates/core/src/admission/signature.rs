@@ -4,7 +4,7 @@
 
 use ring::{digest, hmac};
 use serde_json::Value;
-use socwarden_api::{ActionRequestSpec, ApprovalDecision, SocActionSpec, Target, Tier};
+use socwarden_api::{ActionRequestSpec, ApprovalSpec, SocActionSpec, Target, Tier};
 use std::collections::BTreeMap;
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -48,15 +48,25 @@ pub fn request_binding(spec: &ActionRequestSpec) -> String {
     binding(&spec.agent, &spec.action, &spec.parameters, &spec.target)
 }
 
-/// What the webhook signs for an ActionRequest: who asked for exactly what.
-pub fn request_message(namespace: &str, spec: &ActionRequestSpec) -> String {
-    format!(
-        "actionrequest\n{namespace}\n{}\n{}\n{}\n{}",
+/// What the webhook signs for the ActionRequest `namespace/name`: who asked for exactly what, and
+/// why. The message is a JSON array of strings (and one of groups): each field is quoted and
+/// escaped, so no two different stamps share an encoding (joining with `,` and newlines let
+/// groups `["a,b"]` and `["a", "b"]` sign alike).
+pub fn request_message(namespace: &str, name: &str, spec: &ActionRequestSpec) -> String {
+    canonical(&(
+        "socwarden.io/ActionRequest",
+        namespace,
+        name,
         request_binding(spec),
-        spec.requester,
-        spec.requester_groups.join(","),
-        spec.nonce
-    )
+        &spec.justification,
+        &spec.requester,
+        &spec.requester_groups,
+        &spec.nonce,
+    ))
+}
+
+fn canonical(fields: &impl serde::Serialize) -> String {
+    serde_json::to_string(fields).unwrap_or_default()
 }
 
 /// The content of a SocAction (SHA-256, hex, of its whole spec: risk, parameters, grants,
@@ -88,21 +98,24 @@ pub fn bound_to_resume(agent_uid: &str, pause_id: &str) -> String {
     format!("resume/{agent_uid}/{pause_id}")
 }
 
-/// What the webhook signs for an Approval: who decided what, on what.
-pub fn approval_message(
-    namespace: &str,
-    bound_to: &str,
-    approver: &str,
-    groups: &[String],
-    decision: ApprovalDecision,
-) -> String {
-    format!("approval\n{namespace}\n{bound_to}\n{approver}\n{}\n{}", groups.join(","), decision.as_str())
+/// What the webhook signs for the Approval `namespace/name`: who decided what, on what, and the
+/// comment they gave (canonical like `request_message`; the signature field itself is not signed).
+pub fn approval_message(namespace: &str, name: &str, s: &ApprovalSpec) -> String {
+    canonical(&(
+        "socwarden.io/Approval",
+        namespace,
+        name,
+        &s.bound_to,
+        &s.approver,
+        &s.approver_groups,
+        s.decision.as_str(),
+        &s.comment,
+    ))
 }
 
 /// Whether an Approval's stamp carries a valid signature (whatever it is bound to).
-pub fn approval_is_signed(namespace: &str, s: &socwarden_api::ApprovalSpec, key: &Key) -> bool {
-    let msg = approval_message(namespace, &s.bound_to, &s.approver, &s.approver_groups, s.decision);
-    !s.signature.is_empty() && key.verify(&msg, &s.signature)
+pub fn approval_is_signed(namespace: &str, name: &str, s: &ApprovalSpec, key: &Key) -> bool {
+    !s.signature.is_empty() && key.verify(&approval_message(namespace, name, s), &s.signature)
 }
 
 #[cfg(test)]
@@ -155,10 +168,59 @@ mod tests {
         assert_ne!(approved_content(&spec, &action_hash(&a)), approved_content(&spec, &action_hash(&edited)));
     }
 
+    fn approval(who: &str, groups: &[&str], d: socwarden_api::ApprovalDecision) -> ApprovalSpec {
+        ApprovalSpec {
+            bound_to: "request/u/b".into(),
+            approver: who.into(),
+            approver_groups: groups.iter().map(|g| g.to_string()).collect(),
+            decision: d,
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn approval_message_covers_approver_and_decision() {
-        let m = |who: &str, d| approval_message("ns", "request/u/b", who, &["g".into()], d);
-        assert_ne!(m("alice", ApprovalDecision::Approve), m("bob", ApprovalDecision::Approve));
-        assert_ne!(m("alice", ApprovalDecision::Approve), m("alice", ApprovalDecision::Deny));
+    fn approval_message_covers_every_stamped_and_visible_field() {
+        use socwarden_api::ApprovalDecision::*;
+        let a = approval("alice", &["g"], Approve);
+        let m = |ns: &str, name: &str, s: &ApprovalSpec| approval_message(ns, name, s);
+        let base = m("ns", "a1", &a);
+        assert_ne!(base, m("ns", "a1", &approval("bob", &["g"], Approve)));
+        assert_ne!(base, m("ns", "a1", &approval("alice", &["g"], Deny)));
+        assert_ne!(base, m("other", "a1", &a), "the namespace");
+        assert_ne!(base, m("ns", "a2", &a), "the name");
+        let commented = ApprovalSpec { comment: "ok".into(), ..a.clone() };
+        assert_ne!(base, m("ns", "a1", &commented), "the comment");
+        let signed = ApprovalSpec { signature: "x".into(), ..a.clone() };
+        assert_eq!(base, m("ns", "a1", &signed), "not the signature itself");
+    }
+
+    /// Inputs whose old encoding (fields joined by newlines, groups by commas) was the same now
+    /// sign differently.
+    #[test]
+    fn formerly_colliding_stamps_verify_differently() {
+        use socwarden_api::ApprovalDecision::*;
+        let k = Key::new(b"k");
+        // One group "soc-leads,admins" vs two groups: the old encoding joined both to the same text.
+        let one = approval("alice", &["soc-leads,admins"], Approve);
+        let two = approval("alice", &["soc-leads", "admins"], Approve);
+        let sig = k.sign(&approval_message("ns", "a1", &one));
+        assert!(k.verify(&approval_message("ns", "a1", &one), &sig));
+        assert!(!k.verify(&approval_message("ns", "a1", &two), &sig));
+        // A newline moved from one field to the next: "alice\nx" + "g" vs "alice" + "x\ng".
+        let left = approval("alice\nx", &["g"], Approve);
+        let right = approval("alice", &["x\ng"], Approve);
+        assert_ne!(approval_message("ns", "a1", &left), approval_message("ns", "a1", &right));
+        // Requests: the same for requester and groups, and the justification is covered.
+        let r = |who: &str, groups: &[&str], why: &str| ActionRequestSpec {
+            requester: who.into(),
+            requester_groups: groups.iter().map(|g| g.to_string()).collect(),
+            justification: why.into(),
+            ..Default::default()
+        };
+        let sig = k.sign(&request_message("ns", "r1", &r("bob", &["a,b"], "alert 1")));
+        assert!(!k.verify(&request_message("ns", "r1", &r("bob", &["a", "b"], "alert 1")), &sig));
+        assert!(!k.verify(&request_message("ns", "r1", &r("bob", &["a,b"], "alert 2")), &sig), "the justification");
+        assert!(!k.verify(&request_message("ns", "r2", &r("bob", &["a,b"], "alert 1")), &sig), "the name");
+        assert!(k.verify(&request_message("ns", "r1", &r("bob", &["a,b"], "alert 1")), &sig));
     }
 }
