@@ -79,7 +79,7 @@ pub fn default_policy_ref() -> String {
 pub struct BaselineSpec {
     /// How long normal behaviour is observed before drift is judged (default 24h).
     #[serde(default = "default_learning")]
-    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub learning_period: String,
     /// low (acts at a drift score of 0.9), medium (0.7) or high (0.5).
     #[serde(default)]

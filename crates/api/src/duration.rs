@@ -2,8 +2,12 @@
 
 use std::time::Duration;
 
+/// The longest duration any field accepts: ten years. Every time computed from a duration stays
+/// far inside the calendar (`99999999999d` overflowed `since + learning` and panicked).
+pub const MAX: Duration = Duration::from_secs(3650 * 86_400);
+
 /// Parses a duration made of `<n>d`, `<n>h`, `<n>m` and `<n>s` parts, largest unit first, each
-/// unit at most once. Returns `None` for anything else, including an empty string.
+/// unit at most once, at most `MAX`. Returns `None` for anything else, including an empty string.
 pub fn parse(s: &str) -> Option<Duration> {
     let mut total: u64 = 0;
     let mut digits = String::new();
@@ -30,7 +34,7 @@ pub fn parse(s: &str) -> Option<Duration> {
         last_rank = rank;
         any = true;
     }
-    (any && digits.is_empty()).then(|| Duration::from_secs(total))
+    (any && digits.is_empty() && total <= MAX.as_secs()).then(|| Duration::from_secs(total))
 }
 
 /// Formats whole seconds compactly (`1h30m`, `10m`, `45s`).
@@ -71,6 +75,9 @@ mod tests {
             ("-5m", None),
             ("1.5h", None),
             ("99999999999999999999d", None),
+            ("99999999999d", None),
+            ("3650d", Some(3650 * 86_400)),
+            ("3650d1s", None),
         ];
         for (input, want) in cases {
             assert_eq!(parse(input), want.map(Duration::from_secs), "parse({input:?})");

@@ -58,7 +58,7 @@ pub struct RequestQuota {
     /// effect keeps its request (deleting it rolls back). Budgets and promotion evidence count only
     /// what is kept: keep it longer than an hour and than the promotion windows.
     #[serde(default = "week")]
-    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub retention: String,
 }
 
@@ -83,7 +83,7 @@ fn sixty() -> u32 {
 pub struct ApprovalRules {
     /// A gated request not decided within this time is Expired, never executed (default 15m).
     #[serde(default = "fifteen_minutes")]
-    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub timeout: String,
     /// Approvals needed per risk (defaults: low 1, medium 1, high 2, critical 2).
     #[serde(default)]
@@ -136,15 +136,15 @@ fn n2() -> u32 {
 pub struct PromotionRules {
     /// Minimum time at the current tier (default 24h).
     #[serde(default = "day")]
-    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub min_dwell: String,
     /// No drift pause within this window before the promotion (default 24h).
     #[serde(default = "day")]
-    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub clean_window: String,
     /// After a drift pause, no promotion for this long after the resume (default 72h).
     #[serde(default = "three_days")]
-    #[schemars(regex(pattern = r"^([0-9]+[dhms])+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub cooling_off: String,
     /// Shadow evidence: at least this many human decisions on requests the next tier would have
     /// run alone (default 20) …

@@ -131,7 +131,7 @@ pub fn policy_status(p: &AutonomyPolicy, malformed: Option<&str>, now: Timestamp
         (None, Err(e)) => condition(
             conditions::VALID,
             false,
-            reason::CEILINGS_DECREASE,
+            if e.starts_with("ceilings") { reason::CEILINGS_DECREASE } else { reason::INVALID_SPEC },
             format!("{e}; agents using this policy fail closed"),
             generation,
             now,

@@ -149,7 +149,7 @@ impl Context {
     /// other, each seeing the ones before (budgets hold under a burst).
     pub async fn turn(&self, namespace: &str, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
-            let mut turns = self.turns.lock().expect("turns lock");
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
             turns.entry((namespace.to_string(), agent.to_string())).or_default().clone()
         };
         lock.lock_owned().await

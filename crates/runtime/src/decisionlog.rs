@@ -30,7 +30,7 @@ impl DecisionLog {
         let line = serde_json::to_string(&e).unwrap_or_default();
         tracing::info!(target: "decision", "{line}");
         if let Some(f) = &self.file {
-            let mut f = f.lock().expect("decision log lock");
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
             // One write call per line, so concurrent writers never interleave within a line.
             if let Err(err) = f.write_all(format!("{line}\n").as_bytes()) {
                 tracing::error!(error = %err, "could not append to the decision log");

@@ -35,12 +35,12 @@ pub struct Discovery(Mutex<HashMap<GroupVersionKind, (ApiResource, Scope)>>);
 
 impl Discovery {
     pub async fn resolve(&self, client: &Client, gvk: &GroupVersionKind) -> Result<(ApiResource, Scope), Error> {
-        if let Some(hit) = self.0.lock().expect("discovery lock").get(gvk).cloned() {
+        if let Some(hit) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(gvk).cloned() {
             return Ok(hit);
         }
         let (ar, caps) = kube::discovery::pinned_kind(client, gvk).await?;
         let hit = (ar, caps.scope);
-        self.0.lock().expect("discovery lock").insert(gvk.clone(), hit.clone());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(gvk.clone(), hit.clone());
         Ok(hit)
     }
 }
@@ -331,6 +331,27 @@ mod tests {
         let elsewhere =
             TPL.replace("metadata: {name: \"isolate-${pod}\"}", "metadata: {name: x, namespace: kube-system}");
         assert!(objects(&elsewhere, &req(Some("web"))).unwrap_err().to_string().contains("kube-system"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the parameters hold (names of other namespaces, YAML, JSON), every object a
+        /// manifest execution writes lands in the target's namespace, or nothing is written.
+        #[test]
+        fn a_rendered_object_never_leaves_the_target_namespace(
+            pod in "\\PC{0,24}|kube-system|default|\\{namespace: kube-system\\}|x\nnamespace: kube-system",
+            ns in "[a-z]{1,8}",
+        ) {
+            let tpl = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"cm-${pod}\", namespace: \"${target.namespace}\"}\ndata: {pod: \"${pod}\", ns: \"${pod}\"}\n";
+            let mut r = req(Some(&ns));
+            r.spec.parameters.insert("pod".into(), serde_json::json!(pod));
+            for template in [TPL, tpl] {
+                if let Ok(objs) = objects(template, &r) {
+                    for o in objs {
+                        proptest::prop_assert_eq!(o["metadata"]["namespace"].as_str(), Some(ns.as_str()));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Monitor {
     /// Brings the model in line with the agent's spec and, on first sight (e.g. after a restart),
     /// with the baseline its status kept.
     pub fn configure(&self, key: &AgentKey, spec: &BaselineSpec, paused: bool, kept: Option<&BaselineStatus>) {
-        let mut entries = self.entries.lock().expect("monitor lock");
+        let mut entries = self.entries();
         let e = entries.entry(key.clone()).or_insert_with(Entry::new);
         e.learning = socwarden_api::duration::parse(&spec.learning_period).unwrap_or(Duration::from_secs(24 * 3600));
         e.sensitivity = spec.sensitivity;
@@ -101,6 +101,12 @@ impl Monitor {
                 e.checkpoint = e.model.since.map(|s| (k.counts.clone(), s));
             }
         }
+    }
+
+    /// The entries, also after a panic while they were held (a poisoned lock would otherwise stop
+    /// every later judgement, and with it containment).
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<AgentKey, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn set_active(&self, active: bool) {
@@ -119,13 +125,13 @@ impl Monitor {
     }
 
     pub fn forget(&self, key: &AgentKey) {
-        self.entries.lock().expect("monitor lock").remove(key);
+        self.entries().remove(key);
         let _ = self.metrics.drift_score.remove_label_values(&[&key.0, &key.1]);
     }
 
     /// Takes observations for several agents (one audit batch) and judges each agent once.
     pub fn observe(&self, batch: Vec<(AgentKey, Observation)>, received: Instant, now: Timestamp) {
-        let mut entries = self.entries.lock().expect("monitor lock");
+        let mut entries = self.entries();
         let mut touched: Vec<AgentKey> = Vec::new();
         for (key, o) in batch {
             let e = entries.entry(key.clone()).or_insert_with(Entry::new);
@@ -146,7 +152,7 @@ impl Monitor {
 
     /// Moves every window on, closes learning periods, notices silence.
     pub fn tick(&self, now: Timestamp) {
-        let mut entries = self.entries.lock().expect("monitor lock");
+        let mut entries = self.entries();
         let received = Instant::now();
         for (key, e) in entries.iter_mut() {
             if !e.paused {
@@ -207,7 +213,7 @@ impl Monitor {
     }
 
     pub fn view(&self, key: &AgentKey) -> View {
-        let entries = self.entries.lock().expect("monitor lock");
+        let entries = self.entries();
         let Some(e) = entries.get(key) else { return View::default() };
         let threshold = e.sensitivity.threshold();
         View {
@@ -229,14 +235,14 @@ impl Monitor {
 
     /// The status showed the reported signals.
     pub fn reported(&self, key: &AgentKey) {
-        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+        if let Some(e) = self.entries().get_mut(key) {
             e.report = None;
         }
     }
 
     /// The containment was recorded: forget the trigger.
     pub fn contained(&self, key: &AgentKey) {
-        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+        if let Some(e) = self.entries().get_mut(key) {
             e.trigger = None;
             e.paused = true;
         }
@@ -244,7 +250,7 @@ impl Monitor {
 
     /// A resume was approved: judge afresh from now on (the evidence that paused it is not new).
     pub fn resumed(&self, key: &AgentKey) {
-        if let Some(e) = self.entries.lock().expect("monitor lock").get_mut(key) {
+        if let Some(e) = self.entries().get_mut(key) {
             e.model.recent.clear();
             e.trigger = None;
             e.paused = false;

@@ -297,7 +297,7 @@ fn agent_controller(
         .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
         .reconcile_all_on(on_lead(lead))
         .shutdown_on_signal()
-        .run(agent::reconcile, agent::error_policy, ctx)
+        .run(unpanicking("socagent", agent::reconcile), agent::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
 }
 
@@ -317,7 +317,7 @@ fn request_controller(
         })
         .reconcile_all_on(on_lead(lead))
         .shutdown_on_signal()
-        .run(request::reconcile, request::error_policy, ctx)
+        .run(unpanicking("actionrequest", request::reconcile), request::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
 }
 
@@ -326,12 +326,12 @@ async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast:
     let actions = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
-        .run(catalog::reconcile_action, catalog::error_policy, ctx.clone())
+        .run(unpanicking("socaction", catalog::reconcile_action), catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     let policies = Controller::new(Api::<AutonomyPolicy>::all(client), watcher::Config::default())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
-        .run(catalog::reconcile_policy, catalog::error_policy, ctx)
+        .run(unpanicking("autonomypolicy", catalog::reconcile_policy), catalog::error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
     tokio::select! {
         _ = actions => tracing::info!("action controller stopped"),
@@ -369,12 +369,47 @@ async fn leadership(
     }
 }
 
-/// The behaviour monitor's clock: judges every agent's window once a second.
+/// The behaviour monitor's clock: judges every agent's window once a second. A panic in one
+/// judgement is logged and the clock goes on (the monitor's lock survives it, see `monitor`).
 async fn tick(monitor: Arc<Monitor>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         every.tick().await;
-        monitor.tick(jiff::Timestamp::now());
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| monitor.tick(jiff::Timestamp::now())))
+        {
+            tracing::error!(panic = %panic_message(&*p), "the behaviour monitor's judgement panicked; it goes on");
+        }
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+/// A reconcile that cannot take the operator down: a panic in one object's reconcile is logged,
+/// counted (`reconcile_errors_total{category="panic"}`) and retried in 30 s, while every other
+/// object goes on being served.
+fn unpanicking<K, E, Fut>(
+    kind: &'static str,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<kube::runtime::controller::Action, E>>
+where
+    K: Resource + 'static,
+    E: Send + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
+{
+    move |obj, ctx| {
+        let (name, namespace, metrics) = (obj.name_any(), obj.namespace(), ctx.metrics.clone());
+        std::panic::AssertUnwindSafe(reconcile(obj, ctx))
+            .catch_unwind()
+            .map(move |r| {
+                r.unwrap_or_else(|p| {
+                    tracing::error!(kind, %name, ?namespace, panic = %panic_message(&*p), "reconcile panicked; retrying in 30 s");
+                    metrics.reconcile_errors.with_label_values(&[kind, "panic"]).inc();
+                    Ok(kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(30)))
+                })
+            })
+            .boxed()
     }
 }
 

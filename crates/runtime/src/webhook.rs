@@ -410,7 +410,7 @@ impl Lookup for Admissions {
     ) -> Result<(), String> {
         let now = Instant::now();
         let own = socwarden_core::admission::identity::agent_user(namespace, agent);
-        let mut filed = self.filed.lock().expect("filed lock");
+        let mut filed = self.filed.lock().unwrap_or_else(|p| p.into_inner());
         let recent = filed.entry((namespace.to_string(), agent.to_string())).or_default();
         while recent.front().is_some_and(|(at, _)| now.duration_since(*at) > std::time::Duration::from_secs(60)) {
             recent.pop_front();
@@ -748,6 +748,37 @@ mod tests {
                 mutate(&mut a[i], rng);
             }
             other => *other = random_value(rng, 0),
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes, as any review path: an answer (never a panic), and a refusal says why. The
+        /// SocAgent authority check reads the same input without panicking either.
+        #[test]
+        fn any_bytes_get_an_answer(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let (f, key) = (fixture(), Key::new(b"k"));
+            for path in ["/mutate", "/validate"] {
+                let r = review(path, &body, &f, &key, "n").response.expect("always a response");
+                proptest::prop_assert!(r.allowed || !r.result.message.is_empty());
+                let _ = agent_change(path, &body);
+                proptest::prop_assert!(agent_verdict(&body, Ok(())).response.is_some());
+            }
+        }
+
+        /// A SocAgent update needs a verb exactly when its spec changes.
+        #[test]
+        fn agent_updates_need_a_verb_exactly_when_the_spec_changes(
+            old_paused in proptest::bool::ANY, new_paused in proptest::bool::ANY, min in 1u32..4, new_min in 1u32..4,
+        ) {
+            let agent = |paused: bool, m: u32| json!({"apiVersion": "socwarden.io/v1alpha1", "kind": "SocAgent",
+                "metadata": {"name": "bot", "namespace": NS}, "spec": {"paused": paused, "approvers": {"minApprovals": m}}});
+            let mut b: Value = serde_json::from_slice(&body("ActionRequest", "UPDATE", "lead-a", &["soc-leads"], agent(new_paused, new_min), agent(old_paused, min))).unwrap();
+            b["request"]["kind"]["kind"] = json!("SocAgent");
+            b["request"]["name"] = json!("bot");
+            let change = agent_change("/validate", &serde_json::to_vec(&b).unwrap()).expect("a SocAgent update");
+            proptest::prop_assert_eq!(change.verbs.contains(&"pause"), old_paused != new_paused);
+            proptest::prop_assert_eq!(change.verbs.contains(&"update"), min != new_min);
+            proptest::prop_assert_eq!((change.namespace.as_str(), change.name.as_str()), (NS, "bot"));
         }
     }
 

@@ -169,7 +169,7 @@ pub fn budget(
     now: Timestamp,
 ) -> Result<(), Refusal> {
     let Some(limits) = &action.limits else { return Ok(()) };
-    let hour_ago = now - SignedDuration::from_hours(1);
+    let hour_ago = now.checked_sub(SignedDuration::from_hours(1)).unwrap_or(Timestamp::MIN);
     let recent: Vec<&Past> = past.iter().filter(|p| p.decision.runs() && p.decided_at > hour_ago).collect();
     if let Some(max) = limits.max_executions_per_hour {
         if recent.len() as u32 >= max {
@@ -409,7 +409,8 @@ fn gated(
     let changed = changed_now || changed_before;
     let timeout = duration::parse(&policy_spec.approvals.timeout).unwrap_or(std::time::Duration::from_secs(900));
     let created = req.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(i.now);
-    let expires = created + SignedDuration::try_from(timeout).unwrap_or(SignedDuration::from_mins(15));
+    let timeout = SignedDuration::try_from(timeout).unwrap_or(SignedDuration::from_mins(15));
+    let expires = created.checked_add(timeout).unwrap_or(Timestamp::MAX);
     let (uid, binding) = (req.uid().unwrap_or_default(), signature::approved_content(spec, &hash));
     let subject = Subject::Request { uid: &uid, binding: &binding, requester: &spec.requester, expires };
     let approvals::Tally { approved: counted, denied: deny, ignored } =

@@ -33,6 +33,21 @@ pub fn validate(policy: &AutonomyPolicySpec) -> Result<(), String> {
             ));
         }
     }
+    let durations = [
+        ("approvals.timeout", &policy.approvals.timeout),
+        ("requests.retention", &policy.requests.retention),
+        ("promotion.minDwell", &policy.promotion.min_dwell),
+        ("promotion.cleanWindow", &policy.promotion.clean_window),
+        ("promotion.coolingOff", &policy.promotion.cooling_off),
+    ];
+    for (field, value) in durations {
+        if socwarden_api::duration::parse(value).is_none() {
+            return Err(format!(
+                "{field} {value:?} is not a duration of at most {} (write e.g. 15m, 24h, 7d)",
+                socwarden_api::duration::format(socwarden_api::duration::MAX)
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -89,5 +104,16 @@ mod tests {
         assert!(err.contains("autonomy.supervised is high but autonomy.autonomous is medium"), "{err}");
         p.autonomy = Ceilings { assist: Ceiling::Low, supervised: Ceiling::None, autonomous: Ceiling::None };
         assert!(validate(&p).unwrap_err().contains("autonomy.assist is low"));
+    }
+
+    #[test]
+    fn durations_beyond_ten_years_are_invalid_with_the_field() {
+        let mut p = AutonomyPolicySpec::default();
+        p.approvals.timeout = "99999999999d".into();
+        let err = validate(&p).unwrap_err();
+        assert!(err.contains("approvals.timeout \"99999999999d\" is not a duration of at most 3650d"), "{err}");
+        p.approvals.timeout = "15m".into();
+        p.promotion.cooling_off = "3651d".into();
+        assert!(validate(&p).unwrap_err().contains("promotion.coolingOff"));
     }
 }

@@ -375,7 +375,9 @@ impl Model {
     pub fn observe(&mut self, o: Observation, learning: std::time::Duration) {
         let since = *self.since.get_or_insert(o.at);
         if self.learned_at.is_none() {
-            let end = since + SignedDuration::try_from(learning).unwrap_or(SignedDuration::from_hours(24));
+            // Checked: an event time near the end of the calendar must not overflow (and panic).
+            let learning = SignedDuration::try_from(learning).unwrap_or(SignedDuration::from_hours(24));
+            let end = since.checked_add(learning).unwrap_or(Timestamp::MAX);
             if o.at < end {
                 learn(&mut self.baseline, &o);
                 self.baseline.seconds = o.at.duration_since(since).as_secs_f64().max(self.baseline.seconds);
@@ -399,7 +401,7 @@ impl Model {
         }
         if let (None, Some(since)) = (self.learned_at, self.since) {
             let learning = SignedDuration::try_from(learning).unwrap_or(SignedDuration::from_hours(24));
-            if now >= since + learning {
+            if now >= since.checked_add(learning).unwrap_or(Timestamp::MAX) {
                 self.baseline.seconds = learning.as_secs_f64();
                 self.learned_at = Some(now);
             }
@@ -415,10 +417,12 @@ impl Model {
         // Right after learning the window is not full yet: judge the part that exists.
         let covered = self.learned_at.map(|l| now.duration_since(l)).filter(|d| *d < window).unwrap_or(window);
         let covered = covered.max(SignedDuration::from_secs(1));
-        let cutoff = now - covered;
+        let cutoff = now.checked_sub(covered).unwrap_or(Timestamp::MIN);
         let recent: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= cutoff).collect();
         let since_learned = self.learned_at.map(|l| now.duration_since(l)).unwrap_or(window);
-        let long_cutoff = now - (window * MIX_WINDOWS).min(since_learned.max(SignedDuration::from_secs(1)));
+        let long_cutoff = now
+            .checked_sub((window * MIX_WINDOWS).min(since_learned.max(SignedDuration::from_secs(1))))
+            .unwrap_or(Timestamp::MIN);
         let longer: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= long_cutoff).collect();
         assess(&self.baseline, &recent, &longer, covered)
     }

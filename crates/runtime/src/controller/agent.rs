@@ -486,7 +486,7 @@ async fn token_secret(agent: &SocAgent, ctx: &Context, n: &Names) -> Result<Arc<
 /// last write replaced, in which case from what we wrote.
 fn held_token(ctx: &Context, secret: &Secret) -> Option<IssuedToken> {
     let uid = secret.metadata.uid.as_deref()?;
-    let memo = ctx.issued.lock().expect("memo lock").get(uid).cloned();
+    let memo = ctx.issued.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned();
     match memo {
         Some(m) if m.based_on == secret.metadata.resource_version => Some(m.token),
         _ => IssuedToken::from_annotations(secret.metadata.annotations.as_ref()),
@@ -560,7 +560,7 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
     api.patch(&n.secret, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.issued
         .lock()
-        .expect("memo lock")
+        .unwrap_or_else(|p| p.into_inner())
         .insert(uid, IssuedMemo { based_on: secret.metadata.resource_version.clone(), token: issued.clone() });
     Ok(issued)
 }
@@ -569,7 +569,7 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
     let key = ObjectRef::<Secret>::new(&n.secret).within(&n.ns);
     if let Some(s) = ctx.stores.secrets.get(&key) {
         if let Some(uid) = s.metadata.uid.as_deref() {
-            ctx.issued.lock().expect("memo lock").remove(uid);
+            ctx.issued.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
         }
     }
     k8s::delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await.map_err(Into::into)

@@ -1,0 +1,208 @@
+//! Property tests of the decision functions the security model rests on: no input makes them
+//! panic, and their invariants hold for every input proptest finds — a parameter never adds a
+//! field to a rendered manifest, a duration is bounded and round-trips, a signature never verifies
+//! for a different content, and an audit batch of any shape is read or refused, never crashes.
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use socwarden_api::duration;
+use socwarden_api::{ActionRequestSpec, ApprovalDecision, ApprovalSpec, ParameterSpec, ParameterType, Target};
+use socwarden_core::admission::{params, signature};
+use socwarden_core::behaviour::audit;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Any JSON value, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        "\\PC{0,16}".prop_map(Value::String),
+        // Text that looks like structure: YAML, JSON, placeholders, newlines.
+        prop_oneof![
+            Just("x\nkind: Secret".to_string()),
+            Just("{\"a\": 1}".to_string()),
+            Just("${app}".to_string()),
+            Just("]: [".to_string()),
+            Just("\"quoted\", \"comma\"".to_string()),
+        ]
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{1,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// The paths of every field of a JSON value (its structure, not its values).
+fn fields(v: &Value, at: String, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{at}/{k}");
+                out.insert(p.clone());
+                fields(x, p, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                fields(x, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+const TEMPLATE: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: "isolate-${app}"
+  labels: {note: "${note} for ${target.name}"}
+spec:
+  podSelector: {matchLabels: {app: "${app}"}}
+  policyTypes: [Ingress, Egress]
+"#;
+
+fn target() -> Target {
+    Target { kind: "Pod".into(), name: "web-1".into(), namespace: Some("web".into()) }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn duration_parsing_never_panics_and_stays_bounded(s in "[0-9dhms]{0,24}|\\PC{0,24}") {
+        if let Some(d) = duration::parse(&s) {
+            prop_assert!(d <= duration::MAX, "{s:?} parsed to {d:?}");
+        }
+    }
+
+    #[test]
+    fn every_bounded_duration_round_trips(secs in 0..=duration::MAX.as_secs()) {
+        let d = Duration::from_secs(secs);
+        prop_assert_eq!(duration::parse(&duration::format(d)), Some(d));
+    }
+
+    #[test]
+    fn huge_numbers_are_refused_not_overflowed(n in any::<u64>(), unit in "[dhms]") {
+        let parsed = duration::parse(&format!("{n}{unit}"));
+        let secs = n.checked_mul(match unit.as_str() { "d" => 86_400, "h" => 3_600, "m" => 60, _ => 1 });
+        prop_assert_eq!(parsed.is_some(), secs.is_some_and(|s| s <= duration::MAX.as_secs()));
+    }
+
+    /// A parameter is a value, never structure: whatever it holds (YAML, JSON, placeholders,
+    /// objects), the rendered manifest has exactly the fields of the template.
+    #[test]
+    fn a_parameter_never_adds_a_field(app in json_value(), note in json_value()) {
+        let plain: BTreeMap<String, Value> = [("app".into(), json!("web")), ("note".into(), json!("n"))].into();
+        let mut want = BTreeSet::new();
+        for d in params::render(TEMPLATE, &plain, &target(), "r1").unwrap() {
+            fields(&d, String::new(), &mut want);
+        }
+        let given: BTreeMap<String, Value> = [("app".into(), app), ("note".into(), note)].into();
+        if let Ok(docs) = params::render(TEMPLATE, &given, &target(), "r1") {
+            let mut got = BTreeSet::new();
+            for d in &docs {
+                fields(d, String::new(), &mut got);
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn parameter_checking_never_panics(
+        kind in 0..5usize,
+        pattern in prop::option::of(prop_oneof![Just("[a-z]+".to_string()), Just("(".to_string()), Just(".*".to_string())]),
+        bounds in (prop::option::of(any::<i64>()), prop::option::of(any::<i64>()), prop::option::of(0u32..300)),
+        required in any::<bool>(),
+        value in prop::option::of(json_value()),
+    ) {
+        let type_ = [ParameterType::String, ParameterType::Integer, ParameterType::Boolean, ParameterType::Ip, ParameterType::Cidr][kind];
+        let mut p = ParameterSpec::new("p", type_);
+        (p.pattern, p.minimum, p.maximum, p.max_length, p.required) = (pattern, bounds.0, bounds.1, bounds.2, required);
+        let given: BTreeMap<String, Value> = value.into_iter().map(|v| ("p".to_string(), v)).collect();
+        let _ = params::validate(&[p], &given);
+    }
+
+    /// Two different stamps never share a signed message (so a signature never verifies for a
+    /// different content), even with separators, quotes and newlines inside the fields.
+    #[test]
+    fn an_approval_signature_never_verifies_for_a_different_content(
+        a in approval(), b in approval(),
+        names in ("[a-z,\\n]{0,4}", "[a-z,\\n]{0,4}", "[a-z,\\n]{0,4}", "[a-z,\\n]{0,4}"),
+    ) {
+        let (ns_a, name_a, ns_b, name_b) = names;
+        let key = signature::Key::new(b"k");
+        let sig = key.sign(&signature::approval_message(&ns_a, &name_a, &a));
+        let same = (ns_a == ns_b, name_a == name_b, a == b);
+        if !(same.0 && same.1 && same.2) {
+            prop_assert!(!key.verify(&signature::approval_message(&ns_b, &name_b, &b), &sig));
+        }
+    }
+
+    #[test]
+    fn a_request_signature_never_verifies_for_a_different_content(a in request(), b in request()) {
+        let key = signature::Key::new(b"k");
+        let sig = key.sign(&signature::request_message("ns", "r1", &a));
+        if a != b {
+            prop_assert!(!key.verify(&signature::request_message("ns", "r1", &b), &sig));
+        }
+    }
+
+    #[test]
+    fn audit_bodies_of_any_shape_are_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = audit::parse(&body, Timestamp::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn audit_event_lists_of_any_content_are_read_or_refused(items in prop::collection::vec(json_value(), 0..6), kind in prop_oneof![Just("EventList".to_string()), "\\PC{0,8}"]) {
+        let body = serde_json::to_vec(&json!({"kind": kind, "apiVersion": "audit.k8s.io/v1", "items": items})).unwrap();
+        let _ = audit::parse(&body, Timestamp::UNIX_EPOCH);
+        // And plausible events with hostile fields.
+        let events: Vec<Value> = items.iter().map(|v| json!({
+            "level": "Metadata", "stage": "ResponseComplete", "verb": v, "requestURI": v,
+            "user": {"username": "system:serviceaccount:agents:warden-bot", "groups": [v]},
+            "objectRef": {"resource": v, "namespace": v, "name": v},
+            "responseStatus": {"code": v}, "stageTimestamp": v
+        })).collect();
+        let body = serde_json::to_vec(&json!({"kind": "EventList", "items": events})).unwrap();
+        let _ = audit::parse(&body, Timestamp::UNIX_EPOCH);
+    }
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-b,\\n\"\\\\]{0,4}"
+}
+
+fn approval() -> impl Strategy<Value = ApprovalSpec> {
+    (text(), text(), prop::collection::vec(text(), 0..3), any::<bool>(), text()).prop_map(
+        |(bound, who, groups, approve, comment)| ApprovalSpec {
+            bound_to: bound,
+            approver: who,
+            approver_groups: groups,
+            decision: if approve { ApprovalDecision::Approve } else { ApprovalDecision::Deny },
+            comment,
+            ..Default::default()
+        },
+    )
+}
+
+fn request() -> impl Strategy<Value = ActionRequestSpec> {
+    (text(), text(), text(), prop::collection::vec(text(), 0..3), text(), text()).prop_map(
+        |(agent, action, requester, groups, nonce, justification)| ActionRequestSpec {
+            agent,
+            action,
+            requester,
+            requester_groups: groups,
+            nonce,
+            justification,
+            ..Default::default()
+        },
+    )
+}
