@@ -238,6 +238,21 @@ impl Operator {
         }
     }
 
+    /// Sends a signal to the process (`STOP`, `CONT`, …).
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let pid = self.pid().ok_or_else(|| anyhow!("not running"))?;
+        let ok = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status()?.success();
+        if !ok {
+            bail!("kill -{sig} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -113,3 +113,82 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     assert_eq!(code, 200);
     Ok(())
 }
+
+/// A leader whose process is stopped (SIGSTOP) while it decides and executes, then resumed after
+/// its lease expired and the standby took over: it does nothing more — it executes nothing a
+/// second time and writes no decision over the new leader's — and it exits.
+#[tokio::test]
+async fn a_leader_stopped_past_its_lease_acts_no_more_when_it_wakes() -> Result<()> {
+    let admin = admin().await?;
+    install_crds(&admin).await?;
+    default_policy(&admin).await?;
+    ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
+    let _ = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .delete(soc_warden::leader::LEASE, &Default::default())
+        .await;
+    let ns = Namespaces::create(&admin, &["home"]).await?;
+    let home = ns.get(0);
+    let action = unique("note");
+    apply_yaml(
+        &admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {{name: \"note-${{n}}\"}}\n      spec: {{podSelector: {{matchLabels: {{note: \"${{n}}\"}}}}, policyTypes: [Ingress]}}\n"
+        ),
+    )
+    .await?;
+    let a_args = replica("stalled-a");
+    let mut a = Operator::start_opts(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), true).await?;
+    wait_for("stalled-a leads", Duration::from_secs(30), || async {
+        Ok(holder(&admin).await?.filter(|h| h == "stalled-a"))
+    })
+    .await?;
+    let b_args = replica("standby-b");
+    let _b = Operator::start_opts(&b_args.iter().map(String::as_str).collect::<Vec<_>>(), false).await?;
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
+    apply(&agents, &agent("bot", home, Tier::Supervised, &[&action], &[home])).await?;
+    wait_agent(&admin, home, "bot", "Ready", Duration::from_secs(30), ready).await?;
+    let bot = with_token(agent_token(&admin, home, "bot").await?.as_deref().expect("a token")).await?;
+    let requests: Api<ActionRequest> = Api::namespaced(bot, home);
+    let req = |n: usize| -> ActionRequest {
+        serde_json::from_value(json!({"metadata": {"name": format!("s{n}")},
+            "spec": {"agent": "bot", "action": action, "parameters": {"n": n.to_string()}, "target": {"kind": "NetworkPolicy", "name": format!("note-{n}"), "namespace": home}}}))
+        .unwrap()
+    };
+    // A burst, and the leader frozen in the middle of it.
+    let burst = 12;
+    futures::future::try_join_all((0..burst).map(|n| {
+        let requests = requests.clone();
+        let r = req(n);
+        async move { requests.create(&PostParams::default(), &r).await }
+    }))
+    .await?;
+    a.signal("STOP")?;
+    wait_for("standby-b leads", Duration::from_secs(LEASE + 10), || async {
+        Ok(holder(&admin).await?.filter(|h| h == "standby-b"))
+    })
+    .await?;
+    for n in 0..burst {
+        executed(&admin, home, &format!("s{n}")).await?;
+    }
+    // Woken after the lease expired: it must do nothing more, and stop.
+    a.signal("CONT")?;
+    wait_for("the stalled leader exits", Duration::from_secs(LEASE + 5), || {
+        let gone = a.exited();
+        async move { Ok(gone.then_some(())) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let executions: Vec<Value> = std::fs::read_to_string(decision_log())?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["namespace"] == home && v["decision"] == "Executed")
+        .collect();
+    for n in 0..burst {
+        let name = format!("s{n}");
+        let times = executions.iter().filter(|v| v["request"] == name.as_str()).count();
+        assert_eq!(times, 1, "{name} executed {times} times: {executions:?}");
+    }
+    let log = std::fs::read_to_string(&a.log)?;
+    assert!(log.contains("lost the leader lease"), "the stalled leader says why it stops");
+    Ok(())
+}

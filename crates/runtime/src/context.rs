@@ -96,8 +96,8 @@ pub struct Context {
     pub discovery: Discovery,
     /// Behaviour models of the agents.
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
-    /// Whether this replica leads (only the leader reconciles; the others keep caches warm).
-    pub leading: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Until when this replica leads (only the leader reconciles; the others keep caches warm).
+    pub fence: std::sync::Arc<crate::leader::Fence>,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
     pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
     /// Issued tokens by Secret UID (see `IssuedMemo`).
@@ -119,7 +119,7 @@ pub struct Settings {
 
 impl Context {
     pub fn leading(&self) -> bool {
-        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+        self.fence.holds()
     }
 
     pub fn new(client: Client, stores: Stores, settings: Settings, metrics: Metrics) -> Self {
@@ -134,7 +134,7 @@ impl Context {
             decisions: settings.decisions,
             discovery: Discovery::default(),
             monitor: settings.monitor,
-            leading: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            fence: std::sync::Arc::new(crate::leader::Fence::new()),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),
             issued: Mutex::new(HashMap::new()),

@@ -56,7 +56,14 @@ pub enum Guard {
 }
 
 /// Adds or removes `finalizer` with a merge patch (see `Guard`).
-pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str, present: bool, guard: Guard) -> kube::Result<()>
+/// Returns the object's resourceVersion after the write (None when nothing had to change).
+pub async fn set_finalizer<K>(
+    api: &Api<K>,
+    obj: &K,
+    finalizer: &str,
+    present: bool,
+    guard: Guard,
+) -> kube::Result<Option<String>>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -68,7 +75,7 @@ where
             list.push(finalizer.to_string());
         }
         if list.as_slice() == current.finalizers() {
-            return Ok(());
+            return Ok(None);
         }
         let patch = match guard {
             Guard::ResourceVersion => {
@@ -77,16 +84,16 @@ where
             Guard::None => json!({"metadata": {"finalizers": list}}),
         };
         match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 404) && !present => return Ok(()),
+            Ok(written) => return Ok(written.resource_version()),
+            Err(e) if is_status(&e, 404) && !present => return Ok(None),
             Err(e) if is_status(&e, 409) && attempt == 0 => match api.get_opt(&name).await? {
                 Some(fresh) => current = fresh,
-                None => return Ok(()),
+                None => return Ok(None),
             },
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// What we last wrote to an object's status, for as long as the cache has not caught up with it.
@@ -97,6 +104,9 @@ where
 /// we wrote is the truth; once it shows anything else, the cache is the truth again.
 pub struct StatusMemo<S> {
     entries: Mutex<HashMap<String, MemoEntry<S>>>,
+    /// The newest resourceVersion this replica's writes produced, per object: what its next
+    /// status write is conditional on (see `base`).
+    versions: Mutex<HashMap<String, String>>,
 }
 
 struct MemoEntry<S> {
@@ -109,7 +119,7 @@ struct MemoEntry<S> {
 
 impl<S: Clone> Default for StatusMemo<S> {
     fn default() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
+        Self { entries: Mutex::new(HashMap::new()), versions: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -129,8 +139,33 @@ impl<S: Clone> StatusMemo<S> {
         }
     }
 
+    /// A write of ours (status or metadata) produced `rv`.
+    pub fn saw(&self, uid: &str, rv: Option<&str>) {
+        if let Some(rv) = rv {
+            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let newer = versions.get(uid).is_none_or(|v| newest(v, rv) == rv);
+            if newer {
+                versions.insert(uid.to_string(), rv.to_string());
+            }
+        }
+    }
+
+    /// The resourceVersion a status write must be conditional on: the newest of the cache's and of
+    /// our own last write. A write on top of anything else fails (409) instead of overwriting: a
+    /// leader whose write was delayed past its lease (stalled, stopped) cannot undo the work of
+    /// its successor, which wrote since.
+    pub fn base(&self, uid: &str, cached: Option<&str>) -> Option<String> {
+        let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        match (versions.get(uid), cached) {
+            (Some(ours), Some(c)) => Some(newest(ours, c).to_string()),
+            (Some(ours), None) => Some(ours.clone()),
+            (None, c) => c.map(String::from),
+        }
+    }
+
     /// Records a write made on top of `based_on` that produced `written_rv`.
     pub fn wrote(&self, uid: &str, based_on: Option<&str>, written_rv: Option<&str>, status: S) {
+        self.saw(uid, written_rv);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (mut superseded, previous) = match entries.remove(uid) {
             Some(e) => (e.superseded, e.latest),
@@ -148,6 +183,7 @@ impl<S: Clone> StatusMemo<S> {
 
     pub fn forget(&self, uid: &str) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 
     /// The status `obj` shows: the cache's, unless the cache still shows a version our last
@@ -161,12 +197,15 @@ impl<S: Clone> StatusMemo<S> {
 /// Writes `status` with a JSON merge patch on `/status` (much cheaper for the API server than an
 /// apply on a custom resource), unless the object already shows exactly this status; remembers
 /// the write in `memo`.
+/// Writes `status` unless `shown` already is it. With `precondition`, only on top of that
+/// resourceVersion (409 Conflict otherwise).
 pub async fn write_status<K, S>(
     api: &Api<K>,
     obj: &K,
     memo: &StatusMemo<S>,
     shown: Option<&S>,
     status: &S,
+    precondition: Option<&str>,
 ) -> kube::Result<()>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
@@ -175,7 +214,10 @@ where
     if shown == Some(status) {
         return Ok(());
     }
-    let patch = json!({ "status": status });
+    let patch = match precondition {
+        Some(rv) => json!({ "metadata": {"resourceVersion": rv}, "status": status }),
+        None => json!({ "status": status }),
+    };
     let written = api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     memo.wrote(
         &obj.uid().unwrap_or_default(),
@@ -184,6 +226,15 @@ where
         status.clone(),
     );
     Ok(())
+}
+
+/// The newer of two resourceVersions (etcd revisions; compared as numbers when both are).
+fn newest<'a>(a: &'a str, b: &'a str) -> &'a str {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) if y > x => b,
+        (Ok(_), Ok(_)) => a,
+        _ => b,
+    }
 }
 
 /// Publishes Events about `obj` off the reconcile's path, in order; a failure is logged, never

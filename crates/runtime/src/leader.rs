@@ -2,15 +2,61 @@
 //! keeps its caches warm and serves the admission webhook, only the leader reconciles (issues
 //! tokens, decides, executes, contains). A leader that cannot renew in time stops leading by
 //! exiting, and its successor takes over once the lease has expired.
+//!
+//! Leadership is **fenced** by time, not by a flag: every renewal is bounded by a deadline, and a
+//! confirmed renewal lets this replica act only until two thirds of a lease after the renewal
+//! began (`Fence`). A leader whose calls stall — or whose process is stopped and resumed — finds
+//! its fence expired when it wakes (the monotonic clock kept running) and acts no more, well
+//! before another replica may take the lease (a whole lease after the last renewal).
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub const LEASE: &str = "soc-warden-leader";
+
+/// Until when this replica may act as the leader (see the module). Checked before every reconcile
+/// and again right before an execution and a decision are written.
+#[derive(Debug)]
+pub struct Fence {
+    base: Instant,
+    /// Milliseconds after `base`; 0: not leading; `u64::MAX`: leading without election.
+    until: AtomicU64,
+}
+
+impl Fence {
+    pub fn new() -> Self {
+        Self { base: Instant::now(), until: AtomicU64::new(0) }
+    }
+
+    /// Leads for good (a single replica, no election).
+    pub fn forever(&self) {
+        self.until.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// A renewal that began at `started` was confirmed: act until two thirds of `lease` after it.
+    pub fn renewed(&self, started: Instant, lease: Duration) {
+        let until = started.saturating_duration_since(self.base) + lease * 2 / 3;
+        self.until.fetch_max(until.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn holds(&self) -> bool {
+        match self.until.load(Ordering::SeqCst) {
+            u64::MAX => true,
+            until => (self.base.elapsed().as_millis() as u64) < until,
+        }
+    }
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -82,10 +128,23 @@ pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<bool> {
     }
 }
 
+/// One attempt within a deadline (a third of the lease): a stalled call counts as a failure.
+async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<bool> {
+    let started = Instant::now();
+    match tokio::time::timeout(c.duration / 3, try_hold(client, c)).await {
+        Ok(Ok(true)) => {
+            fence.renewed(started, c.duration);
+            Ok(true)
+        }
+        Ok(other) => other,
+        Err(_) => Err(kube::Error::Service(format!("no answer within {:?}", c.duration / 3).into())),
+    }
+}
+
 /// Waits until this replica holds the lease.
-pub async fn acquire(client: &Client, c: &Config) {
+pub async fn acquire(client: &Client, c: &Config, fence: &Fence) {
     loop {
-        match try_hold(client, c).await {
+        match attempt(client, c, fence).await {
             Ok(true) => return,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "could not read or take the leader lease"),
@@ -94,19 +153,20 @@ pub async fn acquire(client: &Client, c: &Config) {
     }
 }
 
-/// Renews the lease every third of its duration; returns when leadership is lost (a renewal
-/// refused, or none succeeded for a whole lease duration).
-pub async fn keep(client: &Client, c: &Config) {
-    let mut last_ok = std::time::Instant::now();
+/// Renews the lease every third of its duration; returns when leadership is lost: a renewal
+/// refused, or the fence expired (no renewal confirmed in time, e.g. after a stall).
+pub async fn keep(client: &Client, c: &Config, fence: &Fence) {
     loop {
         tokio::time::sleep(c.duration / 3).await;
-        match try_hold(client, c).await {
-            Ok(true) => last_ok = std::time::Instant::now(),
+        if !fence.holds() {
+            return;
+        }
+        match attempt(client, c, fence).await {
+            Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "could not renew the leader lease");
-                // Stop before another replica may have taken over.
-                if last_ok.elapsed() >= c.duration - c.duration / 3 {
+                if !fence.holds() {
                     return;
                 }
             }
@@ -125,6 +185,26 @@ mod tests {
             lease_duration_seconds: Some(duration),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_fence_lets_a_leader_act_two_thirds_of_a_lease_after_a_renewal_began() {
+        let f = Fence::new();
+        assert!(!f.holds(), "not leading before a renewal");
+        let lease = Duration::from_millis(600);
+        f.renewed(Instant::now(), lease);
+        assert!(f.holds());
+        // Asleep past two thirds of the lease (as a stopped process is): no longer leading.
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(!f.holds(), "the fence expired while no renewal was confirmed");
+        // A renewal confirmed late but begun earlier counts from when it began.
+        let begun = Instant::now();
+        std::thread::sleep(Duration::from_millis(450));
+        f.renewed(begun, lease);
+        assert!(!f.holds());
+        let f = Fence::new();
+        f.forever();
+        assert!(f.holds());
     }
 
     #[test]

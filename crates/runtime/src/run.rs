@@ -349,21 +349,22 @@ async fn leadership(
     lead: broadcast::Sender<()>,
 ) {
     let lead_now = || {
-        ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = lead.send(());
     };
     match cfg {
         None => {
+            ctx.fence.forever();
             lead_now();
             futures::future::pending::<()>().await;
         }
         Some(cfg) => {
             tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
-            crate::leader::acquire(&client, &cfg).await;
+            crate::leader::acquire(&client, &cfg, &ctx.fence).await;
             tracing::info!(identity = %cfg.identity, "leading");
             monitor.set_active(true);
             lead_now();
-            crate::leader::keep(&client, &cfg).await;
+            crate::leader::keep(&client, &cfg, &ctx.fence).await;
+            monitor.set_active(false);
             tracing::error!("lost the leader lease: stopping so that only one replica acts");
         }
     }

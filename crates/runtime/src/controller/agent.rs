@@ -271,7 +271,7 @@ async fn report(
     let status = plan::status(&n.name, agent.meta().generation, plan, applied, previous, now);
     let changes = Changes { pause: plan.pause, resumed_by: plan.monitoring.resumed_by.clone(), issued };
     publish_transitions(agent, ctx, previous, &status, &changes);
-    k8s::write_status(api, agent, &ctx.status_written, previous, &status).await?;
+    k8s::write_status(api, agent, &ctx.status_written, previous, &status, None).await?;
     let key = (n.ns.clone(), n.name.clone());
     if plan.pause == Some(PauseReason::Drift) {
         ctx.monitor.contained(&key);

@@ -35,14 +35,23 @@ pub const FINALIZER: &str = "socwarden.io/rollback";
 pub enum Error {
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    #[error("this replica no longer holds the leader lease: it decides and executes nothing more")]
+    NotLeading,
 }
 
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(e) => k8s::category(e),
+            Error::NotLeading => "not-leading",
         }
     }
+}
+
+/// The fence, checked again right before a decision or an execution leaves this replica (the
+/// reconcile may have started while it still led; see `leader::Fence`).
+fn still_leading(ctx: &Context) -> Result<(), Error> {
+    if ctx.leading() { Ok(()) } else { Err(Error::NotLeading) }
 }
 
 fn now_str() -> String {
@@ -55,8 +64,12 @@ fn shown(req: &ActionRequest, ctx: &Context) -> ActionRequestStatus {
 }
 
 async fn write(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<(), Error> {
+    still_leading(ctx)?;
     // Always written (a decision, then its execution), hence no `shown` to compare with.
-    k8s::write_status(&api(req, ctx), req, &ctx.request_status_written, None, status).await?;
+    // Conditional on what this replica last saw or wrote: a write delayed past a takeover fails.
+    let uid = req.uid().unwrap_or_default();
+    let base = ctx.request_status_written.base(&uid, req.metadata.resource_version.as_deref());
+    k8s::write_status(&api(req, ctx), req, &ctx.request_status_written, None, status, base.as_deref()).await?;
     Ok(())
 }
 
@@ -89,6 +102,12 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
             let fresh = api.get(&req.name_any()).await?;
             let state = fresh.status.as_ref().and_then(|s| s.execution.as_ref()).and_then(|e| e.state);
             if state == Some(ExecutionState::Running) {
+                info!(
+                    cached = ?req.metadata.resource_version,
+                    fresh = ?fresh.metadata.resource_version,
+                    started = ?fresh.status.as_ref().and_then(|s| s.execution.as_ref()).and_then(|e| e.started_at.clone()),
+                    "found an execution Running (after a restart or a takeover): running it again, idempotently"
+                );
                 execute(&fresh, &ctx, fresh.status.clone().unwrap_or_default()).await?;
             }
             Ok(Action::await_change())
@@ -330,9 +349,11 @@ async fn carry_out(
     reversible: bool,
     approvers: &[String],
 ) -> Result<(), Error> {
+    still_leading(ctx)?;
     if execution.is_some_and(|e| e.manifest.is_some()) && reversible {
         // In place before anything is applied, so a deletion always rolls back.
-        k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
+        let rv = k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
+        ctx.request_status_written.saw(&req.uid().unwrap_or_default(), rv.as_deref());
     }
     match execution {
         // A manifest is applied with server-side apply: doing it again changes nothing, so it may
@@ -483,6 +504,7 @@ async fn finish(
 
 /// Resumes an execution found `Running` (after a restart).
 async fn execute(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
+    still_leading(ctx)?;
     let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
     let outcome = run_execution(req, ctx, &approvers, status.action_hash.as_deref()).await;
     finish(req, ctx, status, outcome).await
