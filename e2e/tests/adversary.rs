@@ -642,3 +642,38 @@ async fn denials_deleted_by_retention_still_count_against_a_promotion() -> Resul
     assert!(shadow.carried.is_some_and(|c| c.decisions >= 1), "the deleted denial is carried");
     Ok(())
 }
+
+/// The effect includes what a parameter names: a protected IP sent as the parameter of an HTTP
+/// action, under a harmless declared target, is refused (at admission, where the webhook sees the
+/// parameters) naming the IP and the rule; an unprotected one is filed and runs alone.
+#[tokio::test]
+async fn a_protected_ip_sent_as_a_parameter_under_a_harmless_target_is_refused() -> Result<()> {
+    let w = world().await?;
+    let block = unique("block-ip");
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {block}}}\nspec:\n  risk: low\n  parameters: [{{name: ip, type: ip, required: true, targetKind: IP}}]\n  protectedTargets: [{{kind: IP, namePattern: \"10\\\\.0\\\\.0\\\\..*\"}}]\n  execution:\n    http: {{url: \"http://127.0.0.1:9/block\", secretRef: {{name: {block}, key: key}}}}\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&block]).await?;
+    let (home, scope) = (w.home(), w.scope());
+    let outcome = file(&bot, home, &request("dc-ip", "bot", &block, json!({"ip": "10.0.0.5"}), scope, "web-1")).await;
+    let why = match outcome {
+        Err(e) => e.to_string(),
+        Ok(_) => {
+            let s = decided(&w.admin, home, "dc-ip").await?.status.unwrap();
+            assert_eq!(s.decision, Some(Decision::Rejected), "{}", s.message);
+            s.message
+        }
+    };
+    assert!(why.contains("IP 10.0.0.5") && why.contains("protected"), "{why}");
+    assert!(!why.contains("TargetSelector"), "plain words: {why}");
+    // The same action for an IP nobody protects is filed (and decided without a human).
+    file(&bot, home, &request("other-ip", "bot", &block, json!({"ip": "192.0.2.7"}), scope, "web-1")).await?;
+    let s = decided(&w.admin, home, "other-ip").await?.status.unwrap();
+    assert_eq!(s.decision, Some(Decision::AutoApproved), "{}", s.message);
+    Ok(())
+}

@@ -83,6 +83,14 @@ async fn a_pod_that_reaches_the_webhook_gets_no_signed_stamp() -> Result<()> {
         Ok(decision_of(&scene.admin, scene.home(), "r1").await?.filter(|d| *d == Decision::Approved))
     })
     .await?;
+
+    // /metrics answers anyone, and says no more than the README documents: agents by name, never
+    // tokens, people, targets or parameters.
+    let metrics = op.metrics().await?;
+    let token = agent_token(&scene.admin, scene.home(), "bot").await?.unwrap();
+    for secret in [token.as_str(), "lead-a", "web-1", "soc-leads"] {
+        assert!(!metrics.contains(secret), "/metrics shows {secret}");
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 //! - `agent::rbac`: what RBAC an agent gets and whether the operator may delegate it.
 //! - `agent::validate`: what is wrong with an agent's spec, and how to fix it.
 //! - `agent::pause`: whether an agent is paused, and why.
+//! - `agent::authority`: which virtual verb (`pause`, `update`) a change of a SocAgent needs.
 //! - `agent::credentials`: names of the credential objects, and when a token is (re)issued.
 //! - `agent::promotion`: which tier is enforced while a promotion waits for evidence and approvals.
 //! - `agent::plan`: the whole desired state of one agent, and its status.
