@@ -71,6 +71,39 @@ async fn new_agent(w: &World, name: &str, tier: Tier, actions: &[&str]) -> Resul
     with_token(&agent_token(&w.admin, w.home(), name).await?.unwrap()).await
 }
 
+/// A supervised agent `bot` (approvers: soc-leads) under a policy of its own that keeps decided
+/// requests 3 s (and `extra`, a line of the policy's spec); its client.
+async fn under_short_retention(w: &World, extra: &str) -> Result<Client> {
+    let (home, scope) = (w.home(), w.scope());
+    let short = unique("short");
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {short}}}\nspec:\n  requests: {{retention: 3s}}\n  {extra}\n"
+        ),
+    )
+    .await?;
+    let mut a = agent("bot", home, Tier::Supervised, &[&w.isolate], &[scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.policy_ref = short;
+    apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
+    wait_agent(&w.admin, home, "bot", "Ready", T, ready).await?;
+    with_token(&agent_token(&w.admin, home, "bot").await?.unwrap()).await
+}
+
+/// The agent files an isolation of `app` as `name`; lead-a decides it (`approve` or `deny`).
+async fn file_and_decide(w: &World, bot: &Client, name: &str, app: &str, decision: &str) -> Result<()> {
+    let (home, scope) = (w.home(), w.scope());
+    file(bot, home, &request(name, "bot", &w.isolate, json!({"app": app}), scope, "web-1")).await?;
+    wait_for("pending", T, || async {
+        Ok(decision_of(&w.admin, home, name).await?.filter(|d| *d == Decision::Pending))
+    })
+    .await?;
+    approve("lead-a", home, &approval(&format!("{name}-by-a"), name, decision)).await?;
+    decided(&w.admin, home, name).await?;
+    Ok(())
+}
+
 async fn netpol_exists(admin: &Client, ns: &str, name: &str) -> Result<bool> {
     Ok(Api::<NetworkPolicy>::namespaced(admin.clone(), ns).get_opt(name).await?.is_some())
 }
@@ -555,29 +588,10 @@ async fn an_agent_cannot_flood_the_queue_or_file_without_limit() -> Result<()> {
 async fn decided_requests_are_deleted_after_the_retention_period_unless_in_effect() -> Result<()> {
     let w = world().await?;
     let (home, scope) = (w.home(), w.scope());
-    let short = unique("short");
-    apply_yaml(
-        &w.admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {short}}}\nspec: {{requests: {{retention: 3s}}}}\n"
-        ),
-    )
-    .await?;
     let _op = Operator::start().await?;
-    let mut a = agent("bot", home, Tier::Supervised, &[&w.isolate], &[scope]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.policy_ref = short.clone();
-    apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
-    wait_agent(&w.admin, home, "bot", "Ready", T, ready).await?;
-    let bot = with_token(&agent_token(&w.admin, home, "bot").await?.unwrap()).await?;
+    let bot = under_short_retention(&w, "").await?;
     for (name, app, decision) in [("denied", "web", "deny"), ("applied", "db", "approve")] {
-        file(&bot, home, &request(name, "bot", &w.isolate, json!({"app": app}), scope, "web-1")).await?;
-        wait_for("pending", T, || async {
-            Ok(decision_of(&w.admin, home, name).await?.filter(|d| *d == Decision::Pending))
-        })
-        .await?;
-        approve("lead-a", home, &approval(&format!("{name}-by-a"), name, decision)).await?;
-        decided(&w.admin, home, name).await?;
+        file_and_decide(&w, &bot, name, app, decision).await?;
     }
     let requests = Api::<ActionRequest>::namespaced(w.admin.clone(), home);
     let approvals = Api::<Approval>::namespaced(w.admin.clone(), home);
@@ -599,32 +613,14 @@ async fn decided_requests_are_deleted_after_the_retention_period_unless_in_effec
 #[tokio::test]
 async fn denials_deleted_by_retention_still_count_against_a_promotion() -> Result<()> {
     let w = world().await?;
-    let (home, scope) = (w.home(), w.scope());
-    let short = unique("short");
-    apply_yaml(
-        &w.admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {short}}}\nspec:\n  requests: {{retention: 3s}}\n  promotion: {{minDwell: 0s, cleanWindow: 0s, minShadowDecisions: 2, minShadowAgreement: 0.9}}\n"
-        ),
-    )
-    .await?;
+    let home = w.home();
     let _op = Operator::start().await?;
-    let mut a = agent("bot", home, Tier::Supervised, &[&w.isolate], &[scope]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.policy_ref = short.clone();
-    let agents = Api::<SocAgent>::namespaced(w.admin.clone(), home);
-    apply(&agents, &a).await?;
-    wait_agent(&w.admin, home, "bot", "Ready", T, ready).await?;
-    let bot = with_token(&agent_token(&w.admin, home, "bot").await?.unwrap()).await?;
+    let promotion = "promotion: {minDwell: 0s, cleanWindow: 0s, minShadowDecisions: 2, minShadowAgreement: 0.9}";
+    let bot = under_short_retention(&w, promotion).await?;
     for (name, app, decision) in [("approved", "web", "approve"), ("denied", "db", "deny")] {
-        file(&bot, home, &request(name, "bot", &w.isolate, json!({"app": app}), scope, "web-1")).await?;
-        wait_for("pending", T, || async {
-            Ok(decision_of(&w.admin, home, name).await?.filter(|d| *d == Decision::Pending))
-        })
-        .await?;
-        approve("lead-a", home, &approval(&format!("{name}-by-a"), name, decision)).await?;
-        decided(&w.admin, home, name).await?;
+        file_and_decide(&w, &bot, name, app, decision).await?;
     }
+    let agents = Api::<SocAgent>::namespaced(w.admin.clone(), home);
     let requests = Api::<ActionRequest>::namespaced(w.admin.clone(), home);
     wait_for("the denied request deleted by retention", T, || async {
         Ok(requests.get_opt("denied").await?.is_none().then_some(()))

@@ -35,58 +35,88 @@ async fn executed(admin: &kube::Client, ns: &str, name: &str) -> Result<ActionRe
     .await
 }
 
+/// Two replicas with leader election: `a` leads, `b` stands by; an agent `bot` (supervised) that
+/// may run a low-risk action writing NetworkPolicy `note-<n>` in its home.
+struct Pair {
+    admin: kube::Client,
+    _ns: Namespaces,
+    home: String,
+    a: Operator,
+    b: Operator,
+    /// The agent's own client for its requests, and its token.
+    requests: Api<ActionRequest>,
+    token: Option<String>,
+    action: String,
+}
+
+impl Pair {
+    async fn start(a: &str, b: &str) -> Result<Self> {
+        let admin = admin().await?;
+        install_crds(&admin).await?;
+        default_policy(&admin).await?;
+        ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
+        // A lease left by an earlier run must not delay this one.
+        let _ = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+            .delete(soc_warden::leader::LEASE, &Default::default())
+            .await;
+        let ns = Namespaces::create(&admin, &["home"]).await?;
+        let home = ns.get(0).to_string();
+        let action = unique("note");
+        apply_yaml(
+            &admin,
+            &format!(
+                "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {{name: \"note-${{n}}\", annotations: {{request: \"${{request.name}}\"}}}}\n      spec: {{podSelector: {{matchLabels: {{note: \"${{n}}\"}}}}, policyTypes: [Ingress]}}\n"
+            ),
+        )
+        .await?;
+        let a_args = replica(a);
+        let a_op = Operator::start_opts(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), true).await?;
+        wait_for(&format!("{a} leads"), Duration::from_secs(30), || async {
+            Ok(holder(&admin).await?.filter(|h| h == a))
+        })
+        .await?;
+        let b_args = replica(b);
+        let b_op = Operator::start_opts(&b_args.iter().map(String::as_str).collect::<Vec<_>>(), false).await?;
+        let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
+        apply(&agents, &agent("bot", &home, Tier::Supervised, &[&action], &[&home])).await?;
+        wait_agent(&admin, &home, "bot", "Ready", Duration::from_secs(30), ready).await?;
+        let token = agent_token(&admin, &home, "bot").await?;
+        // The agent files its own requests (what someone else files waits for approval).
+        let bot = with_token(token.as_deref().expect("a token")).await?;
+        let requests = Api::namespaced(bot, &home);
+        Ok(Self { admin, _ns: ns, home, a: a_op, b: b_op, requests, token, action })
+    }
+
+    fn request(&self, name: &str, n: &str) -> ActionRequest {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"agent": "bot", "action": self.action, "parameters": {"n": n}, "target": {"kind": "NetworkPolicy", "name": format!("note-{n}"), "namespace": self.home}}}))
+        .unwrap()
+    }
+
+    /// The decision log's `Executed` lines for requests of this pair's namespace.
+    fn executions(&self) -> Result<Vec<Value>> {
+        Ok(std::fs::read_to_string(decision_log())?
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["namespace"] == self.home.as_str() && v["decision"] == "Executed")
+            .collect())
+    }
+}
+
 #[tokio::test]
 async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Result<()> {
-    let admin = admin().await?;
-    install_crds(&admin).await?;
-    default_policy(&admin).await?;
-    ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
-    // A lease left by an earlier run must not delay this one.
-    let _ = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .delete(soc_warden::leader::LEASE, &Default::default())
-        .await;
-    let ns = Namespaces::create(&admin, &["home"]).await?;
-    let home = ns.get(0);
-    let action = unique("note");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {{name: \"note-${{n}}\", annotations: {{request: \"${{request.name}}\"}}}}\n      spec: {{podSelector: {{matchLabels: {{note: \"${{n}}\"}}}}, policyTypes: [Ingress]}}\n"
-        ),
-    )
-    .await?;
-
-    let a_args = replica("replica-a");
-    let mut a = Operator::start_opts(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), true).await?;
-    wait_for("replica-a leads", Duration::from_secs(30), || async {
-        Ok(holder(&admin).await?.filter(|h| h == "replica-a"))
-    })
-    .await?;
-    let b_args = replica("replica-b");
-    let b = Operator::start_opts(&b_args.iter().map(String::as_str).collect::<Vec<_>>(), false).await?;
-
-    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
-    apply(&agents, &agent("bot", home, Tier::Supervised, &[&action], &[home])).await?;
-    wait_agent(&admin, home, "bot", "Ready", Duration::from_secs(30), ready).await?;
-    let token_before = agent_token(&admin, home, "bot").await?;
-    // The agent files its own requests (what someone else files waits for approval).
-    let bot = with_token(token_before.as_deref().expect("a token")).await?;
-    let requests: Api<ActionRequest> = Api::namespaced(bot, home);
-    let req = |name: &str, n: &str| -> ActionRequest {
-        serde_json::from_value(json!({"metadata": {"name": name},
-            "spec": {"agent": "bot", "action": action, "parameters": {"n": n}, "target": {"kind": "NetworkPolicy", "name": format!("note-{n}"), "namespace": home}}}))
-        .unwrap()
-    };
-    requests.create(&PostParams::default(), &req("r1", "1")).await?;
-    assert_eq!(executed(&admin, home, "r1").await?.status.unwrap().decision, Some(Decision::AutoApproved));
-    let standby_log = std::fs::read_to_string(&b.log)?;
+    let mut p = Pair::start("replica-a", "replica-b").await?;
+    let (admin, home) = (p.admin.clone(), p.home.clone());
+    p.requests.create(&PostParams::default(), &p.request("r1", "1")).await?;
+    assert_eq!(executed(&admin, &home, "r1").await?.status.unwrap().decision, Some(Decision::AutoApproved));
+    let standby_log = std::fs::read_to_string(&p.b.log)?;
     assert!(
         standby_log.contains("standing by for the leader lease") && !standby_log.contains("execution finished"),
         "the standby did not act"
     );
 
     // The leader dies without a word.
-    a.kill();
+    p.a.kill();
     let t0 = Instant::now();
     wait_for("replica-b leads", Duration::from_secs(LEASE + 10), || async {
         Ok(holder(&admin).await?.filter(|h| h == "replica-b"))
@@ -97,19 +127,15 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     assert!(took <= Duration::from_secs(LEASE + 2), "takeover took {took:?}, more than the lease duration plus 2 s");
 
     // The new leader acts …
-    requests.create(&PostParams::default(), &req("r2", "2")).await?;
-    executed(&admin, home, "r2").await?;
+    p.requests.create(&PostParams::default(), &p.request("r2", "2")).await?;
+    executed(&admin, &home, "r2").await?;
     // … and repeats nothing: r1 executed once, its NetworkPolicy written once, the token kept.
-    let lines: Vec<Value> = std::fs::read_to_string(decision_log())?
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["namespace"] == home && v["request"] == "r1" && v["decision"] == "Executed")
-        .collect();
+    let lines: Vec<Value> = p.executions()?.into_iter().filter(|v| v["request"] == "r1").collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
-    let cm = Api::<NetworkPolicy>::namespaced(admin.clone(), home).get("note-1").await?;
-    assert_eq!(cm.metadata.managed_fields.map(|m| m.len()), Some(1));
-    assert_eq!(agent_token(&admin, home, "bot").await?, token_before);
-    let (code, _) = http_get(&format!("http://127.0.0.1:{}/readyz", b.metrics_port)).await?;
+    let np = Api::<NetworkPolicy>::namespaced(admin.clone(), &home).get("note-1").await?;
+    assert_eq!(np.metadata.managed_fields.map(|m| m.len()), Some(1));
+    assert_eq!(agent_token(&admin, &home, "bot").await?, p.token);
+    let (code, _) = http_get(&format!("http://127.0.0.1:{}/readyz", p.b.metrics_port)).await?;
     assert_eq!(code, 200);
     Ok(())
 }
@@ -119,76 +145,38 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
 /// second time and writes no decision over the new leader's — and it exits.
 #[tokio::test]
 async fn a_leader_stopped_past_its_lease_acts_no_more_when_it_wakes() -> Result<()> {
-    let admin = admin().await?;
-    install_crds(&admin).await?;
-    default_policy(&admin).await?;
-    ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
-    let _ = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .delete(soc_warden::leader::LEASE, &Default::default())
-        .await;
-    let ns = Namespaces::create(&admin, &["home"]).await?;
-    let home = ns.get(0);
-    let action = unique("note");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {action}}}\nspec:\n  risk: low\n  parameters: [{{name: n, type: string, required: true, pattern: \"[0-9]+\"}}]\n  execution:\n    manifest: |\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {{name: \"note-${{n}}\"}}\n      spec: {{podSelector: {{matchLabels: {{note: \"${{n}}\"}}}}, policyTypes: [Ingress]}}\n"
-        ),
-    )
-    .await?;
-    let a_args = replica("stalled-a");
-    let mut a = Operator::start_opts(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), true).await?;
-    wait_for("stalled-a leads", Duration::from_secs(30), || async {
-        Ok(holder(&admin).await?.filter(|h| h == "stalled-a"))
-    })
-    .await?;
-    let b_args = replica("standby-b");
-    let _b = Operator::start_opts(&b_args.iter().map(String::as_str).collect::<Vec<_>>(), false).await?;
-    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
-    apply(&agents, &agent("bot", home, Tier::Supervised, &[&action], &[home])).await?;
-    wait_agent(&admin, home, "bot", "Ready", Duration::from_secs(30), ready).await?;
-    let bot = with_token(agent_token(&admin, home, "bot").await?.as_deref().expect("a token")).await?;
-    let requests: Api<ActionRequest> = Api::namespaced(bot, home);
-    let req = |n: usize| -> ActionRequest {
-        serde_json::from_value(json!({"metadata": {"name": format!("s{n}")},
-            "spec": {"agent": "bot", "action": action, "parameters": {"n": n.to_string()}, "target": {"kind": "NetworkPolicy", "name": format!("note-{n}"), "namespace": home}}}))
-        .unwrap()
-    };
+    let mut p = Pair::start("stalled-a", "standby-b").await?;
+    let (admin, home) = (p.admin.clone(), p.home.clone());
     // A burst, and the leader frozen in the middle of it.
     let burst = 12;
     futures::future::try_join_all((0..burst).map(|n| {
-        let requests = requests.clone();
-        let r = req(n);
+        let (requests, r) = (p.requests.clone(), p.request(&format!("s{n}"), &n.to_string()));
         async move { requests.create(&PostParams::default(), &r).await }
     }))
     .await?;
-    a.signal("STOP")?;
+    p.a.signal("STOP")?;
     wait_for("standby-b leads", Duration::from_secs(LEASE + 10), || async {
         Ok(holder(&admin).await?.filter(|h| h == "standby-b"))
     })
     .await?;
     for n in 0..burst {
-        executed(&admin, home, &format!("s{n}")).await?;
+        executed(&admin, &home, &format!("s{n}")).await?;
     }
     // Woken after the lease expired: it must do nothing more, and stop.
-    a.signal("CONT")?;
+    p.a.signal("CONT")?;
     wait_for("the stalled leader exits", Duration::from_secs(LEASE + 5), || {
-        let gone = a.exited();
+        let gone = p.a.exited();
         async move { Ok(gone.then_some(())) }
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let executions: Vec<Value> = std::fs::read_to_string(decision_log())?
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["namespace"] == home && v["decision"] == "Executed")
-        .collect();
+    let executions = p.executions()?;
     for n in 0..burst {
         let name = format!("s{n}");
         let times = executions.iter().filter(|v| v["request"] == name.as_str()).count();
         assert_eq!(times, 1, "{name} executed {times} times: {executions:?}");
     }
-    let log = std::fs::read_to_string(&a.log)?;
+    let log = std::fs::read_to_string(&p.a.log)?;
     assert!(log.contains("lost the leader lease"), "the stalled leader says why it stops");
     Ok(())
 }
