@@ -26,6 +26,8 @@ struct Event {
     stage: String,
     #[serde(default)]
     verb: String,
+    #[serde(default, rename = "requestURI")]
+    request_uri: String,
     #[serde(default)]
     user: User,
     #[serde(default)]
@@ -51,6 +53,33 @@ struct ObjectRef {
     api_group: String,
     #[serde(default)]
     subresource: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Client plumbing, not behaviour: discovery (`/api`, `/apis`, `/version`, `/openapi`), asking
+/// what it may do (self access and rules reviews), reading its own SocAgent and filing its own
+/// requests (recorded as requests already). Kubectl does the first two before any command, so
+/// counting them made an agent's first legitimate use of an action look novel. Only successful
+/// calls are plumbing: a refused one is still a signal.
+fn plumbing(e: &Event, ns: &str, agent: &str, code: u16) -> bool {
+    if !(200..400).contains(&code) {
+        return false;
+    }
+    let Some(r) = &e.object_ref else {
+        let path = e.request_uri.split('?').next().unwrap_or_default();
+        return ["/api", "/apis", "/version", "/openapi"]
+            .iter()
+            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
+    };
+    match (r.api_group.as_str(), r.resource.as_str()) {
+        ("authorization.k8s.io", "selfsubjectaccessreviews" | "selfsubjectrulesreviews") => true,
+        ("socwarden.io", "socagents") => r.namespace == ns && r.name == agent && r.subresource.is_empty(),
+        ("socwarden.io", "actionrequests") => r.namespace == ns && e.verb == "create",
+        _ => false,
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,6 +104,10 @@ pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
             continue;
         }
         let Some((ns, agent)) = agent_of(&e.user.username) else { continue };
+        let code = e.response_status.as_ref().map(|s| s.code).unwrap_or(0);
+        if plumbing(&e, ns, agent, code) {
+            continue;
+        }
         let resource = match &e.object_ref {
             Some(r) => {
                 let group = if r.api_group.is_empty() { String::new() } else { format!("{}/", r.api_group) };
@@ -84,7 +117,6 @@ pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
             None => "(non-resource)".into(),
         };
         let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
-        let code = e.response_status.map(|s| s.code).unwrap_or(0);
         out.push(((ns.to_string(), agent.to_string()), Observation::api(at, &e.verb, &resource, code)));
     }
     Ok(out)
@@ -141,6 +173,42 @@ mod tests {
         let obs = parse(&list(vec![e, s]), Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(obs[0].1.kind, Kind::Api { key: "create networking.k8s.io/networkpolicies".into(), code: 201 });
         assert_eq!(obs[1].1.kind, Kind::Api { key: "get pods/log".into(), code: 200 });
+    }
+
+    #[test]
+    fn client_plumbing_is_not_behaviour() {
+        let bot = "system:serviceaccount:agents:warden-bot";
+        let non_resource = |uri: &str, code: u16| {
+            json!({"stage": "ResponseComplete", "verb": "get", "requestURI": uri, "user": {"username": bot},
+                   "responseStatus": {"code": code}})
+        };
+        let own = |group: &str, resource: &str, verb: &str, ns: &str, name: &str, code: u16| {
+            json!({"stage": "ResponseComplete", "verb": verb, "user": {"username": bot},
+                   "objectRef": {"apiGroup": group, "resource": resource, "namespace": ns, "name": name},
+                   "responseStatus": {"code": code}})
+        };
+        let plumbing = vec![
+            non_resource("/api", 200),
+            non_resource("/apis/networking.k8s.io/v1", 200),
+            non_resource("/version?timeout=32s", 200),
+            non_resource("/openapi/v2", 200),
+            own("authorization.k8s.io", "selfsubjectaccessreviews", "create", "", "", 201),
+            own("socwarden.io", "socagents", "get", "agents", "bot", 200),
+            own("socwarden.io", "actionrequests", "create", "agents", "r1", 201),
+        ];
+        assert_eq!(parse(&list(plumbing), Timestamp::UNIX_EPOCH).unwrap(), vec![], "none of it is behaviour");
+        let behaviour = vec![
+            non_resource("/metrics", 403),
+            non_resource("/apis", 403),
+            non_resource("/apiserver-internal", 200),
+            own("socwarden.io", "socagents", "get", "agents", "other-bot", 200),
+            own("socwarden.io", "socagents", "patch", "agents", "bot", 403),
+            own("socwarden.io", "actionrequests", "create", "elsewhere", "r1", 403),
+            own("socwarden.io", "actionrequests", "delete", "agents", "r1", 403),
+            own("", "pods", "delete", "web", "web-1", 200),
+        ];
+        let n = behaviour.len();
+        assert_eq!(parse(&list(behaviour), Timestamp::UNIX_EPOCH).unwrap().len(), n, "every one is behaviour");
     }
 
     #[test]
