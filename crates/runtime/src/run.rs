@@ -565,14 +565,18 @@ async fn admission(
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());
         async move {
             let started = std::time::Instant::now();
-            let review = match webhook::agent_change(&path, &body) {
-                // A SocAgent change: may this user change those fields (SubjectAccessReview)?
-                Some(change) => webhook::agent_verdict(&body, authorize(&client, &change).await),
-                None if !lookup.stores.ready() => {
-                    kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
-                        .into_review()
-                }
-                None => webhook::review(&path, &body, lookup.as_ref(), &key, &nonce()),
+            // Read once; a SocAgent change asks the API server whether this user may change those
+            // fields (SubjectAccessReview), everything else is the stamp and its checks.
+            let review = match webhook::decode(&body) {
+                Err(why) => kube::core::admission::AdmissionResponse::invalid(why).into_review(),
+                Ok(req) => match webhook::agent_change(&path, &req) {
+                    Some(change) => webhook::agent_verdict(&req, authorize(&client, &change).await),
+                    None if !lookup.stores.ready() => {
+                        kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
+                            .into_review()
+                    }
+                    None => webhook::review_request(&path, &req, lookup.as_ref(), &key, &nonce()),
+                },
             };
             let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
             metrics

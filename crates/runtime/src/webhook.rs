@@ -33,9 +33,7 @@ pub struct AgentChange {
 
 /// For a validating review of a SocAgent update: who changes it, and which verbs the change needs
 /// (the caller asks the API server with a SubjectAccessReview, then answers with `agent_verdict`).
-pub fn agent_change(path: &str, body: &[u8]) -> Option<AgentChange> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).ok()?;
-    let req: AdmissionRequest<DynamicObject> = review.try_into().ok()?;
+pub fn agent_change(path: &str, req: &AdmissionRequest<DynamicObject>) -> Option<AgentChange> {
     if path != "/validate" || req.kind.kind != "SocAgent" || req.operation != Operation::Update {
         return None;
     }
@@ -49,13 +47,11 @@ pub fn agent_change(path: &str, body: &[u8]) -> Option<AgentChange> {
 }
 
 /// The answer to a SocAgent review once the authority check is done.
-pub fn agent_verdict(body: &[u8], verdict: Result<(), String>) -> AdmissionReview<DynamicObject> {
-    let req: Option<AdmissionRequest<DynamicObject>> =
-        serde_json::from_slice::<AdmissionReview<DynamicObject>>(body).ok().and_then(|r| r.try_into().ok());
-    let Some(req) = req else {
-        return AdmissionResponse::invalid("cannot read the AdmissionReview").into_review();
-    };
-    let response = AdmissionResponse::from(&req);
+pub fn agent_verdict(
+    req: &AdmissionRequest<DynamicObject>,
+    verdict: Result<(), String>,
+) -> AdmissionReview<DynamicObject> {
+    let response = AdmissionResponse::from(req);
     match verdict {
         Ok(()) => response.into_review(),
         Err(message) => response.deny(message).into_review(),
@@ -82,21 +78,34 @@ pub trait Lookup {
 /// Handles one AdmissionReview body for `path` (`/mutate` or `/validate`). Never panics; anything
 /// that cannot be read is refused with a message.
 pub fn review(path: &str, body: &[u8], lookup: &dyn Lookup, key: &Key, nonce: &str) -> AdmissionReview<DynamicObject> {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return AdmissionResponse::invalid(format!("cannot read the AdmissionReview: {e}")).into_review(),
-    };
-    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(_) => return AdmissionResponse::invalid("the AdmissionReview carries no request").into_review(),
-    };
-    let response = AdmissionResponse::from(&req);
+    match decode(body) {
+        Ok(req) => review_request(path, &req, lookup, key, nonce),
+        Err(why) => AdmissionResponse::invalid(why).into_review(),
+    }
+}
+
+/// Reads an AdmissionReview body once: its request, or why it cannot be read.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read the AdmissionReview: {e}"))?;
+    review.try_into().map_err(|_| "the AdmissionReview carries no request".to_string())
+}
+
+/// Handles one decoded request for `path` (`/mutate` or `/validate`).
+pub fn review_request(
+    path: &str,
+    req: &AdmissionRequest<DynamicObject>,
+    lookup: &dyn Lookup,
+    key: &Key,
+    nonce: &str,
+) -> AdmissionReview<DynamicObject> {
+    let response = AdmissionResponse::from(req);
     let outcome = match (path, req.kind.kind.as_str(), &req.operation) {
-        ("/mutate", "ActionRequest", Operation::Create) => stamp_request(&req, lookup, key, nonce),
-        ("/mutate", "Approval", Operation::Create) => stamp_approval(&req, lookup, key, nonce),
-        ("/validate", "ActionRequest", Operation::Create) => check_request_stamp(&req, key),
-        ("/validate", "Approval", Operation::Create) => check_approval_stamp(&req, key),
-        ("/validate", "ActionRequest" | "Approval", Operation::Update) => immutable(&req),
+        ("/mutate", "ActionRequest", Operation::Create) => stamp_request(req, lookup, key, nonce),
+        ("/mutate", "Approval", Operation::Create) => stamp_approval(req, lookup, key, nonce),
+        ("/validate", "ActionRequest", Operation::Create) => check_request_stamp(req, key),
+        ("/validate", "Approval", Operation::Create) => check_approval_stamp(req, key),
+        ("/validate", "ActionRequest" | "Approval", Operation::Update) => immutable(req),
         _ => Ok(None),
     };
     match outcome {
@@ -134,9 +143,11 @@ type Outcome = Result<Option<Stamp>, String>;
 
 /// The name the stamp signs: the object's, or one the webhook generates from `generateName`.
 fn stamped_name(req: &AdmissionRequest<DynamicObject>, nonce: &str) -> Result<(String, bool), String> {
-    let meta = req.object.as_ref().map(|o| o.metadata.clone()).unwrap_or_default();
-    match (meta.name.filter(|n| !n.is_empty()), meta.generate_name.filter(|g| !g.is_empty())) {
-        (Some(name), _) => Ok((name, false)),
+    let meta = req.object.as_ref().map(|o| &o.metadata);
+    let name = meta.and_then(|m| m.name.as_deref()).filter(|n| !n.is_empty());
+    let prefix = meta.and_then(|m| m.generate_name.as_deref()).filter(|g| !g.is_empty());
+    match (name, prefix) {
+        (Some(name), _) => Ok((name.to_string(), false)),
         (None, Some(prefix)) => {
             let prefix: String = prefix.chars().take(54).collect();
             Ok((format!("{prefix}{}", nonce.get(..8).unwrap_or(nonce)), true))
@@ -760,8 +771,10 @@ mod tests {
             for path in ["/mutate", "/validate"] {
                 let r = review(path, &body, &f, &key, "n").response.expect("always a response");
                 proptest::prop_assert!(r.allowed || !r.result.message.is_empty());
-                let _ = agent_change(path, &body);
-                proptest::prop_assert!(agent_verdict(&body, Ok(())).response.is_some());
+                if let Ok(req) = decode(&body) {
+                    let _ = agent_change(path, &req);
+                    proptest::prop_assert!(agent_verdict(&req, Ok(())).response.is_some());
+                }
             }
         }
 
@@ -775,7 +788,8 @@ mod tests {
             let mut b: Value = serde_json::from_slice(&body("ActionRequest", "UPDATE", "lead-a", &["soc-leads"], agent(new_paused, new_min), agent(old_paused, min))).unwrap();
             b["request"]["kind"]["kind"] = json!("SocAgent");
             b["request"]["name"] = json!("bot");
-            let change = agent_change("/validate", &serde_json::to_vec(&b).unwrap()).expect("a SocAgent update");
+            let req = decode(&serde_json::to_vec(&b).unwrap()).expect("a review");
+            let change = agent_change("/validate", &req).expect("a SocAgent update");
             proptest::prop_assert_eq!(change.verbs.contains(&"pause"), old_paused != new_paused);
             proptest::prop_assert_eq!(change.verbs.contains(&"update"), min != new_min);
             proptest::prop_assert_eq!((change.namespace.as_str(), change.name.as_str()), (NS, "bot"));
