@@ -104,8 +104,8 @@ where
 /// we wrote is the truth; once it shows anything else, the cache is the truth again.
 pub struct StatusMemo<S> {
     entries: Mutex<HashMap<String, MemoEntry<S>>>,
-    /// The newest resourceVersion this replica's writes produced, per object: what its next
-    /// status write is conditional on (see `base`).
+    /// The newest resourceVersion this replica's writes produced, per object, until the cache
+    /// shows it: what its next status write is conditional on (see `base`).
     versions: Mutex<HashMap<String, String>>,
 }
 
@@ -126,6 +126,13 @@ impl<S: Clone> Default for StatusMemo<S> {
 impl<S: Clone> StatusMemo<S> {
     /// The status to believe for an object at `resource_version` whose cached status is `cached`.
     pub fn shown(&self, uid: &str, resource_version: Option<&str>, cached: Option<&S>) -> Option<S> {
+        if let Some(rv) = resource_version {
+            // The cache shows our last write (or later): `base` can take the cache's version.
+            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            if versions.get(uid).is_some_and(|ours| newest(ours, rv) == rv) {
+                versions.remove(uid);
+            }
+        }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(uid) {
             Some(e) if resource_version.is_some_and(|rv| e.superseded.iter().any(|s| s == rv)) => {
@@ -150,17 +157,20 @@ impl<S: Clone> StatusMemo<S> {
         }
     }
 
-    /// The resourceVersion a status write must be conditional on: the newest of the cache's and of
-    /// our own last write. A write on top of anything else fails (409) instead of overwriting: a
-    /// leader whose write was delayed past its lease (stalled, stopped) cannot undo the work of
-    /// its successor, which wrote since.
-    pub fn base(&self, uid: &str, cached: Option<&str>) -> Option<String> {
+    /// The resourceVersion a status write must be conditional on: the newest of the versions seen
+    /// (the object the reconcile holds, the cache's current one) and of our own last write. A
+    /// write on top of anything else fails (409) instead of overwriting: a leader whose write was
+    /// delayed past its lease (stalled, stopped) cannot undo the work of its successor, which
+    /// wrote since.
+    pub fn base(&self, uid: &str, seen: &[Option<&str>]) -> Option<String> {
         let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        match (versions.get(uid), cached) {
-            (Some(ours), Some(c)) => Some(newest(ours, c).to_string()),
-            (Some(ours), None) => Some(ours.clone()),
-            (None, c) => c.map(String::from),
-        }
+        versions
+            .get(uid)
+            .map(String::as_str)
+            .into_iter()
+            .chain(seen.iter().flatten().copied())
+            .reduce(newest)
+            .map(String::from)
     }
 
     /// Records a write made on top of `based_on` that produced `written_rv`.
@@ -314,5 +324,22 @@ mod tests {
         let m: StatusMemo<&str> = StatusMemo::default();
         m.wrote("u", Some("1"), Some("2"), "ours");
         assert_eq!(m.shown("u", Some("7"), Some(&"theirs")), Some("theirs"));
+    }
+
+    #[test]
+    fn writes_are_conditional_on_the_newest_version_seen_and_forgotten_once_the_cache_has_them() {
+        let m: StatusMemo<&str> = StatusMemo::default();
+        assert_eq!(m.base("u", &[Some("1"), None]), Some("1".into()));
+        m.wrote("u", Some("1"), Some("2"), "running");
+        m.saw("u", Some("3")); // a finalizer of ours
+        assert_eq!(m.base("u", &[Some("1"), Some("2")]), Some("3".into()), "our writes, not the stale object");
+        assert_eq!(m.base("u", &[Some("9")]), Some("9".into()), "someone's newer write");
+        // The cache shows our last write: the version is no longer kept (the cache has it).
+        m.shown("u", Some("3"), Some(&"running"));
+        assert!(m.versions.lock().unwrap().is_empty(), "nothing kept per object once the cache caught up");
+        assert_eq!(m.base("u", &[Some("1"), Some("3")]), Some("3".into()));
+        m.saw("v", Some("5"));
+        m.forget("v");
+        assert_eq!(m.base("v", &[None]), None);
     }
 }

@@ -68,7 +68,12 @@ async fn write(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus)
     // Always written (a decision, then its execution), hence no `shown` to compare with.
     // Conditional on what this replica last saw or wrote: a write delayed past a takeover fails.
     let uid = req.uid().unwrap_or_default();
-    let base = ctx.request_status_written.base(&uid, req.metadata.resource_version.as_deref());
+    let cached = ctx.stores.requests.get(&ObjectRef::from_obj(req));
+    let seen = [
+        req.metadata.resource_version.as_deref(),
+        cached.as_ref().and_then(|c| c.metadata.resource_version.as_deref()),
+    ];
+    let base = ctx.request_status_written.base(&uid, &seen);
     k8s::write_status(&api(req, ctx), req, &ctx.request_status_written, None, status, base.as_deref()).await?;
     Ok(())
 }
