@@ -115,10 +115,6 @@ impl Monitor {
 
     /// Asks for the agent's reconcile (on the replica that leads).
     pub fn wake(&self, key: &AgentKey) {
-        self.send(key)
-    }
-
-    fn send(&self, key: &AgentKey) {
         if self.active.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
         }
@@ -170,14 +166,14 @@ impl Monitor {
         if verdict == Verdict::Pause && e.trigger.is_none() {
             e.trigger = Some(Trigger { received, assessment: a.clone() });
             self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-            self.send(key);
+            self.wake(key);
             e.last_wake = Some(Instant::now());
         }
         if verdict == Verdict::Report && a.state != drift::State::Drifting {
             let new = e.report.as_ref().or(e.shown.as_ref()).is_none_or(|(s, _)| signal_names(s) != signal_names(&a));
             if new && !a.signals.is_empty() {
                 e.report = Some((a.clone(), now));
-                self.send(key);
+                self.wake(key);
                 e.last_wake = Some(Instant::now());
             }
         }
@@ -208,7 +204,7 @@ impl Monitor {
         if e.dirty && e.last_wake.is_none_or(|w| w.elapsed() >= WAKE_GAP) {
             e.last_wake = Some(Instant::now());
             e.dirty = false;
-            self.send(key);
+            self.wake(key);
         }
     }
 
