@@ -44,7 +44,7 @@ pub struct SocAgentSpec {
     /// Names of the SocActions this agent may request. An unknown name makes the agent fail closed
     /// (no action grants) until it is fixed.
     #[serde(default)]
-    #[schemars(inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")), length(max = 64))]
     pub actions: Vec<String>,
     /// Humans who may approve this agent's gated actions and promotions.
     #[serde(default)]

@@ -16,9 +16,20 @@ pub struct Baseline {
     /// API calls per `verb group/resource` during that time (successful ones).
     #[serde(default)]
     pub api: BTreeMap<String, u64>,
-    /// Targets seen (at most 64).
+    /// Targets seen (at most 64; `(other)` once more were seen).
     #[serde(default)]
     pub targets: BTreeSet<String>,
+    /// Coarser keys, for novelty once the exact lists are full: API resources without the verb
+    /// (`apps/deployments`), and their first segment (`apps`, or a core resource).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub api_resources: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub api_groups: BTreeSet<String>,
+    /// Targets' kind and namespace (`Pod/web`), and kind alone (`Pod`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub target_scopes: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub target_kinds: BTreeSet<String>,
     /// API calls refused with 403 during learning.
     #[serde(default)]
     pub forbidden: u64,
@@ -68,6 +79,8 @@ pub enum SignalKind {
     Denials,
     /// No activity to judge by.
     Silence,
+    /// A write no approved request covers: contained at once, whatever the sensitivity.
+    Unrecorded,
 }
 
 impl SignalKind {
@@ -79,6 +92,7 @@ impl SignalKind {
             SignalKind::OutOfScope => "outOfScope",
             SignalKind::Denials => "denials",
             SignalKind::Silence => "silence",
+            SignalKind::Unrecorded => "unrecorded",
         }
     }
 }
@@ -92,7 +106,7 @@ impl std::fmt::Display for SignalKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Signal {
-    /// Which signal: rate, mix, novelty, outOfScope, denials or silence.
+    /// Which signal: rate, mix, novelty, outOfScope, denials, silence or unrecorded.
     pub signal: SignalKind,
     /// What was seen, in words.
     pub observed: String,

@@ -129,6 +129,23 @@ pub enum ExecutionState {
     Succeeded,
     Failed,
     RolledBack,
+    /// The action has no execution: the agent acted itself under the request (see `performed`).
+    ActedOn,
+    /// The action has no execution, and the agent did not act under the request in its window.
+    NotActedOn,
+}
+
+impl ExecutionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionState::Running => "Running",
+            ExecutionState::Succeeded => "Succeeded",
+            ExecutionState::Failed => "Failed",
+            ExecutionState::RolledBack => "RolledBack",
+            ExecutionState::ActedOn => "ActedOn",
+            ExecutionState::NotActedOn => "NotActedOn",
+        }
+    }
 }
 
 // Written with a JSON merge patch: `None` serializes as null so that the patch removes the field.
@@ -214,6 +231,42 @@ pub struct ExecutionStatus {
     /// Objects applied by a manifest execution (removed on rollback).
     #[serde(default)]
     pub applied: Vec<AppliedObject>,
+    /// What the agent itself did under the request: its writes this request covered, from the API
+    /// server's audit log (the first 20; `performedCount` counts them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub performed: Vec<PerformedCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performed_count: Option<u32>,
+}
+
+/// One write of the agent, covered by the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PerformedCall {
+    pub verb: String,
+    /// `resource`, `group/resource` or either with `/subresource`.
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// When the API server answered (RFC 3339).
+    pub at: String,
+    /// The HTTP status it answered with.
+    pub code: u16,
+}
+
+/// `delete pods web/web-1 → 200`.
+impl std::fmt::Display for PerformedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let object = match (self.namespace.is_empty(), self.name.is_empty()) {
+            (false, false) => format!(" {}/{}", self.namespace, self.name),
+            (false, true) => format!(" in {}", self.namespace),
+            (true, false) => format!(" {}", self.name),
+            (true, true) => String::new(),
+        };
+        write!(f, "{} {}{object} → {}", self.verb, self.resource, self.code)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -23,6 +23,7 @@
 //! - `agent::transitions`: which Events and decision-log lines a change of status produces.
 //! - `behaviour::drift`: the baseline, the drift signals and score, and the judgement.
 //! - `behaviour::audit`: reading the API server's audit events into observations.
+//! - `behaviour::records`: which decided request covers a write of an agent (approved vs done).
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
 //! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.

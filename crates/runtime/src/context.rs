@@ -96,6 +96,8 @@ pub struct Context {
     pub discovery: Discovery,
     /// Behaviour models of the agents.
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
+    /// Agents' writes covered by their requests, on their way to the requests' status.
+    pub performed: crate::records::Performed,
     /// Until when this replica leads (only the leader reconciles; the others keep caches warm).
     pub fence: std::sync::Arc<crate::leader::Fence>,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
@@ -115,6 +117,7 @@ pub struct Settings {
     pub namespace: String,
     pub decisions: DecisionLog,
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
+    pub performed: crate::records::Performed,
 }
 
 impl Context {
@@ -134,6 +137,7 @@ impl Context {
             decisions: settings.decisions,
             discovery: Discovery::default(),
             monitor: settings.monitor,
+            performed: settings.performed,
             fence: std::sync::Arc::new(crate::leader::Fence::new()),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),

@@ -9,6 +9,7 @@
 //! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals).
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
 //! - `monitor`: the behaviour models in memory, waking agents that must be contained.
+//! - `records`: matching agents' writes (audit events) with the requests that cover them.
 //! - `workload`: stopping and restarting the workload of a paused agent.
 //! - `decisionlog`: writing the append-only decision log.
 //! - `leader`: leader election on a Lease (only the leader reconciles).
@@ -26,6 +27,7 @@ pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod monitor;
+pub mod records;
 pub mod run;
 pub mod server;
 pub mod signing_key;

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub agent_paused: IntGaugeVec,
     pub drift_detections: IntCounterVec,
     pub audit_events: IntCounterVec,
+    pub unrecorded_writes: prometheus::IntCounter,
+    pub baseline_bounds: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -138,6 +140,19 @@ impl Metrics {
             &["result"],
         )
         .unwrap();
+        let unrecorded_writes = prometheus::IntCounter::new(
+            "unrecorded_writes_total",
+            "Writes by agents that no approved request covered (each contains its agent with onDrift Pause)",
+        )
+        .unwrap();
+        let baseline_bounds = IntCounterVec::new(
+            Opts::new(
+                "baseline_bounds_reached_total",
+                "Baseline lists that filled while learning (novelty falls back to a coarser key), by list",
+            ),
+            &["list"],
+        )
+        .unwrap();
         let agent_paused = IntGaugeVec::new(
             Opts::new("agent_paused", "1 for each paused agent, with the reason (only paused agents have a series)"),
             &["namespace", "agent", "reason"],
@@ -148,6 +163,8 @@ impl Metrics {
             Box::new(agent_paused.clone()),
             Box::new(drift_detections.clone()),
             Box::new(audit_events.clone()),
+            Box::new(unrecorded_writes.clone()),
+            Box::new(baseline_bounds.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -199,6 +216,8 @@ impl Metrics {
             agent_paused,
             drift_detections,
             audit_events,
+            unrecorded_writes,
+            baseline_bounds,
         }
     }
 

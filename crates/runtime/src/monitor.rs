@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use socwarden_api::{BaselineSpec, BaselineStatus, DriftStatus, OnDrift, SocAgent};
 use socwarden_core::behaviour::drift::{self, Assessment, Model, Observation, Verdict};
+use socwarden_core::behaviour::records::{self, Write};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub struct Trigger {
     /// When the evidence arrived (for the containment latency).
     pub received: Instant,
     pub assessment: Assessment,
+    /// When it was judged.
+    pub at: Timestamp,
 }
 
 struct Entry {
@@ -134,7 +137,9 @@ impl Monitor {
             if e.paused {
                 continue;
             }
-            e.model.observe(o, e.learning);
+            for bound in e.model.observe(o, e.learning) {
+                self.metrics.baseline_bounds.with_label_values(&[bound.as_str()]).inc();
+            }
             if !touched.contains(&key) {
                 touched.push(key);
             }
@@ -144,6 +149,39 @@ impl Monitor {
                 self.judge(&key, e, received, now);
             }
         }
+    }
+
+    /// Whether the agent is paused (its calls are refused by design; nothing is judged).
+    pub fn paused(&self, key: &AgentKey) -> bool {
+        self.entries().get(key).is_some_and(|e| e.paused)
+    }
+
+    /// A write no approved request covers: contained at once with onDrift Pause, whatever the
+    /// sensitivity and the statistics; reported with onDrift Alert.
+    pub fn unrecorded(&self, key: &AgentKey, w: &Write, received: Instant, now: Timestamp) {
+        let mut entries = self.entries();
+        let e = entries.entry(key.clone()).or_insert_with(Entry::new);
+        if e.paused || e.trigger.is_some() {
+            return;
+        }
+        self.metrics.unrecorded_writes.inc();
+        let signal = drift::Signal {
+            signal: drift::SignalKind::Unrecorded,
+            observed: records::unrecorded(w),
+            expected: "every write covered by an approved request".into(),
+            score: 1.0,
+        };
+        let a = Assessment { state: drift::State::Drifting, score: 1.0, signals: vec![signal] };
+        self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
+        if e.pause_on_drift {
+            self.metrics.drift_detections.with_label_values(&["pause"]).inc();
+            e.trigger = Some(Trigger { received, assessment: a.clone(), at: now });
+        } else {
+            e.report = Some((a.clone(), now));
+        }
+        e.shown = Some((a, now));
+        e.last_wake = Some(Instant::now());
+        self.wake(key);
     }
 
     /// Moves every window on, closes learning periods, notices silence.
@@ -164,7 +202,7 @@ impl Monitor {
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
         let mut wake = false;
         if verdict == Verdict::Pause && e.trigger.is_none() {
-            e.trigger = Some(Trigger { received, assessment: a.clone() });
+            e.trigger = Some(Trigger { received, assessment: a.clone(), at: now });
             self.metrics.drift_detections.with_label_values(&["pause"]).inc();
             self.wake(key);
             e.last_wake = Some(Instant::now());
@@ -213,13 +251,18 @@ impl Monitor {
         let Some(e) = entries.get(key) else { return View::default() };
         let threshold = e.sensitivity.threshold();
         View {
-            drift: e.report.as_ref().or(e.shown.as_ref()).map(|(a, at)| DriftStatus {
-                state: a.state,
-                score: a.score,
-                threshold,
-                signals: a.signals.clone(),
-                evaluated_at: at.to_string(),
-            }),
+            drift: e
+                .trigger
+                .as_ref()
+                .map(|t| (&t.assessment, &t.at))
+                .or(e.report.as_ref().or(e.shown.as_ref()).map(|(a, at)| (a, at)))
+                .map(|(a, at)| DriftStatus {
+                    state: a.state,
+                    score: a.score,
+                    threshold,
+                    signals: a.signals.clone(),
+                    evaluated_at: at.to_string(),
+                }),
             baseline: e.model.since.map(|since| BaselineStatus {
                 since: since.to_string(),
                 learned_at: e.model.learned_at.map(|t| t.to_string()),

@@ -308,6 +308,7 @@ fn request_controller(
     store: Store<ActionRequest>,
     ctx: Arc<Context>,
     lead: &broadcast::Sender<()>,
+    wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<ActionRequest>>,
     concurrency: u16,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     Controller::for_shared_stream(requests, store)
@@ -315,6 +316,8 @@ fn request_controller(
         .watches_shared_stream(approvals, |a: Arc<Approval>| {
             Some(ObjectRef::<ActionRequest>::new(a.spec.action_request.as_ref()?).within(&a.namespace()?))
         })
+        // The audit sink wakes requests whose agent wrote under them (see `records`).
+        .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
         .reconcile_all_on(on_lead(lead))
         .shutdown_on_signal()
         .run(unpanicking("actionrequest", request::reconcile), request::error_policy, ctx)
@@ -424,6 +427,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let w = Watches::start(&client, &metrics);
     let stores = w.stores.clone();
     let (monitor, wake) = Monitor::new(metrics.clone());
+    let (performed, request_wake) = crate::records::Performed::new();
     let monitor = Arc::new(monitor);
     if opts.leader.is_some() {
         monitor.set_active(false);
@@ -434,6 +438,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         namespace: opts.namespace.clone(),
         decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
         monitor: monitor.clone(),
+        performed,
     };
     let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
     let (lead, _) = broadcast::channel::<()>(4);
@@ -444,6 +449,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         stores.requests.clone(),
         ctx.clone(),
         &lead,
+        request_wake,
         opts.concurrency,
     );
     let agent_controller = agent_controller(w.agent, stores.agents.clone(), ctx.clone(), &lead, wake, opts.concurrency);
@@ -456,7 +462,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let readiness = server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone() };
     let http = server::serve(listener, metrics.clone(), readiness);
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
-    let audit_sink = audit_sink(opts.audit, material.clone(), monitor.clone(), metrics.clone());
+    let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
     let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
@@ -497,8 +503,7 @@ async fn tls_material(
 async fn audit_sink(
     opts: Option<(SocketAddr, String)>,
     material: tls::Material,
-    monitor: Arc<Monitor>,
-    metrics: Metrics,
+    ctx: Arc<Context>,
 ) -> anyhow::Result<()> {
     let Some((addr, token)) = opts else {
         tracing::info!("no audit sink configured (--audit-addr): drift is judged from ActionRequests only");
@@ -512,13 +517,19 @@ async fn audit_sink(
         }
         let received = std::time::Instant::now();
         match audit::parse(&body, jiff::Timestamp::now()) {
-            Ok(obs) => {
-                metrics.audit_events.with_label_values(&["kept"]).inc_by(obs.len() as u64);
-                monitor.observe(obs, received, jiff::Timestamp::now());
+            Ok(calls) => {
+                ctx.metrics.audit_events.with_label_values(&["kept"]).inc_by(calls.len() as u64);
+                let now = jiff::Timestamp::now();
+                // Records first (a write with no record contains at once), statistics second.
+                let checked = crate::records::check(&ctx, calls, |k| ctx.monitor.paused(k));
+                for (key, w) in &checked.unrecorded {
+                    ctx.monitor.unrecorded(key, w, received, now);
+                }
+                ctx.monitor.observe(checked.observations, received, now);
                 (StatusCode::OK, b"{}".to_vec())
             }
             Err(e) => {
-                metrics.audit_events.with_label_values(&["malformed"]).inc();
+                ctx.metrics.audit_events.with_label_values(&["malformed"]).inc();
                 tracing::warn!(error = %e, "malformed audit payload");
                 (StatusCode::BAD_REQUEST, serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default())
             }

@@ -7,7 +7,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use socwarden_api::Decision;
-use socwarden_core::behaviour::drift::{self, Kind, Model, Observation, Sensitivity, Verdict};
+use socwarden_core::behaviour::drift::{self, Model, Observation, Sensitivity, Verdict};
 use std::time::Duration;
 
 const LEARNING: Duration = Duration::from_secs(3600);
@@ -88,10 +88,7 @@ fn normal(rng: &mut Rng, p: &Profile, from: i64, to: i64) -> Vec<Observation> {
         }
         let action = pick(rng, &p.actions);
         let target = format!("Pod/web/p{}", rng.next() % 20);
-        out.push(Observation {
-            at: t0() + SignedDuration::from_millis(t),
-            kind: Kind::Request { action: action.into(), target, decision: Decision::AutoApproved },
-        });
+        out.push(Observation::request(t0() + SignedDuration::from_millis(t), action, &target, Decision::AutoApproved));
     }
     out.sort_by_key(|o| o.at);
     out
@@ -198,14 +195,8 @@ fn main() {
         // Novel action, at high sensitivity.
         let mut m = learned(&mut rng, &p);
         let mut obs = normal(&mut rng, &p, end, horizon);
-        obs.push(Observation {
-            at: t0() + SignedDuration::from_millis(attack_at),
-            kind: Kind::Request {
-                action: "disable-user".into(),
-                target: "User/alice".into(),
-                decision: Decision::Pending,
-            },
-        });
+        let at = t0() + SignedDuration::from_millis(attack_at);
+        obs.push(Observation::request(at, "disable-user", "User/alice", Decision::Pending));
         obs.sort_by_key(|o| o.at);
         novel.push(run(&mut m, obs, end, horizon, Sensitivity::High, attack_at));
 

@@ -4,6 +4,7 @@
 
 use crate::admission::identity::{AgentKey, agent_of};
 use crate::behaviour::drift::Observation;
+use crate::behaviour::records::{self, Write};
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -88,10 +89,18 @@ struct ResponseStatus {
     code: u16,
 }
 
-/// Observations, each with the (namespace, name) of its agent.
-pub type Batch = Vec<(AgentKey, Observation)>;
+/// One call of an agent: the observation for the statistical model and, when it writes (and was
+/// not refused by authorization), the write to match with its record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub agent: AgentKey,
+    pub observation: Observation,
+    pub write: Option<Write>,
+}
 
-/// The observations of an EventList, per agent. Events of anyone else are dropped.
+pub type Batch = Vec<Call>;
+
+/// The calls of an EventList. Events of anyone but agents are dropped, and so is client plumbing.
 pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
     let list: EventList = serde_json::from_slice(body).map_err(|e| format!("not an audit EventList: {e}"))?;
     if list.kind != "EventList" {
@@ -117,7 +126,22 @@ pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
             None => "(non-resource)".into(),
         };
         let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
-        out.push(((ns.to_string(), agent.to_string()), Observation::api(at, &e.verb, &resource, code)));
+        // A write refused by authorization did not happen: it is an out-of-scope attempt.
+        let write = match &e.object_ref {
+            Some(r) if records::is_write(&e.verb) && code != 401 && code != 403 => Some(Write {
+                at,
+                verb: e.verb.clone(),
+                group: r.api_group.clone(),
+                resource: r.resource.clone(),
+                subresource: r.subresource.clone(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                code,
+            }),
+            _ => None,
+        };
+        let observation = Observation::api(at, &e.verb, &resource, code);
+        out.push(Call { agent: (ns.to_string(), agent.to_string()), observation, write });
     }
     Ok(out)
 }
@@ -159,9 +183,10 @@ mod tests {
         ]);
         let obs = parse(&body, Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(obs.len(), 1);
-        assert_eq!(obs[0].0, ("agents".to_string(), "bot".to_string()));
-        assert_eq!(obs[0].1.kind, Kind::Api { key: "get secrets".into(), code: 403 });
-        assert_eq!(obs[0].1.at, "2026-01-01T00:00:01.5Z".parse::<Timestamp>().unwrap());
+        assert_eq!(obs[0].agent, ("agents".to_string(), "bot".to_string()));
+        assert_eq!(obs[0].observation.kind, Kind::Api { key: "get secrets".into(), code: 403 });
+        assert_eq!(obs[0].observation.at, "2026-01-01T00:00:01.5Z".parse::<Timestamp>().unwrap());
+        assert_eq!(obs[0].write, None, "a read");
     }
 
     #[test]
@@ -171,8 +196,24 @@ mod tests {
         let mut s = event("system:serviceaccount:a:warden-b", "get", "pods", 200);
         s["objectRef"]["subresource"] = json!("log");
         let obs = parse(&list(vec![e, s]), Timestamp::UNIX_EPOCH).unwrap();
-        assert_eq!(obs[0].1.kind, Kind::Api { key: "create networking.k8s.io/networkpolicies".into(), code: 201 });
-        assert_eq!(obs[1].1.kind, Kind::Api { key: "get pods/log".into(), code: 200 });
+        assert_eq!(
+            obs[0].observation.kind,
+            Kind::Api { key: "create networking.k8s.io/networkpolicies".into(), code: 201 }
+        );
+        assert_eq!(obs[1].observation.kind, Kind::Api { key: "get pods/log".into(), code: 200 });
+    }
+
+    #[test]
+    fn writes_that_got_past_authorization_are_writes() {
+        let mut delete = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 200);
+        delete["objectRef"]["name"] = json!("web-1");
+        let refused = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 403);
+        let missing = event("system:serviceaccount:agents:warden-bot", "patch", "pods", 404);
+        let obs = parse(&list(vec![delete, refused, missing]), Timestamp::UNIX_EPOCH).unwrap();
+        let w = obs[0].write.as_ref().expect("a write");
+        assert_eq!(w.to_string(), "delete pods web/web-1 → 200");
+        assert_eq!(obs[1].write, None, "refused by authorization: an out-of-scope attempt, not a write");
+        assert!(obs[2].write.is_some(), "authorized, whatever became of it");
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!   baseline's rate (a Poisson z-score: natural variation stays well below the bar);
 //! - **mix**: Jensen–Shannon divergence of the recent mix of actions and API calls from the
 //!   baseline's mix (needs enough recent observations);
-//! - **novelty**: an action, an API verb/resource, or a target never seen while learning;
+//! - **novelty**: an action, an API verb/resource, or a target never seen while learning; what an
+//!   approved request covers is never novel (see `records`). When a list of the baseline is full,
+//!   novelty is judged on a coarser key (the resource without the verb, then its group; a target's
+//!   kind and namespace, then its kind), and `bounds` says so — never "nothing is novel";
 //! - **out of scope**: API calls refused with 403 and Rejected requests — attempts beyond scope;
 //! - **denials**: the share of the agent's requests that humans denied or let expire.
 //!
@@ -21,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub const MAX_KEYS: usize = 64;
 /// The most targets a baseline remembers.
 pub const MAX_TARGETS: usize = 64;
+/// The most keys of each coarser list (API resources, API groups, target scopes, target kinds).
+pub const MAX_COARSE: usize = 256;
 /// The most observations kept in the recent window of one agent.
 pub const MAX_WINDOW: usize = 20_000;
 const OTHER: &str = "(other)";
@@ -37,37 +42,159 @@ pub enum Kind {
 pub struct Observation {
     pub at: Timestamp,
     pub kind: Kind,
+    /// Covered by an approved request (see `records`): never novel.
+    pub recorded: bool,
 }
 
 impl Observation {
     pub fn api(at: Timestamp, verb: &str, resource: &str, code: u16) -> Self {
-        Self { at, kind: Kind::Api { key: format!("{verb} {resource}"), code } }
+        Self { at, kind: Kind::Api { key: format!("{verb} {resource}"), code }, recorded: false }
+    }
+
+    pub fn request(at: Timestamp, action: &str, target: &str, decision: socwarden_api::Decision) -> Self {
+        let kind = Kind::Request { action: action.into(), target: target.into(), decision };
+        Self { at, kind, recorded: decision.runs() }
     }
 }
 
-fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+/// A list of the baseline that was full when something new came: novelty falls back to a coarser
+/// key from then on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bound {
+    ApiCalls,
+    ApiResources,
+    ApiGroups,
+    Actions,
+    Targets,
+    TargetScopes,
+    TargetKinds,
+}
+
+impl Bound {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::ApiCalls => "apiCalls",
+            Bound::ApiResources => "apiResources",
+            Bound::ApiGroups => "apiGroups",
+            Bound::Actions => "actions",
+            Bound::Targets => "targets",
+            Bound::TargetScopes => "targetScopes",
+            Bound::TargetKinds => "targetKinds",
+        }
+    }
+}
+
+/// Counts `key`; a key beyond `MAX_KEYS` goes under `(other)`. True when the list just filled.
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) -> bool {
     if let Some(n) = map.get_mut(key) {
         *n += 1;
     } else if map.len() < MAX_KEYS {
         map.insert(key.to_string(), 1);
     } else {
+        let first = !map.contains_key(OTHER);
         *map.entry(OTHER.to_string()).or_default() += 1;
+        return first;
     }
+    false
 }
 
-/// Adds one observation made while learning to `b`.
-pub fn learn(b: &mut Baseline, o: &Observation) {
-    match &o.kind {
-        Kind::Api { key, code } if *code == 403 => {
-            b.forbidden += 1;
-            let _ = key;
+/// Remembers `key`; once `max` are kept, `(other)` marks the set as incomplete. True when the set
+/// just filled.
+fn remember(set: &mut BTreeSet<String>, key: &str, max: usize) -> bool {
+    if set.contains(key) {
+        return false;
+    }
+    if set.len() < max {
+        set.insert(key.to_string());
+        return false;
+    }
+    set.insert(OTHER.to_string())
+}
+
+/// The coarser keys of an API call key `verb path`: the path, and its first segment.
+fn api_ladder(key: &str) -> (&str, &str) {
+    let path = key.split_once(' ').map(|(_, p)| p).unwrap_or(key);
+    (path, path.split('/').next().unwrap_or(path))
+}
+
+/// The coarser keys of a target key `Kind/namespace/name`: `Kind/namespace`, and `Kind`.
+fn target_ladder(key: &str) -> (&str, &str) {
+    let kind = key.split('/').next().unwrap_or(key);
+    let scope = key.rsplit_once('/').map(|(s, _)| s).unwrap_or(key);
+    (scope, kind)
+}
+
+/// Whether `key` is new, judged on the finest list that is complete: the exact list, else the
+/// coarser one, else the coarsest. When all three are full nothing can be said (and `bounds`
+/// has said so).
+fn unseen(exact: (bool, bool), coarse: (bool, bool), coarsest: (bool, bool)) -> bool {
+    // (has the key, is full)
+    for (has, is_full) in [exact, coarse, coarsest] {
+        if has {
+            return false;
         }
-        Kind::Api { key, .. } => bump(&mut b.api, key),
+        if !is_full {
+            return true;
+        }
+    }
+    false
+}
+
+/// The lists of a baseline that filled while learning, with what novelty is judged on instead.
+pub fn bounds(b: &Baseline) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut say = |is_full: bool, what: String| {
+        if is_full {
+            out.push(what);
+        }
+    };
+    say(b.api.contains_key(OTHER), format!("more than {MAX_KEYS} distinct API calls: new ones are judged by resource"));
+    say(
+        b.api_resources.contains(OTHER),
+        format!("more than {MAX_COARSE} API resources: new ones are judged by API group"),
+    );
+    say(b.api_groups.contains(OTHER), format!("more than {MAX_COARSE} API groups: API calls are never novel"));
+    say(
+        b.actions.contains_key(OTHER),
+        format!("more than {MAX_KEYS} actions (an agent lists at most {MAX_KEYS}): new ones are not novel"),
+    );
+    say(
+        b.targets.contains(OTHER),
+        format!("more than {MAX_TARGETS} targets: new ones are judged by kind and namespace"),
+    );
+    say(
+        b.target_scopes.contains(OTHER),
+        format!("more than {MAX_COARSE} target namespaces: new ones are judged by kind"),
+    );
+    say(b.target_kinds.contains(OTHER), format!("more than {MAX_COARSE} target kinds: targets are never novel"));
+    out
+}
+
+/// Adds one observation made while learning to `b`; names the lists that just filled.
+pub fn learn(b: &mut Baseline, o: &Observation) -> Vec<Bound> {
+    let mut filled = Vec::new();
+    let mut note = |f: bool, bound: Bound| {
+        if f {
+            filled.push(bound);
+        }
+    };
+    match &o.kind {
+        Kind::Api { code, .. } if *code == 403 => b.forbidden += 1,
+        Kind::Api { key, .. } => {
+            let (path, group) = api_ladder(key);
+            note(bump(&mut b.api, key), Bound::ApiCalls);
+            note(remember(&mut b.api_resources, path, MAX_COARSE), Bound::ApiResources);
+            note(remember(&mut b.api_groups, group, MAX_COARSE), Bound::ApiGroups);
+        }
+        // A rejected request is an attempt beyond scope (any action name, any target): it is
+        // not what the agent normally does, and must not fill the lists.
+        Kind::Request { decision: socwarden_api::Decision::Rejected, .. } => {}
         Kind::Request { action, target, decision } => {
-            bump(&mut b.actions, action);
-            if b.targets.len() < MAX_TARGETS {
-                b.targets.insert(target.clone());
-            }
+            note(bump(&mut b.actions, action), Bound::Actions);
+            let (scope, kind) = target_ladder(target);
+            note(remember(&mut b.targets, target, MAX_TARGETS), Bound::Targets);
+            note(remember(&mut b.target_scopes, scope, MAX_COARSE), Bound::TargetScopes);
+            note(remember(&mut b.target_kinds, kind, MAX_COARSE), Bound::TargetKinds);
             if decision.is_final() && *decision != socwarden_api::Decision::Rejected {
                 b.decided += 1;
                 if matches!(decision, socwarden_api::Decision::Denied | socwarden_api::Decision::Expired) {
@@ -76,6 +203,7 @@ pub fn learn(b: &mut Baseline, o: &Observation) {
             }
         }
     }
+    filled
 }
 
 /// Events per second of `key` in one of `b`'s counts.
@@ -177,20 +305,33 @@ impl Counts {
                 Kind::Api { code: 403, .. } => c.forbidden += 1,
                 Kind::Api { key, .. } => {
                     *c.api.entry(key.clone()).or_default() += 1;
-                    if !baseline.api.contains_key(key) && !baseline.api.contains_key(OTHER) {
+                    let (path, group) = api_ladder(key);
+                    let b = baseline;
+                    let new = unseen(
+                        (b.api.contains_key(key), b.api.contains_key(OTHER)),
+                        (b.api_resources.contains(path), b.api_resources.contains(OTHER)),
+                        (b.api_groups.contains(group), b.api_groups.contains(OTHER)),
+                    );
+                    if new && !o.recorded {
                         c.novel.insert((key.clone(), Novel::Api));
                     }
                 }
                 Kind::Request { action, target, decision } => {
                     *c.actions.entry(action.clone()).or_default() += 1;
-                    if !baseline.actions.contains_key(action) && !baseline.actions.contains_key(OTHER) {
+                    // An approved request is a record of approved use: its action and target
+                    // are not novel however rarely they are needed.
+                    let b = baseline;
+                    if !o.recorded && !b.actions.contains_key(action) && !b.actions.contains_key(OTHER) {
                         c.novel.insert((action.clone(), Novel::Action));
                     }
-                    // A full target list has forgotten some: a target missing from it proves nothing.
-                    if !baseline.targets.is_empty()
-                        && baseline.targets.len() < MAX_TARGETS
-                        && !baseline.targets.contains(target)
-                    {
+                    let (scope, kind) = target_ladder(target);
+                    let new = unseen(
+                        (b.targets.contains(target), b.targets.contains(OTHER)),
+                        (b.target_scopes.contains(scope), b.target_scopes.contains(OTHER)),
+                        (b.target_kinds.contains(kind), b.target_kinds.contains(OTHER)),
+                    );
+                    // An agent that never named a target while learning has no targets to compare with.
+                    if new && !o.recorded && !b.targets.is_empty() {
                         c.novel.insert((target.clone(), Novel::Target));
                     }
                     match decision {
@@ -371,15 +512,17 @@ pub struct Model {
 }
 
 impl Model {
-    /// Records an observation: into the baseline while learning, into the window always.
-    pub fn observe(&mut self, o: Observation, learning: std::time::Duration) {
+    /// Records an observation: into the baseline while learning, into the window always. Names
+    /// the lists of the baseline that just filled.
+    pub fn observe(&mut self, o: Observation, learning: std::time::Duration) -> Vec<Bound> {
+        let mut filled = Vec::new();
         let since = *self.since.get_or_insert(o.at);
         if self.learned_at.is_none() {
             // Checked: an event time near the end of the calendar must not overflow (and panic).
             let learning = SignedDuration::try_from(learning).unwrap_or(SignedDuration::from_hours(24));
             let end = since.checked_add(learning).unwrap_or(Timestamp::MAX);
             if o.at < end {
-                learn(&mut self.baseline, &o);
+                filled = learn(&mut self.baseline, &o);
                 self.baseline.seconds = o.at.duration_since(since).as_secs_f64().max(self.baseline.seconds);
             }
         }
@@ -387,6 +530,7 @@ impl Model {
             self.recent.pop_front();
         }
         self.recent.push_back(o);
+        filled
     }
 
     /// Drops what fell out of the (longer, mix) window; closes the learning period when it is over.
@@ -471,7 +615,7 @@ mod tests {
     }
 
     fn req(at: i64, action: &str, target: &str, d: Decision) -> Observation {
-        Observation { at: t(at), kind: Kind::Request { action: action.into(), target: target.into(), decision: d } }
+        Observation::request(t(at), action, target, d)
     }
 
     /// Ten minutes of an agent listing pods every 2 s and enriching an alert every 20 s.
@@ -546,7 +690,8 @@ mod tests {
     #[test]
     fn a_novel_action_pauses_at_high_and_is_reported_at_low() {
         let mut m = learned();
-        let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::AutoApproved)], 651);
+        // Filed and waiting for approval: a record, but not of approved use.
+        let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::Pending)], 651);
         assert!((0.5..0.9).contains(&a.score), "{a:?}");
         assert!(a.signals.iter().any(|s| s.signal == SignalKind::Novelty && s.observed.contains("action isolate")));
         assert_eq!(decide(&a, Sensitivity::High, true), Verdict::Pause);
@@ -568,9 +713,59 @@ mod tests {
     }
 
     #[test]
+    fn recorded_use_is_never_novel() {
+        let mut m = learned();
+        // The first use of a rare action, approved, and the write it covers.
+        let mut delete = Observation::api(t(651), "delete", "pods", 200);
+        delete.recorded = true;
+        let a = run(&mut m, vec![req(650, "isolate", "Pod/db/x9", Decision::AutoApproved), delete], 652);
+        assert_eq!(a.score, 0.0, "{a:?}");
+        // The same write with no record is novel.
+        let mut m = learned();
+        let a = run(&mut m, vec![Observation::api(t(651), "delete", "pods", 200)], 652);
+        assert!(
+            a.signals.iter().any(|s| s.signal == SignalKind::Novelty && s.observed.contains("delete pods")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn full_lists_fall_back_to_coarser_keys_and_say_so() {
+        let mut m = Model::default();
+        let mut filled = Vec::new();
+        for i in 0..100 {
+            filled.extend(m.observe(Observation::api(t(i), "get", &format!("r{i}"), 200), LEARN));
+            let target = format!("Pod/web/p{i}");
+            filled.extend(m.observe(req(i, "enrich", &target, Decision::AutoApproved), LEARN));
+        }
+        assert_eq!(filled, vec![Bound::ApiCalls, Bound::Targets], "each list says once that it filled");
+        assert_eq!(bounds(&m.baseline).len(), 2, "{:?}", bounds(&m.baseline));
+        assert!(bounds(&m.baseline)[0].contains("judged by resource"));
+        m.advance(t(600), LEARN);
+        let novel = |m: &mut Model, o: Observation| {
+            let a = run(m, vec![o], 610);
+            a.signals.iter().filter(|s| s.signal == SignalKind::Novelty).map(|s| s.observed.clone()).next()
+        };
+        // Seen while learning, though the exact list forgot it: its resource is known.
+        assert_eq!(novel(&mut m.clone(), Observation::api(t(609), "list", "r90", 200)), None);
+        // A resource never seen is novel, full list or not.
+        assert!(novel(&mut m.clone(), Observation::api(t(609), "get", "secrets", 200)).is_some());
+        // Targets: a pod in a namespace seen is not novel; a namespace never seen is.
+        let pending = |target: &str| Observation::request(t(609), "enrich", target, Decision::Pending);
+        assert_eq!(novel(&mut m.clone(), pending("Pod/web/p99x")), None);
+        assert!(novel(&mut m.clone(), pending("Pod/db/p1")).unwrap().contains("target Pod/db/p1"));
+        // Rejected attempts (any action, any target) never fill a list.
+        let mut b = Baseline::default();
+        for i in 0..500 {
+            learn(&mut b, &req(0, &format!("a{i}"), &format!("K{i}/n/x"), Decision::Rejected));
+        }
+        assert!(b.actions.is_empty() && b.targets.is_empty() && bounds(&b).is_empty());
+    }
+
+    #[test]
     fn the_judge_names_drift_only_at_the_threshold() {
         let mut m = learned();
-        let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::AutoApproved)], 651);
+        let a = run(&mut m, vec![req(650, "isolate", "Pod/web/p0", Decision::Pending)], 651);
         let (high, verdict) = judge(a.clone(), Sensitivity::High, true);
         assert_eq!((high.state, verdict), (State::Drifting, Verdict::Pause));
         let (low, verdict) = judge(a.clone(), Sensitivity::Low, true);

@@ -23,7 +23,8 @@ use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
 use socwarden_core::admission::{identity, quota, signature};
 use socwarden_core::agent::promotion;
-use socwarden_core::behaviour::drift::{Kind, Observation};
+use socwarden_core::behaviour::drift::Observation;
+use socwarden_core::behaviour::records;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, instrument, warn};
@@ -117,8 +118,44 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
             }
             Ok(Action::await_change())
         }
+        Some(d) if d.runs() => {
+            let open = account(&req, &ctx, &status).await?;
+            let kept = retain(&req, &ctx, &status).await?;
+            // The window (minutes) always closes before the retention period (an hour at least).
+            Ok(open.map(Action::requeue).unwrap_or(kept))
+        }
         Some(_) => retain(&req, &ctx, &status).await,
     }
+}
+
+/// Records on a request what its agent did under it (the writes it covered, reported by the audit
+/// sink) and, for an action the agent performs itself, that it was not acted on once its window
+/// closed (`records::account`). Returns how long the window is still open.
+async fn account(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<Option<Duration>, Error> {
+    let Some(decided_at) = status.decided_at.as_ref().and_then(|t| t.parse::<Timestamp>().ok()) else {
+        return Ok(None);
+    };
+    let uid = req.uid().unwrap_or_default();
+    let agent_acts =
+        ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).is_some_and(|a| a.spec.execution.is_none());
+    let names_objects = req.spec.target.namespace.is_some() || status.effect.iter().any(|e| e.namespace.is_some());
+    let open_until = decided_at.checked_add(records::window(names_objects)).unwrap_or(Timestamp::MAX);
+    let writes = ctx.performed.pending(&uid);
+    let now = Timestamp::now();
+    if let Some(execution) = records::account(status.execution.as_ref(), &writes, agent_acts, open_until, now) {
+        let before = status.execution.as_ref().and_then(|e| e.state);
+        let mut next = status.clone();
+        next.execution = Some(execution.clone());
+        write(req, ctx, &next).await?;
+        ctx.performed.recorded(&uid, writes.len());
+        if let Some(state) = execution.state.filter(|s| Some(*s) != before) {
+            let e = entry(req, decisionlog::Phase::Respond, state.as_str(), execution.result.clone(), &[]);
+            ctx.decisions.record(&e);
+            k8s::publish(&ctx.recorder, req, vec![(EventType::Normal, state.as_str(), execution.result.clone())]);
+        }
+    }
+    let left = open_until.duration_since(now);
+    Ok((agent_acts && left.is_positive()).then(|| Duration::from_secs(left.as_secs().max(0) as u64 + 1)))
 }
 
 /// Deletes a decided request (and its approvals) once its policy's retention period has passed;
@@ -417,10 +454,7 @@ fn observe(req: &ActionRequest, ctx: &Context, decision: Decision) {
     if !identity::is_agent(&req.spec.requester, &ns, &req.spec.agent) {
         return;
     }
-    let o = Observation {
-        at: Timestamp::now(),
-        kind: Kind::Request { action: req.spec.action.clone(), target: gate::target_key(&req.spec), decision },
-    };
+    let o = Observation::request(Timestamp::now(), &req.spec.action, &gate::target_key(&req.spec), decision);
     let key = (ns, req.spec.agent.clone());
     ctx.monitor.observe(vec![(key, o)], std::time::Instant::now(), Timestamp::now());
 }

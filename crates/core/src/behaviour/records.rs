@@ -1,0 +1,363 @@
+//! Approved vs done: every write an agent makes is matched with the record that allows it. The
+//! operator knows exactly what each agent was approved to do (its decided ActionRequests); a write
+//! no record covers is an **unrecorded action**, contained at once whatever the statistics say.
+//! Reads are left to the statistical model (`drift`).
+//!
+//! A decided request (AutoApproved or Approved) covers a write of its agent when:
+//! - one of its action's grants allows that verb on that resource (and subresource) in that
+//!   namespace;
+//! - the write falls within the request's acting window: from its decision for `ACT_WINDOW`, or
+//!   only `UNTARGETED_WINDOW` when the request names no Kubernetes object;
+//! - the written object is one the request names (its target or an object of its effect, same
+//!   namespace, name and kind), unless the request names no Kubernetes object at all.
+//!
+//! Pure: writes and records in, the covering record out.
+
+use crate::agent::rbac::Rule;
+use jiff::{SignedDuration, Timestamp};
+use socwarden_api::{Decision, ExecutionState, ExecutionStatus, PerformedCall};
+
+/// How long after its decision a request that names objects covers the agent's writes to them.
+pub const ACT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+/// How long after its decision a request that names no Kubernetes object covers the agent's
+/// writes the action's grants allow.
+pub const UNTARGETED_WINDOW: SignedDuration = SignedDuration::from_secs(60);
+/// A write stamped this much before the decision (the API server's clock against ours) still
+/// counts as after it.
+pub const SKEW: SignedDuration = SignedDuration::from_secs(2);
+/// A window that closed longer ago than this is not marked `NotActedOn` (e.g. requests decided
+/// before the operator kept records): nothing can be said of it any more.
+pub const TOO_LATE: SignedDuration = SignedDuration::from_hours(1);
+/// The most writes kept per request as the record of what the agent did.
+pub const MAX_KEPT: usize = 20;
+
+/// Whether an API verb writes.
+pub fn is_write(verb: &str) -> bool {
+    matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
+}
+
+/// One API call that writes, by an agent, from the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Write {
+    pub at: Timestamp,
+    pub verb: String,
+    /// API group; empty for the core group.
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    /// Empty for a collection (deletecollection, a create with generateName).
+    pub name: String,
+    pub code: u16,
+}
+
+impl Write {
+    /// `resource` or `resource/subresource`, as RBAC rules name it.
+    pub fn resource_path(&self) -> String {
+        if self.subresource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.subresource)
+        }
+    }
+}
+
+/// `delete pods web/web-1 → 200`: how messages, the status and the decision log name a write.
+impl std::fmt::Display for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() { String::new() } else { format!("{}/", self.group) };
+        let object = match (self.namespace.is_empty(), self.name.is_empty()) {
+            (false, false) => format!(" {}/{}", self.namespace, self.name),
+            (false, true) => format!(" in {}", self.namespace),
+            (true, false) => format!(" {}", self.name),
+            (true, true) => String::new(),
+        };
+        write!(f, "{} {group}{}{object} → {}", self.verb, self.resource_path(), self.code)
+    }
+}
+
+/// An object a request names: its target, or an object of its effect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// How long after its decision a request covers writes: long when it names the objects (the
+/// match is exact), short when it does not.
+pub fn window(names_objects: bool) -> SignedDuration {
+    if names_objects { ACT_WINDOW } else { UNTARGETED_WINDOW }
+}
+
+/// A decided request of the agent, as far as covering its writes goes.
+#[derive(Clone, Debug)]
+pub struct Record<'a> {
+    /// The ActionRequest's name.
+    pub request: &'a str,
+    pub decision: Decision,
+    pub decided_at: Timestamp,
+    /// The grants of the action it was decided on.
+    pub grants: Vec<Rule>,
+    pub objects: Vec<Object>,
+}
+
+impl Record<'_> {
+    /// Whether the request names a Kubernetes object (a namespaced target or effect).
+    pub fn names_objects(&self) -> bool {
+        self.objects.iter().any(|o| o.namespace.is_some())
+    }
+
+    /// How long after its decision it covers writes.
+    pub fn window(&self) -> SignedDuration {
+        window(self.names_objects())
+    }
+
+    /// Until when it covers writes.
+    pub fn open_until(&self) -> Timestamp {
+        self.decided_at.checked_add(self.window()).unwrap_or(Timestamp::MAX)
+    }
+
+    fn open_at(&self, at: Timestamp) -> bool {
+        let from = self.decided_at.checked_sub(SKEW).unwrap_or(Timestamp::MIN);
+        self.decision.runs() && at >= from && at <= self.open_until()
+    }
+
+    fn names(&self, w: &Write) -> bool {
+        !w.name.is_empty()
+            && self.objects.iter().any(|o| {
+                o.namespace.as_deref() == Some(w.namespace.as_str())
+                    && o.name == w.name
+                    && kind_is(&o.kind, &w.resource)
+            })
+    }
+
+    fn granted(&self, w: &Write) -> bool {
+        self.grants.iter().any(|r| allows(r, w))
+    }
+}
+
+/// Whether an RBAC rule allows the write (the operator never delegates wildcards).
+pub fn allows(rule: &Rule, w: &Write) -> bool {
+    let named = rule.resource_names.is_empty() || rule.resource_names.contains(&w.name);
+    rule.verbs.contains(&w.verb)
+        && rule.api_groups.contains(&w.group)
+        && rule.resources.contains(&w.resource_path())
+        && named
+}
+
+/// Whether a kind (`NetworkPolicy`) is the resource an API call names (`networkpolicies`): the
+/// lower-case kind in its regular English plural, as Kubernetes names its built-in resources.
+pub fn kind_is(kind: &str, resource: &str) -> bool {
+    let k = kind.to_ascii_lowercase();
+    let plural = if let Some(stem) = k.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'o', 'u'])) {
+        format!("{stem}ies")
+    } else if ["s", "x", "z", "ch", "sh"].iter().any(|s| k.ends_with(s)) {
+        format!("{k}es")
+    } else {
+        format!("{k}s")
+    };
+    resource == plural || resource == k
+}
+
+/// The record covering a write, if any: the first (in the order given) that allows it.
+pub fn covering<'r, 'a>(w: &Write, records: &'r [Record<'a>]) -> Option<&'r Record<'a>> {
+    records.iter().find(|r| r.open_at(w.at) && r.granted(w) && (!r.names_objects() || r.names(w)))
+}
+
+/// What is missing, in words, for the `Paused` condition, the Event and the decision log.
+pub fn unrecorded(w: &Write) -> String {
+    format!(
+        "{w} with no record: no AutoApproved or Approved ActionRequest of this agent, decided within the last {}, whose action grants it and whose target or effect is this object",
+        if w.name.is_empty() { "minute".to_string() } else { "10 minutes".to_string() }
+    )
+}
+
+impl From<&Write> for PerformedCall {
+    fn from(w: &Write) -> Self {
+        let group = if w.group.is_empty() { String::new() } else { format!("{}/", w.group) };
+        PerformedCall {
+            verb: w.verb.clone(),
+            resource: format!("{group}{}", w.resource_path()),
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            at: w.at.to_string(),
+            code: w.code,
+        }
+    }
+}
+
+/// The execution status of a request once `writes` (covered by it) are added: the writes kept
+/// (the first `MAX_KEPT`, repeats of the same audit event dropped) and counted; for an action
+/// the agent performs itself (`agent_acts`), `ActedOn` once it wrote, `NotActedOn` once its window
+/// closed without a write. `None` when nothing changes.
+pub fn account(
+    previous: Option<&ExecutionStatus>,
+    writes: &[Write],
+    agent_acts: bool,
+    open_until: Timestamp,
+    now: Timestamp,
+) -> Option<ExecutionStatus> {
+    let before = previous.cloned().unwrap_or_default();
+    let mut e = before.clone();
+    let mut count = e.performed_count.unwrap_or(0);
+    for w in writes {
+        let call = PerformedCall::from(w);
+        if e.performed.contains(&call) {
+            continue;
+        }
+        count = count.saturating_add(1);
+        if e.performed.len() < MAX_KEPT {
+            e.performed.push(call);
+        }
+    }
+    if count > 0 {
+        e.performed_count = Some(count);
+    }
+    if agent_acts {
+        if count > 0 {
+            let first = e.performed.first().map(ToString::to_string).unwrap_or_default();
+            e.state = Some(ExecutionState::ActedOn);
+            e.result = format!("the agent acted itself under this request: {count} write(s), first {first}");
+        } else if now > open_until && e.state.is_none() && now.duration_since(open_until) <= TOO_LATE {
+            e.state = Some(ExecutionState::NotActedOn);
+            e.result = "approved, but no write of the agent under it reached the audit sink in its window".to_string();
+        }
+    }
+    (e != before).then_some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_767_225_600 + s).unwrap()
+    }
+
+    fn delete_pod(at: i64, name: &str) -> Write {
+        Write {
+            at: t(at),
+            verb: "delete".into(),
+            resource: "pods".into(),
+            namespace: "web".into(),
+            name: name.into(),
+            code: 200,
+            ..Default::default()
+        }
+    }
+
+    fn pod(name: &str) -> Object {
+        Object { kind: "Pod".into(), namespace: Some("web".into()), name: name.into() }
+    }
+
+    fn record(objects: Vec<Object>, decision: Decision) -> Record<'static> {
+        Record {
+            request: "r1",
+            decision,
+            decided_at: t(100),
+            grants: vec![Rule::new([""], ["pods"], ["get", "delete"], Vec::<String>::new())],
+            objects,
+        }
+    }
+
+    #[test]
+    fn a_record_covers_its_own_object_in_its_window() {
+        let r = [record(vec![pod("a")], Decision::AutoApproved)];
+        let cases = [
+            (delete_pod(101, "a"), true, "the object it names, right after the decision"),
+            (delete_pod(99, "a"), true, "within the clock skew before the decision"),
+            (delete_pod(100 + 600, "a"), true, "at the end of the window"),
+            (delete_pod(95, "a"), false, "before the decision"),
+            (delete_pod(100 + 601, "a"), false, "after the window"),
+            (delete_pod(101, "b"), false, "another pod"),
+            (Write { namespace: "db".into(), ..delete_pod(101, "a") }, false, "the same name elsewhere"),
+            (Write { verb: "patch".into(), ..delete_pod(101, "a") }, false, "a verb the grants do not hold"),
+            (Write { resource: "configmaps".into(), ..delete_pod(101, "a") }, false, "another resource"),
+            (Write { subresource: "eviction".into(), ..delete_pod(101, "a") }, false, "a subresource not granted"),
+            (Write { verb: "deletecollection".into(), name: "".into(), ..delete_pod(101, "") }, false, "a collection"),
+        ];
+        for (w, covered, case) in cases {
+            assert_eq!(covering(&w, &r).is_some(), covered, "{case}: {w}");
+        }
+    }
+
+    #[test]
+    fn only_decisions_that_run_cover() {
+        for d in [Decision::Pending, Decision::Denied, Decision::Expired, Decision::Rejected, Decision::Recommended] {
+            assert!(covering(&delete_pod(101, "a"), &[record(vec![pod("a")], d)]).is_none(), "{d:?}");
+        }
+        assert!(covering(&delete_pod(101, "a"), &[record(vec![pod("a")], Decision::Approved)]).is_some());
+    }
+
+    #[test]
+    fn a_request_naming_no_object_covers_granted_writes_for_a_minute() {
+        let ip = Object { kind: "IP".into(), namespace: None, name: "203.0.113.9".into() };
+        let r = [record(vec![ip], Decision::AutoApproved)];
+        assert!(covering(&delete_pod(130, "anything"), &r).is_some());
+        assert!(covering(&delete_pod(161, "anything"), &r).is_none(), "past the short window");
+        let collection = Write { verb: "create".into(), name: "".into(), ..delete_pod(130, "") };
+        assert!(covering(&collection, &r).is_none(), "create is not granted");
+    }
+
+    #[test]
+    fn resource_names_and_kinds() {
+        let named = Rule::new([""], ["pods"], ["delete"], ["a"]);
+        assert!(allows(&named, &delete_pod(0, "a")));
+        assert!(!allows(&named, &delete_pod(0, "b")));
+        let sub = Rule::new([""], ["pods/eviction"], ["create"], Vec::<String>::new());
+        let evict = Write { verb: "create".into(), subresource: "eviction".into(), ..delete_pod(0, "a") };
+        assert!(allows(&sub, &evict));
+        for (kind, resource) in [
+            ("Pod", "pods"),
+            ("NetworkPolicy", "networkpolicies"),
+            ("Ingress", "ingresses"),
+            ("Gateway", "gateways"),
+            ("ConfigMap", "configmaps"),
+        ] {
+            assert!(kind_is(kind, resource), "{kind} is {resource}");
+        }
+        assert!(!kind_is("Pod", "podsecuritypolicies"));
+        assert!(!kind_is("ConfigMap", "secrets"));
+    }
+
+    #[test]
+    fn the_record_of_what_was_done() {
+        let w = delete_pod(101, "a");
+        let acted = account(None, std::slice::from_ref(&w), true, t(700), t(102)).expect("a change");
+        assert_eq!(acted.state, Some(ExecutionState::ActedOn));
+        assert_eq!(acted.performed_count, Some(1));
+        assert_eq!(acted.performed[0].to_string(), "delete pods web/a → 200");
+        assert!(acted.result.contains("1 write(s), first delete pods web/a → 200"), "{}", acted.result);
+        assert_eq!(account(Some(&acted), &[w], true, t(700), t(103)), None, "the same audit event twice");
+        // Nothing done: open, then NotActedOn once the window closed, then nothing more changes.
+        assert_eq!(account(None, &[], true, t(700), t(500)), None);
+        let idle = account(None, &[], true, t(700), t(701)).expect("marked");
+        assert_eq!(idle.state, Some(ExecutionState::NotActedOn));
+        assert_eq!(account(Some(&idle), &[], true, t(700), t(900)), None);
+        assert_eq!(account(None, &[], true, t(700), t(700 + 3601)), None, "too late to tell");
+        // An action the operator executes keeps its state; the agent's writes are still recorded.
+        let ran = ExecutionStatus { state: Some(ExecutionState::Succeeded), ..Default::default() };
+        let both = account(Some(&ran), &[delete_pod(101, "a")], false, t(700), t(102)).unwrap();
+        assert_eq!((both.state, both.performed.len()), (Some(ExecutionState::Succeeded), 1));
+        // Bounded.
+        let many: Vec<Write> = (0..50).map(|i| delete_pod(101 + i, "a")).collect();
+        let kept = account(None, &many, true, t(700), t(200)).unwrap();
+        assert_eq!((kept.performed.len(), kept.performed_count), (MAX_KEPT, Some(50)));
+    }
+
+    #[test]
+    fn writes_are_named_for_people() {
+        assert_eq!(delete_pod(0, "web-1").to_string(), "delete pods web/web-1 → 200");
+        let np = Write {
+            verb: "create".into(),
+            group: "networking.k8s.io".into(),
+            resource: "networkpolicies".into(),
+            namespace: "web".into(),
+            code: 201,
+            ..Default::default()
+        };
+        assert_eq!(np.to_string(), "create networking.k8s.io/networkpolicies in web → 201");
+        assert!(unrecorded(&np).contains("with no record"));
+    }
+}

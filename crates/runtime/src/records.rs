@@ -1,0 +1,116 @@
+//! Approved vs done, against the caches: the writes of an audit batch are matched with the
+//! decided requests of their agents (the decision is `socwarden_core::behaviour::records`); a
+//! covered write is recorded on its request and is never novel, a write with no record contains
+//! its agent at once.
+
+use crate::context::Context;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use socwarden_api::ActionRequest;
+use socwarden_core::admission::identity::AgentKey;
+use socwarden_core::agent::rbac::Rule;
+use socwarden_core::behaviour::audit::Call;
+use socwarden_core::behaviour::drift::Observation;
+use socwarden_core::behaviour::records::{self, Object, Record, Write};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What an audit batch comes to once its writes are matched with their records.
+#[derive(Default)]
+pub struct Checked {
+    pub observations: Vec<(AgentKey, Observation)>,
+    /// Writes no record covers, per agent (the first of each agent is enough to contain it).
+    pub unrecorded: Vec<(AgentKey, Write)>,
+}
+
+/// The writes each request covered, until its status shows them; and the wake of the request's
+/// reconcile that writes them.
+pub struct Performed {
+    by_request: Mutex<HashMap<String, Vec<Write>>>,
+    wake: mpsc::UnboundedSender<ObjectRef<ActionRequest>>,
+}
+
+impl Performed {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<ActionRequest>>) {
+        let (wake, rx) = mpsc::unbounded_channel();
+        (Self { by_request: Mutex::new(HashMap::new()), wake }, rx)
+    }
+
+    fn add(&self, uid: String, request: ObjectRef<ActionRequest>, w: Write) {
+        let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
+        let writes = map.entry(uid).or_default();
+        // A flood of covered writes is counted by the status, not kept here without bound.
+        if writes.len() < 10 * records::MAX_KEPT {
+            writes.push(w);
+        }
+        let _ = self.wake.send(request);
+    }
+
+    /// The writes waiting to reach the request's status.
+    pub fn pending(&self, uid: &str) -> Vec<Write> {
+        self.by_request.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned().unwrap_or_default()
+    }
+
+    /// The status showed the first `n` of them.
+    pub fn recorded(&self, uid: &str, n: usize) {
+        let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = map.get_mut(uid) {
+            w.drain(..n.min(w.len()));
+            if w.is_empty() {
+                map.remove(uid);
+            }
+        }
+    }
+}
+
+/// The decided requests of one agent that may cover its writes, from the caches (and what this
+/// replica wrote and the cache does not show yet), each beside its request.
+fn records_of<'a>(ctx: &Context, requests: &'a [Arc<ActionRequest>]) -> (Vec<Record<'a>>, Vec<&'a ActionRequest>) {
+    requests
+        .iter()
+        .filter_map(|r| {
+            let status = ctx.request_status_written.shown_by(r.as_ref(), r.status.as_ref())?;
+            let decision = status.decision.filter(|d| d.runs())?;
+            let decided_at = status.decided_at.as_ref()?.parse().ok()?;
+            let action = ctx.stores.actions.get(&ObjectRef::new(&r.spec.action))?;
+            let grants = action.spec.grants.iter().map(Rule::from_grant).collect();
+            let t = &r.spec.target;
+            let mut objects =
+                vec![Object { kind: t.kind.clone(), namespace: t.namespace.clone(), name: t.name.clone() }];
+            objects.extend(status.effect.iter().map(|e| Object {
+                kind: e.kind.clone(),
+                namespace: e.namespace.clone(),
+                name: e.name.clone(),
+            }));
+            let request = r.metadata.name.as_deref().unwrap_or_default();
+            Some((Record { request, decision, decided_at, grants, objects }, r.as_ref()))
+        })
+        .unzip()
+}
+
+/// Matches the writes of a batch with their records. Agents for which `skip` holds (paused:
+/// their calls are refused by design) are not looked up.
+pub fn check(ctx: &Context, calls: Vec<Call>, skip: impl Fn(&AgentKey) -> bool) -> Checked {
+    let mut out = Checked::default();
+    let mut requests: HashMap<AgentKey, Vec<Arc<ActionRequest>>> = HashMap::new();
+    for call in calls {
+        let Call { agent, mut observation, write } = call;
+        if let Some(w) = write.filter(|_| !skip(&agent)) {
+            let (ns, name) = (&agent.0, &agent.1);
+            let mine = requests.entry(agent.clone()).or_insert_with(|| {
+                ctx.stores.requests.state_filter(|r| r.metadata.namespace.as_ref() == Some(ns) && r.spec.agent == *name)
+            });
+            let (recs, reqs) = records_of(ctx, mine);
+            match records::covering(&w, &recs).and_then(|found| recs.iter().position(|r| std::ptr::eq(r, found))) {
+                Some(i) => {
+                    observation.recorded = true;
+                    ctx.performed.add(reqs[i].uid().unwrap_or_default(), ObjectRef::from_obj(reqs[i]), w);
+                }
+                None => out.unrecorded.push((agent.clone(), w)),
+            }
+        }
+        out.observations.push((agent, observation));
+    }
+    out
+}
