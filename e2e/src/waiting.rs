@@ -62,6 +62,27 @@ pub async fn wait_agent(
     .await
 }
 
+/// Polls the DriftReport of agent `ns/name` until `pred` holds.
+pub async fn wait_report(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&socwarden_api::DriftReportStatus) -> bool,
+) -> Result<socwarden_api::DriftReportStatus> {
+    let api: Api<socwarden_api::DriftReport> = Api::namespaced(client.clone(), ns);
+    wait_for(&format!("drift report {ns}/{name}: {what}"), timeout, || {
+        let api = api.clone();
+        let pred = &pred;
+        async move {
+            let r = api.get_opt(name).await?;
+            Ok(r.and_then(|r| r.status).filter(|s| pred(s)))
+        }
+    })
+    .await
+}
+
 /// Watches until `n` agents in `namespaces` satisfy `pred`; returns the elapsed time.
 pub async fn wait_all_agents(
     client: &Client,

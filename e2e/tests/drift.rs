@@ -114,9 +114,9 @@ impl Normal {
     }
 }
 
-async fn learned(w: &World, name: &str) -> Result<SocAgent> {
-    wait_agent(&w.admin, w.ns.get(0), name, "baseline learned", Duration::from_secs(60), |a| {
-        a.status.as_ref().and_then(|s| s.baseline.as_ref()).is_some_and(|b| b.learned_at.is_some())
+async fn learned(w: &World, name: &str) -> Result<socwarden_api::DriftReportStatus> {
+    wait_report(&w.admin, w.ns.get(0), name, "baseline learned", Duration::from_secs(60), |r| {
+        r.baseline.as_ref().is_some_and(|b| b.learned_at.is_some())
     })
     .await
 }
@@ -288,16 +288,14 @@ async fn normal_behaviour_with_natural_variation_is_never_paused() -> Result<()>
     learned(&w, "steady").await?;
     // Watch it for 20 s more of the same (with its jitter), at the most sensitive setting.
     let agents = Api::<SocAgent>::namespaced(w.admin.clone(), &home);
+    let reports = Api::<socwarden_api::DriftReport>::namespaced(w.admin.clone(), &home);
     let mut seen_normal = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let a = agents.get("steady").await?;
-        assert!(!paused_for_drift(&a), "paused on normal behaviour: {:?}", a.status.and_then(|s| s.drift));
-        seen_normal |= a
-            .status
-            .as_ref()
-            .and_then(|s| s.drift.as_ref())
-            .is_some_and(|d| d.state == socwarden_api::drift::State::Normal);
+        let drift = reports.get("steady").await?.status.and_then(|s| s.drift);
+        assert!(!paused_for_drift(&a), "paused on normal behaviour: {drift:?}");
+        seen_normal |= drift.is_some_and(|d| d.state == socwarden_api::drift::State::Normal);
     }
     let calls = normal.stop().await;
     assert!(calls > 80, "the agent was active ({calls} calls)");

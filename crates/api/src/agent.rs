@@ -27,7 +27,6 @@ pub const TTL_PATTERN: &str = r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9
         description = "Tier enforced now"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Drift", type_ = "number", json_path = ".status.drift.score"),
     printcolumn(
         name = "Reason",
         type_ = "string",
@@ -212,18 +211,13 @@ pub struct SocAgentStatus {
     /// Shadow evidence for the next tier: human decisions on requests it would have run alone.
     #[serde(default)]
     pub shadow: Option<ShadowStatus>,
-    /// The latest drift assessment.
-    #[serde(default)]
-    pub drift: Option<DriftStatus>,
-    /// The learned baseline (kept here so that a restart does not forget it).
-    #[serde(default)]
-    pub baseline: Option<BaselineStatus>,
     /// When the agent was last paused for drift, and when that pause was lifted.
     #[serde(default)]
     pub last_drift_pause: Option<String>,
     #[serde(default)]
     pub resumed_at: Option<String>,
-    /// Ready, CredentialsIssued, Paused, InvalidSpec.
+    /// Ready, CredentialsIssued, Paused, PromotionPending, InvalidSpec. The drift assessment and
+    /// the baseline are in the DriftReport of the same name, which the agent cannot read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The credentials currently issued.
@@ -338,4 +332,47 @@ pub struct PauseStatus {
     pub since: String,
     /// Identifies this pause, so that a resume can refer to it.
     pub id: String,
+}
+
+/// The behaviour baseline and the drift assessment of one SocAgent, kept apart from it: the agent
+/// reads its own SocAgent, and a score it could read is an oracle (an injected agent would stay
+/// just under the threshold). Written by the operator; readable by people, never by agents.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    crates(kube_core = "::kube_core"),
+    group = "socwarden.io",
+    version = "v1alpha1",
+    kind = "DriftReport",
+    namespaced,
+    status = "DriftReportStatus",
+    shortname = "drift",
+    category = "socwarden",
+    doc = "The behaviour baseline and drift assessment of the SocAgent of the same name; agents cannot read it.",
+    printcolumn(name = "State", type_ = "string", json_path = ".status.drift.state"),
+    printcolumn(name = "Score", type_ = "number", json_path = ".status.drift.score"),
+    printcolumn(name = "Threshold", type_ = "number", json_path = ".status.drift.threshold"),
+    printcolumn(name = "Learned", type_ = "string", json_path = ".status.baseline.learnedAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReportSpec {
+    /// The SocAgent (in this namespace) it reports on.
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReportStatus {
+    /// The latest drift assessment.
+    #[serde(default)]
+    pub drift: Option<DriftStatus>,
+    /// The learned baseline (kept so that a restart does not forget it).
+    #[serde(default)]
+    pub baseline: Option<BaselineStatus>,
+    /// Lists of the baseline that filled while learning, and what novelty is judged on instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<String>,
+    /// Drifted.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }

@@ -24,6 +24,7 @@
 //! - `behaviour::drift`: the baseline, the drift signals and score, and the judgement.
 //! - `behaviour::audit`: reading the API server's audit events into observations.
 //! - `behaviour::records`: which decided request covers a write of an agent (approved vs done).
+//! - `behaviour::report`: what the DriftReport (drift and baseline, kept from the agent) shows.
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
 //! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use socwarden_api::{ActionRequest, Approval, Decision, SocAgent, Tier};
+use socwarden_api::{ActionRequest, Approval, Decision, DriftReport, SocAgent, Tier};
 
 /// Work the SOC Warden approval queue and the agents' autonomy from the command line.
 ///
@@ -145,7 +145,7 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
     Ok(())
 }
 
-fn explain(a: &SocAgent) -> String {
+fn explain(a: &SocAgent, report: Option<&DriftReport>, requests: &[ActionRequest]) -> String {
     let mut out = Vec::new();
     let s = a.status.clone().unwrap_or_default();
     let name = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
@@ -188,10 +188,41 @@ fn explain(a: &SocAgent) -> String {
             s.gated_actions.join(", ")
         ));
     }
-    if let Some(d) = &s.drift {
-        let mut line = format!("Behaviour: {:?}, drift score {:.2} (acts at {:.2}).", d.state, d.score, d.threshold);
-        for sig in &d.signals {
-            line.push_str(&format!(" {}: {} (expected {}).", sig.signal, sig.observed, sig.expected));
+    match report.and_then(|r| r.status.as_ref()) {
+        Some(r) => {
+            if let Some(d) = &r.drift {
+                let mut line =
+                    format!("Behaviour: {:?}, drift score {:.2} (acts at {:.2}).", d.state, d.score, d.threshold);
+                for sig in &d.signals {
+                    line.push_str(&format!(" {}: {} (expected {}).", sig.signal, sig.observed, sig.expected));
+                }
+                out.push(line);
+            }
+            for b in &r.bounds {
+                out.push(format!("Baseline bound reached: {b}."));
+            }
+        }
+        None => out.push("No DriftReport (no behaviour observed yet, or you may not read it).".into()),
+    }
+    for r in requests {
+        let st = r.status.clone().unwrap_or_default();
+        let t = &r.spec.target;
+        let mut line = format!(
+            "Request {} ({} → {} {}{}): {}",
+            r.name_any(),
+            r.spec.action,
+            t.kind,
+            t.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+            t.name,
+            st.decision.map(|d| d.as_str()).unwrap_or("undecided"),
+        );
+        if let Some(e) = &st.execution {
+            if let Some(state) = e.state {
+                line.push_str(&format!("; {}: {}", state.as_str(), e.result));
+            }
+            for p in &e.performed {
+                line.push_str(&format!("\n  did: {p} at {}", p.at));
+            }
         }
         out.push(line);
     }
@@ -289,7 +320,22 @@ async fn main() -> Result<()> {
                 );
             }
         }
-        Command::Explain { agent } => println!("{}", explain(&agents.get(&agent).await?)),
+        Command::Explain { agent } => {
+            let a = agents.get(&agent).await?;
+            // People with the right read the DriftReport; anyone else is told it is not readable.
+            let report = Api::<DriftReport>::namespaced(client.clone(), &ns).get_opt(&agent).await.ok().flatten();
+            let mut requests: Vec<ActionRequest> = Api::<ActionRequest>::namespaced(client.clone(), &ns)
+                .list(&Default::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.spec.agent == agent)
+                .collect();
+            requests.sort_by_key(|r| std::cmp::Reverse(r.metadata.creation_timestamp.clone()));
+            requests.truncate(5);
+            println!("{}", explain(&a, report.as_ref(), &requests))
+        }
     }
     Ok(())
 }

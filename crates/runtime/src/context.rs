@@ -98,6 +98,8 @@ pub struct Context {
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
     /// Agents' writes covered by their requests, on their way to the requests' status.
     pub performed: crate::records::Performed,
+    /// The DriftReports written.
+    pub reports: crate::report::Reports,
     /// Until when this replica leads (only the leader reconciles; the others keep caches warm).
     pub fence: std::sync::Arc<crate::leader::Fence>,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
@@ -138,6 +140,7 @@ impl Context {
             discovery: Discovery::default(),
             monitor: settings.monitor,
             performed: settings.performed,
+            reports: Default::default(),
             fence: std::sync::Arc::new(crate::leader::Fence::new()),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),

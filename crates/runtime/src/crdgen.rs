@@ -1,7 +1,7 @@
 //! The CRD manifests, generated from the Rust types (`warden crdgen`).
 
 use kube::CustomResourceExt;
-use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, SocAction, SocAgent};
+use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, DriftReport, SocAction, SocAgent};
 
 /// (file name, YAML) for every CRD, in a stable order.
 pub fn manifests() -> Vec<(&'static str, String)> {
@@ -13,6 +13,7 @@ pub fn manifests() -> Vec<(&'static str, String)> {
         ("autonomypolicies.yaml", yaml(AutonomyPolicy::crd())),
         ("actionrequests.yaml", yaml(ActionRequest::crd())),
         ("approvals.yaml", yaml(Approval::crd())),
+        ("driftreports.yaml", yaml(DriftReport::crd())),
     ]
 }
 

@@ -10,6 +10,7 @@
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
 //! - `monitor`: the behaviour models in memory, waking agents that must be contained.
 //! - `records`: matching agents' writes (audit events) with the requests that cover them.
+//! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent).
 //! - `workload`: stopping and restarting the workload of a paused agent.
 //! - `decisionlog`: writing the append-only decision log.
 //! - `leader`: leader election on a Lease (only the leader reconciles).
@@ -28,6 +29,7 @@ pub mod leader;
 pub mod metrics;
 pub mod monitor;
 pub mod records;
+pub mod report;
 pub mod run;
 pub mod server;
 pub mod signing_key;

@@ -39,6 +39,8 @@ struct Entry {
     dirty: bool,
     /// Signals below the threshold, kept until the status has shown them (the window moves on).
     report: Option<(Assessment, Timestamp)>,
+    /// Configured from the agent's spec (and its kept baseline) at least once.
+    configured: bool,
 }
 
 impl Entry {
@@ -55,6 +57,7 @@ impl Entry {
             last_wake: None,
             dirty: false,
             report: None,
+            configured: false,
         }
     }
 }
@@ -64,6 +67,8 @@ impl Entry {
 pub struct View {
     pub drift: Option<DriftStatus>,
     pub baseline: Option<BaselineStatus>,
+    /// Lists of the baseline that filled (see `drift::bounds`).
+    pub bounds: Vec<String>,
     pub trigger: Option<Trigger>,
 }
 
@@ -96,6 +101,7 @@ impl Monitor {
         e.sensitivity = spec.sensitivity;
         e.pause_on_drift = spec.on_drift == OnDrift::Pause;
         e.paused = paused;
+        e.configured = true;
         if let Some(k) = kept {
             if e.model.since.is_none() {
                 e.model.since = k.since.parse().ok();
@@ -268,8 +274,14 @@ impl Monitor {
                 learned_at: e.model.learned_at.map(|t| t.to_string()),
                 counts: e.checkpoint.as_ref().map(|(b, _)| b.clone()).unwrap_or_default(),
             }),
+            bounds: drift::bounds(&e.model.baseline),
             trigger: e.trigger.clone(),
         }
+    }
+
+    /// Whether the agent's model was configured already (its kept baseline, if any, is in).
+    pub fn knows(&self, key: &AgentKey) -> bool {
+        self.entries().get(key).is_some_and(|e| e.configured)
     }
 
     /// The status showed the reported signals.

@@ -9,7 +9,6 @@ use crate::agent::rbac::{self, Rule};
 use crate::agent::validate::{self, Inputs, Problem};
 use jiff::Timestamp;
 use socwarden_api::conditions::{self, reason};
-use socwarden_api::drift::State;
 use socwarden_api::{CredentialStatus, Phase, ShadowStatus, SocActionSpec, SocAgentStatus, Tier};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,8 +71,8 @@ pub struct Monitoring {
     pub drift_paused: bool,
     /// A valid resume approval lifts the recorded drift pause now (its approver).
     pub resumed_by: Option<String>,
+    /// The assessment that paused it (named in the Paused condition); shown in the DriftReport.
     pub drift: Option<socwarden_api::DriftStatus>,
-    pub baseline: Option<socwarden_api::BaselineStatus>,
 }
 
 /// Decides grants, token and pause for one agent. An invalid spec fails closed: the agent keeps
@@ -155,7 +154,6 @@ pub fn status(
         (conditions::INVALID_SPEC, invalid_spec(plan)),
         (conditions::PAUSED, paused(plan, pause.as_ref())),
         (conditions::CREDENTIALS_ISSUED, credentials_issued(name, plan, applied)),
-        (conditions::DRIFTED, drifted(plan.monitoring.drift.as_ref())),
         (conditions::PROMOTION_PENDING, promotion_pending(plan)),
         (conditions::READY, ready(plan, phase)),
     ] {
@@ -186,8 +184,6 @@ pub fn status(
         autonomous_actions: if plan.valid() { plan.autonomous.clone() } else { Vec::new() },
         gated_actions: plan.gated.clone(),
         observed_generation: generation,
-        drift: plan.monitoring.drift.clone(),
-        baseline: plan.monitoring.baseline.clone(),
         last_drift_pause,
         resumed_at,
     }
@@ -243,28 +239,10 @@ fn credentials_issued(name: &str, plan: &Plan, applied: &Applied) -> Verdict {
     }
 }
 
-fn signals_in_words(d: &socwarden_api::DriftStatus) -> String {
+pub fn signals_in_words(d: &socwarden_api::DriftStatus) -> String {
     let signals: Vec<String> =
         d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
     signals.join("; ")
-}
-
-fn drifted(drift: Option<&socwarden_api::DriftStatus>) -> Verdict {
-    let Some(d) = drift else {
-        return (false, reason::LEARNING, "no behaviour observed yet".into());
-    };
-    match d.state {
-        State::Drifting => {
-            (true, reason::DRIFT, format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals_in_words(d)))
-        }
-        State::Learning => (false, reason::LEARNING, "learning the baseline".to_string()),
-        State::Inconclusive => (
-            false,
-            reason::INCONCLUSIVE,
-            d.signals.first().map(|s| format!("{} (expected {})", s.observed, s.expected)).unwrap_or_default(),
-        ),
-        State::Normal => (false, reason::WITHIN_BASELINE, format!("drift score {:.2} < {:.2}", d.score, d.threshold)),
-    }
 }
 
 fn promotion_pending(plan: &Plan) -> Verdict {

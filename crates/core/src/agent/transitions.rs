@@ -7,7 +7,7 @@ use crate::agent::pause::PauseReason;
 use crate::decisionlog::{Entry, Phase as NistPhase};
 use socwarden_api::conditions;
 use socwarden_api::drift::{SignalKind, State};
-use socwarden_api::{Phase, SocAgentStatus};
+use socwarden_api::{DriftStatus, Phase, SocAgentStatus};
 
 /// The Event reasons an agent's transitions carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,9 @@ pub struct Changes {
     pub resumed_by: Option<String>,
     /// Why a token was issued in this reconcile.
     pub issued: Option<IssueReason>,
+    /// The drift assessment the DriftReport showed before, and shows now.
+    pub drift_before: Option<DriftStatus>,
+    pub drift_after: Option<DriftStatus>,
 }
 
 /// The transitions from `before` to `after` of agent `name` in `namespace`.
@@ -78,7 +81,7 @@ pub fn transitions(
     let entry =
         |phase: NistPhase, reason: Reason, note: &str| Entry::new(phase, reason.as_str(), namespace, name, note);
     let mut out = Vec::new();
-    out.extend(drift(before, after, &entry));
+    out.extend(drift(name, changes.drift_before.as_ref(), changes.drift_after.as_ref(), &entry));
     out.extend(invalid_spec(before, after));
     out.extend(pause(before, after, changes, &entry));
     out.extend(token(name, changes.issued));
@@ -88,45 +91,49 @@ pub fn transitions(
     out
 }
 
-fn drifting(s: Option<&SocAgentStatus>) -> bool {
-    s.and_then(|s| s.drift.as_ref()).is_some_and(|d| d.state == State::Drifting)
+fn drifting(d: Option<&DriftStatus>) -> bool {
+    d.is_some_and(|d| d.state == State::Drifting)
 }
 
-fn signal_kinds(s: Option<&SocAgentStatus>) -> Vec<SignalKind> {
-    s.and_then(|s| s.drift.as_ref()).map(|d| d.signals.iter().map(|x| x.signal).collect()).unwrap_or_default()
+fn signal_kinds(d: Option<&DriftStatus>) -> Vec<SignalKind> {
+    d.map(|d| d.signals.iter().map(|x| x.signal).collect()).unwrap_or_default()
 }
 
 /// Drift crossing the threshold (detected), or new kinds of signals below it (reported only).
+/// The Event names no score and no signal detail (an agent granted to read Events in its own
+/// namespace must not learn how close it is to the threshold): the decision log and the
+/// DriftReport, which agents cannot read, have them.
 fn drift(
-    before: Option<&SocAgentStatus>,
-    after: &SocAgentStatus,
+    name: &str,
+    before: Option<&DriftStatus>,
+    after: Option<&DriftStatus>,
     entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
 ) -> Option<Transition> {
-    let d = after.drift.as_ref()?;
-    if drifting(Some(after)) {
+    let d = after?;
+    if drifting(after) {
         if drifting(before) {
             return None;
         }
         let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
-        let note = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
+        let log = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
         return Some(Transition {
             reason: Reason::DriftDetected,
-            log: Some(entry(NistPhase::Detect, Reason::DriftDetected, &note)),
-            note,
+            log: Some(entry(NistPhase::Detect, Reason::DriftDetected, &log)),
+            note: format!("behaviour crossed the drift threshold; the DriftReport {name} explains it"),
         });
     }
     let known = signal_kinds(before);
-    let new = signal_kinds(Some(after)).into_iter().any(|k| !known.contains(&k) && k != SignalKind::Silence);
+    let new = signal_kinds(after).into_iter().any(|k| !known.contains(&k) && k != SignalKind::Silence);
     if !new {
         return None;
     }
     let signals: Vec<String> =
         d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
-    let note = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
+    let log = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
     Some(Transition {
         reason: Reason::DriftReported,
-        log: Some(entry(NistPhase::Detect, Reason::DriftReported, &note)),
-        note,
+        log: Some(entry(NistPhase::Detect, Reason::DriftReported, &log)),
+        note: format!("new drift signals below the threshold, reported only; the DriftReport {name} explains them"),
     })
 }
 
@@ -320,20 +327,24 @@ mod tests {
     #[test]
     fn drift_is_detected_once_and_reported_per_new_kind_of_signal() {
         let calm = status(Phase::Active, Tier::Supervised);
-        let mut high = calm.clone();
-        high.drift = drift(State::Drifting, &[SignalKind::OutOfScope]);
-        let t = run(Some(&calm), &high, &Changes::default());
+        let seen = |before: Option<DriftStatus>, after: Option<DriftStatus>| Changes {
+            drift_before: before,
+            drift_after: after,
+            ..Default::default()
+        };
+        let high = drift(State::Drifting, &[SignalKind::OutOfScope]);
+        let t = run(Some(&calm), &calm, &seen(None, high.clone()));
         assert_eq!(reasons(&t), vec![Reason::DriftDetected]);
         assert_eq!(t[0].log.as_ref().and_then(|l| l.phase), Some(NistPhase::Detect));
-        assert!(run(Some(&high), &high, &Changes::default()).is_empty(), "still drifting: said once");
+        assert!(t[0].log.as_ref().unwrap().message.contains("0.80 ≥ 0.70"), "the decision log has the detail");
+        assert!(!t[0].note.contains("0.8") && !t[0].note.contains("outOfScope"), "the Event has none: {}", t[0].note);
+        assert!(run(Some(&calm), &calm, &seen(high.clone(), high)).is_empty(), "still drifting: said once");
 
-        let mut low = calm.clone();
-        low.drift = drift(State::Normal, &[SignalKind::Novelty]);
-        assert_eq!(reasons(&run(Some(&calm), &low, &Changes::default())), vec![Reason::DriftReported]);
-        assert!(run(Some(&low), &low, &Changes::default()).is_empty(), "the same kind again: nothing new");
-        let mut silent = calm.clone();
-        silent.drift = drift(State::Inconclusive, &[SignalKind::Silence]);
-        assert!(run(Some(&calm), &silent, &Changes::default()).is_empty(), "silence is not reported");
+        let low = drift(State::Normal, &[SignalKind::Novelty]);
+        assert_eq!(reasons(&run(Some(&calm), &calm, &seen(None, low.clone()))), vec![Reason::DriftReported]);
+        assert!(run(Some(&calm), &calm, &seen(low.clone(), low)).is_empty(), "the same kind again: nothing new");
+        let silent = drift(State::Inconclusive, &[SignalKind::Silence]);
+        assert!(run(Some(&calm), &calm, &seen(None, silent)).is_empty(), "silence is not reported");
     }
 
     #[test]

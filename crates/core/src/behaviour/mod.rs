@@ -4,3 +4,4 @@
 pub mod audit;
 pub mod drift;
 pub mod records;
+pub mod report;

@@ -189,7 +189,9 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         malformed: malformed(agent),
     };
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
-    let (watch, trigger) = monitoring(agent, shown.as_ref(), ctx, &key, now);
+    let kept = crate::report::kept_baseline(ctx, agent, &key).await?;
+    let (watch, view) = monitoring(agent, shown.as_ref(), ctx, &key, kept.as_ref(), now);
+    let trigger = view.trigger.clone();
     let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
 
     // Apply.
@@ -201,7 +203,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     }
 
     // Report.
-    report(agent, ctx, api, &n, &plan, &applied, issued, shown.as_ref(), now).await?;
+    report(agent, ctx, api, &n, &plan, &applied, issued, shown.as_ref(), &view, now).await?;
     Ok(Action::requeue(next_look(&plan, &applied, now)))
 }
 
@@ -260,6 +262,7 @@ async fn report(
     applied: &Applied,
     issued: Option<IssueReason>,
     previous: Option<&SocAgentStatus>,
+    view: &crate::monitor::View,
     now: Timestamp,
 ) -> Result<()> {
     match &applied.token {
@@ -269,10 +272,27 @@ async fn report(
         }
     }
     let status = plan::status(&n.name, agent.meta().generation, plan, applied, previous, now);
-    let changes = Changes { pause: plan.pause, resumed_by: plan.monitoring.resumed_by.clone(), issued };
+    let key = (n.ns.clone(), n.name.clone());
+    let reported = ctx.reports.shown(&key);
+    let changes = Changes {
+        pause: plan.pause,
+        resumed_by: plan.monitoring.resumed_by.clone(),
+        issued,
+        drift_before: reported.as_ref().and_then(|r| r.drift.clone()),
+        drift_after: view.drift.clone(),
+    };
     publish_transitions(agent, ctx, previous, &status, &changes);
     k8s::write_status(api, agent, &ctx.status_written, previous, &status, None).await?;
-    let key = (n.ns.clone(), n.name.clone());
+    if view.drift.is_some() || view.baseline.is_some() {
+        let report = socwarden_core::behaviour::report::status(
+            reported.as_ref(),
+            view.drift.clone(),
+            view.baseline.clone(),
+            view.bounds.clone(),
+            now,
+        );
+        crate::report::write(ctx, agent, &key, &report).await?;
+    }
     if plan.pause == Some(PauseReason::Drift) {
         ctx.monitor.contained(&key);
     } else if plan.monitoring.resumed_by.is_some() {
@@ -609,10 +629,11 @@ fn monitoring(
     shown: Option<&SocAgentStatus>,
     ctx: &Context,
     key: &crate::monitor::AgentKey,
+    kept: Option<&socwarden_api::BaselineStatus>,
     now: Timestamp,
-) -> (plan::Monitoring, Option<crate::monitor::Trigger>) {
+) -> (plan::Monitoring, crate::monitor::View) {
     let was_paused = shown.and_then(|s| s.phase) == Some(Phase::Paused);
-    ctx.monitor.configure(key, &agent.spec.baseline, was_paused, shown.and_then(|s| s.baseline.as_ref()));
+    ctx.monitor.configure(key, &agent.spec.baseline, was_paused, kept);
     let view = ctx.monitor.view(key);
     let recorded = shown.and_then(|s| s.pause.as_ref());
     let resumed_by = recorded.filter(|p| p.reason == conditions::reason::DRIFT).and_then(|p| {
@@ -623,8 +644,8 @@ fn monitoring(
         pause::resume_approver(agent, p, &refs, &ctx.key, now)
     });
     let drift_paused = pause::drift_holds(recorded, view.trigger.is_some(), resumed_by.is_some());
-    let watch = plan::Monitoring { drift_paused, resumed_by, drift: view.drift, baseline: view.baseline };
-    (watch, view.trigger)
+    let watch = plan::Monitoring { drift_paused, resumed_by, drift: view.drift.clone() };
+    (watch, view)
 }
 
 /// Removes everything the agent had, in every namespace; the finalizer is released afterwards.
@@ -638,6 +659,7 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     k8s::delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
     let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
     ctx.monitor.forget(&(n.ns.clone(), n.name.clone()));
+    ctx.reports.forget(&(n.ns.clone(), n.name.clone()));
     ctx.status_written.forget(&agent.uid().unwrap_or_default());
     info!("removed every object of the agent");
     Ok(())
