@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use socwarden_api::{BaselineSpec, BaselineStatus, DriftStatus, OnDrift, SocAgent};
 use socwarden_core::behaviour::drift::{self, Assessment, Model, Observation, Verdict};
-use socwarden_core::behaviour::records::{self, Write};
+use socwarden_core::behaviour::records::{self, Access};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -164,7 +164,7 @@ impl Monitor {
 
     /// A write no approved request covers: contained at once with onDrift Pause, whatever the
     /// sensitivity and the statistics; reported with onDrift Alert.
-    pub fn unrecorded(&self, key: &AgentKey, w: &Write, received: Instant, now: Timestamp) {
+    pub fn unrecorded(&self, key: &AgentKey, w: &Access, received: Instant, now: Timestamp) {
         let mut entries = self.entries();
         let e = entries.entry(key.clone()).or_insert_with(Entry::new);
         if e.paused || e.trigger.is_some() {

@@ -1,6 +1,6 @@
-//! Approved vs done, against the caches: the writes of an audit batch are matched with the
-//! decided requests of their agents (the decision is `socwarden_core::behaviour::records`); a
-//! covered write is recorded on its request and is never novel, a write with no record contains
+//! Approved vs done, against the caches: the calls of an audit batch are matched with the decided
+//! requests of their agents (the decision is `socwarden_core::behaviour::records`); a covered call
+//! is never novel and a covered write is recorded on its request; a write with no record contains
 //! its agent at once.
 
 use crate::context::Context;
@@ -11,8 +11,8 @@ use socwarden_core::admission::identity::AgentKey;
 use socwarden_core::agent::rbac::Rule;
 use socwarden_core::behaviour::audit::Call;
 use socwarden_core::behaviour::drift::Observation;
-use socwarden_core::behaviour::records::{self, Object, Record, Write};
-use std::collections::HashMap;
+use socwarden_core::behaviour::records::{self, Access, Object, Record};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -20,14 +20,14 @@ use tokio::sync::mpsc;
 #[derive(Default)]
 pub struct Checked {
     pub observations: Vec<(AgentKey, Observation)>,
-    /// Writes no record covers, per agent (the first of each agent is enough to contain it).
-    pub unrecorded: Vec<(AgentKey, Write)>,
+    /// Accesss no record covers, per agent (the first of each agent is enough to contain it).
+    pub unrecorded: Vec<(AgentKey, Access)>,
 }
 
 /// The writes each request covered, until its status shows them; and the wake of the request's
 /// reconcile that writes them.
 pub struct Performed {
-    by_request: Mutex<HashMap<String, Vec<Write>>>,
+    by_request: Mutex<HashMap<String, Vec<Access>>>,
     wake: mpsc::UnboundedSender<ObjectRef<ActionRequest>>,
 }
 
@@ -37,7 +37,7 @@ impl Performed {
         (Self { by_request: Mutex::new(HashMap::new()), wake }, rx)
     }
 
-    fn add(&self, uid: String, request: ObjectRef<ActionRequest>, w: Write) {
+    fn add(&self, uid: String, request: ObjectRef<ActionRequest>, w: Access) {
         let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
         let writes = map.entry(uid).or_default();
         // A flood of covered writes is counted by the status, not kept here without bound.
@@ -48,7 +48,7 @@ impl Performed {
     }
 
     /// The writes waiting to reach the request's status.
-    pub fn pending(&self, uid: &str) -> Vec<Write> {
+    pub fn pending(&self, uid: &str) -> Vec<Access> {
         self.by_request.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned().unwrap_or_default()
     }
 
@@ -89,25 +89,36 @@ fn records_of<'a>(ctx: &Context, requests: &'a [Arc<ActionRequest>]) -> (Vec<Rec
         .unzip()
 }
 
-/// Matches the writes of a batch with their records. Agents for which `skip` holds (paused:
-/// their calls are refused by design) are not looked up.
+/// Matches the calls of a batch with their records. Agents for which `skip` holds (paused: their
+/// calls are refused by design) are not looked up. The request cache is read once per batch.
 pub fn check(ctx: &Context, calls: Vec<Call>, skip: impl Fn(&AgentKey) -> bool) -> Checked {
     let mut out = Checked::default();
+    let wanted: HashSet<AgentKey> =
+        calls.iter().filter(|c| c.access.is_some() && !skip(&c.agent)).map(|c| c.agent.clone()).collect();
     let mut requests: HashMap<AgentKey, Vec<Arc<ActionRequest>>> = HashMap::new();
+    if !wanted.is_empty() {
+        for r in ctx.stores.requests.state() {
+            let key = (r.metadata.namespace.clone().unwrap_or_default(), r.spec.agent.clone());
+            if wanted.contains(&key) {
+                requests.entry(key).or_default().push(r);
+            }
+        }
+    }
+    let mut records: HashMap<AgentKey, (Vec<Record>, Vec<&ActionRequest>)> = HashMap::new();
     for call in calls {
-        let Call { agent, mut observation, write } = call;
-        if let Some(w) = write.filter(|_| !skip(&agent)) {
-            let (ns, name) = (&agent.0, &agent.1);
-            let mine = requests.entry(agent.clone()).or_insert_with(|| {
-                ctx.stores.requests.state_filter(|r| r.metadata.namespace.as_ref() == Some(ns) && r.spec.agent == *name)
-            });
-            let (recs, reqs) = records_of(ctx, mine);
-            match records::covering(&w, &recs).and_then(|found| recs.iter().position(|r| std::ptr::eq(r, found))) {
+        let Call { agent, mut observation, access } = call;
+        if let Some(a) = access.filter(|_| wanted.contains(&agent)) {
+            let mine = requests.get(&agent).map(Vec::as_slice).unwrap_or_default();
+            let (recs, reqs) = records.entry(agent.clone()).or_insert_with(|| records_of(ctx, mine));
+            match records::covering(&a, recs).and_then(|found| recs.iter().position(|r| std::ptr::eq(r, found))) {
                 Some(i) => {
                     observation.recorded = true;
-                    ctx.performed.add(reqs[i].uid().unwrap_or_default(), ObjectRef::from_obj(reqs[i]), w);
+                    if a.writes() {
+                        ctx.performed.add(reqs[i].uid().unwrap_or_default(), ObjectRef::from_obj(reqs[i]), a);
+                    }
                 }
-                None => out.unrecorded.push((agent.clone(), w)),
+                None if a.writes() => out.unrecorded.push((agent.clone(), a)),
+                None => {}
             }
         }
         out.observations.push((agent, observation));

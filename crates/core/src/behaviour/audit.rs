@@ -4,7 +4,7 @@
 
 use crate::admission::identity::{AgentKey, agent_of};
 use crate::behaviour::drift::Observation;
-use crate::behaviour::records::{self, Write};
+use crate::behaviour::records::Access;
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -89,13 +89,13 @@ struct ResponseStatus {
     code: u16,
 }
 
-/// One call of an agent: the observation for the statistical model and, when it writes (and was
-/// not refused by authorization), the write to match with its record.
+/// One call of an agent: the observation for the statistical model and, when it named a resource
+/// and authorization let it through, the access to match with its record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
     pub agent: AgentKey,
     pub observation: Observation,
-    pub write: Option<Write>,
+    pub access: Option<Access>,
 }
 
 pub type Batch = Vec<Call>;
@@ -126,9 +126,9 @@ pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
             None => "(non-resource)".into(),
         };
         let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
-        // A write refused by authorization did not happen: it is an out-of-scope attempt.
-        let write = match &e.object_ref {
-            Some(r) if records::is_write(&e.verb) && code != 401 && code != 403 => Some(Write {
+        // A call refused by authorization did not happen: it is an out-of-scope attempt.
+        let access = match &e.object_ref {
+            Some(r) if code != 401 && code != 403 => Some(Access {
                 at,
                 verb: e.verb.clone(),
                 group: r.api_group.clone(),
@@ -141,7 +141,7 @@ pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
             _ => None,
         };
         let observation = Observation::api(at, &e.verb, &resource, code);
-        out.push(Call { agent: (ns.to_string(), agent.to_string()), observation, write });
+        out.push(Call { agent: (ns.to_string(), agent.to_string()), observation, access });
     }
     Ok(out)
 }
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(obs[0].agent, ("agents".to_string(), "bot".to_string()));
         assert_eq!(obs[0].observation.kind, Kind::Api { key: "get secrets".into(), code: 403 });
         assert_eq!(obs[0].observation.at, "2026-01-01T00:00:01.5Z".parse::<Timestamp>().unwrap());
-        assert_eq!(obs[0].write, None, "a read");
+        assert_eq!(obs[0].access, None, "refused");
     }
 
     #[test]
@@ -204,16 +204,17 @@ mod tests {
     }
 
     #[test]
-    fn writes_that_got_past_authorization_are_writes() {
+    fn calls_that_got_past_authorization_are_accesses() {
         let mut delete = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 200);
         delete["objectRef"]["name"] = json!("web-1");
         let refused = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 403);
         let missing = event("system:serviceaccount:agents:warden-bot", "patch", "pods", 404);
         let obs = parse(&list(vec![delete, refused, missing]), Timestamp::UNIX_EPOCH).unwrap();
-        let w = obs[0].write.as_ref().expect("a write");
+        let w = obs[0].access.as_ref().expect("an access");
+        assert!(w.writes());
         assert_eq!(w.to_string(), "delete pods web/web-1 → 200");
-        assert_eq!(obs[1].write, None, "refused by authorization: an out-of-scope attempt, not a write");
-        assert!(obs[2].write.is_some(), "authorized, whatever became of it");
+        assert_eq!(obs[1].access, None, "refused by authorization: an out-of-scope attempt, not a write");
+        assert!(obs[2].access.as_ref().is_some_and(|a| a.writes()), "authorized, whatever became of it");
     }
 
     #[test]

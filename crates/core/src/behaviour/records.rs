@@ -1,7 +1,8 @@
 //! Approved vs done: every write an agent makes is matched with the record that allows it. The
 //! operator knows exactly what each agent was approved to do (its decided ActionRequests); a write
 //! no record covers is an **unrecorded action**, contained at once whatever the statistics say.
-//! Reads are left to the statistical model (`drift`).
+//! Reads are left to the statistical model (`drift`); a read the open request's grants allow
+//! (kubectl reading back what it deleted) is covered too, and so never novel.
 //!
 //! A decided request (AutoApproved or Approved) covers a write of its agent when:
 //! - one of its action's grants allows that verb on that resource (and subresource) in that
@@ -36,9 +37,9 @@ pub fn is_write(verb: &str) -> bool {
     matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
 }
 
-/// One API call that writes, by an agent, from the audit log.
+/// One API call on a resource by an agent, from the audit log, that authorization let through.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Write {
+pub struct Access {
     pub at: Timestamp,
     pub verb: String,
     /// API group; empty for the core group.
@@ -51,7 +52,12 @@ pub struct Write {
     pub code: u16,
 }
 
-impl Write {
+impl Access {
+    /// Whether it writes.
+    pub fn writes(&self) -> bool {
+        is_write(&self.verb)
+    }
+
     /// `resource` or `resource/subresource`, as RBAC rules name it.
     pub fn resource_path(&self) -> String {
         if self.subresource.is_empty() {
@@ -63,7 +69,7 @@ impl Write {
 }
 
 /// `delete pods web/web-1 → 200`: how messages, the status and the decision log name a write.
-impl std::fmt::Display for Write {
+impl std::fmt::Display for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let group = if self.group.is_empty() { String::new() } else { format!("{}/", self.group) };
         let object = match (self.namespace.is_empty(), self.name.is_empty()) {
@@ -123,7 +129,7 @@ impl Record<'_> {
         self.decision.runs() && at >= from && at <= self.open_until()
     }
 
-    fn names(&self, w: &Write) -> bool {
+    fn names(&self, w: &Access) -> bool {
         !w.name.is_empty()
             && self.objects.iter().any(|o| {
                 o.namespace.as_deref() == Some(w.namespace.as_str())
@@ -132,13 +138,13 @@ impl Record<'_> {
             })
     }
 
-    fn granted(&self, w: &Write) -> bool {
+    fn granted(&self, w: &Access) -> bool {
         self.grants.iter().any(|r| allows(r, w))
     }
 }
 
 /// Whether an RBAC rule allows the write (the operator never delegates wildcards).
-pub fn allows(rule: &Rule, w: &Write) -> bool {
+pub fn allows(rule: &Rule, w: &Access) -> bool {
     let named = rule.resource_names.is_empty() || rule.resource_names.contains(&w.name);
     rule.verbs.contains(&w.verb)
         && rule.api_groups.contains(&w.group)
@@ -160,21 +166,22 @@ pub fn kind_is(kind: &str, resource: &str) -> bool {
     resource == plural || resource == k
 }
 
-/// The record covering a write, if any: the first (in the order given) that allows it.
-pub fn covering<'r, 'a>(w: &Write, records: &'r [Record<'a>]) -> Option<&'r Record<'a>> {
-    records.iter().find(|r| r.open_at(w.at) && r.granted(w) && (!r.names_objects() || r.names(w)))
+/// The record covering a call, if any: the first (in the order given) that allows it. A read
+/// needs only an open record whose grants allow it; a write also needs the object named.
+pub fn covering<'r, 'a>(w: &Access, records: &'r [Record<'a>]) -> Option<&'r Record<'a>> {
+    records.iter().find(|r| r.open_at(w.at) && r.granted(w) && (!w.writes() || !r.names_objects() || r.names(w)))
 }
 
 /// What is missing, in words, for the `Paused` condition, the Event and the decision log.
-pub fn unrecorded(w: &Write) -> String {
+pub fn unrecorded(w: &Access) -> String {
     format!(
         "{w} with no record: no AutoApproved or Approved ActionRequest of this agent, decided within the last {}, whose action grants it and whose target or effect is this object",
         if w.name.is_empty() { "minute".to_string() } else { "10 minutes".to_string() }
     )
 }
 
-impl From<&Write> for PerformedCall {
-    fn from(w: &Write) -> Self {
+impl From<&Access> for PerformedCall {
+    fn from(w: &Access) -> Self {
         let group = if w.group.is_empty() { String::new() } else { format!("{}/", w.group) };
         PerformedCall {
             verb: w.verb.clone(),
@@ -193,7 +200,7 @@ impl From<&Write> for PerformedCall {
 /// closed without a write. `None` when nothing changes.
 pub fn account(
     previous: Option<&ExecutionStatus>,
-    writes: &[Write],
+    writes: &[Access],
     agent_acts: bool,
     open_until: Timestamp,
     now: Timestamp,
@@ -235,8 +242,8 @@ mod tests {
         Timestamp::from_second(1_767_225_600 + s).unwrap()
     }
 
-    fn delete_pod(at: i64, name: &str) -> Write {
-        Write {
+    fn delete_pod(at: i64, name: &str) -> Access {
+        Access {
             at: t(at),
             verb: "delete".into(),
             resource: "pods".into(),
@@ -256,7 +263,7 @@ mod tests {
             request: "r1",
             decision,
             decided_at: t(100),
-            grants: vec![Rule::new([""], ["pods"], ["get", "delete"], Vec::<String>::new())],
+            grants: vec![Rule::new([""], ["pods"], ["get", "list", "delete"], Vec::<String>::new())],
             objects,
         }
     }
@@ -271,15 +278,26 @@ mod tests {
             (delete_pod(95, "a"), false, "before the decision"),
             (delete_pod(100 + 601, "a"), false, "after the window"),
             (delete_pod(101, "b"), false, "another pod"),
-            (Write { namespace: "db".into(), ..delete_pod(101, "a") }, false, "the same name elsewhere"),
-            (Write { verb: "patch".into(), ..delete_pod(101, "a") }, false, "a verb the grants do not hold"),
-            (Write { resource: "configmaps".into(), ..delete_pod(101, "a") }, false, "another resource"),
-            (Write { subresource: "eviction".into(), ..delete_pod(101, "a") }, false, "a subresource not granted"),
-            (Write { verb: "deletecollection".into(), name: "".into(), ..delete_pod(101, "") }, false, "a collection"),
+            (Access { namespace: "db".into(), ..delete_pod(101, "a") }, false, "the same name elsewhere"),
+            (Access { verb: "patch".into(), ..delete_pod(101, "a") }, false, "a verb the grants do not hold"),
+            (Access { resource: "configmaps".into(), ..delete_pod(101, "a") }, false, "another resource"),
+            (Access { subresource: "eviction".into(), ..delete_pod(101, "a") }, false, "a subresource not granted"),
+            (Access { verb: "deletecollection".into(), name: "".into(), ..delete_pod(101, "") }, false, "a collection"),
         ];
         for (w, covered, case) in cases {
             assert_eq!(covering(&w, &r).is_some(), covered, "{case}: {w}");
         }
+    }
+
+    #[test]
+    fn reads_under_an_open_record_are_covered_whatever_the_object() {
+        let r = [record(vec![pod("a")], Decision::AutoApproved)];
+        let read = |verb: &str, name: &str, at: i64| Access { verb: verb.into(), ..delete_pod(at, name) };
+        assert!(covering(&read("get", "a", 101), &r).is_some(), "reading back what it deletes");
+        assert!(covering(&read("list", "", 101), &r).is_some(), "kubectl's wait lists");
+        assert!(covering(&read("get", "b", 101), &r).is_some(), "a read needs no object match");
+        assert!(covering(&read("get", "a", 800), &r).is_none(), "not once the window closed");
+        assert!(covering(&read("watch", "a", 101), &r).is_none(), "not beyond the grants");
     }
 
     #[test]
@@ -296,7 +314,7 @@ mod tests {
         let r = [record(vec![ip], Decision::AutoApproved)];
         assert!(covering(&delete_pod(130, "anything"), &r).is_some());
         assert!(covering(&delete_pod(161, "anything"), &r).is_none(), "past the short window");
-        let collection = Write { verb: "create".into(), name: "".into(), ..delete_pod(130, "") };
+        let collection = Access { verb: "create".into(), name: "".into(), ..delete_pod(130, "") };
         assert!(covering(&collection, &r).is_none(), "create is not granted");
     }
 
@@ -306,7 +324,7 @@ mod tests {
         assert!(allows(&named, &delete_pod(0, "a")));
         assert!(!allows(&named, &delete_pod(0, "b")));
         let sub = Rule::new([""], ["pods/eviction"], ["create"], Vec::<String>::new());
-        let evict = Write { verb: "create".into(), subresource: "eviction".into(), ..delete_pod(0, "a") };
+        let evict = Access { verb: "create".into(), subresource: "eviction".into(), ..delete_pod(0, "a") };
         assert!(allows(&sub, &evict));
         for (kind, resource) in [
             ("Pod", "pods"),
@@ -341,7 +359,7 @@ mod tests {
         let both = account(Some(&ran), &[delete_pod(101, "a")], false, t(700), t(102)).unwrap();
         assert_eq!((both.state, both.performed.len()), (Some(ExecutionState::Succeeded), 1));
         // Bounded.
-        let many: Vec<Write> = (0..50).map(|i| delete_pod(101 + i, "a")).collect();
+        let many: Vec<Access> = (0..50).map(|i| delete_pod(101 + i, "a")).collect();
         let kept = account(None, &many, true, t(700), t(200)).unwrap();
         assert_eq!((kept.performed.len(), kept.performed_count), (MAX_KEPT, Some(50)));
     }
@@ -349,7 +367,7 @@ mod tests {
     #[test]
     fn writes_are_named_for_people() {
         assert_eq!(delete_pod(0, "web-1").to_string(), "delete pods web/web-1 → 200");
-        let np = Write {
+        let np = Access {
             verb: "create".into(),
             group: "networking.k8s.io".into(),
             resource: "networkpolicies".into(),
