@@ -202,6 +202,35 @@ pub fn webhook_client_ca() -> Option<PathBuf> {
     env.lines().find_map(|l| l.strip_prefix("WEBHOOK_CLIENT_CA=")).map(|p| PathBuf::from(p.trim()))
 }
 
+/// A kubeconfig for the local control plane that presents `token` (an agent's), written next to
+/// the test identities' as `<name>.kubeconfig`; kubectl run with it acts as the agent.
+pub fn token_kubeconfig(name: &str, token: &str) -> Result<PathBuf> {
+    let template = std::fs::read_to_string(cluster_dir().join("analyst.kubeconfig"))?;
+    let text: String = template
+        .lines()
+        .map(|l| if l.trim_start().starts_with("token:") { format!("    token: {token}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = cluster_dir().join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, text + "\n")?;
+    Ok(path)
+}
+
+/// Runs kubectl with `kubeconfig`, feeding `stdin`; (success, stdout + stderr).
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: &str) -> Result<(bool, String)> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(kubectl())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok((out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
+}
+
 /// The kubectl of the local control plane (or the one on PATH for an existing cluster).
 pub fn kubectl() -> String {
     let env = cluster_dir().join("env");

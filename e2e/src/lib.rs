@@ -10,7 +10,8 @@
 //!   `action`, `agent`.
 //! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
 //!   `approval`, `approve`, `refusal`, `decided`, `decision_of`, and `kubectl_warden` (the plugin).
-//! - [`waiting`]: `wait_for`, `wait_agent`, `wait_all_agents` and the predicates they take
+//! - [`traffic`]: `Normal`, the steady behaviour of an agent acting with its own token.
+//! - [`waiting`]: `wait_for`, `wait_agent`, `wait_report`, `wait_all_agents` and the predicates they take
 //!   (`condition`, `ready`), plus small generic parsers (`metric`, `yaml_docs`).
 //!
 //! Everything is re-exported here, so `use soc_warden_e2e::*;` brings it all in.
@@ -20,10 +21,12 @@ pub mod fixtures;
 pub mod https;
 pub mod operator;
 pub mod requests;
+pub mod traffic;
 pub mod waiting;
 
 pub use cluster::*;
 pub use fixtures::*;
 pub use operator::*;
 pub use requests::*;
+pub use traffic::*;
 pub use waiting::*;

@@ -10,8 +10,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use soc_warden_e2e::*;
 use socwarden_api::{ActionRequest, Approval, Phase, SocAgent, Tier};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(40);
@@ -68,50 +66,6 @@ async fn monitored(w: &World, name: &str, sensitivity: &str) -> Result<Client> {
     apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
     wait_agent(&w.admin, home, name, "Ready", T, ready).await?;
     with_token(&agent_token(&w.admin, home, name).await?.unwrap()).await
-}
-
-/// Normal behaviour: list pods in scope every 150–450 ms, file a `read` request every ~4 s.
-struct Normal {
-    stop: Arc<AtomicBool>,
-    calls: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Normal {
-    fn start(bot: Client, home: String, scope: String, agent: String, read: String, seed: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let calls = Arc::new(AtomicU64::new(0));
-        let (s, c) = (stop.clone(), calls.clone());
-        let task = tokio::spawn(async move {
-            let mut x = seed | 1;
-            let mut i = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                tokio::time::sleep(Duration::from_millis(150 + x % 300)).await;
-                let _ = Api::<Pod>::namespaced(bot.clone(), &scope).list(&ListParams::default()).await;
-                c.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                if i.is_multiple_of(13) {
-                    let r: ActionRequest = serde_json::from_value(json!({
-                        "metadata": {"name": format!("normal-{agent}-{i}")},
-                        "spec": {"agent": agent, "action": read, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}
-                    }))
-                    .unwrap();
-                    let _ =
-                        Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &r).await;
-                }
-            }
-        });
-        Self { stop, calls, task }
-    }
-
-    async fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.calls.load(Ordering::Relaxed)
-    }
 }
 
 async fn learned(w: &World, name: &str) -> Result<socwarden_api::DriftReportStatus> {
