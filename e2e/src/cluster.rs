@@ -228,7 +228,10 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: &str) -> Result<(bo
         .spawn()?;
     child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
     let out = child.wait_with_output()?;
-    Ok((out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
+    Ok((
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    ))
 }
 
 /// The kubectl of the local control plane (or the one on PATH for an existing cluster).

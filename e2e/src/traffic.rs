@@ -52,4 +52,3 @@ impl Normal {
         self.calls.load(Ordering::Relaxed)
     }
 }
-

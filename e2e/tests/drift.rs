@@ -34,11 +34,13 @@ async fn world() -> Result<World> {
     apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let (read, enrich) = (unique("read"), unique("enrich"));
-    for name in [&read, &enrich] {
+    // `read` also lets the agent read ConfigMaps, which it never does while learning. `enrich`
+    // needs approval at the supervised tier.
+    for (name, risk) in [(&read, "low"), (&enrich, "medium")] {
         apply_yaml(
             &admin,
             &format!(
-                "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {name}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
+                "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {name}}}\nspec:\n  risk: {risk}\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}, {{apiGroups: [\"\"], resources: [configmaps], verbs: [get, list]}}]\n"
             ),
         )
         .await?;
@@ -196,7 +198,7 @@ async fn twenty_times_the_normal_rate_pauses() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_never_seen_action_pauses_at_high_and_is_only_reported_at_low() -> Result<()> {
+async fn never_seen_calls_pause_at_high_and_are_only_reported_at_low() -> Result<()> {
     let w = world().await?;
     let _op = Operator::start().await?;
     let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
@@ -206,15 +208,14 @@ async fn a_never_seen_action_pauses_at_high_and_is_only_reported_at_low() -> Res
     let n2 = Normal::start(low.clone(), home.clone(), scope.clone(), "lenient".into(), w.read.clone(), 5);
     learned(&w, "strict").await?;
     learned(&w, "lenient").await?;
-    for (c, agent) in [(&high, "strict"), (&low, "lenient")] {
-        let r: ActionRequest = serde_json::from_value(json!({
-            "metadata": {"name": format!("novel-{agent}")},
-            "spec": {"agent": agent, "action": w.enrich, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}
-        }))?;
-        Api::<ActionRequest>::namespaced(c.clone(), &home).create(&PostParams::default(), &r).await?;
+    // Within its grant, covered by no request, never done while learning: reading ConfigMaps.
+    for c in [&high, &low] {
+        let configmaps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(c.clone(), &scope);
+        configmaps.list(&ListParams::default()).await?;
+        configmaps.get_opt("settings").await?;
     }
     assert_contained(&w, "strict", &high, "novelty").await?;
-    // Reported (an Event and the decision log say what was seen), not paused.
+    // Reported (an Event, the decision log and the DriftReport say what was seen), not paused.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.admin.clone(), &home);
     let note = wait_for("novelty reported", T, || async {
         Ok(events.list(&ListParams::default()).await?.items.into_iter().find_map(|e| {
@@ -223,7 +224,21 @@ async fn a_never_seen_action_pauses_at_high_and_is_only_reported_at_low() -> Res
         }))
     })
     .await?;
-    assert!(note.contains("novelty") && note.contains(&format!("action {}", w.enrich)), "{note}");
+    assert!(
+        note.contains("DriftReport lenient") && !note.contains("configmaps"),
+        "the Event points to the report: {note}"
+    );
+    // The detail is in the decision log (and was in the DriftReport while the window held it).
+    let logged = std::fs::read_to_string(decision_log())?
+        .lines()
+        .filter(|l| l.contains(&format!("\"namespace\":\"{home}\"")) && l.contains("\"agent\":\"lenient\""))
+        .find(|l| l.contains("DriftReported"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(
+        logged.contains("never seen: API call get configmaps, API call list configmaps"),
+        "the decision log names what was seen: {logged}"
+    );
     let lenient = Api::<SocAgent>::namespaced(w.admin.clone(), &home).get("lenient").await?;
     assert_eq!(lenient.status.as_ref().unwrap().phase, Some(Phase::Active), "reported, not paused, at low");
     assert!(!paused_for_drift(&lenient));
@@ -294,8 +309,10 @@ async fn requests_others_file_are_not_the_agents_behaviour() -> Result<()> {
     let a = Api::<SocAgent>::namespaced(w.admin.clone(), &home).get("strict").await?;
     assert!(!paused_for_drift(&a), "paused for what someone else filed: {:?}", condition(&a, "Paused"));
     assert_eq!(a.status.as_ref().unwrap().phase, Some(Phase::Active));
-    // The same novelty from the agent itself is contained.
+    // The same from the agent itself is contained: a never-seen action it asked for and a human
+    // refused (asking alone is not drift: an approved or pending request is a record).
     Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &novel("by-agent")?).await?;
+    approve("lead-a", &home, &approval("deny-agent", "by-agent", "deny")).await?;
     wait_agent(&w.admin, &home, "strict", "paused for drift", T, paused_for_drift).await?;
     normal.stop().await;
     Ok(())

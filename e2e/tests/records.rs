@@ -111,7 +111,8 @@ async fn an_agent_doing_its_job_stays_active_and_its_request_shows_the_write() -
     let kubeconfig = token_kubeconfig(&unique("worker"), &token)?;
     let (ok, out) = kubectl_with(&kubeconfig, &["auth", "can-i", "delete", "pods", "-n", &scope], "")?;
     assert!(ok && out.trim() == "yes", "{out}");
-    let (ok, out) = kubectl_with(&kubeconfig, &["create", "-f", "-"], &delete_request(&w, "kill-miner", "worker", "miner-1"))?;
+    let (ok, out) =
+        kubectl_with(&kubeconfig, &["create", "-f", "-"], &delete_request(&w, "kill-miner", "worker", "miner-1"))?;
     assert!(ok, "{out}");
     let r = decided(&w.admin, &home, "kill-miner").await?;
     assert_eq!(r.status.as_ref().and_then(|s| s.decision), Some(Decision::AutoApproved));

@@ -1,8 +1,9 @@
 //! Approved vs done: every write an agent makes is matched with the record that allows it. The
 //! operator knows exactly what each agent was approved to do (its decided ActionRequests); a write
 //! no record covers is an **unrecorded action**, contained at once whatever the statistics say.
-//! Reads are left to the statistical model (`drift`); a read the open request's grants allow
-//! (kubectl reading back what it deleted) is covered too, and so never novel.
+//! Reads are left to the statistical model (`drift`), except a read of what an open request names
+//! (kubectl reading back the pod it deleted, or listing pods to wait for it): covered, so never
+//! novel.
 //!
 //! A decided request (AutoApproved or Approved) covers a write of its agent when:
 //! - one of its action's grants allows that verb on that resource (and subresource) in that
@@ -138,6 +139,15 @@ impl Record<'_> {
             })
     }
 
+    /// A read of an object it names, or of the collection such an object is in.
+    fn names_loosely(&self, w: &Access) -> bool {
+        self.objects.iter().any(|o| {
+            o.namespace.as_deref() == Some(w.namespace.as_str())
+                && kind_is(&o.kind, &w.resource)
+                && (w.name.is_empty() || o.name == w.name)
+        })
+    }
+
     fn granted(&self, w: &Access) -> bool {
         self.grants.iter().any(|r| allows(r, w))
     }
@@ -166,10 +176,11 @@ pub fn kind_is(kind: &str, resource: &str) -> bool {
     resource == plural || resource == k
 }
 
-/// The record covering a call, if any: the first (in the order given) that allows it. A read
-/// needs only an open record whose grants allow it; a write also needs the object named.
+/// The record covering a call, if any: the first (in the order given) that allows it. A write
+/// needs the object named; a read, the object or its collection.
 pub fn covering<'r, 'a>(w: &Access, records: &'r [Record<'a>]) -> Option<&'r Record<'a>> {
-    records.iter().find(|r| r.open_at(w.at) && r.granted(w) && (!w.writes() || !r.names_objects() || r.names(w)))
+    let object = |r: &Record| !r.names_objects() || if w.writes() { r.names(w) } else { r.names_loosely(w) };
+    records.iter().find(|r| r.open_at(w.at) && r.granted(w) && object(r))
 }
 
 /// What is missing, in words, for the `Paused` condition, the Event and the decision log.
@@ -290,12 +301,15 @@ mod tests {
     }
 
     #[test]
-    fn reads_under_an_open_record_are_covered_whatever_the_object() {
-        let r = [record(vec![pod("a")], Decision::AutoApproved)];
+    fn reads_of_what_an_open_record_names_are_covered() {
+        let mut r = [record(vec![pod("a")], Decision::AutoApproved)];
+        r[0].grants.push(Rule::new([""], ["configmaps"], ["list"], Vec::<String>::new()));
         let read = |verb: &str, name: &str, at: i64| Access { verb: verb.into(), ..delete_pod(at, name) };
         assert!(covering(&read("get", "a", 101), &r).is_some(), "reading back what it deletes");
-        assert!(covering(&read("list", "", 101), &r).is_some(), "kubectl's wait lists");
-        assert!(covering(&read("get", "b", 101), &r).is_some(), "a read needs no object match");
+        assert!(covering(&read("list", "", 101), &r).is_some(), "kubectl's wait lists the collection");
+        assert!(covering(&read("get", "b", 101), &r).is_none(), "another pod");
+        let configmaps = Access { resource: "configmaps".into(), ..read("list", "", 101) };
+        assert!(covering(&configmaps, &r).is_none(), "granted, but not what the request is about");
         assert!(covering(&read("get", "a", 800), &r).is_none(), "not once the window closed");
         assert!(covering(&read("watch", "a", 101), &r).is_none(), "not beyond the grants");
     }
