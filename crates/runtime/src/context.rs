@@ -110,6 +110,8 @@ pub struct Context {
     pub request_status_written: StatusMemo<ActionRequestStatus>,
     /// One decision at a time per agent (see `turn`).
     turns: Mutex<HashMap<AgentKey, Turn>>,
+    /// One change of an agent's grants at a time (see `holding`).
+    grants: Mutex<HashMap<AgentKey, Turn>>,
 }
 
 /// What `Context::new` needs besides the client and caches.
@@ -148,6 +150,7 @@ impl Context {
             status_written: StatusMemo::default(),
             request_status_written: StatusMemo::default(),
             turns: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,10 +158,25 @@ impl Context {
     /// until the decision is written, so that requests filed at once are decided one after the
     /// other, each seeing the ones before (budgets hold under a burst).
     pub async fn turn(&self, namespace: &str, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-            turns.entry((namespace.to_string(), agent.to_string())).or_default().clone()
-        };
-        lock.lock_owned().await
+        lock_of(&self.turns, namespace, agent).await
     }
+
+    /// The agent's grants, held by its reconcile from reading the monitor until its RoleBindings
+    /// are written, and by the fast containment path while it deletes them: a reconcile that
+    /// planned before a trigger can never write a binding back after the fast path removed it.
+    pub async fn holding(&self, namespace: &str, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        lock_of(&self.grants, namespace, agent).await
+    }
+}
+
+async fn lock_of(
+    map: &Mutex<HashMap<AgentKey, Turn>>,
+    namespace: &str,
+    agent: &str,
+) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = {
+        let mut locks = map.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry((namespace.to_string(), agent.to_string())).or_default().clone()
+    };
+    lock.lock_owned().await
 }

@@ -22,6 +22,8 @@ pub struct Trigger {
     pub assessment: Assessment,
     /// When it was judged.
     pub at: Timestamp,
+    /// The fast path (`controller::agent::contain_now`) revoked the credentials already.
+    pub revoked: bool,
 }
 
 struct Entry {
@@ -77,7 +79,15 @@ pub struct Monitor {
     /// Wakes go out only on the leader (a standby keeps its models warm and quiet).
     active: std::sync::atomic::AtomicBool,
     wake: mpsc::UnboundedSender<ObjectRef<SocAgent>>,
+    /// Containment goes out at once, ahead of every queued reconcile (see `contain_now`).
+    contain: mpsc::UnboundedSender<(AgentKey, Instant)>,
     metrics: crate::metrics::Metrics,
+}
+
+/// The receiving ends of the monitor's wakes: agents to reconcile, agents to contain now.
+pub struct Wakes {
+    pub reconcile: mpsc::UnboundedReceiver<ObjectRef<SocAgent>>,
+    pub contain: mpsc::UnboundedReceiver<(AgentKey, Instant)>,
 }
 
 /// How often an unchanged assessment is refreshed in the status at most.
@@ -86,10 +96,12 @@ const REPORT_EVERY: Duration = Duration::from_secs(60);
 const WAKE_GAP: Duration = Duration::from_secs(5);
 
 impl Monitor {
-    pub fn new(metrics: crate::metrics::Metrics) -> (Self, mpsc::UnboundedReceiver<ObjectRef<SocAgent>>) {
+    pub fn new(metrics: crate::metrics::Metrics) -> (Self, Wakes) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (contain, contain_rx) = mpsc::unbounded_channel();
         let active = std::sync::atomic::AtomicBool::new(true);
-        (Self { entries: Mutex::new(HashMap::new()), active, wake: tx, metrics }, rx)
+        let monitor = Self { entries: Mutex::new(HashMap::new()), active, wake: tx, contain, metrics };
+        (monitor, Wakes { reconcile: rx, contain: contain_rx })
     }
 
     /// Brings the model in line with the agent's spec and, on first sight (e.g. after a restart),
@@ -127,6 +139,27 @@ impl Monitor {
         if self.active.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
         }
+    }
+
+    /// A trigger was set: revoke at once, and reconcile (status, workload, Events) after.
+    fn contain(&self, key: &AgentKey, received: Instant) {
+        if self.active.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = self.contain.send((key.clone(), received));
+        }
+        self.wake(key);
+    }
+
+    /// The fast path revoked the agent's credentials: whether it was still to be contained.
+    pub fn revoked(&self, key: &AgentKey) -> Option<Trigger> {
+        let mut entries = self.entries();
+        let t = entries.get_mut(key)?.trigger.as_mut().filter(|t| !t.revoked)?;
+        t.revoked = true;
+        Some(t.clone())
+    }
+
+    /// Whether a trigger waits for containment (the fast path checks it under the agent's lock).
+    pub fn triggered(&self, key: &AgentKey) -> bool {
+        self.entries().get(key).is_some_and(|e| e.trigger.as_ref().is_some_and(|t| !t.revoked))
     }
 
     pub fn forget(&self, key: &AgentKey) {
@@ -167,10 +200,13 @@ impl Monitor {
     pub fn unrecorded(&self, key: &AgentKey, w: &Access, received: Instant, now: Timestamp) {
         let mut entries = self.entries();
         let e = entries.entry(key.clone()).or_insert_with(Entry::new);
-        if e.paused || e.trigger.is_some() {
+        if e.paused {
             return;
         }
         self.metrics.unrecorded_writes.inc();
+        if e.trigger.is_some() {
+            return;
+        }
         let signal = drift::Signal {
             signal: drift::SignalKind::Unrecorded,
             observed: records::unrecorded(w),
@@ -179,15 +215,16 @@ impl Monitor {
         };
         let a = Assessment { state: drift::State::Drifting, score: 1.0, signals: vec![signal] };
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
+        e.shown = Some((a.clone(), now));
+        e.last_wake = Some(Instant::now());
         if e.pause_on_drift {
             self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-            e.trigger = Some(Trigger { received, assessment: a.clone(), at: now });
+            e.trigger = Some(Trigger { received, assessment: a, at: now, revoked: false });
+            self.contain(key, received);
         } else {
-            e.report = Some((a.clone(), now));
+            e.report = Some((a, now));
+            self.wake(key);
         }
-        e.shown = Some((a, now));
-        e.last_wake = Some(Instant::now());
-        self.wake(key);
     }
 
     /// Moves every window on, closes learning periods, notices silence.
@@ -208,9 +245,9 @@ impl Monitor {
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
         let mut wake = false;
         if verdict == Verdict::Pause && e.trigger.is_none() {
-            e.trigger = Some(Trigger { received, assessment: a.clone(), at: now });
+            e.trigger = Some(Trigger { received, assessment: a.clone(), at: now, revoked: false });
             self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-            self.wake(key);
+            self.contain(key, received);
             e.last_wake = Some(Instant::now());
         }
         if verdict == Verdict::Report && a.state != drift::State::Drifting {
@@ -325,7 +362,8 @@ mod tests {
 
     #[test]
     fn contains_once_persists_the_baseline_and_ignores_a_paused_agent() {
-        let (m, mut rx) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let mut rx = wakes.reconcile;
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
             BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
@@ -357,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_restart_keeps_the_learned_baseline() {
-        let (m, _rx) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
         let key = ("agents".to_string(), "bot".to_string());
         let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
         counts.api.insert("list pods".into(), 20);

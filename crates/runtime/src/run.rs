@@ -375,6 +375,16 @@ async fn leadership(
 
 /// The behaviour monitor's clock: judges every agent's window once a second. A panic in one
 /// judgement is logged and the clock goes on (the monitor's lock survives it, see `monitor`).
+/// Contains each agent the monitor triggers on at once, each in a task of its own.
+async fn containment(
+    ctx: Arc<Context>,
+    mut triggered: tokio::sync::mpsc::UnboundedReceiver<(crate::monitor::AgentKey, std::time::Instant)>,
+) {
+    while let Some((key, _)) = triggered.recv().await {
+        tokio::spawn(agent::contain_now(ctx.clone(), key));
+    }
+}
+
 async fn tick(monitor: Arc<Monitor>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -426,7 +436,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 
     let w = Watches::start(&client, &metrics);
     let stores = w.stores.clone();
-    let (monitor, wake) = Monitor::new(metrics.clone());
+    let (monitor, wakes) = Monitor::new(metrics.clone());
     let (performed, request_wake) = crate::records::Performed::new();
     let monitor = Arc::new(monitor);
     if opts.leader.is_some() {
@@ -452,7 +462,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         request_wake,
         opts.concurrency,
     );
-    let agent_controller = agent_controller(w.agent, stores.agents.clone(), ctx.clone(), &lead, wake, opts.concurrency);
+    let agent_controller =
+        agent_controller(w.agent, stores.agents.clone(), ctx.clone(), &lead, wakes.reconcile, opts.concurrency);
+    let containment = containment(ctx.clone(), wakes.contain);
     let roots = w.roots;
     let catalog_controllers = catalog_controllers(client.clone(), ctx.clone(), lead.clone());
 
@@ -473,6 +485,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         _ = catalog_controllers => {}
         _ = roots => {}
         _ = tick(monitor) => {}
+        _ = containment => {}
         r = http => r?,
         r = admission => r?,
         r = audit_sink => r?,

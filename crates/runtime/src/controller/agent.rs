@@ -190,14 +190,15 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     };
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
     let kept = crate::report::kept_baseline(ctx, agent, &key).await?;
+    let held = ctx.holding(&n.ns, &n.name).await;
     let (watch, view) = monitoring(agent, shown.as_ref(), ctx, &key, kept.as_ref(), now);
     let trigger = view.trigger.clone();
     let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
 
     // Apply.
     let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
-    let (applied, issued) =
-        apply_plan(agent, ctx, api, &n, &plan, trigger.map(|t| t.received), was_paused, now).await?;
+    let (applied, issued) = apply_plan(agent, ctx, api, &n, &plan, trigger.as_ref(), was_paused, now).await?;
+    drop(held);
     if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
         workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
     }
@@ -217,7 +218,7 @@ async fn apply_plan(
     api: &Api<SocAgent>,
     n: &Names,
     plan: &Plan,
-    triggered: Option<Instant>,
+    triggered: Option<&crate::monitor::Trigger>,
     was_paused: bool,
     now: Timestamp,
 ) -> Result<(Applied, Option<IssueReason>)> {
@@ -595,31 +596,75 @@ async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
     k8s::delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await.map_err(Into::into)
 }
 
-/// Containment: every RoleBinding first (authorization is checked on every request, so the
-/// agent's next call is refused), then the bound Secret (its tokens die), then the workload.
-async fn contain(ctx: &Context, n: &Names, plan: &Plan, triggered: Option<Instant>, was_paused: bool) -> Result<()> {
-    // From the evidence that triggered it (drift), or from this reconcile (manual, kill switch).
-    let started = triggered.unwrap_or_else(Instant::now);
-    let mut namespaces = managed_namespaces(ctx, n);
-    namespaces.extend(plan.roles.iter().flat_map(|r| r.keys().cloned()));
+/// Every RoleBinding first (authorization is checked on every request, so the agent's next call
+/// is refused), then the bound Secret (its tokens die).
+async fn revoke(ctx: &Context, n: &Names, mut namespaces: BTreeSet<String>) -> Result<()> {
+    namespaces.extend(managed_namespaces(ctx, n));
     namespaces.insert(n.ns.clone());
     // All at once: containment latency is the slowest single delete, not their sum.
     let deletes: Vec<_> = namespaces.into_iter().map(|ns| remove_binding(ctx, n, ns)).collect();
     futures::future::try_join_all(deletes).await?;
-    revoke_secret(ctx, n).await?;
-    if !was_paused || triggered.is_some() {
-        let took = started.elapsed();
-        ctx.metrics.containment_seconds.observe(took.as_secs_f64());
-        if let Some(r) = plan.pause {
-            ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
-            info!(
-                reason = r.as_str(),
-                latency_ms = took.as_secs_f64() * 1000.0,
-                "contained: RoleBindings and token Secret deleted"
-            );
+    revoke_secret(ctx, n).await
+}
+
+fn contained(ctx: &Context, reason: PauseReason, started: Instant, unrecorded: bool) {
+    let took = started.elapsed();
+    ctx.metrics.containment_seconds.observe(took.as_secs_f64());
+    info!(
+        reason = reason.as_str(),
+        unrecorded,
+        latency_ms = took.as_secs_f64() * 1000.0,
+        "contained: RoleBindings and token Secret deleted"
+    );
+}
+
+fn unrecorded(t: &crate::monitor::Trigger) -> bool {
+    t.assessment.signals.iter().any(|s| s.signal == socwarden_api::drift::SignalKind::Unrecorded)
+}
+
+/// Containment within a reconcile: revoke (see `revoke`), then the workload. A trigger the fast
+/// path revoked already was measured there.
+async fn contain(
+    ctx: &Context,
+    n: &Names,
+    plan: &Plan,
+    triggered: Option<&crate::monitor::Trigger>,
+    was_paused: bool,
+) -> Result<()> {
+    // From the evidence that triggered it (drift), or from this reconcile (manual, kill switch).
+    let started = triggered.map(|t| t.received).unwrap_or_else(Instant::now);
+    revoke(ctx, n, plan.roles.iter().flat_map(|r| r.keys().cloned()).collect()).await?;
+    if let Some(r) = plan.pause.filter(|_| !was_paused || triggered.is_some()) {
+        ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
+        if !triggered.is_some_and(|t| t.revoked) {
+            contained(ctx, r, started, triggered.is_some_and(unrecorded));
         }
     }
     Ok(())
+}
+
+/// The fast path of containment: as soon as the monitor sets a trigger, the agent's RoleBindings
+/// and token Secret go, ahead of every reconcile queued before it (with a thousand agents sending
+/// audit traffic the queue holds hundreds). The reconcile woken with it records the pause, scales
+/// the workload and publishes the Events.
+pub async fn contain_now(ctx: Arc<Context>, key: crate::monitor::AgentKey) {
+    let _held = ctx.holding(&key.0, &key.1).await;
+    if !ctx.leading() || !ctx.monitor.triggered(&key) {
+        return;
+    }
+    let Some(agent) = ctx.stores.agents.get(&ObjectRef::new(&key.1).within(&key.0)) else { return };
+    let Ok(n) = Names::of(&agent) else { return };
+    match revoke(&ctx, &n, agent.spec.scope.namespaces.iter().cloned().collect()).await {
+        Ok(()) => {
+            if let Some(t) = ctx.monitor.revoked(&key) {
+                contained(&ctx, PauseReason::Drift, t.received, unrecorded(&t));
+            }
+        }
+        // The reconcile woken with it contains it (the trigger stays).
+        Err(e) => {
+            warn!(agent = %key.1, namespace = %key.0, error = %e, "fast containment failed; the reconcile retries")
+        }
+    }
 }
 
 /// What behaviour monitoring says: the model is kept in line with the spec (and seeded from the
