@@ -162,7 +162,7 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     .collect();
     let with_crds = yaml_docs(&render_chart(&[], false)?)?;
     assert_eq!(kinds(&with_crds), want);
-    assert_eq!(of_kind(&with_crds, "CustomResourceDefinition").len(), 5);
+    assert_eq!(of_kind(&with_crds, "CustomResourceDefinition").len(), 6);
     let d = one(&defaults, "Deployment");
     assert_eq!(d["spec"]["replicas"], 2, "two replicas by default");
     let args = strings(&d["spec"]["template"]["spec"]["containers"][0]["args"]);
@@ -176,6 +176,10 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     )));
     assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == 443 && p["targetPort"] == "webhook"));
     assert_eq!(one(&defaults, "AutonomyPolicy")["spec"]["killSwitch"], false);
+    // Drift scores are on /metrics: by default only a labelled namespace may scrape it, never an
+    // agent's.
+    let scrapers = &one(&defaults, "NetworkPolicy")["spec"]["ingress"][1]["from"][0]["namespaceSelector"];
+    assert_eq!(scrapers["matchLabels"]["socwarden.io/scrape-metrics"], "true", "{scrapers}");
 
     let dir = chart().join("ci");
     let monitoring = render(&[dir.join("monitoring.yaml")])?;

@@ -2,12 +2,21 @@
 //! a simulated clock, exactly as the operator runs it):
 //! - 1,000 agents with Poisson-varying normal traffic, each with its own rates and mix, learned for
 //!   an hour and then watched for an hour at medium sensitivity: false positives (target 0);
-//! - scripted attacks on further agents — scope probing, rate burst, novel action (at high
-//!   sensitivity), gradual mix shift — detected (target all), with the time to detect each.
+//! - scripted attacks on further agents — scope probing, rate burst, novel action refused by a
+//!   human (at high sensitivity), gradual mix shift — detected (target all), with the time to
+//!   detect each;
+//! - approved vs done, through the records layer as the operator runs it (`records::covering`
+//!   first, the statistical model second): the same 1,000 agents' legitimate first use of a rare
+//!   action — an approved request, the covered delete and kubectl's read-back — false positives
+//!   (target 0); and unrecorded in-grant writes on further agents, fed in audit batches of 200 ms:
+//!   detections (target all) and writes that reached the API server before the batch holding the
+//!   first one was judged (target median ≤ 1).
 
 use jiff::{SignedDuration, Timestamp};
 use socwarden_api::Decision;
+use socwarden_core::agent::rbac::Rule;
 use socwarden_core::behaviour::drift::{self, Model, Observation, Sensitivity, Verdict};
+use socwarden_core::behaviour::records::{self, Access, Object, Record};
 use std::time::Duration;
 
 const LEARNING: Duration = Duration::from_secs(3600);
@@ -142,6 +151,119 @@ fn summary(name: &str, times: &[Option<i64>]) {
     );
 }
 
+/// One call of an agent as the audit sink sees it: its observation, and the access the records
+/// layer matches.
+fn access(at_ms: i64, verb: &str, resource: &str, name: &str) -> (Observation, Access) {
+    let at = t0() + SignedDuration::from_millis(at_ms);
+    let a = Access {
+        at,
+        verb: verb.into(),
+        resource: resource.into(),
+        namespace: "web".into(),
+        name: name.into(),
+        code: 200,
+        ..Default::default()
+    };
+    (Observation::api(at, verb, resource, 200), a)
+}
+
+/// The records layer, as `records.rs` and `monitor.rs` run it: a covered call is never novel; a
+/// write no record covers contains at once. Returns whether it contained.
+fn through_records(model: &mut Model, call: (Observation, Access), recs: &[Record]) -> bool {
+    let (mut o, a) = call;
+    match records::covering(&a, recs) {
+        Some(_) => o.recorded = true,
+        None if a.writes() => return true,
+        None => {}
+    }
+    model.observe(o, LEARNING);
+    false
+}
+
+/// Legitimate first use of a rare action: an approved request to delete one pod, the delete it
+/// covers and kubectl's read-back, amid the agent's normal traffic. True when it was paused.
+fn first_use(rng: &mut Rng, p: &Profile, end: i64, at: i64) -> bool {
+    let mut m = learned(rng, p);
+    let victim = format!("victim-{}", rng.next() % 1000);
+    let decided = t0() + SignedDuration::from_millis(at);
+    let grants = vec![Rule::new([""], ["pods"], ["get", "list", "delete"], Vec::<String>::new())];
+    let object = Object { kind: "Pod".into(), namespace: Some("web".into()), name: victim.clone() };
+    let recs = [Record { request: "isolate-1", decision: Decision::AutoApproved, decided_at: decided, grants, objects: vec![object] }];
+    let mut calls: Vec<(Observation, Option<Access>)> =
+        normal(rng, p, end, at + WATCH * 1000).into_iter().map(|o| (o, None)).collect();
+    calls.push((Observation::request(decided, "isolate-pod", &format!("Pod/web/{victim}"), Decision::AutoApproved), None));
+    for (ms, verb, name) in [(2000, "delete", victim.as_str()), (2100, "get", victim.as_str()), (2200, "list", "")] {
+        let (o, a) = access(at + ms, verb, "pods", name);
+        calls.push((o, Some(a)));
+    }
+    calls.sort_by_key(|c| c.0.at);
+    let mut it = calls.into_iter().peekable();
+    let mut t = end;
+    while t < at + WATCH * 1000 {
+        t += TICK_MS;
+        let now = t0() + SignedDuration::from_millis(t);
+        while it.peek().is_some_and(|c| c.0.at <= now) {
+            let (o, a) = it.next().unwrap();
+            let contained = match a {
+                Some(a) => through_records(&mut m, (o, a), &recs),
+                None => {
+                    m.observe(o, LEARNING);
+                    false
+                }
+            };
+            if contained {
+                return true;
+            }
+        }
+        m.advance(now, LEARNING);
+        if drift::judge(m.assess(now, LEARNING), Sensitivity::Medium, true).1 == Verdict::Pause {
+            return true;
+        }
+    }
+    false
+}
+
+/// Unrecorded in-grant writes: from `at`, the agent deletes pods (Poisson, 2 per second) with no
+/// request, amid its normal traffic; the calls reach the sink in audit batches of 200 ms. Returns
+/// the writes that reached the API server up to the end of the batch judged to contain it.
+fn unrecorded_writes(rng: &mut Rng, p: &Profile, end: i64, at: i64) -> Option<usize> {
+    const BATCH_MS: i64 = 200;
+    let mut m = learned(rng, p);
+    let mut writes: Vec<i64> = Vec::new();
+    let mut t = at;
+    while writes.len() < 30 {
+        writes.push(t);
+        t += rng.gap_ms(2.0);
+    }
+    let mut calls: Vec<(Observation, Option<Access>)> =
+        normal(rng, p, end, t).into_iter().map(|o| (o, None)).collect();
+    for (i, w) in writes.iter().enumerate() {
+        let (o, a) = access(*w, "delete", "pods", &format!("web-{i}"));
+        calls.push((o, Some(a)));
+    }
+    calls.sort_by_key(|c| c.0.at);
+    let mut it = calls.into_iter().peekable();
+    let mut batch_end = end;
+    while batch_end < t {
+        batch_end += BATCH_MS;
+        let now = t0() + SignedDuration::from_millis(batch_end);
+        while it.peek().is_some_and(|c| c.0.at <= now) {
+            let (o, a) = it.next().unwrap();
+            let contained = match a {
+                Some(a) => through_records(&mut m, (o, a), &[]),
+                None => {
+                    m.observe(o, LEARNING);
+                    false
+                }
+            };
+            if contained {
+                return Some(writes.iter().filter(|w| **w <= batch_end).count());
+            }
+        }
+    }
+    None
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args
@@ -167,6 +289,18 @@ fn main() {
     }
     println!("normal agents: {n}, watched {WATCH}s each after {}s of learning, medium sensitivity", LEARNING.as_secs());
     println!("false positives: {false_positives}  (target 0)");
+
+    // The same kind of agents use a rare action for the first time, as approved.
+    let mut first_use_paused = 0;
+    for _ in 0..n {
+        let p = profile(&mut rng);
+        if first_use(&mut rng, &p, end, end + 600_000) {
+            first_use_paused += 1;
+        }
+    }
+    println!(
+        "legitimate first use of a rare action (approved request, covered delete, read-back): paused {first_use_paused} of {n}  (target 0)"
+    );
 
     let attack_at = end + 600_000;
     let horizon = attack_at + 900_000;
@@ -196,7 +330,8 @@ fn main() {
         let mut m = learned(&mut rng, &p);
         let mut obs = normal(&mut rng, &p, end, horizon);
         let at = t0() + SignedDuration::from_millis(attack_at);
-        obs.push(Observation::request(at, "disable-user", "User/alice", Decision::Pending));
+        // Asking is not drift (an approved or pending request is a record); a refused one is.
+        obs.push(Observation::request(at, "disable-user", "User/alice", Decision::Denied));
         obs.sort_by_key(|o| o.at);
         novel.push(run(&mut m, obs, end, horizon, Sensitivity::High, attack_at));
 
@@ -220,10 +355,25 @@ fn main() {
         obs.sort_by_key(|o| o.at);
         shift.push(run(&mut m, obs, end, horizon, Sensitivity::Medium, attack_at));
     }
+    let mut unrecorded: Vec<Option<usize>> = Vec::new();
+    for _ in 0..attacks {
+        let p = profile(&mut rng);
+        unrecorded.push(unrecorded_writes(&mut rng, &p, end, attack_at));
+    }
     println!("attacks: {attacks} agents per pattern, starting 10 min after learning, watched 15 min");
     summary("scope probing (403s)", &probing);
     summary("rate burst (20x)", &burst);
     summary("novel action (high)", &novel);
     summary("gradual mix shift (10 min)", &shift);
+    let mut through: Vec<usize> = unrecorded.iter().flatten().copied().collect();
+    through.sort();
+    println!(
+        "{:<28} detected {:>3}/{:<3}  writes before containment: median {} max {}  (target median <= 1)",
+        "unrecorded in-grant writes",
+        through.len(),
+        unrecorded.len(),
+        through.get(through.len() / 2).map_or("-".into(), |v| v.to_string()),
+        through.last().map_or("-".into(), |v| v.to_string())
+    );
     println!("simulated in {:.1}s", started.elapsed().as_secs_f64());
 }
