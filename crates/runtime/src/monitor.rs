@@ -184,7 +184,8 @@ impl Monitor {
             }
         }
         for key in touched {
-            if let Some(e) = entries.get_mut(&key) {
+            // Decided to contain already: nothing more to judge until it is contained.
+            if let Some(e) = entries.get_mut(&key).filter(|e| e.trigger.is_none()) {
                 self.judge(&key, e, received, now);
             }
         }
@@ -232,7 +233,7 @@ impl Monitor {
         let mut entries = self.entries();
         let received = Instant::now();
         for (key, e) in entries.iter_mut() {
-            if !e.paused {
+            if !e.paused && e.trigger.is_none() {
                 self.judge(key, e, received, now);
             }
         }
@@ -328,10 +329,13 @@ impl Monitor {
         }
     }
 
-    /// The containment was recorded: forget the trigger.
+    /// The containment was recorded: forget the trigger, and show what contained the agent.
     pub fn contained(&self, key: &AgentKey) {
         if let Some(e) = self.entries().get_mut(key) {
-            e.trigger = None;
+            if let Some(t) = e.trigger.take() {
+                e.shown = Some((t.assessment, t.at));
+            }
+            e.report = None;
             e.paused = true;
         }
     }

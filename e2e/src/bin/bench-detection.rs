@@ -188,10 +188,19 @@ fn first_use(rng: &mut Rng, p: &Profile, end: i64, at: i64) -> bool {
     let decided = t0() + SignedDuration::from_millis(at);
     let grants = vec![Rule::new([""], ["pods"], ["get", "list", "delete"], Vec::<String>::new())];
     let object = Object { kind: "Pod".into(), namespace: Some("web".into()), name: victim.clone() };
-    let recs = [Record { request: "isolate-1", decision: Decision::AutoApproved, decided_at: decided, grants, objects: vec![object] }];
+    let recs = [Record {
+        request: "isolate-1",
+        decision: Decision::AutoApproved,
+        decided_at: decided,
+        grants,
+        objects: vec![object],
+    }];
     let mut calls: Vec<(Observation, Option<Access>)> =
         normal(rng, p, end, at + WATCH * 1000).into_iter().map(|o| (o, None)).collect();
-    calls.push((Observation::request(decided, "isolate-pod", &format!("Pod/web/{victim}"), Decision::AutoApproved), None));
+    calls.push((
+        Observation::request(decided, "isolate-pod", &format!("Pod/web/{victim}"), Decision::AutoApproved),
+        None,
+    ));
     for (ms, verb, name) in [(2000, "delete", victim.as_str()), (2100, "get", victim.as_str()), (2200, "list", "")] {
         let (o, a) = access(at + ms, verb, "pods", name);
         calls.push((o, Some(a)));
@@ -235,8 +244,7 @@ fn unrecorded_writes(rng: &mut Rng, p: &Profile, end: i64, at: i64) -> Option<us
         writes.push(t);
         t += rng.gap_ms(2.0);
     }
-    let mut calls: Vec<(Observation, Option<Access>)> =
-        normal(rng, p, end, t).into_iter().map(|o| (o, None)).collect();
+    let mut calls: Vec<(Observation, Option<Access>)> = normal(rng, p, end, t).into_iter().map(|o| (o, None)).collect();
     for (i, w) in writes.iter().enumerate() {
         let (o, a) = access(*w, "delete", "pods", &format!("web-{i}"));
         calls.push((o, Some(a)));

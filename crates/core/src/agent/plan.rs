@@ -152,7 +152,7 @@ pub fn status(
     let mut conds = previous.map(|s| s.conditions.clone()).unwrap_or_default();
     for (type_, (ok, reason, message)) in [
         (conditions::INVALID_SPEC, invalid_spec(plan)),
-        (conditions::PAUSED, paused(plan, pause.as_ref())),
+        (conditions::PAUSED, paused(plan, pause.as_ref(), previous)),
         (conditions::CREDENTIALS_ISSUED, credentials_issued(name, plan, applied)),
         (conditions::PROMOTION_PENDING, promotion_pending(plan)),
         (conditions::READY, ready(plan, phase)),
@@ -213,9 +213,21 @@ fn invalid_spec(plan: &Plan) -> Verdict {
     }
 }
 
-fn paused(plan: &Plan, pause: Option<&socwarden_api::PauseStatus>) -> Verdict {
+/// While a pause holds (same id), its condition keeps saying what caused it: the assessment that
+/// contained the agent, not whatever the model says later.
+fn paused(plan: &Plan, pause: Option<&socwarden_api::PauseStatus>, previous: Option<&SocAgentStatus>) -> Verdict {
+    let held = |p: &socwarden_api::PauseStatus, reason: &str| {
+        let before = previous?;
+        let same = before.pause.as_ref().is_some_and(|b| b.id == p.id);
+        let c = conditions::find(&before.conditions, conditions::PAUSED)?;
+        (same && c.status == "True" && c.reason == reason).then(|| c.message.clone())
+    };
     match (plan.pause, pause) {
-        (Some(r), Some(p)) => (true, r.as_str(), pause_message(r, &p.id, plan.monitoring.drift.as_ref())),
+        (Some(r), Some(p)) => {
+            let message =
+                held(p, r.as_str()).unwrap_or_else(|| pause_message(r, &p.id, plan.monitoring.drift.as_ref()));
+            (true, r.as_str(), message)
+        }
         _ => (false, reason::NOT_PAUSED, "the agent is not paused".into()),
     }
 }

@@ -286,7 +286,7 @@ async fn report(
     k8s::write_status(api, agent, &ctx.status_written, previous, &status, None).await?;
     if view.drift.is_some() || view.baseline.is_some() {
         let report = socwarden_core::behaviour::report::status(
-            reported.as_ref(),
+            reported.map(|r| r.previous()).as_ref(),
             view.drift.clone(),
             view.baseline.clone(),
             view.bounds.clone(),
