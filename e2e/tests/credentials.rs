@@ -128,6 +128,9 @@ async fn tier_and_scope_changes_move_the_grants() -> Result<()> {
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read, &isolate], &[scope]);
     a.spec.policy_ref = open.clone();
+    // This test probes the grants themselves, writing with them without filing requests: an
+    // unrecorded write would contain the agent (records.rs tests that), so drift only reports.
+    a.spec.baseline.on_drift = socwarden_api::OnDrift::Alert;
     a.spec.approvers.users = vec!["lead-a".into()];
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;

@@ -126,9 +126,11 @@ pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
             None => "(non-resource)".into(),
         };
         let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
-        // A call refused by authorization did not happen: it is an out-of-scope attempt.
+        // Only a call that succeeded acted: one refused by authorization is an out-of-scope
+        // attempt, one refused by admission or failing (a request the webhook refused, a delete
+        // of what is gone) changed nothing. Both stay observations for the statistics.
         let access = match &e.object_ref {
-            Some(r) if code != 401 && code != 403 => Some(Access {
+            Some(r) if (200..400).contains(&code) => Some(Access {
                 at,
                 verb: e.verb.clone(),
                 group: r.api_group.clone(),
@@ -204,17 +206,21 @@ mod tests {
     }
 
     #[test]
-    fn calls_that_got_past_authorization_are_accesses() {
+    fn only_calls_that_succeeded_are_accesses() {
         let mut delete = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 200);
         delete["objectRef"]["name"] = json!("web-1");
         let refused = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 403);
         let missing = event("system:serviceaccount:agents:warden-bot", "patch", "pods", 404);
-        let obs = parse(&list(vec![delete, refused, missing]), Timestamp::UNIX_EPOCH).unwrap();
+        let mut denied = event("system:serviceaccount:agents:warden-bot", "create", "actionrequests", 400);
+        denied["objectRef"]["apiGroup"] = json!("socwarden.io");
+        let obs = parse(&list(vec![delete, refused, missing, denied]), Timestamp::UNIX_EPOCH).unwrap();
         let w = obs[0].access.as_ref().expect("an access");
         assert!(w.writes());
         assert_eq!(w.to_string(), "delete pods web/web-1 → 200");
         assert_eq!(obs[1].access, None, "refused by authorization: an out-of-scope attempt, not a write");
-        assert!(obs[2].access.as_ref().is_some_and(|a| a.writes()), "authorized, whatever became of it");
+        assert_eq!(obs[2].access, None, "failed: nothing changed");
+        assert_eq!(obs[3].access, None, "a request the webhook refused is not an unrecorded write");
+        assert_eq!(obs.len(), 4, "all four are observations for the statistics");
     }
 
     #[test]
