@@ -59,3 +59,75 @@ async fn with_the_webhook_unreachable_requests_and_approvals_fail_closed_and_the
     .await?;
     Ok(())
 }
+
+/// Invariant: an operator SIGKILLed while the kill switch pauses 200 agents finishes the job once
+/// restarted — every agent paused soon after the restart (target 10 s) — and no RoleBinding of
+/// theirs comes back at any moment in between.
+#[tokio::test]
+async fn an_operator_killed_while_pausing_200_agents_pauses_them_all_once_restarted() -> Result<()> {
+    use futures::StreamExt;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use kube::runtime::watcher;
+    const N: usize = 200;
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    let run = unique("mass");
+    let label = format!("fault-run={run}");
+    // One reconcile at a time: pausing 200 agents then takes long enough to be interrupted.
+    let mut op = Operator::start_with(&["--concurrency", "1"]).await?;
+    let agents = Api::<SocAgent>::namespaced(s.admin.clone(), &home);
+    for i in 0..N {
+        let mut a = agent(&format!("agent-{i:03}"), &home, Tier::Supervised, &[], &[&home]);
+        a.metadata.labels = Some([("fault-run".to_string(), run.clone())].into());
+        agents.create(&Default::default(), &a).await?;
+    }
+    wait_all_agents(&s.admin, &label, N, ready, Duration::from_secs(180)).await?;
+
+    // From the kill switch on, every creation or change of an agent's RoleBinding is recorded.
+    let bindings = Api::<RoleBinding>::namespaced(s.admin.clone(), &home);
+    let selector = format!("{}={home}", socwarden_core::agent::credentials::AGENT_NAMESPACE_LABEL);
+    let came_back = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (listed, watching) = tokio::sync::oneshot::channel();
+    let watch = {
+        let (bindings, selector, came_back) = (bindings.clone(), selector.clone(), came_back.clone());
+        tokio::spawn(async move {
+            let mut listed = Some(listed);
+            let mut events = std::pin::pin!(watcher(bindings, watcher::Config::default().labels(&selector)));
+            while let Some(e) = events.next().await {
+                match e {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = listed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(_)) => {
+                        came_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    watching.await?;
+    let ks = KillSwitch::new();
+    ks.set(&s.admin, true).await?;
+    let remaining = wait_for("the pausing under way", T, || async {
+        let n = bindings.list_metadata(&ListParams::default().labels(&selector)).await?.items.len();
+        Ok((n < N).then_some(n))
+    })
+    .await?;
+    op.kill();
+    let left = bindings.list_metadata(&ListParams::default().labels(&selector)).await?.items.len();
+    assert!(left > 0, "the operator paused all {N} before it could be killed: nothing was interrupted");
+    println!("killed with {left} of {N} agents still to pause ({remaining} when the pausing was first seen)");
+
+    let restarted = std::time::Instant::now();
+    let _op = Operator::start().await?;
+    let paused = |a: &SocAgent| condition(a, "Paused").is_some_and(|c| c.status == "True");
+    wait_all_agents(&s.admin, &label, N, paused, Duration::from_secs(10)).await?;
+    println!("all {N} paused {:.1}s after the restart began", restarted.elapsed().as_secs_f64());
+    assert!(bindings.list_metadata(&ListParams::default().labels(&selector)).await?.items.is_empty());
+    watch.abort();
+    assert_eq!(came_back.load(std::sync::atomic::Ordering::Relaxed), 0, "a RoleBinding came back during the pausing");
+    Ok(())
+}

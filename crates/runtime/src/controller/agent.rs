@@ -197,8 +197,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
 
     // Apply.
     let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
-    let (applied, issued) = apply_plan(agent, ctx, api, &n, &plan, trigger.as_ref(), was_paused, now).await?;
-    drop(held);
+    let (applied, issued) = apply_plan(agent, ctx, api, &n, &plan, trigger.as_ref(), was_paused, held, now).await?;
     if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
         workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
     }
@@ -220,6 +219,7 @@ async fn apply_plan(
     plan: &Plan,
     triggered: Option<&crate::monitor::Trigger>,
     was_paused: bool,
+    held: tokio::sync::OwnedMutexGuard<()>,
     now: Timestamp,
 ) -> Result<(Applied, Option<IssueReason>)> {
     let finalizer = async {
@@ -244,6 +244,9 @@ async fn apply_plan(
         }
     };
     let ((), (), secret) = tokio::try_join!(finalizer, grant(agent, ctx, n, roles), token)?;
+    // The bindings are written: the fast containment path may go (a token issued after it
+    // deleted the Secret is bound to a Secret that is gone).
+    drop(held);
     let Some((secret, want)) = secret else {
         return Ok((Applied::default(), None));
     };
@@ -284,7 +287,10 @@ async fn report(
     };
     publish_transitions(agent, ctx, previous, &status, &changes);
     k8s::write_status(api, agent, &ctx.status_written, previous, &status, None).await?;
-    if view.drift.is_some() || view.baseline.is_some() {
+    // Only once there is something to report: a new agent has no report (two writes each, at
+    // convergence, for "learning, nothing observed yet").
+    let learning = |d: &socwarden_api::DriftStatus| d.state == socwarden_api::drift::State::Learning;
+    if view.baseline.is_some() || view.drift.as_ref().is_some_and(|d| !learning(d)) {
         let report = socwarden_core::behaviour::report::status(
             reported.map(|r| r.previous()).as_ref(),
             view.drift.clone(),
@@ -634,6 +640,8 @@ async fn contain(
     // From the evidence that triggered it (drift), or from this reconcile (manual, kill switch).
     let started = triggered.map(|t| t.received).unwrap_or_else(Instant::now);
     revoke(ctx, n, plan.roles.iter().flat_map(|r| r.keys().cloned()).collect()).await?;
+    // Still under the agent's lock: the fast path, next in line for it, has nothing left to do.
+    ctx.monitor.revoked(&(n.ns.clone(), n.name.clone()));
     if let Some(r) = plan.pause.filter(|_| !was_paused || triggered.is_some()) {
         ctx.metrics.pauses.with_label_values(&[r.as_str()]).inc();
         if !triggered.is_some_and(|t| t.revoked) {
@@ -657,6 +665,7 @@ pub async fn contain_now(ctx: Arc<Context>, key: crate::monitor::AgentKey) {
     match revoke(&ctx, &n, agent.spec.scope.namespaces.iter().cloned().collect()).await {
         Ok(()) => {
             if let Some(t) = ctx.monitor.revoked(&key) {
+                let _agent = tracing::info_span!("contain", agent = %key.1, namespace = %key.0).entered();
                 contained(&ctx, PauseReason::Drift, t.received, unrecorded(&t));
             }
         }
