@@ -4,7 +4,6 @@
 
 use crate::context::Context;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use socwarden_api::{
     BaselineStatus, Condition, DriftReport, DriftReportSpec, DriftReportStatus, DriftStatus, SocAgent,
@@ -87,14 +86,7 @@ pub async fn write(ctx: &Context, agent: &SocAgent, key: &AgentKey, status: &Dri
                 name: Some(key.1.clone()),
                 namespace: Some(key.0.clone()),
                 labels: Some(socwarden_core::agent::credentials::labels(&key.0, &key.1)),
-                owner_references: Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                    api_version: SocAgent::api_version(&()).to_string(),
-                    kind: SocAgent::kind(&()).to_string(),
-                    name: agent.name_any(),
-                    uid: agent.uid().unwrap_or_default(),
-                    controller: Some(true),
-                    block_owner_deletion: None,
-                }]),
+                owner_references: Some(vec![crate::controller::agent::owner_ref(agent)]),
                 ..Default::default()
             },
             spec: DriftReportSpec { agent: key.1.clone() },

@@ -126,7 +126,8 @@ impl Names {
     }
 }
 
-fn owner_ref(agent: &SocAgent) -> OwnerReference {
+/// The agent as the controlling owner of an object in its namespace.
+pub fn owner_ref(agent: &SocAgent) -> OwnerReference {
     OwnerReference {
         api_version: SocAgent::api_version(&()).to_string(),
         kind: SocAgent::kind(&()).to_string(),
