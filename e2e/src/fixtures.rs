@@ -71,6 +71,17 @@ impl Scene {
         Ok(Self { admin, ns })
     }
 
+    /// The same world on the local control plane, whose API server sends its audit events to the
+    /// operator's sink (what the behaviour tests need).
+    pub async fn audited() -> Result<Self> {
+        if crate::cluster::audit_port().is_none() || crate::cluster::external_cluster() {
+            anyhow::bail!(
+                "these tests need the local control plane, whose API server sends its audit events to the operator (e2e/cluster up)"
+            );
+        }
+        Self::new().await
+    }
+
     /// Where the agents live.
     pub fn home(&self) -> &str {
         self.ns.get(0)

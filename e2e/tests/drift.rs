@@ -2,7 +2,7 @@
 //! short learning period of normal activity, done by the agent with its own token, misbehaviour is
 //! contained (403 at once, 401 within 15 s, workload at zero) and explained; normal variation is not.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
@@ -23,16 +23,7 @@ struct World {
 }
 
 async fn world() -> Result<World> {
-    if audit_port().is_none() || external_cluster() {
-        bail!(
-            "these tests need the local control plane, whose API server sends its audit events to the operator (e2e/cluster up)"
-        );
-    }
-    let admin = admin().await?;
-    install_crds(&admin).await?;
-    default_policy(&admin).await?;
-    apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
-    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let Scene { admin, ns } = Scene::audited().await?;
     let (read, enrich) = (unique("read"), unique("enrich"));
     // `read` also lets the agent read ConfigMaps, which it never does while learning. `enrich`
     // needs approval at the supervised tier.

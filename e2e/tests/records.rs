@@ -3,7 +3,7 @@
 //! own token — kubectl (discovery, access reviews and all) or a plain client — after a learning
 //! period in which it only listed pods and never used the action it then uses.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -22,16 +22,7 @@ struct World {
 }
 
 async fn world() -> Result<World> {
-    if audit_port().is_none() || external_cluster() {
-        bail!(
-            "these tests need the local control plane, whose API server sends its audit events to the operator (e2e/cluster up)"
-        );
-    }
-    let admin = admin().await?;
-    install_crds(&admin).await?;
-    default_policy(&admin).await?;
-    apply_yaml(&admin, &std::fs::read_to_string(repo().join("examples/05-people.yaml"))?).await?;
-    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let Scene { admin, ns } = Scene::audited().await?;
     let (read, delete) = (unique("read"), unique("delete-pod"));
     apply_yaml(
         &admin,
