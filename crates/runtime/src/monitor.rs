@@ -80,14 +80,14 @@ pub struct Monitor {
     active: std::sync::atomic::AtomicBool,
     wake: mpsc::UnboundedSender<ObjectRef<SocAgent>>,
     /// Containment goes out at once, ahead of every queued reconcile (see `contain_now`).
-    contain: mpsc::UnboundedSender<(AgentKey, Instant)>,
+    contain: mpsc::UnboundedSender<AgentKey>,
     metrics: crate::metrics::Metrics,
 }
 
 /// The receiving ends of the monitor's wakes: agents to reconcile, agents to contain now.
 pub struct Wakes {
     pub reconcile: mpsc::UnboundedReceiver<ObjectRef<SocAgent>>,
-    pub contain: mpsc::UnboundedReceiver<(AgentKey, Instant)>,
+    pub contain: mpsc::UnboundedReceiver<AgentKey>,
 }
 
 /// How often an unchanged assessment is refreshed in the status at most.
@@ -141,10 +141,14 @@ impl Monitor {
         }
     }
 
-    /// A trigger was set: revoke at once, and reconcile (status, workload, Events) after.
-    fn contain(&self, key: &AgentKey, received: Instant) {
+    /// Decides to contain: the trigger is set, the credentials go at once (`contain_now`), and the
+    /// reconcile (status, workload, Events) follows.
+    fn trip(&self, key: &AgentKey, e: &mut Entry, assessment: Assessment, received: Instant, now: Timestamp) {
+        e.trigger = Some(Trigger { received, assessment, at: now, revoked: false });
+        e.last_wake = Some(Instant::now());
+        self.metrics.drift_detections.with_label_values(&["pause"]).inc();
         if self.active.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = self.contain.send((key.clone(), received));
+            let _ = self.contain.send(key.clone());
         }
         self.wake(key);
     }
@@ -217,13 +221,11 @@ impl Monitor {
         let a = Assessment { state: drift::State::Drifting, score: 1.0, signals: vec![signal] };
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
         e.shown = Some((a.clone(), now));
-        e.last_wake = Some(Instant::now());
         if e.pause_on_drift {
-            self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-            e.trigger = Some(Trigger { received, assessment: a, at: now, revoked: false });
-            self.contain(key, received);
+            self.trip(key, e, a, received, now);
         } else {
             e.report = Some((a, now));
+            e.last_wake = Some(Instant::now());
             self.wake(key);
         }
     }
@@ -246,10 +248,7 @@ impl Monitor {
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
         let mut wake = false;
         if verdict == Verdict::Pause && e.trigger.is_none() {
-            e.trigger = Some(Trigger { received, assessment: a.clone(), at: now, revoked: false });
-            self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-            self.contain(key, received);
-            e.last_wake = Some(Instant::now());
+            self.trip(key, e, a.clone(), received, now);
         }
         if verdict == Verdict::Report && a.state != drift::State::Drifting {
             let new = e.report.as_ref().or(e.shown.as_ref()).is_none_or(|(s, _)| signal_names(s) != signal_names(&a));

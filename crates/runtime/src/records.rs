@@ -11,7 +11,7 @@ use socwarden_core::admission::identity::AgentKey;
 use socwarden_core::agent::rbac::Rule;
 use socwarden_core::behaviour::audit::Call;
 use socwarden_core::behaviour::drift::Observation;
-use socwarden_core::behaviour::records::{self, Access, Object, Record};
+use socwarden_core::behaviour::records::{self, Access, Record};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 #[derive(Default)]
 pub struct Checked {
     pub observations: Vec<(AgentKey, Observation)>,
-    /// Accesss no record covers, per agent (the first of each agent is enough to contain it).
+    /// Writes no record covers, per agent (the first of each agent is enough to contain it).
     pub unrecorded: Vec<(AgentKey, Access)>,
 }
 
@@ -40,7 +40,7 @@ impl Performed {
     fn add(&self, uid: String, request: ObjectRef<ActionRequest>, w: Access) {
         let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
         let writes = map.entry(uid).or_default();
-        // A flood of covered writes is counted by the status, not kept here without bound.
+        // Bounded: beyond this, covered writes waiting for the status are not kept (nor counted).
         if writes.len() < 10 * records::MAX_KEPT {
             writes.push(w);
         }
@@ -71,20 +71,11 @@ fn records_of<'a>(ctx: &Context, requests: &'a [Arc<ActionRequest>]) -> (Vec<Rec
         .iter()
         .filter_map(|r| {
             let status = ctx.request_status_written.shown_by(r.as_ref(), r.status.as_ref())?;
-            let decision = status.decision.filter(|d| d.runs())?;
-            let decided_at = status.decided_at.as_ref()?.parse().ok()?;
+            status.decision.filter(|d| d.runs())?;
             let action = ctx.stores.actions.get(&ObjectRef::new(&r.spec.action))?;
             let grants = action.spec.grants.iter().map(Rule::from_grant).collect();
-            let t = &r.spec.target;
-            let mut objects =
-                vec![Object { kind: t.kind.clone(), namespace: t.namespace.clone(), name: t.name.clone() }];
-            objects.extend(status.effect.iter().map(|e| Object {
-                kind: e.kind.clone(),
-                namespace: e.namespace.clone(),
-                name: e.name.clone(),
-            }));
-            let request = r.metadata.name.as_deref().unwrap_or_default();
-            Some((Record { request, decision, decided_at, grants, objects }, r.as_ref()))
+            let name = r.metadata.name.as_deref().unwrap_or_default();
+            Some((Record::of(name, &r.spec, &status, grants)?, r.as_ref()))
         })
         .unzip()
 }
@@ -93,8 +84,8 @@ fn records_of<'a>(ctx: &Context, requests: &'a [Arc<ActionRequest>]) -> (Vec<Rec
 /// calls are refused by design) are not looked up. The request cache is read once per batch.
 pub fn check(ctx: &Context, calls: Vec<Call>, skip: impl Fn(&AgentKey) -> bool) -> Checked {
     let mut out = Checked::default();
-    let wanted: HashSet<AgentKey> =
-        calls.iter().filter(|c| c.access.is_some() && !skip(&c.agent)).map(|c| c.agent.clone()).collect();
+    let mut wanted: HashSet<AgentKey> = calls.iter().filter(|c| c.access.is_some()).map(|c| c.agent.clone()).collect();
+    wanted.retain(|agent| !skip(agent));
     let mut requests: HashMap<AgentKey, Vec<Arc<ActionRequest>>> = HashMap::new();
     if !wanted.is_empty() {
         for r in ctx.stores.requests.state() {

@@ -373,18 +373,15 @@ async fn leadership(
     }
 }
 
-/// The behaviour monitor's clock: judges every agent's window once a second. A panic in one
-/// judgement is logged and the clock goes on (the monitor's lock survives it, see `monitor`).
 /// Contains each agent the monitor triggers on at once, each in a task of its own.
-async fn containment(
-    ctx: Arc<Context>,
-    mut triggered: tokio::sync::mpsc::UnboundedReceiver<(crate::monitor::AgentKey, std::time::Instant)>,
-) {
-    while let Some((key, _)) = triggered.recv().await {
+async fn containment(ctx: Arc<Context>, mut triggered: tokio::sync::mpsc::UnboundedReceiver<crate::monitor::AgentKey>) {
+    while let Some(key) = triggered.recv().await {
         tokio::spawn(agent::contain_now(ctx.clone(), key));
     }
 }
 
+/// The behaviour monitor's clock: judges every agent's window once a second. A panic in one
+/// judgement is logged and the clock goes on (the monitor's lock survives it, see `monitor`).
 async fn tick(monitor: Arc<Monitor>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {

@@ -195,7 +195,7 @@ pub fn learn(b: &mut Baseline, o: &Observation) -> Vec<Bound> {
             note(remember(&mut b.targets, target, MAX_TARGETS), Bound::Targets);
             note(remember(&mut b.target_scopes, scope, MAX_COARSE), Bound::TargetScopes);
             note(remember(&mut b.target_kinds, kind, MAX_COARSE), Bound::TargetKinds);
-            if decision.is_final() && *decision != socwarden_api::Decision::Rejected {
+            if decision.is_final() {
                 b.decided += 1;
                 if matches!(decision, socwarden_api::Decision::Denied | socwarden_api::Decision::Expired) {
                     b.denied += 1;

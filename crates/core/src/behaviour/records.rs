@@ -17,7 +17,7 @@
 
 use crate::agent::rbac::Rule;
 use jiff::{SignedDuration, Timestamp};
-use socwarden_api::{Decision, ExecutionState, ExecutionStatus, PerformedCall};
+use socwarden_api::{ActionRequestSpec, ActionRequestStatus, Decision, ExecutionState, ExecutionStatus, PerformedCall};
 
 /// How long after its decision a request that names objects covers the agent's writes to them.
 pub const ACT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
@@ -91,12 +91,6 @@ pub struct Object {
     pub name: String,
 }
 
-/// How long after its decision a request covers writes: long when it names the objects (the
-/// match is exact), short when it does not.
-pub fn window(names_objects: bool) -> SignedDuration {
-    if names_objects { ACT_WINDOW } else { UNTARGETED_WINDOW }
-}
-
 /// A decided request of the agent, as far as covering its writes goes.
 #[derive(Clone, Debug)]
 pub struct Record<'a> {
@@ -109,15 +103,37 @@ pub struct Record<'a> {
     pub objects: Vec<Object>,
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
+    /// The record a decided request (`request` is its name) makes: its target and the objects of
+    /// its effect are what it names. `None` until it is decided.
+    pub fn of(
+        request: &'a str,
+        spec: &ActionRequestSpec,
+        status: &ActionRequestStatus,
+        grants: Vec<Rule>,
+    ) -> Option<Self> {
+        let decision = status.decision?;
+        let decided_at = status.decided_at.as_ref()?.parse().ok()?;
+        let t = &spec.target;
+        let target = Object { kind: t.kind.clone(), namespace: t.namespace.clone(), name: t.name.clone() };
+        let effect = status.effect.iter().map(|e| Object {
+            kind: e.kind.clone(),
+            namespace: e.namespace.clone(),
+            name: e.name.clone(),
+        });
+        let objects = std::iter::once(target).chain(effect).collect();
+        Some(Self { request, decision, decided_at, grants, objects })
+    }
+
     /// Whether the request names a Kubernetes object (a namespaced target or effect).
     pub fn names_objects(&self) -> bool {
         self.objects.iter().any(|o| o.namespace.is_some())
     }
 
-    /// How long after its decision it covers writes.
+    /// How long after its decision it covers writes: long when it names the objects (the match is
+    /// exact), short when it does not.
     pub fn window(&self) -> SignedDuration {
-        window(self.names_objects())
+        if self.names_objects() { ACT_WINDOW } else { UNTARGETED_WINDOW }
     }
 
     /// Until when it covers writes.
@@ -312,6 +328,37 @@ mod tests {
         assert!(covering(&configmaps, &r).is_none(), "granted, but not what the request is about");
         assert!(covering(&read("get", "a", 800), &r).is_none(), "not once the window closed");
         assert!(covering(&read("watch", "a", 101), &r).is_none(), "not beyond the grants");
+    }
+
+    #[test]
+    fn a_decided_request_names_its_target_and_effect() {
+        use socwarden_api::{EffectObject, Target};
+        let spec = ActionRequestSpec {
+            target: Target { kind: "Pod".into(), name: "a".into(), namespace: Some("web".into()) },
+            ..Default::default()
+        };
+        let np = EffectObject {
+            kind: "NetworkPolicy".into(),
+            namespace: Some("web".into()),
+            name: "iso".into(),
+            via: "written".into(),
+        };
+        let mut status = ActionRequestStatus { effect: vec![np], ..Default::default() };
+        assert!(Record::of("r1", &spec, &status, vec![]).is_none(), "undecided");
+        status.decision = Some(Decision::AutoApproved);
+        status.decided_at = Some(t(100).to_string());
+        let r = Record::of("r1", &spec, &status, vec![]).unwrap();
+        assert_eq!(
+            r.objects,
+            vec![pod("a"), Object { kind: "NetworkPolicy".into(), namespace: Some("web".into()), name: "iso".into() }]
+        );
+        assert_eq!(r.open_until(), t(100 + 600));
+        let ip = ActionRequestSpec {
+            target: Target { kind: "IP".into(), name: "203.0.113.9".into(), namespace: None },
+            ..spec
+        };
+        let bare = ActionRequestStatus { effect: vec![], ..status };
+        assert_eq!(Record::of("r2", &ip, &bare, vec![]).unwrap().open_until(), t(160), "names no object: a minute");
     }
 
     #[test]

@@ -132,14 +132,14 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
 /// sink) and, for an action the agent performs itself, that it was not acted on once its window
 /// closed (`records::account`). Returns how long the window is still open.
 async fn account(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<Option<Duration>, Error> {
-    let Some(decided_at) = status.decided_at.as_ref().and_then(|t| t.parse::<Timestamp>().ok()) else {
+    let name = req.name_any();
+    let Some(record) = records::Record::of(&name, &req.spec, status, Vec::new()) else {
         return Ok(None);
     };
+    let open_until = record.open_until();
     let uid = req.uid().unwrap_or_default();
     let agent_acts =
         ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).is_some_and(|a| a.spec.execution.is_none());
-    let names_objects = req.spec.target.namespace.is_some() || status.effect.iter().any(|e| e.namespace.is_some());
-    let open_until = decided_at.checked_add(records::window(names_objects)).unwrap_or(Timestamp::MAX);
     let writes = ctx.performed.pending(&uid);
     let now = Timestamp::now();
     if let Some(execution) = records::account(status.execution.as_ref(), &writes, agent_acts, open_until, now) {
