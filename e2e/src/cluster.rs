@@ -242,3 +242,25 @@ pub fn kubectl() -> String {
         .and_then(|text| text.lines().find_map(|l| l.strip_prefix("KUBECTL=")).map(String::from))
         .unwrap_or_else(|| "kubectl".into())
 }
+
+/// Runs `e2e/cluster ARGS…` on the local control plane (the fault tests stop and start its parts).
+pub fn control_plane(args: &[&str]) -> Result<()> {
+    if external_cluster() {
+        return Err(anyhow!("fault tests need the local control plane (e2e/cluster up), not KUBECONFIG"));
+    }
+    let out = std::process::Command::new(repo().join("e2e/cluster"))
+        .args(args)
+        .env("SOC_WARDEN_CLUSTER_DIR", cluster_dir())
+        .stdout(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(anyhow!("e2e/cluster {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+/// The process id of the local control plane's etcd (the first line of `e2e/.cluster/pids`).
+pub fn etcd_pid() -> Result<u32> {
+    let pids = std::fs::read_to_string(cluster_dir().join("pids")).context("reading the cluster's pids")?;
+    Ok(pids.lines().next().ok_or_else(|| anyhow!("no etcd pid"))?.trim().parse()?)
+}

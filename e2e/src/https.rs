@@ -84,3 +84,13 @@ pub async fn post(
     s.flush().await?;
     Ok(read_response(&mut s).await)
 }
+
+/// POSTs `body` to `path` presenting `Authorization: Bearer <token>`; (status, body).
+pub async fn post_bearer(port: u16, path: &str, body: &[u8], ca: &str, token: &str) -> Result<(u16, String)> {
+    let mut s = connect(port, ca, None).await?;
+    let head = post_head(path, body.len()).replacen("\r\n", &format!("\r\nAuthorization: Bearer {token}\r\n"), 1);
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    s.flush().await?;
+    Ok(read_response(&mut s).await)
+}

@@ -37,6 +37,15 @@ pub fn decision_log() -> PathBuf {
     repo().join("target/e2e-logs/decisions.jsonl")
 }
 
+/// Lines of the decision log about one request.
+pub fn logged(request: &str, ns: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(decision_log()).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["request"] == request && v["namespace"] == ns)
+        .collect()
+}
+
 /// The chart renderer `e2e/test` builds from `e2e/render` (Helm itself is not installable here).
 pub fn renderer() -> PathBuf {
     repo().join("target/render")
@@ -255,6 +264,11 @@ impl Operator {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The HTTP status `/readyz` answers.
+    pub async fn readyz(&self) -> Result<u16> {
+        Ok(http_get(&format!("http://127.0.0.1:{}/readyz", self.metrics_port)).await?.0)
     }
 
     pub async fn metrics(&self) -> Result<String> {

@@ -248,15 +248,6 @@ async fn low_risk_runs_alone_protected_targets_are_refused_and_budgets_reject() 
     Ok(())
 }
 
-/// Lines of the decision log about one request.
-fn logged(request: &str, ns: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(decision_log()).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["request"] == request && v["namespace"] == ns)
-        .collect()
-}
-
 #[tokio::test]
 async fn an_approved_isolation_applies_exactly_once_across_a_restart_and_rolls_back() -> Result<()> {
     let w = world().await?;

@@ -108,6 +108,8 @@ pub struct Context {
     pub issued: Mutex<HashMap<String, IssuedMemo>>,
     pub status_written: StatusMemo<SocAgentStatus>,
     pub request_status_written: StatusMemo<ActionRequestStatus>,
+    /// Finished executions whose status write failed, by request UID (see `request::finish`).
+    pub unwritten: Mutex<HashMap<String, ActionRequestStatus>>,
     /// One decision at a time per agent (see `turn`).
     turns: Mutex<HashMap<AgentKey, Turn>>,
     /// One change of an agent's grants at a time (see `holding`).
@@ -149,6 +151,7 @@ impl Context {
             issued: Mutex::new(HashMap::new()),
             status_written: StatusMemo::default(),
             request_status_written: StatusMemo::default(),
+            unwritten: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
         }

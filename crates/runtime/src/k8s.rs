@@ -23,6 +23,8 @@ pub fn category(e: &kube::Error) -> &'static str {
         kube::Error::Api(s) if s.code == 409 => "conflict",
         kube::Error::Api(s) if s.code == 403 => "forbidden",
         kube::Error::Api(s) if s.code == 404 => "not-found",
+        // Overloaded, restarting, or its storage gone: worth trying again soon.
+        kube::Error::Api(s) if s.code >= 500 || s.code == 429 => "unavailable",
         kube::Error::Api(_) => "api",
         _ => "transport",
     }

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub audit_events: IntCounterVec,
     pub unrecorded_writes: prometheus::IntCounter,
     pub baseline_bounds: IntCounterVec,
+    pub leadership_lost: prometheus::IntCounter,
+    /// 1 while the API server answers its readiness check (see `run::api_reachability`).
+    pub api_reachable: prometheus::IntGauge,
 }
 
 impl Default for Metrics {
@@ -135,7 +138,7 @@ impl Metrics {
         let audit_events = IntCounterVec::new(
             Opts::new(
                 "audit_events_total",
-                "Audit events received by the sink: kept (an agent's), dropped, or in malformed payloads",
+                "Audit events at the sink: kept (an agent's call, queued to be judged), dropped (beyond the intake's capacity, see intake.rs), or payloads malformed",
             ),
             &["result"],
         )
@@ -143,6 +146,16 @@ impl Metrics {
         let unrecorded_writes = prometheus::IntCounter::new(
             "unrecorded_writes_total",
             "Writes by agents that no approved request covered (each contains its agent with onDrift Pause)",
+        )
+        .unwrap();
+        let leadership_lost = prometheus::IntCounter::new(
+            "leadership_lost_total",
+            "Times this replica lost the leader lease (it stops acting and stands by to lead again)",
+        )
+        .unwrap();
+        let api_reachable = prometheus::IntGauge::new(
+            "api_reachable",
+            "1 while the API server answers its readiness check (/readyz of the operator follows it)",
         )
         .unwrap();
         let baseline_bounds = IntCounterVec::new(
@@ -165,6 +178,8 @@ impl Metrics {
             Box::new(audit_events.clone()),
             Box::new(unrecorded_writes.clone()),
             Box::new(baseline_bounds.clone()),
+            Box::new(leadership_lost.clone()),
+            Box::new(api_reachable.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -218,6 +233,8 @@ impl Metrics {
             audit_events,
             unrecorded_writes,
             baseline_bounds,
+            leadership_lost,
+            api_reachable,
         }
     }
 

@@ -57,6 +57,11 @@ impl Reports {
     pub fn forget(&self, key: &AgentKey) {
         self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+
+    /// Forgets every report: another replica may write them while this one does not lead.
+    pub fn forget_all(&self) {
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 /// The baseline a report kept, for a model that starts afresh (a restart, a new leader). Read

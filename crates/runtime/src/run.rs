@@ -79,13 +79,16 @@ fn managed<K>(
     client: &Client,
     index: Option<NamespaceIndex>,
     strip: impl Fn(&mut K) + Send + 'static,
+    restarts: watch::Restarts,
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default().labels(MANAGED_SELECTOR))
-        .default_backoff()
+    let api = Api::<K>::all(client.clone());
+    let config = watch::config().labels(MANAGED_SELECTOR);
+    let stream = watch::restartable(move || watcher::watcher(api.clone(), config.clone()).boxed(), restarts)
+        .backoff(watch::backoff())
         .map(move |ev| {
             if let (Ok(ev), Some(index)) = (&ev, &index) {
                 index.apply(ev);
@@ -110,6 +113,7 @@ fn to_agent<K: Resource>(o: K) -> Option<ObjectRef<SocAgent>> {
 fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
     client: &Client,
     metrics: &Metrics,
+    restarts: &watch::Restarts,
 ) -> (
     Store<K>,
     reflector::store::Writer<K>,
@@ -119,8 +123,8 @@ fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
     // Requests and approvals are many: the cache keeps what the decisions read, not the managed
     // fields or annotations (a `kubectl apply` copy of the whole object, notes of tools) other
     // than the lenient decoding's mark.
-    let events = watch::watch::<K>(client.clone(), watcher::Config::default(), metrics.clone())
-        .default_backoff()
+    let events = watch::watch::<K>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
+        .backoff(watch::backoff())
         .modify(|o: &mut K| {
             o.meta_mut().managed_fields = None;
             // Only the mark the lenient decoding leaves on a malformed object is kept.
@@ -158,37 +162,40 @@ struct AgentChanges {
 }
 
 impl Watches {
-    fn start(client: &Client, metrics: &Metrics) -> Self {
+    fn start(client: &Client, metrics: &Metrics, restarts: &watch::Restarts) -> Self {
         let (agents, agents_w) = reflector::store::<SocAgent>();
-        let agent_stream = watch::watch::<SocAgent>(client.clone(), watcher::Config::default(), metrics.clone())
-            .default_backoff()
+        let agent_stream = watch::watch::<SocAgent>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
+            .backoff(watch::backoff())
             .reflect(agents_w)
             .touched_objects()
             .predicate_filter(spec_or_deletion, Default::default());
         let (actions, actions_w) = reflector::store::<SocAction>();
-        let action_stream = watch::watch::<SocAction>(client.clone(), watcher::Config::default(), metrics.clone())
-            .default_backoff()
-            .reflect(actions_w)
-            .touched_objects()
-            .predicate_filter(predicates::generation, Default::default());
+        let action_stream =
+            watch::watch::<SocAction>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
+                .backoff(watch::backoff())
+                .reflect(actions_w)
+                .touched_objects()
+                .predicate_filter(predicates::generation, Default::default());
         let (policies, policies_w) = reflector::store::<AutonomyPolicy>();
-        let policy_stream = watch::watch::<AutonomyPolicy>(client.clone(), watcher::Config::default(), metrics.clone())
-            .default_backoff()
-            .reflect(policies_w)
-            .touched_objects()
-            .predicate_filter(predicates::generation, Default::default());
-        let (service_accounts, sa_stream) = managed::<ServiceAccount>(client, None, |_| {});
+        let policy_stream =
+            watch::watch::<AutonomyPolicy>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
+                .backoff(watch::backoff())
+                .reflect(policies_w)
+                .touched_objects()
+                .predicate_filter(predicates::generation, Default::default());
+        let (service_accounts, sa_stream) = managed::<ServiceAccount>(client, None, |_| {}, restarts.clone());
         // The operator never needs to read a token back: keep none in memory.
-        let (secrets, secret_stream) = managed::<Secret>(client, None, |s| s.data = None);
+        let (secrets, secret_stream) = managed::<Secret>(client, None, |s| s.data = None, restarts.clone());
         let (role_namespaces, binding_namespaces) = (NamespaceIndex::default(), NamespaceIndex::default());
-        let (roles, role_stream) = managed::<Role>(client, Some(role_namespaces.clone()), |_| {});
-        let (role_bindings, rb_stream) = managed::<RoleBinding>(client, Some(binding_namespaces.clone()), |_| {});
+        let (roles, role_stream) = managed::<Role>(client, Some(role_namespaces.clone()), |_| {}, restarts.clone());
+        let (role_bindings, rb_stream) =
+            managed::<RoleBinding>(client, Some(binding_namespaces.clone()), |_| {}, restarts.clone());
 
-        let (requests, requests_w, request_events) = shared::<ActionRequest>(client, metrics);
+        let (requests, requests_w, request_events) = shared::<ActionRequest>(client, metrics, restarts);
         let requests_for_gate = requests_w.subscribe().expect("shared store");
         let requests_for_agents = requests_w.subscribe().expect("shared store");
         let requests_root = request_events.reflect_shared(requests_w).for_each(|_| futures::future::ready(()));
-        let (approvals, approvals_w, approval_events) = shared::<Approval>(client, metrics);
+        let (approvals, approvals_w, approval_events) = shared::<Approval>(client, metrics, restarts);
         let approvals_for_gate = approvals_w.subscribe().expect("shared store");
         let approvals_for_agents = approvals_w.subscribe().expect("shared store");
         let approvals_root = approval_events.reflect_shared(approvals_w).for_each(|_| futures::future::ready(()));
@@ -326,12 +333,12 @@ fn request_controller(
 
 /// Status of the catalog and the policies: small, so they get watches of their own.
 async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast::Sender<()>) {
-    let actions = Controller::new(Api::<SocAction>::all(client.clone()), watcher::Config::default())
+    let actions = Controller::new(Api::<SocAction>::all(client.clone()), watch::config())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
         .run(unpanicking("socaction", catalog::reconcile_action), catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-    let policies = Controller::new(Api::<AutonomyPolicy>::all(client), watcher::Config::default())
+    let policies = Controller::new(Api::<AutonomyPolicy>::all(client), watch::config())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
         .run(unpanicking("autonomypolicy", catalog::reconcile_policy), catalog::error_policy, ctx)
@@ -342,8 +349,10 @@ async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast:
     }
 }
 
-/// Without leader election this replica leads at once; with it, it stands by for the Lease, then
-/// leads until it loses it (and then returns, stopping the process).
+/// Without leader election this replica leads at once; with it, it stands by for the Lease, leads
+/// until it loses it, then stands by again. It does not exit: a lease lost to an unreachable API
+/// server (etcd gone for 15 s) would otherwise crash-loop every replica at once, while the fence
+/// already keeps a replica that lost the lease from acting (see `leader`).
 async fn leadership(
     client: Client,
     ctx: Arc<Context>,
@@ -354,22 +363,54 @@ async fn leadership(
     let lead_now = || {
         let _ = lead.send(());
     };
-    match cfg {
-        None => {
-            ctx.fence.forever();
-            lead_now();
-            futures::future::pending::<()>().await;
+    let Some(cfg) = cfg else {
+        ctx.fence.forever();
+        lead_now();
+        return futures::future::pending::<()>().await;
+    };
+    loop {
+        tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
+        crate::leader::acquire(&client, &cfg, &ctx.fence).await;
+        tracing::info!(identity = %cfg.identity, "leading");
+        monitor.set_active(true);
+        lead_now();
+        crate::leader::keep(&client, &cfg, &ctx.fence).await;
+        monitor.set_active(false);
+        // What this replica remembers writing may be rewritten by the next leader meanwhile.
+        ctx.reports.forget_all();
+        ctx.metrics.leadership_lost.inc();
+        tracing::error!(identity = %cfg.identity, "lost the leader lease: no longer acting; standing by to lead again");
+    }
+}
+
+/// Asks the API server's `/readyz` every second (3 s to answer): while it does not answer ready —
+/// it is down, or its etcd is — the operator's own `/readyz` says so, and
+/// `socwarden_api_reachable` is 0. The operator keeps running and serving meanwhile; when the API
+/// server is ready again every watch starts over (see `watch::restartable`).
+async fn api_reachability(
+    client: Client,
+    metrics: Metrics,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    restart_watches: tokio::sync::watch::Sender<u64>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let req = hyper::Request::get("/readyz").body(Vec::new()).expect("a valid request");
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(3), client.request_text(req)).await;
+        let ok = matches!(answer, Ok(Ok(_)));
+        if ok != ready.swap(ok, std::sync::atomic::Ordering::Relaxed) {
+            match &answer {
+                Ok(Ok(_)) => {
+                    tracing::info!("the API server is ready again: every watch starts over from a fresh list");
+                    restart_watches.send_modify(|n| *n += 1);
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "the API server is not ready"),
+                Err(_) => tracing::warn!("the API server did not answer its readiness check within 3 s"),
+            }
         }
-        Some(cfg) => {
-            tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
-            crate::leader::acquire(&client, &cfg, &ctx.fence).await;
-            tracing::info!(identity = %cfg.identity, "leading");
-            monitor.set_active(true);
-            lead_now();
-            crate::leader::keep(&client, &cfg, &ctx.fence).await;
-            monitor.set_active(false);
-            tracing::error!("lost the leader lease: stopping so that only one replica acts");
-        }
+        metrics.api_reachable.set(i64::from(ok));
     }
 }
 
@@ -431,7 +472,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     })?;
     let key = Key::new(&signing_key::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
 
-    let w = Watches::start(&client, &metrics);
+    let (restart_watches, restarts) = tokio::sync::watch::channel(0u64);
+    let w = Watches::start(&client, &metrics, &restarts);
     let stores = w.stores.clone();
     let (monitor, wakes) = Monitor::new(metrics.clone());
     let (performed, request_wake) = crate::records::Performed::new();
@@ -468,7 +510,10 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let listener = server::bind(opts.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     let webhook_ready = Arc::new(std::sync::atomic::AtomicBool::new(opts.webhook.is_none()));
-    let readiness = server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone() };
+    let api_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let readiness =
+        server::Readiness { stores: stores.clone(), webhook: webhook_ready.clone(), api: api_ready.clone() };
+    let reachability = api_reachability(client.clone(), metrics.clone(), api_ready, restart_watches);
     let http = server::serve(listener, metrics.clone(), readiness);
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
@@ -476,13 +521,14 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
-        _ = leadership => anyhow::bail!("lost the leader lease"),
+        _ = leadership => {}
         _ = agent_controller => tracing::info!("agent controller stopped"),
         _ = request_controller => tracing::info!("request controller stopped"),
         _ = catalog_controllers => {}
         _ = roots => {}
         _ = tick(monitor) => {}
         _ = containment => {}
+        _ = reachability => {}
         r = http => r?,
         r = admission => r?,
         r = audit_sink => r?,
@@ -521,6 +567,7 @@ async fn audit_sink(
     };
     let listener = server::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
+    let (intake, judge) = crate::intake::Intake::new(ctx.clone());
     let sink = move |path: String, body: hyper::body::Bytes| {
         if path != "/audit" {
             return (StatusCode::NOT_FOUND, b"{}".to_vec());
@@ -528,14 +575,7 @@ async fn audit_sink(
         let received = std::time::Instant::now();
         match audit::parse(&body, jiff::Timestamp::now()) {
             Ok(calls) => {
-                ctx.metrics.audit_events.with_label_values(&["kept"]).inc_by(calls.len() as u64);
-                let now = jiff::Timestamp::now();
-                // Records first (a write with no record contains at once), statistics second.
-                let checked = crate::records::check(&ctx, calls, |k| ctx.monitor.paused(k));
-                for (key, w) in &checked.unrecorded {
-                    ctx.monitor.unrecorded(key, w, received, now);
-                }
-                ctx.monitor.observe(checked.observations, received, now);
+                intake.take(calls, received);
                 (StatusCode::OK, b"{}".to_vec())
             }
             Err(e) => {
@@ -548,7 +588,11 @@ async fn audit_sink(
     let handler: server::Handler = Arc::new(move |path, body| futures::future::ready(sink(path, body)).boxed());
     let caller = server::Caller::Token(token.into());
     let limits = server::Limits::new(audit::MAX_BODY);
-    Ok(server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler).await?)
+    let serve = server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler);
+    tokio::select! {
+        r = serve => Ok(r?),
+        _ = judge => Ok(()),
+    }
 }
 
 /// Serves the admission webhook and registers it once the caches are complete (before that the

@@ -20,17 +20,30 @@ fn respond(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
         .expect("valid response")
 }
 
-/// Whether the operator is ready: caches complete and, when configured, the webhook registered.
+/// Whether the operator is ready: caches complete, the API server reachable and, when
+/// configured, the webhook registered.
 #[derive(Clone)]
 pub struct Readiness {
     pub stores: Stores,
     /// Set once the admission webhook is registered (stays true when there is none).
     pub webhook: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the API server answered its last readiness check (see `run::api_reachability`).
+    pub api: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Readiness {
-    pub fn ready(&self) -> bool {
-        self.stores.ready() && self.webhook.load(std::sync::atomic::Ordering::Relaxed)
+    /// Why the operator is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.api.load(Relaxed) {
+            Some("the Kubernetes API server is not reachable or not ready\n")
+        } else if !self.stores.ready() {
+            Some("caches not synced\n")
+        } else if !self.webhook.load(Relaxed) {
+            Some("admission webhook not registered\n")
+        } else {
+            None
+        }
     }
 }
 
@@ -47,10 +60,10 @@ async fn route(
             respond(StatusCode::OK, "text/plain; version=0.0.4", metrics.encode())
         }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" if ready.ready() => respond(StatusCode::OK, "text/plain", "ready\n"),
-        "/readyz" => {
-            respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "caches not synced or webhook not registered\n")
-        }
+        "/readyz" => match ready.not_ready() {
+            None => respond(StatusCode::OK, "text/plain", "ready\n"),
+            Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why),
+        },
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     })
 }

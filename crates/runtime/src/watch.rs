@@ -18,6 +18,52 @@ use socwarden_api::{
 
 pub const MALFORMED_ANNOTATION: &str = "socwarden.io/malformed";
 
+/// How every watch retries after the API server failed: from 200 ms, doubling, at most 2 s, and
+/// from the start again once a watch has run a minute. kube's default grows to 30 s, so a watch
+/// that failed through a 20-s API server restart could stay blind half a minute more — a kill
+/// switch set meanwhile unseen that long (issue 12). A list per watch every 2 s while the API
+/// server is down costs nothing.
+pub fn backoff() -> kube::runtime::utils::ResetTimerBackoff<Retry> {
+    kube::runtime::utils::ResetTimerBackoff::new(Retry::default(), std::time::Duration::from_secs(60))
+}
+
+/// How every watch lists: from etcd (`MostRecent`), not from the API server's watch cache. An API
+/// server just restarted served lists from a cache at a version it then refused to watch from
+/// ("too old resource version"), over and over: the watch stayed blind to agents created after
+/// the restart (found by `faults.rs`). A list is rare (start, and after a 410).
+pub fn config() -> watcher::Config {
+    watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent)
+}
+
+/// See `backoff`.
+pub struct Retry(std::time::Duration);
+
+impl Retry {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(2);
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry(Self::FIRST)
+    }
+}
+
+impl Iterator for Retry {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<std::time::Duration> {
+        let wait = self.0;
+        self.0 = (wait * 2).min(Self::MAX);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Retry {
+    fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
+}
+
 /// A custom resource that can be decoded part by part.
 pub trait Lenient: Resource<DynamicType = ()> + Clone + Send + Sync + std::fmt::Debug + 'static {
     type Spec: DeserializeOwned + Default;
@@ -77,15 +123,40 @@ pub fn decode<K: Lenient>(obj: DynamicObject) -> K {
     K::assemble(metadata, spec, status)
 }
 
-/// A watch of every object of `K`, decoded leniently.
+/// Watch restarts: each change of the value starts every watch over (see `restartable`).
+pub type Restarts = tokio::sync::watch::Receiver<u64>;
+
+/// A watch that starts over — a fresh list, the cache rebuilt from it — each time `restarts`
+/// changes. Sent when the API server answers again after it did not: a watch resumed from its
+/// last version on an API server just restarted could hang a minute while that server's cache of
+/// custom resources filled (Kubernetes 1.20, found by `faults.rs`), blind to every agent created
+/// meanwhile; a list (from etcd, see `config`) sees them at once.
+pub fn restartable<T: Send + 'static>(
+    make: impl Fn() -> futures::stream::BoxStream<'static, T> + Send + 'static,
+    restarts: Restarts,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold((make(), restarts, make), |(mut inner, mut restarts, make)| async move {
+        loop {
+            tokio::select! {
+                biased;
+                Ok(()) = restarts.changed() => inner = make(),
+                next = inner.next() => return next.map(|item| (item, (inner, restarts, make))),
+            }
+        }
+    })
+}
+
+/// A watch of every object of `K`, decoded leniently, started over on `restarts`.
 pub fn watch<K: Lenient>(
     client: Client,
     config: watcher::Config,
     metrics: Metrics,
+    restarts: Restarts,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
     let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::erase::<K>(&()));
+    let raw = restartable(move || watcher::watcher(api.clone(), config.clone()).boxed(), restarts);
     let kind = K::kind(&()).to_string();
-    watcher::watcher(api, config).map(move |ev| {
+    raw.map(move |ev| {
         ev.map(|ev| {
             let count = |o: &K| {
                 if let Some(why) = malformed(o) {
@@ -117,6 +188,35 @@ mod tests {
     use super::*;
     use serde_json::json;
     use socwarden_api::Tier;
+
+    #[test]
+    fn watches_retry_from_200ms_doubling_to_2s_and_start_over_on_reset() {
+        use kube::runtime::utils::Backoff as _;
+        let ms = |r: &mut Retry, n: usize| r.take(n).map(|d| d.as_millis()).collect::<Vec<_>>();
+        let mut r = Retry::default();
+        assert_eq!(ms(&mut r, 6), [200, 400, 800, 1600, 2000, 2000]);
+        r.reset();
+        assert_eq!(ms(&mut r, 2), [200, 400]);
+    }
+
+    #[tokio::test]
+    async fn a_restartable_watch_starts_over_on_each_restart() {
+        let made = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (restart, restarts) = tokio::sync::watch::channel(0u64);
+        let counter = made.clone();
+        // Each stream made yields its number, then waits forever (as a watch does).
+        let make = move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            futures::stream::once(async move { n }).chain(futures::stream::pending()).boxed()
+        };
+        let mut s = std::pin::pin!(restartable(make, restarts));
+        assert_eq!(s.next().await, Some(0));
+        restart.send_modify(|n| *n += 1);
+        assert_eq!(s.next().await, Some(1), "a new stream after the restart");
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), s.next()).await;
+        assert!(waited.is_err(), "no restart, no new stream");
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     fn dynobj(v: serde_json::Value) -> DynamicObject {
         serde_json::from_value(v).unwrap()

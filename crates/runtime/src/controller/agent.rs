@@ -99,8 +99,14 @@ fn needs_finalizer(agent: &SocAgent, ctx: &Context, n: &Names) -> bool {
 pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_errors.with_label_values(&["socagent", err.category()]).inc();
     warn!(agent = %agent.name_any(), namespace = ?agent.namespace(), error = %err, "reconcile failed");
-    // Conflicts resolve themselves as soon as the cache catches up.
-    let wait = if err.category() == "conflict" { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    // Conflicts resolve themselves as soon as the cache catches up; an API server that could not
+    // be reached (restarting) is tried again soon, so containment resumes within a second or two
+    // of it answering; what it refused is not repeated at once.
+    let wait = match err.category() {
+        "conflict" => Duration::from_millis(200),
+        "transport" | "unavailable" => Duration::from_secs(1),
+        _ => Duration::from_secs(5),
+    };
     Action::requeue(wait)
 }
 

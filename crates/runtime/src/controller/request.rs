@@ -103,6 +103,13 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
     match status.decision {
         None | Some(Decision::Pending) => settle(&req, &ctx).await,
         Some(d) if d.runs() && status.execution.as_ref().and_then(|e| e.state) == Some(ExecutionState::Running) => {
+            // Finished here, its status write failed: write it, do not run it again.
+            let unwritten =
+                ctx.unwritten.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.uid().unwrap_or_default());
+            if let Some(finished) = unwritten {
+                record_finish(&req, &ctx, finished).await?;
+                return Ok(Action::await_change());
+            }
             // Found mid-execution (a restart): confirm with a fresh read before doing it again.
             let api: Api<ActionRequest> = Api::namespaced(ctx.client.clone(), &req.namespace().unwrap_or_default());
             let fresh = api.get(&req.name_any()).await?;
@@ -509,35 +516,56 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String],
     Err(execute::Error::Invalid("execution names neither manifest nor http".into()))
 }
 
-/// Records how an execution ended: status, decision log, Event, metrics.
+/// Records how an execution ended: status, decision log, Event, metrics. An execution stopped
+/// only by an unreachable API server (a manifest half-applied, the HTTP key unread) ran nothing
+/// that cannot be repeated: the request stays `Running` and is tried again, not marked Failed.
+/// A finished execution whose status write fails is kept (`Context::unwritten`) and written by the
+/// next reconcile instead of running a second time.
 async fn finish(
     req: &ActionRequest,
     ctx: &Context,
     mut status: ActionRequestStatus,
     outcome: Outcome,
 ) -> Result<(), Error> {
-    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
+    let outcome = match outcome {
+        Err(execute::Error::Kube(e)) if matches!(k8s::category(&e), "transport" | "unavailable") => {
+            warn!(error = %e, "execution interrupted by the API server; trying again");
+            return Err(e.into());
+        }
+        o => o,
+    };
     let exec_status = status.execution.get_or_insert_with(Default::default);
     exec_status.finished_at = Some(now_str());
-    let (decision, type_) = match outcome {
+    match outcome {
         Ok((what, applied)) => {
             exec_status.state = Some(ExecutionState::Succeeded);
             exec_status.result = what;
             exec_status.applied = applied;
-            ("Executed", EventType::Normal)
         }
         Err(e) => {
             exec_status.state = Some(ExecutionState::Failed);
             exec_status.result = e.to_string();
-            ("ExecutionFailed", EventType::Warning)
         }
+    }
+    record_finish(req, ctx, status).await
+}
+
+/// Writes a finished execution and announces it; kept for the next reconcile if the write fails.
+async fn record_finish(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
+    let Some(exec) = status.execution.clone() else { return Ok(()) };
+    if let Err(e) = write(req, ctx, &status).await {
+        ctx.unwritten.lock().unwrap_or_else(|p| p.into_inner()).insert(req.uid().unwrap_or_default(), status);
+        return Err(e);
+    }
+    let (decision, type_) = match exec.state {
+        Some(ExecutionState::Succeeded) => ("Executed", EventType::Normal),
+        _ => ("ExecutionFailed", EventType::Warning),
     };
-    let result_text = exec_status.result.clone();
+    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
     ctx.metrics.executions.with_label_values(&[decision]).inc();
-    write(req, ctx, &status).await?;
-    info!(decision, result = %result_text, "execution finished");
-    ctx.decisions.record(&entry(req, decisionlog::Phase::Respond, decision, result_text.clone(), &approvers));
-    k8s::publish(&ctx.recorder, req, vec![(type_, decision, result_text)]);
+    info!(decision, result = %exec.result, "execution finished");
+    ctx.decisions.record(&entry(req, decisionlog::Phase::Respond, decision, exec.result.clone(), &approvers));
+    k8s::publish(&ctx.recorder, req, vec![(type_, decision, exec.result)]);
     Ok(())
 }
 
