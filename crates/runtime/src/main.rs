@@ -29,6 +29,11 @@ enum Command {
         /// How many agents are reconciled at once.
         #[arg(long, env = "WARDEN_CONCURRENCY", default_value_t = 32)]
         concurrency: u16,
+        /// Whether /metrics has every agent's drift score and token expiry: auto (every agent's
+        /// under 2,000 agents, beyond only those worth a look — score >= 0.3, token expiring
+        /// within 15 min), on, or off (only those worth a look).
+        #[arg(long, env = "WARDEN_PER_AGENT_METRICS", value_enum, default_value_t = soc_warden::metrics::PerAgent::Auto)]
+        per_agent_metrics: soc_warden::metrics::PerAgent,
         /// Log format.
         #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -154,6 +159,7 @@ fn main() -> anyhow::Result<()> {
             metrics_addr,
             delegable,
             concurrency,
+            per_agent_metrics,
             log_format,
             namespace,
             webhook_addr,
@@ -226,6 +232,7 @@ fn main() -> anyhow::Result<()> {
                         metrics_addr,
                         delegable,
                         concurrency,
+                        per_agent_metrics,
                         namespace,
                         webhook,
                         decision_log,

@@ -7,8 +7,37 @@ use prometheus::{
 use socwarden_api::{Phase, SocAgent, Tier};
 use std::collections::HashMap;
 
+/// `--per-agent-metrics`: whether `/metrics` carries the series of every agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PerAgent {
+    /// Every agent's while the fleet is under 2,000 agents; beyond, only those worth a look.
+    #[default]
+    Auto,
+    On,
+    /// Only those worth a look.
+    Off,
+}
+
+/// The fleet size from which `auto` exports only the agents worth a look.
+pub const PER_AGENT_FLEET: usize = 2_000;
+
+/// Whether an agent's own series (drift score, token expiry) are exported: with `auto`, every
+/// agent's under 2,000 agents; beyond (and with `off`) only the agents worth a look — a drift score
+/// of 0.3 or more, a token expiring within 15 minutes or expired (the alerts fire at 0.7 and at 5
+/// minutes, so they keep their series) — so that `/metrics` stays under 1 MiB at 10,000 agents.
+pub fn shows_agent(mode: PerAgent, fleet: usize, score: Option<f64>, expires_in_secs: Option<i64>) -> bool {
+    let all = match mode {
+        PerAgent::On => true,
+        PerAgent::Off => false,
+        PerAgent::Auto => fleet < PER_AGENT_FLEET,
+    };
+    all || score.is_some_and(|s| s >= 0.3) || expires_in_secs.is_some_and(|left| left < 15 * 60)
+}
+
 #[derive(Clone)]
 pub struct Metrics {
+    /// See `shows_agent`.
+    pub per_agent: PerAgent,
     pub registry: Registry,
     pub reconcile_duration: HistogramVec,
     pub reconcile_errors: IntCounterVec,
@@ -209,6 +238,7 @@ impl Metrics {
             registry.register(c).expect("unique metric");
         }
         Self {
+            per_agent: PerAgent::default(),
             registry,
             reconcile_duration,
             reconcile_errors,
@@ -277,9 +307,68 @@ impl Metrics {
         }
     }
 
-    pub fn encode(&self) -> String {
+    /// The exposition, with the per-agent series `shows_agent` keeps for a fleet of `fleet` agents.
+    pub fn encode(&self, fleet: usize, now_secs: i64) -> String {
+        let mut families = self.registry.gather();
+        for f in families.iter_mut() {
+            let keep: fn(&prometheus::proto::Metric, PerAgent, usize, i64) -> bool = match f.name() {
+                "socwarden_drift_score" => {
+                    |m, mode, fleet, _| shows_agent(mode, fleet, Some(m.get_gauge().get_value()), None)
+                }
+                "socwarden_credential_expiry_timestamp_seconds" => {
+                    |m, mode, fleet, now| shows_agent(mode, fleet, None, Some(m.get_gauge().get_value() as i64 - now))
+                }
+                _ => continue,
+            };
+            let kept: Vec<_> =
+                f.take_metric().into_iter().filter(|m| keep(m, self.per_agent, fleet, now_secs)).collect();
+            f.set_metric(kept.into());
+        }
+        families.retain(|f| !f.get_metric().is_empty());
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        TextEncoder::new().encode(&families, &mut buf).expect("text encoding");
         String::from_utf8(buf).expect("utf-8 metrics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_agents_have_series() {
+        use PerAgent::*;
+        for (mode, fleet, score, left, expected) in [
+            (Auto, 1_999, Some(0.0), None, true),
+            (Auto, 2_000, Some(0.0), None, false),
+            (Auto, 10_000, Some(0.29), None, false),
+            (Auto, 10_000, Some(0.3), None, true),
+            (Auto, 10_000, None, Some(3_600), false),
+            (Auto, 10_000, None, Some(899), true),
+            (Auto, 10_000, None, Some(-5), true),
+            (On, 10_000, Some(0.0), None, true),
+            (Off, 10, Some(0.0), None, false),
+            (Off, 10, Some(0.9), None, true),
+        ] {
+            assert_eq!(shows_agent(mode, fleet, score, left), expected, "{mode:?} {fleet} {score:?} {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_fleet_exports_only_the_agents_worth_a_look() {
+        let m = Metrics::new();
+        let now = 1_000_000;
+        m.drift_score.with_label_values(&["a", "calm"]).set(0.1);
+        m.drift_score.with_label_values(&["a", "odd"]).set(0.5);
+        m.credential_expiry.with_label_values(&["a", "calm"]).set(now + 3_600);
+        m.credential_expiry.with_label_values(&["a", "late"]).set(now + 60);
+        let large = m.encode(10_000, now);
+        assert!(large.contains(r#"socwarden_drift_score{agent="odd""#), "{large}");
+        assert!(!large.contains(r#"socwarden_drift_score{agent="calm""#), "{large}");
+        assert!(large.contains(r#"socwarden_credential_expiry_timestamp_seconds{agent="late""#), "{large}");
+        assert!(!large.contains(r#"socwarden_credential_expiry_timestamp_seconds{agent="calm""#), "{large}");
+        let small = m.encode(10, now);
+        assert_eq!(small.matches("socwarden_drift_score{").count(), 2, "{small}");
+        assert_eq!(small.matches("socwarden_credential_expiry_timestamp_seconds{").count(), 2, "{small}");
     }
 }

@@ -54,6 +54,8 @@ pub struct Options {
     pub delegable: Vec<Rule>,
     /// Agents reconciled at once.
     pub concurrency: u16,
+    /// See `metrics::shows_agent`.
+    pub per_agent_metrics: crate::metrics::PerAgent,
     /// The operator's own namespace (its Secrets).
     pub namespace: String,
     pub webhook: Option<WebhookOptions>,
@@ -466,7 +468,8 @@ where
 }
 
 pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    metrics.per_agent = opts.per_agent_metrics;
     Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
         format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
     })?;

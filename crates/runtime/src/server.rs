@@ -57,7 +57,12 @@ async fn route(
         "/metrics" => {
             metrics.refresh(&stores.agents.state());
             metrics.refresh_requests(&stores.requests.state(), jiff::Timestamp::now());
-            respond(StatusCode::OK, "text/plain; version=0.0.4", metrics.encode())
+            let fleet = stores.agents.state().len();
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics.encode(fleet, jiff::Timestamp::now().as_second()),
+            )
         }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => match ready.not_ready() {
