@@ -322,7 +322,7 @@ impl Metrics {
             };
             let kept: Vec<_> =
                 f.take_metric().into_iter().filter(|m| keep(m, self.per_agent, fleet, now_secs)).collect();
-            f.set_metric(kept.into());
+            f.set_metric(kept);
         }
         families.retain(|f| !f.get_metric().is_empty());
         let mut buf = Vec::new();
