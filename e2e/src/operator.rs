@@ -73,6 +73,15 @@ pub fn render_chart(values: &[PathBuf], skip_crds: bool) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// A client with the operator's identity (see `operator_identity`): what a plain client doing the
+/// operator's writes would be authorized as.
+pub async fn operator_client() -> Result<kube::Client> {
+    match operator_identity().await? {
+        Some((kubeconfig, _)) => Ok(kube::Client::try_from(crate::config_of(&kubeconfig).await?)?),
+        None => admin().await,
+    }
+}
+
 /// The kinds of the chart that make up the operator's identity and permissions.
 const IDENTITY_KINDS: &[&str] = &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
 

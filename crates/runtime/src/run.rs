@@ -388,7 +388,7 @@ async fn leadership(
 /// Asks the API server's `/readyz` every second (3 s to answer): while it does not answer ready —
 /// it is down, or its etcd is — the operator's own `/readyz` says so, and
 /// `socwarden_api_reachable` is 0. The operator keeps running and serving meanwhile; when the API
-/// server is ready again every watch starts over (see `watch::restartable`).
+/// server is ready again after 5 s or more every watch starts over (see `watch::restartable`).
 async fn api_reachability(
     client: Client,
     metrics: Metrics,
@@ -397,6 +397,7 @@ async fn api_reachability(
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down_since: Option<std::time::Instant> = None;
     loop {
         every.tick().await;
         let req = hyper::Request::get("/readyz").body(Vec::new()).expect("a valid request");
@@ -404,17 +405,29 @@ async fn api_reachability(
         let ok = matches!(answer, Ok(Ok(_)));
         if ok != ready.swap(ok, std::sync::atomic::Ordering::Relaxed) {
             match &answer {
-                Ok(Ok(_)) => {
-                    tracing::info!("the API server is ready again: every watch starts over from a fresh list");
-                    restart_watches.send_modify(|n| *n += 1);
-                }
+                Ok(Ok(_)) => tracing::info!("the API server is ready again"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "the API server is not ready"),
                 Err(_) => tracing::warn!("the API server did not answer its readiness check within 3 s"),
             }
         }
+        match (ok, down_since) {
+            (false, None) => down_since = Some(std::time::Instant::now()),
+            // Back after an outage (a restart, etcd gone): start the watches over. Not after a
+            // slow answer under load — relisting everything then would only add to the load.
+            (true, Some(since)) if since.elapsed() >= WATCH_RESTART_AFTER => {
+                tracing::info!(down_secs = since.elapsed().as_secs(), "every watch starts over from a fresh list");
+                restart_watches.send_modify(|n| *n += 1);
+                down_since = None;
+            }
+            (true, Some(_)) => down_since = None,
+            _ => {}
+        }
         metrics.api_reachable.set(i64::from(ok));
     }
 }
+
+/// How long the API server must have been unready for its return to restart the watches.
+const WATCH_RESTART_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Contains each agent the monitor triggers on at once, each in a task of its own.
 async fn containment(ctx: Arc<Context>, mut triggered: tokio::sync::mpsc::UnboundedReceiver<crate::monitor::AgentKey>) {

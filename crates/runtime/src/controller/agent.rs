@@ -342,7 +342,9 @@ fn tier_decision(
 ) -> plan::TierDecision {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
-    let current = status.and_then(|s| s.effective_tier);
+    // A new agent is enforced at its declared tier (`promotion::evaluate`): its shadow starts now,
+    // in its first status, rather than in a second write of it.
+    let current = Some(status.and_then(|s| s.effective_tier).unwrap_or(agent.spec.tier));
     let since = status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(now);
     let shadow = match (current, current.and_then(Tier::next), policy) {
         // Kept for every agent below the top tier, not only while a promotion waits: the
