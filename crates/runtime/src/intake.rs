@@ -1,9 +1,12 @@
-//! The audit sink's intake: parsed calls wait in a bounded queue for the one task that judges
-//! them (records first, statistics second), so that a flood of audit events during an incident
-//! costs a bounded amount of memory and never stalls the sink. Past the capacity, what can
+//! The audit sink's intake: each batch is judged (records first, statistics second) in the task of
+//! the connection that brought it, so batches are judged side by side and a probing agent's batch
+//! never waits behind a flood's; the calls being judged at once are bounded, so that a flood of
+//! audit events during an incident costs a bounded amount of memory. Past the capacity, what can
 //! contain an agent is still taken — writes (an unrecorded one contains at once) and refusals
 //! (out-of-scope attempts) — and the rest is dropped and counted
-//! (`socwarden_audit_events_total{outcome="dropped"}`); past twice the capacity everything is.
+//! (`socwarden_audit_events_total{result="dropped"}`); past twice the capacity everything is.
+//! (A single queue and one judging task were tried first: the containment benchmark's p99 grew
+//! from tens of milliseconds to a second, the probing agents' batches waiting behind the others.)
 
 use crate::context::Context;
 use socwarden_core::behaviour::audit::Call;
@@ -11,9 +14,8 @@ use socwarden_core::behaviour::drift::Kind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
-use tokio::sync::mpsc;
 
-/// Calls waiting to be judged (about 200 bytes each): beyond this only significant ones are kept.
+/// Calls being judged at once (about 200 bytes each): beyond this only significant ones are kept.
 pub const CAPACITY: usize = 50_000;
 
 /// A call that can contain its agent whatever the statistics say: a write that succeeded (it may
@@ -22,7 +24,8 @@ pub fn significant(c: &Call) -> bool {
     c.access.as_ref().is_some_and(|a| a.writes()) || matches!(c.observation.kind, Kind::Api { code: 401 | 403, .. })
 }
 
-/// What to keep of a batch of `calls` when `queued` calls are waiting already; the rest is dropped.
+/// What to keep of a batch of `calls` when `queued` calls are being judged already; the rest is
+/// dropped.
 pub fn admit(calls: Vec<Call>, queued: usize) -> (Vec<Call>, usize) {
     let n = calls.len();
     if queued + n <= CAPACITY {
@@ -36,26 +39,19 @@ pub fn admit(calls: Vec<Call>, queued: usize) -> (Vec<Call>, usize) {
     (kept, dropped)
 }
 
-type Batch = (Vec<Call>, Instant);
-
-/// The sink's side of the queue.
+/// The sink's side: admission, then judgement.
 #[derive(Clone)]
 pub struct Intake {
-    tx: mpsc::UnboundedSender<Batch>,
     queued: Arc<AtomicUsize>,
     ctx: Arc<Context>,
 }
 
 impl Intake {
-    /// The intake and the task that judges what it takes (run it for the operator's lifetime).
-    pub fn new(ctx: Arc<Context>) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let judge = judge(ctx.clone(), rx, queued.clone());
-        (Self { tx, queued, ctx }, judge)
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { queued: Arc::new(AtomicUsize::new(0)), ctx }
     }
 
-    /// Takes the calls of one audit batch received at `received`.
+    /// Judges the calls of one audit batch received at `received`, as far as capacity allows.
     pub fn take(&self, calls: Vec<Call>, received: Instant) {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
@@ -65,16 +61,24 @@ impl Intake {
         if dropped > 0 {
             tracing::warn!(
                 dropped,
-                queued = self.queued.load(Ordering::Relaxed),
+                judged = self.queued.load(Ordering::Relaxed),
                 "audit events beyond capacity dropped"
             );
         }
         if kept.is_empty() {
             return;
         }
-        events.with_label_values(&["kept"]).inc_by(kept.len() as u64);
-        self.queued.fetch_add(kept.len(), Ordering::Relaxed);
-        let _ = self.tx.send((kept, received));
+        let n = kept.len();
+        events.with_label_values(&["kept"]).inc_by(n as u64);
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        let _done = Release(&self.queued, n);
+        let ctx = &self.ctx;
+        let now = jiff::Timestamp::now();
+        let checked = crate::records::check(ctx, kept, |k| ctx.monitor.paused(k));
+        for (key, w) in &checked.unrecorded {
+            ctx.monitor.unrecorded(key, w, received, now);
+        }
+        ctx.monitor.observe(checked.observations, received, now);
     }
 
     fn known(&self, c: &Call) -> bool {
@@ -83,17 +87,12 @@ impl Intake {
     }
 }
 
-/// Judges the queued batches in order: records first (a write with no record contains at once),
-/// statistics second.
-async fn judge(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Batch>, queued: Arc<AtomicUsize>) {
-    while let Some((calls, received)) = rx.recv().await {
-        queued.fetch_sub(calls.len(), Ordering::Relaxed);
-        let now = jiff::Timestamp::now();
-        let checked = crate::records::check(&ctx, calls, |k| ctx.monitor.paused(k));
-        for (key, w) in &checked.unrecorded {
-            ctx.monitor.unrecorded(key, w, received, now);
-        }
-        ctx.monitor.observe(checked.observations, received, now);
+/// Gives the calls' room back however the judgement ends (a panic included).
+struct Release<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 

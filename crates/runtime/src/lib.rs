@@ -9,7 +9,7 @@
 //! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals).
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
 //! - `monitor`: the behaviour models in memory, waking agents that must be contained.
-//! - `intake`: the audit sink's bounded queue (what is kept, what is dropped under a flood).
+//! - `intake`: the audit sink's admission (what is judged, what is dropped under a flood).
 //! - `records`: matching agents' writes (audit events) with the requests that cover them.
 //! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent).
 //! - `workload`: stopping and restarting the workload of a paused agent.

@@ -583,7 +583,7 @@ async fn audit_sink(
     };
     let listener = server::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
-    let (intake, judge) = crate::intake::Intake::new(ctx.clone());
+    let intake = crate::intake::Intake::new(ctx.clone());
     let sink = move |path: String, body: hyper::body::Bytes| {
         if path != "/audit" {
             return (StatusCode::NOT_FOUND, b"{}".to_vec());
@@ -604,11 +604,7 @@ async fn audit_sink(
     let handler: server::Handler = Arc::new(move |path, body| futures::future::ready(sink(path, body)).boxed());
     let caller = server::Caller::Token(token.into());
     let limits = server::Limits::new(audit::MAX_BODY);
-    let serve = server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler);
-    tokio::select! {
-        r = serve => Ok(r?),
-        _ = judge => Ok(()),
-    }
+    Ok(server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler).await?)
 }
 
 /// Serves the admission webhook and registers it once the caches are complete (before that the
