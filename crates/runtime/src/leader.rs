@@ -1,7 +1,8 @@
 //! Leader election on a `coordination.k8s.io` Lease, so that two replicas are safe: every replica
 //! keeps its caches warm and serves the admission webhook, only the leader reconciles (issues
-//! tokens, decides, executes, contains). A leader that cannot renew in time stops leading by
-//! exiting, and its successor takes over once the lease has expired.
+//! tokens, decides, executes, contains). A leader that cannot renew in time stops acting and
+//! stands by to lead again (see `run::leadership`); its successor takes over once the lease has
+//! expired.
 //!
 //! Leadership is **fenced** by time, not by a flag: every renewal is bounded by a deadline, and a
 //! confirmed renewal lets this replica act only until two thirds of a lease after the renewal
