@@ -30,6 +30,12 @@ pub fn category(e: &kube::Error) -> &'static str {
     }
 }
 
+/// Whether a failure is the API server's state rather than the request's (unreachable, 5xx,
+/// 429): worth trying again soon, and no reason to give up on what was being done.
+pub fn transient(e: &kube::Error) -> bool {
+    matches!(category(e), "transport" | "unavailable")
+}
+
 pub fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }

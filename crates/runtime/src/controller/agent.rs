@@ -102,9 +102,9 @@ pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Act
     // Conflicts resolve themselves as soon as the cache catches up; an API server that could not
     // be reached (restarting) is tried again soon, so containment resumes within a second or two
     // of it answering; what it refused is not repeated at once.
-    let wait = match err.category() {
-        "conflict" => Duration::from_millis(200),
-        "transport" | "unavailable" => Duration::from_secs(1),
+    let wait = match err {
+        Error::Kube(e) if k8s::is_status(e, 409) => Duration::from_millis(200),
+        Error::Kube(e) if k8s::transient(e) => Duration::from_secs(1),
         _ => Duration::from_secs(5),
     };
     Action::requeue(wait)

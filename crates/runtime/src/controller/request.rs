@@ -528,7 +528,7 @@ async fn finish(
     outcome: Outcome,
 ) -> Result<(), Error> {
     let outcome = match outcome {
-        Err(execute::Error::Kube(e)) if matches!(k8s::category(&e), "transport" | "unavailable") => {
+        Err(execute::Error::Kube(e)) if k8s::transient(&e) => {
             warn!(error = %e, "execution interrupted by the API server; trying again");
             return Err(e.into());
         }
