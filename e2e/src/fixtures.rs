@@ -163,6 +163,28 @@ pub fn action(name: &str, risk: Risk, group: &str, resource: &str, verbs: &[Verb
 }
 
 /// A SocAgent with the default policy and credentials.
+/// Creates the agents `make(i)` for every `i` in `range`, `concurrency` at a time, each labelled
+/// `bench-run=<run>`: how the benchmarks apply a fleet at once.
+pub async fn create_agents(
+    api: &Api<SocAgent>,
+    run: &str,
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+    make: impl Fn(usize) -> SocAgent,
+) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(range)
+        .map(|i| {
+            let mut a = make(i);
+            a.metadata.labels.get_or_insert_default().insert("bench-run".into(), run.into());
+            async move { api.create(&PostParams::default(), &a).await }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 pub fn agent(name: &str, namespace: &str, tier: Tier, actions: &[&str], scope: &[&str]) -> SocAgent {
     let mut a = SocAgent::new(
         name,

@@ -17,6 +17,7 @@
 //! Everything is re-exported here, so `use soc_warden_e2e::*;` brings it all in.
 
 pub mod cluster;
+pub mod endpoint;
 pub mod fixtures;
 pub mod https;
 pub mod operator;

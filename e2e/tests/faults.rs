@@ -4,6 +4,7 @@
 //! flood. The 20-minute soak is a benchmark (`e2e/bench`), not a test.
 
 use anyhow::Result;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use soc_warden_e2e::*;
@@ -189,9 +190,39 @@ async fn the_api_server_restarted_during_a_kill_switch_leaves_every_agent_paused
     let answering = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(60), creating).await??;
 
+    // Read from etcd (a quorum list), not from a watch: a watch opened just after the restart is
+    // exactly what cannot be trusted here (see the note on `watch::restartable`).
     let paused = |a: &SocAgent| condition(a, "Paused").is_some_and(|c| c.status == "True");
+    let lp = ListParams::default().labels(&label);
     let left = Duration::from_secs(10).saturating_sub(answering.elapsed());
-    wait_all_agents(&s.admin, &label, N, paused, left).await?;
+    let all_paused = wait_for("every agent paused", left, || async {
+        let all = agents.list(&lp).await?.items;
+        Ok((all.len() == N && all.iter().all(paused)).then_some(()))
+    })
+    .await;
+    if let Err(e) = all_paused {
+        let all = agents.list(&lp).await?.items;
+        let behind: Vec<String> = all
+            .iter()
+            .filter(|a| !paused(a))
+            .map(|a| {
+                let conds: Vec<String> = a
+                    .status
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .map(|c| format!("{}={} ({})", c.type_, c.status, c.reason))
+                    .collect();
+                format!("{} created {:?}: {conds:?}", a.name_any(), a.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            })
+            .collect();
+        anyhow::bail!(
+            "{e}: {} agents exist, {} not paused {:.1}s after the API server answered:\n{}",
+            all.len(),
+            behind.len(),
+            answering.elapsed().as_secs_f64(),
+            behind.join("\n")
+        );
+    }
     println!("all {N} paused {:.1}s after the API server answered again", answering.elapsed().as_secs_f64());
     let selector = format!("{}={home}", socwarden_core::agent::credentials::AGENT_NAMESPACE_LABEL);
     let lp = ListParams::default().labels(&selector);
@@ -221,7 +252,7 @@ struct Soar {
 
 impl Soar {
     async fn start() -> Result<Self> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let soar = Soar {
             port: listener.local_addr()?.port(),
@@ -234,37 +265,8 @@ impl Soar {
             while let Ok((mut s, _)) = listener.accept().await {
                 let (keys, first_arrived, release) = (keys.clone(), first_arrived.clone(), release.clone());
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head = loop {
-                        let n = s.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let len: usize = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= len {
-                                break head.to_string();
-                            }
-                        }
-                    };
-                    let key = head
-                        .lines()
-                        .find_map(|l| {
-                            l.split_once(':')
-                                .filter(|(k, _)| k.trim().eq_ignore_ascii_case("idempotency-key"))
-                                .map(|(_, v)| v.trim().to_string())
-                        })
-                        .unwrap_or_default();
+                    let Ok((head, _)) = soc_warden_e2e::endpoint::read_request(&mut s).await else { return };
+                    let key = soc_warden_e2e::endpoint::header(&head, "idempotency-key").unwrap_or_default();
                     let first = {
                         let mut keys = keys.lock().unwrap();
                         keys.push(key);
@@ -419,13 +421,15 @@ fn flood_batch(home: &str, scope: &str, agents: usize, n: usize) -> Vec<u8> {
     serde_json::to_vec(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})).unwrap()
 }
 
-/// Invariant: an audit flood — 50,000 events/s posted to the sink for 20 s, for 20 agents, from
-/// loopback — costs bounded memory; events beyond the intake's capacity are dropped and counted,
-/// every event posted is accounted for (kept or dropped); and an agent that deletes pods without a
-/// record meanwhile (its events come from the real API server, through the same sink) is still
-/// contained within 5 s of its first delete.
+/// Invariant: an audit flood — up to 50,000 events/s posted to the sink for 20 s, for 20 agents,
+/// from loopback — costs bounded memory; every event posted is accounted for (kept, or dropped and
+/// counted); and an agent that deletes pods without a record meanwhile (its events come from the
+/// real API server, through the same sink) is still contained within 5 s of its first delete.
+/// What the sink cannot take in slows its answers (the senders wait: backpressure); the intake's
+/// drop path needs more calls judged at once than this machine's two worker threads can hold
+/// (see `intake.rs`), so here it is exercised by the intake's unit tests only.
 #[tokio::test]
-async fn an_audit_flood_costs_bounded_memory_drops_what_it_must_and_containment_still_happens() -> Result<()> {
+async fn an_audit_flood_costs_bounded_memory_loses_no_count_and_containment_still_happens() -> Result<()> {
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{DeleteParams, PostParams};
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 //! token, humans decide with their own identities, the admission webhook stamps and refuses, the
 //! gate decides, the operator executes exactly what was approved, and promotions wait for evidence.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -296,35 +296,14 @@ async fn an_approved_isolation_applies_exactly_once_across_a_restart_and_rolls_b
 
 /// A one-shot HTTP server that records the first request it gets.
 async fn capture_one() -> Result<(u16, tokio::task::JoinHandle<Result<(String, Vec<u8>)>>)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let task = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await?;
-        let mut buf = Vec::new();
-        loop {
-            let mut chunk = [0u8; 4096];
-            let n = s.read(&mut chunk).await?;
-            if n == 0 {
-                bail!("connection closed early");
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if body.len() >= len {
-                    s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
-                    let head = head.to_string();
-                    let body = body.as_bytes()[..len].to_vec();
-                    return Ok((head, body));
-                }
-            }
-        }
+        let request = soc_warden_e2e::endpoint::read_request(&mut s).await?;
+        s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
+        Ok(request)
     });
     Ok((port, task))
 }

@@ -7,6 +7,11 @@
 //! (`socwarden_audit_events_total{result="dropped"}`); past twice the capacity everything is.
 //! (A single queue and one judging task were tried first: the containment benchmark's p99 grew
 //! from tens of milliseconds to a second, the probing agents' batches waiting behind the others.)
+//! Judging is synchronous, so the calls judged at once are at most the runtime's worker threads
+//! times the largest batch (`audit::MAX_BODY`, some 20,000 calls): on a small machine the bound is
+//! never reached, and a flood beyond what the sink can judge slows its answers instead — the API
+//! server's audit backend buffers, and past its buffer drops and counts on its side
+//! (`apiserver_audit_error_total`).
 
 use crate::context::Context;
 use socwarden_core::behaviour::audit::Call;

@@ -88,9 +88,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let api = Api::<K>::all(client.clone());
-    let config = watch::config().labels(MANAGED_SELECTOR);
-    let stream = watch::restartable(move || watcher::watcher(api.clone(), config.clone()).boxed(), restarts)
-        .backoff(watch::backoff())
+    let stream = watch::resilient(api, Some(MANAGED_SELECTOR), restarts)
         .map(move |ev| {
             if let (Ok(ev), Some(index)) = (&ev, &index) {
                 index.apply(ev);
@@ -125,15 +123,13 @@ fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
     // Requests and approvals are many: the cache keeps what the decisions read, not the managed
     // fields or annotations (a `kubectl apply` copy of the whole object, notes of tools) other
     // than the lenient decoding's mark.
-    let events = watch::watch::<K>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
-        .backoff(watch::backoff())
-        .modify(|o: &mut K| {
-            o.meta_mut().managed_fields = None;
-            // Only the mark the lenient decoding leaves on a malformed object is kept.
-            if let Some(a) = o.meta_mut().annotations.as_mut() {
-                a.retain(|k, _| k == watch::MALFORMED_ANNOTATION);
-            }
-        });
+    let events = watch::watch::<K>(client.clone(), metrics.clone(), restarts.clone()).modify(|o: &mut K| {
+        o.meta_mut().managed_fields = None;
+        // Only the mark the lenient decoding leaves on a malformed object is kept.
+        if let Some(a) = o.meta_mut().annotations.as_mut() {
+            a.retain(|k, _| k == watch::MALFORMED_ANNOTATION);
+        }
+    });
     (reader, writer, events)
 }
 
@@ -166,25 +162,20 @@ struct AgentChanges {
 impl Watches {
     fn start(client: &Client, metrics: &Metrics, restarts: &watch::Restarts) -> Self {
         let (agents, agents_w) = reflector::store::<SocAgent>();
-        let agent_stream = watch::watch::<SocAgent>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
-            .backoff(watch::backoff())
+        let agent_stream = watch::watch::<SocAgent>(client.clone(), metrics.clone(), restarts.clone())
             .reflect(agents_w)
             .touched_objects()
             .predicate_filter(spec_or_deletion, Default::default());
         let (actions, actions_w) = reflector::store::<SocAction>();
-        let action_stream =
-            watch::watch::<SocAction>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
-                .backoff(watch::backoff())
-                .reflect(actions_w)
-                .touched_objects()
-                .predicate_filter(predicates::generation, Default::default());
+        let action_stream = watch::watch::<SocAction>(client.clone(), metrics.clone(), restarts.clone())
+            .reflect(actions_w)
+            .touched_objects()
+            .predicate_filter(predicates::generation, Default::default());
         let (policies, policies_w) = reflector::store::<AutonomyPolicy>();
-        let policy_stream =
-            watch::watch::<AutonomyPolicy>(client.clone(), watch::config(), metrics.clone(), restarts.clone())
-                .backoff(watch::backoff())
-                .reflect(policies_w)
-                .touched_objects()
-                .predicate_filter(predicates::generation, Default::default());
+        let policy_stream = watch::watch::<AutonomyPolicy>(client.clone(), metrics.clone(), restarts.clone())
+            .reflect(policies_w)
+            .touched_objects()
+            .predicate_filter(predicates::generation, Default::default());
         let (service_accounts, sa_stream) = managed::<ServiceAccount>(client, None, |_| {}, restarts.clone());
         // The operator never needs to read a token back: keep none in memory.
         let (secrets, secret_stream) = managed::<Secret>(client, None, |s| s.data = None, restarts.clone());

@@ -8,6 +8,7 @@
 use crate::metrics::Metrics;
 use futures::{Stream, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -146,15 +147,31 @@ pub fn restartable<T: Send + 'static>(
     })
 }
 
-/// A watch of every object of `K`, decoded leniently, started over on `restarts`.
+/// A watch of `api` (narrowed by `labels`) as every watch of the operator runs: listed from etcd
+/// (`config`), retried soon (`backoff`), started over on `restarts` (`restartable`).
+pub fn resilient<K>(
+    api: Api<K>,
+    labels: Option<&str>,
+    restarts: Restarts,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = match labels {
+        Some(l) => config().labels(l),
+        None => config(),
+    };
+    restartable(move || watcher::watcher(api.clone(), config.clone()).boxed(), restarts).backoff(backoff())
+}
+
+/// A watch of every object of `K`, decoded leniently (see `resilient` for how it runs).
 pub fn watch<K: Lenient>(
     client: Client,
-    config: watcher::Config,
     metrics: Metrics,
     restarts: Restarts,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
     let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::erase::<K>(&()));
-    let raw = restartable(move || watcher::watcher(api.clone(), config.clone()).boxed(), restarts);
+    let raw = resilient(api, None, restarts);
     let kind = K::kind(&()).to_string();
     raw.map(move |ev| {
         ev.map(|ev| {

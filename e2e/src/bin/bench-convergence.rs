@@ -224,21 +224,15 @@ async fn main() -> Result<()> {
     let watcher = {
         let client = client.clone();
         let label = label.clone();
-        tokio::spawn(async move { wait_all_agents(&client, &label, n, ready, Duration::from_secs(600)).await })
-    };
-    stream::iter(0..n)
-        .map(|i| {
-            let (agents, run, read, ns) = (agents.clone(), run.clone(), read.clone(), agents_ns.clone());
-            async move {
-                let mut a = agent(&format!("agent-{i:05}"), &ns, Tier::Supervised, &[&read], &[&ns]);
-                a.metadata.labels = Some([("bench-run".to_string(), run)].into());
-                agents.create(&PostParams::default(), &a).await
-            }
+        tokio::spawn(async move {
+            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600.max(n as u64 / 5))).await
         })
-        .buffer_unordered(conc)
-        .try_collect::<Vec<_>>()
-        .await
-        .context("creating agents")?;
+    };
+    create_agents(&agents, &run, 0..n, conc, |i| {
+        agent(&format!("agent-{i:05}"), &agents_ns, Tier::Supervised, &[&read], &[&agents_ns])
+    })
+    .await
+    .context("creating agents")?;
     let applied = start.elapsed();
     watcher.await??;
     let converged = start.elapsed();
@@ -269,6 +263,11 @@ async fn main() -> Result<()> {
         .sum::<f64>()
         + 0.0;
     println!("reconcile errors during the run: {errors}");
+    let per_agent = m.lines().filter(|l| l.contains("agent=\"agent-")).count();
+    println!(
+        "/metrics at {n} agents: {:.1} KiB, {per_agent} per-agent series  (target < 1 MiB at 10000)",
+        m.len() as f64 / 1024.0
+    );
     // Delete the agents while the operator runs, so their finalizers are released.
     agents.delete_collection(&Default::default(), &ListParams::default().labels(&label)).await?;
     wait_for("bench agents deleted", Duration::from_secs(300), || async {

@@ -168,20 +168,12 @@ spec:
     let run = unique("gov");
     let label = format!("bench-run={run}");
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), &home);
-    stream::iter(0..n_agents)
-        .map(|i| {
-            let (agents, run, action, home, policy) =
-                (agents.clone(), run.clone(), action.clone(), home.clone(), policy.clone());
-            async move {
-                let mut a = agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&action], &[&home]);
-                a.spec.policy_ref = policy.clone();
-                a.metadata.labels = Some([("bench-run".to_string(), run)].into());
-                agents.create(&PostParams::default(), &a).await
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_agents(&agents, &run, 0..n_agents, 32, |i| {
+        let mut a = agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&action], &[&home]);
+        a.spec.policy_ref = policy.clone();
+        a
+    })
+    .await?;
     let t = wait_all_agents(&client, &label, n_agents, ready, Duration::from_secs(600)).await?;
     println!("{n_agents} agents Ready in {:.1}s", t.as_secs_f64());
 

@@ -48,19 +48,12 @@ async fn main() -> Result<()> {
     let run = unique("req");
     let label = format!("bench-run={run}");
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), &home);
-    stream::iter(0..n_agents)
-        .map(|i| {
-            let (agents, run, read, home) = (agents.clone(), run.clone(), read.clone(), home.clone());
-            async move {
-                let mut a = agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&read], &[&home]);
-                a.spec.approvers.groups = vec!["soc-leads".into()];
-                a.metadata.labels = Some([("bench-run".to_string(), run)].into());
-                agents.create(&PostParams::default(), &a).await
-            }
-        })
-        .buffer_unordered(conc)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_agents(&agents, &run, 0..n_agents, conc, |i| {
+        let mut a = agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&read], &[&home]);
+        a.spec.approvers.groups = vec!["soc-leads".into()];
+        a
+    })
+    .await?;
     let t = wait_all_agents(&client, &label, n_agents, ready, Duration::from_secs(900)).await?;
     println!("{n_agents} agents Ready in {:.1}s", t.as_secs_f64());
     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -9,8 +9,7 @@
 //! Run with `e2e/bench` (release build, local control plane or KUBECONFIG).
 
 use anyhow::{Context as _, Result};
-use futures::{StreamExt, TryStreamExt, stream};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use soc_warden_e2e::*;
 use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
 use std::time::{Duration, Instant};
@@ -71,19 +70,11 @@ async fn main() -> Result<()> {
     let mut have = 0;
     for target in steps {
         let start = Instant::now();
-        stream::iter(have..target)
-            .map(|i| {
-                let (agents, run, read, ns) = (agents.clone(), run.clone(), read.clone(), home.clone());
-                async move {
-                    let mut a = agent(&format!("agent-{i:05}"), &ns, Tier::Supervised, &[&read], &[&ns]);
-                    a.metadata.labels = Some([("bench-run".to_string(), run)].into());
-                    agents.create(&PostParams::default(), &a).await
-                }
-            })
-            .buffer_unordered(conc)
-            .try_collect::<Vec<_>>()
-            .await
-            .context("creating agents")?;
+        create_agents(&agents, &run, have..target, conc, |i| {
+            agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&read], &[&home])
+        })
+        .await
+        .context("creating agents")?;
         // On a small machine the control plane (etcd above all) may not keep up with the largest
         // step: measure whatever was reached, and say so.
         let reached = match wait_all_agents(&client, &label, target, ready, step_timeout).await {

@@ -7,7 +7,6 @@
 //!   bench-soak [--agents 1000] [--active 50] [--minutes 20] [--warmup 3 (minutes)]
 
 use anyhow::{Context as _, Result};
-use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -71,19 +70,11 @@ async fn main() -> Result<()> {
     let pid = op.pid().expect("operator pid");
     let run = unique("soak");
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), &home);
-    stream::iter(0..n)
-        .map(|i| {
-            let (agents, run, read, ns) = (agents.clone(), run.clone(), read.clone(), home.clone());
-            async move {
-                let mut a = agent(&format!("agent-{i:05}"), &ns, Tier::Supervised, &[&read], &[&ns]);
-                a.metadata.labels = Some([("bench-run".to_string(), run)].into());
-                agents.create(&PostParams::default(), &a).await
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await
-        .context("creating agents")?;
+    create_agents(&agents, &run, 0..n, 32, |i| {
+        agent(&format!("agent-{i:05}"), &home, Tier::Supervised, &[&read], &[&home])
+    })
+    .await
+    .context("creating agents")?;
     wait_all_agents(&client, &format!("bench-run={run}"), n, ready, Duration::from_secs(600)).await?;
     println!("{n} agents Ready; {active} of them active (a list every ~2 s, a request every ~60 s each)");
 
