@@ -25,24 +25,6 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(name: &str, mut ms: Vec<f64>, target_p99: f64) {
-    ms.sort_by(f64::total_cmp);
-    println!(
-        "{name}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms  (target p99 <= {target_p99} ms)",
-        ms.len(),
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
-        ms.last().copied().unwrap_or(f64::NAN)
-    );
-}
-
 /// POSTs AdmissionReviews straight to the webhook at a steady rate over kept-alive TLS connections.
 async fn webhook_latency(
     client: &kube::Client,
