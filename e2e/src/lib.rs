@@ -10,6 +10,7 @@
 //!   `action`, `agent`.
 //! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
 //!   `approval`, `approve`, `refusal`, `decided`, `decision_of`, and `kubectl_warden` (the plugin).
+//! - [`mcp`]: the official MCP Python SDK as the agents' client of the gateway (`McpAgent`).
 //! - [`latency`]: `percentile` and `report`, the latency summaries the benchmarks print.
 //! - [`traffic`]: `Normal`, the steady behaviour of an agent acting with its own token.
 //! - [`waiting`]: `wait_for`, `wait_agent`, `wait_report`, `wait_all_agents` and the predicates they take
@@ -22,6 +23,7 @@ pub mod endpoint;
 pub mod fixtures;
 pub mod https;
 pub mod latency;
+pub mod mcp;
 pub mod operator;
 pub mod requests;
 pub mod traffic;
@@ -30,6 +32,7 @@ pub mod waiting;
 pub use cluster::*;
 pub use fixtures::*;
 pub use latency::*;
+pub use mcp::{McpAgent, tool};
 pub use operator::*;
 pub use requests::*;
 pub use traffic::*;

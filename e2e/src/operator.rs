@@ -150,6 +150,8 @@ pub struct Operator {
     pub metrics_port: u16,
     /// Where the admission webhook listens (TLS, on every address of the machine).
     pub webhook_port: u16,
+    /// Where the MCP gateway listens (TLS, loopback; `mcp_url`).
+    pub mcp_port: u16,
     pub log: PathBuf,
 }
 
@@ -184,6 +186,7 @@ impl Operator {
         ensure_namespace(&admin().await?, OPERATOR_NAMESPACE).await?;
         let metrics_port = free_port();
         let webhook_port = free_port();
+        let mcp_port = free_port();
         // The API server must reach the webhook: on the local control plane that is loopback.
         let host = std::env::var("SOC_WARDEN_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
         let logs = repo().join("target/e2e-logs");
@@ -206,6 +209,15 @@ impl Operator {
             Some((k, d)) => (k.clone(), vec!["--delegable".to_string(), d.display().to_string()]),
             None => (admin_kubeconfig(), vec![]),
         };
+        // As its ServiceAccount the operator learns its user name from its token; as the admin
+        // (a static token) it is told (SOC_WARDEN_E2E_OPERATOR_USER for another cluster's user).
+        let operator_user: Vec<String> = match &identity {
+            Some(_) => vec![],
+            None => vec![
+                "--operator-user".into(),
+                std::env::var("SOC_WARDEN_E2E_OPERATOR_USER").unwrap_or_else(|_| "admin".into()),
+            ],
+        };
         // The local control plane authenticates to admission webhooks with a client certificate.
         let client_ca: Vec<String> = match webhook_client_ca() {
             Some(ca) => vec!["--webhook-client-ca".into(), ca.display().to_string()],
@@ -216,6 +228,8 @@ impl Operator {
             .args(["--namespace", OPERATOR_NAMESPACE])
             .args(["--webhook-addr", &format!("0.0.0.0:{webhook_port}")])
             .args(["--webhook-url", &format!("https://{host}:{webhook_port}")])
+            .args(["--mcp-addr", &format!("127.0.0.1:{mcp_port}")])
+            .args(&operator_user)
             .arg("--decision-log")
             .arg(&decision_log)
             .args(&audit)
@@ -228,7 +242,7 @@ impl Operator {
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut op = Self { child: Some(child), metrics_port, webhook_port, log };
+        let mut op = Self { child: Some(child), metrics_port, webhook_port, mcp_port, log };
         let url = format!("http://127.0.0.1:{metrics_port}/readyz");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -246,6 +260,11 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The MCP gateway's endpoint.
+    pub fn mcp_url(&self) -> String {
+        format!("https://127.0.0.1:{}/mcp", self.mcp_port)
     }
 
     /// SIGKILL, as a crash would.

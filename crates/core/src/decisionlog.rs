@@ -39,6 +39,9 @@ pub struct Entry {
     pub approvers: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The W3C `traceparent` the request was filed with (MCP tool calls), for correlating traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     pub message: String,
 }
 

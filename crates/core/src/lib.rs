@@ -28,6 +28,7 @@
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
 //! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
+//! - `mcp`: the MCP gateway — who may use it, an agent's tools, a call as a request, the answer.
 
 pub mod admission;
 pub mod agent;
@@ -35,5 +36,6 @@ pub mod behaviour;
 pub mod catalog;
 pub mod decisionlog;
 pub mod envelope;
+pub mod mcp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -14,6 +14,7 @@
 //! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent).
 //! - `workload`: stopping and restarting the workload of a paused agent.
 //! - `decisionlog`: writing the append-only decision log.
+//! - `mcp`: the MCP gateway (agents' tools, calls filed as stamped requests; decisions in core `mcp`).
 //! - `leader`: leader election on a Lease (only the leader reconciles).
 //! - `tls`: the serving certificate; `signing_key`: the key stamps are signed with;
 //!   `webhook_config`: registering the admission webhook.
@@ -28,6 +29,7 @@ pub mod index;
 pub mod intake;
 pub mod k8s;
 pub mod leader;
+pub mod mcp;
 pub mod metrics;
 pub mod monitor;
 pub mod records;

@@ -78,6 +78,15 @@ enum Command {
         /// How long a lease holds without renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         lease_duration: std::time::Duration,
+        /// Address of the MCP gateway (TLS with the webhook's serving certificate; endpoint /mcp):
+        /// agents list their catalog actions as tools and call them with their own token.
+        #[arg(long, env = "WARDEN_MCP_ADDR")]
+        mcp_addr: Option<SocketAddr>,
+        /// The user the operator authenticates as: the only one whose ActionRequests may arrive
+        /// already stamped (by its MCP gateway). Default: the subject of the operator's
+        /// ServiceAccount token (in-cluster, or a kubeconfig with a token).
+        #[arg(long, env = "WARDEN_OPERATOR_USER")]
+        operator_user: Option<String>,
         /// Append every decision as a JSON line to this file (always also logged under target `decision`).
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
@@ -104,6 +113,17 @@ fn init_logs(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// The user name of the operator's own token (the `sub` of a ServiceAccount token), if it has one.
+fn own_user(config: &kube::Config) -> Option<String> {
+    let auth = serde_json::to_value(&config.auth_info).ok()?;
+    let token = match (auth["token"].as_str(), auth["tokenFile"].as_str()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f).ok()?,
+        _ => return None,
+    };
+    socwarden_core::agent::credentials::jwt_subject(token.trim())
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -174,6 +194,8 @@ fn main() -> anyhow::Result<()> {
             leader_elect,
             identity,
             lease_duration,
+            mcp_addr,
+            operator_user,
         } => {
             limit_malloc_arenas();
             init_logs(log_format);
@@ -224,8 +246,15 @@ fn main() -> anyhow::Result<()> {
             });
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
-                let client =
-                    kube::Client::try_default().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
+                let config = kube::Config::infer().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
+                let operator_user = operator_user.or_else(|| own_user(&config));
+                if mcp_addr.is_some() && operator_user.is_none() {
+                    anyhow::bail!(
+                        "--mcp-addr needs to know the operator's own user name (its requests carry the agents' stamps): \
+                         set --operator-user, or run with a ServiceAccount token"
+                    );
+                }
+                let client = kube::Client::try_from(config).context("connecting to Kubernetes")?;
                 run::run(
                     client,
                     run::Options {
@@ -238,6 +267,8 @@ fn main() -> anyhow::Result<()> {
                         decision_log,
                         audit,
                         leader,
+                        mcp_addr,
+                        operator_user,
                     },
                 )
                 .await

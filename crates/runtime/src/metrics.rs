@@ -65,6 +65,9 @@ pub struct Metrics {
     pub leadership_lost: prometheus::IntCounter,
     /// 1 while the API server answers its readiness check (see `run::api_reachability`).
     pub api_reachable: prometheus::IntGauge,
+    /// MCP gateway: calls by tool and outcome, and how long each took.
+    pub mcp_calls: IntCounterVec,
+    pub mcp_call_seconds: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -200,6 +203,25 @@ impl Metrics {
             &["namespace", "agent", "reason"],
         )
         .unwrap();
+        let mcp_calls = IntCounterVec::new(
+            Opts::new(
+                "mcp_calls_total",
+                "MCP gateway calls, by tool (a catalog action, warden_status, warden_request, (unknown), or (none) for a caller refused before any tool) and outcome (ok, error, pending, refused, unauthenticated, forbidden, unavailable)",
+            ),
+            &["tool", "outcome"],
+        )
+        .unwrap();
+        let mcp_call_seconds = HistogramVec::new(
+            HistogramOpts::new("mcp_call_duration_seconds", "Time to answer one MCP request, by method")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["method"],
+        )
+        .unwrap();
+        for c in
+            [Box::new(mcp_calls.clone()) as Box<dyn prometheus::core::Collector>, Box::new(mcp_call_seconds.clone())]
+        {
+            registry.register(c).expect("unique metric");
+        }
         for c in [
             Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(agent_paused.clone()),
@@ -265,6 +287,8 @@ impl Metrics {
             baseline_bounds,
             leadership_lost,
             api_reachable,
+            mcp_calls,
+            mcp_call_seconds,
         }
     }
 

@@ -64,6 +64,10 @@ pub struct Options {
     pub audit: Option<(SocketAddr, String)>,
     /// Leader election; without it this replica leads at once (a single replica).
     pub leader: Option<crate::leader::Config>,
+    /// Where the MCP gateway listens (TLS), if it is served.
+    pub mcp_addr: Option<SocketAddr>,
+    /// The user the operator authenticates as (see `webhook::Lookup::operator`).
+    pub operator_user: Option<String>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -122,12 +126,16 @@ fn shared<K: watch::Lenient + serde::de::DeserializeOwned>(
     let (reader, writer) = reflector::store_shared::<K>(1024);
     // Requests and approvals are many: the cache keeps what the decisions read, not the managed
     // fields or annotations (a `kubectl apply` copy of the whole object, notes of tools) other
-    // than the lenient decoding's mark.
+    // than the lenient decoding's mark and the trace a tool call came with (for the decision log).
     let events = watch::watch::<K>(client.clone(), metrics.clone(), restarts.clone()).modify(|o: &mut K| {
         o.meta_mut().managed_fields = None;
         // Only the mark the lenient decoding leaves on a malformed object is kept.
         if let Some(a) = o.meta_mut().annotations.as_mut() {
-            a.retain(|k, _| k == watch::MALFORMED_ANNOTATION);
+            a.retain(|k, v| {
+                k == watch::MALFORMED_ANNOTATION
+                    || (k == socwarden_core::mcp::TRACEPARENT_ANNOTATION
+                        && socwarden_core::mcp::traceparent(v).is_some())
+            });
         }
     });
     (reader, writer, events)
@@ -524,7 +532,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let http = server::serve(listener, metrics.clone(), readiness);
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
-    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
+    let gateway = gateway(opts.mcp_addr, material.clone(), ctx.clone());
+    let admission =
+        admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready, opts.operator_user);
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
@@ -539,6 +549,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         r = http => r?,
         r = admission => r?,
         r = audit_sink => r?,
+        r = gateway => r?,
     }
     Ok(())
 }
@@ -598,6 +609,14 @@ async fn audit_sink(
     Ok(server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler).await?)
 }
 
+/// Serves the MCP gateway (`mcp`) when configured.
+async fn gateway(addr: Option<SocketAddr>, material: tls::Material, ctx: Arc<Context>) -> anyhow::Result<()> {
+    let Some(addr) = addr else {
+        return futures::future::pending().await;
+    };
+    crate::mcp::serve(addr, tls::server_config(&material, None)?, ctx).await
+}
+
 /// Serves the admission webhook and registers it once the caches are complete (before that the
 /// webhook would refuse requests for agents it has not seen yet).
 async fn admission(
@@ -608,6 +627,7 @@ async fn admission(
     key: Key,
     metrics: Metrics,
     registered: Arc<std::sync::atomic::AtomicBool>,
+    operator_user: Option<String>,
 ) -> anyhow::Result<()> {
     let Some(opts) = opts else {
         tracing::warn!(
@@ -627,7 +647,7 @@ async fn admission(
     };
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
-    let lookup = Arc::new(webhook::Admissions::new(stores.clone()));
+    let lookup = Arc::new(webhook::Admissions::new(stores.clone(), operator_user));
     let sar_client = client.clone();
     let handler: server::Handler = Arc::new(move |path, body| {
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());
@@ -715,7 +735,7 @@ async fn authorize(client: &Client, change: &webhook::AgentChange) -> Result<(),
     Ok(())
 }
 
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let mut b = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     socwarden_core::admission::signature::hex(&b)

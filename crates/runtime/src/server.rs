@@ -138,7 +138,12 @@ impl Limits {
 
 /// Accepts connections for ever: an accept error (out of file descriptors, a reset before
 /// accept) is logged and survived; at most `limit` connections are served at once.
-async fn accept_loop<F, Fut>(listener: TcpListener, limit: usize, what: &'static str, serve: F) -> std::io::Result<()>
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limit: usize,
+    what: &'static str,
+    serve: F,
+) -> std::io::Result<()>
 where
     F: Fn(tokio::net::TcpStream) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -162,7 +167,7 @@ where
     }
 }
 
-fn http1(headers: Duration) -> hyper::server::conn::http1::Builder {
+pub(crate) fn http1(headers: Duration) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(headers);
     b

@@ -73,6 +73,9 @@ pub trait Lookup {
         name: &str,
         check: &dyn Fn(quota::Filing) -> Result<(), String>,
     ) -> Result<(), String>;
+    /// The user the operator itself authenticates as: the only one whose requests may arrive
+    /// already stamped (by the MCP gateway, for the agent it verified). `None`: nobody's.
+    fn operator(&self) -> Option<&str>;
 }
 
 /// Handles one AdmissionReview body for `path` (`/mutate` or `/validate`). Never panics; anything
@@ -103,7 +106,7 @@ pub fn review_request(
     let outcome = match (path, req.kind.kind.as_str(), &req.operation) {
         ("/mutate", "ActionRequest", Operation::Create) => stamp_request(req, lookup, key, nonce),
         ("/mutate", "Approval", Operation::Create) => stamp_approval(req, lookup, key, nonce),
-        ("/validate", "ActionRequest", Operation::Create) => check_request_stamp(req, key),
+        ("/validate", "ActionRequest", Operation::Create) => check_request_stamp(req, lookup, key),
         ("/validate", "Approval", Operation::Create) => check_approval_stamp(req, key),
         ("/validate", "ActionRequest" | "Approval", Operation::Update) => immutable(req),
         _ => Ok(None),
@@ -166,12 +169,32 @@ fn object<T: serde::de::DeserializeOwned>(req: &AdmissionRequest<DynamicObject>,
     serde_json::from_value(v).map_err(|e| format!("invalid {kind}: {e}"))
 }
 
+/// Who filed a request: the authenticated user — or, when that user is the operator itself and
+/// the request carries a valid stamp (the MCP gateway stamps the agent it verified with a
+/// TokenReview, exactly as this webhook would), the stamped agent. Anyone else's stamp is
+/// overwritten: a copied stamp is worth nothing without the operator's identity.
+fn filer(
+    req: &AdmissionRequest<DynamicObject>,
+    ns: &str,
+    name: &str,
+    spec: &ActionRequestSpec,
+    lookup: &dyn Lookup,
+    key: &Key,
+) -> (String, Vec<String>) {
+    let (username, groups) = user(req);
+    let by_operator = lookup.operator().is_some_and(|op| op == username);
+    if by_operator && key.verify(&signature::request_message(ns, name, spec), &spec.signature) {
+        return (spec.requester.clone(), spec.requester_groups.clone());
+    }
+    (username, groups)
+}
+
 fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key, nonce: &str) -> Outcome {
     let r: ActionRequest = object(req, "ActionRequest")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (name, generated) = stamped_name(req, nonce)?;
     let mut spec: ActionRequestSpec = r.spec;
-    let (username, groups) = user(req);
+    let (username, groups) = filer(req, &ns, &name, &spec, lookup, key);
     let agent = lookup.agent(&ns, &spec.agent);
     if let Some(a) = &agent {
         let own = socwarden_core::admission::identity::agent_user(&ns, &a.name_any());
@@ -338,14 +361,14 @@ fn own_lifetime(req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
 }
 
 /// After every mutation: the stamp must still be ours (another mutating webhook cannot alter it).
-fn check_request_stamp(req: &AdmissionRequest<DynamicObject>, key: &Key) -> Outcome {
+fn check_request_stamp(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key: &Key) -> Outcome {
     own_lifetime(req)?;
     let r: ActionRequest = object(req, "ActionRequest")?;
     let ns = req.namespace.clone().unwrap_or_default();
     let (username, _) = user(req);
     let name = r.name_any();
-    if r.spec.requester != username || !key.verify(&signature::request_message(&ns, &name, &r.spec), &r.spec.signature)
-    {
+    let filer_ok = r.spec.requester == username || lookup.operator() == Some(username.as_str());
+    if !filer_ok || !key.verify(&signature::request_message(&ns, &name, &r.spec), &r.spec.signature) {
         return Err(
             "the ActionRequest's stamp does not match its creator or content (was it altered after stamping?)".into()
         );
@@ -385,15 +408,20 @@ type Filed = std::collections::VecDeque<(Instant, String)>;
 pub struct Admissions {
     pub stores: crate::context::Stores,
     filed: std::sync::Mutex<std::collections::HashMap<AgentKey, Filed>>,
+    /// See `Lookup::operator`.
+    operator: Option<String>,
 }
 
 impl Admissions {
-    pub fn new(stores: crate::context::Stores) -> Self {
-        Self { stores, filed: Default::default() }
+    pub fn new(stores: crate::context::Stores, operator: Option<String>) -> Self {
+        Self { stores, filed: Default::default(), operator }
     }
 }
 
 impl Lookup for Admissions {
+    fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>> {
         self.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
@@ -450,6 +478,7 @@ mod tests {
     use std::collections::HashMap;
 
     const BOT_SA: &str = "system:serviceaccount:agents:warden-bot";
+    const OPERATOR: &str = "system:serviceaccount:soc-warden-system:soc-warden";
 
     #[derive(Default)]
     struct Fixture {
@@ -484,6 +513,9 @@ mod tests {
             check(quota::Filing { undecided: n, last_minute: n })?;
             *self.filed.lock().unwrap() += 1;
             Ok(())
+        }
+        fn operator(&self) -> Option<&str> {
+            Some(OPERATOR)
         }
     }
 
@@ -530,6 +562,51 @@ mod tests {
             ops[0]["value"].clone()
         });
         (r.allowed, r.result.message.clone(), patched)
+    }
+
+    /// The MCP gateway files as the operator with the agent's stamp: kept only for the operator's
+    /// own identity and a valid signature. An analyst replaying a copied stamp files as herself.
+    #[test]
+    fn only_the_operator_may_bring_a_stamp_and_only_a_valid_one() {
+        let f = fixture();
+        let key = Key::new(b"k");
+        let mut spec: ActionRequestSpec = serde_json::from_value(request_spec()).unwrap();
+        spec.requester = BOT_SA.into();
+        spec.requester_groups = vec!["system:serviceaccounts".into()];
+        spec.nonce = "gw".into();
+        spec.signature = key.sign(&signature::request_message(NS, "x", &spec));
+        let stamped = |who: &str, spec: &ActionRequestSpec| {
+            let b = body(
+                "ActionRequest",
+                "CREATE",
+                who,
+                &["system:serviceaccounts"],
+                obj("ActionRequest", serde_json::to_value(spec).unwrap()),
+                Value::Null,
+            );
+            run(&f, "/mutate", &b)
+        };
+        let (ok, msg, patched) = stamped(OPERATOR, &spec);
+        assert!(ok, "{msg}");
+        let kept: ActionRequestSpec = serde_json::from_value(patched.unwrap()).unwrap();
+        assert_eq!(kept.requester, BOT_SA, "the gateway's verified agent is the requester");
+        let good = obj("ActionRequest", serde_json::to_value(&kept).unwrap());
+        assert!(run(&f, "/validate", &body("ActionRequest", "CREATE", OPERATOR, &[], good, Value::Null)).0);
+
+        // The same stamp from an analyst: overwritten with the analyst.
+        let (ok, _, patched) = stamped("analyst", &spec);
+        assert!(ok);
+        let theirs: ActionRequestSpec = serde_json::from_value(patched.unwrap()).unwrap();
+        assert_eq!(theirs.requester, "analyst");
+        // A stamp the operator did not sign, from the operator's identity: not the agent's.
+        let mut forged = spec.clone();
+        forged.signature = "forged".into();
+        let (ok, msg, _) = stamped(OPERATOR, &forged);
+        assert!(!ok && msg.contains("not the one of SocAgent"), "{msg}");
+        // Validation: a stamp naming the agent from anyone but the agent or the operator fails.
+        let replay = obj("ActionRequest", serde_json::to_value(&kept).unwrap());
+        let (ok, msg, _) = run(&f, "/validate", &body("ActionRequest", "CREATE", "analyst", &[], replay, Value::Null));
+        assert!(!ok && msg.contains("stamp"), "{msg}");
     }
 
     #[test]

@@ -155,6 +155,11 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The `sub` claim of a JWT (without verifying it: used only to learn the operator's own name).
+pub fn jwt_subject(token: &str) -> Option<String> {
+    jwt_claims(token)?.get("sub")?.as_str().map(String::from)
+}
+
 /// The `aud` claim of a JWT (without verifying it: the API server issued it to us).
 pub fn jwt_audiences(token: &str) -> Option<Vec<String>> {
     match jwt_claims(token)?.get("aud")? {
@@ -162,6 +167,16 @@ pub fn jwt_audiences(token: &str) -> Option<Vec<String>> {
         serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
         _ => None,
     }
+}
+
+/// The extra audiences of an agent's token: the spec's, and always the MCP gateway's
+/// (`mcp::AUDIENCE`), so that every agent can use the gateway with the token it holds.
+pub fn audiences(extra: &[String]) -> Vec<String> {
+    let mut all = extra.to_vec();
+    all.push(crate::mcp::AUDIENCE.to_string());
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// The audiences to request: the API server's own (so the agent can use the API) plus the extra

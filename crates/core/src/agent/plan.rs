@@ -107,8 +107,8 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &
     let token = match (pause, &roles, validate::ttl(i.spec)) {
         (None, Some(_), Ok(ttl)) if i.malformed.is_none() => Some(TokenPlan {
             ttl,
-            audiences: i.spec.credentials.audiences.clone(),
-            spec: credentials::token_spec(ttl, &i.spec.credentials.audiences),
+            audiences: credentials::audiences(&i.spec.credentials.audiences),
+            spec: credentials::token_spec(ttl, &credentials::audiences(&i.spec.credentials.audiences)),
         }),
         _ => None,
     };

@@ -480,6 +480,7 @@ fn entry(
     e.action = Some(req.spec.action.clone());
     e.target = Some(gate::target_key(&req.spec));
     e.approvers = approvers.to_vec();
+    e.traceparent = req.annotations().get(socwarden_core::mcp::TRACEPARENT_ANNOTATION).cloned();
     e
 }
 
