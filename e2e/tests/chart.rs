@@ -176,6 +176,15 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     )));
     assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == 443 && p["targetPort"] == "webhook"));
     assert_eq!(one(&defaults, "AutonomyPolicy")["spec"]["killSwitch"], false);
+    // The MCP gateway: served by every replica, exposed by the Service, open in the NetworkPolicy,
+    // and the operator may review the agents' tokens for it.
+    assert!(args.contains(&"--mcp-addr=0.0.0.0:9444".to_string()), "{args:?}");
+    assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == 9444 && p["targetPort"] == "mcp"));
+    let np = &one(&defaults, "NetworkPolicy")["spec"]["ingress"];
+    assert_eq!(np[2]["ports"][0]["port"], 9444, "{np}");
+    let cr = of_kind(&defaults, "ClusterRole");
+    let held: Vec<Value> = cr.iter().flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default()).collect();
+    assert!(holds(&held, "authentication.k8s.io", "tokenreviews", "create", &[]), "TokenReview for the gateway");
     // Drift scores are on /metrics: by default only a labelled namespace may scrape it, never an
     // agent's.
     let scrapers = &one(&defaults, "NetworkPolicy")["spec"]["ingress"][1]["from"][0]["namespaceSelector"];

@@ -19,6 +19,8 @@ pub const TOKEN_SPEC: &str = "socwarden.io/token-spec";
 /// which would make the token controller add a legacy token that never expires.
 pub const SECRET_TYPE: &str = "socwarden.io/agent-token";
 pub const TOKEN_KEY: &str = "token";
+/// The key of the agent Secret holding `Bearer <token>`, the whole Authorization header.
+pub const AUTHORIZATION_KEY: &str = "authorization";
 
 /// The fraction of a token's lifetime after which it is replaced.
 pub const ROTATE_AT: f64 = 0.8;

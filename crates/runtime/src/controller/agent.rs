@@ -590,7 +590,13 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
     let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
     // A merge patch of just the token and its annotations: the Secret already carries our labels
     // and owner, and a merge patch is far cheaper for the API server than a server-side apply.
-    let data = BTreeMap::from([(credentials::TOKEN_KEY.to_string(), ByteString(token.into_bytes()))]);
+    // `authorization` holds the whole header, for MCP clients that read a header from a Secret key
+    // (kagent's RemoteMCPServer `headersFrom`, examples/mcp/).
+    let header = format!("Bearer {token}");
+    let data = BTreeMap::from([
+        (credentials::TOKEN_KEY.to_string(), ByteString(token.into_bytes())),
+        (credentials::AUTHORIZATION_KEY.to_string(), ByteString(header.into_bytes())),
+    ]);
     let patch = json!({"metadata": {"annotations": issued.annotations()}, "data": data});
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &n.ns);
     api.patch(&n.secret, &PatchParams::default(), &Patch::Merge(&patch)).await?;
