@@ -36,12 +36,12 @@ impl NamespaceIndex {
                 }
             }
             Event::Delete(o) => {
-                if let Some((k, ns)) = key(o) {
-                    if let Some(set) = inner.live.get_mut(&k) {
-                        set.remove(&ns);
-                        if set.is_empty() {
-                            inner.live.remove(&k);
-                        }
+                if let Some((k, ns)) = key(o)
+                    && let Some(set) = inner.live.get_mut(&k)
+                {
+                    set.remove(&ns);
+                    if set.is_empty() {
+                        inner.live.remove(&k);
                     }
                 }
             }

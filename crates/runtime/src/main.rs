@@ -213,12 +213,13 @@ fn main() -> anyhow::Result<()> {
                 Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
                 None => None,
             };
-            let webhook = endpoint.map(|endpoint| run::WebhookOptions {
+            let mut webhook = endpoint.map(|endpoint| run::WebhookOptions {
                 addr: webhook_addr,
                 endpoint,
                 cert_dir: webhook_cert_dir,
                 client_ca,
                 repair_interval: webhook_repair_interval,
+                operator_user: None,
             });
             let audit = match (audit_addr, audit_token_file) {
                 (Some(addr), Some(f)) => {
@@ -254,6 +255,9 @@ fn main() -> anyhow::Result<()> {
                          set --operator-user, or run with a ServiceAccount token"
                     );
                 }
+                if let Some(w) = webhook.as_mut() {
+                    w.operator_user = operator_user;
+                }
                 let client = kube::Client::try_from(config).context("connecting to Kubernetes")?;
                 run::run(
                     client,
@@ -268,7 +272,6 @@ fn main() -> anyhow::Result<()> {
                         audit,
                         leader,
                         mcp_addr,
-                        operator_user,
                     },
                 )
                 .await

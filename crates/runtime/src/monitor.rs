@@ -114,13 +114,13 @@ impl Monitor {
         e.pause_on_drift = spec.on_drift == OnDrift::Pause;
         e.paused = paused;
         e.configured = true;
-        if let Some(k) = kept {
-            if e.model.since.is_none() {
-                e.model.since = k.since.parse().ok();
-                e.model.learned_at = k.learned_at.as_deref().and_then(|t| t.parse().ok());
-                e.model.baseline = k.counts.clone();
-                e.checkpoint = e.model.since.map(|s| (k.counts.clone(), s));
-            }
+        if let Some(k) = kept
+            && e.model.since.is_none()
+        {
+            e.model.since = k.since.parse().ok();
+            e.model.learned_at = k.learned_at.as_deref().and_then(|t| t.parse().ok());
+            e.model.baseline = k.counts.clone();
+            e.checkpoint = e.model.since.map(|s| (k.counts.clone(), s));
         }
     }
 

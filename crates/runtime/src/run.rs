@@ -47,6 +47,8 @@ pub struct WebhookOptions {
     pub client_ca: Option<String>,
     /// How often the webhook configurations are written again, undoing a deletion or an edit.
     pub repair_interval: std::time::Duration,
+    /// The user the operator authenticates as (see `webhook::Lookup::operator`).
+    pub operator_user: Option<String>,
 }
 
 pub struct Options {
@@ -66,8 +68,6 @@ pub struct Options {
     pub leader: Option<crate::leader::Config>,
     /// Where the MCP gateway listens (TLS), if it is served.
     pub mcp_addr: Option<SocketAddr>,
-    /// The user the operator authenticates as (see `webhook::Lookup::operator`).
-    pub operator_user: Option<String>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -533,8 +533,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
     let gateway = gateway(opts.mcp_addr, material.clone(), ctx.clone());
-    let admission =
-        admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready, opts.operator_user);
+    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
@@ -627,7 +626,6 @@ async fn admission(
     key: Key,
     metrics: Metrics,
     registered: Arc<std::sync::atomic::AtomicBool>,
-    operator_user: Option<String>,
 ) -> anyhow::Result<()> {
     let Some(opts) = opts else {
         tracing::warn!(
@@ -647,7 +645,7 @@ async fn admission(
     };
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
-    let lookup = Arc::new(webhook::Admissions::new(stores.clone(), operator_user));
+    let lookup = Arc::new(webhook::Admissions::new(stores.clone(), opts.operator_user.clone()));
     let sar_client = client.clone();
     let handler: server::Handler = Arc::new(move |path, body| {
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());

@@ -210,16 +210,15 @@ fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key
     let unexecutable = action.as_ref().and_then(|a| a.status.as_ref()).map(|s| s.unexecutable.as_slice());
     gate::executable(&spec, unexecutable.unwrap_or(&[])).map_err(|r| r.message)?;
     // What the request names or writes is known now; the pods it selects, when it is decided.
-    if let (Some(a), Some(action)) = (&agent, &action) {
-        if let Ok(plan) =
+    if let (Some(a), Some(action)) = (&agent, &action)
+        && let Ok(plan) =
             socwarden_core::admission::effect::plan(&action.spec, &spec, r.metadata.name.as_deref().unwrap_or_default())
+    {
+        let scope = &a.spec.scope.namespaces;
+        if let Some(f) =
+            socwarden_core::admission::effect::first_forbidden(&plan.objects, scope, &action.spec.protected_targets)
         {
-            let scope = &a.spec.scope.namespaces;
-            if let Some(f) =
-                socwarden_core::admission::effect::first_forbidden(&plan.objects, scope, &action.spec.protected_targets)
-            {
-                return Err(format!("{}; no agent may {} it", f.message(), spec.action));
-            }
+            return Err(format!("{}; no agent may {} it", f.message(), spec.action));
         }
     }
     // The agent's own filing is capped (queue and rate), so that it cannot flood the approvers.
@@ -576,11 +575,12 @@ mod tests {
         spec.nonce = "gw".into();
         spec.signature = key.sign(&signature::request_message(NS, "x", &spec));
         let stamped = |who: &str, spec: &ActionRequestSpec| {
+            let groups: &[&str] = if who == "analyst" { &[] } else { &["system:serviceaccounts"] };
             let b = body(
                 "ActionRequest",
                 "CREATE",
                 who,
-                &["system:serviceaccounts"],
+                groups,
                 obj("ActionRequest", serde_json::to_value(spec).unwrap()),
                 Value::Null,
             );

@@ -102,10 +102,10 @@ pub fn check(approval: &Approval, agent: &SocAgent, subject: &Subject, key: &Key
     if s.bound_to != subject.bound(agent) {
         return Some("bound to another request or to different content".into());
     }
-    if let Subject::Resume { pause_id } = subject {
-        if s.resume.as_ref().is_none_or(|r| r.pause_id != *pause_id) {
-            return Some("names another pause".into());
-        }
+    if let Subject::Resume { pause_id } = subject
+        && s.resume.as_ref().is_none_or(|r| r.pause_id != *pause_id)
+    {
+        return Some("names another pause".into());
     }
     if let Some(why) = subject.outside_window(created(approval, now)) {
         return Some(why.into());

@@ -171,17 +171,13 @@ pub fn budget(
     let Some(limits) = &action.limits else { return Ok(()) };
     let hour_ago = now.checked_sub(SignedDuration::from_hours(1)).unwrap_or(Timestamp::MIN);
     let recent: Vec<&Past> = past.iter().filter(|p| p.decision.runs() && p.decided_at > hour_ago).collect();
-    if let Some(max) = limits.max_executions_per_hour {
-        if recent.len() as u32 >= max {
-            return Err(refuse(
-                Reason::BudgetExceeded,
-                format!(
-                    "{} executions of {} in the last hour; the budget is {max} per hour",
-                    recent.len(),
-                    spec.action
-                ),
-            ));
-        }
+    if let Some(max) = limits.max_executions_per_hour
+        && recent.len() as u32 >= max
+    {
+        return Err(refuse(
+            Reason::BudgetExceeded,
+            format!("{} executions of {} in the last hour; the budget is {max} per hour", recent.len(), spec.action),
+        ));
     }
     if let Some(max) = limits.max_targets_per_hour {
         let mut targets: BTreeSet<&str> = recent.iter().flat_map(|p| p.targets.iter().map(String::as_str)).collect();

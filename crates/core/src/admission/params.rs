@@ -42,10 +42,10 @@ fn check_one(p: &ParameterSpec, v: &Value) -> Result<(), String> {
                 }
                 _ => {}
             }
-            if let Some(pat) = &p.pattern {
-                if !full_match(pat, s)? {
-                    return Err(format!("parameter {name} = {s:?} does not match {pat:?}"));
-                }
+            if let Some(pat) = &p.pattern
+                && !full_match(pat, s)?
+            {
+                return Err(format!("parameter {name} = {s:?} does not match {pat:?}"));
             }
             s.clone()
         }
@@ -138,14 +138,14 @@ pub fn render(
 fn substitute(v: Value, vars: &BTreeMap<String, Value>) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) => {
-            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-                if !name.contains("${") {
-                    let val = vars.get(name).ok_or_else(|| format!("no value for ${{{name}}}"))?;
-                    return Ok(match val {
-                        Value::String(_) | Value::Number(_) | Value::Bool(_) => val.clone(),
-                        other => Value::String(other.to_string()),
-                    });
-                }
+            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+                && !name.contains("${")
+            {
+                let val = vars.get(name).ok_or_else(|| format!("no value for ${{{name}}}"))?;
+                return Ok(match val {
+                    Value::String(_) | Value::Number(_) | Value::Bool(_) => val.clone(),
+                    other => Value::String(other.to_string()),
+                });
             }
             Value::String(interpolate(&s, vars)?)
         }

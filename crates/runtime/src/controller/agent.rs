@@ -609,10 +609,10 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
 
 async fn revoke_secret(ctx: &Context, n: &Names) -> Result<()> {
     let key = ObjectRef::<Secret>::new(&n.secret).within(&n.ns);
-    if let Some(s) = ctx.stores.secrets.get(&key) {
-        if let Some(uid) = s.metadata.uid.as_deref() {
-            ctx.issued.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
-        }
+    if let Some(s) = ctx.stores.secrets.get(&key)
+        && let Some(uid) = s.metadata.uid.as_deref()
+    {
+        ctx.issued.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
     k8s::delete_gone(&Api::<Secret>::namespaced(ctx.client.clone(), &n.ns), &n.secret).await.map_err(Into::into)
 }

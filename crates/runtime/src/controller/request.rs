@@ -273,10 +273,10 @@ fn history(ctx: &Context, req: &ActionRequest) -> (Vec<Past>, Vec<gate::Applied>
         if r.namespace() == ns && r.spec.agent == req.spec.agent && r.spec.action == req.spec.action {
             // What this replica wrote counts even before the cache shows it.
             let shown = ctx.request_status_written.shown_by(r.as_ref(), r.status.as_ref());
-            if let Some(s) = shown.as_ref() {
-                if let (Some(at), Some(decision)) = (s.decided_at.as_ref().and_then(|t| t.parse().ok()), s.decision) {
-                    past.push(Past { decided_at: at, decision, targets: gate::targets(&r.spec, &s.effect) });
-                }
+            if let Some(s) = shown.as_ref()
+                && let (Some(at), Some(decision)) = (s.decided_at.as_ref().and_then(|t| t.parse().ok()), s.decision)
+            {
+                past.push(Past { decided_at: at, decision, targets: gate::targets(&r.spec, &s.effect) });
             }
         }
         if r.meta().deletion_timestamp.is_none() {
@@ -438,11 +438,11 @@ fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestSta
     let Some(d) = status.decision else { return };
     observe(req, ctx, d);
     ctx.metrics.action_requests.with_label_values(&[&req.spec.action, d.as_str()]).inc();
-    if matches!(d, Decision::Approved | Decision::Denied) {
-        if let Some(created) = req.metadata.creation_timestamp.as_ref() {
-            let secs = Timestamp::now().duration_since(created.0).as_secs_f64();
-            ctx.metrics.approval_latency.observe(secs.max(0.0));
-        }
+    if matches!(d, Decision::Approved | Decision::Denied)
+        && let Some(created) = req.metadata.creation_timestamp.as_ref()
+    {
+        let secs = Timestamp::now().duration_since(created.0).as_secs_f64();
+        ctx.metrics.approval_latency.observe(secs.max(0.0));
     }
     let mut e = entry(req, decisionlog::phase_of(d.as_str()), d.as_str(), status.message.clone(), approvers);
     e.policy = status.policy.clone();
