@@ -44,6 +44,28 @@ const ISOLATE_REQUEST: &str =
     "kubectl --as system:serviceaccount:soc-agents:warden-triage-bot create -f examples/workflows/isolate-request.yaml";
 const APPROVE_A: &str = "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
 const APPROVE_B: &str = "kubectl --as lead-b --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
+const AGENT_TOKEN: &str = "kubectl -n soc-agents get secret warden-triage-bot-token -o jsonpath='{.data.token}' | base64 -d > /tmp/triage-bot.token";
+const GATEWAY_CA: &str = "kubectl -n soc-warden-system get secret socwarden-webhook-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > /tmp/soc-warden-ca.crt";
+const MCP_LIST: &str = "$(e2e/cluster mcp-client) examples/mcp/agent.py --url https://127.0.0.1:9444/mcp --token-file /tmp/triage-bot.token --ca-file /tmp/soc-warden-ca.crt list";
+const MCP_CALL: &str = r#"$(e2e/cluster mcp-client) examples/mcp/agent.py --url https://127.0.0.1:9444/mcp --token-file /tmp/triage-bot.token --ca-file /tmp/soc-warden-ca.crt call enrich-alert '{"parameters":{"alertId":"SOC-4711"},"target":{"kind":"Pod","name":"web-frontend-7d4b9","namespace":"web"}}'"#;
+
+/// Runs a README line that needs a shell (pipes, redirections, `$(…)`) from the repository, with
+/// the test cluster's kubectl first on the PATH; returns its output.
+fn run_sh(line: &str) -> Result<String> {
+    let kubectl_dir = std::path::Path::new(&kubectl()).parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let path = format!("{kubectl_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-c", line])
+        .current_dir(repo())
+        .env("KUBECONFIG", admin_kubeconfig())
+        .env("PATH", path)
+        .output()?;
+    if !out.status.success() {
+        bail!("`{line}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
 const APPROVE_PROMOTION: &str =
     "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/promote-intel-bot-approval.yaml";
 
@@ -74,6 +96,10 @@ async fn every_readme_command_works() -> Result<()> {
         "kubectl apply -f examples/workflows/promote-intel-bot.yaml",
         APPROVE_PROMOTION,
         "kubectl describe socagent intel-bot -n soc-agents",
+        AGENT_TOKEN,
+        GATEWAY_CA,
+        MCP_LIST,
+        MCP_CALL,
     ]
     .into_iter()
     .map(String::from)
@@ -96,6 +122,8 @@ async fn every_readme_command_works() -> Result<()> {
         .env("WARDEN_METRICS_ADDR", format!("127.0.0.1:{port}"))
         .env("WARDEN_WEBHOOK_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("WARDEN_DECISION_LOG", decision_log())
+        // The README's gateway lines use e2e/up's default MCP address; the admin is the operator here.
+        .env("WARDEN_OPERATOR_USER", "admin")
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .spawn()
@@ -114,6 +142,18 @@ async fn every_readme_command_works() -> Result<()> {
     assert!(run_kubectl("kubectl explain socagent.spec.credentials")?.contains("ttl"));
     let (code, _) = http_get(&format!("http://127.0.0.1:{port}/readyz")).await?;
     assert_eq!(code, 200, "the operator e2e/up started serves /readyz");
+
+    // The agent at the MCP gateway, with the token SOC Warden issued it.
+    run_sh(AGENT_TOKEN)?;
+    run_sh(GATEWAY_CA)?;
+    let tools = run_sh(MCP_LIST)?;
+    for needle in ["enrich-alert", "isolate-pod", "Needs 2 approvals", "warden_status"] {
+        assert!(tools.contains(needle), "{needle} missing from:\n{tools}");
+    }
+    let call = run_sh(MCP_CALL)?;
+    let call: serde_json::Value = serde_json::from_str(&call)?;
+    assert_eq!(call["isError"], false, "{call}");
+    assert_eq!(call["structuredContent"]["decision"], "AutoApproved", "{call}");
 
     // The walk through: the agent files an isolation, two leads approve, the operator executes it.
     let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), "soc-agents");
