@@ -49,6 +49,12 @@ const POLL: Duration = Duration::from_millis(5);
 const STATE_TTL: Duration = Duration::from_secs(48 * 3600);
 /// The largest MCP request body.
 const MAX_BODY: usize = 1 << 20;
+/// How long a token the API server confirmed is trusted without asking again — the API server's
+/// own token cache holds a recently used token as long (README, "Security model"). A pause is
+/// still seen at once: the agent's state is read from the cache on every call.
+const REVIEW_TTL: Duration = Duration::from_secs(10);
+/// The most confirmed tokens remembered (beyond it, expired ones are dropped, then all).
+const REVIEW_CACHE: usize = 20_000;
 
 /// Who is calling, verified before any MCP message is read.
 #[derive(Clone, Debug)]
@@ -60,10 +66,14 @@ pub struct Caller {
     pub traceparent: Option<String>,
 }
 
+/// Tokens the API server confirmed recently: SHA-256 of the token → (when, user, groups).
+type Reviews = std::collections::HashMap<[u8; 32], (Instant, String, Vec<String>)>;
+
 #[derive(Clone)]
 pub struct Gateway {
     ctx: Arc<Context>,
     codec: Arc<RequestStateCodec>,
+    reviews: Arc<std::sync::Mutex<Reviews>>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -97,12 +107,39 @@ impl Gateway {
         let material = ctx.key.sign("socwarden.io/mcp request state");
         let codec = RequestStateCodec::try_new(material.into_bytes())
             .map_err(|e| anyhow::anyhow!("cannot build the request-state codec: {e}"))?;
-        Ok(Self { ctx, codec: Arc::new(codec) })
+        Ok(Self { ctx, codec: Arc::new(codec), reviews: Default::default() })
     }
 
-    /// The TokenReview for the gateway's audience: the user, or `None` when the token is not
-    /// valid for it. An unanswered review is an error (the caller is refused: fail closed).
+    /// The TokenReview for the gateway's audience (or its answer of the last `REVIEW_TTL`): the
+    /// user, or `None` when the token is not valid for it. An unanswered review is an error (the
+    /// caller is refused: fail closed). Refusals are never cached.
     async fn review(&self, token: &str) -> Result<Option<(String, Vec<String>)>, kube::Error> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        let lock = || self.reviews.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = lock().get(&digest).cloned();
+        if let Some((at, user, groups)) = cached
+            && at.elapsed() < REVIEW_TTL
+        {
+            return Ok(Some((user, groups)));
+        }
+        let confirmed = self.ask(token).await?;
+        if let Some((user, groups)) = &confirmed {
+            let mut cache = lock();
+            if cache.len() >= REVIEW_CACHE {
+                cache.retain(|_, (at, _, _)| at.elapsed() < REVIEW_TTL);
+                if cache.len() >= REVIEW_CACHE {
+                    cache.clear();
+                }
+            }
+            cache.insert(digest, (Instant::now(), user.clone(), groups.clone()));
+        }
+        Ok(confirmed)
+    }
+
+    async fn ask(&self, token: &str) -> Result<Option<(String, Vec<String>)>, kube::Error> {
         let review = TokenReview {
             spec: TokenReviewSpec { token: token.to_string(), audiences: Some(vec![decide::AUDIENCE.into()]) },
             ..Default::default()
@@ -352,6 +389,7 @@ impl Gateway {
             annotations.insert(decide::TRACEPARENT_ANNOTATION.into(), t.clone());
         }
         let api = Api::<ActionRequest>::namespaced(self.ctx.client.clone(), &c.namespace);
+        let t0 = Instant::now();
         let created = match api.create(&PostParams::default(), &req).await {
             Ok(r) => r,
             // The admission webhook refused it (quota, scope, protection, …): the agent's doing.
@@ -370,7 +408,9 @@ impl Gateway {
         };
         let uid = created.uid().unwrap_or_default();
         let executes = action.spec.execution.is_some();
+        let t1 = Instant::now();
         let answer = self.wait(&c.namespace, &name, executes, CALL_WAIT, false).await;
+        tracing::debug!(request = %name, create_ms = (t1 - t0).as_millis() as u64, wait_ms = t1.elapsed().as_millis() as u64, "MCP call filed and answered");
         self.respond(c, tool, &name, &uid, answer, modern)
     }
 
