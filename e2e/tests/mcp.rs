@@ -180,7 +180,13 @@ async fn each_agent_sees_its_own_tools_and_an_autonomous_call_returns_the_execut
 async fn a_gated_call_waits_for_two_leads_and_the_retry_returns_the_executed_result() -> Result<()> {
     let w = world().await?;
     let op = Operator::start().await?;
+    // The agent may have two requests waiting at most: the quota applies to calls as to requests.
+    let policy = unique("two-pending");
+    apply_yaml(&w.admin, &format!("apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {policy}}}\nspec: {{requests: {{maxPending: 2}}}}\n")).await?;
     new_agent(&w, "bot", Tier::Supervised, &[&w.read, &w.isolate], None).await?;
+    Api::<SocAgent>::namespaced(w.admin.clone(), w.home())
+        .patch("bot", &PatchParams::default(), &Patch::Merge(json!({"spec": {"policyRef": policy}})))
+        .await?;
     let bot = at_gateway(&w, &op, "bot").await?;
     let (_, listing) = bot.list().await?;
     let d = tool(&listing, &w.isolate).unwrap()["description"].as_str().unwrap().to_string();
@@ -210,6 +216,11 @@ async fn a_gated_call_waits_for_two_leads_and_the_retry_returns_the_executed_res
     let old_name = old.out["structuredContent"]["request"].as_str().unwrap().to_string();
     let poll = bot.call("warden_request", &json!({"request": old_name}), &[]).await?;
     assert_eq!(poll.out["structuredContent"]["decision"], "Pending", "{}", poll.out);
+    // A third waiting request is beyond the policy's quota: refused by the webhook, said why.
+    let third =
+        bot.call(&w.isolate, &json!({"parameters": {"app": "dns"}, "target": target(&w, "dns-1")}), &[]).await?;
+    assert_eq!(third.out["isError"], true, "{}", third.out);
+    assert!(text(&third).contains("waiting for a decision"), "{}", text(&third));
 
     // Two leads approve with the plugin, as their own identities.
     for lead in ["lead-a", "lead-b"] {
@@ -240,6 +251,42 @@ async fn a_gated_call_waits_for_two_leads_and_the_retry_returns_the_executed_res
     assert_ne!(wrong.code, 0, "a state for another tool is refused: {}", wrong.out);
     assert!(wrong.err.contains("request state"), "{}", wrong.err);
     Ok(())
+}
+
+/// `token` with its lifetime moved to end `ends_in` seconds from now (negative: in the past),
+/// signed again with the local control plane's ServiceAccount key.
+fn resigned(token: &str, ends_in: i64) -> Result<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    anyhow::ensure!(parts.len() == 3, "not a JWT");
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1])?)?;
+    let now = jiff::Timestamp::now().as_second();
+    claims["iat"] = json!(now - 1200);
+    claims["nbf"] = json!(now - 1200);
+    claims["exp"] = json!(now + ends_in);
+    let input = format!("{}.{}", parts[0], b64.encode(serde_json::to_vec(&claims)?));
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(cluster_dir().join("pki/sa.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "openssl could not sign");
+    Ok(format!("{input}.{}", b64.encode(out.stdout)))
+}
+
+/// A raw HTTPS request to the gateway's port, as any pod could send; the whole response text.
+async fn raw(op: &Operator, ca: &str, request: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = https::connect(op.mcp_port, ca, None).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    Ok(String::from_utf8_lossy(&buf).to_string())
 }
 
 /// The token in a lead's kubeconfig (a static token of the local control plane).
@@ -345,12 +392,38 @@ async fn the_gateway_refuses_what_an_adversary_tries() -> Result<()> {
     let fresh = agent_token(&w.admin, home, "bot").await?.expect("re-issued");
     let again = with_token_at(&w, &op, &fresh).await?;
     assert_eq!(again.run(&["list"]).await?.code, 0);
+    // The same token, expired (its lifetime moved into the past, signed with the cluster's key;
+    // its Secret still exists): 401.
+    if !external_cluster() {
+        let control = with_token_at(&w, &op, &resigned(&fresh, 600)?).await?.run(&["list"]).await?;
+        assert_eq!(control.code, 0, "re-signed and still valid: accepted (the forgery is sound); {}", control.err);
+        let r = with_token_at(&w, &op, &resigned(&fresh, -600)?).await?.run(&["list"]).await?;
+        assert_eq!(r.code, 2, "an expired token: 401; {}", r.err);
+    }
     let secrets = Api::<Secret>::namespaced(w.admin.clone(), home);
     secrets.delete(&socwarden_core::agent::credentials::secret_name("bot"), &DeleteParams::default()).await?;
     wait_for("revoked token refused", Duration::from_secs(20), || async {
         Ok((again.run(&["list"]).await?.code == 2).then_some(()))
     })
     .await?;
+    // Without a token: 401 pointing at the RFC 9728 metadata, which says how to authenticate.
+    let ca = https::webhook_ca(&w.admin).await?;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw(&op, &ca, &head).await?;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let challenge = "resource_metadata=\"https://127.0.0.1/.well-known/oauth-protected-resource/mcp\"";
+    assert!(answer.to_lowercase().contains("www-authenticate: bearer") && answer.contains(challenge), "{answer}");
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let meta = raw(&op, &ca, &get("/.well-known/oauth-protected-resource/mcp")).await?;
+    let doc: Value = serde_json::from_str(meta.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default())?;
+    assert_eq!(doc["resource"], "https://127.0.0.1/mcp", "{meta}");
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    let elsewhere = raw(&op, &ca, &get("/metrics")).await?;
+    assert!(elsewhere.starts_with("HTTP/1.1 404"), "only its own pages: {elsewhere}");
     let m = op.metrics().await?;
     assert!(
         metric(&m, "socwarden_mcp_calls_total", &[("tool", "(none)"), ("outcome", "unauthenticated")]).unwrap_or(0.0)
