@@ -400,12 +400,6 @@ async fn the_gateway_refuses_what_an_adversary_tries() -> Result<()> {
         let r = with_token_at(&w, &op, &resigned(&fresh, -600)?).await?.run(&["list"]).await?;
         assert_eq!(r.code, 2, "an expired token: 401; {}", r.err);
     }
-    let secrets = Api::<Secret>::namespaced(w.admin.clone(), home);
-    secrets.delete(&socwarden_core::agent::credentials::secret_name("bot"), &DeleteParams::default()).await?;
-    wait_for("revoked token refused", Duration::from_secs(20), || async {
-        Ok((again.run(&["list"]).await?.code == 2).then_some(()))
-    })
-    .await?;
     // Without a token: 401 pointing at the RFC 9728 metadata, which says how to authenticate.
     let ca = https::webhook_ca(&w.admin).await?;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
@@ -422,8 +416,25 @@ async fn the_gateway_refuses_what_an_adversary_tries() -> Result<()> {
     let doc: Value = serde_json::from_str(meta.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default())?;
     assert_eq!(doc["resource"], "https://127.0.0.1/mcp", "{meta}");
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    // A client of the 2025-06-18 revision is answered in its revision.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    .to_string();
+    let post = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {fresh}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{init}",
+        init.len()
+    );
+    let answer = raw(&op, &ca, &post).await?;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""protocolVersion":"2025-06-18""#), "{answer}");
     let elsewhere = raw(&op, &ca, &get("/metrics")).await?;
     assert!(elsewhere.starts_with("HTTP/1.1 404"), "only its own pages: {elsewhere}");
+    let secrets = Api::<Secret>::namespaced(w.admin.clone(), home);
+    secrets.delete(&socwarden_core::agent::credentials::secret_name("bot"), &DeleteParams::default()).await?;
+    wait_for("revoked token refused", Duration::from_secs(20), || async {
+        Ok((again.run(&["list"]).await?.code == 2).then_some(()))
+    })
+    .await?;
     let m = op.metrics().await?;
     assert!(
         metric(&m, "socwarden_mcp_calls_total", &[("tool", "(none)"), ("outcome", "unauthenticated")]).unwrap_or(0.0)
