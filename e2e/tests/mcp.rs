@@ -236,7 +236,7 @@ async fn a_gated_call_waits_for_two_leads_and_the_retry_returns_the_executed_res
         "{s}"
     );
     Api::<NetworkPolicy>::namespaced(w.admin.clone(), w.scope()).get("isolate-db").await?;
-    let approvers: Vec<String> = decided(&w.admin, w.home(), &name)
+    let mut approvers: Vec<String> = decided(&w.admin, w.home(), &name)
         .await?
         .status
         .unwrap()
@@ -244,7 +244,8 @@ async fn a_gated_call_waits_for_two_leads_and_the_retry_returns_the_executed_res
         .iter()
         .map(|a| a.approver.clone())
         .collect();
-    assert_eq!(approvers, ["lead-a", "lead-b"]);
+    approvers.sort();
+    assert_eq!(approvers, ["lead-a", "lead-b"], "each approval stamped with its lead");
 
     // A state is bound to its agent and tool: another tool (or a tampered state) gets nothing.
     let wrong = bot.call(&w.read, &json!({"target": target(&w, "x")}), &["--once", "--request-state", &state]).await?;

@@ -248,7 +248,14 @@ impl Gateway {
         let key = ObjectRef::new(name).within(ns);
         loop {
             let answer = match self.ctx.stores.requests.get(&key) {
-                Some(r) => decide::answer(name, r.status.as_ref(), executes),
+                // What this replica wrote counts before the watch brings it back (on the leader,
+                // the answer leaves as soon as the execution's status is written).
+                Some(r) => {
+                    let uid = r.uid().unwrap_or_default();
+                    let status =
+                        self.ctx.request_status_written.shown(&uid, r.resource_version().as_deref(), r.status.as_ref());
+                    decide::answer(name, status.as_ref(), executes)
+                }
                 None => Answer::Wait,
             };
             let settled = match &answer {
