@@ -238,3 +238,16 @@ impl Drop for KillSwitch {
         });
     }
 }
+
+/// Waits until no SocAgent is left outside `namespaces` — the agents of earlier tests, whose
+/// namespaces are being deleted once an operator releases them (it must be running). A test whose
+/// invariant has a deadline starts from a quiet operator, not one still tearing down the last
+/// test's fleet.
+pub async fn only_agents_in(client: &Client, namespaces: &[&str], timeout: Duration) -> Result<()> {
+    let all: Api<SocAgent> = Api::all(client.clone());
+    wait_for("earlier tests' agents gone", timeout, || async {
+        let left = all.list(&Default::default()).await?.items;
+        Ok(left.iter().all(|a| a.metadata.namespace.as_deref().is_some_and(|n| namespaces.contains(&n))).then_some(()))
+    })
+    .await
+}

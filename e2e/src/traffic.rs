@@ -52,3 +52,21 @@ impl Normal {
         self.calls.load(Ordering::Relaxed)
     }
 }
+
+/// One audit EventList of `n` reads of ConfigMaps in `scope` by the agents `noisy-0..agents` of
+/// `home` (the flood test and benchmark post it to the sink, as an API server would).
+pub fn flood_batch(home: &str, scope: &str, agents: usize, n: usize) -> Vec<u8> {
+    let items: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+                "auditID": format!("flood-{i}"), "stage": "ResponseComplete", "verb": "get",
+                "requestURI": format!("/api/v1/namespaces/{scope}/configmaps/c-{}", i % 50),
+                "user": {"username": socwarden_core::admission::identity::agent_user(home, &format!("noisy-{}", i % agents))},
+                "objectRef": {"resource": "configmaps", "namespace": scope, "name": format!("c-{}", i % 50), "apiVersion": "v1"},
+                "responseStatus": {"metadata": {}, "code": 200}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})).unwrap()
+}

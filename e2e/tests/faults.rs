@@ -77,6 +77,7 @@ async fn an_operator_killed_while_pausing_200_agents_pauses_them_all_once_restar
     let label = format!("fault-run={run}");
     // One reconcile at a time: pausing 200 agents then takes long enough to be interrupted.
     let mut op = Operator::start_with(&["--concurrency", "1"]).await?;
+    only_agents_in(&s.admin, &[&home], Duration::from_secs(90)).await?;
     let agents = Api::<SocAgent>::namespaced(s.admin.clone(), &home);
     for i in 0..N {
         let mut a = agent(&format!("agent-{i:03}"), &home, Tier::Supervised, &[], &[&home]);
@@ -149,6 +150,7 @@ async fn the_api_server_restarted_during_a_kill_switch_leaves_every_agent_paused
     let run = unique("restart");
     let label = format!("fault-run={run}");
     let _op = Operator::start().await?;
+    only_agents_in(&s.admin, &[&home], Duration::from_secs(90)).await?;
     let agents = Api::<SocAgent>::namespaced(s.admin.clone(), &home);
 
     // Agents are created 8 at a time; each creation is retried until the API server takes it.
@@ -405,22 +407,6 @@ async fn etcd_stopped_for_15s_loses_no_request_and_runs_none_twice() -> Result<(
 }
 
 /// An EventList of `n` successful reads by agents `noisy-0..agents` of `home`, in `scope`.
-fn flood_batch(home: &str, scope: &str, agents: usize, n: usize) -> Vec<u8> {
-    let items: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            json!({
-                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-                "auditID": format!("flood-{i}"), "stage": "ResponseComplete", "verb": "get",
-                "requestURI": format!("/api/v1/namespaces/{scope}/configmaps/c-{}", i % 50),
-                "user": {"username": socwarden_core::admission::identity::agent_user(home, &format!("noisy-{}", i % agents))},
-                "objectRef": {"resource": "configmaps", "namespace": scope, "name": format!("c-{}", i % 50), "apiVersion": "v1"},
-                "responseStatus": {"metadata": {}, "code": 200}
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})).unwrap()
-}
-
 /// Invariant: an audit flood — up to 50,000 events/s posted to the sink for 20 s, for 20 agents,
 /// from loopback — costs bounded memory; every event posted is accounted for (kept, or dropped and
 /// counted); and an agent that deletes pods without a record meanwhile (its events come from the

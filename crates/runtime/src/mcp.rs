@@ -55,6 +55,9 @@ const MAX_BODY: usize = 1 << 20;
 const REVIEW_TTL: Duration = Duration::from_secs(10);
 /// The most confirmed tokens remembered (beyond it, expired ones are dropped, then all).
 const REVIEW_CACHE: usize = 20_000;
+/// TokenReviews in flight at once: a pod sending made-up tokens cannot turn the gateway into a
+/// flood of reviews against the API server (the others wait, then are refused with 503).
+const REVIEWS_AT_ONCE: usize = 32;
 
 /// Who is calling, verified before any MCP message is read.
 #[derive(Clone, Debug)]
@@ -74,6 +77,7 @@ pub struct Gateway {
     ctx: Arc<Context>,
     codec: Arc<RequestStateCodec>,
     reviews: Arc<std::sync::Mutex<Reviews>>,
+    reviewing: Arc<tokio::sync::Semaphore>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -107,7 +111,8 @@ impl Gateway {
         let material = ctx.key.sign("socwarden.io/mcp request state");
         let codec = RequestStateCodec::try_new(material.into_bytes())
             .map_err(|e| anyhow::anyhow!("cannot build the request-state codec: {e}"))?;
-        Ok(Self { ctx, codec: Arc::new(codec), reviews: Default::default() })
+        let reviewing = Arc::new(tokio::sync::Semaphore::new(REVIEWS_AT_ONCE));
+        Ok(Self { ctx, codec: Arc::new(codec), reviews: Default::default(), reviewing })
     }
 
     /// The TokenReview for the gateway's audience (or its answer of the last `REVIEW_TTL`): the
@@ -125,6 +130,9 @@ impl Gateway {
         {
             return Ok(Some((user, groups)));
         }
+        let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_secs(5), self.reviewing.acquire()).await else {
+            return Err(kube::Error::Service("too many token reviews in flight".into()));
+        };
         let confirmed = self.ask(token).await?;
         if let Some((user, groups)) = &confirmed {
             let mut cache = lock();
