@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use socwarden_api::{
     ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, SocAction, SocAgent, SocAgentStatus,
 };
@@ -62,6 +62,16 @@ impl Stores {
             && r(&self.role_bindings)
             && r(&self.requests)
             && r(&self.approvals)
+    }
+
+    /// SocAction `name`, unless it is missing or malformed (a malformed one is never used).
+    pub fn action(&self, name: &str) -> Option<std::sync::Arc<SocAction>> {
+        self.actions.get(&ObjectRef::new(name)).filter(|a| malformed(a.as_ref()).is_none())
+    }
+
+    /// AutonomyPolicy `name`, unless it is missing or malformed.
+    pub fn policy(&self, name: &str) -> Option<std::sync::Arc<AutonomyPolicy>> {
+        self.policies.get(&ObjectRef::new(name)).filter(|p| malformed(p.as_ref()).is_none())
     }
 
     /// The name of an AutonomyPolicy whose kill switch is on, if any.

@@ -224,17 +224,11 @@ impl Gateway {
     }
 
     fn policy(&self, agent: &SocAgent) -> AutonomyPolicySpec {
-        self.ctx
-            .stores
-            .policies
-            .get(&ObjectRef::new(&agent.spec.policy_ref))
-            .filter(|p| crate::watch::malformed(p.as_ref()).is_none())
-            .map(|p| p.spec.clone())
-            .unwrap_or_default()
+        self.ctx.stores.policy(&agent.spec.policy_ref).map(|p| p.spec.clone()).unwrap_or_default()
     }
 
     fn action(&self, name: &str) -> Option<Arc<socwarden_api::SocAction>> {
-        self.ctx.stores.actions.get(&ObjectRef::new(name)).filter(|a| crate::watch::malformed(a.as_ref()).is_none())
+        self.ctx.stores.action(name)
     }
 
     fn count(&self, tool: &str, outcome: &str) {

@@ -425,19 +425,13 @@ impl Lookup for Admissions {
         self.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
     fn action(&self, name: &str) -> Option<Arc<socwarden_api::SocAction>> {
-        self.stores
-            .actions
-            .get(&kube::runtime::reflector::ObjectRef::new(name))
-            .filter(|a| crate::watch::malformed(a.as_ref()).is_none())
+        self.stores.action(name)
     }
     fn request(&self, namespace: &str, name: &str) -> Option<Arc<ActionRequest>> {
         self.stores.requests.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
     fn policy(&self, name: &str) -> Option<Arc<AutonomyPolicy>> {
-        self.stores
-            .policies
-            .get(&kube::runtime::reflector::ObjectRef::new(name))
-            .filter(|p| crate::watch::malformed(p.as_ref()).is_none())
+        self.stores.policy(name)
     }
     fn admit(
         &self,

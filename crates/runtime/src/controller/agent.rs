@@ -168,14 +168,8 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let spec = &agent.spec;
 
     // Dereference.
-    let actions = plan::wanted_actions(&spec.actions, |name| {
-        ctx.stores
-            .actions
-            .get(&ObjectRef::new(name))
-            .filter(|a| malformed(a.as_ref()).is_none())
-            .map(|a| a.spec.clone())
-    });
-    let policy = ctx.stores.policies.get(&ObjectRef::new(&spec.policy_ref)).filter(|p| malformed(p.as_ref()).is_none());
+    let actions = plan::wanted_actions(&spec.actions, |name| ctx.stores.action(name).map(|a| a.spec.clone()));
+    let policy = ctx.stores.policy(&spec.policy_ref);
     let kill_switch = ctx.stores.kill_switch();
     let observed_workload = match &spec.workload_ref {
         Some(w) => Some(workload::fetch(ctx.client.clone(), &n.ns, w).await?),

@@ -7,7 +7,6 @@ use crate::context::Context;
 use crate::decisionlog::{self, Entry};
 use crate::execute;
 use crate::k8s;
-use crate::watch::malformed;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -173,8 +172,7 @@ async fn retain(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus
         .stores
         .agents
         .get(&ObjectRef::new(&req.spec.agent).within(&ns))
-        .and_then(|a| ctx.stores.policies.get(&ObjectRef::new(&a.spec.policy_ref)))
-        .filter(|p| malformed(p.as_ref()).is_none());
+        .and_then(|a| ctx.stores.policy(&a.spec.policy_ref));
     let requests = policy.as_ref().map(|p| p.spec.requests.clone()).unwrap_or_default();
     let period = quota::period(&requests);
     let in_effect = req.finalizers().iter().any(|f| f == FINALIZER);
@@ -303,12 +301,8 @@ impl LookedUp {
     fn of(req: &ActionRequest, ctx: &Context) -> Self {
         let ns = req.namespace().unwrap_or_default();
         let agent = ctx.stores.agents.get(&ObjectRef::new(&req.spec.agent).within(&ns));
-        let action =
-            ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).filter(|a| malformed(a.as_ref()).is_none());
-        let policy = agent
-            .as_ref()
-            .and_then(|a| ctx.stores.policies.get(&ObjectRef::new(&a.spec.policy_ref)))
-            .filter(|p| malformed(p.as_ref()).is_none());
+        let action = ctx.stores.action(&req.spec.action);
+        let policy = agent.as_ref().and_then(|a| ctx.stores.policy(&a.spec.policy_ref));
         let name = req.name_any();
         let approvals = ctx.stores.approvals.state_filter(|a| {
             a.namespace().as_deref() == Some(ns.as_str()) && a.spec.action_request.as_deref() == Some(name.as_str())
@@ -488,7 +482,7 @@ type Outcome = Result<(String, Vec<socwarden_api::AppliedObject>), execute::Erro
 
 /// Carries out the action (no status written). Safe to repeat: see the module comment.
 async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String], decided_on: Option<&str>) -> Outcome {
-    let action = ctx.stores.actions.get(&ObjectRef::new(&req.spec.action)).filter(|a| malformed(a.as_ref()).is_none());
+    let action = ctx.stores.action(&req.spec.action);
     let Some((e, a)) = action.as_ref().and_then(|a| a.spec.execution.as_ref().map(|e| (e, a))) else {
         return Err(execute::Error::Invalid(format!(
             "SocAction {} no longer exists or has no execution",
