@@ -198,7 +198,7 @@ impl Gateway {
             let why = match (&kill_switch, a.spec.paused) {
                 (Some(p), _) => Some(format!("kill switch on AutonomyPolicy {p}")),
                 (None, true) => Some("spec.paused".to_string()),
-                _ => status.and_then(|s| s.pause.as_ref()).map(|p| format!("{:?}", p.reason)),
+                _ => status.and_then(|s| s.pause.as_ref()).map(|p| p.reason.clone()),
             };
             let paused = phase == Phase::Paused || kill_switch.is_some() || a.spec.paused;
             Some(if paused { (Phase::Paused, why) } else { (phase, None) })
