@@ -541,7 +541,6 @@ fn metadata(host: &str) -> Value {
         "resource": format!("https://{host}/mcp"),
         "bearer_methods_supported": ["header"],
         "resource_name": "SOC Warden MCP gateway",
-        "resource_documentation": "https://github.com/soc-warden/soc-warden#agents",
         "authorization_servers": [],
         "socwarden_token_audience": decide::AUDIENCE,
     })
