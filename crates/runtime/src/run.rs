@@ -265,6 +265,7 @@ fn agent_controller(
     let (by_action, by_policy, by_request) = (agents.clone(), agents.clone(), agents.clone());
     Controller::for_stream(w.agents, agents)
         .with_config(controller::Config::default().concurrency(concurrency))
+        .trigger_backoff(watch::NoDelay)
         .watches_stream(w.service_accounts, to_agent)
         .watches_stream(w.secrets, to_agent)
         .watches_stream(w.roles, to_agent)
@@ -321,6 +322,7 @@ fn request_controller(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     Controller::for_shared_stream(requests, store)
         .with_config(controller::Config::default().concurrency(concurrency))
+        .trigger_backoff(watch::NoDelay)
         .watches_shared_stream(approvals, |a: Arc<Approval>| {
             Some(ObjectRef::<ActionRequest>::new(a.spec.action_request.as_ref()?).within(&a.namespace()?))
         })
@@ -334,12 +336,15 @@ fn request_controller(
 
 /// Status of the catalog and the policies: small, so they get watches of their own.
 async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast::Sender<()>) {
+    // Their watches are kube's own, retried by the controller's trigger backoff: the operator's.
     let actions = Controller::new(Api::<SocAction>::all(client.clone()), watch::config())
+        .trigger_backoff(watch::backoff())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
         .run(unpanicking("socaction", catalog::reconcile_action), catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     let policies = Controller::new(Api::<AutonomyPolicy>::all(client), watch::config())
+        .trigger_backoff(watch::backoff())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
         .run(unpanicking("autonomypolicy", catalog::reconcile_policy), catalog::error_policy, ctx)

@@ -65,6 +65,26 @@ impl kube::runtime::utils::Backoff for Retry {
     }
 }
 
+/// The backoff of a controller whose triggers are `resilient` watches: none. A kube `Controller`
+/// puts its whole merged trigger stream to sleep after an error of any one trigger, growing to
+/// 30 s and more (its default); the watches already wait between their own retries, so that
+/// sleep only made the controller deaf to every other trigger: after a 20-s API server restart
+/// the agent controller ignored its watches 8–22 s more, and the agents created meanwhile waited
+/// that long for credentials or the kill switch (found by `faults.rs`).
+#[derive(Default)]
+pub struct NoDelay;
+
+impl Iterator for NoDelay {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoDelay {
+    fn reset(&mut self) {}
+}
+
 /// A custom resource that can be decoded part by part.
 pub trait Lenient: Resource<DynamicType = ()> + Clone + Send + Sync + std::fmt::Debug + 'static {
     type Spec: DeserializeOwned + Default;
