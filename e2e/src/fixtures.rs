@@ -185,6 +185,31 @@ pub async fn create_agents(
     Ok(())
 }
 
+/// A reversible SocAction of `risk` that isolates the pods of app `${app}` with a deny-all
+/// NetworkPolicy `isolate-${app}` (the catalog's most common gated action), as YAML.
+pub fn isolate_action_yaml(name: &str, risk: &str) -> String {
+    format!(
+        r#"apiVersion: socwarden.io/v1alpha1
+kind: SocAction
+metadata: {{name: {name}}}
+spec:
+  risk: {risk}
+  reversible: true
+  parameters: [{{name: app, type: string, required: true, pattern: "[a-z0-9-]+"}}]
+  grants: [{{apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [create, delete]}}]
+  execution:
+    manifest: |
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
+      metadata:
+        name: "isolate-${{app}}"
+      spec:
+        podSelector: {{matchLabels: {{app: "${{app}}"}}}}
+        policyTypes: [Ingress, Egress]
+"#
+    )
+}
+
 pub fn agent(name: &str, namespace: &str, tier: Tier, actions: &[&str], scope: &[&str]) -> SocAgent {
     let mut a = SocAgent::new(
         name,

@@ -162,7 +162,7 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     .collect();
     let with_crds = yaml_docs(&render_chart(&[], false)?)?;
     assert_eq!(kinds(&with_crds), want);
-    assert_eq!(of_kind(&with_crds, "CustomResourceDefinition").len(), 6);
+    assert_eq!(of_kind(&with_crds, "CustomResourceDefinition").len(), soc_warden::crdgen::manifests().len());
     let d = one(&defaults, "Deployment");
     assert_eq!(d["spec"]["replicas"], 2, "two replicas by default");
     let args = strings(&d["spec"]["template"]["spec"]["containers"][0]["args"]);

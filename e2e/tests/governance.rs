@@ -46,27 +46,10 @@ spec:
   grants: [{{apiGroups: [""], resources: [pods], verbs: [list]}}]
   protectedTargets: [{{kind: Pod, namePattern: "dc-.*"}}]
   limits: {{maxExecutionsPerHour: 3}}
----
-apiVersion: socwarden.io/v1alpha1
-kind: SocAction
-metadata: {{name: {isolate}}}
-spec:
-  risk: medium
-  reversible: true
-  parameters: [{{name: app, type: string, required: true, pattern: "[a-z0-9-]+"}}]
-  grants: [{{apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [create, delete]}}]
-  execution:
-    manifest: |
-      apiVersion: networking.k8s.io/v1
-      kind: NetworkPolicy
-      metadata:
-        name: "isolate-${{app}}"
-      spec:
-        podSelector: {{matchLabels: {{app: "${{app}}"}}}}
-        policyTypes: [Ingress, Egress]
 "#
     );
     apply_yaml(&admin, &catalog).await?;
+    apply_yaml(&admin, &isolate_action_yaml(&isolate, "medium")).await?;
     Ok(World { scene, read, isolate })
 }
 

@@ -12,11 +12,13 @@ mod agent;
 pub mod conditions;
 pub mod drift;
 pub mod duration;
+mod notifier;
 mod policy;
 mod request;
 
 pub use action::*;
 pub use agent::*;
+pub use notifier::*;
 pub use policy::*;
 pub use request::*;
 

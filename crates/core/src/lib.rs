@@ -28,6 +28,7 @@
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
 //! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
+//! - `notify`: which decisions are notices, which Notifier takes which, what each sink is sent.
 //! - `mcp`: the MCP gateway — who may use it, an agent's tools, a call as a request, the answer.
 
 pub mod admission;
@@ -37,5 +38,6 @@ pub mod catalog;
 pub mod decisionlog;
 pub mod envelope;
 pub mod mcp;
+pub mod notify;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -120,6 +120,8 @@ pub struct Context {
     pub request_status_written: StatusMemo<ActionRequestStatus>,
     /// Finished executions whose status write failed, by request UID (see `request::finish`).
     pub unwritten: Mutex<HashMap<String, ActionRequestStatus>>,
+    /// Pending requests (by UID) whose approvers were told they expire soon.
+    pub expiring_told: Mutex<std::collections::HashSet<String>>,
     /// One decision at a time per agent (see `turn`).
     turns: Mutex<HashMap<AgentKey, Turn>>,
     /// One change of an agent's grants at a time (see `holding`).
@@ -162,6 +164,7 @@ impl Context {
             status_written: StatusMemo::default(),
             request_status_written: StatusMemo::default(),
             unwritten: Mutex::new(HashMap::new()),
+            expiring_told: Mutex::new(std::collections::HashSet::new()),
             turns: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
         }

@@ -1,7 +1,7 @@
 //! The CRD manifests, generated from the Rust types (`warden crdgen`).
 
 use kube::CustomResourceExt;
-use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, DriftReport, SocAction, SocAgent};
+use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, DriftReport, Notifier, SocAction, SocAgent};
 
 /// (file name, YAML) for every CRD, in a stable order.
 pub fn manifests() -> Vec<(&'static str, String)> {
@@ -14,6 +14,7 @@ pub fn manifests() -> Vec<(&'static str, String)> {
         ("actionrequests.yaml", yaml(ActionRequest::crd())),
         ("approvals.yaml", yaml(Approval::crd())),
         ("driftreports.yaml", yaml(DriftReport::crd())),
+        ("notifiers.yaml", yaml(Notifier::crd())),
     ]
 }
 
@@ -28,6 +29,16 @@ mod tests {
                 let have = std::fs::read_to_string(path.join(file)).unwrap_or_default();
                 assert!(have == want, "{dir}/{file} is out of date: run `cargo run --bin warden -- crdgen`");
             }
+        }
+    }
+
+    /// An `Option` of an enum must be declared `#[schemars(with = "T")]`: a `null` among enum
+    /// values makes Kubernetes 1.20 refuse the whole CRD ("per-version schemas may not all be set
+    /// to identical values").
+    #[test]
+    fn no_enum_lists_null() {
+        for (file, yaml) in super::manifests() {
+            assert!(!yaml.contains("- null"), "{file}: an enum lists null");
         }
     }
 

@@ -8,9 +8,18 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
+/// A decision (or a request now pending) on its way to the notices.
+pub struct Tell {
+    pub entry: Entry,
+    pub status: Option<Box<socwarden_api::ActionRequestStatus>>,
+}
+
 #[derive(Default)]
 pub struct DecisionLog {
     file: Option<Mutex<std::fs::File>>,
+    /// Where decisions that are notices go (`notify`), and the count of those the full queue
+    /// dropped. Sending never waits: a slow sink never holds a decision.
+    notices: Option<(tokio::sync::mpsc::Sender<Tell>, prometheus::IntCounter)>,
 }
 
 impl DecisionLog {
@@ -20,7 +29,29 @@ impl DecisionLog {
             Some(p) => Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
             None => None,
         };
-        Ok(Self { file })
+        Ok(Self { file, notices: None })
+    }
+
+    /// Also hands every decision that is a notice (`socwarden_core::notify::kind_of`) to `tx`.
+    pub fn with_notices(mut self, tx: tokio::sync::mpsc::Sender<Tell>, dropped: prometheus::IntCounter) -> Self {
+        self.notices = Some((tx, dropped));
+        self
+    }
+
+    /// Hands `e` to the notices only (a transition that is no decision: a request now pending),
+    /// with the request's status as just written (the caches may not show it yet).
+    pub fn notify(&self, e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>) {
+        let Some((tx, dropped)) = &self.notices else { return };
+        if socwarden_core::notify::kind_of(&e.decision).is_none() {
+            return;
+        }
+        let mut e = e.clone();
+        if e.time.is_empty() {
+            e.time = Timestamp::now().to_string();
+        }
+        if tx.try_send(Tell { entry: e, status: status.cloned().map(Box::new) }).is_err() {
+            dropped.inc();
+        }
     }
 
     /// Appends `e`, stamped with the time of writing.
@@ -29,6 +60,7 @@ impl DecisionLog {
         e.time = Timestamp::now().to_string();
         let line = serde_json::to_string(&e).unwrap_or_default();
         tracing::info!(target: "decision", "{line}");
+        self.notify(&e, None);
         if let Some(f) = &self.file {
             let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
             // One write call per line, so concurrent writers never interleave within a line.

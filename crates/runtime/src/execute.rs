@@ -244,15 +244,29 @@ pub fn http_signature(key: &[u8], body: &[u8]) -> String {
 
 /// POSTs the signed body; returns the HTTP status on a 2xx answer.
 pub async fn call(http: &HttpExecution, key: &[u8], idempotency_key: &str, body: Vec<u8>) -> Result<u16, Error> {
-    let uri: hyper::Uri = http.url.parse().map_err(|e| Error::Invalid(format!("execution.http.url: {e}")))?;
-    let request = hyper::Request::post(uri.clone())
-        .header("content-type", "application/json")
-        .header("x-soc-warden-signature", http_signature(key, &body))
-        .header("idempotency-key", idempotency_key)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| Error::Http(e.to_string()))?;
+    let headers =
+        [("x-soc-warden-signature", http_signature(key, &body)), ("idempotency-key", idempotency_key.to_string())];
+    let timeout = Duration::from_secs(u64::from(http.timeout_seconds.unwrap_or(10)));
+    post(&http.url, http.ca_bundle.as_deref(), timeout, &headers, body).await
+}
+
+/// POSTs a JSON `body` with `headers` to `url` (trusting `ca_bundle` for https), waiting at most
+/// `timeout`; returns the HTTP status on a 2xx answer, an error saying what came back otherwise.
+pub async fn post(
+    url: &str,
+    ca_bundle: Option<&str>,
+    timeout: Duration,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<u16, Error> {
+    let uri: hyper::Uri = url.parse().map_err(|e| Error::Invalid(format!("url: {e}")))?;
+    let mut request = hyper::Request::post(uri.clone()).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).map_err(|e| Error::Http(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(pem) = &http.ca_bundle {
+    if let Some(pem) = ca_bundle {
         use rustls::pki_types::pem::PemObject;
         for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
             roots
@@ -270,7 +284,6 @@ pub async fn call(http: &HttpExecution, key: &[u8], idempotency_key: &str, body:
         hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let timeout = Duration::from_secs(u64::from(http.timeout_seconds.unwrap_or(10)));
     let resp = tokio::time::timeout(timeout, client.request(request))
         .await
         .map_err(|_| Error::Http(format!("no answer from {uri} within {timeout:?}")))?
@@ -286,13 +299,18 @@ pub async fn call(http: &HttpExecution, key: &[u8], idempotency_key: &str, body:
     Ok(status)
 }
 
+/// The value under `r` of a Secret in the operator's namespace.
+pub async fn secret_value(client: &Client, namespace: &str, r: &socwarden_api::SecretKeyRef) -> Result<Vec<u8>, Error> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+    let s = api.get(&r.name).await?;
+    s.data
+        .and_then(|d| d.get(&r.key).map(|b| b.0.clone()))
+        .ok_or_else(|| Error::Invalid(format!("Secret {} has no key {}", r.name, r.key)))
+}
+
 /// The key for an HTTP execution, read from its Secret in the operator's namespace.
 pub async fn http_key(client: &Client, namespace: &str, http: &HttpExecution) -> Result<Vec<u8>, Error> {
-    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
-    let s = api.get(&http.secret_ref.name).await?;
-    s.data
-        .and_then(|d| d.get(&http.secret_ref.key).map(|b| b.0.clone()))
-        .ok_or_else(|| Error::Invalid(format!("Secret {} has no key {}", http.secret_ref.name, http.secret_ref.key)))
+    secret_value(client, namespace, &http.secret_ref).await
 }
 
 #[cfg(test)]

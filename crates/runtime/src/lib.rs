@@ -14,6 +14,7 @@
 //! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent).
 //! - `workload`: stopping and restarting the workload of a paused agent.
 //! - `decisionlog`: writing the append-only decision log.
+//! - `notify`: delivering notices to the Notifier sinks (what and where: core `notify`).
 //! - `mcp`: the MCP gateway (agents' tools, calls filed as stamped requests; decisions in core `mcp`).
 //! - `leader`: leader election on a Lease (only the leader reconciles).
 //! - `tls`: the serving certificate; `signing_key`: the key stamps are signed with;
@@ -32,6 +33,7 @@ pub mod leader;
 pub mod mcp;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod records;
 pub mod report;
 pub mod run;

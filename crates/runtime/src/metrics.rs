@@ -67,6 +67,7 @@ pub struct Metrics {
     pub api_reachable: prometheus::IntGauge,
     /// MCP gateway: calls by tool and outcome, and how long each took.
     pub mcp_calls: IntCounterVec,
+    pub notifications: IntCounterVec,
     pub mcp_call_seconds: HistogramVec,
 }
 
@@ -217,9 +218,19 @@ impl Metrics {
             &["method"],
         )
         .unwrap();
-        for c in
-            [Box::new(mcp_calls.clone()) as Box<dyn prometheus::core::Collector>, Box::new(mcp_call_seconds.clone())]
-        {
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "notifications_total",
+                "Notices to Notifier sinks, by notifier and outcome (delivered, retried, dead: given up after the last retry, dropped: the queue was full)",
+            ),
+            &["notifier", "outcome"],
+        )
+        .unwrap();
+        for c in [
+            Box::new(mcp_calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(mcp_call_seconds.clone()),
+            Box::new(notifications.clone()),
+        ] {
             registry.register(c).expect("unique metric");
         }
         for c in [
@@ -289,6 +300,7 @@ impl Metrics {
             api_reachable,
             mcp_calls,
             mcp_call_seconds,
+            notifications,
         }
     }
 

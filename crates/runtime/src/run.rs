@@ -501,11 +501,15 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     if opts.leader.is_some() {
         monitor.set_active(false);
     }
+    let (notices, notices_rx) = crate::notify::channel();
+    let dropped = metrics.notifications.with_label_values(&["(queue)", "dropped"]);
     let settings = Settings {
         delegable: opts.delegable,
         key: key.clone(),
         namespace: opts.namespace.clone(),
-        decisions: DecisionLog::open(opts.decision_log.as_deref()).context("opening the decision log")?,
+        decisions: DecisionLog::open(opts.decision_log.as_deref())
+            .context("opening the decision log")?
+            .with_notices(notices, dropped),
         monitor: monitor.clone(),
         performed,
     };
@@ -525,6 +529,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         agent_controller(w.agent, stores.agents.clone(), ctx.clone(), &lead, wakes.reconcile, opts.concurrency);
     let containment = containment(ctx.clone(), wakes.contain);
     let roots = w.roots;
+    let (notifiers, notifier_watch) = crate::notify::notifiers(client.clone(), metrics.clone(), restarts.clone());
+    let notifications = futures::future::join(notifier_watch, crate::notify::run(notices_rx, ctx.clone(), notifiers));
     let catalog_controllers = catalog_controllers(client.clone(), ctx.clone(), lead.clone());
 
     let listener = server::bind(opts.metrics_addr).await?;
@@ -547,6 +553,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         _ = request_controller => tracing::info!("request controller stopped"),
         _ = catalog_controllers => {}
         _ = roots => {}
+        _ = notifications => {}
         _ = tick(monitor) => {}
         _ = containment => {}
         _ = reachability => {}

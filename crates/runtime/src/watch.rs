@@ -111,6 +111,17 @@ lenient!(SocAction, SocActionSpec, socwarden_api::SocActionStatus);
 lenient!(AutonomyPolicy, AutonomyPolicySpec, socwarden_api::AutonomyPolicyStatus);
 lenient!(ActionRequest, ActionRequestSpec, socwarden_api::ActionRequestStatus);
 
+// Notifiers have no status.
+impl Lenient for socwarden_api::Notifier {
+    type Spec = socwarden_api::NotifierSpec;
+    type Status = serde_json::Value;
+    fn assemble(meta: ObjectMeta, spec: socwarden_api::NotifierSpec, _: Option<serde_json::Value>) -> Self {
+        let mut o = socwarden_api::Notifier::new(meta.name.as_deref().unwrap_or_default(), spec);
+        o.metadata = meta;
+        o
+    }
+}
+
 // Approvals have no status subresource.
 impl Lenient for Approval {
     type Spec = ApprovalSpec;

@@ -356,8 +356,27 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
     if v.decision == Decision::Pending {
         if previous != status {
             write(req, ctx, &status).await?;
+            if previous.decision != Some(Decision::Pending) {
+                // Newly pending: its approvers are told (a notice, not a decision-log line).
+                let e = entry(req, decisionlog::Phase::Respond, "Pending", status.message.clone(), &[]);
+                ctx.decisions.notify(&e, Some(&status));
+            }
         }
-        let wait = v.expires_at.map(|e| e.duration_since(now).as_secs().max(1) as u64).unwrap_or(60);
+        let mut wait = v.expires_at.map(|e| e.duration_since(now).as_secs().max(1) as u64).unwrap_or(60);
+        if let (Some(created), Some(expires)) = (req.metadata.creation_timestamp.as_ref(), v.expires_at) {
+            let soon = socwarden_core::notify::expiring_at(created.0, expires);
+            if now >= soon {
+                let uid = req.uid().unwrap_or_default();
+                if ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
+                    let mut e = entry(req, decisionlog::Phase::Respond, "Expiring", status.message.clone(), &[]);
+                    // The same notice (and idempotency key) whichever replica or restart sends it.
+                    e.time = expires.to_string();
+                    ctx.decisions.notify(&e, Some(&status));
+                }
+            } else {
+                wait = wait.min(soon.duration_since(now).as_secs().max(1) as u64);
+            }
+        }
         return Ok(Action::requeue(Duration::from_secs(wait)));
     }
     let approvers: Vec<String> = v.approvals.iter().map(|a| a.approver.clone()).collect();
@@ -430,6 +449,7 @@ async fn carry_out(
 /// decision log and an Event.
 fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus, approvers: &[String]) {
     let Some(d) = status.decision else { return };
+    ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.uid().unwrap_or_default());
     observe(req, ctx, d);
     ctx.metrics.action_requests.with_label_values(&[&req.spec.action, d.as_str()]).inc();
     if matches!(d, Decision::Approved | Decision::Denied)

@@ -1,0 +1,104 @@
+use super::{Risk, SecretKeyRef};
+use kube_derive::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where notices of approvals and pauses are sent: one sink, and which notices it gets. A
+/// resource of its own, not a section of an AutonomyPolicy: who routes the SOC's chat channels
+/// (platform or SOC operations) is not who sets autonomy, a policy has no place for a sink's
+/// Secrets, and one notice can go to several sinks whichever policy its agent uses.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    crates(kube_core = "::kube_core"),
+    group = "socwarden.io",
+    version = "v1alpha1",
+    kind = "Notifier",
+    shortname = "notifier",
+    category = "socwarden",
+    doc = "A sink (signed webhook, Slack or Microsoft Teams incoming webhook) for notices of pending approvals, decisions, executions and pauses.",
+    printcolumn(name = "Format", type_ = "string", json_path = ".spec.format"),
+    printcolumn(name = "Events", type_ = "string", json_path = ".spec.events"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifierSpec {
+    /// How each notice is written: `webhook` (JSON, signed), `slack` (Block Kit), `teams`
+    /// (message card).
+    pub format: NoticeFormat,
+    /// `http://` or `https://` URL the notices are POSTed to. Chat incoming-webhook URLs are
+    /// credentials: give those in `urlSecretRef` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: Option<String>,
+    /// The Secret (in the operator's namespace) and key holding the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+    /// The Secret (in the operator's namespace) and key holding the HMAC-SHA256 key each body is
+    /// signed with (header `X-Soc-Warden-Signature: sha256=<hex>`). Required for `webhook`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// PEM CA certificates to trust for an https URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// Which notices (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<NoticeKind>,
+    /// Only notices about agents in these namespaces (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Only notices about these agents, by name (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
+    /// Only request notices of actions at least this risky (agent notices always pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Risk")]
+    pub min_risk: Option<Risk>,
+    /// Base URL of the approval console, for links in the notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeFormat {
+    #[default]
+    Webhook,
+    Slack,
+    Teams,
+}
+
+/// What a notice is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum NoticeKind {
+    /// A request waits for approvals (to its approvers).
+    RequestPending,
+    /// A pending request has used 80% of its time.
+    RequestExpiring,
+    /// A request was decided: approved, denied, expired, rejected, auto-approved, recommended.
+    RequestDecided,
+    /// A request's execution finished (or was rolled back).
+    RequestExecuted,
+    /// A request's execution failed.
+    RequestFailed,
+    /// An agent was paused (drift, kill switch, by hand), with the reason and signals.
+    AgentPaused,
+    /// An agent was resumed.
+    AgentResumed,
+    /// An agent's effective tier changed (promotion granted, demotion).
+    TierChanged,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::RequestPending => "RequestPending",
+            NoticeKind::RequestExpiring => "RequestExpiring",
+            NoticeKind::RequestDecided => "RequestDecided",
+            NoticeKind::RequestExecuted => "RequestExecuted",
+            NoticeKind::RequestFailed => "RequestFailed",
+            NoticeKind::AgentPaused => "AgentPaused",
+            NoticeKind::AgentResumed => "AgentResumed",
+            NoticeKind::TierChanged => "TierChanged",
+        }
+    }
+}

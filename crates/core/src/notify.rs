@@ -1,0 +1,404 @@
+//! Notices to approvers and responders: which decisions become notices, which sink takes which
+//! notice, and what each sink is sent (a signed JSON body, a Slack Block Kit message, a Microsoft
+//! Teams message card) — with the exact `kubectl warden` command to run. The runtime's `notify`
+//! builds each `Notice` from what it decided and delivers it off the decision's path.
+
+use socwarden_api::{NoticeFormat, NoticeKind, NotifierSpec, Risk};
+use std::time::Duration;
+
+/// One notice: plain data about one transition.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    #[serde(rename = "type")]
+    pub kind: Option<NoticeKind>,
+    /// When it happened (RFC 3339).
+    pub time: String,
+    pub namespace: String,
+    pub agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+    /// What was decided (Pending, Approved, Denied, Executed, Paused, Promoted …).
+    pub decision: String,
+    /// The reason in words (the gate's or the pause's message).
+    pub message: String,
+    /// Every object the request would write or select, as `Kind namespace/name`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub effect: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_approvals: Option<u32>,
+    /// Who may approve: the agent's approvers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approver_users: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approver_groups: Vec<String>,
+    /// Who approved so far (or decided).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
+    /// When a pending request expires (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// The command to act on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// The notice a decision-log decision is, if any.
+pub fn kind_of(decision: &str) -> Option<NoticeKind> {
+    Some(match decision {
+        "Pending" => NoticeKind::RequestPending,
+        "Expiring" => NoticeKind::RequestExpiring,
+        "AutoApproved" | "Approved" | "Denied" | "Expired" | "Rejected" | "Recommended" => NoticeKind::RequestDecided,
+        "Succeeded" | "Executed" | "RolledBack" => NoticeKind::RequestExecuted,
+        "Failed" | "ExecutionFailed" => NoticeKind::RequestFailed,
+        "Paused" => NoticeKind::AgentPaused,
+        "Resumed" => NoticeKind::AgentResumed,
+        "Promoted" | "Demoted" => NoticeKind::TierChanged,
+        _ => return None,
+    })
+}
+
+/// Whether the sink `spec` takes `n`: its event types, namespaces, agents and minimum risk
+/// (a notice without a risk, about an agent, passes the risk filter).
+pub fn routes(spec: &NotifierSpec, n: &Notice) -> bool {
+    let Some(kind) = n.kind else { return false };
+    (spec.events.is_empty() || spec.events.contains(&kind))
+        && (spec.namespaces.is_empty() || spec.namespaces.contains(&n.namespace))
+        && (spec.agents.is_empty() || spec.agents.contains(&n.agent))
+        && match (spec.min_risk, n.risk) {
+            (Some(min), Some(r)) => r >= min,
+            _ => true,
+        }
+}
+
+/// The command that acts on the notice: approve a pending request, explain a paused agent.
+pub fn command(n: &Notice) -> Option<String> {
+    match (n.kind?, &n.request) {
+        (NoticeKind::RequestPending | NoticeKind::RequestExpiring, Some(r)) => {
+            Some(format!("kubectl warden approve {r} -n {}", n.namespace))
+        }
+        (NoticeKind::AgentPaused, _) => Some(format!("kubectl warden explain {} -n {}", n.agent, n.namespace)),
+        _ => None,
+    }
+}
+
+/// The same for every delivery of one notice to one sink, retries included, so a receiver
+/// drops duplicates; different for each sink and each transition.
+pub fn idempotency_key(notifier: &str, n: &Notice) -> String {
+    let text = format!(
+        "{notifier}\n{}\n{}\n{}\n{}\n{}\n{}",
+        n.kind.map(|k| k.as_str()).unwrap_or_default(),
+        n.namespace,
+        n.agent,
+        n.request.as_deref().unwrap_or_default(),
+        n.decision,
+        n.time
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// How long to wait before each retry of a failed delivery; after the last, the notice is dead
+/// (counted, logged).
+pub fn retry_delays() -> impl Iterator<Item = Duration> {
+    [1u64, 2, 4, 8, 16].into_iter().map(Duration::from_secs)
+}
+
+/// When a pending request filed at `created` and expiring at `expires` is said to expire soon:
+/// once 80% of its time has passed.
+pub fn expiring_at(created: jiff::Timestamp, expires: jiff::Timestamp) -> jiff::Timestamp {
+    let total = expires.duration_since(created);
+    created.checked_add(total.checked_mul(4).unwrap_or(total) / 5).unwrap_or(expires)
+}
+
+/// A link to the notice's page in the approval console, if its URL is known.
+pub fn link(console: Option<&str>, n: &Notice) -> Option<String> {
+    let base = console?.trim_end_matches('/');
+    Some(match &n.request {
+        Some(r) => format!("{base}/requests/{}/{r}", n.namespace),
+        None => format!("{base}/agents/{}/{}", n.namespace, n.agent),
+    })
+}
+
+/// One line saying what happened.
+pub fn headline(n: &Notice) -> String {
+    let what = match (&n.action, &n.request) {
+        (Some(a), Some(r)) => format!("{a} ({r})"),
+        _ => String::new(),
+    };
+    let risk = n.risk.map(|r| format!(", {r} risk")).unwrap_or_default();
+    match n.kind {
+        Some(NoticeKind::RequestPending) => {
+            format!("Approval needed: {} asks to run {what}{risk} in {}", n.agent, n.namespace)
+        }
+        Some(NoticeKind::RequestExpiring) => {
+            format!("Expiring soon: {what}{risk} of {} in {} still waits for approval", n.agent, n.namespace)
+        }
+        Some(NoticeKind::RequestDecided) => format!("{}: {what} of {} in {}", n.decision, n.agent, n.namespace),
+        Some(NoticeKind::RequestExecuted) => format!("{}: {what} of {} in {}", n.decision, n.agent, n.namespace),
+        Some(NoticeKind::RequestFailed) => format!("Execution failed: {what} of {} in {}", n.agent, n.namespace),
+        Some(NoticeKind::AgentPaused) => format!("Agent paused: {} in {}", n.agent, n.namespace),
+        Some(NoticeKind::AgentResumed) => format!("Agent resumed: {} in {}", n.agent, n.namespace),
+        Some(NoticeKind::TierChanged) => format!("{}: {} in {}", n.decision, n.agent, n.namespace),
+        None => n.message.clone(),
+    }
+}
+
+/// Facts worth a line each, in order.
+fn facts(n: &Notice) -> Vec<(&'static str, String)> {
+    let mut f = Vec::new();
+    if let Some(r) = n.required_approvals {
+        let from: Vec<String> = n
+            .approver_users
+            .iter()
+            .map(|u| format!("user {u}"))
+            .chain(n.approver_groups.iter().map(|g| format!("group {g}")))
+            .collect();
+        f.push(("Needs", format!("{r} approval(s) from {}", from.join(", "))));
+    }
+    if !n.approved_by.is_empty() {
+        f.push(("Approved by", n.approved_by.join(", ")));
+    }
+    if !n.effect.is_empty() {
+        f.push(("Effect", n.effect.join("; ")));
+    }
+    if let Some(d) = &n.deadline {
+        f.push(("Deadline", d.clone()));
+    }
+    f
+}
+
+/// What the sink is sent for `n`.
+pub fn body(format: NoticeFormat, n: &Notice, console: Option<&str>) -> serde_json::Value {
+    let mut n = n.clone();
+    n.command = n.command.clone().or_else(|| command(&n));
+    let link = link(console, &n);
+    match format {
+        NoticeFormat::Webhook => {
+            let mut v = serde_json::to_value(&n).unwrap_or_default();
+            if let (Some(l), Some(o)) = (link, v.as_object_mut()) {
+                o.insert("link".into(), l.into());
+            }
+            v
+        }
+        NoticeFormat::Slack => slack(&n, link.as_deref()),
+        NoticeFormat::Teams => teams(&n, link.as_deref()),
+    }
+}
+
+/// Slack's escaping for text in `mrkdwn` (`&`, `<`, `>`).
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A Slack incoming-webhook message: `text` (the notification fallback) and Block Kit blocks — a
+/// header, the reason, the facts as fields, the command, and a button to the console.
+fn slack(n: &Notice, link: Option<&str>) -> serde_json::Value {
+    let title = headline(n);
+    let mut blocks = vec![
+        serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}}),
+        serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&slack_escape(&n.message), 3000)}}),
+    ];
+    let fields: Vec<serde_json::Value> = facts(n)
+        .into_iter()
+        .map(|(k, v)| serde_json::json!({"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{}", slack_escape(&v)), 2000)}))
+        .take(10)
+        .collect();
+    if !fields.is_empty() {
+        blocks.push(serde_json::json!({"type": "section", "fields": fields}));
+    }
+    if let Some(c) = &n.command {
+        blocks.push(serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", slack_escape(c))}}));
+    }
+    if let Some(l) = link {
+        blocks.push(serde_json::json!({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open in the console"}, "url": l}
+        ]}));
+    }
+    blocks.push(serde_json::json!({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": format!("SOC Warden · {} · {}", n.kind.map(|k| k.as_str()).unwrap_or_default(), n.time)}
+    ]}));
+    serde_json::json!({"text": title, "blocks": blocks})
+}
+
+/// A Microsoft Teams incoming-webhook message card: title, summary, the reason, the facts, the
+/// command, and an action opening the console.
+fn teams(n: &Notice, link: Option<&str>) -> serde_json::Value {
+    let title = headline(n);
+    let mut facts: Vec<serde_json::Value> =
+        facts(n).into_iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
+    if let Some(c) = &n.command {
+        facts.push(serde_json::json!({"name": "Command", "value": format!("`{c}`")}));
+    }
+    let color = match n.kind {
+        Some(NoticeKind::RequestPending | NoticeKind::RequestExpiring) => "FFA500",
+        Some(NoticeKind::RequestFailed | NoticeKind::AgentPaused) => "D13438",
+        _ => "2E7D32",
+    };
+    let mut card = serde_json::json!({
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": title,
+        "themeColor": color,
+        "title": title,
+        "sections": [{"text": n.message, "facts": facts}],
+    });
+    if let Some(l) = link {
+        card["potentialAction"] = serde_json::json!([
+            {"@type": "OpenUri", "name": "Open in the console", "targets": [{"os": "default", "uri": l}]}
+        ]);
+    }
+    card
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max - 1).chain(['…']).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> Notice {
+        Notice {
+            kind: Some(NoticeKind::RequestPending),
+            time: "2026-11-30T01:00:00Z".into(),
+            namespace: "soc-agents".into(),
+            agent: "triage-bot".into(),
+            request: Some("isolate-web-1".into()),
+            action: Some("isolate-pod".into()),
+            risk: Some(Risk::High),
+            decision: "Pending".into(),
+            message: "needs 2 approval(s) <from> the agent's approvers & leads".into(),
+            effect: vec!["NetworkPolicy web/isolate-web-1".into(), "Pod web/web-1".into()],
+            required_approvals: Some(2),
+            approver_groups: vec!["soc-leads".into()],
+            deadline: Some("2026-11-30T01:15:00Z".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn decisions_become_notices() {
+        for (d, k) in [
+            ("Pending", Some(NoticeKind::RequestPending)),
+            ("Approved", Some(NoticeKind::RequestDecided)),
+            ("Expired", Some(NoticeKind::RequestDecided)),
+            ("Succeeded", Some(NoticeKind::RequestExecuted)),
+            ("Failed", Some(NoticeKind::RequestFailed)),
+            ("Paused", Some(NoticeKind::AgentPaused)),
+            ("Promoted", Some(NoticeKind::TierChanged)),
+            ("DriftReported", None),
+        ] {
+            assert_eq!(kind_of(d), k, "{d}");
+        }
+    }
+
+    #[test]
+    fn a_request_expires_soon_at_80_percent_of_its_time() {
+        let created: jiff::Timestamp = "2026-11-30T01:00:00Z".parse().unwrap();
+        let expires: jiff::Timestamp = "2026-11-30T01:15:00Z".parse().unwrap();
+        assert_eq!(expiring_at(created, expires).to_string(), "2026-11-30T01:12:00Z");
+        assert_eq!(expiring_at(expires, expires), expires, "no time: at once");
+        assert_eq!(kind_of("Expiring"), Some(NoticeKind::RequestExpiring));
+        let n = Notice { kind: Some(NoticeKind::RequestExpiring), ..pending() };
+        assert!(command(&n).unwrap().starts_with("kubectl warden approve isolate-web-1"));
+        assert!(headline(&n).starts_with("Expiring soon"));
+    }
+
+    #[test]
+    fn routing_by_type_namespace_agent_and_risk() {
+        let n = pending();
+        let all = NotifierSpec::default();
+        let cases = [
+            (all.clone(), true, "no filter takes everything"),
+            (NotifierSpec { events: vec![NoticeKind::AgentPaused], ..all.clone() }, false, "other type"),
+            (NotifierSpec { events: vec![NoticeKind::RequestPending], ..all.clone() }, true, "its type"),
+            (NotifierSpec { namespaces: vec!["other".into()], ..all.clone() }, false, "other namespace"),
+            (NotifierSpec { agents: vec!["triage-bot".into()], ..all.clone() }, true, "its agent"),
+            (NotifierSpec { agents: vec!["other".into()], ..all.clone() }, false, "other agent"),
+            (NotifierSpec { min_risk: Some(Risk::Critical), ..all.clone() }, false, "below min risk"),
+            (NotifierSpec { min_risk: Some(Risk::High), ..all.clone() }, true, "at min risk"),
+        ];
+        for (spec, want, case) in cases {
+            assert_eq!(routes(&spec, &n), want, "{case}");
+        }
+        let paused = Notice { kind: Some(NoticeKind::AgentPaused), risk: None, ..pending() };
+        assert!(
+            routes(&NotifierSpec { min_risk: Some(Risk::Critical), ..all }, &paused),
+            "an agent notice has no risk and passes"
+        );
+        assert!(!routes(&NotifierSpec::default(), &Notice::default()), "a notice of no kind goes nowhere");
+    }
+
+    #[test]
+    fn the_command_approves_a_pending_request_or_explains_a_pause() {
+        assert_eq!(command(&pending()).as_deref(), Some("kubectl warden approve isolate-web-1 -n soc-agents"));
+        let paused = Notice { kind: Some(NoticeKind::AgentPaused), ..pending() };
+        assert_eq!(command(&paused).as_deref(), Some("kubectl warden explain triage-bot -n soc-agents"));
+        let decided = Notice { kind: Some(NoticeKind::RequestDecided), ..pending() };
+        assert_eq!(command(&decided), None);
+    }
+
+    #[test]
+    fn idempotency_key_is_per_sink_and_transition() {
+        let n = pending();
+        assert_eq!(idempotency_key("a", &n), idempotency_key("a", &n));
+        assert_ne!(idempotency_key("a", &n), idempotency_key("b", &n));
+        let approved = Notice { kind: Some(NoticeKind::RequestDecided), decision: "Approved".into(), ..pending() };
+        assert_ne!(idempotency_key("a", &n), idempotency_key("a", &approved));
+        assert_eq!(idempotency_key("a", &n).len(), 32);
+    }
+
+    #[test]
+    fn the_webhook_body_carries_everything_an_approver_needs() {
+        let v = body(NoticeFormat::Webhook, &pending(), Some("http://127.0.0.1:8080/"));
+        assert_eq!(v["type"], "RequestPending");
+        assert_eq!(v["risk"], "high");
+        assert_eq!(v["requiredApprovals"], 2);
+        assert_eq!(v["approverGroups"][0], "soc-leads");
+        assert_eq!(v["effect"][1], "Pod web/web-1");
+        assert_eq!(v["deadline"], "2026-11-30T01:15:00Z");
+        assert_eq!(v["command"], "kubectl warden approve isolate-web-1 -n soc-agents");
+        assert_eq!(v["link"], "http://127.0.0.1:8080/requests/soc-agents/isolate-web-1");
+    }
+
+    #[test]
+    fn the_slack_message_is_block_kit_within_its_limits() {
+        let v = body(NoticeFormat::Slack, &pending(), Some("http://127.0.0.1:8080"));
+        assert!(v["text"].as_str().unwrap().starts_with("Approval needed: triage-bot"));
+        let blocks = v["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "header");
+        assert_eq!(blocks[0]["text"]["type"], "plain_text", "a header takes plain text only");
+        assert!(blocks[1]["text"]["text"].as_str().unwrap().contains("&lt;from&gt;"), "mrkdwn escaped");
+        assert!(blocks[1]["text"]["text"].as_str().unwrap().contains("&amp; leads"));
+        let fields = blocks[2]["fields"].as_array().unwrap();
+        assert!(fields.len() <= 10, "a section holds at most 10 fields");
+        assert!(fields[0]["text"].as_str().unwrap().contains("2 approval(s) from group soc-leads"));
+        assert!(
+            blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("kubectl warden approve")))
+        );
+        let button = blocks.iter().find(|b| b["type"] == "actions").unwrap();
+        assert_eq!(button["elements"][0]["url"], "http://127.0.0.1:8080/requests/soc-agents/isolate-web-1");
+        assert_eq!(blocks.last().unwrap()["type"], "context");
+        let long = Notice { action: Some("x".repeat(400)), ..pending() };
+        let v = body(NoticeFormat::Slack, &long, None);
+        assert!(v["blocks"][0]["text"]["text"].as_str().unwrap().chars().count() <= 150, "header text ≤ 150");
+    }
+
+    #[test]
+    fn the_teams_message_is_a_message_card() {
+        let v = body(NoticeFormat::Teams, &pending(), Some("http://127.0.0.1:8080"));
+        assert_eq!(v["@type"], "MessageCard");
+        assert_eq!(v["@context"], "https://schema.org/extensions");
+        assert!(v["summary"].as_str().unwrap().contains("isolate-pod"), "summary is required by Teams");
+        let facts = v["sections"][0]["facts"].as_array().unwrap();
+        assert!(facts.iter().any(|f| f["name"] == "Command" && f["value"].as_str().unwrap().contains("approve")));
+        assert_eq!(v["potentialAction"][0]["@type"], "OpenUri");
+        assert_eq!(v["potentialAction"][0]["targets"][0]["os"], "default");
+    }
+}

@@ -1,0 +1,244 @@
+//! Notices to approvers: a real HTTP receiver started by the test takes the operator's deliveries
+//! for a signed webhook Notifier and a Slack-formatted one, checks every signature, answers the
+//! first delivery of each notice with a 500 (the operator must retry with the same
+//! Idempotency-Key), and records what arrived.
+
+use anyhow::{Result, bail};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Decision, SocAgent, Tier};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+const KEY: &[u8] = b"notifier test key: not a secret anywhere else";
+
+/// One delivery as it arrived.
+#[derive(Clone, Debug)]
+struct Arrival {
+    path: String,
+    event: String,
+    idempotency_key: String,
+    signature_ok: Option<bool>,
+    body: Value,
+    answered: u16,
+}
+
+/// The receiver: fails the first delivery of each idempotency key with a 500, accepts the rest.
+struct Receiver {
+    port: u16,
+    arrived: Arc<Mutex<Vec<Arrival>>>,
+}
+
+fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::sign(&k, body).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Receiver {
+    async fn start() -> Result<Self> {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let r = Receiver { port: listener.local_addr()?.port(), arrived: Default::default() };
+        let arrived = r.arrived.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let arrived = arrived.clone();
+                tokio::spawn(async move {
+                    let Ok((head, body)) = endpoint::read_request(&mut s).await else { return };
+                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let key = endpoint::header(&head, "idempotency-key").unwrap_or_default();
+                    let signature_ok = endpoint::header(&head, "x-soc-warden-signature")
+                        .map(|sig| sig == format!("sha256={}", hmac_hex(KEY, &body)));
+                    let answered = {
+                        let mut all = arrived.lock().unwrap();
+                        let seen = all.iter().any(|a: &Arrival| a.idempotency_key == key);
+                        let answered = if seen { 200 } else { 500 };
+                        all.push(Arrival {
+                            path,
+                            event: endpoint::header(&head, "x-soc-warden-event").unwrap_or_default(),
+                            idempotency_key: key,
+                            signature_ok,
+                            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            answered,
+                        });
+                        answered
+                    };
+                    let line = if answered == 200 { "200 OK" } else { "500 Internal Server Error" };
+                    let _ = s
+                        .write_all(
+                            format!("HTTP/1.1 {line}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes(),
+                        )
+                        .await;
+                });
+            }
+        });
+        Ok(r)
+    }
+
+    fn arrived(&self) -> Vec<Arrival> {
+        self.arrived.lock().unwrap().clone()
+    }
+
+    /// The accepted deliveries on `path` of notices of `event` about request `request`.
+    async fn wait(&self, path: &str, event: &str, pred: impl Fn(&Value) -> bool) -> Result<Arrival> {
+        wait_for(&format!("{event} delivered to {path}"), T, || async {
+            Ok(self
+                .arrived()
+                .into_iter()
+                .find(|a| a.path == path && a.event == event && a.answered == 200 && pred(&a.body)))
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_retried() -> Result<()> {
+    if external_cluster() {
+        bail!("the receiver listens on this machine's loopback, which only the local control plane's operator reaches");
+    }
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    let receiver = Receiver::start().await?;
+    let key_secret = unique("notify-key");
+    ensure_namespace(&s.admin, OPERATOR_NAMESPACE).await?;
+    Api::<Secret>::namespaced(s.admin.clone(), OPERATOR_NAMESPACE)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": key_secret}, "stringData": {"hmac": String::from_utf8_lossy(KEY)}}),
+            )?,
+        )
+        .await?;
+    let (hook, slack) = (unique("hook"), unique("slack"));
+    let base = format!("http://127.0.0.1:{}", receiver.port);
+    apply_yaml(
+        &s.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {hook}}}\nspec:\n  format: webhook\n  url: {base}/hook\n  secretRef: {{name: {key_secret}, key: hmac}}\n  namespaces: [{home}]\n  consoleUrl: http://127.0.0.1:8181\n---\napiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {slack}}}\nspec:\n  format: slack\n  url: {base}/slack\n  events: [RequestPending]\n  namespaces: [{home}]\n  minRisk: medium\n"
+        ),
+    )
+    .await?;
+    let isolate = unique("isolate");
+    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "high")).await?;
+    let op = Operator::start().await?;
+    let mut a = agent("bot", &home, Tier::Supervised, &[&isolate], &[&home]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.approvers.min_approvals = 2;
+    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &a).await?;
+    wait_agent(&s.admin, &home, "bot", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&s.admin, &home, "bot").await?.unwrap()).await?;
+    let request: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "isolate-web-1"},
+        "spec": {"agent": "bot", "action": isolate, "parameters": {"app": "web"},
+            "target": {"kind": "Pod", "name": "web-1", "namespace": home}}}))?;
+    Api::<ActionRequest>::namespaced(bot, &home).create(&PostParams::default(), &request).await?;
+
+    // Pending: the approvers learn what waits, from whom it needs what, and the command.
+    let is_ours = |b: &Value| b["request"] == "isolate-web-1" && b["namespace"] == home.as_str();
+    let pending = receiver.wait("/hook", "RequestPending", is_ours).await?;
+    let b = &pending.body;
+    assert_eq!(b["type"], "RequestPending", "{b}");
+    assert_eq!(b["agent"], "bot");
+    assert_eq!(b["action"], isolate.as_str());
+    assert_eq!(b["risk"], "high");
+    assert_eq!(b["requiredApprovals"], 2, "{b}");
+    assert_eq!(b["approverGroups"], json!(["soc-leads"]), "{b}");
+    assert!(b["deadline"].as_str().is_some_and(|d| !d.is_empty()), "a deadline: {b}");
+    assert!(
+        b["effect"].as_array().is_some_and(|e| e.iter().any(|o| o
+            .as_str()
+            .unwrap_or_default()
+            .contains("NetworkPolicy")
+            && o.as_str().unwrap_or_default().contains("isolate-web"))),
+        "the effect set names what the execution writes: {b}"
+    );
+    assert_eq!(b["command"], format!("kubectl warden approve isolate-web-1 -n {home}"));
+    assert_eq!(b["link"], format!("http://127.0.0.1:8181/requests/{home}/isolate-web-1"));
+
+    // Every delivery was signed with the Secret's key; the first try was answered 500 and the
+    // retry carried the same Idempotency-Key.
+    let tries: Vec<Arrival> =
+        receiver.arrived().into_iter().filter(|a| a.idempotency_key == pending.idempotency_key).collect();
+    assert!(tries.len() >= 2 && tries[0].answered == 500, "retried after a 500: {tries:?}");
+    assert!(tries.iter().all(|t| t.signature_ok == Some(true)), "every try signed with the key: {tries:?}");
+
+    // The Slack-formatted sink got the same notice as Block Kit (it takes RequestPending only).
+    let slack_msg = receiver
+        .wait("/slack", "RequestPending", |b| b["text"].as_str().is_some_and(|t| t.contains("isolate-web-1")))
+        .await?;
+    let blocks = slack_msg.body["blocks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(blocks.first().map(|b| b["type"].clone()), Some(json!("header")), "{}", slack_msg.body);
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("kubectl warden approve isolate-web-1"))),
+        "{}",
+        slack_msg.body
+    );
+    assert_eq!(slack_msg.signature_ok, None, "no key, no signature header");
+
+    // Two leads approve: the decision is told with who approved.
+    for lead in ["lead-a", "lead-b"] {
+        let (ok, out) = kubectl_warden(lead, &["approve", "isolate-web-1", "-n", &home])?;
+        assert!(ok, "{out}");
+    }
+    wait_for("approved", T, || async {
+        let r = Api::<ActionRequest>::namespaced(s.admin.clone(), &home).get("isolate-web-1").await?;
+        Ok((r.status.and_then(|s| s.decision) == Some(Decision::Approved)).then_some(()))
+    })
+    .await?;
+    let decided = receiver.wait("/hook", "RequestDecided", |b| is_ours(b) && b["decision"] == "Approved").await?;
+    let by: Vec<String> =
+        decided.body["approvedBy"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(by.contains(&"lead-a".to_string()) && by.contains(&"lead-b".to_string()), "{}", decided.body);
+    let executed = receiver.wait("/hook", "RequestExecuted", |b| is_ours(b) && b["decision"] == "Executed").await?;
+    assert!(executed.body["message"].as_str().is_some_and(|m| m.contains("isolate-web")), "{}", executed.body);
+    assert!(
+        !receiver.arrived().iter().any(|a| a.path == "/slack" && a.event != "RequestPending"),
+        "the Slack sink takes pending requests only"
+    );
+
+    // A request nobody decides: told at 80% of its time (8 of 10 s), then told it expired.
+    let fast = unique("fast");
+    apply_yaml(&s.admin, &format!("apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {fast}}}\nspec: {{approvals: {{timeout: 10s}}}}\n")).await?;
+    let mut slow = agent("slow", &home, Tier::Supervised, &[&isolate], &[&home]);
+    slow.spec.approvers.groups = vec!["soc-leads".into()];
+    slow.spec.policy_ref = fast;
+    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &slow).await?;
+    wait_agent(&s.admin, &home, "slow", "Ready", T, ready).await?;
+    let slow_token = with_token(&agent_token(&s.admin, &home, "slow").await?.unwrap()).await?;
+    let late: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "isolate-web-2"},
+        "spec": {"agent": "slow", "action": isolate, "parameters": {"app": "web-2"},
+            "target": {"kind": "Pod", "name": "web-2", "namespace": home}}}))?;
+    Api::<ActionRequest>::namespaced(slow_token, &home).create(&PostParams::default(), &late).await?;
+    let is_late = |b: &Value| b["request"] == "isolate-web-2" && b["namespace"] == home.as_str();
+    let pending2 = receiver.wait("/hook", "RequestPending", is_late).await?;
+    let expiring = receiver.wait("/hook", "RequestExpiring", is_late).await?;
+    let expired = receiver.wait("/hook", "RequestDecided", |b| is_late(b) && b["decision"] == "Expired").await?;
+    let at = |a: &Arrival| a.body["time"].as_str().unwrap_or_default().parse::<jiff::Timestamp>().ok();
+    assert_eq!(expiring.body["command"], format!("kubectl warden approve isolate-web-2 -n {home}"));
+    assert_eq!(expiring.body["time"], pending2.body["deadline"], "an expiring notice is dated at the deadline");
+    let (told, decided_at) = (at(&pending2).unwrap(), at(&expired).unwrap());
+    let soon = receiver
+        .arrived()
+        .iter()
+        .filter(|a| a.event == "RequestExpiring" && is_late(&a.body))
+        .map(|a| a.idempotency_key.clone())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(soon.len(), 1, "one expiring notice, retried under one key");
+    assert!(decided_at.duration_since(told).as_secs_f64() >= 9.0, "expired after its 10 s: {told} → {decided_at}");
+
+    let m = op.metrics().await?;
+    let count = |outcome: &str| {
+        m.lines()
+            .find(|l| {
+                l.starts_with(&format!("socwarden_notifications_total{{notifier=\"{hook}\",outcome=\"{outcome}\"}}"))
+            })
+            .and_then(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("delivered") >= 2.0 && count("retried") >= 2.0, "metrics:\n{m}");
+    Ok(())
+}
