@@ -673,3 +673,51 @@ async fn a_protected_ip_sent_as_a_parameter_under_a_harmless_target_is_refused()
     assert_eq!(s.decision, Some(Decision::AutoApproved), "{}", s.message);
     Ok(())
 }
+
+/// A GitOps committer points an HTTP execution's `secretRef` at the operator's own signing key:
+/// the endpoint it names would receive bodies MACed with the key every admission stamp is signed
+/// with (an oracle, and key reuse across purposes). The action is unexecutable, filing it is
+/// refused saying why, and the endpoint is never called.
+#[tokio::test]
+async fn a_committer_cannot_make_the_operator_sign_with_its_own_key() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let w = world().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = called.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            if endpoint::read_request(&mut s).await.is_ok() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            }
+        }
+    });
+    let exfil = unique("exfil");
+    for secret in ["socwarden-signing-key", "socwarden-webhook-tls"] {
+        let name = format!("{exfil}-{}", secret.trim_start_matches("socwarden-"));
+        apply_yaml(
+            &as_user("gitops").await?,
+            &format!(
+                "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {name}}}\nspec:\n  risk: low\n  execution:\n    http: {{url: \"http://127.0.0.1:{port}/x\", secretRef: {{name: {secret}, key: key}}}}\n"
+            ),
+        )
+        .await?;
+    }
+    let signing = format!("{exfil}-signing-key");
+    let _op = Operator::start().await?;
+    let unusable = wait_for("the action marked unexecutable", T, || async {
+        let a = Api::<SocAction>::all(w.admin.clone()).get(&signing).await?;
+        Ok(a.status.filter(|s| !s.unexecutable.is_empty()))
+    })
+    .await?;
+    assert!(unusable.unexecutable.join(" ").contains("socwarden-signing-key"), "{:?}", unusable.unexecutable);
+    let bot = new_agent(&w, "bot", Tier::Supervised, &[&signing]).await?;
+    let refused = file(&bot, w.home(), &request("sign-me", "bot", &signing, json!({}), w.scope(), "web-1")).await;
+    let why = format!("{:#}", refused.expect_err("the webhook refuses to file it"));
+    assert!(why.contains("socwarden-signing-key") && why.contains("may not be executed"), "says why: {why}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(called.load(std::sync::atomic::Ordering::SeqCst), 0, "the endpoint was called");
+    Ok(())
+}

@@ -8,6 +8,18 @@
 use crate::agent::rbac::{self, Rule};
 use socwarden_api::{Grant, ParameterSpec, Verb};
 
+/// The operator's own Secrets (in its namespace): the key admission stamps are signed with, and
+/// the serving certificate's key. No SocAction or Notifier may name them: an endpoint receiving
+/// bodies MACed with the stamp key would hold an oracle of it.
+pub const OPERATOR_SECRETS: [&str; 2] = ["socwarden-signing-key", "socwarden-webhook-tls"];
+
+/// Why the Secret `name` (in the operator's namespace), named by `field`, may not be used, if so.
+pub fn secret_problem(field: &str, name: &str) -> Option<String> {
+    OPERATOR_SECRETS.contains(&name).then(|| {
+        format!("{field} names {name}, the operator's own Secret; give the endpoint a key of its own in another Secret")
+    })
+}
+
 /// The `apiVersion` and `kind` of one object of a manifest, as written in the template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kind {
@@ -301,5 +313,14 @@ mod tests {
             let p = problem(&kind, plural, true, true, &everything).unwrap_or_default();
             assert!(p.contains("is never executable"), "{kind}: {p}");
         }
+    }
+
+    #[test]
+    fn the_operators_own_secrets_are_never_an_executions_key() {
+        for name in OPERATOR_SECRETS {
+            let why = secret_problem("execution.http.secretRef", name).expect(name);
+            assert!(why.contains(name) && why.contains("execution.http.secretRef"), "{why}");
+        }
+        assert_eq!(secret_problem("execution.http.secretRef", "soar-key"), None);
     }
 }

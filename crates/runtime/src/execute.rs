@@ -299,8 +299,12 @@ pub async fn post(
     Ok(status)
 }
 
-/// The value under `r` of a Secret in the operator's namespace.
+/// The value under `r` of a Secret in the operator's namespace (never one of the operator's own).
 pub async fn secret_value(client: &Client, namespace: &str, r: &socwarden_api::SecretKeyRef) -> Result<Vec<u8>, Error> {
+    // Checked here too, where every key and URL is read: the status that says so may lag an edit.
+    if let Some(why) = socwarden_core::envelope::secret_problem("secretRef", &r.name) {
+        return Err(Error::Invalid(why));
+    }
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
     let s = api.get(&r.name).await?;
     s.data

@@ -6,7 +6,7 @@ use crate::k8s::{self, secret_value};
 use crate::tls::Error;
 use kube::Client;
 
-pub const KEY_SECRET: &str = "socwarden-signing-key";
+pub const KEY_SECRET: &str = socwarden_core::envelope::OPERATOR_SECRETS[0];
 
 /// The signing key, created on first use.
 pub async fn signing_key(client: &Client, namespace: &str) -> Result<Vec<u8>, Error> {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub const TLS_SECRET: &str = "socwarden-webhook-tls";
+pub const TLS_SECRET: &str = socwarden_core::envelope::OPERATOR_SECRETS[1];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

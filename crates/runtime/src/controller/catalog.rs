@@ -22,7 +22,7 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
     }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socaction"]).start_timer();
     let broken = malformed(action.as_ref());
-    let unexecutable = match action.spec.execution.as_ref().and_then(|e| e.manifest.as_ref()) {
+    let mut unexecutable = match action.spec.execution.as_ref().and_then(|e| e.manifest.as_ref()) {
         Some(tpl) if broken.is_none() => {
             let mut problems = envelope::placeholder_problems(tpl, &action.spec.parameters);
             let (reversible, delegable) = (action.spec.reversible, &ctx.delegable);
@@ -33,6 +33,9 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
         }
         _ => vec![],
     };
+    if let Some(http) = action.spec.execution.as_ref().and_then(|e| e.http.as_ref()).filter(|_| broken.is_none()) {
+        unexecutable.extend(envelope::secret_problem("execution.http.secretRef", &http.secret_ref.name));
+    }
     let status = catalog::action_status(&action, broken, &ctx.delegable, &unexecutable, Timestamp::now());
     if action.status.as_ref() != Some(&status) {
         let api: Api<SocAction> = Api::all(ctx.client.clone());
