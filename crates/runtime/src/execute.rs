@@ -312,11 +312,6 @@ pub async fn secret_value(client: &Client, namespace: &str, r: &socwarden_api::S
         .ok_or_else(|| Error::Invalid(format!("Secret {} has no key {}", r.name, r.key)))
 }
 
-/// The key for an HTTP execution, read from its Secret in the operator's namespace.
-pub async fn http_key(client: &Client, namespace: &str, http: &HttpExecution) -> Result<Vec<u8>, Error> {
-    secret_value(client, namespace, &http.secret_ref).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

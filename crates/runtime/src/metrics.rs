@@ -67,8 +67,9 @@ pub struct Metrics {
     pub api_reachable: prometheus::IntGauge,
     /// MCP gateway: calls by tool and outcome, and how long each took.
     pub mcp_calls: IntCounterVec,
-    pub notifications: IntCounterVec,
     pub mcp_call_seconds: HistogramVec,
+    /// Notices to Notifier sinks, by notifier and outcome (see `notify`).
+    pub notifications: IntCounterVec,
 }
 
 impl Default for Metrics {

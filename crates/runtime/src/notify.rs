@@ -63,7 +63,7 @@ pub async fn run(mut rx: mpsc::Receiver<Tell>, ctx: Arc<Context>, notifiers: Sto
 
 /// The notice a decision-log entry is, with what the caches add: the action's risk, the request's
 /// effect, quorum and deadline (from `status` when given), and the agent's approvers.
-pub fn notice_of(e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>, ctx: &Context) -> Notice {
+fn notice_of(e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>, ctx: &Context) -> Notice {
     let mut n = Notice {
         kind: notify::kind_of(&e.decision),
         time: e.time.clone(),

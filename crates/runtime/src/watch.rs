@@ -105,33 +105,26 @@ macro_rules! lenient {
             }
         }
     };
+    // A kind without a status (subresource): whatever status is stored is ignored.
+    ($kind:ty, $spec:ty) => {
+        impl Lenient for $kind {
+            type Spec = $spec;
+            type Status = serde_json::Value;
+            fn assemble(meta: ObjectMeta, spec: $spec, _: Option<serde_json::Value>) -> Self {
+                let mut o = <$kind>::new(meta.name.as_deref().unwrap_or_default(), spec);
+                o.metadata = meta;
+                o
+            }
+        }
+    };
 }
 lenient!(SocAgent, SocAgentSpec, socwarden_api::SocAgentStatus);
 lenient!(SocAction, SocActionSpec, socwarden_api::SocActionStatus);
 lenient!(AutonomyPolicy, AutonomyPolicySpec, socwarden_api::AutonomyPolicyStatus);
 lenient!(ActionRequest, ActionRequestSpec, socwarden_api::ActionRequestStatus);
-
-// Notifiers have no status.
-impl Lenient for socwarden_api::Notifier {
-    type Spec = socwarden_api::NotifierSpec;
-    type Status = serde_json::Value;
-    fn assemble(meta: ObjectMeta, spec: socwarden_api::NotifierSpec, _: Option<serde_json::Value>) -> Self {
-        let mut o = socwarden_api::Notifier::new(meta.name.as_deref().unwrap_or_default(), spec);
-        o.metadata = meta;
-        o
-    }
-}
-
-// Approvals have no status subresource.
-impl Lenient for Approval {
-    type Spec = ApprovalSpec;
-    type Status = serde_json::Value;
-    fn assemble(meta: ObjectMeta, spec: ApprovalSpec, _: Option<serde_json::Value>) -> Self {
-        let mut o = Approval::new(meta.name.as_deref().unwrap_or_default(), spec);
-        o.metadata = meta;
-        o
-    }
-}
+// Approvals have no status subresource; Notifiers no status at all.
+lenient!(Approval, ApprovalSpec);
+lenient!(socwarden_api::Notifier, socwarden_api::NotifierSpec);
 
 /// Why the object's spec could not be decoded, if it could not.
 pub fn malformed<K: Resource>(obj: &K) -> Option<&str> {

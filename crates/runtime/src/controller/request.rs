@@ -523,7 +523,7 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String],
         return Ok((format!("applied {}", names.join(", ")), applied));
     }
     if let Some(http) = &e.http {
-        let key = execute::http_key(&ctx.client, &ctx.namespace, http).await?;
+        let key = execute::secret_value(&ctx.client, &ctx.namespace, &http.secret_ref).await?;
         let body = execute::http_body(req, &a.spec, approvers);
         let code = execute::call(http, &key, &req.uid().unwrap_or_default(), body).await?;
         return Ok((format!("{} answered {code}", http.url), vec![]));
