@@ -211,6 +211,9 @@ pub struct SocAgentStatus {
     /// Shadow evidence for the next tier: human decisions on requests it would have run alone.
     #[serde(default)]
     pub shadow: Option<ShadowStatus>,
+    /// While a promotion waits: every rule of the policy, met or what it still misses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionStatus>,
     /// When the agent was last paused for drift, and when that pause was lifted.
     #[serde(default)]
     pub last_drift_pause: Option<String>,
@@ -234,6 +237,44 @@ pub struct SocAgentStatus {
     pub gated_actions: Vec<String>,
     #[serde(default)]
     pub observed_generation: Option<i64>,
+}
+
+/// The promotion an agent waits for, as a checklist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionStatus {
+    /// The tier it would reach (one step above the effective tier).
+    pub to: Tier,
+    /// Each rule of the policy, in the order they are judged.
+    pub checks: Vec<PromotionCheck>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionCheck {
+    pub rule: PromotionRule,
+    pub met: bool,
+    /// What is missing while the rule does not hold.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub missing: String,
+}
+
+/// The rules a promotion waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PromotionRule {
+    /// One tier at a time.
+    OneStep,
+    /// The minimum dwell at the current tier.
+    Dwell,
+    /// No drift pause within the clean window.
+    CleanWindow,
+    /// The cooling-off after a drift pause was lifted.
+    CoolingOff,
+    /// Approvals from the agent's approvers.
+    Approvals,
+    /// Agreement of the humans' decisions with what the next tier would have run alone.
+    ShadowEvidence,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

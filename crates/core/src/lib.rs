@@ -26,6 +26,8 @@
 //! - `behaviour::records`: which decided request covers a write of an agent (approved vs done).
 //! - `behaviour::report`: what the DriftReport (drift and baseline, kept from the agent) shows.
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
+//! - `execution`: what an execution writes or sends, exactly (the executor runs it, the console
+//!   shows it to the approver).
 //! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
 //! - `notify`: which decisions are notices, which Notifier takes which, what each sink is sent.
@@ -37,6 +39,7 @@ pub mod behaviour;
 pub mod catalog;
 pub mod decisionlog;
 pub mod envelope;
+pub mod execution;
 pub mod mcp;
 pub mod notify;
 #[cfg(any(test, feature = "testing"))]

@@ -10,6 +10,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use socwarden_api::{ActionRequest, Approval, Decision, DriftReport, SocAgent, Tier};
 
+mod console;
+
 /// Work the SOC Warden approval queue and the agents' autonomy from the command line.
 ///
 /// Examples:
@@ -62,6 +64,16 @@ enum Command {
     },
     /// Say in plain words why an agent is paused, what its promotion waits for, what it may do.
     Explain { agent: String },
+    /// Open the approval console: a local web page (127.0.0.1 only) acting as you, with the queue,
+    /// the fleet, each agent and each request; approve or deny from the browser.
+    Console {
+        /// The port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Show every namespace (default: --namespace, or the kubeconfig's).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
 }
 
 fn age(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
@@ -76,19 +88,23 @@ fn short_name(prefix: &str, of: &str) -> String {
     format!("{}-", n.trim_end_matches('-'))
 }
 
-async fn create_approval(
+/// Creates an Approval as the kubeconfig's user (the webhook stamps who that is). `dry_run`: only
+/// asks whether it would be accepted (the webhook runs its full check and stamps it, nothing is kept).
+async fn approval(
     client: &Client,
     ns: &str,
     prefix: &str,
     of: &str,
     spec: serde_json::Value,
+    dry_run: bool,
 ) -> Result<Approval> {
     let a: Approval = serde_json::from_value(json!({
         "apiVersion": "socwarden.io/v1alpha1", "kind": "Approval",
         "metadata": {"generateName": short_name(prefix, of), "namespace": ns},
         "spec": spec
     }))?;
-    match Api::<Approval>::namespaced(client.clone(), ns).create(&PostParams::default(), &a).await {
+    let params = PostParams { dry_run, ..Default::default() };
+    match Api::<Approval>::namespaced(client.clone(), ns).create(&params, &a).await {
         Ok(a) => Ok(a),
         Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
         Err(e) => Err(e.into()),
@@ -244,23 +260,25 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Pending { all_namespaces } => pending(&client, &ns, all_namespaces).await?,
         Command::Approve { request, comment } => {
-            let a = create_approval(
+            let a = approval(
                 &client,
                 &ns,
                 "approve",
                 &request,
                 json!({"actionRequest": request, "decision": "approve", "comment": comment}),
+                false,
             )
             .await?;
             println!("approval {} recorded for {request}, as {}", a.name_any(), a.spec.approver);
         }
         Command::Deny { request, comment } => {
-            let a = create_approval(
+            let a = approval(
                 &client,
                 &ns,
                 "deny",
                 &request,
                 json!({"actionRequest": request, "decision": "deny", "comment": comment}),
+                false,
             )
             .await?;
             println!("denial {} recorded for {request}, as {}", a.name_any(), a.spec.approver);
@@ -273,12 +291,13 @@ async fn main() -> Result<()> {
             let a = agents.get(&agent).await?;
             match a.status.as_ref().and_then(|s| s.pause.clone()) {
                 Some(p) if p.reason == "Drift" => {
-                    let ap = create_approval(
+                    let ap = approval(
                         &client,
                         &ns,
                         "resume",
                         &agent,
                         json!({"resume": {"agent": agent, "pauseId": p.id}, "decision": "approve", "comment": comment}),
+                        false,
                     )
                     .await?;
                     println!(
@@ -304,12 +323,13 @@ async fn main() -> Result<()> {
             let a = agents.get(&agent).await?;
             let current = a.status.as_ref().and_then(|s| s.effective_tier).unwrap_or(Tier::Observe);
             let Some(next) = current.next() else { bail!("{agent} is already at the highest tier") };
-            let ap = create_approval(
+            let ap = approval(
                 &client,
                 &ns,
                 "promote",
                 &agent,
                 json!({"promotion": {"agent": agent, "tier": next}, "decision": "approve", "comment": comment}),
+                false,
             )
             .await?;
             println!("approval {} for promoting {agent} {current} → {next}, as {}", ap.name_any(), ap.spec.approver);
@@ -335,6 +355,14 @@ async fn main() -> Result<()> {
             requests.sort_by_key(|r| std::cmp::Reverse(r.metadata.creation_timestamp.clone()));
             requests.truncate(5);
             println!("{}", explain(&a, report.as_ref(), &requests))
+        }
+        Command::Console { port, all_namespaces } => {
+            let kubeconfig_user = kube::config::Kubeconfig::read().ok().and_then(|k| {
+                let ctx = k.current_context.clone()?;
+                k.contexts.iter().find(|c| c.name == ctx)?.context.as_ref()?.user.clone()
+            });
+            let namespace = (!all_namespaces).then(|| ns.clone());
+            console::run(client, console::Options { port, namespace, kubeconfig_user }).await?
         }
     }
     Ok(())

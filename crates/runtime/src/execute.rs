@@ -7,11 +7,10 @@ use hyper::body::Bytes;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::Scope;
 use kube::{Client, ResourceExt};
-use socwarden_api::{ActionRequest, AppliedObject, HttpExecution, SocActionSpec};
-use socwarden_core::admission::params;
+use socwarden_api::{ActionRequest, AppliedObject, HttpExecution};
 use socwarden_core::admission::signature;
 use socwarden_core::agent::rbac::Rule;
-use socwarden_core::envelope;
+use socwarden_core::{envelope, execution};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -56,35 +55,9 @@ fn gvk_of(obj: &serde_json::Value) -> Result<GroupVersionKind, Error> {
     Ok(GroupVersionKind::gvk(group, version, kind))
 }
 
-/// Renders and checks the objects of a manifest execution: namespaced only, in the target's
-/// namespace (which the gate has checked is in scope), labelled with the request.
+/// The objects of a manifest execution (`execution::manifest_objects`), as this module's error.
 pub fn objects(template: &str, req: &ActionRequest) -> Result<Vec<serde_json::Value>, Error> {
-    let ns = req.spec.target.namespace.clone().ok_or_else(|| {
-        Error::Invalid("a manifest execution needs a target with a namespace (the objects are applied there)".into())
-    })?;
-    let mut docs =
-        params::render(template, &req.spec.parameters, &req.spec.target, &req.name_any()).map_err(Error::Invalid)?;
-    for d in &mut docs {
-        let meta = d
-            .get_mut("metadata")
-            .and_then(|m| m.as_object_mut())
-            .ok_or_else(|| Error::Invalid("manifest object without metadata".into()))?;
-        match meta.get("namespace").and_then(|n| n.as_str()) {
-            Some(n) if n != ns => {
-                return Err(Error::Invalid(format!("the manifest names namespace {n}, but the target is in {ns}")));
-            }
-            _ => {}
-        }
-        meta.insert("namespace".into(), ns.clone().into());
-        if meta.get("name").and_then(|n| n.as_str()).is_none_or(str::is_empty) {
-            return Err(Error::Invalid("manifest object without metadata.name".into()));
-        }
-        let labels = meta.entry("labels").or_insert_with(|| serde_json::json!({}));
-        if let Some(l) = labels.as_object_mut() {
-            l.insert(REQUEST_LABEL.into(), req.uid().unwrap_or_default().into());
-        }
-    }
-    Ok(docs)
+    execution::manifest_objects(template, req).map_err(Error::Invalid)
 }
 
 /// Why the objects of kinds `kinds` may not be written by an execution (empty: they may), each
@@ -221,20 +194,7 @@ pub async fn rollback(
     Ok(left)
 }
 
-/// The JSON body of an HTTP execution.
-pub fn http_body(req: &ActionRequest, action: &SocActionSpec, approvers: &[String]) -> Vec<u8> {
-    let body = serde_json::json!({
-        "request": {"namespace": req.namespace(), "name": req.name_any(), "uid": req.uid()},
-        "agent": req.spec.agent,
-        "action": req.spec.action,
-        "risk": action.risk,
-        "parameters": req.spec.parameters,
-        "target": req.spec.target,
-        "justification": req.spec.justification,
-        "approvers": approvers,
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
-}
+pub use execution::http_body;
 
 /// `sha256=<hex HMAC-SHA256 of the body>`, as sent in `X-SOC-Warden-Signature`.
 pub fn http_signature(key: &[u8], body: &[u8]) -> String {
@@ -315,61 +275,6 @@ pub async fn secret_value(client: &Client, namespace: &str, r: &socwarden_api::S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socwarden_api::{ActionRequestSpec, Target};
-
-    fn req(ns: Option<&str>) -> ActionRequest {
-        let mut r = ActionRequest::new(
-            "r1",
-            ActionRequestSpec {
-                agent: "bot".into(),
-                action: "isolate".into(),
-                parameters: [("pod".to_string(), serde_json::json!("web-1"))].into(),
-                target: Target { kind: "Pod".into(), name: "web-1".into(), namespace: ns.map(String::from) },
-                justification: String::new(),
-                requester: String::new(),
-                requester_groups: vec![],
-                nonce: String::new(),
-                signature: String::new(),
-            },
-        );
-        r.metadata.uid = Some("uid-1".into());
-        r
-    }
-
-    const TPL: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"isolate-${pod}\"}\nspec: {podSelector: {matchLabels: {app: \"${pod}\"}}, policyTypes: [Ingress]}\n";
-
-    #[test]
-    fn objects_land_in_the_target_namespace_labelled_with_the_request() {
-        let o = objects(TPL, &req(Some("web"))).unwrap();
-        assert_eq!(o[0]["metadata"]["namespace"], "web");
-        assert_eq!(o[0]["metadata"]["name"], "isolate-web-1");
-        assert_eq!(o[0]["metadata"]["labels"][REQUEST_LABEL], "uid-1");
-        assert!(objects(TPL, &req(None)).is_err());
-        let elsewhere =
-            TPL.replace("metadata: {name: \"isolate-${pod}\"}", "metadata: {name: x, namespace: kube-system}");
-        assert!(objects(&elsewhere, &req(Some("web"))).unwrap_err().to_string().contains("kube-system"));
-    }
-
-    proptest::proptest! {
-        /// Whatever the parameters hold (names of other namespaces, YAML, JSON), every object a
-        /// manifest execution writes lands in the target's namespace, or nothing is written.
-        #[test]
-        fn a_rendered_object_never_leaves_the_target_namespace(
-            pod in "\\PC{0,24}|kube-system|default|\\{namespace: kube-system\\}|x\nnamespace: kube-system",
-            ns in "[a-z]{1,8}",
-        ) {
-            let tpl = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"cm-${pod}\", namespace: \"${target.namespace}\"}\ndata: {pod: \"${pod}\", ns: \"${pod}\"}\n";
-            let mut r = req(Some(&ns));
-            r.spec.parameters.insert("pod".into(), serde_json::json!(pod));
-            for template in [TPL, tpl] {
-                if let Ok(objs) = objects(template, &r) {
-                    for o in objs {
-                        proptest::prop_assert_eq!(o["metadata"]["namespace"].as_str(), Some(ns.as_str()));
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn http_signature_is_hmac_of_the_body() {

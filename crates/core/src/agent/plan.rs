@@ -9,7 +9,7 @@ use crate::agent::rbac::{self, Rule};
 use crate::agent::validate::{self, Inputs, Problem};
 use jiff::Timestamp;
 use socwarden_api::conditions::{self, reason};
-use socwarden_api::{CredentialStatus, Phase, ShadowStatus, SocActionSpec, SocAgentStatus, Tier};
+use socwarden_api::{CredentialStatus, Phase, PromotionStatus, ShadowStatus, SocActionSpec, SocAgentStatus, Tier};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,8 +32,9 @@ pub struct Plan {
     pub roles: Option<BTreeMap<String, Vec<Rule>>>,
     /// The token to hold. `None`: no token (paused, or the lifetime is invalid).
     pub token: Option<TokenPlan>,
-    /// While a promotion waits: what is missing.
+    /// While a promotion waits: what is missing, in one sentence and as a checklist.
     pub promotion_pending: Option<String>,
+    pub promotion: Option<PromotionStatus>,
     /// Whether the effective tier changes with this plan.
     pub tier_changed: bool,
     /// Shadow evidence for the next tier.
@@ -58,7 +59,13 @@ impl TierDecision {
     /// The declared tier, enforced as is (no promotion machinery involved).
     pub fn declared(tier: Tier) -> Self {
         Self {
-            outcome: promotion::Outcome { effective: tier, changed: false, pending: None, approvers: vec![] },
+            outcome: promotion::Outcome {
+                effective: tier,
+                changed: false,
+                pending: None,
+                checklist: None,
+                approvers: vec![],
+            },
             shadow: None,
         }
     }
@@ -121,6 +128,7 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &
         roles,
         token,
         promotion_pending: tier.outcome.pending.clone(),
+        promotion: tier.outcome.checklist.clone(),
         tier_changed: tier.outcome.changed,
         shadow: tier.shadow.clone(),
         monitoring: watch.clone(),
@@ -173,6 +181,7 @@ pub fn status(
         effective_tier: Some(plan.effective_tier),
         tier_since: Some(tier_since(plan, previous, now)),
         shadow: plan.shadow.clone(),
+        promotion: plan.promotion.clone(),
         conditions: conds,
         credentials: plan.roles.as_ref().map(|_| CredentialStatus {
             service_account: credentials::service_account_name(name),

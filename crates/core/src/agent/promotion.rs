@@ -7,7 +7,10 @@ use crate::agent::policy;
 use jiff::{SignedDuration, Timestamp};
 use socwarden_api::AutonomyPolicySpec;
 use socwarden_api::duration;
-use socwarden_api::{Approval, CarriedEvidence, Decision, PromotionRules, Risk, ShadowStatus, SocAgent, Tier};
+use socwarden_api::{
+    Approval, CarriedEvidence, Decision, PromotionCheck, PromotionRule, PromotionRules, PromotionStatus, Risk,
+    ShadowStatus, SocAgent, Tier,
+};
 
 /// A past decision of the agent, for the shadow evidence.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +110,8 @@ pub struct Outcome {
     pub changed: bool,
     /// While a promotion waits: exactly what is missing.
     pub pending: Option<String>,
+    /// While a promotion waits: every rule, met or not (the checklist people see).
+    pub checklist: Option<PromotionStatus>,
     /// Approvers whose approval counted for a promotion that took effect.
     pub approvers: Vec<String>,
 }
@@ -127,34 +132,42 @@ fn human(d: SignedDuration) -> String {
 pub fn evaluate(i: &Inputs) -> Outcome {
     let declared = i.agent.spec.tier;
     let Some(current) = i.status.and_then(|s| s.effective_tier) else {
-        return Outcome { effective: declared, changed: true, pending: None, approvers: vec![] };
+        return Outcome { effective: declared, changed: true, pending: None, checklist: None, approvers: vec![] };
     };
     if declared <= current {
-        return Outcome { effective: declared, changed: declared != current, pending: None, approvers: vec![] };
+        return Outcome {
+            effective: declared,
+            changed: declared != current,
+            pending: None,
+            checklist: None,
+            approvers: vec![],
+        };
     }
     let next = current.next().unwrap_or(current);
     let since = i.status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(i.now);
     // Approvals for exactly this step, given since the agent reached its current tier.
     let tally = approvals::tally(i.approvals, i.agent, &Subject::Promotion { tier: next, since }, i.key, i.now);
     let approvers = tally.approvers();
-    let missing: Vec<String> = [
-        one_step(current, next, declared),
-        dwell(i, current, since),
-        clean_window(i),
-        cooling_off(i),
-        approved(i, next, &approvers, tally.denied.as_ref().map(|d| d.approver.as_str())),
-        shadow_evidence(i.rules, i.shadow),
+    let checks: Vec<PromotionCheck> = [
+        (PromotionRule::OneStep, one_step(current, next, declared)),
+        (PromotionRule::Dwell, dwell(i, current, since)),
+        (PromotionRule::CleanWindow, clean_window(i)),
+        (PromotionRule::CoolingOff, cooling_off(i)),
+        (PromotionRule::Approvals, approved(i, next, &approvers, tally.denied.as_ref().map(|d| d.approver.as_str()))),
+        (PromotionRule::ShadowEvidence, shadow_evidence(i.rules, i.shadow)),
     ]
     .into_iter()
-    .flatten()
+    .map(|(rule, missing)| PromotionCheck { rule, met: missing.is_none(), missing: missing.unwrap_or_default() })
     .collect();
+    let missing: Vec<&str> = checks.iter().filter(|c| !c.met).map(|c| c.missing.as_str()).collect();
     if missing.is_empty() {
-        return Outcome { effective: next, changed: true, pending: None, approvers };
+        return Outcome { effective: next, changed: true, pending: None, checklist: None, approvers };
     }
     Outcome {
         effective: current,
         changed: false,
         pending: Some(format!("promotion {current} → {next} waits: {}", missing.join("; "))),
+        checklist: Some(PromotionStatus { to: next, checks }),
         approvers: vec![],
     }
 }
@@ -314,6 +327,12 @@ mod tests {
         let one = vec![approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z")];
         let o = eval(&a, &one, evidence(20, 17), "2026-01-01T06:00:00Z");
         assert_eq!(o.effective, Tier::Supervised);
+        let list = o.checklist.clone().expect("a waiting promotion carries its checklist");
+        assert_eq!(list.to, Tier::Autonomous);
+        let unmet: Vec<PromotionRule> = list.checks.iter().filter(|c| !c.met).map(|c| c.rule).collect();
+        assert_eq!(unmet, [PromotionRule::Dwell, PromotionRule::Approvals, PromotionRule::ShadowEvidence]);
+        assert_eq!(list.checks.len(), 6, "every rule is listed, met or not");
+        assert!(list.checks.iter().all(|c| c.met == c.missing.is_empty()));
         let msg = o.pending.unwrap();
         assert!(msg.contains("dwell 6h of 24h"), "{msg}");
         assert!(msg.contains("needs 2 approvals from soc-leads, has 1"), "{msg}");

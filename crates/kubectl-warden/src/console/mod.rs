@@ -1,0 +1,496 @@
+//! `kubectl warden console`: a local web console for the approval queue, the fleet, each agent and
+//! each request. It acts as the user of the kubeconfig — every read and every Approval it creates
+//! uses that user's credentials, so the admission webhook stamps the real approver — and holds no
+//! credentials of its own. Because it holds the user's, it listens on 127.0.0.1 only and answers
+//! nobody without the session token it prints, the right `Host`, and (for decisions) its own
+//! `Origin` (see `guard`). Pages refresh from watches over server-sent events; the assets are
+//! embedded in the binary.
+
+mod guard;
+mod view;
+
+use anyhow::{Context as _, Result};
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use jiff::Timestamp;
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, DriftReport, SocAction, SocAgent};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+type Body = BoxBody<Bytes, Infallible>;
+/// A request's UID and resourceVersion, and its agent's generation.
+type DecideKey = (String, String, i64);
+
+const INDEX: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+pub struct Options {
+    pub port: u16,
+    /// The namespace whose queue and fleet are shown; `None`: every namespace.
+    pub namespace: Option<String>,
+    /// The kubeconfig's name for the user, shown when the API server cannot say who it is.
+    pub kubeconfig_user: Option<String>,
+}
+
+/// Who the user is, and how we know.
+#[derive(Clone, Default)]
+struct Identity {
+    user: String,
+    groups: Vec<String>,
+    source: &'static str,
+}
+
+struct State {
+    client: Client,
+    namespace: Option<String>,
+    token: String,
+    port: u16,
+    changes: watch::Sender<u64>,
+    identity: Mutex<Identity>,
+    /// Whether the user may decide a request, by (request UID, its resourceVersion, the agent's
+    /// generation): the admission webhook's own answer to a dry-run Approval.
+    may_decide: Mutex<HashMap<DecideKey, Result<(), String>>>,
+}
+
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("no system randomness for the session token"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Serves the console until the process is stopped.
+pub async fn run(client: Client, opts: Options) -> Result<()> {
+    // Loopback only, whatever the user asks: the console holds their credentials.
+    let listener = TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", opts.port))?;
+    let port = listener.local_addr()?.port();
+    let token = random_token()?;
+    let identity = identity(&client, opts.kubeconfig_user.as_deref()).await;
+    let (changes, _) = watch::channel(0u64);
+    let state = Arc::new(State {
+        client,
+        namespace: opts.namespace,
+        token,
+        port,
+        changes,
+        identity: Mutex::new(identity.clone()),
+        may_decide: Mutex::new(HashMap::new()),
+    });
+    spawn_watches(&state);
+    let scope = state.namespace.clone().map(|n| format!("namespace {n}")).unwrap_or_else(|| "every namespace".into());
+    println!("SOC Warden console for {} ({scope}), acting with your kubeconfig's credentials:", identity.user);
+    println!("  http://127.0.0.1:{port}/?token={}", state.token);
+    println!("Open that URL in your browser (it carries the session token). Ctrl-C stops the console.");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        });
+    }
+}
+
+/// Every change of what the pages show bumps the counter the browsers listen to.
+fn spawn_watches(state: &Arc<State>) {
+    fn watch_kind<K>(api: Api<K>, tx: watch::Sender<u64>)
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+            while let Some(e) = events.next().await {
+                if e.is_ok() {
+                    tx.send_modify(|v| *v += 1);
+                }
+            }
+        });
+    }
+    let c = &state.client;
+    let tx = &state.changes;
+    match &state.namespace {
+        Some(ns) => {
+            watch_kind(Api::<ActionRequest>::namespaced(c.clone(), ns), tx.clone());
+            watch_kind(Api::<SocAgent>::namespaced(c.clone(), ns), tx.clone());
+            watch_kind(Api::<Approval>::namespaced(c.clone(), ns), tx.clone());
+            watch_kind(Api::<DriftReport>::namespaced(c.clone(), ns), tx.clone());
+        }
+        None => {
+            watch_kind(Api::<ActionRequest>::all(c.clone()), tx.clone());
+            watch_kind(Api::<SocAgent>::all(c.clone()), tx.clone());
+            watch_kind(Api::<Approval>::all(c.clone()), tx.clone());
+            watch_kind(Api::<DriftReport>::all(c.clone()), tx.clone());
+        }
+    }
+    watch_kind(Api::<AutonomyPolicy>::all(c.clone()), tx.clone());
+}
+
+/// The API server's answer to "who am I" (SelfSubjectReview, Kubernetes 1.26+); older servers
+/// cannot say, so the kubeconfig's name is shown until an approval stamp tells the real one.
+async fn identity(client: &Client, kubeconfig_user: Option<&str>) -> Identity {
+    for version in ["v1", "v1beta1", "v1alpha1"] {
+        let body = json!({"apiVersion": format!("authentication.k8s.io/{version}"), "kind": "SelfSubjectReview"});
+        let Ok(req) = http::Request::post(format!("/apis/authentication.k8s.io/{version}/selfsubjectreviews"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+        else {
+            continue;
+        };
+        if let Ok(v) = client.request::<Value>(req).await {
+            let info = &v["status"]["userInfo"];
+            if let Some(user) = info["username"].as_str() {
+                let groups =
+                    info["groups"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).map(String::from);
+                return Identity {
+                    user: user.into(),
+                    groups: groups.collect(),
+                    source: "the API server (SelfSubjectReview)",
+                };
+            }
+        }
+    }
+    Identity {
+        user: kubeconfig_user.unwrap_or("(unknown)").to_string(),
+        groups: vec![],
+        source: "the kubeconfig (this API server cannot say who you are; approvals are stamped with your authenticated name)",
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert("content-type", content_type.parse().expect("static header"));
+    secure(h);
+    r
+}
+
+/// Headers on every answer: no framing, no sniffing, no referrer (the URL may carry the token),
+/// nothing cached, and a policy that runs only the console's own script.
+fn secure(h: &mut http::HeaderMap) {
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(k, v.parse().expect("static header"));
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    respond(status, "application/json", serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn api_error(e: &kube::Error) -> (StatusCode, String) {
+    match e {
+        kube::Error::Api(s) => (StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_GATEWAY), s.message.clone()),
+        other => (StatusCode::BAD_GATEWAY, other.to_string()),
+    }
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(String::from);
+    let method = req.method().as_str().to_string();
+    let facts = guard::Facts {
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        host: header(&req, "host"),
+        origin: header(&req, "origin"),
+        cookie: header(&req, "cookie"),
+        content_type: header(&req, "content-type"),
+    };
+    match guard::check(&facts, &state.token, state.port) {
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN);
+            return respond(status, "text/plain; charset=utf-8", format!("{}\n", refusal.message));
+        }
+        Ok(guard::Pass::SetCookie) => {
+            let mut r = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "session started\n");
+            let h = r.headers_mut();
+            h.insert("location", path.parse().unwrap_or(http::HeaderValue::from_static("/")));
+            let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", guard::COOKIE, state.token);
+            h.insert("set-cookie", cookie.parse().expect("hex token"));
+            return r;
+        }
+        Ok(guard::Pass::Serve) => {}
+    }
+    let parts: Vec<String> = path.split('/').skip(1).map(String::from).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match parts.as_slice() {
+        ["assets", "app.js"] => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
+        ["assets", "app.css"] => respond(StatusCode::OK, "text/css; charset=utf-8", APP_CSS),
+        ["api", "events"] => events(state),
+        ["api", "me"] => json_response(StatusCode::OK, &me(state).await),
+        ["api", "queue"] => result(queue(state).await),
+        ["api", "fleet"] => result(fleet(state).await),
+        ["api", "agent", ns, name] => result(agent(state, ns, name).await),
+        ["api", "request", ns, name] => result(request(state, ns, name).await),
+        ["api", "decide"] => decide(state, req).await,
+        _ => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX),
+    }
+}
+
+fn result(r: Result<Value, kube::Error>) -> Response<Body> {
+    match r {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => {
+            let (status, message) = api_error(&e);
+            json_response(status, &json!({"error": message}))
+        }
+    }
+}
+
+/// Server-sent events: one message per change the watches saw; a comment every 15 s keeps the
+/// connection open through idle periods.
+fn events(state: &State) -> Response<Body> {
+    let rx = state.changes.subscribe();
+    let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if first {
+            return Some((Bytes::from("retry: 2000\n\n"), (rx, false)));
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                changed.ok()?;
+                let v = *rx.borrow_and_update();
+                Some((Bytes::from(format!("data: {v}\n\n")), (rx, false)))
+            }
+            _ = tokio::time::sleep(Duration::from_secs(15)) => Some((Bytes::from(": ping\n\n"), (rx, false))),
+        }
+    });
+    let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let mut r = Response::new(BodyExt::boxed(body));
+    let h = r.headers_mut();
+    h.insert("content-type", "text/event-stream".parse().expect("static header"));
+    secure(h);
+    r
+}
+
+async fn list<K>(state: &State, ns: Option<&str>) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+{
+    let api: Api<K> = match ns.or(state.namespace.as_deref()) {
+        Some(ns) => Api::namespaced(state.client.clone(), ns),
+        None => Api::all(state.client.clone()),
+    };
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// What the user may do here, from SelfSubjectAccessReviews.
+async fn me(state: &State) -> Value {
+    let ns = state.namespace.clone();
+    let check = |verb: &'static str, resource: &'static str| {
+        let ns = ns.clone();
+        async move {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some("socwarden.io".into()),
+                        resource: Some(resource.into()),
+                        verb: Some(verb.into()),
+                        namespace: ns,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            Api::<SelfSubjectAccessReview>::all(state.client.clone())
+                .create(&PostParams::default(), &review)
+                .await
+                .ok()
+                .and_then(|r| r.status)
+                .is_some_and(|s| s.allowed)
+        }
+    };
+    let (read, approve, pause, drift) = futures::join!(
+        check("list", "actionrequests"),
+        check("create", "approvals"),
+        check("pause", "socagents"),
+        check("get", "driftreports"),
+    );
+    let id = state.identity.lock().map(|i| i.clone()).unwrap_or_default();
+    json!({
+        "user": id.user, "groups": id.groups, "source": id.source,
+        "namespace": state.namespace,
+        "may": {"readRequests": read, "decide": approve, "pause": pause, "readDrift": drift},
+    })
+}
+
+async fn catalog(state: &State) -> HashMap<String, SocAction> {
+    Api::<SocAction>::all(state.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.into_iter().map(|a| (a.metadata.name.clone().unwrap_or_default(), a)).collect())
+        .unwrap_or_default()
+}
+
+fn key(ns: &str, name: &str) -> (String, String) {
+    (ns.to_string(), name.to_string())
+}
+
+fn ns_name<K: Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+}
+
+async fn queue(state: &State) -> Result<Value, kube::Error> {
+    let (requests, agents, actions) =
+        futures::join!(list::<ActionRequest>(state, None), list::<SocAgent>(state, None), catalog(state));
+    let requests = requests?;
+    let agents: HashMap<(String, String), SocAgent> =
+        agents.unwrap_or_default().into_iter().map(|a| (ns_name(&a), a)).collect();
+    let now = Timestamp::now();
+    let mut items = Vec::new();
+    for r in view::pending(&requests) {
+        let ns = r.metadata.namespace.clone().unwrap_or_default();
+        let agent = agents.get(&key(&ns, &r.spec.agent));
+        let mut item = view::queue_item(r, agent, actions.get(&r.spec.action), now);
+        item["canDecide"] = can_decide(state, r, agent).await;
+        items.push(item);
+    }
+    Ok(json!({"items": items}))
+}
+
+/// Whether the user may approve or deny this request: asked of the admission webhook itself with
+/// a dry-run Approval (the same check a real one meets), cached until the request or its agent
+/// changes. An accepted dry run also tells who the user is, as the webhook stamped it.
+async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>) -> Value {
+    let cache_key = (
+        r.metadata.uid.clone().unwrap_or_default(),
+        r.metadata.resource_version.clone().unwrap_or_default(),
+        agent.and_then(|a| a.metadata.generation).unwrap_or_default(),
+    );
+    let cached = state.may_decide.lock().ok().and_then(|m| m.get(&cache_key).cloned());
+    let answer = match cached {
+        Some(a) => a,
+        None => {
+            let ns = r.metadata.namespace.clone().unwrap_or_default();
+            let name = r.metadata.name.clone().unwrap_or_default();
+            let spec = json!({"actionRequest": name, "decision": "approve"});
+            let answer = match super::approval(&state.client, &ns, "approve", &name, spec, true).await {
+                Ok(a) => {
+                    if let Ok(mut id) = state.identity.lock()
+                        && id.groups.is_empty()
+                        && !a.spec.approver.is_empty()
+                    {
+                        *id = Identity {
+                            user: a.spec.approver.clone(),
+                            groups: a.spec.approver_groups.clone(),
+                            source: "the admission webhook's stamp on a dry-run approval",
+                        };
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string().trim_start_matches("refused: ").to_string()),
+            };
+            if let Ok(mut m) = state.may_decide.lock() {
+                if m.len() > 4096 {
+                    m.clear();
+                }
+                m.insert(cache_key, answer.clone());
+            }
+            answer
+        }
+    };
+    match answer {
+        Ok(()) => json!({"ok": true}),
+        Err(why) => json!({"ok": false, "why": why}),
+    }
+}
+
+async fn fleet(state: &State) -> Result<Value, kube::Error> {
+    let policies = Api::<AutonomyPolicy>::all(state.client.clone());
+    let lp = ListParams::default();
+    let (agents, reports, policies) =
+        futures::join!(list::<SocAgent>(state, None), list::<DriftReport>(state, None), policies.list(&lp));
+    let agents: Vec<SocAgent> = agents?;
+    let policies = policies.map(|l| l.items).unwrap_or_default();
+    Ok(view::fleet(&agents, &reports.unwrap_or_default(), &policies))
+}
+
+async fn agent(state: &State, ns: &str, name: &str) -> Result<Value, kube::Error> {
+    let a = Api::<SocAgent>::namespaced(state.client.clone(), ns).get(name).await?;
+    // People without the right to read DriftReports still see the rest.
+    let report = Api::<DriftReport>::namespaced(state.client.clone(), ns).get_opt(name).await.ok().flatten();
+    let requests = list::<ActionRequest>(state, Some(ns)).await.unwrap_or_default();
+    Ok(view::agent_page(&a, report.as_ref(), &requests, Timestamp::now()))
+}
+
+async fn request(state: &State, ns: &str, name: &str) -> Result<Value, kube::Error> {
+    let r = Api::<ActionRequest>::namespaced(state.client.clone(), ns).get(name).await?;
+    let agent = Api::<SocAgent>::namespaced(state.client.clone(), ns).get_opt(&r.spec.agent).await.ok().flatten();
+    let action = Api::<SocAction>::all(state.client.clone()).get_opt(&r.spec.action).await.ok().flatten();
+    let mut page = view::request_page(&r, agent.as_ref(), action.as_ref(), Timestamp::now());
+    if page["decision"] == "Pending" {
+        page["canDecide"] = can_decide(state, &r, agent.as_ref()).await;
+    }
+    Ok(page)
+}
+
+/// Records the user's decision as an Approval created with their credentials.
+async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "decision body too large"})),
+    };
+    let Ok(d) = serde_json::from_slice::<Value>(&body) else {
+        return json_response(StatusCode::BAD_REQUEST, &json!({"error": "the body is not JSON"}));
+    };
+    let (Some(ns), Some(name), Some(decision)) =
+        (d["namespace"].as_str(), d["request"].as_str(), d["decision"].as_str())
+    else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "namespace, request and decision are required"}),
+        );
+    };
+    if decision != "approve" && decision != "deny" {
+        return json_response(StatusCode::BAD_REQUEST, &json!({"error": "decision is approve or deny"}));
+    }
+    let comment = d["comment"].as_str().unwrap_or_default();
+    let spec = json!({"actionRequest": name, "decision": decision, "comment": comment});
+    match super::approval(&state.client, ns, decision, name, spec, false).await {
+        Ok(a) => json_response(
+            StatusCode::OK,
+            &json!({"approval": a.metadata.name, "approver": a.spec.approver, "decision": decision}),
+        ),
+        Err(e) => {
+            json_response(StatusCode::FORBIDDEN, &json!({"error": e.to_string().trim_start_matches("refused: ")}))
+        }
+    }
+}
