@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end tests and the benchmarks, by concern:
 //!
+//! - [`browser`]: headless Chromium through chromedriver (`Browser`), `kubectl warden console` as
+//!   a test identity (`Console`), and `raw` HTTP for what browsers never send.
 //! - [`cluster`]: reaching the control plane — the repository root and the local cluster's state
 //!   directory, kubeconfigs and clients (admin, test identities via `as_user`, agent tokens),
 //!   `kubectl`, server-side apply (`apply`, `apply_yaml`) and access checks (`can_i`, `status_of`).
@@ -18,6 +20,7 @@
 //!
 //! Everything is re-exported here, so `use soc_warden_e2e::*;` brings it all in.
 
+pub mod browser;
 pub mod cluster;
 pub mod endpoint;
 pub mod fixtures;
@@ -29,6 +32,7 @@ pub mod requests;
 pub mod traffic;
 pub mod waiting;
 
+pub use browser::{Browser, Console};
 pub use cluster::*;
 pub use fixtures::*;
 pub use latency::*;

@@ -212,9 +212,7 @@ pub fn request_page(r: &ActionRequest, agent: Option<&SocAgent>, action: Option<
             story.push((p.at.clone(), format!("performed {p}")));
         }
         if let (Some(at), Some(state)) = (&e.finished_at, e.state) {
-            let applied: Vec<String> = e.applied.iter().map(|o| o.to_string()).collect();
-            let what = if applied.is_empty() { String::new() } else { format!("; applied {}", applied.join(", ")) };
-            story.push((at.clone(), format!("execution {}: {}{what}", state.as_str(), e.result)));
+            story.push((at.clone(), format!("execution {}: {}", state.as_str(), e.result)));
         }
     }
     for c in &s.conditions {

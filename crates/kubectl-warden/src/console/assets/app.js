@@ -9,7 +9,7 @@ function el(tag, attrs, ...children) {
     if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -19,8 +19,13 @@ function el(tag, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
-  for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children.flat(Infinity)) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
+}
+
+// Replaces what `box` shows (arrays flattened, absent parts skipped).
+function show(box, ...children) {
+  box.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 async function get(path) {
@@ -50,11 +55,12 @@ function approvalsLine(r) {
     (who.length ? ` (${who.join(", ")})` : "") + (r.approvers ? ` — approvers: ${r.approvers}` : "");
 }
 
-function whatRuns(runs) {
+function whatRuns(runs, decided) {
   if (!runs) return null;
-  const title = { manifest: "Exactly what will be applied (server-side apply, rendered now)",
-    http: `Exactly what will be POSTed to ${runs.url || "the endpoint"} (signed)`, none: "What will run",
-    error: "What will run", unknown: "What will run" }[runs.kind] || "What will run";
+  const title = decided ? { manifest: "What the execution applies (as rendered from the request)",
+    http: `What the execution POSTs to ${runs.url || "the endpoint"} (signed)` }[runs.kind] || "What runs"
+    : { manifest: "Exactly what will be applied (server-side apply, rendered now)",
+    http: `Exactly what will be POSTed to ${runs.url || "the endpoint"} (signed)` }[runs.kind] || "What will run";
   return [el("h3", {}, title), runs.kind === "manifest" || runs.kind === "http" ? el("pre", { "data-testid": "runs" }, runs.text) : el("p", { class: "note" }, runs.text)];
 }
 
@@ -107,7 +113,7 @@ function requestCard(r) {
 
 async function queuePage(main) {
   const q = await get("/api/queue");
-  main.replaceChildren(el("h1", {}, "Approval queue"),
+  show(main, el("h1", {}, "Approval queue"),
     q.items.length ? el("p", { class: "muted" }, `${q.items.length} request(s) waiting, oldest first.`)
       : el("p", { class: "muted", "data-testid": "empty" }, "No requests are waiting for approval."),
     q.items.map(requestCard));
@@ -123,7 +129,7 @@ async function fleetPage(main) {
     el("td", {}, a.drift ? `${a.drift.score.toFixed(2)} / ${a.drift.threshold.toFixed(2)}` : "-"),
     el("td", {}, (a.autonomous || []).join(", ") || "-"),
     el("td", {}, (a.gated || []).join(", ") || "-")));
-  main.replaceChildren(el("h1", {}, "Fleet"),
+  show(main, el("h1", {}, "Fleet"),
     el("table", {}, el("caption", { class: "muted" }, "Paused agents first."),
       el("thead", {}, el("tr", {}, ["Agent", "Declared tier", "Enforced tier", "Phase", "Drift (score / acts at)", "Runs alone", "Needs approval"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows)));
@@ -150,7 +156,7 @@ function driftChart(drift) {
 async function agentPage(main, ns, name) {
   const a = await get(`/api/agent/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   const p = a.promotion;
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, `Agent ${a.name} `, phaseBadge(a.phase)),
     a.paused ? el("div", { class: "card", role: "alert" }, el("span", { class: "badge paused" }, "PAUSED"), ` ${a.pause.reason} since ${a.pause.since}`) : null,
     el("section", { class: "card" }, el("div", { class: "row" },
@@ -175,7 +181,7 @@ async function agentPage(main, ns, name) {
 
 async function requestPage(main, ns, name) {
   const r = await get(`/api/request/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, `Request ${r.name} `, el("span", { class: "badge", "data-testid": "decision" }, r.decision || "undecided"),
       r.execution && r.execution.state ? el("span", { class: "badge", "data-testid": "execution" }, r.execution.state) : null),
     el("section", { class: "card" }, el("h2", {}, "Its story"),
@@ -185,7 +191,7 @@ async function requestPage(main, ns, name) {
       el("p", {}, approvalsLine(r)),
       el("h3", {}, "The agent's justification (its own words: untrusted)"), el("div", { class: "untrusted" }, r.justification || "(none)"),
       el("h3", {}, "Effect set"), el("ul", {}, (r.effect || []).map((e) => el("li", {}, e))),
-      whatRuns(r.runs)));
+      whatRuns(r.runs, true)));
 }
 
 async function banner() {
@@ -203,7 +209,7 @@ async function me() {
     const m = await get("/api/me");
     const may = Object.entries({ "decide requests": m.may.decide, "pause agents": m.may.pause, "read requests": m.may.readRequests, "read drift": m.may.readDrift })
       .filter(([, ok]) => ok).map(([what]) => what);
-    box.replaceChildren(el("div", { "data-testid": "identity" }, "Acting as ", el("strong", {}, m.user),
+    show(box, el("div", { "data-testid": "identity" }, "Acting as ", el("strong", {}, m.user),
       m.groups.length ? ` (${m.groups.join(", ")})` : ""),
       el("div", { class: "caps", title: "known from " + m.source }, "You may: " + (may.join(", ") || "nothing here")));
   } catch (e) { box.textContent = e.message; }
@@ -223,7 +229,7 @@ async function render() {
     else if (parts[0] === "request") await requestPage(main, parts[1], parts[2]);
     else { document.querySelector('[data-nav="queue"]').setAttribute("aria-current", "page"); await queuePage(main); }
   } catch (e) {
-    main.replaceChildren(el("h1", {}, "Cannot show this page"), el("p", { role: "alert" }, e.message));
+    show(main, el("h1", {}, "Cannot show this page"), el("p", { role: "alert" }, e.message));
   }
   for (const [id, v] of Object.entries(typed)) { const t = document.getElementById(id); if (t) t.value = v; }
   if (focused) { const f = document.getElementById(focused); if (f) f.focus(); }

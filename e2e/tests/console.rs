@@ -1,0 +1,167 @@
+//! The approval console in a real headless Chromium: two leads work the queue from their browsers
+//! (each console acting with its own lead's kubeconfig), an analyst is offered no buttons, and the
+//! console refuses what a hostile page or a rebound DNS name would send. Screenshots of every page
+//! land in `target/e2e-artifacts`.
+
+use anyhow::{Result, bail};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use soc_warden_e2e::browser::raw;
+use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Approval, Decision, ExecutionState, SocAgent, Tier};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+async fn state(admin: &kube::Client, ns: &str, name: &str) -> Result<(Option<Decision>, Option<ExecutionState>)> {
+    let s = Api::<ActionRequest>::namespaced(admin.clone(), ns).get(name).await?.status.unwrap_or_default();
+    Ok((s.decision, s.execution.and_then(|e| e.state)))
+}
+
+#[tokio::test]
+async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> Result<()> {
+    if external_cluster() {
+        bail!("runs as the local control plane's identities (e2e/cluster up)");
+    }
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    let isolate = unique("isolate");
+    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
+    let _op = Operator::start().await?;
+    let mut a = agent("bot", &home, Tier::Supervised, &[&isolate], &[&home]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.approvers.min_approvals = 2;
+    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &a).await?;
+    wait_agent(&s.admin, &home, "bot", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&s.admin, &home, "bot").await?.unwrap()).await?;
+    for (name, app) in [("isolate-web", "web"), ("isolate-db", "db")] {
+        let r: ActionRequest = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"agent": "bot", "action": isolate, "parameters": {"app": app},
+                "justification": "EDR alert 4411: beaconing to a known C2 address",
+                "target": {"kind": "Pod", "name": format!("{app}-1"), "namespace": home}}}))?;
+        Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &r).await?;
+        // Creation times have a resolution of one second: the queue's order needs them apart.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    wait_for("both pending", T, || async {
+        let a = state(&s.admin, &home, "isolate-web").await?.0;
+        let b = state(&s.admin, &home, "isolate-db").await?.0;
+        Ok((a == Some(Decision::Pending) && b == Some(Decision::Pending)).then_some(()))
+    })
+    .await?;
+    let browser = Browser::start().await?;
+
+    // lead-a opens the URL the console printed: the token becomes a cookie and leaves the URL.
+    let lead_a = Console::start("lead-a", &["-n", &home])?;
+    browser.goto(&lead_a.url).await?;
+    let card = "[data-name=\"isolate-web\"]";
+    browser.wait_element(card, T).await?;
+    assert!(!browser.url().await?.contains("token="), "the session token does not stay in the address bar");
+    let effect = browser.wait_text(&format!("{card} [data-testid=effect]"), T, |t| !t.is_empty()).await?;
+    assert!(effect.contains("NetworkPolicy") && effect.contains("isolate-web"), "the effect set is shown: {effect}");
+    let runs = browser.wait_text(&format!("{card} [data-testid=runs]"), T, |t| !t.is_empty()).await?;
+    assert!(
+        runs.contains("kind: NetworkPolicy") && runs.contains("name: isolate-web") && runs.contains(&home),
+        "the rendered manifest is shown: {runs}"
+    );
+    let page = browser.page_text().await?;
+    assert!(page.contains("Acting as") && page.contains("beaconing to a known C2"), "{page}");
+    assert!(page.find("isolate-web") < page.find("isolate-db"), "oldest first");
+    browser.screenshot("console-queue").await?;
+
+    // lead-a approves with a comment; the approval carries lead-a, stamped by the webhook.
+    let comment = browser.wait_element(&format!("{card} textarea"), T).await?;
+    browser.type_into(&comment, "confirmed in the EDR").await?;
+    browser.click(&browser.wait_element(&format!("{card} [data-testid=approve]"), T).await?).await?;
+    browser.wait_text(&format!("{card} .outcome"), T, |t| t.contains("Recorded: approve by lead-a")).await?;
+    let approvals = Api::<Approval>::namespaced(s.admin.clone(), &home).list(&ListParams::default()).await?.items;
+    let mine: Vec<&Approval> =
+        approvals.iter().filter(|a| a.spec.action_request.as_deref() == Some("isolate-web")).collect();
+    assert_eq!(mine.len(), 1, "one approval recorded");
+    assert_eq!(mine[0].spec.approver, "lead-a", "stamped with the browser user's identity");
+    assert_eq!(mine[0].spec.comment, "confirmed in the EDR");
+    assert_eq!(state(&s.admin, &home, "isolate-web").await?.0, Some(Decision::Pending), "one of two approvals");
+
+    // A forged cross-origin POST carrying lead-a's valid session cookie is refused, and records nothing.
+    let cookie = lead_a.cookie();
+    let decide = serde_json::to_vec(&json!({"namespace": home, "request": "isolate-db", "decision": "approve"}))?;
+    let forged = [("cookie", cookie.as_str()), ("origin", "http://evil.example"), ("content-type", "application/json")];
+    let (code, _, body) = raw(lead_a.port, "POST", "/api/decide", &forged, &decide).await?;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("cross-origin"), "{body}");
+    let form = [("cookie", cookie.as_str()), ("origin", "null"), ("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(raw(lead_a.port, "POST", "/api/decide", &form, b"decision=approve").await?.0, 403);
+    // A page of another site reaching the console through a rebound DNS name: wrong Host.
+    let rebound = [("host", "attacker.example:80"), ("cookie", cookie.as_str())];
+    let (code, _, body) = raw(lead_a.port, "GET", "/api/queue", &rebound, b"").await?;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("wrong Host"), "{body}");
+    // No token, a wrong token, or a path of its own it does not serve.
+    assert_eq!(raw(lead_a.port, "GET", "/api/queue", &[], b"").await?.0, 401);
+    let wrong = format!("warden-console={}", "0".repeat(lead_a.token.len()));
+    assert_eq!(raw(lead_a.port, "GET", "/api/queue", &[("cookie", wrong.as_str())], b"").await?.0, 401);
+    assert_eq!(raw(lead_a.port, "GET", "/api/v1/secrets", &[("cookie", cookie.as_str())], b"").await?.0, 404);
+    // Its own page, with its own Origin, still works (the refusals are not a broken endpoint).
+    let (code, _, body) = raw(lead_a.port, "GET", "/api/queue", &[("cookie", cookie.as_str())], b"").await?;
+    assert_eq!(code, 200, "{body}");
+    let forged_count = Api::<Approval>::namespaced(s.admin.clone(), &home)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|a| a.spec.action_request.as_deref() == Some("isolate-db"))
+        .count();
+    assert_eq!(forged_count, 0, "the refused writes recorded nothing");
+
+    // lead-b, in another console, watches the request's own page and approves there; the page
+    // follows the decision and the execution live, without a reload.
+    let lead_b = Console::start("lead-b", &["-n", &home])?;
+    browser.goto(&lead_b.url).await?;
+    browser.wait_element(card, T).await?;
+    browser.goto(&format!("http://127.0.0.1:{}/request/{home}/isolate-web", lead_b.port)).await?;
+    browser.click(&browser.wait_element("[data-testid=approve]", T).await?).await?;
+    browser.wait_text(".outcome", T, |t| t.contains("Recorded: approve by lead-b")).await?;
+    browser.wait_text("[data-testid=decision]", T, |t| t == "Approved").await?;
+    browser.wait_text("[data-testid=execution]", T, |t| t == "Succeeded").await?;
+    let story = browser.wait_text("[data-testid=story]", T, |t| t.contains("execution Succeeded")).await?;
+    assert!(story.contains("approve by lead-a") && story.contains("approve by lead-b"), "{story}");
+    assert_eq!(
+        state(&s.admin, &home, "isolate-web").await?,
+        (Some(Decision::Approved), Some(ExecutionState::Succeeded))
+    );
+    browser.screenshot("console-request").await?;
+
+    // The analyst may create Approvals (RBAC), but is no approver of this agent: no buttons,
+    // and the reason, from the webhook's own dry-run answer.
+    let analyst = Console::start("analyst", &["-n", &home])?;
+    browser.goto(&analyst.url).await?;
+    let db = "[data-name=\"isolate-db\"]";
+    let why = browser.wait_text(&format!("{db} [data-testid=cannot-decide]"), T, |t| !t.is_empty()).await?;
+    assert!(why.contains("analyst is not an approver"), "{why}");
+    assert!(browser.find_all("[data-testid=approve]").await?.is_empty(), "no approve button for the analyst");
+    assert!(browser.find_all("[data-testid=deny]").await?.is_empty(), "no deny button for the analyst");
+
+    // The fleet and the agent's page, with a promotion waiting (the tier raised, as Git would).
+    Api::<SocAgent>::namespaced(s.admin.clone(), &home)
+        .patch("bot", &PatchParams::default(), &Patch::Merge(json!({"spec": {"tier": "autonomous"}})))
+        .await?;
+    let mut hunter = agent("hunter", &home, Tier::Assist, &[&isolate], &[&home]);
+    hunter.spec.paused = true;
+    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &hunter).await?;
+    browser.goto(&lead_a.url.replace("/?token", "/fleet?token")).await?;
+    let row = browser.wait_text("[data-testid=agent-row]", T, |t| t.contains("bot")).await?;
+    assert!(row.contains("supervised") && row.contains("Active"), "{row}");
+    // The paused agent comes first and says so once the operator records the pause (the page follows live).
+    let first = browser.wait_text("tbody tr:first-child", T, |t| t.contains("PAUSED")).await?;
+    assert!(first.contains("hunter") && first.contains("Manual"), "{first}");
+    browser.screenshot("console-fleet").await?;
+    browser.goto(&format!("http://127.0.0.1:{}/agent/{home}/bot", lead_a.port)).await?;
+    let checklist = browser.wait_text("[data-testid=promotion]", T, |t| t.contains("Dwell time")).await?;
+    assert!(checklist.contains("supervised → autonomous"), "{checklist}");
+    let unmet = browser.script("return [...document.querySelectorAll('li.unmet')].map(e => e.textContent)").await?;
+    let unmet: Vec<String> = serde_json::from_value(unmet)?;
+    assert!(unmet.iter().any(|u| u.starts_with("Dwell time")), "{unmet:?}");
+    assert!(unmet.iter().any(|u| u.starts_with("Approvals")), "{unmet:?}");
+    browser.screenshot("console-agent").await?;
+    Ok(())
+}
