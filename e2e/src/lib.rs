@@ -12,6 +12,7 @@
 //!   `action`, `agent`.
 //! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
 //!   `approval`, `approve`, `refusal`, `decided`, `decision_of`, and `kubectl_warden` (the plugin).
+//! - [`slack`]: Slack's official SDK judging the Slack notices (`slack::problems`).
 //! - [`mcp`]: the official MCP Python SDK as the agents' client of the gateway (`McpAgent`).
 //! - [`latency`]: `percentile` and `report`, the latency summaries the benchmarks print.
 //! - [`traffic`]: `Normal`, the steady behaviour of an agent acting with its own token.
@@ -29,6 +30,7 @@ pub mod latency;
 pub mod mcp;
 pub mod operator;
 pub mod requests;
+pub mod slack;
 pub mod traffic;
 pub mod waiting;
 

@@ -118,7 +118,7 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
     let lead_b = Console::start("lead-b", &["-n", &home])?;
     browser.goto(&lead_b.url).await?;
     browser.wait_element(card, T).await?;
-    browser.goto(&format!("http://127.0.0.1:{}/request/{home}/isolate-web", lead_b.port)).await?;
+    browser.goto(&format!("http://127.0.0.1:{}/requests/{home}/isolate-web", lead_b.port)).await?;
     browser.click(&browser.wait_element("[data-testid=approve]", T).await?).await?;
     browser.wait_text(".outcome", T, |t| t.contains("Recorded: approve by lead-b")).await?;
     browser.wait_text("[data-testid=decision]", T, |t| t == "Approved").await?;
@@ -155,7 +155,7 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
     let first = browser.wait_text("tbody tr:first-child", T, |t| t.contains("PAUSED")).await?;
     assert!(first.contains("hunter") && first.contains("Manual"), "{first}");
     browser.screenshot("console-fleet").await?;
-    browser.goto(&format!("http://127.0.0.1:{}/agent/{home}/bot", lead_a.port)).await?;
+    browser.goto(&format!("http://127.0.0.1:{}/agents/{home}/bot", lead_a.port)).await?;
     let checklist = browser.wait_text("[data-testid=promotion]", T, |t| t.contains("Dwell time")).await?;
     assert!(checklist.contains("supervised → autonomous"), "{checklist}");
     let unmet = browser.script("return [...document.querySelectorAll('li.unmet')].map(e => e.textContent)").await?;

@@ -5,7 +5,7 @@
 
 use anyhow::{Result, bail};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use soc_warden_e2e::*;
 use socwarden_api::{ActionRequest, Decision, SocAgent, Tier};
@@ -178,6 +178,11 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
         slack_msg.body
     );
     assert_eq!(slack_msg.signature_ok, None, "no key, no signature header");
+    let wrong = soc_warden_e2e::slack::problems(&slack_msg.body)?;
+    assert!(wrong.is_empty(), "Slack's SDK refuses the message: {wrong:?}\n{}", slack_msg.body);
+    let too_long =
+        json!({"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "x".repeat(151)}}]});
+    assert!(!soc_warden_e2e::slack::problems(&too_long)?.is_empty(), "the judge refuses what Slack refuses");
 
     // Two leads approve: the decision is told with who approved.
     for lead in ["lead-a", "lead-b"] {
@@ -229,6 +234,52 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
         .collect::<std::collections::BTreeSet<_>>();
     assert_eq!(soon.len(), 1, "one expiring notice, retried under one key");
     assert!(decided_at.duration_since(told).as_secs_f64() >= 9.0, "expired after its 10 s: {told} → {decided_at}");
+
+    // A promotion starts to wait (the tier raised, as Git would): the approvers are told what it
+    // still needs, with the command that approves it and the agent's page in the console.
+    Api::<SocAgent>::namespaced(s.admin.clone(), &home)
+        .patch("bot", &PatchParams::default(), &Patch::Merge(json!({"spec": {"tier": "autonomous"}})))
+        .await?;
+    let is_bot = |b: &Value| b["agent"] == "bot" && b["namespace"] == home.as_str();
+    let waiting = receiver.wait("/hook", "PromotionPending", is_bot).await?;
+    assert_eq!(waiting.body["command"], format!("kubectl warden promote bot -n {home}"), "{}", waiting.body);
+    assert_eq!(waiting.body["link"], format!("http://127.0.0.1:8181/agents/{home}/bot"));
+    let why = waiting.body["message"].as_str().unwrap_or_default();
+    assert!(why.contains("supervised → autonomous") && why.contains("dwell"), "{why}");
+
+    // The kill switch: one notice when it goes on and one when it goes off, to every sink that
+    // takes the type whatever its namespaces — not one notice per paused agent.
+    let kill = KillSwitch::new();
+    kill.set(&s.admin, true).await?;
+    let names_it = |b: &Value| b["message"].as_str().is_some_and(|m| m.contains(&kill.name));
+    let on = receiver.wait("/hook", "KillSwitch", |b| b["decision"] == "KillSwitchOn" && names_it(b)).await?;
+    assert!(on.body["link"].as_str().is_some_and(|l| l.ends_with("/fleet")), "{}", on.body);
+    for name in ["bot", "slow"] {
+        wait_agent(&s.admin, &home, name, "paused", T, |a| {
+            a.status.as_ref().and_then(|s| s.phase) == Some(socwarden_api::Phase::Paused)
+        })
+        .await?;
+    }
+    kill.set(&s.admin, false).await?;
+    receiver.wait("/hook", "KillSwitch", |b| b["decision"] == "KillSwitchOff" && names_it(b)).await?;
+    for name in ["bot", "slow"] {
+        wait_agent(&s.admin, &home, name, "resumed", T, |a| {
+            a.status.as_ref().and_then(|s| s.phase) == Some(socwarden_api::Phase::Active)
+        })
+        .await?;
+    }
+    let per_agent: Vec<Arrival> = receiver
+        .arrived()
+        .into_iter()
+        .filter(|a| a.path == "/hook" && (a.event == "AgentPaused" || a.event == "AgentResumed"))
+        .collect();
+    assert!(per_agent.is_empty(), "the kill switch's pauses are told once, by its own notice: {per_agent:?}");
+    // A pause by hand is told (the silence above is the kill switch's doing, not a deaf sink).
+    let (ok, out) = kubectl_warden("lead-a", &["pause", "slow", "-n", &home])?;
+    assert!(ok, "{out}");
+    let paused =
+        receiver.wait("/hook", "AgentPaused", |b| b["agent"] == "slow" && b["namespace"] == home.as_str()).await?;
+    assert_eq!(paused.body["command"], format!("kubectl warden explain slow -n {home}"), "{}", paused.body);
 
     let m = op.metrics().await?;
     let count = |outcome: &str| {

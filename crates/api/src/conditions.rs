@@ -16,6 +16,8 @@ pub const EXECUTABLE: &str = "Executable";
 pub const ACTION_CHANGED: &str = "ActionChanged";
 /// On AutonomyPolicy.
 pub const VALID: &str = "Valid";
+/// On an AutonomyPolicy: whether its kill switch holds every agent paused.
+pub const KILL_SWITCH: &str = "KillSwitch";
 
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";
@@ -24,6 +26,8 @@ pub mod reason {
     pub const NOT_PAUSED: &str = "NotPaused";
     pub const MANUAL: &str = "Manual";
     pub const KILL_SWITCH: &str = "KillSwitch";
+    pub const SWITCHED_ON: &str = "SwitchedOn";
+    pub const SWITCHED_OFF: &str = "SwitchedOff";
     pub const DRIFT: &str = "Drift";
     pub const LEARNING: &str = "Learning";
     pub const INCONCLUSIVE: &str = "Inconclusive";

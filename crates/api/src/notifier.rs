@@ -86,6 +86,10 @@ pub enum NoticeKind {
     AgentResumed,
     /// An agent's effective tier changed (promotion granted, demotion).
     TierChanged,
+    /// A promotion waits (the declared tier was raised): what it still needs, to the approvers.
+    PromotionPending,
+    /// The kill switch of an AutonomyPolicy was turned on (every agent paused) or off.
+    KillSwitch,
 }
 
 impl NoticeKind {
@@ -99,6 +103,8 @@ impl NoticeKind {
             NoticeKind::AgentPaused => "AgentPaused",
             NoticeKind::AgentResumed => "AgentResumed",
             NoticeKind::TierChanged => "TierChanged",
+            NoticeKind::PromotionPending => "PromotionPending",
+            NoticeKind::KillSwitch => "KillSwitch",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::agent::policy;
 use crate::agent::rbac::{self, Rule};
+use crate::decisionlog::{Entry, Phase};
 use jiff::Timestamp;
 use kube_core::Resource;
 use socwarden_api::conditions::{self, reason};
@@ -138,7 +139,41 @@ pub fn policy_status(p: &AutonomyPolicy, malformed: Option<&str>, now: Timestamp
         ),
     };
     conditions::set(&mut conds, c);
+    let on = p.spec.kill_switch;
+    let (why, message) = match on {
+        true => {
+            (reason::SWITCHED_ON, "every agent is paused: credentials revoked, workloads scaled to zero".to_string())
+        }
+        false => (reason::SWITCHED_OFF, "agents run as their own specs say".to_string()),
+    };
+    conditions::set(&mut conds, condition(conditions::KILL_SWITCH, on, why, message, generation, now));
     AutonomyPolicyStatus { conditions: conds, observed_generation: generation }
+}
+
+/// The decision-log line (and notice) of a kill switch turned on or off: when the policy's
+/// KillSwitch condition changes, or first appears switched on. Once per transition, restarts
+/// included (the condition is kept in the status).
+pub fn kill_switch_entry(
+    name: &str,
+    before: Option<&AutonomyPolicyStatus>,
+    after: &AutonomyPolicyStatus,
+) -> Option<Entry> {
+    let on =
+        |s: &AutonomyPolicyStatus| conditions::find(&s.conditions, conditions::KILL_SWITCH).map(|c| c.status == "True");
+    let now = on(after)?;
+    let was = before.and_then(on).unwrap_or(false);
+    if now == was {
+        return None;
+    }
+    let (decision, note) = match now {
+        true => ("KillSwitchOn", format!("kill switch on (AutonomyPolicy {name}): every agent is paused")),
+        false => {
+            ("KillSwitchOff", format!("kill switch off (AutonomyPolicy {name}): agents resume as their specs say"))
+        }
+    };
+    let mut e = Entry::new(Phase::Respond, decision, "", "", &note);
+    e.policy = Some(name.to_string());
+    Some(e)
 }
 
 #[cfg(test)]
@@ -215,5 +250,32 @@ mod tests {
         let s = policy_status(&p, None, now);
         let c = conditions::find(&s.conditions, conditions::VALID).unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::CEILINGS_DECREASE));
+    }
+
+    #[test]
+    fn the_kill_switch_is_told_once_per_flip() {
+        let now = Timestamp::UNIX_EPOCH;
+        let mut p = AutonomyPolicy::new("default", Default::default());
+        let off = policy_status(&p, None, now);
+        assert!(!conditions::is_true(&off.conditions, conditions::KILL_SWITCH));
+        assert_eq!(kill_switch_entry("default", None, &off), None, "a new policy with the switch off is no news");
+        p.spec.kill_switch = true;
+        p.status = Some(off.clone());
+        let on = policy_status(&p, None, now);
+        let e = kill_switch_entry("default", Some(&off), &on).expect("switched on");
+        assert_eq!((e.decision.as_str(), e.policy.as_deref()), ("KillSwitchOn", Some("default")));
+        assert_eq!(kill_switch_entry("default", None, &on).map(|e| e.decision), Some("KillSwitchOn".into()));
+        assert_eq!(
+            kill_switch_entry("default", Some(&on), &on),
+            None,
+            "a reconcile that changes nothing tells nothing"
+        );
+        p.spec.kill_switch = false;
+        p.status = Some(on.clone());
+        let back = policy_status(&p, None, now);
+        assert_eq!(kill_switch_entry("default", Some(&on), &back).map(|e| e.decision), Some("KillSwitchOff".into()));
+        // An old status without the condition (written before it existed) counts as off.
+        let legacy = AutonomyPolicyStatus::default();
+        assert_eq!(kill_switch_entry("default", Some(&legacy), &back), None);
     }
 }

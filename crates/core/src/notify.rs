@@ -47,6 +47,16 @@ pub struct Notice {
     pub command: Option<String>,
 }
 
+/// The notice a decision-log line makes, if any: its kind by decision, except the pauses and
+/// resumes the kill switch causes — one KillSwitch notice tells those, not one per agent.
+pub fn notice_kind(e: &crate::decisionlog::Entry) -> Option<NoticeKind> {
+    let by_kill_switch = e.policy.as_deref() == Some(socwarden_api::conditions::reason::KILL_SWITCH);
+    match e.decision.as_str() {
+        "Paused" | "Resumed" if by_kill_switch => None,
+        d => kind_of(d),
+    }
+}
+
 /// The notice a decision-log decision is, if any.
 pub fn kind_of(decision: &str) -> Option<NoticeKind> {
     Some(match decision {
@@ -58,17 +68,21 @@ pub fn kind_of(decision: &str) -> Option<NoticeKind> {
         "Paused" => NoticeKind::AgentPaused,
         "Resumed" => NoticeKind::AgentResumed,
         "Promoted" | "Demoted" => NoticeKind::TierChanged,
+        "PromotionPending" => NoticeKind::PromotionPending,
+        "KillSwitchOn" | "KillSwitchOff" => NoticeKind::KillSwitch,
         _ => return None,
     })
 }
 
 /// Whether the sink `spec` takes `n`: its event types, namespaces, agents and minimum risk
-/// (a notice without a risk, about an agent, passes the risk filter).
+/// (a notice without a risk, about an agent, passes the risk filter; a cluster-wide notice —
+/// the kill switch — concerns every namespace and agent, so their filters pass it).
 pub fn routes(spec: &NotifierSpec, n: &Notice) -> bool {
     let Some(kind) = n.kind else { return false };
+    let cluster_wide = n.namespace.is_empty();
     (spec.events.is_empty() || spec.events.contains(&kind))
-        && (spec.namespaces.is_empty() || spec.namespaces.contains(&n.namespace))
-        && (spec.agents.is_empty() || spec.agents.contains(&n.agent))
+        && (spec.namespaces.is_empty() || cluster_wide || spec.namespaces.contains(&n.namespace))
+        && (spec.agents.is_empty() || cluster_wide || spec.agents.contains(&n.agent))
         && match (spec.min_risk, n.risk) {
             (Some(min), Some(r)) => r >= min,
             _ => true,
@@ -82,6 +96,7 @@ pub fn command(n: &Notice) -> Option<String> {
             Some(format!("kubectl warden approve {r} -n {}", n.namespace))
         }
         (NoticeKind::AgentPaused, _) => Some(format!("kubectl warden explain {} -n {}", n.agent, n.namespace)),
+        (NoticeKind::PromotionPending, _) => Some(format!("kubectl warden promote {} -n {}", n.agent, n.namespace)),
         _ => None,
     }
 }
@@ -120,6 +135,7 @@ pub fn link(console: Option<&str>, n: &Notice) -> Option<String> {
     let base = console?.trim_end_matches('/');
     Some(match &n.request {
         Some(r) => format!("{base}/requests/{}/{r}", n.namespace),
+        None if n.agent.is_empty() => format!("{base}/fleet"),
         None => format!("{base}/agents/{}/{}", n.namespace, n.agent),
     })
 }
@@ -144,6 +160,11 @@ pub fn headline(n: &Notice) -> String {
         Some(NoticeKind::AgentPaused) => format!("Agent paused: {} in {}", n.agent, n.namespace),
         Some(NoticeKind::AgentResumed) => format!("Agent resumed: {} in {}", n.agent, n.namespace),
         Some(NoticeKind::TierChanged) => format!("{}: {} in {}", n.decision, n.agent, n.namespace),
+        Some(NoticeKind::PromotionPending) => format!("Promotion waiting: {} in {}", n.agent, n.namespace),
+        Some(NoticeKind::KillSwitch) if n.decision == "KillSwitchOn" => {
+            "KILL SWITCH ON: every agent is paused".to_string()
+        }
+        Some(NoticeKind::KillSwitch) => "Kill switch off: agents resume".to_string(),
         None => n.message.clone(),
     }
 }
@@ -237,6 +258,7 @@ fn teams(n: &Notice, link: Option<&str>) -> serde_json::Value {
     let color = match n.kind {
         Some(NoticeKind::RequestPending | NoticeKind::RequestExpiring) => "FFA500",
         Some(NoticeKind::RequestFailed | NoticeKind::AgentPaused) => "D13438",
+        Some(NoticeKind::KillSwitch) if n.decision == "KillSwitchOn" => "D13438",
         _ => "2E7D32",
     };
     let mut card = serde_json::json!({
@@ -292,9 +314,21 @@ mod tests {
             ("Failed", Some(NoticeKind::RequestFailed)),
             ("Paused", Some(NoticeKind::AgentPaused)),
             ("Promoted", Some(NoticeKind::TierChanged)),
+            ("PromotionPending", Some(NoticeKind::PromotionPending)),
+            ("KillSwitchOn", Some(NoticeKind::KillSwitch)),
+            ("KillSwitchOff", Some(NoticeKind::KillSwitch)),
             ("DriftReported", None),
         ] {
             assert_eq!(kind_of(d), k, "{d}");
+        }
+        use crate::decisionlog::{Entry, Phase};
+        let mut pause = Entry::new(Phase::Respond, "Paused", "ns", "bot", "paused for drift");
+        pause.policy = Some("Drift".into());
+        assert_eq!(notice_kind(&pause), Some(NoticeKind::AgentPaused));
+        for d in ["Paused", "Resumed"] {
+            let mut e = Entry::new(Phase::Respond, d, "ns", "bot", "");
+            e.policy = Some("KillSwitch".into());
+            assert_eq!(notice_kind(&e), None, "{d} by the kill switch: its own notice tells it once");
         }
     }
 
@@ -333,6 +367,19 @@ mod tests {
             "an agent notice has no risk and passes"
         );
         assert!(!routes(&NotifierSpec::default(), &Notice::default()), "a notice of no kind goes nowhere");
+        let kill = Notice { kind: Some(NoticeKind::KillSwitch), decision: "KillSwitchOn".into(), ..Default::default() };
+        let narrow = NotifierSpec {
+            namespaces: vec!["payments".into()],
+            agents: vec!["triage-bot".into()],
+            ..Default::default()
+        };
+        assert!(routes(&narrow, &kill), "the kill switch concerns every namespace and agent");
+        assert!(
+            !routes(&NotifierSpec { events: vec![NoticeKind::AgentPaused], ..narrow }, &kill),
+            "but not every type"
+        );
+        assert_eq!(headline(&kill), "KILL SWITCH ON: every agent is paused");
+        assert_eq!(link(Some("http://127.0.0.1:8181"), &kill).as_deref(), Some("http://127.0.0.1:8181/fleet"));
     }
 
     #[test]
@@ -342,6 +389,8 @@ mod tests {
         assert_eq!(command(&paused).as_deref(), Some("kubectl warden explain triage-bot -n soc-agents"));
         let decided = Notice { kind: Some(NoticeKind::RequestDecided), ..pending() };
         assert_eq!(command(&decided), None);
+        let promotion = Notice { kind: Some(NoticeKind::PromotionPending), request: None, ..pending() };
+        assert_eq!(command(&promotion).as_deref(), Some("kubectl warden promote triage-bot -n soc-agents"));
     }
 
     #[test]

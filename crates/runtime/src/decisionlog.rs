@@ -32,7 +32,7 @@ impl DecisionLog {
         Ok(Self { file, notices: None })
     }
 
-    /// Also hands every decision that is a notice (`socwarden_core::notify::kind_of`) to `tx`.
+    /// Also hands every decision that is a notice (`socwarden_core::notify::notice_kind`) to `tx`.
     pub fn with_notices(mut self, tx: tokio::sync::mpsc::Sender<Tell>, dropped: prometheus::IntCounter) -> Self {
         self.notices = Some((tx, dropped));
         self
@@ -42,7 +42,7 @@ impl DecisionLog {
     /// with the request's status as just written (the caches may not show it yet).
     pub fn notify(&self, e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>) {
         let Some((tx, dropped)) = &self.notices else { return };
-        if socwarden_core::notify::kind_of(&e.decision).is_none() {
+        if socwarden_core::notify::notice_kind(e).is_none() {
             return;
         }
         let mut e = e.clone();

@@ -65,7 +65,7 @@ pub async fn run(mut rx: mpsc::Receiver<Tell>, ctx: Arc<Context>, notifiers: Sto
 /// effect, quorum and deadline (from `status` when given), and the agent's approvers.
 fn notice_of(e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>, ctx: &Context) -> Notice {
     let mut n = Notice {
-        kind: notify::kind_of(&e.decision),
+        kind: notify::notice_kind(e),
         time: e.time.clone(),
         namespace: e.namespace.clone(),
         agent: e.agent.clone(),

@@ -172,6 +172,8 @@ fn pause(
             };
             let mut e = entry(NistPhase::Recover, Reason::Resumed, &note);
             e.approvers = changes.resumed_by.iter().cloned().collect();
+            // Why it had been paused (as the pause's line says why it was).
+            e.policy = before.and_then(|s| s.pause.as_ref()).map(|p| p.reason.clone());
             Some(Transition { reason: Reason::Resumed, note, log: Some(e) })
         }
         _ => None,
@@ -218,6 +220,13 @@ fn promotion_pending(before: Option<&SocAgentStatus>, after: &SocAgentStatus) ->
         note: now.message,
         log: None,
     })
+}
+
+/// The notice a transition sends that is no decision-log line: a promotion now waiting (its
+/// approvers are asked for their approvals, and told what else it needs).
+pub fn notice(namespace: &str, name: &str, t: &Transition) -> Option<Entry> {
+    (t.reason == Reason::PromotionPending && t.log.is_none())
+        .then(|| Entry::new(NistPhase::Govern, Reason::PromotionPending.as_str(), namespace, name, &t.note))
 }
 
 /// What runs without approval changed (not while paused: nothing runs then).
@@ -360,7 +369,12 @@ mod tests {
 
         let mut waiting = ok.clone();
         waiting.conditions = vec![condition(conditions::PROMOTION_PENDING, "Waiting", "needs 2 approvals, has 0")];
-        assert_eq!(reasons(&run(Some(&ok), &waiting, &Changes::default())), vec![Reason::PromotionPending]);
+        let started = run(Some(&ok), &waiting, &Changes::default());
+        assert_eq!(reasons(&started), vec![Reason::PromotionPending]);
+        let told = notice("ns", "bot", &started[0]).expect("a waiting promotion is told to the approvers");
+        assert_eq!((told.decision.as_str(), told.message.as_str()), ("PromotionPending", "needs 2 approvals, has 0"));
+        let bad_t = run(Some(&ok), &bad, &Changes::default());
+        assert_eq!(notice("ns", "bot", &bad_t[0]), None, "an invalid spec is an Event, not a notice");
         let mut closer = waiting.clone();
         closer.conditions[0].message = "needs 2 approvals, has 1".into();
         assert!(run(Some(&waiting), &closer, &Changes::default()).is_empty(), "said when it starts to wait");

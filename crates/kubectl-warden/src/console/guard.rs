@@ -44,10 +44,10 @@ pub fn known(method: &str, path: &str) -> Option<bool> {
         || path == "/api/queue"
         || path == "/api/fleet"
         || path == "/api/events"
-        || segments(path, "/agent/", 2)
-        || segments(path, "/request/", 2)
-        || segments(path, "/api/agent/", 2)
-        || segments(path, "/api/request/", 2);
+        || segments(path, "/agents/", 2)
+        || segments(path, "/requests/", 2)
+        || segments(path, "/api/agents/", 2)
+        || segments(path, "/api/requests/", 2);
     let write = path == "/api/decide";
     match (page, write) {
         (true, _) => Some(method == "GET" || method == "HEAD"),
@@ -150,15 +150,15 @@ mod tests {
         let rows: Vec<(&str, Facts, Result<Pass, u16>)> = vec![
             ("a page with the cookie", get("/"), Ok(Pass::Serve)),
             ("localhost is the same console", Facts { host: Some("localhost:8000"), ..get("/fleet") }, Ok(Pass::Serve)),
-            ("an agent page", get("/agent/soc-agents/triage-bot"), Ok(Pass::Serve)),
-            ("a request's story", get("/api/request/soc-agents/r-1"), Ok(Pass::Serve)),
+            ("an agent page", get("/agents/soc-agents/triage-bot"), Ok(Pass::Serve)),
+            ("a request's story", get("/api/requests/soc-agents/r-1"), Ok(Pass::Serve)),
             ("a rebound DNS name", Facts { host: Some("evil.example:8000"), ..get("/") }, Err(403)),
             ("another port", Facts { host: Some("127.0.0.1:8001"), ..get("/") }, Err(403)),
             ("no Host", Facts { host: None, ..get("/") }, Err(403)),
             ("a path it does not serve", get("/etc/passwd"), Err(404)),
             ("a proxy to the API server", get("/api/v1/secrets"), Err(404)),
-            ("too many segments", get("/agent/a/b/c"), Err(404)),
-            ("an empty segment", get("/request//x"), Err(404)),
+            ("too many segments", get("/agents/a/b/c"), Err(404)),
+            ("an empty segment", get("/requests//x"), Err(404)),
             ("no token", Facts { cookie: None, ..get("/") }, Err(401)),
             ("a wrong token", Facts { cookie: Some("warden-console=0123456789abcdeX"), ..get("/") }, Err(401)),
             ("a shorter token", Facts { cookie: Some("warden-console=0123"), ..get("/") }, Err(401)),
@@ -194,6 +194,22 @@ mod tests {
         ];
         for (case, facts, want) in rows {
             assert_eq!(status(facts), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_links_in_notices_open_console_pages() {
+        let mut n = socwarden_core::notify::Notice {
+            namespace: "soc-agents".into(),
+            agent: "triage-bot".into(),
+            request: Some("isolate-web".into()),
+            ..Default::default()
+        };
+        for _ in 0..2 {
+            let link = socwarden_core::notify::link(Some("http://127.0.0.1:8181/"), &n).unwrap();
+            let path = link.strip_prefix("http://127.0.0.1:8181").unwrap();
+            assert_eq!(known("GET", path), Some(true), "{link}");
+            n.request = None;
         }
     }
 

@@ -257,8 +257,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         ["api", "me"] => json_response(StatusCode::OK, &me(state).await),
         ["api", "queue"] => result(queue(state).await),
         ["api", "fleet"] => result(fleet(state).await),
-        ["api", "agent", ns, name] => result(agent(state, ns, name).await),
-        ["api", "request", ns, name] => result(request(state, ns, name).await),
+        ["api", "agents", ns, name] => result(agent(state, ns, name).await),
+        ["api", "requests", ns, name] => result(request(state, ns, name).await),
         ["api", "decide"] => decide(state, req).await,
         _ => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX),
     }

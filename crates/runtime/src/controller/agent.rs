@@ -758,6 +758,8 @@ fn publish_transitions(
         }
         if let Some(e) = &t.log {
             ctx.decisions.record(e);
+        } else if let Some(e) = transitions::notice(&ns, &agent.name_any(), &t) {
+            ctx.decisions.notify(&e, None);
         }
         let type_ = if t.reason.is_warning() { EventType::Warning } else { EventType::Normal };
         events.push((type_, t.reason.as_str(), t.note));

@@ -61,6 +61,10 @@ pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Resu
         let api: Api<AutonomyPolicy> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": AutonomyPolicy::api_version(&()), "kind": "AutonomyPolicy", "status": status});
         api.patch_status(&p.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+        // Told once the status records it, so a failed write is retried, not told twice.
+        if let Some(e) = catalog::kill_switch_entry(&p.name_any(), p.status.as_ref(), &status) {
+            ctx.decisions.record(&e);
+        }
     }
     Ok(Action::await_change())
 }

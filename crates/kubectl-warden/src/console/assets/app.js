@@ -46,8 +46,8 @@ function duration(secs) {
 
 const riskBadge = (risk) => el("span", { class: "badge risk-" + (risk || "unknown") }, risk || "risk unknown");
 const phaseBadge = (phase) => el("span", { class: "badge phase-" + (phase || "none") }, phase || "not reconciled");
-const agentLink = (ns, name) => el("a", { href: `/agent/${encodeURIComponent(ns)}/${encodeURIComponent(name)}` }, name);
-const requestLink = (ns, name) => el("a", { href: `/request/${encodeURIComponent(ns)}/${encodeURIComponent(name)}` }, name);
+const agentLink = (ns, name) => el("a", { href: `/agents/${encodeURIComponent(ns)}/${encodeURIComponent(name)}` }, name);
+const requestLink = (ns, name) => el("a", { href: `/requests/${encodeURIComponent(ns)}/${encodeURIComponent(name)}` }, name);
 
 function approvalsLine(r) {
   const who = (r.approvals || []).map((a) => `${a.decision} by ${a.approver}`);
@@ -154,7 +154,7 @@ function driftChart(drift) {
 }
 
 async function agentPage(main, ns, name) {
-  const a = await get(`/api/agent/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
+  const a = await get(`/api/agents/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   const p = a.promotion;
   show(main, 
     el("h1", {}, `Agent ${a.name} `, phaseBadge(a.phase)),
@@ -180,7 +180,7 @@ async function agentPage(main, ns, name) {
 }
 
 async function requestPage(main, ns, name) {
-  const r = await get(`/api/request/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
+  const r = await get(`/api/requests/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   show(main, 
     el("h1", {}, `Request ${r.name} `, el("span", { class: "badge", "data-testid": "decision" }, r.decision || "undecided"),
       r.execution && r.execution.state ? el("span", { class: "badge", "data-testid": "execution" }, r.execution.state) : null),
@@ -225,8 +225,8 @@ async function render() {
   document.querySelectorAll("[data-nav]").forEach((a) => a.removeAttribute("aria-current"));
   try {
     if (parts[0] === "fleet") { document.querySelector('[data-nav="fleet"]').setAttribute("aria-current", "page"); await fleetPage(main); }
-    else if (parts[0] === "agent") await agentPage(main, parts[1], parts[2]);
-    else if (parts[0] === "request") await requestPage(main, parts[1], parts[2]);
+    else if (parts[0] === "agents") await agentPage(main, parts[1], parts[2]);
+    else if (parts[0] === "requests") await requestPage(main, parts[1], parts[2]);
     else { document.querySelector('[data-nav="queue"]').setAttribute("aria-current", "page"); await queuePage(main); }
   } catch (e) {
     show(main, el("h1", {}, "Cannot show this page"), el("p", { role: "alert" }, e.message));
