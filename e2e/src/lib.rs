@@ -12,7 +12,8 @@
 //!   `action`, `agent`.
 //! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
 //!   `approval`, `approve`, `refusal`, `decided`, `decision_of`, and `kubectl_warden` (the plugin).
-//! - [`slack`]: Slack's official SDK judging the Slack notices (`slack::problems`).
+//! - [`chat`]: the chat platforms' published models judging the notices (`chat::slack_problems`,
+//!   `chat::teams_problems`).
 //! - [`mcp`]: the official MCP Python SDK as the agents' client of the gateway (`McpAgent`).
 //! - [`latency`]: `percentile` and `report`, the latency summaries the benchmarks print.
 //! - [`traffic`]: `Normal`, the steady behaviour of an agent acting with its own token.
@@ -22,6 +23,7 @@
 //! Everything is re-exported here, so `use soc_warden_e2e::*;` brings it all in.
 
 pub mod browser;
+pub mod chat;
 pub mod cluster;
 pub mod endpoint;
 pub mod fixtures;
@@ -30,7 +32,6 @@ pub mod latency;
 pub mod mcp;
 pub mod operator;
 pub mod requests;
-pub mod slack;
 pub mod traffic;
 pub mod waiting;
 

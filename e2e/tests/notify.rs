@@ -112,12 +112,12 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
             )?,
         )
         .await?;
-    let (hook, slack) = (unique("hook"), unique("slack"));
+    let (hook, slack, teams, unsigned) = (unique("hook"), unique("slack"), unique("teams"), unique("unsigned"));
     let base = format!("http://127.0.0.1:{}", receiver.port);
     apply_yaml(
         &s.admin,
         &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {hook}}}\nspec:\n  format: webhook\n  url: {base}/hook\n  secretRef: {{name: {key_secret}, key: hmac}}\n  namespaces: [{home}]\n  consoleUrl: http://127.0.0.1:8181\n---\napiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {slack}}}\nspec:\n  format: slack\n  url: {base}/slack\n  events: [RequestPending]\n  namespaces: [{home}]\n  minRisk: medium\n"
+            "apiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {hook}}}\nspec:\n  format: webhook\n  url: {base}/hook\n  secretRef: {{name: {key_secret}, key: hmac}}\n  namespaces: [{home}]\n  consoleUrl: http://127.0.0.1:8181\n---\napiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {slack}}}\nspec:\n  format: slack\n  url: {base}/slack\n  events: [RequestPending]\n  namespaces: [{home}]\n  minRisk: medium\n---\napiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {teams}}}\nspec:\n  format: teams\n  url: {base}/teams\n  events: [RequestPending, KillSwitch]\n  namespaces: [{home}]\n  consoleUrl: http://127.0.0.1:8181\n---\napiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {unsigned}}}\nspec:\n  format: webhook\n  url: {base}/unsigned\n  namespaces: [{home}]\n"
         ),
     )
     .await?;
@@ -178,11 +178,20 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
         slack_msg.body
     );
     assert_eq!(slack_msg.signature_ok, None, "no key, no signature header");
-    let wrong = soc_warden_e2e::slack::problems(&slack_msg.body)?;
+    let wrong = soc_warden_e2e::chat::slack_problems(&slack_msg.body)?;
     assert!(wrong.is_empty(), "Slack's SDK refuses the message: {wrong:?}\n{}", slack_msg.body);
+    // The Teams sink got it as an Adaptive Card, valid under the published schema.
+    let card = receiver.wait("/teams", "RequestPending", |b| b.to_string().contains("isolate-web-1")).await?;
+    let wrong = soc_warden_e2e::chat::teams_problems(&card.body)?;
+    assert!(wrong.is_empty(), "the Adaptive Card schema refuses the message: {wrong:?}\n{}", card.body);
+    let content = &card.body["attachments"][0]["content"];
+    assert_eq!(content["actions"][0]["url"], format!("http://127.0.0.1:8181/requests/{home}/isolate-web-1"));
+    let no_text = json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+        "content": {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock"}]}}]});
+    assert!(!soc_warden_e2e::chat::teams_problems(&no_text)?.is_empty(), "the schema refuses a TextBlock without text");
     let too_long =
         json!({"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "x".repeat(151)}}]});
-    assert!(!soc_warden_e2e::slack::problems(&too_long)?.is_empty(), "the judge refuses what Slack refuses");
+    assert!(!soc_warden_e2e::chat::slack_problems(&too_long)?.is_empty(), "the judge refuses what Slack refuses");
 
     // Two leads approve: the decision is told with who approved.
     for lead in ["lead-a", "lead-b"] {
@@ -254,6 +263,9 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
     let names_it = |b: &Value| b["message"].as_str().is_some_and(|m| m.contains(&kill.name));
     let on = receiver.wait("/hook", "KillSwitch", |b| b["decision"] == "KillSwitchOn" && names_it(b)).await?;
     assert!(on.body["link"].as_str().is_some_and(|l| l.ends_with("/fleet")), "{}", on.body);
+    let card = receiver.wait("/teams", "KillSwitch", |b| b.to_string().contains(&kill.name)).await?;
+    let wrong = soc_warden_e2e::chat::teams_problems(&card.body)?;
+    assert!(wrong.is_empty(), "{wrong:?}\n{}", card.body);
     for name in ["bot", "slow"] {
         wait_agent(&s.admin, &home, name, "paused", T, |a| {
             a.status.as_ref().and_then(|s| s.phase) == Some(socwarden_api::Phase::Paused)
@@ -281,6 +293,25 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
         receiver.wait("/hook", "AgentPaused", |b| b["agent"] == "slow" && b["namespace"] == home.as_str()).await?;
     assert_eq!(paused.body["command"], format!("kubectl warden explain slow -n {home}"), "{}", paused.body);
 
+    // A Notifier that cannot deliver says what to fix in its status (the schema cannot say it on
+    // Kubernetes 1.20), and the valid ones say they are.
+    let valid = |name: String| {
+        let admin = s.admin.clone();
+        async move {
+            let n = Api::<socwarden_api::Notifier>::all(admin).get(&name).await?;
+            let c = n.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "Valid");
+            Ok::<_, anyhow::Error>(c.map(|c| (c.status, c.message)))
+        }
+    };
+    let (ok, why) = wait_for("the unsigned Notifier's status", T, || valid(unsigned.clone())).await?;
+    assert!(ok == "False" && why.contains("format webhook needs secretRef"), "{ok}: {why}");
+    let (ok, why) = wait_for("the hook Notifier's status", T, || valid(hook.clone())).await?;
+    assert_eq!(ok, "True", "{why}");
+    assert!(!receiver.arrived().iter().any(|a| a.path == "/unsigned"), "nothing is sent to an invalid Notifier");
+    for n in [&hook, &slack, &teams, &unsigned] {
+        let _ = Api::<socwarden_api::Notifier>::all(s.admin.clone()).delete(n, &Default::default()).await;
+    }
+
     let m = op.metrics().await?;
     let count = |outcome: &str| {
         m.lines()
@@ -291,5 +322,9 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
             .unwrap_or(0.0)
     };
     assert!(count("delivered") >= 2.0 && count("retried") >= 2.0, "metrics:\n{m}");
+    assert!(
+        !m.contains(&format!("notifier=\"{unsigned}\"")),
+        "no delivery is even tried for an invalid Notifier:\n{m}"
+    );
     Ok(())
 }

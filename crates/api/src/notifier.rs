@@ -1,7 +1,17 @@
-use super::{Risk, SecretKeyRef};
+use super::{Condition, Risk, SecretKeyRef};
 use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Whether the Notifier can deliver as configured (condition `Valid`, with what to fix if not).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifierStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+}
 
 /// Where notices of approvals and pauses are sent: one sink, and which notices it gets. A
 /// resource of its own, not a section of an AutonomyPolicy: who routes the SOC's chat channels
@@ -16,14 +26,16 @@ use serde::{Deserialize, Serialize};
     shortname = "notifier",
     category = "socwarden",
     doc = "A sink (signed webhook, Slack or Microsoft Teams incoming webhook) for notices of pending approvals, decisions, executions and pauses.",
+    status = "NotifierStatus",
     printcolumn(name = "Format", type_ = "string", json_path = ".spec.format"),
+    printcolumn(name = "Valid", type_ = "string", json_path = ".status.conditions[?(@.type==\"Valid\")].status"),
     printcolumn(name = "Events", type_ = "string", json_path = ".spec.events"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NotifierSpec {
     /// How each notice is written: `webhook` (JSON, signed), `slack` (Block Kit), `teams`
-    /// (message card).
+    /// (an Adaptive Card, as Teams Workflows webhooks take).
     pub format: NoticeFormat,
     /// `http://` or `https://` URL the notices are POSTed to. Chat incoming-webhook URLs are
     /// credentials: give those in `urlSecretRef` instead.

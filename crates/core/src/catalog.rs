@@ -8,7 +8,9 @@ use crate::decisionlog::{Entry, Phase};
 use jiff::Timestamp;
 use kube_core::Resource;
 use socwarden_api::conditions::{self, reason};
-use socwarden_api::{AutonomyPolicy, AutonomyPolicyStatus, Condition, SocAction, SocActionStatus};
+use socwarden_api::{
+    AutonomyPolicy, AutonomyPolicyStatus, Condition, Notifier, NotifierStatus, SocAction, SocActionStatus,
+};
 
 fn condition(
     type_: &str,
@@ -150,6 +152,23 @@ pub fn policy_status(p: &AutonomyPolicy, malformed: Option<&str>, now: Timestamp
     AutonomyPolicyStatus { conditions: conds, observed_generation: generation }
 }
 
+/// A Notifier's status: `Valid` when it can deliver as configured, else what to fix
+/// (`notify::problems`), or that its stored spec cannot be read.
+pub fn notifier_status(n: &Notifier, malformed: Option<&str>, now: Timestamp) -> NotifierStatus {
+    let generation = n.meta().generation;
+    let mut conds = n.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let problems = crate::notify::problems(&n.spec);
+    let c = match malformed {
+        Some(why) => {
+            (false, reason::MALFORMED, format!("the stored spec could not be read ({why}); nothing is sent to it"))
+        }
+        None if problems.is_empty() => (true, reason::VALID, "notices are delivered as configured".to_string()),
+        None => (false, reason::INVALID_SPEC, format!("{}; nothing is sent to it until fixed", problems.join("; "))),
+    };
+    conditions::set(&mut conds, condition(conditions::VALID, c.0, c.1, c.2, generation, now));
+    NotifierStatus { conditions: conds, observed_generation: generation }
+}
+
 /// The decision-log line (and notice) of a kill switch turned on or off: when the policy's
 /// KillSwitch condition changes, or first appears switched on. Once per transition, restarts
 /// included (the condition is kept in the status).
@@ -250,6 +269,35 @@ mod tests {
         let s = policy_status(&p, None, now);
         let c = conditions::find(&s.conditions, conditions::VALID).unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::CEILINGS_DECREASE));
+    }
+
+    #[test]
+    fn a_notifier_says_what_to_fix() {
+        let now = Timestamp::UNIX_EPOCH;
+        let spec = |y: &str| -> socwarden_api::NotifierSpec { serde_yaml::from_str(y).unwrap() };
+        let cases = [
+            ("format: slack\nurlSecretRef: {name: chat, key: url}\n", None),
+            ("format: webhook\nurl: https://soar.example/hook\nsecretRef: {name: k, key: k}\n", None),
+            ("format: webhook\nurl: https://soar.example/hook\n", Some("format webhook needs secretRef")),
+            ("format: teams\n", Some("set url, or urlSecretRef")),
+            ("format: slack\nurl: https://x\nurlSecretRef: {name: chat, key: url}\n", Some("not both")),
+            ("format: slack\nurl: ftp://x\n", Some("not an http:// or https:// URL")),
+            (
+                "format: webhook\nurl: https://x\nsecretRef: {name: socwarden-signing-key, key: key}\n",
+                Some("the operator's own Secret"),
+            ),
+            ("format: slack\nurl: https://x\nconsoleUrl: javascript:alert(1)\n", Some("consoleUrl")),
+        ];
+        for (yaml, want) in cases {
+            let n = Notifier::new("n", spec(yaml));
+            let c = conditions::find(&notifier_status(&n, None, now).conditions, conditions::VALID).cloned().unwrap();
+            match want {
+                None => assert_eq!(c.status, "True", "{yaml}: {}", c.message),
+                Some(w) => assert!(c.status == "False" && c.message.contains(w), "{yaml}: {}", c.message),
+            }
+        }
+        let broken = notifier_status(&Notifier::new("n", spec("format: slack\nurl: https://x\n")), Some("bad"), now);
+        assert_eq!(conditions::find(&broken.conditions, conditions::VALID).unwrap().reason, reason::MALFORMED);
     }
 
     #[test]

@@ -74,6 +74,33 @@ pub fn kind_of(decision: &str) -> Option<NoticeKind> {
     })
 }
 
+/// What is wrong with a Notifier's spec, each in words that say how to fix it (empty: it can
+/// deliver). The schema cannot say these (Kubernetes 1.20 has no CEL): the status does.
+pub fn problems(spec: &NotifierSpec) -> Vec<String> {
+    let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+    let mut p = Vec::new();
+    match (&spec.url, &spec.url_secret_ref) {
+        (None, None) => {
+            p.push("set url, or urlSecretRef (a Secret in the operator's namespace holding the URL)".into())
+        }
+        (Some(_), Some(_)) => p.push("set url or urlSecretRef, not both".into()),
+        (Some(u), None) if !http(u) => p.push(format!("url {u} is not an http:// or https:// URL")),
+        _ => {}
+    }
+    if spec.format == NoticeFormat::Webhook && spec.secret_ref.is_none() {
+        p.push("format webhook needs secretRef: the Secret (in the operator's namespace) and key holding the HMAC key its bodies are signed with".into());
+    }
+    for (field, r) in [("urlSecretRef", &spec.url_secret_ref), ("secretRef", &spec.secret_ref)] {
+        if let Some(r) = r {
+            p.extend(crate::envelope::secret_problem(field, &r.name));
+        }
+    }
+    if let Some(c) = spec.console_url.as_deref().filter(|c| !http(c)) {
+        p.push(format!("consoleUrl {c} is not an http:// or https:// URL"));
+    }
+    p
+}
+
 /// Whether the sink `spec` takes `n`: its event types, namespaces, agents and minimum risk
 /// (a notice without a risk, about an agent, passes the risk filter; a cluster-wide notice —
 /// the kill switch — concerns every namespace and agent, so their filters pass it).
@@ -246,35 +273,52 @@ fn slack(n: &Notice, link: Option<&str>) -> serde_json::Value {
     serde_json::json!({"text": title, "blocks": blocks})
 }
 
-/// A Microsoft Teams incoming-webhook message card: title, summary, the reason, the facts, the
-/// command, and an action opening the console.
+/// A Microsoft Teams message for a Workflows (Power Automate) webhook: one Adaptive Card (1.4) —
+/// the headline, the reason, the facts, the command in monospace, and a button to the console.
+/// (Office 365 connector "message cards" are retired; Workflows take Adaptive Cards.)
 fn teams(n: &Notice, link: Option<&str>) -> serde_json::Value {
     let title = headline(n);
-    let mut facts: Vec<serde_json::Value> =
-        facts(n).into_iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
-    if let Some(c) = &n.command {
-        facts.push(serde_json::json!({"name": "Command", "value": format!("`{c}`")}));
-    }
-    let color = match n.kind {
-        Some(NoticeKind::RequestPending | NoticeKind::RequestExpiring) => "FFA500",
-        Some(NoticeKind::RequestFailed | NoticeKind::AgentPaused) => "D13438",
-        Some(NoticeKind::KillSwitch) if n.decision == "KillSwitchOn" => "D13438",
-        _ => "2E7D32",
+    let alarm = match n.kind {
+        Some(NoticeKind::RequestFailed | NoticeKind::AgentPaused) => true,
+        Some(NoticeKind::KillSwitch) => n.decision == "KillSwitchOn",
+        _ => false,
     };
+    let color = if alarm {
+        "Attention"
+    } else if n.kind == Some(NoticeKind::RequestPending) {
+        "Warning"
+    } else {
+        "Default"
+    };
+    let mut body = vec![
+        serde_json::json!({"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": true, "color": color}),
+    ];
+    if !n.message.is_empty() {
+        body.push(serde_json::json!({"type": "TextBlock", "text": n.message, "wrap": true}));
+    }
+    let facts: Vec<serde_json::Value> =
+        facts(n).into_iter().map(|(k, v)| serde_json::json!({"title": k, "value": v})).collect();
+    if !facts.is_empty() {
+        body.push(serde_json::json!({"type": "FactSet", "facts": facts}));
+    }
+    if let Some(c) = &n.command {
+        body.push(serde_json::json!({"type": "TextBlock", "text": c, "fontType": "Monospace", "wrap": true}));
+    }
     let mut card = serde_json::json!({
-        "@type": "MessageCard",
-        "@context": "https://schema.org/extensions",
-        "summary": title,
-        "themeColor": color,
-        "title": title,
-        "sections": [{"text": n.message, "facts": facts}],
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "fallbackText": title,
+        "body": body,
     });
     if let Some(l) = link {
-        card["potentialAction"] = serde_json::json!([
-            {"@type": "OpenUri", "name": "Open in the console", "targets": [{"os": "default", "uri": l}]}
-        ]);
+        card["actions"] = serde_json::json!([{"type": "Action.OpenUrl", "title": "Open in the console", "url": l}]);
     }
-    card
+    serde_json::json!({
+        "type": "message",
+        "summary": title,
+        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
+    })
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -440,14 +484,18 @@ mod tests {
     }
 
     #[test]
-    fn the_teams_message_is_a_message_card() {
+    fn the_teams_message_is_an_adaptive_card() {
         let v = body(NoticeFormat::Teams, &pending(), Some("http://127.0.0.1:8080"));
-        assert_eq!(v["@type"], "MessageCard");
-        assert_eq!(v["@context"], "https://schema.org/extensions");
-        assert!(v["summary"].as_str().unwrap().contains("isolate-pod"), "summary is required by Teams");
-        let facts = v["sections"][0]["facts"].as_array().unwrap();
-        assert!(facts.iter().any(|f| f["name"] == "Command" && f["value"].as_str().unwrap().contains("approve")));
-        assert_eq!(v["potentialAction"][0]["@type"], "OpenUri");
-        assert_eq!(v["potentialAction"][0]["targets"][0]["os"], "default");
+        assert_eq!(v["type"], "message");
+        let a = &v["attachments"][0];
+        assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+        let card = &a["content"];
+        assert_eq!((card["type"].as_str(), card["version"].as_str()), (Some("AdaptiveCard"), Some("1.4")));
+        let body = card["body"].as_array().unwrap();
+        assert!(body[0]["text"].as_str().unwrap().contains("isolate-pod"));
+        assert!(body.iter().any(|b| b["type"] == "FactSet"));
+        assert!(body.iter().any(|b| b["fontType"] == "Monospace" && b["text"].as_str().unwrap().contains("approve")));
+        assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
+        assert_eq!(card["actions"][0]["url"], "http://127.0.0.1:8080/requests/soc-agents/isolate-web-1");
     }
 }

@@ -54,6 +54,10 @@ pub async fn run(mut rx: mpsc::Receiver<Tell>, ctx: Arc<Context>, notifiers: Sto
                 tracing::warn!(notifier = %n.name_any(), %why, "malformed Notifier: skipped");
                 continue;
             }
+            // Its status says what to fix (condition Valid); sending would only fail.
+            if !notify::problems(&n.spec).is_empty() {
+                continue;
+            }
             if notify::routes(&n.spec, &notice) {
                 tokio::spawn(deliver(ctx.clone(), n.name_any(), n.spec.clone(), notice.clone()));
             }

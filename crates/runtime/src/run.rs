@@ -343,15 +343,22 @@ async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast:
         .shutdown_on_signal()
         .run(unpanicking("socaction", catalog::reconcile_action), catalog::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-    let policies = Controller::new(Api::<AutonomyPolicy>::all(client), watch::config())
+    let policies = Controller::new(Api::<AutonomyPolicy>::all(client.clone()), watch::config())
         .trigger_backoff(watch::backoff())
         .reconcile_all_on(on_lead(&lead))
         .shutdown_on_signal()
-        .run(unpanicking("autonomypolicy", catalog::reconcile_policy), catalog::error_policy, ctx)
+        .run(unpanicking("autonomypolicy", catalog::reconcile_policy), catalog::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let notifiers = Controller::new(Api::<socwarden_api::Notifier>::all(client), watch::config())
+        .trigger_backoff(watch::backoff())
+        .reconcile_all_on(on_lead(&lead))
+        .shutdown_on_signal()
+        .run(unpanicking("notifier", catalog::reconcile_notifier), catalog::error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
     tokio::select! {
         _ = actions => tracing::info!("action controller stopped"),
         _ = policies => tracing::info!("policy controller stopped"),
+        _ = notifiers => tracing::info!("notifier controller stopped"),
     }
 }
 

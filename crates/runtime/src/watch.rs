@@ -122,9 +122,9 @@ lenient!(SocAgent, SocAgentSpec, socwarden_api::SocAgentStatus);
 lenient!(SocAction, SocActionSpec, socwarden_api::SocActionStatus);
 lenient!(AutonomyPolicy, AutonomyPolicySpec, socwarden_api::AutonomyPolicyStatus);
 lenient!(ActionRequest, ActionRequestSpec, socwarden_api::ActionRequestStatus);
-// Approvals have no status subresource; Notifiers no status at all.
+lenient!(socwarden_api::Notifier, socwarden_api::NotifierSpec, socwarden_api::NotifierStatus);
+// Approvals have no status subresource.
 lenient!(Approval, ApprovalSpec);
-lenient!(socwarden_api::Notifier, socwarden_api::NotifierSpec);
 
 /// Why the object's spec could not be decoded, if it could not.
 pub fn malformed<K: Resource>(obj: &K) -> Option<&str> {

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use socwarden_api::{AutonomyPolicy, SocAction};
+use socwarden_api::{AutonomyPolicy, Notifier, SocAction};
 use socwarden_core::{catalog, envelope};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +65,20 @@ pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Resu
         if let Some(e) = catalog::kill_switch_entry(&p.name_any(), p.status.as_ref(), &status) {
             ctx.decisions.record(&e);
         }
+    }
+    Ok(Action::await_change())
+}
+
+/// A Notifier's status: whether it can deliver, and what to fix.
+pub async fn reconcile_notifier(n: Arc<Notifier>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leading() {
+        return Ok(Action::await_change());
+    }
+    let status = catalog::notifier_status(&n, malformed(n.as_ref()), Timestamp::now());
+    if n.status.as_ref() != Some(&status) {
+        let api: Api<Notifier> = Api::all(ctx.client.clone());
+        let patch = json!({"apiVersion": Notifier::api_version(&()), "kind": "Notifier", "status": status});
+        api.patch_status(&n.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
     Ok(Action::await_change())
 }
