@@ -91,6 +91,21 @@ impl Scene {
     pub fn scope(&self) -> &str {
         self.ns.get(1)
     }
+
+    /// Agent `bot`, supervised, acting in its own home with `action` and approved by two
+    /// `soc-leads` (the usual gated world); waits until it is Ready and returns a client acting
+    /// with its token.
+    pub async fn gated_bot(&self, action: &str) -> Result<Client> {
+        let home = self.home();
+        let mut a = agent("bot", home, Tier::Supervised, &[action], &[home]);
+        a.spec.approvers.groups = vec!["soc-leads".into()];
+        a.spec.approvers.min_approvals = 2;
+        crate::cluster::apply(&Api::<SocAgent>::namespaced(self.admin.clone(), home), &a).await?;
+        crate::waiting::wait_agent(&self.admin, home, "bot", "Ready", Duration::from_secs(60), crate::waiting::ready)
+            .await?;
+        let token = crate::cluster::agent_token(&self.admin, home, "bot").await?;
+        crate::cluster::with_token(&token.ok_or_else(|| anyhow::anyhow!("bot has no token"))?).await
+    }
 }
 
 /// Creates a namespace unless it exists.

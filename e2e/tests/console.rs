@@ -28,12 +28,7 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
     let isolate = unique("isolate");
     apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
     let _op = Operator::start().await?;
-    let mut a = agent("bot", &home, Tier::Supervised, &[&isolate], &[&home]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.approvers.min_approvals = 2;
-    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &a).await?;
-    wait_agent(&s.admin, &home, "bot", "Ready", T, ready).await?;
-    let bot = with_token(&agent_token(&s.admin, &home, "bot").await?.unwrap()).await?;
+    let bot = s.gated_bot(&isolate).await?;
     for (name, app) in [("isolate-web", "web"), ("isolate-db", "db")] {
         let r: ActionRequest = serde_json::from_value(json!({"metadata": {"name": name},
             "spec": {"agent": "bot", "action": isolate, "parameters": {"app": app},

@@ -124,12 +124,7 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
     let isolate = unique("isolate");
     apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "high")).await?;
     let op = Operator::start().await?;
-    let mut a = agent("bot", &home, Tier::Supervised, &[&isolate], &[&home]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.approvers.min_approvals = 2;
-    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &a).await?;
-    wait_agent(&s.admin, &home, "bot", "Ready", T, ready).await?;
-    let bot = with_token(&agent_token(&s.admin, &home, "bot").await?.unwrap()).await?;
+    let bot = s.gated_bot(&isolate).await?;
     let request: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "isolate-web-1"},
         "spec": {"agent": "bot", "action": isolate, "parameters": {"app": "web"},
             "target": {"kind": "Pod", "name": "web-1", "namespace": home}}}))?;
