@@ -157,6 +157,48 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
     let unmet: Vec<String> = serde_json::from_value(unmet)?;
     assert!(unmet.iter().any(|u| u.starts_with("Dwell time")), "{unmet:?}");
     assert!(unmet.iter().any(|u| u.starts_with("Approvals")), "{unmet:?}");
+
+    // From the agent's page, lead-a approves the waiting promotion: an Approval of the promotion,
+    // stamped lead-a; the checklist then counts it, live.
+    browser.click(&browser.wait_element("[data-testid=act-promote]", T).await?).await?;
+    browser
+        .wait_text("[data-testid=actions] .outcome", T, |t| t.contains("Done: approval") && t.contains("as lead-a"))
+        .await?;
+    let promoted_by: Vec<String> = Api::<Approval>::namespaced(s.admin.clone(), &home)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|a| a.spec.promotion.as_ref().is_some_and(|p| p.agent == "bot" && p.tier == Tier::Autonomous))
+        .map(|a| a.spec.approver)
+        .collect();
+    assert_eq!(promoted_by, ["lead-a"], "one promotion approval, stamped with the browser user");
+    browser.wait_text("[data-testid=promotion]", T, |t| t.contains("needs 2 approvals from soc-leads, has 1")).await?;
     browser.screenshot("console-agent").await?;
+
+    // Pause now, then resume, from the same page: the agent's credentials follow.
+    browser.click(&browser.wait_element("[data-testid=act-pause]", T).await?).await?;
+    let phase = |want: socwarden_api::Phase| {
+        let admin = s.admin.clone();
+        let home = home.clone();
+        async move {
+            let a = Api::<SocAgent>::namespaced(admin, &home).get("bot").await?;
+            Ok((a.status.and_then(|s| s.phase) == Some(want)).then_some(()))
+        }
+    };
+    wait_for("bot paused from the console", T, || phase(socwarden_api::Phase::Paused)).await?;
+    browser.click(&browser.wait_element("[data-testid=act-resume]", T).await?).await?;
+    wait_for("bot resumed from the console", T, || phase(socwarden_api::Phase::Active)).await?;
+
+    // The analyst, on the same page, is offered neither (and told why).
+    browser.goto(&analyst.url.replace("/?token", &format!("/agents/{home}/bot?token"))).await?;
+    let why = browser.wait_text("[data-testid=actions]", T, |t| t.contains("Promotion:")).await?;
+    assert!(why.contains("analyst is not an approver") && why.contains("may not pause"), "{why}");
+    for act in ["pause", "resume", "promote"] {
+        assert!(
+            browser.find_all(&format!("[data-testid=act-{act}]")).await?.is_empty(),
+            "no {act} button for the analyst"
+        );
+    }
     Ok(())
 }

@@ -161,6 +161,72 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
     Ok(())
 }
 
+/// Pauses an agent at once (sets spec.paused), as the user: needs `patch` and `pause` on socagents.
+async fn pause(client: &Client, ns: &str, agent: &str) -> Result<String> {
+    let agents: Api<SocAgent> = Api::namespaced(client.clone(), ns);
+    match agents.patch(agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await {
+        Ok(_) => Ok(format!("{agent}: spec.paused set; its credentials are being revoked")),
+        Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lifts a pause the user may lift: a manual one by clearing spec.paused, a drift one with an
+/// approval of the resume (an approver's); a kill-switch pause only with the kill switch.
+async fn resume(client: &Client, ns: &str, agent: &str, comment: &str) -> Result<String> {
+    let agents: Api<SocAgent> = Api::namespaced(client.clone(), ns);
+    let a = agents.get(agent).await?;
+    match a.status.as_ref().and_then(|s| s.pause.clone()) {
+        Some(p) if p.reason == "Drift" => {
+            let spec = json!({"resume": {"agent": agent, "pauseId": p.id}, "decision": "approve", "comment": comment});
+            let ap = approval(client, ns, "resume", agent, spec, false).await?;
+            Ok(format!("approval {} lifts the drift pause {} of {agent}, as {}", ap.name_any(), p.id, ap.spec.approver))
+        }
+        Some(p) if p.reason == "KillSwitch" => {
+            bail!("{agent} is paused by the kill switch: set killSwitch to false on the AutonomyPolicy")
+        }
+        _ if a.spec.paused => {
+            match agents.patch(agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}}))).await
+            {
+                Ok(_) => Ok(format!("{agent}: spec.paused cleared; fresh credentials are being issued")),
+                Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
+                Err(e) => Err(e.into()),
+            }
+        }
+        _ => Ok(format!("{agent} is not paused")),
+    }
+}
+
+/// Approves the promotion of an agent to the tier above the one enforced (the tier itself is
+/// raised in Git); `dry_run` only asks whether the approval would be accepted.
+async fn promotion_approval(
+    client: &Client,
+    ns: &str,
+    agent: &str,
+    comment: &str,
+    dry_run: bool,
+) -> Result<(Approval, Tier, Tier)> {
+    let a = Api::<SocAgent>::namespaced(client.clone(), ns).get(agent).await?;
+    let current = a.status.as_ref().and_then(|s| s.effective_tier).unwrap_or(Tier::Observe);
+    let Some(next) = current.next() else { bail!("{agent} is already at the highest tier") };
+    let spec = json!({"promotion": {"agent": agent, "tier": next}, "decision": "approve", "comment": comment});
+    let ap = approval(client, ns, "promote", agent, spec, dry_run).await?;
+    Ok((ap, current, a.spec.tier))
+}
+
+async fn promote(client: &Client, ns: &str, agent: &str, comment: &str) -> Result<String> {
+    let (ap, current, declared) = promotion_approval(client, ns, agent, comment, false).await?;
+    let next = current.next().unwrap_or(current);
+    let mut out =
+        format!("approval {} for promoting {agent} {current} → {next}, as {}", ap.name_any(), ap.spec.approver);
+    if declared < next {
+        out.push_str(&format!(
+            "\nnote: spec.tier is still {declared}; the promotion takes effect once it is raised (in Git) and every rule holds"
+        ));
+    }
+    Ok(out)
+}
+
 fn explain(a: &SocAgent, report: Option<&DriftReport>, requests: &[ActionRequest]) -> String {
     let mut out = Vec::new();
     let s = a.status.clone().unwrap_or_default();
@@ -256,7 +322,6 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let client = Client::try_default().await.context("reading the kubeconfig")?;
     let ns = cli.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-    let agents: Api<SocAgent> = Api::namespaced(client.clone(), &ns);
     match cli.command {
         Command::Pending { all_namespaces } => pending(&client, &ns, all_namespaces).await?,
         Command::Approve { request, comment } => {
@@ -283,65 +348,11 @@ async fn main() -> Result<()> {
             .await?;
             println!("denial {} recorded for {request}, as {}", a.name_any(), a.spec.approver);
         }
-        Command::Pause { agent } => {
-            agents.patch(&agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await?;
-            println!("{agent}: spec.paused set; its credentials are being revoked");
-        }
-        Command::Resume { agent, comment } => {
-            let a = agents.get(&agent).await?;
-            match a.status.as_ref().and_then(|s| s.pause.clone()) {
-                Some(p) if p.reason == "Drift" => {
-                    let ap = approval(
-                        &client,
-                        &ns,
-                        "resume",
-                        &agent,
-                        json!({"resume": {"agent": agent, "pauseId": p.id}, "decision": "approve", "comment": comment}),
-                        false,
-                    )
-                    .await?;
-                    println!(
-                        "approval {} lifts the drift pause {} of {agent}, as {}",
-                        ap.name_any(),
-                        p.id,
-                        ap.spec.approver
-                    );
-                }
-                Some(p) if p.reason == "KillSwitch" => {
-                    bail!("{agent} is paused by the kill switch: set killSwitch to false on the AutonomyPolicy")
-                }
-                _ if a.spec.paused => {
-                    agents
-                        .patch(&agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}})))
-                        .await?;
-                    println!("{agent}: spec.paused cleared; fresh credentials are being issued");
-                }
-                _ => println!("{agent} is not paused"),
-            }
-        }
-        Command::Promote { agent, comment } => {
-            let a = agents.get(&agent).await?;
-            let current = a.status.as_ref().and_then(|s| s.effective_tier).unwrap_or(Tier::Observe);
-            let Some(next) = current.next() else { bail!("{agent} is already at the highest tier") };
-            let ap = approval(
-                &client,
-                &ns,
-                "promote",
-                &agent,
-                json!({"promotion": {"agent": agent, "tier": next}, "decision": "approve", "comment": comment}),
-                false,
-            )
-            .await?;
-            println!("approval {} for promoting {agent} {current} → {next}, as {}", ap.name_any(), ap.spec.approver);
-            if a.spec.tier < next {
-                println!(
-                    "note: spec.tier is still {}; the promotion takes effect once it is raised (in Git) and every rule holds",
-                    a.spec.tier
-                );
-            }
-        }
+        Command::Pause { agent } => println!("{}", pause(&client, &ns, &agent).await?),
+        Command::Resume { agent, comment } => println!("{}", resume(&client, &ns, &agent, &comment).await?),
+        Command::Promote { agent, comment } => println!("{}", promote(&client, &ns, &agent, &comment).await?),
         Command::Explain { agent } => {
-            let a = agents.get(&agent).await?;
+            let a = Api::<SocAgent>::namespaced(client.clone(), &ns).get(&agent).await?;
             // People with the right read the DriftReport; anyone else is told it is not readable.
             let report = Api::<DriftReport>::namespaced(client.clone(), &ns).get_opt(&agent).await.ok().flatten();
             let mut requests: Vec<ActionRequest> = Api::<ActionRequest>::namespaced(client.clone(), &ns)

@@ -48,7 +48,7 @@ pub fn known(method: &str, path: &str) -> Option<bool> {
         || segments(path, "/requests/", 2)
         || segments(path, "/api/agents/", 2)
         || segments(path, "/api/requests/", 2);
-    let write = path == "/api/decide";
+    let write = path == "/api/decide" || path == "/api/act";
     match (page, write) {
         (true, _) => Some(method == "GET" || method == "HEAD"),
         (_, true) => Some(method == "POST"),
@@ -189,6 +189,12 @@ mod tests {
                 Err(401),
             ),
             ("GET of the write endpoint", get("/api/decide"), Err(405)),
+            ("a pause from its own page", Facts { path: "/api/act", ..post() }, Ok(Pass::Serve)),
+            (
+                "a pause from another site",
+                Facts { path: "/api/act", origin: Some("http://evil.example"), ..post() },
+                Err(403),
+            ),
             ("POST to a page", Facts { path: "/", ..post() }, Err(405)),
             ("DELETE", Facts { method: "DELETE", ..get("/") }, Err(405)),
         ];

@@ -260,6 +260,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         ["api", "agents", ns, name] => result(agent(state, ns, name).await),
         ["api", "requests", ns, name] => result(request(state, ns, name).await),
         ["api", "decide"] => decide(state, req).await,
+        ["api", "act"] => act(state, req).await,
         _ => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX),
     }
 }
@@ -311,38 +312,39 @@ where
     Ok(api.list(&ListParams::default()).await?.items)
 }
 
+/// Whether the user may `verb` the socwarden.io `resource` (in `namespace`, by `name`), as the
+/// API server answers a SelfSubjectAccessReview.
+async fn allowed(client: &Client, verb: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> bool {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("socwarden.io".into()),
+                resource: Some(resource.into()),
+                verb: Some(verb.into()),
+                namespace: namespace.map(String::from),
+                name: name.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .ok()
+        .and_then(|r| r.status)
+        .is_some_and(|s| s.allowed)
+}
+
 /// What the user may do here, from SelfSubjectAccessReviews.
 async fn me(state: &State) -> Value {
-    let ns = state.namespace.clone();
-    let check = |verb: &'static str, resource: &'static str| {
-        let ns = ns.clone();
-        async move {
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        group: Some("socwarden.io".into()),
-                        resource: Some(resource.into()),
-                        verb: Some(verb.into()),
-                        namespace: ns,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            Api::<SelfSubjectAccessReview>::all(state.client.clone())
-                .create(&PostParams::default(), &review)
-                .await
-                .ok()
-                .and_then(|r| r.status)
-                .is_some_and(|s| s.allowed)
-        }
-    };
+    let (c, ns) = (&state.client, state.namespace.as_deref());
     let (read, approve, pause, drift) = futures::join!(
-        check("list", "actionrequests"),
-        check("create", "approvals"),
-        check("pause", "socagents"),
-        check("get", "driftreports"),
+        allowed(c, "list", "actionrequests", ns, None),
+        allowed(c, "create", "approvals", ns, None),
+        allowed(c, "pause", "socagents", ns, None),
+        allowed(c, "get", "driftreports", ns, None),
     );
     let id = state.identity.lock().map(|i| i.clone()).unwrap_or_default();
     json!({
@@ -448,7 +450,55 @@ async fn agent(state: &State, ns: &str, name: &str) -> Result<Value, kube::Error
     // People without the right to read DriftReports still see the rest.
     let report = Api::<DriftReport>::namespaced(state.client.clone(), ns).get_opt(name).await.ok().flatten();
     let requests = list::<ActionRequest>(state, Some(ns)).await.unwrap_or_default();
-    Ok(view::agent_page(&a, report.as_ref(), &requests, Timestamp::now()))
+    let mut page = view::agent_page(&a, report.as_ref(), &requests, Timestamp::now());
+    page["may"] = agent_actions(state, &a).await;
+    Ok(page)
+}
+
+/// What the user may do to this agent from its page, each with the reason when not: pause and
+/// resume (the RBAC the webhook also checks: `patch` and the virtual verb `pause`; a drift
+/// pause is lifted by an approver's resume, a kill-switch pause only by the kill switch), and
+/// approve its waiting promotion (a dry-run of that Approval, the webhook's own answer).
+async fn agent_actions(state: &State, a: &SocAgent) -> Value {
+    let (ns, name) = ns_name(a);
+    let c = &state.client;
+    let (patch, pause) = futures::join!(
+        allowed(c, "patch", "socagents", Some(&ns), Some(&name)),
+        allowed(c, "pause", "socagents", Some(&ns), Some(&name)),
+    );
+    let may_pause = patch && pause;
+    let no_pause = "you may not pause or resume agents here (socagents: patch and pause)";
+    let paused = a.status.as_ref().and_then(|s| s.pause.clone());
+    let pause_act = match (&paused, may_pause) {
+        (Some(_), _) => json!({"ok": false, "why": "it is paused"}),
+        (None, true) => json!({"ok": true}),
+        (None, false) => json!({"ok": false, "why": no_pause}),
+    };
+    let resume_act = match &paused {
+        None => json!({"ok": false, "why": "it is not paused"}),
+        Some(p) if p.reason == "KillSwitch" => {
+            json!({"ok": false, "why": "paused by the kill switch: it resumes when killSwitch is set back to false"})
+        }
+        Some(p) if p.reason == "Drift" => {
+            let spec = json!({"resume": {"agent": name, "pauseId": p.id}, "decision": "approve"});
+            match super::approval(c, &ns, "resume", &name, spec, true).await {
+                Ok(_) => json!({"ok": true}),
+                Err(e) => json!({"ok": false, "why": e.to_string().trim_start_matches("refused: ")}),
+            }
+        }
+        Some(_) if may_pause => json!({"ok": true}),
+        Some(_) => json!({"ok": false, "why": no_pause}),
+    };
+    let effective = a.status.as_ref().and_then(|s| s.effective_tier);
+    let promote_act = if effective.is_some_and(|e| e < a.spec.tier) {
+        match super::promotion_approval(c, &ns, &name, "", true).await {
+            Ok((_, from, _)) => json!({"ok": true, "to": from.next()}),
+            Err(e) => json!({"ok": false, "why": e.to_string().trim_start_matches("refused: ")}),
+        }
+    } else {
+        json!({"ok": false, "why": "no promotion is waiting"})
+    };
+    json!({"pause": pause_act, "resume": resume_act, "promote": promote_act})
 }
 
 async fn request(state: &State, ns: &str, name: &str) -> Result<Value, kube::Error> {
@@ -462,14 +512,46 @@ async fn request(state: &State, ns: &str, name: &str) -> Result<Value, kube::Err
     Ok(page)
 }
 
-/// Records the user's decision as an Approval created with their credentials.
-async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
+/// The JSON body of a write (small: a decision or an act).
+async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
     let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "decision body too large"})),
+        Err(_) => return Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "body too large"}))),
     };
-    let Ok(d) = serde_json::from_slice::<Value>(&body) else {
-        return json_response(StatusCode::BAD_REQUEST, &json!({"error": "the body is not JSON"}));
+    serde_json::from_slice::<Value>(&body)
+        .map_err(|_| json_response(StatusCode::BAD_REQUEST, &json!({"error": "the body is not JSON"})))
+}
+
+/// Pauses, resumes or approves the promotion of an agent, as the user (the same functions as
+/// `kubectl warden pause|resume|promote`).
+async fn act(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let d = match json_body(req).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let (Some(ns), Some(agent), Some(what)) = (d["namespace"].as_str(), d["agent"].as_str(), d["act"].as_str()) else {
+        return json_response(StatusCode::BAD_REQUEST, &json!({"error": "namespace, agent and act are required"}));
+    };
+    let comment = d["comment"].as_str().unwrap_or_default();
+    let done = match what {
+        "pause" => super::pause(&state.client, ns, agent).await,
+        "resume" => super::resume(&state.client, ns, agent, comment).await,
+        "promote" => super::promote(&state.client, ns, agent, comment).await,
+        _ => return json_response(StatusCode::BAD_REQUEST, &json!({"error": "act is pause, resume or promote"})),
+    };
+    match done {
+        Ok(said) => json_response(StatusCode::OK, &json!({"done": said})),
+        Err(e) => {
+            json_response(StatusCode::FORBIDDEN, &json!({"error": e.to_string().trim_start_matches("refused: ")}))
+        }
+    }
+}
+
+/// Records the user's decision as an Approval created with their credentials.
+async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let d = match json_body(req).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let (Some(ns), Some(name), Some(decision)) =
         (d["namespace"].as_str(), d["request"].as_str(), d["decision"].as_str())

@@ -140,6 +140,7 @@ const RULES = { oneStep: "One tier at a time", dwell: "Dwell time at the current
 
 function driftChart(drift) {
   const signals = drift.signals || [];
+  if (!signals.length) return el("p", { class: "muted" }, "No drift signals: its behaviour matches the baseline (or it is still learning).");
   const w = 560, rowH = 26, left = 130, h = signals.length * rowH + 30;
   const x = (v) => left + Math.min(1, Math.max(0, v)) * (w - left - 10);
   const chart = svg("svg", { width: w, height: h, role: "img", "aria-label": `drift score ${drift.score.toFixed(2)}, acts at ${drift.threshold.toFixed(2)}` },
@@ -153,6 +154,44 @@ function driftChart(drift) {
     el("tbody", {}, signals.map((s) => el("tr", {}, el("td", {}, s.signal), el("td", {}, s.observed), el("td", {}, s.expected), el("td", {}, s.score.toFixed(2))))))];
 }
 
+// The agent's own buttons: pause now, resume, approve its waiting promotion — each offered only
+// when the API server (and, for approvals, the webhook's dry run) says the user may.
+function agentActions(a) {
+  const may = a.may || {};
+  const outcome = el("div", { class: "outcome", role: "status", "aria-live": "polite" });
+  const id = `act-comment-${a.namespace}-${a.name}`;
+  const send = async (act, button) => {
+    button.disabled = true;
+    try {
+      const res = await fetch("/api/act", {
+        method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ namespace: a.namespace, agent: a.name, act, comment: document.getElementById(id).value }),
+      });
+      const body = await res.json().catch(() => ({}));
+      outcome.textContent = res.ok ? "Done: " + body.done : "Refused: " + (body.error || res.status);
+    } catch (e) { outcome.textContent = "Failed: " + e.message; }
+    button.disabled = false;
+  };
+  const button = (act, label, cls) => {
+    const b = el("button", { type: "button", class: cls, "data-testid": "act-" + act }, label);
+    b.addEventListener("click", () => send(act, b));
+    return b;
+  };
+  const offered = [];
+  const notes = [];
+  if (may.pause && may.pause.ok) offered.push(button("pause", "Pause now", "deny"));
+  if (may.resume && may.resume.ok) offered.push(button("resume", "Resume", "approve"));
+  else if (a.paused && may.resume) notes.push("Resume: " + may.resume.why);
+  if (may.promote && may.promote.ok) offered.push(button("promote", `Approve the promotion to ${may.promote.to}`, "approve"));
+  else if (a.promotionPending && may.promote) notes.push("Promotion: " + may.promote.why);
+  if (!a.paused && may.pause && !may.pause.ok) notes.push("Pause: " + may.pause.why);
+  return el("section", { class: "card", "data-testid": "actions" }, el("h2", {}, "What you can do"),
+    offered.length ? el("div", { class: "decide" },
+      el("label", { for: id }, "Comment (kept with an approval)", el("textarea", { id, rows: 1 })), offered) : null,
+    notes.map((n) => el("p", { class: "note", "data-testid": "cannot-act" }, n)),
+    outcome);
+}
+
 async function agentPage(main, ns, name) {
   const a = await get(`/api/agents/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   const p = a.promotion;
@@ -164,6 +203,7 @@ async function agentPage(main, ns, name) {
       el("span", {}, "Enforced tier: ", el("strong", {}, a.effective || "-")), el("span", {}, "Since: ", a.tierSince || "-"),
       el("span", {}, `Approvers: ${a.approvers} (${a.minApprovals} needed)`), el("span", {}, "Scope: ", (a.scope || []).join(", ")),
       el("span", {}, "Runs alone: ", (a.autonomous || []).join(", ") || "nothing"), el("span", {}, "Needs approval: ", (a.gated || []).join(", ") || "nothing"))),
+    agentActions(a),
     el("section", { class: "card", "data-testid": "promotion" }, el("h2", {}, "Promotion"),
       p ? [el("p", {}, `${p.from} → ${p.to} waits for every rule:`),
         el("ul", { class: "checklist" }, p.checks.map((c) => el("li", { class: c.met ? "met" : "unmet" }, RULES[c.rule] || c.rule, c.met ? "" : ": " + c.missing))),
