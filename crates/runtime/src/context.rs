@@ -38,6 +38,9 @@ pub struct Stores {
     pub role_bindings: Store<RoleBinding>,
     pub requests: Store<ActionRequest>,
     pub approvals: Store<Approval>,
+    /// Woken on every change of a request: one the watch brought, or a status this replica wrote
+    /// (the MCP gateway waits on it for a call's answer instead of polling the cache).
+    pub request_changes: std::sync::Arc<tokio::sync::Notify>,
     /// Namespaces where each agent has a Role / a RoleBinding.
     pub role_namespaces: NamespaceIndex,
     pub binding_namespaces: NamespaceIndex,

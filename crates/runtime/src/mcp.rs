@@ -43,8 +43,9 @@ use std::time::{Duration, Instant};
 /// running" (the agent then polls); a retry of a pending call waits this long for a change.
 const CALL_WAIT: Duration = Duration::from_secs(10);
 const RETRY_WAIT: Duration = Duration::from_secs(5);
-/// How often a waiting call looks at the request cache.
-const POLL: Duration = Duration::from_millis(5);
+/// A waiting call wakes on every change of a request (`Stores::request_changes`); it also looks
+/// again this often, should a wake-up ever be missed.
+const RECHECK: Duration = Duration::from_millis(100);
 /// How long a request state stays valid (longer than any approval timeout a policy is likely to set).
 const STATE_TTL: Duration = Duration::from_secs(48 * 3600);
 /// The largest MCP request body.
@@ -249,6 +250,10 @@ impl Gateway {
         let started = Instant::now();
         let key = ObjectRef::new(name).within(ns);
         loop {
+            // Registered before looking, so a change between the look and the wait is not missed.
+            let changed = self.ctx.stores.request_changes.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let answer = match self.ctx.stores.requests.get(&key) {
                 // What this replica wrote counts before the watch brings it back (on the leader,
                 // the answer leaves as soon as the execution's status is written).
@@ -268,7 +273,7 @@ impl Gateway {
             if settled || started.elapsed() >= limit {
                 return answer;
             }
-            tokio::time::sleep(POLL).await;
+            let _ = tokio::time::timeout(limit.saturating_sub(started.elapsed()).min(RECHECK), changed).await;
         }
     }
 

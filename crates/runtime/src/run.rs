@@ -195,7 +195,12 @@ impl Watches {
         let (requests, requests_w, request_events) = shared::<ActionRequest>(client, metrics, restarts);
         let requests_for_gate = requests_w.subscribe().expect("shared store");
         let requests_for_agents = requests_w.subscribe().expect("shared store");
-        let requests_root = request_events.reflect_shared(requests_w).for_each(|_| futures::future::ready(()));
+        let request_changes = std::sync::Arc::new(tokio::sync::Notify::new());
+        let changed = request_changes.clone();
+        let requests_root = request_events.reflect_shared(requests_w).for_each(move |_| {
+            changed.notify_waiters();
+            futures::future::ready(())
+        });
         let (approvals, approvals_w, approval_events) = shared::<Approval>(client, metrics, restarts);
         let approvals_for_gate = approvals_w.subscribe().expect("shared store");
         let approvals_for_agents = approvals_w.subscribe().expect("shared store");
@@ -217,6 +222,7 @@ impl Watches {
                 role_bindings,
                 requests,
                 approvals,
+                request_changes,
                 role_namespaces,
                 binding_namespaces,
             },

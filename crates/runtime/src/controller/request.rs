@@ -75,6 +75,7 @@ async fn write(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus)
     ];
     let base = ctx.request_status_written.base(&uid, &seen);
     k8s::write_status(&api(req, ctx), req, &ctx.request_status_written, None, status, base.as_deref()).await?;
+    ctx.stores.request_changes.notify_waiters();
     Ok(())
 }
 
