@@ -64,6 +64,21 @@ function whatRuns(runs, decided) {
   return [el("h3", {}, title), runs.kind === "manifest" || runs.kind === "http" ? el("pre", { "data-testid": "runs" }, runs.text) : el("p", { class: "note" }, runs.text)];
 }
 
+// Sends one write (a JSON body, from this page: the console checks its Origin) and says in
+// `outcome` what came of it; `said` words a success from the answer.
+async function write(path, payload, button, outcome, said) {
+  button.disabled = true;
+  try {
+    const res = await fetch(path, {
+      method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
+      body: JSON.stringify(payload),
+    });
+    const body = await res.json().catch(() => ({}));
+    outcome.textContent = res.ok ? said(body) : "Refused: " + (body.error || res.status);
+  } catch (e) { outcome.textContent = "Failed: " + e.message; }
+  button.disabled = false;
+}
+
 function decidePanel(r) {
   const id = `comment-${r.namespace}-${r.name}`;
   const can = r.canDecide || { ok: false, why: "unknown" };
@@ -71,19 +86,9 @@ function decidePanel(r) {
     return el("p", { class: "note", "data-testid": "cannot-decide" }, "You cannot decide this request: " + can.why);
   }
   const outcome = el("div", { class: "outcome", role: "status", "aria-live": "polite" });
-  const send = async (decision, button) => {
-    button.disabled = true;
-    try {
-      const res = await fetch("/api/decide", {
-        method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ namespace: r.namespace, request: r.name, decision, comment: document.getElementById(id).value }),
-      });
-      const body = await res.json().catch(() => ({}));
-      outcome.textContent = res.ok ? `Recorded: ${body.decision} by ${body.approver} (${body.approval})`
-        : "Refused: " + (body.error || res.status);
-    } catch (e) { outcome.textContent = "Failed: " + e.message; }
-    button.disabled = false;
-  };
+  const send = (decision, button) => write("/api/decide",
+    { namespace: r.namespace, request: r.name, decision, comment: document.getElementById(id).value },
+    button, outcome, (b) => `Recorded: ${b.decision} by ${b.approver} (${b.approval})`);
   const approve = el("button", { class: "approve", type: "button", "data-testid": "approve" }, "Approve");
   const deny = el("button", { class: "deny", type: "button", "data-testid": "deny" }, "Deny");
   approve.addEventListener("click", () => send("approve", approve));
@@ -160,18 +165,9 @@ function agentActions(a) {
   const may = a.may || {};
   const outcome = el("div", { class: "outcome", role: "status", "aria-live": "polite" });
   const id = `act-comment-${a.namespace}-${a.name}`;
-  const send = async (act, button) => {
-    button.disabled = true;
-    try {
-      const res = await fetch("/api/act", {
-        method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ namespace: a.namespace, agent: a.name, act, comment: document.getElementById(id).value }),
-      });
-      const body = await res.json().catch(() => ({}));
-      outcome.textContent = res.ok ? "Done: " + body.done : "Refused: " + (body.error || res.status);
-    } catch (e) { outcome.textContent = "Failed: " + e.message; }
-    button.disabled = false;
-  };
+  const send = (act, button) => write("/api/act",
+    { namespace: a.namespace, agent: a.name, act, comment: document.getElementById(id).value },
+    button, outcome, (b) => "Done: " + b.done);
   const button = (act, label, cls) => {
     const b = el("button", { type: "button", class: cls, "data-testid": "act-" + act }, label);
     b.addEventListener("click", () => send(act, b));
