@@ -178,8 +178,7 @@ async fn resume(client: &Client, ns: &str, agent: &str, comment: &str) -> Result
     let a = agents.get(agent).await?;
     match a.status.as_ref().and_then(|s| s.pause.clone()) {
         Some(p) if p.reason == "Drift" => {
-            let spec = json!({"resume": {"agent": agent, "pauseId": p.id}, "decision": "approve", "comment": comment});
-            let ap = approval(client, ns, "resume", agent, spec, false).await?;
+            let ap = resume_approval(client, ns, agent, &p.id, comment, false).await?;
             Ok(format!("approval {} lifts the drift pause {} of {agent}, as {}", ap.name_any(), p.id, ap.spec.approver))
         }
         Some(p) if p.reason == "KillSwitch" => {
@@ -195,6 +194,20 @@ async fn resume(client: &Client, ns: &str, agent: &str, comment: &str) -> Result
         }
         _ => Ok(format!("{agent} is not paused")),
     }
+}
+
+/// An approver's approval of lifting the drift pause `pause_id` of an agent; `dry_run` only asks
+/// whether it would be accepted.
+async fn resume_approval(
+    client: &Client,
+    ns: &str,
+    agent: &str,
+    pause_id: &str,
+    comment: &str,
+    dry_run: bool,
+) -> Result<Approval> {
+    let spec = json!({"resume": {"agent": agent, "pauseId": pause_id}, "decision": "approve", "comment": comment});
+    approval(client, ns, "resume", agent, spec, dry_run).await
 }
 
 /// Approves the promotion of an agent to the tier above the one enforced (the tier itself is

@@ -129,23 +129,23 @@ fn spawn_watches(state: &Arc<State>) {
             }
         });
     }
-    let c = &state.client;
-    let tx = &state.changes;
-    match &state.namespace {
-        Some(ns) => {
-            watch_kind(Api::<ActionRequest>::namespaced(c.clone(), ns), tx.clone());
-            watch_kind(Api::<SocAgent>::namespaced(c.clone(), ns), tx.clone());
-            watch_kind(Api::<Approval>::namespaced(c.clone(), ns), tx.clone());
-            watch_kind(Api::<DriftReport>::namespaced(c.clone(), ns), tx.clone());
-        }
-        None => {
-            watch_kind(Api::<ActionRequest>::all(c.clone()), tx.clone());
-            watch_kind(Api::<SocAgent>::all(c.clone()), tx.clone());
-            watch_kind(Api::<Approval>::all(c.clone()), tx.clone());
-            watch_kind(Api::<DriftReport>::all(c.clone()), tx.clone());
-        }
-    }
+    let (c, ns, tx) = (&state.client, state.namespace.as_deref(), &state.changes);
+    watch_kind(scoped::<ActionRequest>(c, ns), tx.clone());
+    watch_kind(scoped::<SocAgent>(c, ns), tx.clone());
+    watch_kind(scoped::<Approval>(c, ns), tx.clone());
+    watch_kind(scoped::<DriftReport>(c, ns), tx.clone());
     watch_kind(Api::<AutonomyPolicy>::all(c.clone()), tx.clone());
+}
+
+/// The API of a namespaced kind in `ns`, or in every namespace.
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// The API server's answer to "who am I" (SelfSubjectReview, Kubernetes 1.26+); older servers
@@ -300,16 +300,27 @@ fn events(state: &State) -> Response<Body> {
     r
 }
 
+/// The objects of a namespaced kind in `ns`, else in the console's namespace (or all of them).
 async fn list<K>(state: &State, ns: Option<&str>) -> Result<Vec<K>, kube::Error>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    K: Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let api: Api<K> = match ns.or(state.namespace.as_deref()) {
-        Some(ns) => Api::namespaced(state.client.clone(), ns),
-        None => Api::all(state.client.clone()),
-    };
+    let api = scoped::<K>(&state.client, ns.or(state.namespace.as_deref()));
     Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// What a refused write said, without the plugin's "refused: " prefix.
+fn why(e: &anyhow::Error) -> String {
+    e.to_string().trim_start_matches("refused: ").to_string()
+}
+
+/// `{"ok": true}`, or `{"ok": false, "why": …}`: whether the user may do something, for the page.
+fn verdict<T>(r: &Result<T>) -> Value {
+    match r {
+        Ok(_) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "why": why(e)}),
+    }
 }
 
 /// Whether the user may `verb` the socwarden.io `resource` (in `namespace`, by `name`), as the
@@ -337,20 +348,25 @@ async fn allowed(client: &Client, verb: &str, resource: &str, namespace: Option<
         .is_some_and(|s| s.allowed)
 }
 
-/// What the user may do here, from SelfSubjectAccessReviews.
+/// Who the user is and what they may do here (SelfSubjectAccessReviews), and the kill switches on.
 async fn me(state: &State) -> Value {
     let (c, ns) = (&state.client, state.namespace.as_deref());
-    let (read, approve, pause, drift) = futures::join!(
+    let policies = Api::<AutonomyPolicy>::all(c.clone());
+    let lp = ListParams::default();
+    let (read, approve, pause, drift, policies) = futures::join!(
         allowed(c, "list", "actionrequests", ns, None),
         allowed(c, "create", "approvals", ns, None),
         allowed(c, "pause", "socagents", ns, None),
         allowed(c, "get", "driftreports", ns, None),
+        policies.list(&lp),
     );
     let id = state.identity.lock().map(|i| i.clone()).unwrap_or_default();
     json!({
         "user": id.user, "groups": id.groups, "source": id.source,
         "namespace": state.namespace,
         "may": {"readRequests": read, "decide": approve, "pause": pause, "readDrift": drift},
+        // Every page shows it: a kill switch on must be impossible to miss.
+        "killSwitch": view::kill_switches(&policies.map(|l| l.items).unwrap_or_default()),
     })
 }
 
@@ -366,16 +382,12 @@ fn key(ns: &str, name: &str) -> (String, String) {
     (ns.to_string(), name.to_string())
 }
 
-fn ns_name<K: Resource>(o: &K) -> (String, String) {
-    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
-}
-
 async fn queue(state: &State) -> Result<Value, kube::Error> {
     let (requests, agents, actions) =
         futures::join!(list::<ActionRequest>(state, None), list::<SocAgent>(state, None), catalog(state));
     let requests = requests?;
     let agents: HashMap<(String, String), SocAgent> =
-        agents.unwrap_or_default().into_iter().map(|a| (ns_name(&a), a)).collect();
+        agents.unwrap_or_default().into_iter().map(|a| (view::ns_name(&a), a)).collect();
     let now = Timestamp::now();
     let mut items = Vec::new();
     for r in view::pending(&requests) {
@@ -418,7 +430,7 @@ async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>) 
                     }
                     Ok(())
                 }
-                Err(e) => Err(e.to_string().trim_start_matches("refused: ").to_string()),
+                Err(e) => Err(why(&e)),
             };
             if let Ok(mut m) = state.may_decide.lock() {
                 if m.len() > 4096 {
@@ -460,7 +472,7 @@ async fn agent(state: &State, ns: &str, name: &str) -> Result<Value, kube::Error
 /// pause is lifted by an approver's resume, a kill-switch pause only by the kill switch), and
 /// approve its waiting promotion (a dry-run of that Approval, the webhook's own answer).
 async fn agent_actions(state: &State, a: &SocAgent) -> Value {
-    let (ns, name) = ns_name(a);
+    let (ns, name) = view::ns_name(a);
     let c = &state.client;
     let (patch, pause) = futures::join!(
         allowed(c, "patch", "socagents", Some(&ns), Some(&name)),
@@ -479,22 +491,18 @@ async fn agent_actions(state: &State, a: &SocAgent) -> Value {
         Some(p) if p.reason == "KillSwitch" => {
             json!({"ok": false, "why": "paused by the kill switch: it resumes when killSwitch is set back to false"})
         }
-        Some(p) if p.reason == "Drift" => {
-            let spec = json!({"resume": {"agent": name, "pauseId": p.id}, "decision": "approve"});
-            match super::approval(c, &ns, "resume", &name, spec, true).await {
-                Ok(_) => json!({"ok": true}),
-                Err(e) => json!({"ok": false, "why": e.to_string().trim_start_matches("refused: ")}),
-            }
-        }
+        Some(p) if p.reason == "Drift" => verdict(&super::resume_approval(c, &ns, &name, &p.id, "", true).await),
         Some(_) if may_pause => json!({"ok": true}),
         Some(_) => json!({"ok": false, "why": no_pause}),
     };
     let effective = a.status.as_ref().and_then(|s| s.effective_tier);
     let promote_act = if effective.is_some_and(|e| e < a.spec.tier) {
-        match super::promotion_approval(c, &ns, &name, "", true).await {
-            Ok((_, from, _)) => json!({"ok": true, "to": from.next()}),
-            Err(e) => json!({"ok": false, "why": e.to_string().trim_start_matches("refused: ")}),
+        let dry = super::promotion_approval(c, &ns, &name, "", true).await;
+        let mut v = verdict(&dry);
+        if let Ok((_, from, _)) = dry {
+            v["to"] = json!(from.next());
         }
+        v
     } else {
         json!({"ok": false, "why": "no promotion is waiting"})
     };
@@ -541,9 +549,7 @@ async fn act(state: &State, req: Request<Incoming>) -> Response<Body> {
     };
     match done {
         Ok(said) => json_response(StatusCode::OK, &json!({"done": said})),
-        Err(e) => {
-            json_response(StatusCode::FORBIDDEN, &json!({"error": e.to_string().trim_start_matches("refused: ")}))
-        }
+        Err(e) => json_response(StatusCode::FORBIDDEN, &json!({"error": why(&e)})),
     }
 }
 
@@ -571,8 +577,6 @@ async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
             StatusCode::OK,
             &json!({"approval": a.metadata.name, "approver": a.spec.approver, "decision": decision}),
         ),
-        Err(e) => {
-            json_response(StatusCode::FORBIDDEN, &json!({"error": e.to_string().trim_start_matches("refused: ")}))
-        }
+        Err(e) => json_response(StatusCode::FORBIDDEN, &json!({"error": why(&e)})),
     }
 }

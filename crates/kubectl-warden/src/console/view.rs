@@ -7,8 +7,9 @@ use socwarden_api::{ActionRequest, AutonomyPolicy, Decision, DriftReport, SocAct
 use socwarden_core::execution;
 use std::collections::BTreeMap;
 
-fn meta_name(o: &kube::core::ObjectMeta) -> (String, String) {
-    (o.namespace.clone().unwrap_or_default(), o.name.clone().unwrap_or_default())
+/// An object's namespace and name.
+pub fn ns_name<K: kube::Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
 fn created(o: &kube::core::ObjectMeta) -> Option<Timestamp> {
@@ -64,7 +65,7 @@ pub fn what_runs(r: &ActionRequest, action: Option<&SocAction>) -> Value {
 
 /// One pending request as the queue shows it.
 pub fn queue_item(r: &ActionRequest, agent: Option<&SocAgent>, action: Option<&SocAction>, now: Timestamp) -> Value {
-    let (ns, name) = meta_name(&r.metadata);
+    let (ns, name) = ns_name(r);
     let s = r.status.clone().unwrap_or_default();
     let risk = action.map(|a| a.spec.risk.as_str());
     json!({
@@ -107,7 +108,7 @@ fn drift_of(report: Option<&DriftReport>) -> Value {
 
 /// One row of the fleet.
 pub fn fleet_item(a: &SocAgent, report: Option<&DriftReport>) -> Value {
-    let (ns, name) = meta_name(&a.metadata);
+    let (ns, name) = ns_name(a);
     let s = a.status.clone().unwrap_or_default();
     json!({
         "namespace": ns, "name": name,
@@ -123,13 +124,12 @@ pub fn fleet_item(a: &SocAgent, report: Option<&DriftReport>) -> Value {
 
 /// Agents in namespace, then name, order; paused ones first so they cannot be missed.
 pub fn fleet(agents: &[SocAgent], reports: &[DriftReport], policies: &[AutonomyPolicy]) -> Value {
-    let by_name: BTreeMap<(String, String), &DriftReport> =
-        reports.iter().map(|r| (meta_name(&r.metadata), r)).collect();
+    let by_name: BTreeMap<(String, String), &DriftReport> = reports.iter().map(|r| (ns_name(r), r)).collect();
     let mut rows: Vec<&SocAgent> = agents.iter().collect();
-    rows.sort_by_key(|a| (a.status.as_ref().and_then(|s| s.pause.as_ref()).is_none(), meta_name(&a.metadata)));
+    rows.sort_by_key(|a| (a.status.as_ref().and_then(|s| s.pause.as_ref()).is_none(), ns_name(*a)));
     json!({
         "killSwitch": kill_switches(policies),
-        "agents": rows.iter().map(|a| fleet_item(a, by_name.get(&meta_name(&a.metadata)).copied())).collect::<Vec<_>>(),
+        "agents": rows.iter().map(|a| fleet_item(a, by_name.get(&ns_name(*a)).copied())).collect::<Vec<_>>(),
     })
 }
 
@@ -151,8 +151,8 @@ pub fn promotion(a: &SocAgent) -> Value {
 /// its recent requests.
 pub fn agent_page(a: &SocAgent, report: Option<&DriftReport>, requests: &[ActionRequest], now: Timestamp) -> Value {
     let s = a.status.clone().unwrap_or_default();
-    let mut mine: Vec<&ActionRequest> =
-        requests.iter().filter(|r| r.spec.agent == a.metadata.name.clone().unwrap_or_default()).collect();
+    let name = a.metadata.name.as_deref().unwrap_or_default();
+    let mut mine: Vec<&ActionRequest> = requests.iter().filter(|r| r.spec.agent == name).collect();
     mine.sort_by_key(|r| std::cmp::Reverse(created(&r.metadata)));
     mine.truncate(20);
     let mut page = fleet_item(a, report);

@@ -230,13 +230,10 @@ async function requestPage(main, ns, name) {
       whatRuns(r.runs, true)));
 }
 
-async function banner() {
+function banner(killSwitch) {
   const box = document.getElementById("killswitch");
-  try {
-    const f = await get("/api/fleet");
-    box.hidden = f.killSwitch.length === 0;
-    box.textContent = f.killSwitch.length ? `KILL SWITCH ON (AutonomyPolicy ${f.killSwitch.join(", ")}): every agent is paused.` : "";
-  } catch (_) { box.hidden = true; }
+  box.hidden = killSwitch.length === 0;
+  box.textContent = killSwitch.length ? `KILL SWITCH ON (AutonomyPolicy ${killSwitch.join(", ")}): every agent is paused.` : "";
 }
 
 async function me() {
@@ -248,6 +245,7 @@ async function me() {
     show(box, el("div", { "data-testid": "identity" }, "Acting as ", el("strong", {}, m.user),
       m.groups.length ? ` (${m.groups.join(", ")})` : ""),
       el("div", { class: "caps", title: "known from " + m.source }, "You may: " + (may.join(", ") || "nothing here")));
+    banner(m.killSwitch || []);
   } catch (e) { box.textContent = e.message; }
 }
 
@@ -269,7 +267,6 @@ async function render() {
   }
   for (const [id, v] of Object.entries(typed)) { const t = document.getElementById(id); if (t) t.value = v; }
   if (focused) { const f = document.getElementById(focused); if (f) f.focus(); }
-  await banner();
 }
 
 function tick() {
