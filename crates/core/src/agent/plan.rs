@@ -32,8 +32,7 @@ pub struct Plan {
     pub roles: Option<BTreeMap<String, Vec<Rule>>>,
     /// The token to hold. `None`: no token (paused, or the lifetime is invalid).
     pub token: Option<TokenPlan>,
-    /// While a promotion waits: what is missing, in one sentence and as a checklist.
-    pub promotion_pending: Option<String>,
+    /// While a promotion waits: each rule, met or what it misses.
     pub promotion: Option<PromotionStatus>,
     /// Whether the effective tier changes with this plan.
     pub tier_changed: bool,
@@ -59,13 +58,7 @@ impl TierDecision {
     /// The declared tier, enforced as is (no promotion machinery involved).
     pub fn declared(tier: Tier) -> Self {
         Self {
-            outcome: promotion::Outcome {
-                effective: tier,
-                changed: false,
-                pending: None,
-                checklist: None,
-                approvers: vec![],
-            },
+            outcome: promotion::Outcome { effective: tier, changed: false, checklist: None, approvers: vec![] },
             shadow: None,
         }
     }
@@ -127,7 +120,6 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &
         gated,
         roles,
         token,
-        promotion_pending: tier.outcome.pending.clone(),
         promotion: tier.outcome.checklist.clone(),
         tier_changed: tier.outcome.changed,
         shadow: tier.shadow.clone(),
@@ -267,8 +259,8 @@ pub fn signals_in_words(d: &socwarden_api::DriftStatus) -> String {
 }
 
 fn promotion_pending(plan: &Plan) -> Verdict {
-    match &plan.promotion_pending {
-        Some(m) => (true, reason::AWAITING_EVIDENCE, m.clone()),
+    match &plan.promotion {
+        Some(p) => (true, reason::AWAITING_EVIDENCE, promotion::waiting(plan.effective_tier, p)),
         None => (false, reason::NONE_PENDING, format!("tier {} is enforced", plan.effective_tier)),
     }
 }

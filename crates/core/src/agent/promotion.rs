@@ -108,12 +108,23 @@ pub struct Outcome {
     pub effective: Tier,
     /// Whether the effective tier changes now (and so `tierSince`).
     pub changed: bool,
-    /// While a promotion waits: exactly what is missing.
-    pub pending: Option<String>,
     /// While a promotion waits: every rule, met or not (the checklist people see).
     pub checklist: Option<PromotionStatus>,
     /// Approvers whose approval counted for a promotion that took effect.
     pub approvers: Vec<String>,
+}
+
+impl Outcome {
+    /// While a promotion waits: exactly what is missing, in one sentence.
+    pub fn pending(&self) -> Option<String> {
+        self.checklist.as_ref().map(|list| waiting(self.effective, list))
+    }
+}
+
+/// "promotion <current> → <next> waits: <what each unmet rule misses>".
+pub fn waiting(current: Tier, list: &PromotionStatus) -> String {
+    let missing: Vec<&str> = list.checks.iter().filter(|c| !c.met).map(|c| c.missing.as_str()).collect();
+    format!("promotion {current} → {} waits: {}", list.to, missing.join("; "))
 }
 
 fn dur(s: &str, default_hours: i64) -> SignedDuration {
@@ -132,16 +143,10 @@ fn human(d: SignedDuration) -> String {
 pub fn evaluate(i: &Inputs) -> Outcome {
     let declared = i.agent.spec.tier;
     let Some(current) = i.status.and_then(|s| s.effective_tier) else {
-        return Outcome { effective: declared, changed: true, pending: None, checklist: None, approvers: vec![] };
+        return Outcome { effective: declared, changed: true, checklist: None, approvers: vec![] };
     };
     if declared <= current {
-        return Outcome {
-            effective: declared,
-            changed: declared != current,
-            pending: None,
-            checklist: None,
-            approvers: vec![],
-        };
+        return Outcome { effective: declared, changed: declared != current, checklist: None, approvers: vec![] };
     }
     let next = current.next().unwrap_or(current);
     let since = i.status.and_then(|s| s.tier_since.as_ref()).and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(i.now);
@@ -159,14 +164,12 @@ pub fn evaluate(i: &Inputs) -> Outcome {
     .into_iter()
     .map(|(rule, missing)| PromotionCheck { rule, met: missing.is_none(), missing: missing.unwrap_or_default() })
     .collect();
-    let missing: Vec<&str> = checks.iter().filter(|c| !c.met).map(|c| c.missing.as_str()).collect();
-    if missing.is_empty() {
-        return Outcome { effective: next, changed: true, pending: None, checklist: None, approvers };
+    if checks.iter().all(|c| c.met) {
+        return Outcome { effective: next, changed: true, checklist: None, approvers };
     }
     Outcome {
         effective: current,
         changed: false,
-        pending: Some(format!("promotion {current} → {next} waits: {}", missing.join("; "))),
         checklist: Some(PromotionStatus { to: next, checks }),
         approvers: vec![],
     }
@@ -310,7 +313,7 @@ mod tests {
             evidence(0, 0),
             "2026-01-01T00:00:01Z",
         );
-        assert_eq!((o.effective, o.changed, o.pending), (Tier::Assist, true, None));
+        assert_eq!((o.effective, o.changed, o.pending()), (Tier::Assist, true, None));
         let o = eval(
             &agent(Tier::Supervised, Some(Tier::Supervised), "2026-01-01T00:00:00Z"),
             &[],
@@ -333,7 +336,7 @@ mod tests {
         assert_eq!(unmet, [PromotionRule::Dwell, PromotionRule::Approvals, PromotionRule::ShadowEvidence]);
         assert_eq!(list.checks.len(), 6, "every rule is listed, met or not");
         assert!(list.checks.iter().all(|c| c.met == c.missing.is_empty()));
-        let msg = o.pending.unwrap();
+        let msg = o.pending().unwrap();
         assert!(msg.contains("dwell 6h of 24h"), "{msg}");
         assert!(msg.contains("needs 2 approvals from soc-leads, has 1"), "{msg}");
         assert!(msg.contains("shadow agreement 0.85 < 0.90 over 20 decisions"), "{msg}");
@@ -343,15 +346,15 @@ mod tests {
             approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
         ];
         let o = eval(&a, &two, evidence(20, 19), "2026-01-02T06:00:00Z");
-        assert_eq!((o.effective, o.changed, o.pending), (Tier::Autonomous, true, None));
+        assert_eq!((o.effective, o.changed, o.pending()), (Tier::Autonomous, true, None));
         assert_eq!(o.approvers, vec!["lead-a", "lead-b"]);
 
         let o = eval(&a, &two, evidence(5, 5), "2026-01-02T06:00:00Z");
-        assert!(o.pending.unwrap().contains("5 decisions of the 20 needed"));
+        assert!(o.pending().unwrap().contains("5 decisions of the 20 needed"));
 
         // A policy that asks for no shadow evidence does not hold a promotion for lack of it.
         let rules = PromotionRules { min_shadow_decisions: 0, ..Default::default() };
-        assert_eq!(eval_with(&a, &two, evidence(0, 0), &rules, "2026-01-02T06:00:00Z").pending, None);
+        assert_eq!(eval_with(&a, &two, evidence(0, 0), &rules, "2026-01-02T06:00:00Z").pending(), None);
     }
 
     #[test]
@@ -359,7 +362,7 @@ mod tests {
         let key = Key::new(b"k");
         let a = agent(Tier::Autonomous, Some(Tier::Assist), "2026-01-01T00:00:00Z");
         let o = eval(&a, &[], evidence(50, 50), "2026-01-05T00:00:00Z");
-        assert!(o.pending.unwrap().contains("one tier at a time: assist → supervised first"));
+        assert!(o.pending().unwrap().contains("one tier at a time: assist → supervised first"));
 
         let a = agent(Tier::Autonomous, Some(Tier::Supervised), "2026-01-01T00:00:00Z");
         let mut forged = approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z");
@@ -370,7 +373,7 @@ mod tests {
             approval(&key, "lead-b", Tier::Supervised, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"), // wrong tier
         ];
         let o = eval(&a, &approvals, evidence(50, 50), "2026-01-05T00:00:00Z");
-        assert!(o.pending.unwrap().contains("has 0"));
+        assert!(o.pending().unwrap().contains("has 0"));
 
         let deny = vec![
             approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
@@ -378,7 +381,7 @@ mod tests {
             approval(&key, "lead-c", Tier::Autonomous, ApprovalDecision::Deny, "2026-01-01T12:00:00Z"),
         ];
         assert!(
-            eval(&a, &deny, evidence(50, 50), "2026-01-05T00:00:00Z").pending.unwrap().contains("denied by lead-c")
+            eval(&a, &deny, evidence(50, 50), "2026-01-05T00:00:00Z").pending().unwrap().contains("denied by lead-c")
         );
     }
 
@@ -393,15 +396,15 @@ mod tests {
             approval(&key, "lead-a", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
             approval(&key, "lead-b", Tier::Autonomous, ApprovalDecision::Approve, "2026-01-01T12:00:00Z"),
         ];
-        let msg = eval(&a, &two, evidence(30, 30), "2026-01-05T00:00:00Z").pending.unwrap();
+        let msg = eval(&a, &two, evidence(30, 30), "2026-01-05T00:00:00Z").pending().unwrap();
         assert!(msg.contains("within the clean window"), "{msg}");
         assert!(msg.contains("cooling off"), "{msg}");
         // Past the clean window (24h) and the cooling-off (72h from the resume), both are met.
         let o = eval(&a, &two, evidence(30, 30), "2026-01-08T00:00:00Z");
-        assert_eq!(o.pending, None, "every rule holds 3 days after the resume");
+        assert_eq!(o.pending(), None, "every rule holds 3 days after the resume");
         assert_eq!(o.effective, Tier::Autonomous);
         // Between the two: the clean window is over, the cooling-off is not.
-        let msg = eval(&a, &two, evidence(30, 30), "2026-01-06T00:00:00Z").pending.unwrap();
+        let msg = eval(&a, &two, evidence(30, 30), "2026-01-06T00:00:00Z").pending().unwrap();
         assert!(!msg.contains("clean window") && msg.contains("cooling off"), "{msg}");
     }
 
