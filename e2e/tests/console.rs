@@ -200,5 +200,12 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
             "no {act} button for the analyst"
         );
     }
+
+    // A kill switch turned on shows on every page, live.
+    let kill = KillSwitch::new();
+    kill.set(&s.admin, true).await?;
+    let banner = browser.wait_text("#killswitch", T, |t| t.contains("KILL SWITCH ON")).await?;
+    assert!(banner.contains(&kill.name), "{banner}");
+    kill.set(&s.admin, false).await?;
     Ok(())
 }
