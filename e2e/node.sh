@@ -1,0 +1,217 @@
+# A real node for the local control plane (`e2e/cluster up --node`), sourced by e2e/cluster.
+#
+# Layout (nothing leaves this machine, nothing of the host's network is changed but one route):
+# - a network namespace $NODE_NETNS, joined to the host by a veth pair: host $NODE_HOST_IP,
+#   node $NODE_IP. The API server listens on $NODE_HOST_IP (also a local address of this machine).
+# - in it: containerd (private root, state and socket; runc; pods on a CNI bridge with the subnet
+#   $POD_CIDR) and the kubelet, registered as Node $NODE_NAME. The host routes $POD_CIDR to the
+#   node, so the API server reaches webhooks in pods and the tests reach pods.
+# - a DNAT rule inside the namespace makes the `kubernetes` Service (10.0.0.1:443) the API server:
+#   pods use the in-cluster configuration as on any cluster (there is no kube-proxy).
+# - images come from local builds (buildah, no registry): the pod sandbox ("pause", a static C
+#   program), the operator and the reference agent (release builds of this workspace), imported
+#   into containerd's k8s.io namespace.
+
+NODE_NAME=warden-node
+NODE_NETNS=soc-warden-node
+NODE_HOST_IF=swn-host
+NODE_IF=swn-node
+NODE_HOST_IP=172.30.213.1
+NODE_IP=172.30.213.2
+POD_CIDR=172.30.214.0/24
+PAUSE_IMAGE=localhost/soc-warden/pause:1.0
+OPERATOR_IMAGE=localhost/soc-warden/warden:0.1.0
+AGENT_IMAGE=localhost/soc-warden/reference-agent:0.1.0
+NODE_PACKAGES=(containerd runc containernetworking-plugins buildah iptables iproute2 gcc libc6-dev)
+
+node_packages() {
+  local missing=() p
+  for p in "${NODE_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  PACKAGES=("${missing[@]}") ensure_packages
+}
+
+ctr_() { ctr --address "$STATE/node/containerd.sock" -n k8s.io "$@"; }
+
+# The network namespace, the veth pair, the route to the pods and the `kubernetes` Service's DNAT.
+node_network() {
+  ip netns add "$NODE_NETNS"
+  ip link add "$NODE_HOST_IF" type veth peer name "$NODE_IF"
+  ip link set "$NODE_IF" netns "$NODE_NETNS"
+  ip addr add "$NODE_HOST_IP/30" dev "$NODE_HOST_IF"
+  ip link set "$NODE_HOST_IF" up
+  ip route add "$POD_CIDR" via "$NODE_IP" dev "$NODE_HOST_IF"
+  local in=(ip netns exec "$NODE_NETNS")
+  "${in[@]}" ip addr add "$NODE_IP/30" dev "$NODE_IF"
+  "${in[@]}" ip link set "$NODE_IF" up
+  "${in[@]}" ip link set lo up
+  "${in[@]}" ip route add default via "$NODE_HOST_IP"
+  "${in[@]}" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# After the API server's port is known: 10.0.0.1:443 (the `kubernetes` Service) -> the API server.
+node_service_nat() {
+  ip netns exec "$NODE_NETNS" iptables -t nat -A PREROUTING -d 10.0.0.1/32 -p tcp --dport 443 \
+    -j DNAT --to-destination "$NODE_HOST_IP:$API_PORT"
+  ip netns exec "$NODE_NETNS" iptables -t nat -A OUTPUT -d 10.0.0.1/32 -p tcp --dport 443 \
+    -j DNAT --to-destination "$NODE_HOST_IP:$API_PORT"
+}
+
+node_pki() {
+  local p=$STATE/pki
+  # The API server's client certificate towards the kubelet (logs, exec, port-forward).
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$p/kubelet-client.key" -out "$p/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -in "$p/kubelet-client.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+    -days 30 -extfile "$p/client.ext" -out "$p/kubelet-client.crt" 2>/dev/null
+}
+
+# The kubelet's identity: a static token for system:node:<name> in system:nodes (Node authorizer).
+node_token() {
+  local t
+  t=$(openssl rand -hex 24)
+  printf '%s,%s,%s,"%s"\n' "$t" "system:node:$NODE_NAME" "uid-$NODE_NAME" system:nodes >>"$STATE/tokens.csv"
+  kubeconfig node "$t"
+}
+
+# Images without a registry: build a root filesystem, commit, push as a docker-archive, import.
+image() { # name, then a function that fills the mounted root "$1"
+  local name=$1 fill=$2 b root
+  local bah=(buildah --root "$STATE/node/buildah" --runroot "$STATE/node/buildah-run" --storage-driver vfs)
+  b=$("${bah[@]}" from scratch)
+  root=$("${bah[@]}" mount "$b")
+  "$fill" "$root"
+  "${bah[@]}" config "${IMAGE_CONFIG[@]}" "$b"
+  "${bah[@]}" commit -q "$b" "$name" >/dev/null
+  "${bah[@]}" push -q "$name" "docker-archive:$STATE/node/image.tar:$name" >/dev/null
+  "${bah[@]}" rm "$b" >/dev/null
+  ctr_ images import "$STATE/node/image.tar" >/dev/null
+  rm -f "$STATE/node/image.tar"
+  log "image $name imported"
+}
+
+# A binary and the shared libraries it links, as the Dockerfile's final stage copies them.
+with_libs() { # root binary dest
+  local root=$1 bin=$2 dest=$3 lib
+  mkdir -p "$root/$(dirname "$dest")"
+  cp "$bin" "$root/$dest"
+  for lib in $(ldd "$bin" | grep -oE '/[^ ]+'); do
+    mkdir -p "$root/$(dirname "$lib")"
+    cp -L "$lib" "$root/$lib"
+  done
+  mkdir -p "$root/etc/ssl/certs" "$root/tmp"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  printf 'nonroot:x:65532:65532::/:/sbin/nologin\n' >"$root/etc/passwd"
+}
+
+fill_pause() { mkdir -p "$1/bin"; cp "$STATE/node/pause" "$1/bin/pause"; }
+fill_operator() { with_libs "$1" "$RELEASE/warden" /usr/local/bin/warden; }
+fill_agent() { with_libs "$1" "$RELEASE/reference-agent" /usr/local/bin/reference-agent; }
+
+node_images() {
+  RELEASE=$HERE/../target/release
+  log "building the release binaries of the operator and the reference agent"
+  (cd "$HERE/.." && cargo build -q --release --locked -p soc-warden -p reference-agent --bin warden --bin reference-agent >&2)
+  # The pod sandbox: waits for a signal, as Kubernetes' own pause does.
+  gcc -static -Os -o "$STATE/node/pause" "$HERE/images/pause.c"
+  IMAGE_CONFIG=(--entrypoint '["/bin/pause"]' --user 65535:65535)
+  image "$PAUSE_IMAGE" fill_pause
+  IMAGE_CONFIG=(--entrypoint '["/usr/local/bin/warden"]' --user 65532:65532)
+  image "$OPERATOR_IMAGE" fill_operator
+  IMAGE_CONFIG=(--entrypoint '["/usr/local/bin/reference-agent"]' --user 65532:65532)
+  image "$AGENT_IMAGE" fill_agent
+}
+
+node_up() {
+  node_packages
+  build_node
+  local n=$STATE/node
+  mkdir -p "$n/cni" "$n/kubelet" "$n/containerd"
+  cat >"$n/containerd.toml" <<EOF
+version = 2
+root = "$n/containerd/root"
+state = "$n/containerd/state"
+[grpc]
+  address = "$n/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  netns_mounts_under_state_dir = true
+  # This machine may not lower a process's oom_score_adj (the kubelet asks -998 for sandboxes).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$n/cni"
+EOF
+  cat >"$n/cni/10-warden.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "warden-pods", "plugins": [
+  {"type": "bridge", "bridge": "swn-br0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$n/cni-ipam"}}]}
+EOF
+  nsenter --net="/run/netns/$NODE_NETNS" containerd --config "$n/containerd.toml" >"$STATE/logs/containerd.log" 2>&1 &
+  echo $! >>"$STATE/pids"
+  wait_for 30 containerd ctr_ version || die "containerd did not start (see $STATE/logs/containerd.log)"
+  node_images
+
+  "$NODE_BIN/kube-scheduler" --kubeconfig="$STATE/admin.kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$(free_port)" --port=0 \
+    >"$STATE/logs/kube-scheduler.log" 2>&1 &
+  echo $! >>"$STATE/pids"
+
+  # containerd and the kubelet enter only the node's network namespace (nsenter, so that $! is the
+  # process itself): `ip netns exec` would also give each its own mount namespace with a fresh /sys
+  # (no cgroups), and containerd would not see the kubelet's volume mounts.
+  cat >"$n/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+failSwapOn: false
+# Mounted Secrets follow their object within seconds (the default pod sync is a minute).
+syncFrequency: 5s
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $STATE/pki/ca.crt}
+authorization: {mode: Webhook}
+evictionHard: {memory.available: "0%", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
+EOF
+  nsenter --net="/run/netns/$NODE_NETNS" "$NODE_BIN/kubelet" --config="$n/kubelet.yaml" \
+    --kubeconfig="$STATE/node.kubeconfig" --container-runtime=remote \
+    --container-runtime-endpoint="unix://$n/containerd.sock" --root-dir="$n/kubelet" \
+    --cert-dir="$n/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
+    --pod-infra-container-image="$PAUSE_IMAGE" --v=1 >"$STATE/logs/kubelet.log" 2>&1 &
+  echo $! >>"$STATE/pids"
+  wait_for 120 "node $NODE_NAME" node_ready || die "the node did not become Ready (see $STATE/logs/kubelet.log)"
+}
+
+node_ready() {
+  [ "$("$BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" get node "$NODE_NAME" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+# Before the processes stop: every container and sandbox is killed, so nothing outlives `down`.
+node_down() {
+  [ -S "$STATE/node/containerd.sock" ] || return 0
+  local t
+  for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
+  sleep 0.5
+  for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
+}
+
+# After the processes stopped: shims, mounts, the namespace (its veth and route go with it).
+node_cleanup() {
+  pkill -9 -f "containerd-shim.*$STATE/node/containerd.sock" 2>/dev/null || true
+  if [ -d "$STATE/node" ]; then
+    grep -F " $STATE/node/" /proc/self/mounts | awk '{print $2}' | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  fi
+  ip netns del "$NODE_NETNS" 2>/dev/null || true
+  ip link del "$NODE_HOST_IF" 2>/dev/null || true
+}
