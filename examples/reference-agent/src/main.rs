@@ -132,15 +132,24 @@ async fn main() -> Result<()> {
     let token_file = env("TOKEN_FILE", "/var/run/soc-warden/token");
     let interval: u64 = env("INTERVAL", "30").parse().context("INTERVAL is a number of seconds")?;
     say(json!({"event": "start", "agent": agent, "tokenFile": token_file}));
+    let mut waiting = false;
     loop {
         match std::fs::read_to_string(&token_file) {
             Ok(token) if !token.trim().is_empty() => {
+                waiting = false;
                 if let Err(e) = round(&agent, token.trim()).await {
                     say(json!({"event": "error", "token": fingerprint(token.trim()), "error": format!("{e:#}")}));
                 }
+                tokio::time::sleep(Duration::from_secs(interval)).await;
             }
-            _ => say(json!({"event": "no-token", "tokenFile": token_file})),
+            // No token yet (or the agent was paused and its Secret deleted): look again soon.
+            _ => {
+                if !waiting {
+                    say(json!({"event": "no-token", "tokenFile": token_file}));
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_secs(interval)).await;
     }
 }

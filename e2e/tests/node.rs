@@ -1,0 +1,395 @@
+//! SOC Warden as pods on a real node (`e2e/cluster up --node`: a kubelet with containerd and runc,
+//! see e2e/node.sh). The Helm chart is rendered and applied for real with the image built from the
+//! release binary; an agent runs the reference agent image and uses the token the operator issued
+//! it from the mounted Secret. Every test here is named `on_the_node_…`: e2e/test runs them on
+//! their own freshly started node cluster, after the rest of the suite.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Decision, Risk, SocAction, SocAgent, Tier, Verb, WorkloadKind, WorkloadRef};
+use socwarden_core::agent::credentials;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(90);
+const DEPLOYMENT: &str = "soc-warden";
+
+/// What `e2e/cluster up --node` wrote into the cluster's env file.
+fn node_env() -> Result<BTreeMap<String, String>> {
+    let env = std::fs::read_to_string(cluster_dir().join("env"))
+        .context("no local control plane: start it with `e2e/cluster up --node` (e2e/test does)")?;
+    let vars: BTreeMap<String, String> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !vars.contains_key("CONTAINERD_SOCK") {
+        bail!("the local control plane has no node: start it with `e2e/cluster up --node` (e2e/test does)");
+    }
+    Ok(vars)
+}
+
+/// `ctr` against the node's containerd, in the Kubernetes namespace.
+fn ctr(args: &[&str]) -> Result<String> {
+    let sock = node_env()?["CONTAINERD_SOCK"].clone();
+    let out = Command::new("ctr").args(["--address", &sock, "-n", "k8s.io"]).args(args).output()?;
+    if !out.status.success() {
+        bail!("ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A container the node runs (as containerd knows it, not as the API server says).
+#[derive(Debug)]
+struct Running {
+    pod: String,
+    container: String,
+    pid: u32,
+}
+
+/// The containers with a live process in pods of `namespace`.
+fn running_in(namespace: &str) -> Result<Vec<Running>> {
+    let mut pids = BTreeMap::new();
+    for line in ctr(&["tasks", "ls"])?.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 3 && f[2] == "RUNNING" {
+            pids.insert(f[0].to_string(), f[1].parse::<u32>()?);
+        }
+    }
+    let mut out = vec![];
+    for (id, pid) in pids {
+        let Ok(info) = ctr(&["containers", "info", &id]) else { continue };
+        let info: Value = serde_json::from_str(&info)?;
+        let label = |k: &str| info["Labels"][k].as_str().unwrap_or_default().to_string();
+        if label("io.kubernetes.pod.namespace") == namespace && label("io.cri-containerd.kind") == "container" {
+            out.push(Running { pod: label("io.kubernetes.pod.name"), container: label("io.kubernetes.container.name"), pid });
+        }
+    }
+    Ok(out)
+}
+
+fn admin_kubectl(args: &[&str], stdin: &str) -> Result<String> {
+    let (ok, out) = kubectl_with(&admin_kubeconfig(), args, stdin)?;
+    if !ok {
+        bail!("kubectl {args:?}: {out}");
+    }
+    Ok(out)
+}
+
+/// Installs the chart as a user would (rendered for this cluster's API versions, applied with
+/// kubectl) with the node's values, and waits for both operator pods to be Ready.
+async fn install(admin: &Client) -> Result<Vec<Pod>> {
+    node_env()?;
+    ensure_namespace(admin, OPERATOR_NAMESPACE).await?;
+    let ca = std::fs::read_to_string(cluster_dir().join("pki/webhook-client-ca.crt"))?;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "soc-warden-webhook-client-ca", "namespace": OPERATOR_NAMESPACE}, "data": {"ca.crt": ca}});
+    admin_kubectl(&["apply", "-f", "-"], &cm.to_string())?;
+    let versions = admin_kubectl(&["api-versions"], "")?.split_whitespace().collect::<Vec<_>>().join(",");
+    let out = Command::new(renderer())
+        .args(["-name", "soc-warden", "-namespace", OPERATOR_NAMESPACE, "-api-versions", &versions])
+        .arg("-f")
+        .arg(repo().join("e2e/node-values.yaml"))
+        .arg(repo().join("charts/soc-warden"))
+        .output()?;
+    if !out.status.success() {
+        bail!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let manifests = String::from_utf8(out.stdout)?;
+    // The chart's CRDs come first; its AutonomyPolicy can be applied once they are served.
+    if kubectl_with(&admin_kubeconfig(), &["apply", "-f", "-"], &manifests)?.0 {
+        // applied in one go
+    } else {
+        admin_kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], "")?;
+        admin_kubectl(&["apply", "-f", "-"], &manifests)?;
+    }
+    operator_pods(admin, 2).await
+}
+
+/// Waits until the operator's Deployment has `n` Ready pods on the node and returns them.
+async fn operator_pods(admin: &Client, n: usize) -> Result<Vec<Pod>> {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    wait_for(&format!("{n} Ready operator pods on the node"), T, || async {
+        let d = Api::<Deployment>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(DEPLOYMENT).await?;
+        let selector = d.spec.selector.match_labels.clone().unwrap_or_default();
+        let selector = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let ready: Vec<Pod> = pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+            .collect();
+        Ok((ready.len() == n).then_some(ready))
+    })
+    .await
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
+}
+
+async fn leader(admin: &Client) -> Result<String> {
+    let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(soc_warden::leader::LEASE).await?;
+    lease.spec.and_then(|s| s.holder_identity).ok_or_else(|| anyhow!("the lease has no holder"))
+}
+
+#[tokio::test]
+async fn on_the_node_the_chart_runs_the_operator_as_two_locked_down_ready_pods() -> Result<()> {
+    let admin = admin().await?;
+    let pods = install(&admin).await?;
+    let node = node_env()?["NODE_NAME"].clone();
+    let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+    for p in &pods {
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some(node.as_str()), "{} runs on the node", p.name_any());
+        assert_eq!(restarts(p), 0, "{} never restarted", p.name_any());
+        assert_eq!(spec.containers[0].image.as_deref(), Some(node_env()?["OPERATOR_IMAGE"].as_str()));
+    }
+    // One of them leads; the webhook is registered through the chart's Service.
+    let holder = wait_for("a leader", T, || async { Ok(leader(&admin).await.ok()) }).await?;
+    assert!(names.contains(&holder), "the lease holder {holder} is one of the pods {names:?}");
+    let hooks = Api::<ValidatingWebhookConfiguration>::all(admin.clone()).list(&ListParams::default()).await?;
+    let services: Vec<String> = hooks
+        .items
+        .iter()
+        .flat_map(|h| h.webhooks.iter().flatten())
+        .filter_map(|w| w.client_config.service.as_ref())
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    assert!(!services.is_empty(), "the webhooks are reached through a Service");
+    assert!(services.iter().all(|s| s == &format!("{OPERATOR_NAMESPACE}/{DEPLOYMENT}")), "{services:?}");
+
+    // What the processes really are: non-root, no capabilities, a read-only image, and writable
+    // only where the chart mounts something writable.
+    let running = running_in(OPERATOR_NAMESPACE)?;
+    assert_eq!(running.iter().filter(|r| r.container == "warden").count(), 2, "{running:?}");
+    for r in running.iter().filter(|r| r.container == "warden") {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid))?;
+        let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap_or_default().to_string();
+        assert!(field("Uid:").split_whitespace().skip(1).all(|u| u == "65532"), "{}: {}", r.pod, field("Uid:"));
+        assert_eq!(field("CapEff:").split_whitespace().nth(1), Some("0000000000000000"), "{}", r.pod);
+        let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", r.pid))?;
+        let mut writable = BTreeSet::new();
+        for m in mounts.lines() {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            let (point, opts) = (f[4], f[5]);
+            if point == "/" {
+                assert!(opts.split(',').any(|o| o == "ro"), "{}: the root filesystem is read-only ({opts})", r.pod);
+            }
+            let kernel = ["/proc", "/sys", "/dev"].iter().any(|k| point == *k || point.starts_with(&format!("{k}/")));
+            if opts.split(',').any(|o| o == "rw") && !kernel {
+                writable.insert(point.to_string());
+            }
+        }
+        let allowed: BTreeSet<String> = ["/var/log/soc-warden", "/etc/hosts"].into_iter().map(String::from).collect();
+        assert!(writable.is_subset(&allowed), "{}: writable mounts {writable:?}, allowed {allowed:?}", r.pod);
+    }
+    Ok(())
+}
+
+/// The reference agent as a Deployment: one round every 2 s, the token from the mounted Secret.
+fn agent_deployment(name: &str, agent: &str, action: &str, scope: &str) -> Result<Deployment> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "terminationGracePeriodSeconds": 2,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532},
+                    "containers": [{
+                        "name": "agent",
+                        "image": node_env()?["AGENT_IMAGE"],
+                        "imagePullPolicy": "Never",
+                        "env": [
+                            {"name": "AGENT", "value": agent},
+                            {"name": "ACTION", "value": action},
+                            {"name": "TARGET_KIND", "value": "Pod"},
+                            {"name": "TARGET_NAME", "value": "web-frontend"},
+                            {"name": "TARGET_NAMESPACE", "value": scope},
+                            {"name": "INTERVAL", "value": "2"}
+                        ],
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [
+                            {"name": "token", "mountPath": "/var/run/soc-warden", "readOnly": true},
+                            {"name": "cluster-ca", "mountPath": "/var/run/kube-root-ca", "readOnly": true}
+                        ]
+                    }],
+                    "volumes": [
+                        {"name": "token", "secret": {"secretName": credentials::secret_name(agent), "optional": true}},
+                        {"name": "cluster-ca", "configMap": {"name": "kube-root-ca.crt"}}
+                    ]
+                }
+            }
+        }
+    }))?)
+}
+
+/// The fingerprint the reference agent prints and puts in its requests (first 12 hex of SHA-256).
+fn fingerprint(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    d.as_ref().iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits for a request filed by the agent's pod with `token`, stamped as the agent's
+/// ServiceAccount by the admission webhook and decided by the operator.
+async fn filed_with(admin: &Client, ns: &str, agent: &str, token: &str) -> Result<ActionRequest> {
+    let fp = fingerprint(token);
+    let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), ns);
+    let requester = format!("system:serviceaccount:{ns}:{}", socwarden_core::admission::identity::service_account_name(agent));
+    wait_for(&format!("a request filed with token {fp}, decided"), T, || async {
+        let found = requests.list(&ListParams::default()).await?.items.into_iter().find(|r| {
+            r.spec.justification.contains(&fp)
+                && r.spec.requester == requester
+                && r.status.as_ref().and_then(|s| s.decision) == Some(Decision::AutoApproved)
+        });
+        Ok(found)
+    })
+    .await
+}
+
+async fn agent_pod(admin: &Client, ns: &str, app: &str) -> Result<Pod> {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    wait_for("the agent's pod Ready", T, || async {
+        let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await?.items;
+        Ok(list.into_iter().find(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn on_the_node_an_agent_pod_uses_its_mounted_token_follows_rotation_and_stops_when_paused() -> Result<()> {
+    let admin = admin().await?;
+    install(&admin).await?;
+    let ns = Namespaces::create(&admin, &["agents", "scope"]).await?;
+    let (home, scope) = (ns.get(0), ns.get(1));
+    let read = unique("read-pods");
+    apply(&Api::<SocAction>::all(admin.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
+    apply(&Api::<Deployment>::namespaced(admin.clone(), home), &agent_deployment("bot", "bot", &read, scope)?).await?;
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
+    let mut a = agent("bot", home, Tier::Supervised, &[&read], &[scope]);
+    a.spec.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
+    apply(&agents, &a).await?;
+    wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
+
+    // The pod reads the issued token from its volume and files with it: the in-cluster webhook
+    // stamps the agent's identity, the in-cluster leader decides.
+    let first = agent_token(&admin, home, "bot").await?.unwrap();
+    filed_with(&admin, home, "bot", &first).await?;
+    let pod = agent_pod(&admin, home, "bot").await?;
+    let uid = pod.uid().unwrap();
+
+    // Rotation: the operator replaces the token (made due by moving its issue time back); the
+    // kubelet refreshes the mounted Secret and the same process uses the new token.
+    let iat = credentials::jwt_claims(&first).and_then(|c| c["iat"].as_i64()).expect("iat");
+    wait_for("the second after the token's iat", T, || async {
+        Ok((jiff::Timestamp::now().as_second() > iat).then_some(()))
+    })
+    .await?;
+    let now = jiff::Timestamp::now();
+    let patch = json!({"metadata": {"annotations": {
+        credentials::ISSUED_AT: (now - jiff::SignedDuration::from_secs(3060)).to_string(),
+        credentials::EXPIRES_AT: (now + jiff::SignedDuration::from_secs(540)).to_string(),
+    }}});
+    Api::<Secret>::namespaced(admin.clone(), home)
+        .patch(&credentials::secret_name("bot"), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let rotated = wait_for("a rotated token", T, || async {
+        Ok(agent_token(&admin, home, "bot").await?.filter(|t| *t != first))
+    })
+    .await?;
+    let started = Instant::now();
+    filed_with(&admin, home, "bot", &rotated).await?;
+    eprintln!("the pod used the rotated token {:?} after the rotation", started.elapsed());
+    let same = agent_pod(&admin, home, "bot").await?;
+    assert_eq!(same.uid().unwrap(), uid, "the same pod, not a new one");
+    assert_eq!(restarts(&same), 0, "without a restart");
+
+    // Pause: replicas 0 and the process gone from the node, not only from the API.
+    a.spec.paused = true;
+    apply(&agents, &a).await?;
+    let paused_at = Instant::now();
+    wait_for("the agent's pod and container gone", T, || async {
+        let d = Api::<Deployment>::namespaced(admin.clone(), home).get("bot").await?;
+        let pods = Api::<Pod>::namespaced(admin.clone(), home).list(&ListParams::default()).await?.items;
+        let running = running_in(home)?;
+        Ok((d.spec.replicas == Some(0) && pods.is_empty() && running.is_empty()).then_some(()))
+    })
+    .await?;
+    eprintln!("paused: replicas 0, no pod, no container {:?} after the pause", paused_at.elapsed());
+
+    // Resume: a new pod starts and files with a fresh, working token.
+    a.spec.paused = false;
+    apply(&agents, &a).await?;
+    wait_agent(&admin, home, "bot", "Ready again", T, ready).await?;
+    let fresh = agent_token(&admin, home, "bot").await?.unwrap();
+    assert!(fresh != first && fresh != rotated, "resuming issues a fresh token");
+    filed_with(&admin, home, "bot", &fresh).await?;
+    let back = agent_pod(&admin, home, "bot").await?;
+    assert_ne!(back.uid().unwrap(), uid, "a new pod after the resume");
+    assert_eq!(running_in(home)?.len(), 1, "one agent container runs again");
+    Ok(())
+}
+
+#[tokio::test]
+async fn on_the_node_killing_the_leader_pod_hands_the_lease_over_within_the_lease_plus_2s() -> Result<()> {
+    let admin = admin().await?;
+    let pods = install(&admin).await?;
+    let old = wait_for("a leader", T, || async { Ok(leader(&admin).await.ok()) }).await?;
+    let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(soc_warden::leader::LEASE).await?;
+    let lease_secs = lease.spec.as_ref().and_then(|s| s.lease_duration_seconds).unwrap_or(15) as u64;
+    assert!(pods.iter().any(|p| p.name_any() == old));
+    let victim = running_in(OPERATOR_NAMESPACE)?
+        .into_iter()
+        .find(|r| r.pod == old && r.container == "warden")
+        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+
+    // A crash, not a shutdown: SIGKILL (no lease release), and the pod removed so the kubelet
+    // does not restart it under the same identity.
+    let killed = Instant::now();
+    let status = Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?;
+    assert!(status.success(), "kill -KILL {}", victim.pid);
+    Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await?;
+    let new = wait_for("another pod holds the lease", Duration::from_secs(lease_secs + 30), || async {
+        Ok(leader(&admin).await.ok().filter(|h| *h != old))
+    })
+    .await?;
+    let took = killed.elapsed();
+    eprintln!("{new} took over from {old} {took:?} after the kill (lease {lease_secs}s)");
+    assert!(took <= Duration::from_secs(lease_secs + 2), "took over after {took:?}, lease {lease_secs}s + 2s");
+    // And it leads for real: it decides a request.
+    let ns = Namespaces::create(&admin, &["failover"]).await?;
+    let read = unique("read-pods");
+    apply(&Api::<SocAction>::all(admin.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
+    apply(&Api::<SocAgent>::namespaced(admin.clone(), ns.get(0)), &agent("bot", ns.get(0), Tier::Supervised, &[&read], &[ns.get(0)]))
+        .await?;
+    wait_agent(&admin, ns.get(0), "bot", "Ready under the new leader", T, ready).await?;
+    operator_pods(&admin, 2).await?;
+    Ok(())
+}
