@@ -34,6 +34,7 @@ pub mod operator;
 pub mod requests;
 pub mod traffic;
 pub mod waiting;
+pub mod walkthrough;
 
 pub use browser::{Browser, Console};
 pub use cluster::*;

@@ -16,7 +16,7 @@ use soc_warden_e2e::*;
 use socwarden_api::{ActionRequest, Decision, Risk, SocAction, SocAgent, Tier, Verb, WorkloadKind, WorkloadRef};
 use socwarden_core::agent::credentials;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(90);
@@ -391,5 +391,50 @@ async fn on_the_node_killing_the_leader_pod_hands_the_lease_over_within_the_leas
         .await?;
     wait_agent(&admin, ns.get(0), "bot", "Ready under the new leader", T, ready).await?;
     operator_pods(&admin, 2).await?;
+    Ok(())
+}
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn on_the_node_the_readme_walk_through_runs_against_the_in_cluster_operator() -> Result<()> {
+    let admin = admin().await?;
+    node_env()?;
+    // `e2e/up --node` against the running node cluster (KUBECONFIG set, so it starts nothing):
+    // the chart, the examples, the gateway forwarded to 127.0.0.1:9444.
+    std::fs::create_dir_all(repo().join("target/e2e-logs"))?;
+    let log = std::fs::File::create(repo().join("target/e2e-logs/e2e-up-node.log"))?;
+    let _up = Up(Command::new(repo().join("e2e/up"))
+        .arg("--node")
+        .env("KUBECONFIG", admin_kubeconfig())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("starting e2e/up --node")?);
+    operator_pods(&admin, 2).await?;
+    wait_for("the gateway forwarded to 127.0.0.1:9444", T, || async {
+        Ok(tokio::net::TcpStream::connect(("127.0.0.1", 9444)).await.ok().map(|_| ()))
+    })
+    .await?;
+    soc_warden_e2e::walkthrough::walk_through(&admin).await?;
+
+    // It was the pods that decided: the leader's decision log, read through its process's root,
+    // holds the isolation and its approval.
+    let holder = leader(&admin).await?;
+    let pid = running_in(OPERATOR_NAMESPACE)?
+        .into_iter()
+        .find(|r| r.pod == holder && r.container == "warden")
+        .ok_or_else(|| anyhow!("no running container for the leader {holder}"))?
+        .pid;
+    let log = std::fs::read_to_string(format!("/proc/{pid}/root/var/log/soc-warden/decisions.jsonl"))?;
+    let isolation: Vec<&str> = log.lines().filter(|l| l.contains("isolate-web-frontend")).collect();
+    assert!(!isolation.is_empty(), "the leader's decision log records the isolation:\n{log}");
     Ok(())
 }
