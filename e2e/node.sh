@@ -127,6 +127,9 @@ node_up() {
   build_node
   local n=$STATE/node
   mkdir -p "$n/cni" "$n/kubelet" "$n/containerd"
+  # The kubelet writes container logs under /var/log/pods and /var/log/containers (fixed paths):
+  # remember what was there, so that `down` removes only what this node wrote.
+  ls -A /var/log/pods /var/log/containers 2>/dev/null >"$n/logs-before" || true
   cat >"$n/containerd.toml" <<EOF
 version = 2
 root = "$n/containerd/root"
@@ -211,6 +214,13 @@ node_cleanup() {
   if [ -d "$STATE/node" ]; then
     grep -F " $STATE/node/" /proc/self/mounts | awk '{print $2}' | sort -r |
       while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  fi
+  if [ -f "$STATE/node/logs-before" ]; then
+    local f
+    for f in /var/log/pods/* /var/log/containers/*; do
+      [ -e "$f" ] || [ -L "$f" ] || continue
+      grep -qxF "$(basename "$f")" "$STATE/node/logs-before" || rm -rf "$f"
+    done
   fi
   ip netns del "$NODE_NETNS" 2>/dev/null || true
   ip link del "$NODE_HOST_IF" 2>/dev/null || true

@@ -44,8 +44,10 @@ pub fn run_kubectl(line: &str) -> Result<String> {
 
 pub const ISOLATE_REQUEST: &str =
     "kubectl --as system:serviceaccount:soc-agents:warden-triage-bot create -f examples/workflows/isolate-request.yaml";
-pub const APPROVE_A: &str = "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
-pub const APPROVE_B: &str = "kubectl --as lead-b --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
+pub const APPROVE_A: &str =
+    "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
+pub const APPROVE_B: &str =
+    "kubectl --as lead-b --as-group soc-leads create -f examples/workflows/isolate-approval.yaml";
 pub const AGENT_TOKEN: &str = "kubectl -n soc-agents get secret warden-triage-bot-token -o jsonpath='{.data.token}' | base64 -d > /tmp/triage-bot.token";
 pub const GATEWAY_CA: &str = "kubectl -n soc-warden-system get secret socwarden-webhook-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > /tmp/soc-warden-ca.crt";
 pub const MCP_LIST: &str = "$(e2e/cluster mcp-client) examples/mcp/agent.py --url https://127.0.0.1:9444/mcp --token-file /tmp/triage-bot.token --ca-file /tmp/soc-warden-ca.crt list";
@@ -70,7 +72,6 @@ pub fn run_sh(line: &str) -> Result<String> {
 
 pub const APPROVE_PROMOTION: &str =
     "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/promote-intel-bot-approval.yaml";
-
 
 /// From the examples' agents being Ready to their deletion: listings, the agent at the MCP
 /// gateway (https://127.0.0.1:9444/mcp), the isolation approved by two leads and executed, the

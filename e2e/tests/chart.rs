@@ -399,3 +399,21 @@ fn the_chart_ships_the_peoples_roles_of_the_examples() -> Result<()> {
     assert_eq!(responder["rules"][0]["verbs"], json!(["patch", "pause"]), "responders pause, and only that");
     Ok(())
 }
+
+#[test]
+fn the_dockerfile_and_the_nodes_buildah_images_agree_with_the_chart() -> Result<()> {
+    // e2e/node.sh builds with buildah what the Dockerfile builds with docker: the same user (the
+    // chart's runAsUser) and entrypoints.
+    let docker = std::fs::read_to_string(repo().join("Dockerfile"))?;
+    let node = std::fs::read_to_string(repo().join("e2e/node.sh"))?;
+    let docs = render(&[])?;
+    let user = one(&docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_u64().unwrap();
+    assert_eq!(docker.matches(&format!("USER {user}:{user}")).count(), 2, "both Dockerfile images run as {user}");
+    assert_eq!(node.matches(&format!("--user {user}:{user}")).count(), 2, "both buildah images run as {user}");
+    for bin in ["warden", "reference-agent"] {
+        assert!(docker.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")), "Dockerfile: {bin}");
+        assert!(node.contains(&format!("--entrypoint '[\"/usr/local/bin/{bin}\"]'")), "e2e/node.sh: {bin}");
+        assert!(docker.contains(&format!("--bin {bin}")) && node.contains(&format!("--bin {bin}")), "{bin} built");
+    }
+    Ok(())
+}

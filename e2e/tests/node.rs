@@ -5,10 +5,10 @@
 //! their own freshly started node cluster, after the rest of the suite.
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -26,11 +26,8 @@ const DEPLOYMENT: &str = "soc-warden";
 fn node_env() -> Result<BTreeMap<String, String>> {
     let env = std::fs::read_to_string(cluster_dir().join("env"))
         .context("no local control plane: start it with `e2e/cluster up --node` (e2e/test does)")?;
-    let vars: BTreeMap<String, String> = env
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let vars: BTreeMap<String, String> =
+        env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     if !vars.contains_key("CONTAINERD_SOCK") {
         bail!("the local control plane has no node: start it with `e2e/cluster up --node` (e2e/test does)");
     }
@@ -70,7 +67,11 @@ fn running_in(namespace: &str) -> Result<Vec<Running>> {
         let info: Value = serde_json::from_str(&info)?;
         let label = |k: &str| info["Labels"][k].as_str().unwrap_or_default().to_string();
         if label("io.kubernetes.pod.namespace") == namespace && label("io.cri-containerd.kind") == "container" {
-            out.push(Running { pod: label("io.kubernetes.pod.name"), container: label("io.kubernetes.container.name"), pid });
+            out.push(Running {
+                pod: label("io.kubernetes.pod.name"),
+                container: label("io.kubernetes.container.name"),
+                pid,
+            });
         }
     }
     Ok(out)
@@ -260,7 +261,8 @@ fn fingerprint(token: &str) -> String {
 async fn filed_with(admin: &Client, ns: &str, agent: &str, token: &str) -> Result<ActionRequest> {
     let fp = fingerprint(token);
     let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), ns);
-    let requester = format!("system:serviceaccount:{ns}:{}", socwarden_core::admission::identity::service_account_name(agent));
+    let requester =
+        format!("system:serviceaccount:{ns}:{}", socwarden_core::admission::identity::service_account_name(agent));
     wait_for(&format!("a request filed with token {fp}, decided"), T, || async {
         let found = requests.list(&ListParams::default()).await?.items.into_iter().find(|r| {
             r.spec.justification.contains(&fp)
@@ -387,8 +389,11 @@ async fn on_the_node_killing_the_leader_pod_hands_the_lease_over_within_the_leas
     let ns = Namespaces::create(&admin, &["failover"]).await?;
     let read = unique("read-pods");
     apply(&Api::<SocAction>::all(admin.clone()), &action(&read, Risk::Low, "", "pods", &[Verb::List])).await?;
-    apply(&Api::<SocAgent>::namespaced(admin.clone(), ns.get(0)), &agent("bot", ns.get(0), Tier::Supervised, &[&read], &[ns.get(0)]))
-        .await?;
+    apply(
+        &Api::<SocAgent>::namespaced(admin.clone(), ns.get(0)),
+        &agent("bot", ns.get(0), Tier::Supervised, &[&read], &[ns.get(0)]),
+    )
+    .await?;
     wait_agent(&admin, ns.get(0), "bot", "Ready under the new leader", T, ready).await?;
     operator_pods(&admin, 2).await?;
     Ok(())
