@@ -9,7 +9,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams};
 use socwarden_api::{ActionRequest, Decision, ExecutionState, SocAgent, Tier};
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub const T: Duration = Duration::from_secs(60);
@@ -72,6 +72,16 @@ pub fn run_sh(line: &str) -> Result<String> {
 
 pub const APPROVE_PROMOTION: &str =
     "kubectl --as lead-a --as-group soc-leads create -f examples/workflows/promote-intel-bot-approval.yaml";
+
+/// `e2e/up` (or `e2e/up --node`) as a child of the test, stopped as Ctrl-C would when dropped.
+pub struct Up(pub Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
 
 /// From the examples' agents being Ready to their deletion: listings, the agent at the MCP
 /// gateway (https://127.0.0.1:9444/mcp), the isolation approved by two leads and executed, the

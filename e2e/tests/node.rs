@@ -12,11 +12,12 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use soc_warden_e2e::walkthrough::{Up, walk_through};
 use soc_warden_e2e::*;
 use socwarden_api::{ActionRequest, Decision, Risk, SocAction, SocAgent, Tier, Verb, WorkloadKind, WorkloadRef};
 use socwarden_core::agent::credentials;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(90);
@@ -105,10 +106,9 @@ async fn install(admin: &Client) -> Result<Vec<Pod>> {
         bail!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
     }
     let manifests = String::from_utf8(out.stdout)?;
-    // The chart's CRDs come first; its AutonomyPolicy can be applied once they are served.
-    if kubectl_with(&admin_kubeconfig(), &["apply", "-f", "-"], &manifests)?.0 {
-        // applied in one go
-    } else {
+    // The chart's AutonomyPolicy is refused until its CRD, applied in the same go, is served:
+    // then once more.
+    if !kubectl_with(&admin_kubeconfig(), &["apply", "-f", "-"], &manifests)?.0 {
         admin_kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], "")?;
         admin_kubectl(&["apply", "-f", "-"], &manifests)?;
     }
@@ -399,15 +399,6 @@ async fn on_the_node_killing_the_leader_pod_hands_the_lease_over_within_the_leas
     Ok(())
 }
 
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn on_the_node_the_readme_walk_through_runs_against_the_in_cluster_operator() -> Result<()> {
     let admin = admin().await?;
@@ -428,7 +419,7 @@ async fn on_the_node_the_readme_walk_through_runs_against_the_in_cluster_operato
         Ok(tokio::net::TcpStream::connect(("127.0.0.1", 9444)).await.ok().map(|_| ()))
     })
     .await?;
-    soc_warden_e2e::walkthrough::walk_through(&admin).await?;
+    walk_through(&admin).await?;
 
     // It was the pods that decided: the leader's decision log, read through its process's root,
     // holds the isolation and its approval.

@@ -5,16 +5,7 @@ use anyhow::{Context as _, Result};
 use soc_warden_e2e::walkthrough::*;
 use soc_warden_e2e::*;
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
+use std::process::{Command, Stdio};
 
 #[tokio::test]
 async fn every_readme_command_works() -> Result<()> {
