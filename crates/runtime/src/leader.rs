@@ -72,12 +72,40 @@ pub fn may_hold(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> boo
     match s.holder_identity.as_deref() {
         None | Some("") => true,
         Some(h) if h == identity => true,
-        Some(_) => {
-            let renewed = s.renew_time.as_ref().map(|t| t.0).or(s.acquire_time.as_ref().map(|t| t.0));
-            let duration = i64::from(s.lease_duration_seconds.unwrap_or(15));
-            renewed.is_none_or(|r| now.as_second() > r.as_second() + duration)
-        }
+        Some(_) => expires_at(s).is_none_or(|e| now > e),
     }
+}
+
+/// When the holder's lease runs out: its last renewal (or acquisition) plus its duration, to the
+/// microsecond the holder wrote. None when it carries no time. Pure.
+pub fn expires_at(s: &LeaseSpec) -> Option<Timestamp> {
+    let renewed = s.renew_time.as_ref().or(s.acquire_time.as_ref())?.0;
+    renewed.checked_add(jiff::SignedDuration::from_secs(i64::from(s.lease_duration_seconds.unwrap_or(15)))).ok()
+}
+
+/// How long a standby waits before its next attempt: its usual `period`, or less when the
+/// holder's lease runs out sooner, so that it takes over just after the expiry rather than up to
+/// a period later (a crashed leader's lease is then taken within the lease, not lease + period).
+pub fn retry_in(expires: Option<Timestamp>, now: Timestamp, period: Duration) -> Duration {
+    match expires {
+        Some(e) if e > now => {
+            let left = Duration::from_micros((e.as_microsecond() - now.as_microsecond()) as u64);
+            period.min(left + AFTER_EXPIRY)
+        }
+        _ => period,
+    }
+}
+
+/// How long after the holder's expiry a standby tries (the lease is strictly past its time).
+const AFTER_EXPIRY: Duration = Duration::from_millis(20);
+
+/// What one attempt on the lease found.
+#[derive(Debug, PartialEq)]
+pub enum Hold {
+    /// This replica holds it now.
+    Held,
+    /// Another replica does (or won a race for it); its lease runs out at `expires`.
+    Busy { expires: Option<Timestamp> },
 }
 
 fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
@@ -94,9 +122,9 @@ fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
     }
 }
 
-/// One attempt to take or renew the lease; true when we hold it afterwards. A write that races
-/// another replica's fails on the resourceVersion and counts as not holding.
-pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<bool> {
+/// One attempt to take or renew the lease. A write that races another replica's fails on the
+/// resourceVersion and counts as not holding.
+pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<Hold> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
     let now = Timestamp::now();
     match api.get_opt(LEASE).await? {
@@ -110,19 +138,19 @@ pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<bool> {
                 spec: Some(spec(c, None, now)),
             };
             match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Ok(_) => Ok(Hold::Held),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None }),
                 Err(e) => Err(e),
             }
         }
         Some(mut lease) => {
             if !may_hold(lease.spec.as_ref(), &c.identity, now) {
-                return Ok(false);
+                return Ok(Hold::Busy { expires: lease.spec.as_ref().and_then(expires_at) });
             }
             lease.spec = Some(spec(c, lease.spec.as_ref(), now));
             match api.replace(LEASE, &PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Ok(_) => Ok(Hold::Held),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None }),
                 Err(e) => Err(e),
             }
         }
@@ -130,12 +158,12 @@ pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<bool> {
 }
 
 /// One attempt within a deadline (a third of the lease): a stalled call counts as a failure.
-async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<bool> {
+async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<Hold> {
     let started = Instant::now();
     match tokio::time::timeout(c.duration / 3, try_hold(client, c)).await {
-        Ok(Ok(true)) => {
+        Ok(Ok(Hold::Held)) => {
             fence.renewed(started, c.duration);
-            Ok(true)
+            Ok(Hold::Held)
         }
         Ok(other) => other,
         Err(_) => Err(kube::Error::Service(format!("no answer within {:?}", c.duration / 3).into())),
@@ -145,12 +173,15 @@ async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<boo
 /// Waits until this replica holds the lease.
 pub async fn acquire(client: &Client, c: &Config, fence: &Fence) {
     loop {
-        match attempt(client, c, fence).await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not read or take the leader lease"),
-        }
-        tokio::time::sleep(c.duration / 5).await;
+        let wait = match attempt(client, c, fence).await {
+            Ok(Hold::Held) => return,
+            Ok(Hold::Busy { expires }) => retry_in(expires, Timestamp::now(), c.duration / 5),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read or take the leader lease");
+                c.duration / 5
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -163,8 +194,8 @@ pub async fn keep(client: &Client, c: &Config, fence: &Fence) {
             return;
         }
         match attempt(client, c, fence).await {
-            Ok(true) => {}
-            Ok(false) => return,
+            Ok(Hold::Held) => {}
+            Ok(Hold::Busy { .. }) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "could not renew the leader lease");
                 if !fence.holds() {
@@ -216,6 +247,23 @@ mod tests {
         assert!(!may_hold(Some(&lease("b", 990, 15)), "a", now), "another's live lease");
         assert!(may_hold(Some(&lease("b", 980, 15)), "a", now), "another's expired lease");
         assert!(may_hold(Some(&LeaseSpec::default()), "a", now), "released");
+    }
+
+    #[test]
+    fn a_standby_tries_again_just_after_the_holders_lease_runs_out() {
+        let period = Duration::from_secs(3);
+        let at = |ms: i64| Timestamp::from_millisecond(ms).unwrap();
+        let mut held = lease("b", 1000, 15);
+        held.renew_time = Some(MicroTime(at(1_000_500)));
+        let expires = expires_at(&held);
+        assert_eq!(expires, Some(at(1_015_500)), "to the sub-second the holder wrote");
+        assert_eq!(retry_in(expires, at(1_000_600), period), period, "far from expiry: the usual period");
+        assert_eq!(retry_in(expires, at(1_014_000), period), Duration::from_millis(1520), "just after expiry");
+        assert_eq!(retry_in(expires, at(1_016_000), period), period, "already expired: no shortcut");
+        assert_eq!(retry_in(None, at(1_014_000), period), period, "no time on the lease");
+        // Expiry is exact, not rounded to whole seconds.
+        assert!(!may_hold(Some(&held), "a", at(1_015_500)));
+        assert!(may_hold(Some(&held), "a", at(1_015_501)));
     }
 
     #[test]
