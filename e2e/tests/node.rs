@@ -419,6 +419,19 @@ async fn on_the_node_the_readme_walk_through_runs_against_the_in_cluster_operato
         Ok(tokio::net::TcpStream::connect(("127.0.0.1", 9444)).await.ok().map(|_| ()))
     })
     .await?;
+    // The examples' agents run the reference agent: each pod files with the token SOC Warden
+    // issued it, and says what it may do (its log, read through the API server and the kubelet).
+    let token = wait_for("the example triage-bot's token", T, || async {
+        agent_token(&admin, "soc-agents", "triage-bot").await
+    })
+    .await?;
+    filed_with(&admin, "soc-agents", "triage-bot", &token).await?;
+    wait_for("a triage-bot pod saying what it may do", T, || async {
+        let pod = agent_pod(&admin, "soc-agents", "triage-bot").await?.name_any();
+        let said = admin_kubectl(&["-n", "soc-agents", "logs", &pod], "")?;
+        Ok((said.contains("\"event\":\"may\"") && said.contains("actionrequests")).then_some(()))
+    })
+    .await?;
     walk_through(&admin).await?;
 
     // It was the pods that decided: the leader's decision log, read through its process's root,
