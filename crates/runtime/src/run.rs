@@ -340,32 +340,39 @@ fn request_controller(
         .for_each(|_| futures::future::ready(()))
 }
 
-/// Status of the catalog and the policies: small, so they get watches of their own.
+/// Status of the catalog, the policies and the notifiers: small, so they get watches of their own.
 async fn catalog_controllers(client: Client, ctx: Arc<Context>, lead: broadcast::Sender<()>) {
-    // Their watches are kube's own, retried by the controller's trigger backoff: the operator's.
-    let actions = Controller::new(Api::<SocAction>::all(client.clone()), watch::config())
-        .trigger_backoff(watch::backoff())
-        .reconcile_all_on(on_lead(&lead))
-        .shutdown_on_signal()
-        .run(unpanicking("socaction", catalog::reconcile_action), catalog::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-    let policies = Controller::new(Api::<AutonomyPolicy>::all(client.clone()), watch::config())
-        .trigger_backoff(watch::backoff())
-        .reconcile_all_on(on_lead(&lead))
-        .shutdown_on_signal()
-        .run(unpanicking("autonomypolicy", catalog::reconcile_policy), catalog::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-    let notifiers = Controller::new(Api::<socwarden_api::Notifier>::all(client), watch::config())
-        .trigger_backoff(watch::backoff())
-        .reconcile_all_on(on_lead(&lead))
-        .shutdown_on_signal()
-        .run(unpanicking("notifier", catalog::reconcile_notifier), catalog::error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
+    let actions = status_controller(&client, &lead, "socaction", catalog::reconcile_action, ctx.clone());
+    let policies = status_controller(&client, &lead, "autonomypolicy", catalog::reconcile_policy, ctx.clone());
+    let notifiers = status_controller(&client, &lead, "notifier", catalog::reconcile_notifier, ctx);
     tokio::select! {
         _ = actions => tracing::info!("action controller stopped"),
         _ = policies => tracing::info!("policy controller stopped"),
         _ = notifiers => tracing::info!("notifier controller stopped"),
     }
+}
+
+/// One catalog kind's status controller. Its watch is kube's own, retried by the controller's
+/// trigger backoff: the operator's.
+fn status_controller<K, Fut>(
+    client: &Client,
+    lead: &broadcast::Sender<()>,
+    kind: &'static str,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, crate::controller::agent::Error>>
+        + Send
+        + 'static,
+{
+    Controller::new(Api::<K>::all(client.clone()), watch::config())
+        .trigger_backoff(watch::backoff())
+        .reconcile_all_on(on_lead(lead))
+        .shutdown_on_signal()
+        .run(unpanicking(kind, reconcile), catalog::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
 }
 
 /// Without leader election this replica leads at once; with it, it stands by for the Lease, leads

@@ -37,11 +37,7 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
         unexecutable.extend(envelope::secret_problem("execution.http.secretRef", &http.secret_ref.name));
     }
     let status = catalog::action_status(&action, broken, &ctx.delegable, &unexecutable, Timestamp::now());
-    if action.status.as_ref() != Some(&status) {
-        let api: Api<SocAction> = Api::all(ctx.client.clone());
-        let patch = json!({"apiVersion": SocAction::api_version(&()), "kind": "SocAction", "status": status});
-        api.patch_status(&action.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
-    }
+    apply_status(&ctx, action.as_ref(), action.status.as_ref(), &status).await?;
     if unexecutable.is_empty() {
         Ok(Action::await_change())
     } else {
@@ -57,10 +53,7 @@ pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Resu
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["autonomypolicy"]).start_timer();
     ctx.metrics.kill_switch.set(i64::from(ctx.stores.kill_switch().is_some()));
     let status = catalog::policy_status(&p, malformed(p.as_ref()), Timestamp::now());
-    if p.status.as_ref() != Some(&status) {
-        let api: Api<AutonomyPolicy> = Api::all(ctx.client.clone());
-        let patch = json!({"apiVersion": AutonomyPolicy::api_version(&()), "kind": "AutonomyPolicy", "status": status});
-        api.patch_status(&p.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    if apply_status(&ctx, p.as_ref(), p.status.as_ref(), &status).await? {
         // Told once the status records it, so a failed write is retried, not told twice.
         if let Some(e) = catalog::kill_switch_entry(&p.name_any(), p.status.as_ref(), &status) {
             ctx.decisions.record(&e);
@@ -75,12 +68,27 @@ pub async fn reconcile_notifier(n: Arc<Notifier>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::await_change());
     }
     let status = catalog::notifier_status(&n, malformed(n.as_ref()), Timestamp::now());
-    if n.status.as_ref() != Some(&status) {
-        let api: Api<Notifier> = Api::all(ctx.client.clone());
-        let patch = json!({"apiVersion": Notifier::api_version(&()), "kind": "Notifier", "status": status});
-        api.patch_status(&n.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
-    }
+    apply_status(&ctx, n.as_ref(), n.status.as_ref(), &status).await?;
     Ok(Action::await_change())
+}
+
+/// Writes the status of a cluster-scoped catalog object by server-side apply, unless it already
+/// shows `status`; true when it wrote.
+async fn apply_status<K, S>(ctx: &Context, obj: &K, shown: Option<&S>, status: &S) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: PartialEq + serde::Serialize,
+{
+    if shown == Some(status) {
+        return Ok(false);
+    }
+    let api: Api<K> = Api::all(ctx.client.clone());
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(true)
 }
 
 pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
