@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use socwarden_api::conditions::reason;
 use socwarden_api::{ActionRequest, Approval, Decision, DriftReport, SocAgent, Tier};
 
 mod console;
@@ -161,14 +162,20 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
     Ok(())
 }
 
-/// Pauses an agent at once (sets spec.paused), as the user: needs `patch` and `pause` on socagents.
-async fn pause(client: &Client, ns: &str, agent: &str) -> Result<String> {
+/// Sets or clears spec.paused, as the user; a refusal says why (the webhook's or RBAC's words).
+async fn set_paused(client: &Client, ns: &str, agent: &str, paused: bool) -> Result<()> {
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), ns);
-    match agents.patch(agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await {
-        Ok(_) => Ok(format!("{agent}: spec.paused set; its credentials are being revoked")),
+    match agents.patch(agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": paused}}))).await {
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Pauses an agent at once (sets spec.paused), as the user: needs `patch` and `pause` on socagents.
+async fn pause(client: &Client, ns: &str, agent: &str) -> Result<String> {
+    set_paused(client, ns, agent, true).await?;
+    Ok(format!("{agent}: spec.paused set; its credentials are being revoked"))
 }
 
 /// Lifts a pause the user may lift: a manual one by clearing spec.paused, a drift one with an
@@ -177,20 +184,16 @@ async fn resume(client: &Client, ns: &str, agent: &str, comment: &str) -> Result
     let agents: Api<SocAgent> = Api::namespaced(client.clone(), ns);
     let a = agents.get(agent).await?;
     match a.status.as_ref().and_then(|s| s.pause.clone()) {
-        Some(p) if p.reason == "Drift" => {
+        Some(p) if p.reason == reason::DRIFT => {
             let ap = resume_approval(client, ns, agent, &p.id, comment, false).await?;
             Ok(format!("approval {} lifts the drift pause {} of {agent}, as {}", ap.name_any(), p.id, ap.spec.approver))
         }
-        Some(p) if p.reason == "KillSwitch" => {
+        Some(p) if p.reason == reason::KILL_SWITCH => {
             bail!("{agent} is paused by the kill switch: set killSwitch to false on the AutonomyPolicy")
         }
         _ if a.spec.paused => {
-            match agents.patch(agent, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}}))).await
-            {
-                Ok(_) => Ok(format!("{agent}: spec.paused cleared; fresh credentials are being issued")),
-                Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
-                Err(e) => Err(e.into()),
-            }
+            set_paused(client, ns, agent, false).await?;
+            Ok(format!("{agent}: spec.paused cleared; fresh credentials are being issued"))
         }
         _ => Ok(format!("{agent} is not paused")),
     }

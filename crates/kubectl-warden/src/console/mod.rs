@@ -22,6 +22,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use socwarden_api::conditions::reason;
 use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, DriftReport, SocAction, SocAgent};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -488,10 +489,10 @@ async fn agent_actions(state: &State, a: &SocAgent) -> Value {
     };
     let resume_act = match &paused {
         None => json!({"ok": false, "why": "it is not paused"}),
-        Some(p) if p.reason == "KillSwitch" => {
+        Some(p) if p.reason == reason::KILL_SWITCH => {
             json!({"ok": false, "why": "paused by the kill switch: it resumes when killSwitch is set back to false"})
         }
-        Some(p) if p.reason == "Drift" => verdict(&super::resume_approval(c, &ns, &name, &p.id, "", true).await),
+        Some(p) if p.reason == reason::DRIFT => verdict(&super::resume_approval(c, &ns, &name, &p.id, "", true).await),
         Some(_) if may_pause => json!({"ok": true}),
         Some(_) => json!({"ok": false, "why": no_pause}),
     };
