@@ -24,12 +24,7 @@ OPERATOR_IMAGE=localhost/soc-warden/warden:0.1.0
 AGENT_IMAGE=localhost/soc-warden/reference-agent:0.1.0
 NODE_PACKAGES=(containerd runc containernetworking-plugins buildah iptables iproute2 gcc libc6-dev)
 
-node_packages() {
-  local missing=() p
-  for p in "${NODE_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  PACKAGES=("${missing[@]}") ensure_packages
-}
+node_packages() { ensure_packages "${NODE_PACKAGES[@]}"; }
 
 ctr_() { ctr --address "$STATE/node/containerd.sock" -n k8s.io "$@"; }
 
