@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-pub const T: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(60);
 
 /// The shell commands of the README's ```sh blocks, without comments.
 pub fn readme_commands() -> Result<BTreeSet<String>> {
@@ -33,7 +33,7 @@ pub fn readme_commands() -> Result<BTreeSet<String>> {
 }
 
 /// Runs a README `kubectl …` line against the test cluster; returns its output.
-pub fn run_kubectl(line: &str) -> Result<String> {
+fn run_kubectl(line: &str) -> Result<String> {
     let args: Vec<&str> = line.split_whitespace().skip(1).collect();
     let out = Command::new(kubectl()).args(&args).current_dir(repo()).env("KUBECONFIG", admin_kubeconfig()).output()?;
     if !out.status.success() {
@@ -55,7 +55,7 @@ pub const MCP_CALL: &str = r#"$(e2e/cluster mcp-client) examples/mcp/agent.py --
 
 /// Runs a README line that needs a shell (pipes, redirections, `$(…)`) from the repository, with
 /// the test cluster's kubectl first on the PATH; returns its output.
-pub fn run_sh(line: &str) -> Result<String> {
+fn run_sh(line: &str) -> Result<String> {
     let kubectl_dir = std::path::Path::new(&kubectl()).parent().map(|p| p.display().to_string()).unwrap_or_default();
     let path = format!("{kubectl_dir}:{}", std::env::var("PATH").unwrap_or_default());
     let out = Command::new("bash")

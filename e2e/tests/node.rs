@@ -36,9 +36,8 @@ fn node_env() -> Result<BTreeMap<String, String>> {
 }
 
 /// `ctr` against the node's containerd, in the Kubernetes namespace.
-fn ctr(args: &[&str]) -> Result<String> {
-    let sock = node_env()?["CONTAINERD_SOCK"].clone();
-    let out = Command::new("ctr").args(["--address", &sock, "-n", "k8s.io"]).args(args).output()?;
+fn ctr(sock: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new("ctr").args(["--address", sock, "-n", "k8s.io"]).args(args).output()?;
     if !out.status.success() {
         bail!("ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -55,8 +54,9 @@ struct Running {
 
 /// The containers with a live process in pods of `namespace`.
 fn running_in(namespace: &str) -> Result<Vec<Running>> {
+    let sock = node_env()?["CONTAINERD_SOCK"].clone();
     let mut pids = BTreeMap::new();
-    for line in ctr(&["tasks", "ls"])?.lines().skip(1) {
+    for line in ctr(&sock, &["tasks", "ls"])?.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() >= 3 && f[2] == "RUNNING" {
             pids.insert(f[0].to_string(), f[1].parse::<u32>()?);
@@ -64,7 +64,7 @@ fn running_in(namespace: &str) -> Result<Vec<Running>> {
     }
     let mut out = vec![];
     for (id, pid) in pids {
-        let Ok(info) = ctr(&["containers", "info", &id]) else { continue };
+        let Ok(info) = ctr(&sock, &["containers", "info", &id]) else { continue };
         let info: Value = serde_json::from_str(&info)?;
         let label = |k: &str| info["Labels"][k].as_str().unwrap_or_default().to_string();
         if label("io.kubernetes.pod.namespace") == namespace && label("io.cri-containerd.kind") == "container" {
@@ -78,39 +78,22 @@ fn running_in(namespace: &str) -> Result<Vec<Running>> {
     Ok(out)
 }
 
-fn admin_kubectl(args: &[&str], stdin: &str) -> Result<String> {
-    let (ok, out) = kubectl_with(&admin_kubeconfig(), args, stdin)?;
+fn admin_kubectl(args: &[&str]) -> Result<String> {
+    let (ok, out) = kubectl_with(&admin_kubeconfig(), args, "")?;
     if !ok {
         bail!("kubectl {args:?}: {out}");
     }
     Ok(out)
 }
 
-/// Installs the chart as a user would (rendered for this cluster's API versions, applied with
-/// kubectl) with the node's values, and waits for both operator pods to be Ready.
+/// Installs the chart as `e2e/up --node` does (`e2e/install-chart`: rendered for this cluster's
+/// API versions, applied with kubectl, with the node's values) and waits for both operator pods
+/// to be Ready.
 async fn install(admin: &Client) -> Result<Vec<Pod>> {
     node_env()?;
-    ensure_namespace(admin, OPERATOR_NAMESPACE).await?;
-    let ca = std::fs::read_to_string(cluster_dir().join("pki/webhook-client-ca.crt"))?;
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "soc-warden-webhook-client-ca", "namespace": OPERATOR_NAMESPACE}, "data": {"ca.crt": ca}});
-    admin_kubectl(&["apply", "-f", "-"], &cm.to_string())?;
-    let versions = admin_kubectl(&["api-versions"], "")?.split_whitespace().collect::<Vec<_>>().join(",");
-    let out = Command::new(renderer())
-        .args(["-name", "soc-warden", "-namespace", OPERATOR_NAMESPACE, "-api-versions", &versions])
-        .arg("-f")
-        .arg(repo().join("e2e/node-values.yaml"))
-        .arg(repo().join("charts/soc-warden"))
-        .output()?;
+    let out = Command::new(repo().join("e2e/install-chart")).env("KUBECONFIG", admin_kubeconfig()).output()?;
     if !out.status.success() {
-        bail!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let manifests = String::from_utf8(out.stdout)?;
-    // The chart's AutonomyPolicy is refused until its CRD, applied in the same go, is served:
-    // then once more.
-    if !kubectl_with(&admin_kubeconfig(), &["apply", "-f", "-"], &manifests)?.0 {
-        admin_kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], "")?;
-        admin_kubectl(&["apply", "-f", "-"], &manifests)?;
+        bail!("e2e/install-chart: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     operator_pods(admin, 2).await
 }
@@ -158,13 +141,14 @@ async fn leader(admin: &Client) -> Result<String> {
 async fn on_the_node_the_chart_runs_the_operator_as_two_locked_down_ready_pods() -> Result<()> {
     let admin = admin().await?;
     let pods = install(&admin).await?;
-    let node = node_env()?["NODE_NAME"].clone();
+    let env = node_env()?;
+    let (node, image) = (&env["NODE_NAME"], &env["OPERATOR_IMAGE"]);
     let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
     for p in &pods {
         let spec = p.spec.as_ref().unwrap();
-        assert_eq!(spec.node_name.as_deref(), Some(node.as_str()), "{} runs on the node", p.name_any());
+        assert_eq!(spec.node_name.as_ref(), Some(node), "{} runs on the node", p.name_any());
         assert_eq!(restarts(p), 0, "{} never restarted", p.name_any());
-        assert_eq!(spec.containers[0].image.as_deref(), Some(node_env()?["OPERATOR_IMAGE"].as_str()));
+        assert_eq!(spec.containers[0].image.as_ref(), Some(image));
     }
     // One of them leads; the webhook is registered through the chart's Service.
     let holder = wait_for("a leader", T, || async { Ok(leader(&admin).await.ok()) }).await?;
@@ -428,7 +412,7 @@ async fn on_the_node_the_readme_walk_through_runs_against_the_in_cluster_operato
     filed_with(&admin, "soc-agents", "triage-bot", &token).await?;
     wait_for("a triage-bot pod saying what it may do", T, || async {
         let pod = agent_pod(&admin, "soc-agents", "triage-bot").await?.name_any();
-        let said = admin_kubectl(&["-n", "soc-agents", "logs", &pod], "")?;
+        let said = admin_kubectl(&["-n", "soc-agents", "logs", &pod])?;
         Ok((said.contains("\"event\":\"may\"") && said.contains("actionrequests")).then_some(()))
     })
     .await?;

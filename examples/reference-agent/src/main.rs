@@ -92,7 +92,7 @@ async fn round(agent: &str, token: &str) -> Result<()> {
 
     let parameters: serde_json::Map<String, Value> = serde_json::from_str(&env("PARAMETERS", "{}"))?;
     let target_ns = env("TARGET_NAMESPACE", "");
-    let request = ActionRequest::new(
+    let mut request = ActionRequest::new(
         "",
         ActionRequestSpec {
             agent: agent.to_string(),
@@ -107,7 +107,6 @@ async fn round(agent: &str, token: &str) -> Result<()> {
             ..Default::default()
         },
     );
-    let mut request = request;
     request.metadata.name = None;
     request.metadata.generate_name = Some(format!("{agent}-"));
     let requests: Api<ActionRequest> = Api::namespaced(client, &ns);
