@@ -1,26 +1,34 @@
 //! Convergence benchmark: N SocAgents applied at once → time until every one is Ready, next to the
 //! write floor measured in the same run: a plain client doing the same API writes per agent
 //! (ServiceAccount, Role, RoleBinding, Secret, TokenRequest, Secret update) at the same concurrency:
-//! creates, then a merge patch for the update, as the operator does — once as the admin and once
-//! authenticated as the operator's own ServiceAccount (the ratio's floor: RBAC authorizes every
-//! request of a ServiceAccount, while the API server skips it for system:masters, and on this
-//! control plane that alone doubles the cost of the same writes).
-//! Also prints the operator's peak RSS.
+//! creates, then a merge patch for the update, as the operator does. The floor runs three times:
+//! as the admin with bare objects; as the operator's own ServiceAccount with bare objects; and as
+//! that ServiceAccount writing the operator's own objects — the ratio's floor (see `Objects`).
+//! RBAC authorizes every request of a ServiceAccount, while the API server skips it for
+//! system:masters, and checks every Role and RoleBinding it creates for escalation, which reads
+//! every RoleBinding of the namespace.
+//! Also prints the control plane's CPU and API requests per agent of each run, and the operator's
+//! peak RSS and `/metrics` size.
+//!
+//!   bench-convergence [--agents 1000] [--concurrency 32] [--namespaces 1]
 //!
 //! Agents are scoped to their own namespace so that each needs exactly one Role and RoleBinding,
-//! like the floor. Run with `e2e/bench` (release build, local control plane or KUBECONFIG).
+//! like the floor; `--namespaces K` deals them over K namespaces, in every run alike. Run with
+//! `e2e/bench` (release build, local control plane or KUBECONFIG).
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use soc_warden_e2e::*;
-use socwarden_api::{Risk, SocAction, SocAgent, Tier, Verb};
+use socwarden_api::{Grant, Risk, SocAction, SocAgent, Tier, Verb};
+use socwarden_core::agent::{credentials, rbac};
 use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: usize) -> usize {
@@ -28,32 +36,97 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// What a floor writes for each agent.
+#[derive(Clone, Copy, PartialEq)]
+enum Objects {
+    /// The six writes with bare objects: short names, no labels, no owner, the base rules only.
+    Bare,
+    /// The six writes with the objects the operator writes: its names, its three labels, an owner
+    /// reference (to one ConfigMap of the namespace: the floor has no SocAgents), the agent's
+    /// rules, and the token Secret's annotations and two keys. Every create of a Role or
+    /// RoleBinding by a ServiceAccount lists the namespace's RoleBindings from etcd (Kubernetes'
+    /// escalation check), so their size is paid once per agent per existing agent: the bare
+    /// objects, half the size, measure cheaper writes than the operator's.
+    Operator,
+}
+
+const NOT_MANAGED: &str = "floor-only";
+const _: () = assert!(NOT_MANAGED.len() == credentials::MANAGED_BY.len());
+
 /// The six writes of one agent, done by hand.
-async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
-    let name = format!("floor-{i:05}");
-    let meta =
-        |n: &str| ObjectMeta { name: Some(n.to_string()), namespace: Some(ns.to_string()), ..Default::default() };
+async fn floor_one(client: &Client, ns: &str, i: usize, objects: Objects, owner: &OwnerReference) -> Result<()> {
+    let (agent, sa_name, secret_name, rbac_name) = match objects {
+        Objects::Bare => {
+            let n = format!("floor-{i:05}");
+            (n.clone(), n.clone(), n.clone(), n)
+        }
+        Objects::Operator => {
+            let a = format!("agent-{i:05}");
+            (
+                a.clone(),
+                credentials::service_account_name(&a),
+                credentials::secret_name(&a),
+                credentials::rbac_name(ns, &a),
+            )
+        }
+    };
+    let meta = |n: &str| {
+        let mut m = ObjectMeta { name: Some(n.to_string()), namespace: Some(ns.to_string()), ..Default::default() };
+        if objects == Objects::Operator {
+            // The operator's labels, but for `managed-by`, whose value has the same length: the
+            // operator, started next, must not take these objects for its own.
+            let mut labels = credentials::labels(ns, &agent);
+            labels.insert(credentials::MANAGED_BY_LABEL.into(), NOT_MANAGED.into());
+            m.labels = Some(labels);
+            m.owner_references = Some(vec![owner.clone()]);
+        }
+        m
+    };
     let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(&pp, &ServiceAccount { metadata: meta(&name), ..Default::default() })
-        .await?;
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "rules": [{"apiGroups": ["socwarden.io"], "resources": ["actionrequests"], "verbs": ["create", "get", "list", "watch"]},
-                  {"apiGroups": ["socwarden.io"], "resources": ["socagents"], "verbs": ["get"], "resourceNames": [name]}]
-    }))?;
+    let sa = ServiceAccount {
+        metadata: meta(&sa_name),
+        automount_service_account_token: (objects == Objects::Operator).then_some(false),
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns).create(&pp, &sa).await?;
+    let rules = match objects {
+        Objects::Bare => rbac::base_rules(&agent),
+        Objects::Operator => {
+            let read = Grant {
+                api_groups: vec![String::new()],
+                resources: vec!["pods".into()],
+                verbs: vec![Verb::List],
+                resource_names: vec![],
+            };
+            rbac::desired_roles(&agent, ns, &[ns.to_string()], &[read]).remove(ns).unwrap_or_default()
+        }
+    };
+    let role = Role { metadata: meta(&rbac_name), rules: Some(rules.iter().map(rbac::Rule::to_policy_rule).collect()) };
     Api::<Role>::namespaced(client.clone(), ns).create(&pp, &role).await?;
-    let rb: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
-    }))?;
+    let rb: RoleBinding = RoleBinding {
+        metadata: meta(&rbac_name),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: rbac_name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: sa_name.clone(),
+            namespace: Some(ns.to_string()),
+            api_group: None,
+        }]),
+    };
     Api::<RoleBinding>::namespaced(client.clone(), ns).create(&pp, &rb).await?;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
     let secret = secrets
         .create(
             &pp,
-            &Secret { metadata: meta(&name), type_: Some("socwarden.io/agent-token".into()), ..Default::default() },
+            &Secret {
+                metadata: meta(&secret_name),
+                type_: Some(credentials::SECRET_TYPE.into()),
+                ..Default::default()
+            },
         )
         .await?;
     let tr = TokenRequest {
@@ -62,19 +135,54 @@ async fn floor_one(client: &Client, ns: &str, i: usize) -> Result<()> {
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Secret".into()),
-                name: Some(name.clone()),
+                name: Some(secret_name.clone()),
                 uid: secret.uid(),
             }),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns).create_token_request(&name, &pp, &tr).await?;
-    let token = t.status.and_then(|s| s.token).unwrap_or_default();
-    let data = [("token".to_string(), ByteString(token.into_bytes()))];
-    let patch = json!({"data": std::collections::BTreeMap::from(data)});
-    secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let t = Api::<ServiceAccount>::namespaced(client.clone(), ns).create_token_request(&sa_name, &pp, &tr).await?;
+    let status = t.status.context("a TokenRequest without a status")?;
+    let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
+        anyhow::bail!("a TokenRequest without a token")
+    };
+    let patch = match objects {
+        Objects::Bare => json!({"data": {credentials::TOKEN_KEY: ByteString(token.into_bytes())}}),
+        Objects::Operator => {
+            let issued = credentials::IssuedToken {
+                issued_at: jiff::Timestamp::now(),
+                expires_at: expires.0,
+                spec: credentials::token_spec(Duration::from_secs(3600), &[]),
+            };
+            let header = format!("Bearer {token}");
+            json!({
+                "metadata": {"annotations": issued.annotations()},
+                "data": {
+                    credentials::TOKEN_KEY: ByteString(token.into_bytes()),
+                    credentials::AUTHORIZATION_KEY: ByteString(header.into_bytes()),
+                }
+            })
+        }
+    };
+    secrets.patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+/// The namespace of agent `i` among `namespaces`: agents are dealt round-robin.
+fn home(namespaces: &[String], i: usize) -> &str {
+    &namespaces[i % namespaces.len()]
+}
+
+/// `k` namespaces named `<prefix>-<run>-<j>`, deleted when dropped.
+async fn namespaces(client: &Client, prefix: &str, k: usize) -> Result<Namespaces> {
+    let base = unique(prefix);
+    let names: Vec<String> = (0..k).map(|j| format!("{base}-{j:03}")).collect();
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for n in &names {
+        api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": n}}))?).await?;
+    }
+    Ok(Namespaces { names })
 }
 
 /// CPU seconds (user + system) used so far by a process.
@@ -149,26 +257,53 @@ fn request_report(
 async fn main() -> Result<()> {
     let n = arg("--agents", 1000);
     let conc = arg("--concurrency", 32);
+    // Agents dealt over this many namespaces (each agent scoped to its own), in every phase alike.
+    let k = arg("--namespaces", 1).max(1);
     let client = admin().await?;
     install_crds(&client).await?;
     default_policy(&client).await?;
-    let ns = Namespaces::create(&client, &["bench-floor", "bench-agents", "bench-floor-sa"]).await?;
-    let agents_ns = ns.get(1).to_string();
 
     // 1. The write floor: the same writes by a plain client, as the admin (system:masters: the API
     // server skips RBAC for it) and as the operator's own ServiceAccount (authorized by RBAC, as
-    // the operator is) — the second is the floor the operator's ratio is taken against.
+    // the operator is), with bare objects and with the operator's own objects — the last is the
+    // floor the operator's ratio is taken against.
     let as_operator = operator_client().await?;
     let mut floors = Vec::new();
-    for (who, c, ns) in [("the admin", &client, ns.get(0)), ("the operator's ServiceAccount", &as_operator, ns.get(2))]
-    {
+    let floor_runs = [
+        ("the admin, bare objects", &client, Objects::Bare, "bench-floor"),
+        ("the operator's ServiceAccount, bare objects", &as_operator, Objects::Bare, "bench-floor-sa"),
+        ("the operator's ServiceAccount, the operator's objects", &as_operator, Objects::Operator, "bench-floor-op"),
+    ];
+    let mut floor_namespaces = Vec::new();
+    for (who, c, objects, prefix) in floor_runs {
+        let nss = namespaces(&client, prefix, k).await?;
+        // One owner per namespace, as each agent's objects have their SocAgent.
+        let mut owners = std::collections::BTreeMap::new();
+        for ns in &nss.names {
+            let cm = ConfigMap {
+                metadata: ObjectMeta { name: Some("owner".into()), ..Default::default() },
+                ..Default::default()
+            };
+            let cm = Api::<ConfigMap>::namespaced(client.clone(), ns).create(&PostParams::default(), &cm).await?;
+            let owner = OwnerReference {
+                api_version: ConfigMap::api_version(&()).to_string(),
+                kind: ConfigMap::kind(&()).to_string(),
+                name: cm.name_any(),
+                uid: cm.uid().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            };
+            owners.insert(ns.clone(), owner);
+        }
         let cp0 = control_plane_cpu();
         let r0 = api_requests(&client).await;
         let start = Instant::now();
         stream::iter(0..n)
             .map(|i| {
-                let (c, ns) = (c.clone(), ns.to_string());
-                async move { floor_one(&c, &ns, i).await }
+                let c = c.clone();
+                let ns = home(&nss.names, i).to_string();
+                let owner = owners[&ns].clone();
+                async move { floor_one(&c, &ns, i, objects, &owner).await }
             })
             .buffer_unordered(conc)
             .try_collect::<Vec<()>>()
@@ -183,8 +318,10 @@ async fn main() -> Result<()> {
         cpu_report("floor", &cp0, &control_plane_cpu(), floor);
         request_report(&r0, &api_requests(&client).await, n);
         floors.push(floor);
+        floor_namespaces.push(nss);
     }
-    let (floor_admin, floor) = (floors[0], floors[1]);
+    let (floor_admin, floor_bare, floor) = (floors[0], floors[1], floors[2]);
+    let agent_nss = namespaces(&client, "bench-agents", k).await?;
 
     // 1b. What the SocAgent objects alone cost the API server (created, no operator running).
     let ns_cr = Namespaces::create(&client, &["bench-crs"]).await?;
@@ -206,7 +343,13 @@ async fn main() -> Result<()> {
     println!("reference: {n} SocAgents created with no operator running: {:.2}s", cr_time.as_secs_f64());
     cpu_report("reference", &cpc, &control_plane_cpu(), cr_time);
     request_report(&rc, &api_requests(&client).await, n);
-    crs.delete_collection(&Default::default(), &ListParams::default()).await?;
+    // One delete-collection call gives up after the API server's 60 s with 10,000 of them: again
+    // until none is left, so that the operator's run starts on a quiet control plane.
+    wait_for("reference SocAgents deleted", Duration::from_secs(600), || async {
+        let _ = crs.delete_collection(&Default::default(), &ListParams::default()).await;
+        Ok(crs.list(&ListParams::default().limit(1)).await?.items.is_empty().then_some(()))
+    })
+    .await?;
 
     // 2. The operator.
     let read = unique("bench-read");
@@ -216,7 +359,6 @@ async fn main() -> Result<()> {
     let rss_idle = rss_mib(pid).unwrap_or(0.0);
     let run = unique("bench");
     let label = format!("bench-run={run}");
-    let agents: Api<SocAgent> = Api::namespaced(client.clone(), &agents_ns);
     let cp1 = control_plane_cpu();
     let r1 = api_requests(&client).await;
     let op_cpu0 = cpu_secs(pid);
@@ -228,11 +370,18 @@ async fn main() -> Result<()> {
             wait_all_agents(&client, &label, n, ready, Duration::from_secs(600.max(n as u64 / 5))).await
         })
     };
-    create_agents(&agents, &run, 0..n, conc, |i| {
-        agent(&format!("agent-{i:05}"), &agents_ns, Tier::Supervised, &[&read], &[&agents_ns])
-    })
-    .await
-    .context("creating agents")?;
+    stream::iter(0..n)
+        .map(|i| {
+            let ns = home(&agent_nss.names, i);
+            let mut a = agent(&format!("agent-{i:05}"), ns, Tier::Supervised, &[&read], &[ns]);
+            a.metadata.labels.get_or_insert_default().insert("bench-run".into(), run.clone());
+            let api = Api::<SocAgent>::namespaced(client.clone(), ns);
+            async move { api.create(&PostParams::default(), &a).await }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating agents")?;
     let applied = start.elapsed();
     watcher.await??;
     let converged = start.elapsed();
@@ -250,8 +399,10 @@ async fn main() -> Result<()> {
     println!("  operator CPU: {op_cpu:.1}s");
     request_report(&r1, &r2, n);
     println!(
-        "ratio (operator / floor as the operator's ServiceAccount): {:.2}  (target <= 1.5); against the admin floor: {:.2}",
+        "ratio (operator / floor as the operator's ServiceAccount with the operator's objects): {:.2}  (target <= 1.5); \
+         against that floor with bare objects: {:.2}; against the admin floor: {:.2}",
         converged.as_secs_f64() / floor.as_secs_f64(),
+        converged.as_secs_f64() / floor_bare.as_secs_f64(),
         converged.as_secs_f64() / floor_admin.as_secs_f64()
     );
     println!("operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB at {n} agents  (target <= 64 MiB at 1000)");
@@ -269,11 +420,16 @@ async fn main() -> Result<()> {
         m.len() as f64 / 1024.0
     );
     // Delete the agents while the operator runs, so their finalizers are released.
-    agents.delete_collection(&Default::default(), &ListParams::default().labels(&label)).await?;
-    wait_for("bench agents deleted", Duration::from_secs(300), || async {
-        Ok(agents.list(&ListParams::default().labels(&label)).await?.items.is_empty().then_some(()))
+    let lp = ListParams::default().labels(&label);
+    for ns in &agent_nss.names {
+        Api::<SocAgent>::namespaced(client.clone(), ns).delete_collection(&Default::default(), &lp).await?;
+    }
+    let all: Api<SocAgent> = Api::all(client.clone());
+    wait_for("bench agents deleted", Duration::from_secs(300.max(n as u64 / 20)), || async {
+        Ok(all.list(&lp).await?.items.is_empty().then_some(()))
     })
     .await?;
+    drop(floor_namespaces);
     drop(op);
     Ok(())
 }
