@@ -414,6 +414,20 @@ async fn main() -> Result<()> {
         .sum::<f64>()
         + 0.0;
     println!("reconcile errors during the run: {errors}");
+    // How often the agent controller ran per agent, and the time it spent (its own work and the
+    // API round trips it waited on).
+    let sample = |suffix: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(&format!("socwarden_reconcile_duration_seconds_{suffix}{{")))
+            .filter(|l| l.contains("controller=\"socagent\""))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    println!(
+        "agent reconciles: {:.2} per agent, {:.2} ms each on average",
+        sample("count") / n as f64,
+        1000.0 * sample("sum") / sample("count").max(1.0)
+    );
     let per_agent = m.lines().filter(|l| l.contains("agent=\"agent-")).count();
     println!(
         "/metrics at {n} agents: {:.1} KiB, {per_agent} per-agent series  (target < 1 MiB at 10000)",
