@@ -286,7 +286,13 @@ async fn main() -> Result<()> {
     let floor_runs = [
         ("the admin, bare objects", &client, Objects::Bare, false, "bench-floor"),
         ("the operator's ServiceAccount, bare objects", &as_operator, Objects::Bare, false, "bench-floor-sa"),
-        ("the operator's ServiceAccount, the operator's objects", &as_operator, Objects::Operator, false, "bench-floor-op"),
+        (
+            "the operator's ServiceAccount, the operator's objects",
+            &as_operator,
+            Objects::Operator,
+            false,
+            "bench-floor-op",
+        ),
         (
             "the operator's ServiceAccount, the operator's objects, each after the admin creates its SocAgent",
             &as_operator,
@@ -356,7 +362,9 @@ async fn main() -> Result<()> {
             let lp = ListParams::default().labels(&format!("bench-run={run}"));
             wait_for("the floor's SocAgents deleted", Duration::from_secs(600), || async {
                 for ns in &nss.names {
-                    let _ = Api::<SocAgent>::namespaced(client.clone(), ns).delete_collection(&Default::default(), &lp).await;
+                    let _ = Api::<SocAgent>::namespaced(client.clone(), ns)
+                        .delete_collection(&Default::default(), &lp)
+                        .await;
                 }
                 Ok(all.list(&lp.clone().limit(1)).await?.items.is_empty().then_some(()))
             })
