@@ -5,16 +5,23 @@
 use crate::admission::params;
 use crate::envelope::REQUEST_LABEL;
 use serde_json::Value;
-use socwarden_api::{ActionRequest, SocActionSpec};
+use socwarden_api::{ActionRequest, ActionRequestSpec, SocActionSpec};
 
 /// Renders and checks the objects of a manifest execution: namespaced only, in the target's
 /// namespace (which the gate has checked is in scope), labelled with the request's UID.
 pub fn manifest_objects(template: &str, req: &ActionRequest) -> Result<Vec<Value>, String> {
-    let ns = req.spec.target.namespace.clone().ok_or_else(|| {
+    let name = req.metadata.name.clone().unwrap_or_default();
+    let uid = req.metadata.uid.clone().unwrap_or_default();
+    objects(template, &req.spec, &name, &uid)
+}
+
+/// The objects a manifest execution of the request `spec` named `name` (UID `uid`) applies: what
+/// the executor applies and what the gate computes the request's effect from.
+pub fn objects(template: &str, spec: &ActionRequestSpec, name: &str, uid: &str) -> Result<Vec<Value>, String> {
+    let ns = spec.target.namespace.clone().ok_or_else(|| {
         "a manifest execution needs a target with a namespace (the objects are applied there)".to_string()
     })?;
-    let name = req.metadata.name.clone().unwrap_or_default();
-    let mut docs = params::render(template, &req.spec.parameters, &req.spec.target, &name)?;
+    let mut docs = params::render(template, &spec.parameters, &spec.target, name)?;
     for d in &mut docs {
         let meta = d
             .get_mut("metadata")
@@ -30,7 +37,7 @@ pub fn manifest_objects(template: &str, req: &ActionRequest) -> Result<Vec<Value
         }
         let labels = meta.entry("labels").or_insert_with(|| serde_json::json!({}));
         if let Some(l) = labels.as_object_mut() {
-            l.insert(REQUEST_LABEL.into(), req.metadata.uid.clone().unwrap_or_default().into());
+            l.insert(REQUEST_LABEL.into(), uid.into());
         }
     }
     Ok(docs)
@@ -54,7 +61,7 @@ pub fn http_body(req: &ActionRequest, action: &SocActionSpec, approvers: &[Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socwarden_api::{ActionRequestSpec, Target};
+    use socwarden_api::Target;
 
     fn req(ns: Option<&str>) -> ActionRequest {
         let mut r = ActionRequest::new(

@@ -44,6 +44,8 @@ pub struct Stores {
     /// Namespaces where each agent has a Role / a RoleBinding.
     pub role_namespaces: NamespaceIndex,
     pub binding_namespaces: NamespaceIndex,
+    /// The kinds the API server serves (discovery): targets and effects are resolved against them.
+    pub kinds: crate::kinds::KindsCache,
 }
 
 impl Stores {

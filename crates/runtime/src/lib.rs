@@ -29,6 +29,7 @@ pub mod execute;
 pub mod index;
 pub mod intake;
 pub mod k8s;
+pub mod kinds;
 pub mod leader;
 pub mod mcp;
 pub mod metrics;

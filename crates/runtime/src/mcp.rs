@@ -381,7 +381,7 @@ impl Gateway {
                 return Ok(self.error_result(tool, "refused", format!("invalid arguments: {why}")));
             }
         };
-        if let Err(r) = gate::precheck(&spec, Some(&agent), Some(&action.spec)) {
+        if let Err(r) = gate::precheck(&spec, Some(&agent), Some(&action.spec), &self.ctx.stores.kinds.current()) {
             self.observe_refusal(c, tool, &gate::target_key(&spec));
             return Ok(self.error_result(
                 tool,

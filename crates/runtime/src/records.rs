@@ -67,6 +67,7 @@ impl Performed {
 /// The decided requests of one agent that may cover its writes, from the caches (and what this
 /// replica wrote and the cache does not show yet), each beside its request.
 fn records_of<'a>(ctx: &Context, requests: &'a [Arc<ActionRequest>]) -> (Vec<Record<'a>>, Vec<&'a ActionRequest>) {
+    let kinds = ctx.stores.kinds.current();
     requests
         .iter()
         .filter_map(|r| {
@@ -75,7 +76,7 @@ fn records_of<'a>(ctx: &Context, requests: &'a [Arc<ActionRequest>]) -> (Vec<Rec
             let action = ctx.stores.actions.get(&ObjectRef::new(&r.spec.action))?;
             let grants = action.spec.grants.iter().map(Rule::from_grant).collect();
             let name = r.metadata.name.as_deref().unwrap_or_default();
-            Some((Record::of(name, &r.spec, &status, grants)?, r.as_ref()))
+            Some((Record::of(name, &r.spec, &status, grants, &kinds)?, r.as_ref()))
         })
         .unzip()
 }

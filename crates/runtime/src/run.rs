@@ -225,6 +225,7 @@ impl Watches {
                 request_changes,
                 role_namespaces,
                 binding_namespaces,
+                kinds: Default::default(),
             },
             agent: AgentChanges {
                 agents: agent_stream.boxed(),
@@ -515,6 +516,13 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let (restart_watches, restarts) = tokio::sync::watch::channel(0u64);
     let w = Watches::start(&client, &metrics, &restarts);
     let stores = w.stores.clone();
+    // Targets are resolved against what the API server serves; until it answers, the built-in kinds.
+    match tokio::time::timeout(std::time::Duration::from_secs(10), stores.kinds.refresh(&client)).await {
+        Ok(Ok(n)) => tracing::info!(resources = n, "discovery: the kinds the API server serves"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "discovery failed; built-in kinds until it answers"),
+        Err(_) => tracing::warn!("discovery timed out; built-in kinds until it answers"),
+    }
+    let kinds = stores.kinds.clone().keep_fresh(client.clone());
     let (monitor, wakes) = Monitor::new(metrics.clone());
     let (performed, request_wake) = crate::records::Performed::new();
     let monitor = Arc::new(monitor);
@@ -577,6 +585,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         _ = tick(monitor) => {}
         _ = containment => {}
         _ = reachability => {}
+        _ = kinds => {}
         r = http => r?,
         r = admission => r?,
         r = audit_sink => r?,

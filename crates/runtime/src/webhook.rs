@@ -76,6 +76,8 @@ pub trait Lookup {
     /// The user the operator itself authenticates as: the only one whose requests may arrive
     /// already stamped (by the MCP gateway, for the agent it verified). `None`: nobody's.
     fn operator(&self) -> Option<&str>;
+    /// The kinds the API server serves (targets and effects are resolved against them).
+    fn kinds(&self) -> Arc<socwarden_core::admission::kinds::Kinds>;
 }
 
 /// Handles one AdmissionReview body for `path` (`/mutate` or `/validate`). Never panics; anything
@@ -206,18 +208,26 @@ fn stamp_request(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, key
         }
     }
     let action = lookup.action(&spec.action);
-    gate::precheck(&spec, agent.as_deref(), action.as_ref().map(|a| &a.spec)).map_err(|r| r.message)?;
+    let kinds = lookup.kinds();
+    gate::precheck(&spec, agent.as_deref(), action.as_ref().map(|a| &a.spec), &kinds).map_err(|r| r.message)?;
     let unexecutable = action.as_ref().and_then(|a| a.status.as_ref()).map(|s| s.unexecutable.as_slice());
     gate::executable(&spec, unexecutable.unwrap_or(&[])).map_err(|r| r.message)?;
     // What the request names or writes is known now; the pods it selects, when it is decided.
     if let (Some(a), Some(action)) = (&agent, &action)
-        && let Ok(plan) =
-            socwarden_core::admission::effect::plan(&action.spec, &spec, r.metadata.name.as_deref().unwrap_or_default())
+        && let Ok(plan) = socwarden_core::admission::effect::plan(
+            &action.spec,
+            &spec,
+            r.metadata.name.as_deref().unwrap_or_default(),
+            &kinds,
+        )
     {
         let scope = &a.spec.scope.namespaces;
-        if let Some(f) =
-            socwarden_core::admission::effect::first_forbidden(&plan.objects, scope, &action.spec.protected_targets)
-        {
+        if let Some(f) = socwarden_core::admission::effect::first_forbidden(
+            &plan.objects,
+            &kinds,
+            scope,
+            &action.spec.protected_targets,
+        ) {
             return Err(format!("{}; no agent may {} it", f.message(), spec.action));
         }
     }
@@ -421,6 +431,9 @@ impl Lookup for Admissions {
     fn operator(&self) -> Option<&str> {
         self.operator.as_deref()
     }
+    fn kinds(&self) -> Arc<socwarden_core::admission::kinds::Kinds> {
+        self.stores.kinds.current()
+    }
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<SocAgent>> {
         self.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
@@ -483,6 +496,9 @@ mod tests {
     }
 
     impl Lookup for Fixture {
+        fn kinds(&self) -> Arc<socwarden_core::admission::kinds::Kinds> {
+            Arc::new(socwarden_core::admission::kinds::Kinds::builtin())
+        }
         fn agent(&self, _: &str, name: &str) -> Option<Arc<SocAgent>> {
             self.agents.get(name).cloned()
         }

@@ -187,7 +187,7 @@ fn first_use(rng: &mut Rng, p: &Profile, end: i64, at: i64) -> bool {
     let victim = format!("victim-{}", rng.next() % 1000);
     let decided = t0() + SignedDuration::from_millis(at);
     let grants = vec![Rule::new([""], ["pods"], ["get", "list", "delete"], Vec::<String>::new())];
-    let object = Object { kind: "Pod".into(), namespace: Some("web".into()), name: victim.clone() };
+    let object = Object { group: "".into(), resource: "pods".into(), namespace: "web".into(), name: victim.clone() };
     let recs = [Record {
         request: "isolate-1",
         decision: Decision::AutoApproved,

@@ -5,6 +5,7 @@
 use crate::admission::approvals::{self, Subject};
 use crate::admission::effect::{self, Forbidden};
 use crate::admission::identity::{self, is_service_account};
+use crate::admission::kinds::Kinds;
 use crate::admission::params;
 use crate::admission::signature::{self, Key};
 use crate::agent::policy;
@@ -96,6 +97,7 @@ pub fn precheck(
     spec: &ActionRequestSpec,
     agent: Option<&SocAgent>,
     action: Option<&SocActionSpec>,
+    kinds: &Kinds,
 ) -> Result<(), Refusal> {
     let agent = agent.ok_or_else(|| {
         refuse(Reason::AgentNotFound, format!("SocAgent {:?} does not exist in this namespace", spec.agent))
@@ -121,28 +123,27 @@ pub fn precheck(
             )
         })?;
     }
-    if !params::in_scope(&spec.target, &agent.spec.scope.namespaces) {
-        return Err(refuse(
-            Reason::OutOfScope,
-            format!(
-                "target namespace {:?} is outside the scope of SocAgent {} ({:?})",
-                spec.target.namespace.as_deref().unwrap_or(""),
-                spec.agent,
-                agent.spec.scope.namespaces
-            ),
-        ));
+    // The target is compared resolved: `pods`, `po` and `v1/pods` are `Pod`; `::ffff:10.0.0.7` is
+    // `10.0.0.7`; an unknown kind is refused, never compared as text.
+    let target = params::Resolved::target(kinds, &spec.target)
+        .map_err(|e| refuse(Reason::InvalidParameters, format!("target {}: {e}", target_key(spec))))?;
+    if let Some(why) = params::out_of_scope(&target, &agent.spec.scope.namespaces) {
+        return Err(refuse(Reason::OutOfScope, format!("target {why} of SocAgent {}", spec.agent)));
     }
-    if let Some(sel) = params::protected_by(&spec.target, &action.protected_targets) {
+    if let Some(sel) = params::protected_by(&target, kinds, &action.protected_targets) {
         return Err(refuse(
             Reason::ProtectedTarget,
             format!(
-                "target {} is protected (protectedTargets: {}); no agent may {} it",
-                target_key(spec),
+                "target {target} is protected (protectedTargets: {}); no agent may {} it",
                 effect::describe(sel),
                 spec.action
             ),
         ));
     }
+    // What its parameters name and its manifest writes must be known to be judged.
+    effect::plan(action, spec, "request", kinds).map_err(|e| {
+        refuse(Reason::InvalidParameters, format!("the effect of this request cannot be computed: {e}"))
+    })?;
     Ok(())
 }
 
@@ -253,6 +254,8 @@ impl Verdict {
 pub struct Inputs<'a> {
     pub request: &'a ActionRequest,
     pub key: &'a Key,
+    /// The kinds the API server serves (discovery), to resolve targets and effects.
+    pub kinds: &'a Kinds,
     pub agent: Option<&'a SocAgent>,
     pub action: Option<&'a SocActionSpec>,
     /// Why the action's execution may not run (its status), if it may not.
@@ -276,7 +279,7 @@ pub struct Inputs<'a> {
 pub fn decide(i: &Inputs) -> Option<Verdict> {
     let spec = &i.request.spec;
     let checked = stamp(i)
-        .and_then(|()| precheck(spec, i.agent, i.action))
+        .and_then(|()| precheck(spec, i.agent, i.action, i.kinds))
         .and_then(|()| executable(spec, i.unexecutable))
         .and_then(|()| reach(spec, i));
     if let Err(r) = checked {
@@ -339,8 +342,9 @@ fn reach(spec: &ActionRequestSpec, i: &Inputs) -> Result<(), Refusal> {
         }
     }
     let (Some(agent), Some(action)) = (i.agent, i.action) else { return Ok(()) };
-    match effect::first_forbidden(i.effect, &agent.spec.scope.namespaces, &action.protected_targets) {
+    match effect::first_forbidden(i.effect, i.kinds, &agent.spec.scope.namespaces, &action.protected_targets) {
         None => Ok(()),
+        Some(Forbidden::Unresolved(m)) => Err(refuse(Reason::InvalidParameters, m)),
         Some(Forbidden::OutOfScope(m)) => Err(refuse(Reason::OutOfScope, m)),
         Some(Forbidden::Protected(m)) => {
             Err(refuse(Reason::ProtectedTarget, format!("{m}; no agent may {} it", spec.action)))
@@ -613,6 +617,7 @@ mod tests {
         decide(&Inputs {
             request: req,
             key,
+            kinds: &Kinds::builtin(),
             agent: Some(&c.agent),
             action: Some(&c.action),
             unexecutable: &c.unexecutable,
@@ -1145,6 +1150,7 @@ mod tests {
         let i = Inputs {
             request: &req,
             key: &key,
+            kinds: &Kinds::builtin(),
             agent: Some(&c.agent),
             action: Some(&c.action),
             unexecutable: &c.unexecutable,

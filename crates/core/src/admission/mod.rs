@@ -5,6 +5,8 @@ pub mod approvals;
 pub mod effect;
 pub mod gate;
 pub mod identity;
+pub mod kinds;
 pub mod params;
 pub mod quota;
+pub mod selector;
 pub mod signature;

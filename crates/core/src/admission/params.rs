@@ -2,10 +2,10 @@
 //! schema, targets against scope and protection, and the rendering of an execution template in
 //! which parameters can only ever become string values, never structure. Pure.
 
+use crate::admission::kinds::{Cidr, Kind, Kinds};
 use serde_json::Value;
 use socwarden_api::{ParameterSpec, ParameterType, Target, TargetSelector};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 const DEFAULT_MAX_LENGTH: usize = 253;
 
@@ -34,7 +34,7 @@ fn check_one(p: &ParameterSpec, v: &Value) -> Result<(), String> {
                 return Err(format!("parameter {name} contains control characters"));
             }
             match p.type_ {
-                ParameterType::Ip if s.parse::<IpAddr>().is_err() => {
+                ParameterType::Ip if crate::admission::kinds::canonical_ip(s).is_err() => {
                     return Err(format!("parameter {name} = {s:?} is not an IP address"));
                 }
                 ParameterType::Cidr if !is_cidr(s) => {
@@ -58,10 +58,7 @@ fn check_one(p: &ParameterSpec, v: &Value) -> Result<(), String> {
 }
 
 fn is_cidr(s: &str) -> bool {
-    let Some((ip, len)) = s.split_once('/') else { return false };
-    let Ok(ip) = ip.parse::<IpAddr>() else { return false };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    len.parse::<u8>().is_ok_and(|l| l <= max) && !len.starts_with('+')
+    s.contains('/') && Cidr::parse(s).is_ok()
 }
 
 /// Checks parameters against the schema: no unknown ones, every required one, types, patterns,
@@ -81,26 +78,119 @@ pub fn validate(schema: &[ParameterSpec], params: &BTreeMap<String, Value>) -> R
     Ok(())
 }
 
-/// Whether a target is within the agent's scope: a namespaced target must be in one of the scope
-/// namespaces; a target without namespace (an address, an account) is outside Kubernetes scoping
-/// and is governed by the parameter schema and the protected targets.
-pub fn in_scope(target: &Target, scope: &[String]) -> bool {
-    target.namespace.as_ref().is_none_or(|ns| scope.contains(ns))
+/// A target, or an object of a request's effect, resolved: its kind through discovery (`Kinds`),
+/// its name in the one spelling of that kind. Scope and protection are decided on this, never on
+/// the text as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
 }
 
-/// The first selector that protects the target, if any.
-pub fn protected_by<'a>(target: &Target, selectors: &'a [TargetSelector]) -> Option<&'a TargetSelector> {
+impl Resolved {
+    /// Resolves `kind`, `namespace` and `name` as written. An unknown kind, a name that is not one
+    /// of its kind (`10.0.0.010` as an IP) or a namespace on an external target is an error.
+    pub fn of(kinds: &Kinds, kind: &str, namespace: Option<&str>, name: &str) -> Result<Self, String> {
+        let k = kinds.resolve(kind)?;
+        let name = k.canonical_name(name)?;
+        if let (Kind::External(e), Some(ns)) = (&k, namespace) {
+            return Err(format!("{} {name} is not a Kubernetes object and has no namespace (got {ns:?})", e.as_str()));
+        }
+        Ok(Self { kind: k, namespace: namespace.map(String::from), name })
+    }
+
+    pub fn target(kinds: &Kinds, t: &Target) -> Result<Self, String> {
+        Self::of(kinds, &t.kind, t.namespace.as_deref(), &t.name)
+    }
+}
+
+/// `Pod web/web-1`, `IP 10.0.0.7`.
+impl std::fmt::Display for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Why a resolved target is outside the agent's scope, if it is: a namespaced resource must name
+/// a namespace of the scope; a cluster-scoped resource is outside every agent's scope; an external
+/// target (an address, an account) is governed by the parameter schema and the protected targets.
+pub fn out_of_scope(t: &Resolved, scope: &[String]) -> Option<String> {
+    match (&t.kind, &t.namespace) {
+        (Kind::External(_), _) => None,
+        (Kind::Api { namespaced: false, .. }, _) => {
+            Some(format!("{t} is cluster-scoped: outside the scope of every agent (agents act in namespaces)"))
+        }
+        (Kind::Api { .. }, None) => Some(format!("{t} lives in a namespace, and none is given")),
+        (Kind::Api { .. }, Some(ns)) if !scope.contains(ns) => {
+            Some(format!("namespace {ns:?} of {t} is outside the scope ({})", scope.join(", ")))
+        }
+        _ => None,
+    }
+}
+
+/// The largest address block whose every address is tested against a protected name pattern;
+/// a larger block is protected whenever such a pattern exists (fail closed).
+pub const MAX_ENUMERATED: u128 = 1 << 16;
+
+/// The first selector that protects the target, if any. Kinds are compared resolved (`pods` is
+/// `Pod`); an address is compared parsed, and a block is protected when it holds a protected
+/// address. A selector whose kind or name cannot be resolved protects what it might have meant:
+/// fail closed.
+pub fn protected_by<'a>(t: &Resolved, kinds: &Kinds, selectors: &'a [TargetSelector]) -> Option<&'a TargetSelector> {
     selectors.iter().find(|s| {
-        let kind = s.kind.as_ref().is_none_or(|k| k.eq_ignore_ascii_case(&target.kind));
-        let ns = s.namespace.as_ref().is_none_or(|n| Some(n) == target.namespace.as_ref());
-        let name = s.name.as_ref().is_none_or(|n| *n == target.name);
-        // A broken pattern protects everything it might have meant to: fail closed.
-        let pattern = s.name_pattern.as_ref().is_none_or(|p| full_match(p, &target.name).unwrap_or(true));
-        kind && ns
-            && name
-            && pattern
-            && (s.kind.is_some() || s.namespace.is_some() || s.name.is_some() || s.name_pattern.is_some())
+        let any = s.kind.is_some() || s.namespace.is_some() || s.name.is_some() || s.name_pattern.is_some();
+        let sel_kind = s.kind.as_deref().map(|k| kinds.resolve(k));
+        let kind = match &sel_kind {
+            None => true,
+            Some(Err(_)) => true,
+            Some(Ok(k)) => *k == t.kind || (is_address(k) && is_address(&t.kind)),
+        };
+        let ns = s.namespace.as_ref().is_none_or(|n| Some(n) == t.namespace.as_ref());
+        let name = s.name.as_ref().is_none_or(|n| name_matches(t, n));
+        let pattern = s.name_pattern.as_ref().is_none_or(|p| pattern_matches(t, p));
+        any && kind && ns && name && pattern
     })
+}
+
+fn is_address(k: &Kind) -> bool {
+    matches!(k, Kind::External(e) if e.is_address())
+}
+
+fn name_matches(t: &Resolved, want: &str) -> bool {
+    if is_address(&t.kind) {
+        return match (Cidr::parse(want), Cidr::parse(&t.name)) {
+            (Ok(w), Ok(have)) => w.overlaps(&have),
+            (Err(_), Ok(_)) => want.eq_ignore_ascii_case(&t.name),
+            (_, Err(_)) => true,
+        };
+    }
+    match t.kind.canonical_name(want) {
+        Ok(w) => w == t.name,
+        // Not a name of this kind: it cannot be this target.
+        Err(_) => false,
+    }
+}
+
+fn pattern_matches(t: &Resolved, pattern: &str) -> bool {
+    let insensitive = matches!(&t.kind, Kind::External(e) if e.case_insensitive());
+    let p = if insensitive { format!("(?i:{pattern})") } else { pattern.to_string() };
+    // A broken pattern protects everything it might have meant to: fail closed.
+    let hit = |name: &str| full_match(&p, name).unwrap_or(true);
+    if !is_address(&t.kind) {
+        return hit(&t.name);
+    }
+    let Ok(block) = Cidr::parse(&t.name) else { return true };
+    if hit(&t.name) || hit(&block.network.to_string()) {
+        return true;
+    }
+    match block.size_at_most(MAX_ENUMERATED) {
+        Some(_) => block.addresses().any(|a| hit(&a.to_string())),
+        None => true,
+    }
 }
 
 /// Renders an execution template: parses the YAML first, then substitutes `${...}` inside string
@@ -237,18 +327,27 @@ mod tests {
         assert!(validate(&schema, &params(json!({"s": "a\nb"}))).unwrap_err().contains("control"));
     }
 
-    #[test]
-    fn scope_and_protection() {
-        let t = |ns: Option<&str>, kind: &str, name: &str| Target {
-            kind: kind.into(),
-            name: name.into(),
-            namespace: ns.map(String::from),
-        };
-        let scope = vec!["web".to_string()];
-        assert!(in_scope(&t(Some("web"), "Pod", "a"), &scope));
-        assert!(!in_scope(&t(Some("kube-system"), "Pod", "a"), &scope));
-        assert!(in_scope(&t(None, "IP", "10.0.0.1"), &scope));
+    fn r(ns: Option<&str>, kind: &str, name: &str) -> Result<Resolved, String> {
+        Resolved::of(&Kinds::builtin(), kind, ns, name)
+    }
 
+    #[test]
+    fn scope_is_decided_on_the_resolved_kind() {
+        let scope = vec!["web".to_string()];
+        let out = |t: Resolved| out_of_scope(&t, &scope);
+        assert_eq!(out(r(Some("web"), "pods", "a").unwrap()), None);
+        assert!(out(r(Some("kube-system"), "Pod", "a").unwrap()).unwrap().contains("outside the scope"));
+        assert!(out(r(None, "po", "a").unwrap()).unwrap().contains("none is given"));
+        assert!(out(r(None, "nodes", "n1").unwrap()).unwrap().contains("cluster-scoped"));
+        assert_eq!(out(r(None, "IP", "10.0.0.1").unwrap()), None);
+        assert!(r(Some("web"), "IP", "10.0.0.1").unwrap_err().contains("no namespace"));
+        assert!(r(Some("web"), "Vault", "v").unwrap_err().contains("neither a resource"));
+        assert!(r(None, "IP", "010.0.0.1").unwrap_err().contains("not an IP address"));
+    }
+
+    #[test]
+    fn protection_holds_for_every_spelling() {
+        let k = Kinds::builtin();
         let sel = vec![
             TargetSelector {
                 kind: Some("Pod".into()),
@@ -257,14 +356,44 @@ mod tests {
                 ..Default::default()
             },
             TargetSelector { kind: Some("User".into()), name: Some("root".into()), ..Default::default() },
+            TargetSelector { kind: Some("IP".into()), name: Some("172.20.0.7".into()), ..Default::default() },
+            TargetSelector {
+                kind: Some("IP".into()),
+                name_pattern: Some("10\\.0\\.0\\.[0-9]+".into()),
+                ..Default::default()
+            },
+            TargetSelector { kind: Some("CIDR".into()), name: Some("192.168.0.0/16".into()), ..Default::default() },
             TargetSelector::default(), // matches nothing: an empty selector protects nothing
         ];
-        assert!(protected_by(&t(Some("web"), "pod", "dc-01"), &sel).is_some());
-        assert!(protected_by(&t(Some("web"), "Pod", "web-1"), &sel).is_none());
-        assert!(protected_by(&t(None, "User", "root"), &sel).is_some());
-        assert!(protected_by(&t(None, "User", "alice"), &sel).is_none());
+        let hit =
+            |ns: Option<&str>, kind: &str, name: &str| protected_by(&r(ns, kind, name).unwrap(), &k, &sel).is_some();
+        for kind in ["Pod", "pod", "pods", "po", "v1/pods", "PODS"] {
+            assert!(hit(Some("web"), kind, "dc-01"), "{kind}");
+        }
+        assert!(!hit(Some("web"), "Pod", "web-1"));
+        assert!(!hit(Some("web"), "Service", "dc-01"), "another resource");
+        assert!(hit(None, "User", "root") && hit(None, "user", "ROOT"));
+        assert!(!hit(None, "User", "alice"));
+        for ip in ["172.20.0.7", "::ffff:172.20.0.7", "::ffff:ac14:7"] {
+            assert!(hit(None, "IP", ip), "{ip}");
+        }
+        assert!(hit(None, "IP", "::ffff:10.0.0.9"), "a pattern is matched on the canonical address");
+        assert!(hit(None, "CIDR", "172.20.0.0/24"), "a block holding a protected address");
+        assert!(hit(None, "CIDR", "10.0.0.0/24"), "a block holding an address the pattern protects");
+        assert!(hit(None, "CIDR", "10.0.0.0/8"), "too large to enumerate: protected (fail closed)");
+        assert!(hit(None, "IP", "192.168.3.4"), "an address in a protected block");
+        assert!(!hit(None, "CIDR", "172.21.0.0/24"));
+        assert!(!hit(None, "IP", "172.20.0.8"));
         let broken = vec![TargetSelector { name_pattern: Some("(".into()), ..Default::default() }];
-        assert!(protected_by(&t(None, "User", "alice"), &broken).is_some(), "a broken pattern fails closed");
+        assert!(
+            protected_by(&r(None, "User", "alice").unwrap(), &k, &broken).is_some(),
+            "a broken pattern fails closed"
+        );
+        let unknown = vec![TargetSelector { kind: Some("Vault".into()), ..Default::default() }];
+        assert!(
+            protected_by(&r(None, "User", "alice").unwrap(), &k, &unknown).is_some(),
+            "an unknown kind fails closed"
+        );
     }
 
     #[test]

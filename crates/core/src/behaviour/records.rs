@@ -8,22 +8,21 @@
 //! A decided request (AutoApproved or Approved) covers a write of its agent when:
 //! - one of its action's grants allows that verb on that resource (and subresource) in that
 //!   namespace;
-//! - the write falls within the request's acting window: from its decision for `ACT_WINDOW`, or
-//!   only `UNTARGETED_WINDOW` when the request names no Kubernetes object;
-//! - the written object is one the request names (its target or an object of its effect, same
-//!   namespace, name and kind), unless the request names no Kubernetes object at all.
+//! - the write falls within the request's acting window: from its decision for `ACT_WINDOW`;
+//! - the written object is one the request names (its target or an object of its effect): the
+//!   same resource (its kind resolved through discovery, compared as group and resource), the same
+//!   namespace and the same name. A request that names no Kubernetes object (an address, an
+//!   account) covers no Kubernetes write at all: it cannot be a decoy for writes it never named.
 //!
 //! Pure: writes and records in, the covering record out.
 
+use crate::admission::kinds::{Kind, Kinds};
 use crate::agent::rbac::Rule;
 use jiff::{SignedDuration, Timestamp};
 use socwarden_api::{ActionRequestSpec, ActionRequestStatus, Decision, ExecutionState, ExecutionStatus, PerformedCall};
 
 /// How long after its decision a request that names objects covers the agent's writes to them.
 pub const ACT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
-/// How long after its decision a request that names no Kubernetes object covers the agent's
-/// writes the action's grants allow.
-pub const UNTARGETED_WINDOW: SignedDuration = SignedDuration::from_secs(60);
 /// A write stamped this much before the decision (the API server's clock against ours) still
 /// counts as after it.
 pub const SKEW: SignedDuration = SignedDuration::from_secs(2);
@@ -83,12 +82,32 @@ impl std::fmt::Display for Access {
     }
 }
 
-/// An object a request names: its target, or an object of its effect.
+/// A Kubernetes object a request names (its target, or an object of its effect), resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
-    pub kind: String,
-    pub namespace: Option<String>,
+    /// API group; empty for the core group.
+    pub group: String,
+    /// The plural resource (`pods`), as audit events name it.
+    pub resource: String,
+    pub namespace: String,
     pub name: String,
+}
+
+impl Object {
+    /// The object `kind namespace/name` names, if it is a namespaced Kubernetes object: an external
+    /// target, a cluster-scoped or unresolvable one names none (and covers nothing).
+    pub fn resolve(kinds: &Kinds, kind: &str, namespace: Option<&str>, name: &str) -> Option<Self> {
+        match kinds.resolve(kind).ok()? {
+            Kind::Api { group, resource, namespaced: true, .. } => {
+                Some(Self { group, resource, namespace: namespace?.to_string(), name: name.to_string() })
+            }
+            _ => None,
+        }
+    }
+
+    fn is(&self, w: &Access) -> bool {
+        self.group == w.group && self.resource == w.resource && self.namespace == w.namespace
+    }
 }
 
 /// A decided request of the agent, as far as covering its writes goes.
@@ -111,34 +130,26 @@ impl<'a> Record<'a> {
         spec: &ActionRequestSpec,
         status: &ActionRequestStatus,
         grants: Vec<Rule>,
+        kinds: &Kinds,
     ) -> Option<Self> {
         let decision = status.decision?;
         let decided_at = status.decided_at.as_ref()?.parse().ok()?;
         let t = &spec.target;
-        let target = Object { kind: t.kind.clone(), namespace: t.namespace.clone(), name: t.name.clone() };
-        let effect = status.effect.iter().map(|e| Object {
-            kind: e.kind.clone(),
-            namespace: e.namespace.clone(),
-            name: e.name.clone(),
-        });
-        let objects = std::iter::once(target).chain(effect).collect();
+        let target = Object::resolve(kinds, &t.kind, t.namespace.as_deref(), &t.name);
+        let effect = status.effect.iter().map(|e| Object::resolve(kinds, &e.kind, e.namespace.as_deref(), &e.name));
+        let objects = std::iter::once(target).chain(effect).flatten().collect();
         Some(Self { request, decision, decided_at, grants, objects })
     }
 
-    /// Whether the request names a Kubernetes object (a namespaced target or effect).
+    /// Whether the request names a Kubernetes object (a namespaced target or effect): one that
+    /// names none covers no write.
     pub fn names_objects(&self) -> bool {
-        self.objects.iter().any(|o| o.namespace.is_some())
-    }
-
-    /// How long after its decision it covers writes: long when it names the objects (the match is
-    /// exact), short when it does not.
-    pub fn window(&self) -> SignedDuration {
-        if self.names_objects() { ACT_WINDOW } else { UNTARGETED_WINDOW }
+        !self.objects.is_empty()
     }
 
     /// Until when it covers writes.
     pub fn open_until(&self) -> Timestamp {
-        self.decided_at.checked_add(self.window()).unwrap_or(Timestamp::MAX)
+        self.decided_at.checked_add(ACT_WINDOW).unwrap_or(Timestamp::MAX)
     }
 
     fn open_at(&self, at: Timestamp) -> bool {
@@ -147,21 +158,12 @@ impl<'a> Record<'a> {
     }
 
     fn names(&self, w: &Access) -> bool {
-        !w.name.is_empty()
-            && self.objects.iter().any(|o| {
-                o.namespace.as_deref() == Some(w.namespace.as_str())
-                    && o.name == w.name
-                    && kind_is(&o.kind, &w.resource)
-            })
+        !w.name.is_empty() && self.objects.iter().any(|o| o.is(w) && o.name == w.name)
     }
 
     /// A read of an object it names, or of the collection such an object is in.
     fn names_loosely(&self, w: &Access) -> bool {
-        self.objects.iter().any(|o| {
-            o.namespace.as_deref() == Some(w.namespace.as_str())
-                && kind_is(&o.kind, &w.resource)
-                && (w.name.is_empty() || o.name == w.name)
-        })
+        self.objects.iter().any(|o| o.is(w) && (w.name.is_empty() || o.name == w.name))
     }
 
     fn granted(&self, w: &Access) -> bool {
@@ -178,32 +180,17 @@ pub fn allows(rule: &Rule, w: &Access) -> bool {
         && named
 }
 
-/// Whether a kind (`NetworkPolicy`) is the resource an API call names (`networkpolicies`): the
-/// lower-case kind in its regular English plural, as Kubernetes names its built-in resources.
-pub fn kind_is(kind: &str, resource: &str) -> bool {
-    let k = kind.to_ascii_lowercase();
-    let plural = if let Some(stem) = k.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'o', 'u'])) {
-        format!("{stem}ies")
-    } else if ["s", "x", "z", "ch", "sh"].iter().any(|s| k.ends_with(s)) {
-        format!("{k}es")
-    } else {
-        format!("{k}s")
-    };
-    resource == plural || resource == k
-}
-
 /// The record covering a call, if any: the first (in the order given) that allows it. A write
 /// needs the object named; a read, the object or its collection.
 pub fn covering<'r, 'a>(w: &Access, records: &'r [Record<'a>]) -> Option<&'r Record<'a>> {
-    let object = |r: &Record| !r.names_objects() || if w.writes() { r.names(w) } else { r.names_loosely(w) };
+    let object = |r: &Record| if w.writes() { r.names(w) } else { r.names_loosely(w) };
     records.iter().find(|r| r.open_at(w.at) && r.granted(w) && object(r))
 }
 
 /// What is missing, in words, for the `Paused` condition, the Event and the decision log.
 pub fn unrecorded(w: &Access) -> String {
     format!(
-        "{w} with no record: no AutoApproved or Approved ActionRequest of this agent, decided within the last {}, whose action grants it and whose target or effect is this object",
-        if w.name.is_empty() { "minute".to_string() } else { "10 minutes".to_string() }
+        "{w} with no record: no AutoApproved or Approved ActionRequest of this agent, decided within the last 10 minutes, whose action grants it and whose target or effect is this object"
     )
 }
 
@@ -282,7 +269,7 @@ mod tests {
     }
 
     fn pod(name: &str) -> Object {
-        Object { kind: "Pod".into(), namespace: Some("web".into()), name: name.into() }
+        Object { group: "".into(), resource: "pods".into(), namespace: "web".into(), name: name.into() }
     }
 
     fn record(objects: Vec<Object>, decision: Decision) -> Record<'static> {
@@ -344,21 +331,31 @@ mod tests {
             via: "written".into(),
         };
         let mut status = ActionRequestStatus { effect: vec![np], ..Default::default() };
-        assert!(Record::of("r1", &spec, &status, vec![]).is_none(), "undecided");
+        let k = Kinds::builtin();
+        assert!(Record::of("r1", &spec, &status, vec![], &k).is_none(), "undecided");
         status.decision = Some(Decision::AutoApproved);
         status.decided_at = Some(t(100).to_string());
-        let r = Record::of("r1", &spec, &status, vec![]).unwrap();
-        assert_eq!(
-            r.objects,
-            vec![pod("a"), Object { kind: "NetworkPolicy".into(), namespace: Some("web".into()), name: "iso".into() }]
-        );
+        let r = Record::of("r1", &spec, &status, vec![], &k).unwrap();
+        let np = Object {
+            group: "networking.k8s.io".into(),
+            resource: "networkpolicies".into(),
+            namespace: "web".into(),
+            name: "iso".into(),
+        };
+        assert_eq!(r.objects, vec![pod("a"), np]);
         assert_eq!(r.open_until(), t(100 + 600));
+        // Every spelling of the kind names the same object.
+        for kind in ["pods", "po", "v1/pods", "pod"] {
+            let spelled =
+                ActionRequestSpec { target: Target { kind: kind.into(), ..spec.target.clone() }, ..spec.clone() };
+            assert_eq!(Record::of("r1", &spelled, &status, vec![], &k).unwrap().objects[0], pod("a"), "{kind}");
+        }
         let ip = ActionRequestSpec {
             target: Target { kind: "IP".into(), name: "203.0.113.9".into(), namespace: None },
             ..spec
         };
         let bare = ActionRequestStatus { effect: vec![], ..status };
-        assert_eq!(Record::of("r2", &ip, &bare, vec![]).unwrap().open_until(), t(160), "names no object: a minute");
+        assert!(!Record::of("r2", &ip, &bare, vec![], &k).unwrap().names_objects(), "an address is no object");
     }
 
     #[test]
@@ -370,34 +367,21 @@ mod tests {
     }
 
     #[test]
-    fn a_request_naming_no_object_covers_granted_writes_for_a_minute() {
-        let ip = Object { kind: "IP".into(), namespace: None, name: "203.0.113.9".into() };
-        let r = [record(vec![ip], Decision::AutoApproved)];
-        assert!(covering(&delete_pod(130, "anything"), &r).is_some());
-        assert!(covering(&delete_pod(161, "anything"), &r).is_none(), "past the short window");
-        let collection = Access { verb: "create".into(), name: "".into(), ..delete_pod(130, "") };
-        assert!(covering(&collection, &r).is_none(), "create is not granted");
+    fn a_request_naming_no_object_covers_no_write() {
+        // A decoy: an AutoApproved request aimed at an address, whose action grants pod deletes.
+        let r = [record(vec![], Decision::AutoApproved)];
+        assert!(covering(&delete_pod(101, "vault-2"), &r).is_none());
+        assert!(covering(&Access { verb: "get".into(), ..delete_pod(101, "vault-2") }, &r).is_none());
     }
 
     #[test]
-    fn resource_names_and_kinds() {
+    fn resource_names() {
         let named = Rule::new([""], ["pods"], ["delete"], ["a"]);
         assert!(allows(&named, &delete_pod(0, "a")));
         assert!(!allows(&named, &delete_pod(0, "b")));
         let sub = Rule::new([""], ["pods/eviction"], ["create"], Vec::<String>::new());
         let evict = Access { verb: "create".into(), subresource: "eviction".into(), ..delete_pod(0, "a") };
         assert!(allows(&sub, &evict));
-        for (kind, resource) in [
-            ("Pod", "pods"),
-            ("NetworkPolicy", "networkpolicies"),
-            ("Ingress", "ingresses"),
-            ("Gateway", "gateways"),
-            ("ConfigMap", "configmaps"),
-        ] {
-            assert!(kind_is(kind, resource), "{kind} is {resource}");
-        }
-        assert!(!kind_is("Pod", "podsecuritypolicies"));
-        assert!(!kind_is("ConfigMap", "secrets"));
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
 /// closed (`records::account`). Returns how long the window is still open.
 async fn account(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<Option<Duration>, Error> {
     let name = req.name_any();
-    let Some(record) = records::Record::of(&name, &req.spec, status, Vec::new()) else {
+    let Some(record) = records::Record::of(&name, &req.spec, status, Vec::new(), &ctx.stores.kinds.current()) else {
         return Ok(None);
     };
     let open_until = record.open_until();
@@ -325,9 +325,11 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
     let effect = effect_of(req, ctx, l.action.as_deref()).await?;
     let now = Timestamp::now();
     let approvals: Vec<&Approval> = l.approvals.iter().map(|a| a.as_ref()).collect();
+    let kinds = ctx.stores.kinds.current();
     let inputs = gate::Inputs {
         request: req,
         key: &ctx.key,
+        kinds: &kinds,
         agent: l.agent.as_deref(),
         action: l.action.as_ref().map(|a| &a.spec),
         unexecutable: l
@@ -387,18 +389,23 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// The request's effect: what `effect::plan` knows from the request and the action, plus the pods
-/// its objects select right now. An API error leaves the request undecided (retried): the gate
-/// never decides on a partial effect.
+/// its objects select right now — the namespace's pods listed with their labels, and selected in
+/// core by the selector read from the object that will be applied (never a selector string the API
+/// server would parse). An API error leaves the request undecided (retried): the gate never decides
+/// on a partial effect.
 async fn effect_of(req: &ActionRequest, ctx: &Context, action: Option<&SocAction>) -> Result<Vec<EffectObject>, Error> {
     let Some(a) = action else { return Ok(vec![]) };
-    // A manifest that does not render has no effect to show; the gate rejects the request.
-    let Ok(plan) = effect::plan(&a.spec, &req.spec, &req.name_any()) else { return Ok(vec![]) };
+    // An effect that cannot be computed is none to show; the gate (precheck) rejects the request.
+    let Ok(plan) = effect::plan(&a.spec, &req.spec, &req.name_any(), &ctx.stores.kinds.current()) else {
+        return Ok(vec![]);
+    };
     let mut out = plan.objects;
     for sel in &plan.selectors {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &sel.namespace);
-        let listed = pods.list_metadata(&ListParams::default().labels(&sel.labels)).await?;
-        let names: Vec<String> = listed.items.iter().map(|p| p.name_any()).collect();
-        out.extend(effect::selected(sel, &names));
+        let listed = pods.list_metadata(&ListParams::default()).await?;
+        let pods: Vec<(String, std::collections::BTreeMap<String, String>)> =
+            listed.items.iter().map(|p| (p.name_any(), p.labels().clone())).collect();
+        out.extend(effect::selected(sel, &pods));
     }
     Ok(out)
 }
