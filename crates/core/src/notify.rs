@@ -1,7 +1,9 @@
 //! Notices to approvers and responders: which decisions become notices, which sink takes which
 //! notice, and what each sink is sent (a signed JSON body, a Slack Block Kit message, a Microsoft
-//! Teams message card) — with the exact `kubectl warden` command to run. The runtime's `notify`
-//! builds each `Notice` from what it decided and delivers it off the decision's path.
+//! Teams Adaptive Card) — with the exact `kubectl warden` command to run. In chat, an agent's words
+//! are text only (`defang`, Slack `plain_text`, Teams `TextRun`): no link, mention or formatting
+//! of theirs is live. The runtime's `notify` builds each `Notice` from what it decided and
+//! delivers it off the decision's path.
 
 use socwarden_api::{NoticeFormat, NoticeKind, NotifierSpec, Risk};
 use std::time::Duration;
