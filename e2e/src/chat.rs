@@ -56,6 +56,81 @@ for a in attachments:
 print(json.dumps(problems))
 "#;
 
+const SLACK_LIVE: &str = r##"
+import json, sys
+from slack_sdk.models.blocks import Block
+msg, bait, ours = json.loads(sys.stdin.read())
+live = []
+if msg.get("mrkdwn") is not False and any(b in msg.get("text", "") for b in bait):
+    live.append(f"the fallback text is mrkdwn: {msg['text']!r}")
+def walk(v, where):
+    if isinstance(v, dict):
+        text = v.get("text")
+        if v.get("type") == "mrkdwn" and isinstance(text, str):
+            for b in bait:
+                if b in text:
+                    live.append(f"{where}: mrkdwn carries {b!r}: {text!r}")
+        if isinstance(v.get("url"), str) and v["url"] not in ours:
+            live.append(f"{where}: a link that is not ours: {v['url']!r}")
+        for k, x in v.items():
+            walk(x, f"{where}.{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, f"{where}[{i}]")
+for i, d in enumerate(msg.get("blocks", [])):
+    # As Slack's SDK reads the block, not as we wrote it.
+    walk(Block.parse(d).to_dict(), f"blocks[{i}]")
+print(json.dumps(live))
+"##;
+
+const TEAMS_LIVE: &str = r##"
+import json, os, sys, jsonschema, adaptive_cards
+schema = json.load(open(os.path.join(os.path.dirname(adaptive_cards.__file__), "schemas", "schema-1.4.json")))
+def of(name):
+    return jsonschema.Draft6Validator({"$ref": f"#/definitions/{name}", "definitions": schema["definitions"]})
+text_run, text_block, fact = of("TextRun"), of("TextBlock"), of("Fact")
+msg, bait, ours = json.loads(sys.stdin.read())
+live = []
+def carries(s):
+    return isinstance(s, str) and any(b in s for b in bait)
+def walk(v, where):
+    if isinstance(v, dict):
+        # Markdown renders in a TextBlock's text and a Fact's title and value; a TextRun renders none.
+        if text_block.is_valid(v) and carries(v.get("text")):
+            live.append(f"{where}: a TextBlock (Markdown) carries {v['text']!r}")
+        if fact.is_valid(v) and (carries(v.get("title")) or carries(v.get("value"))):
+            live.append(f"{where}: a Fact (Markdown) carries {v!r}")
+        if text_run.is_valid(v) and carries(v.get("text")) and "selectAction" in v:
+            live.append(f"{where}: a TextRun that is a link carries {v['text']!r}")
+        if isinstance(v.get("url"), str) and v["url"] not in ours:
+            live.append(f"{where}: a link that is not ours: {v['url']!r}")
+        if "msteams" in v:
+            live.append(f"{where}: msteams entities (mentions)")
+        for k, x in v.items():
+            walk(x, f"{where}.{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, f"{where}[{i}]")
+for a in msg.get("attachments", []):
+    card = a.get("content") or {}
+    walk(card, "card")
+print(json.dumps(live))
+"##;
+
+/// What comes through live in a Slack `message` (empty: nothing): any of the `bait` strings in a
+/// `mrkdwn` text object of the blocks as Slack's SDK reads them, or in a formatted fallback text,
+/// and any link that is not one of `ours`.
+pub fn slack_live(message: &Value, bait: &[&str], ours: &[&str]) -> Result<Vec<String>> {
+    judge(SLACK_LIVE, &serde_json::json!([message, bait, ours]))
+}
+
+/// The same for a Teams `message`: any of the `bait` strings in an element the Adaptive Card
+/// schema (1.4) reads as a Markdown-rendering `TextBlock` or `Fact`, a linked `TextRun`, any
+/// mention entities, and any link that is not one of `ours`.
+pub fn teams_live(message: &Value, bait: &[&str], ours: &[&str]) -> Result<Vec<String>> {
+    judge(TEAMS_LIVE, &serde_json::json!([message, bait, ours]))
+}
+
 /// What Slack's SDK finds wrong with `message` (empty: nothing).
 pub fn slack_problems(message: &Value) -> Result<Vec<String>> {
     judge(SLACK, message)

@@ -86,7 +86,7 @@ pub async fn operator_client() -> Result<kube::Client> {
 const IDENTITY_KINDS: &[&str] = &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
 
 /// How the operator authenticates in the tests: as the Helm chart's ServiceAccount, with exactly
-/// the chart's RBAC (rendered with the default values and applied here) and a TokenRequest token,
+/// the chart's RBAC (rendered with the default values and the webhook's client CA, applied here) and a TokenRequest token,
 /// so every end-to-end test also proves the chart's permissions are enough. Returns its kubeconfig
 /// and the chart's delegable rules (a file for `--delegable`). `SOC_WARDEN_E2E_OPERATOR=admin`
 /// runs it as the admin instead (for debugging a failure that might be RBAC).
@@ -99,7 +99,9 @@ async fn operator_identity() -> Result<Option<(PathBuf, PathBuf)>> {
             }
             let admin = admin().await?;
             ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
-            let docs = yaml_docs(&render_chart(&[], true)?)?;
+            // The defaults plus the one choice the chart requires (who may call the webhook).
+            let docs =
+                yaml_docs(&render_chart(&[repo().join("charts/soc-warden/ci/api-server-client-ca.yaml")], true)?)?;
             let mut delegable = None;
             let mut sa_name = None;
             for d in &docs {

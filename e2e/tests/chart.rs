@@ -1,5 +1,5 @@
 //! The Helm chart, rendered by `target/render` (Go's text/template and sprig, see e2e/render) with
-//! the defaults and every documented combination of values (`charts/soc-warden/ci/*.yaml`):
+//! every documented combination of values (`charts/soc-warden/ci/*.yaml`):
 //! accepted by the API server (`kubectl apply --dry-run=server`), least-privilege RBAC, a locked-down
 //! pod, and the same CRDs and alert rules as the repository's. That the chart's RBAC is *enough* is
 //! proven by the whole end-to-end suite: its operator runs as the chart's ServiceAccount.
@@ -18,9 +18,16 @@ fn chart() -> PathBuf {
     repo().join("charts/soc-warden")
 }
 
-/// ("defaults", no file) and each `ci/*.yaml`.
+/// The defaults with the one choice the chart requires (who may call the webhook): the
+/// recommended one, the API server's webhook client CA.
+fn safe() -> PathBuf {
+    chart().join("ci/api-server-client-ca.yaml")
+}
+
+/// Each `ci/*.yaml` (the defaults alone refuse to render: see
+/// `the_default_chart_refuses_a_webhook_that_answers_any_caller`).
 fn combinations() -> Result<Vec<(String, Vec<PathBuf>)>> {
-    let mut out = vec![("defaults".to_string(), vec![])];
+    let mut out = vec![];
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(chart().join("ci"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.sort();
@@ -142,7 +149,7 @@ async fn every_documented_combination_renders_and_the_api_server_accepts_it() ->
 
 #[test]
 fn the_value_combinations_change_what_they_say() -> Result<()> {
-    let defaults = render(&[])?;
+    let defaults = render(&[safe()])?;
     let want: BTreeSet<String> = [
         "CustomResourceDefinition",
         "ServiceAccount",
@@ -160,7 +167,7 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     .into_iter()
     .map(String::from)
     .collect();
-    let with_crds = yaml_docs(&render_chart(&[], false)?)?;
+    let with_crds = yaml_docs(&render_chart(&[safe()], false)?)?;
     assert_eq!(kinds(&with_crds), want);
     assert_eq!(of_kind(&with_crds, "CustomResourceDefinition").len(), soc_warden::crdgen::manifests().len());
     let d = one(&defaults, "Deployment");
@@ -224,9 +231,57 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     // A value the chart needs gets a message that says which.
     let broken = std::env::temp_dir().join(format!("soc-warden-values-{}.yaml", std::process::id()));
     std::fs::write(&broken, "audit: {enabled: true, tokenSecret: \"\"}\n")?;
-    let err = render_chart(std::slice::from_ref(&broken), true).unwrap_err().to_string();
+    let err = render_chart(&[safe(), broken.clone()], true).unwrap_err().to_string();
     std::fs::remove_file(&broken)?;
     assert!(err.contains("audit.tokenSecret is required when audit.enabled"), "{err}");
+    Ok(())
+}
+
+/// Attack: the default chart's webhook answers any caller (no client CA, `webhookFrom` any), and
+/// it signs stamps. The defaults refuse to render, naming the two ways and the opt-out; each way
+/// renders, and does what it says.
+#[test]
+fn the_default_chart_refuses_a_webhook_that_answers_any_caller() -> Result<()> {
+    let err = render_chart(&[], true).unwrap_err().to_string();
+    for named in [
+        "the webhook would answer any caller",
+        "webhook.clientCAConfigMap",
+        "networkPolicy.webhookFrom",
+        "webhook.insecureAnyCallerGetsSignedStamps=true",
+    ] {
+        assert!(err.contains(named), "the refusal names {named}: {err}");
+    }
+    let values = |name: &str, text: &str| -> Result<PathBuf> {
+        let f = std::env::temp_dir().join(format!("soc-warden-{name}-{}.yaml", std::process::id()));
+        std::fs::write(&f, text)?;
+        Ok(f)
+    };
+    let args = |docs: &[Value]| strings(&one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]);
+    let client_ca = "--webhook-client-ca=/etc/soc-warden/webhook-client/ca.crt".to_string();
+
+    // By certificate: only the API server's client certificate is answered.
+    let by_ca = render(&[safe()])?;
+    assert!(args(&by_ca).contains(&client_ca), "{:?}", args(&by_ca));
+    // By network: only the listed peers reach the webhook's port.
+    let net = values("by-network", "networkPolicy: {webhookFrom: [{ipBlock: {cidr: 10.0.0.1/32}}]}\n")?;
+    let by_network = render(std::slice::from_ref(&net))?;
+    let webhook_rule = &one(&by_network, "NetworkPolicy")["spec"]["ingress"][0];
+    assert_eq!(webhook_rule["ports"][0]["port"], 9443, "{webhook_rule}");
+    assert_eq!(webhook_rule["from"][0]["ipBlock"]["cidr"], "10.0.0.1/32", "{webhook_rule}");
+    assert!(!args(&by_network).contains(&client_ca));
+    // Peers without a NetworkPolicy guard nothing: still refused.
+    let off =
+        values("network-off", "networkPolicy: {enabled: false, webhookFrom: [{ipBlock: {cidr: 10.0.0.1/32}}]}\n")?;
+    let err = render_chart(std::slice::from_ref(&off), true).unwrap_err().to_string();
+    assert!(err.contains("the webhook would answer any caller"), "{err}");
+    // The opt-out, by its name: renders, with neither guard.
+    let open = values("opt-out", "webhook: {insecureAnyCallerGetsSignedStamps: true}\n")?;
+    let opted = render(std::slice::from_ref(&open))?;
+    assert!(!args(&opted).contains(&client_ca));
+    assert!(one(&opted, "NetworkPolicy")["spec"]["ingress"][0].get("from").is_none(), "any source, as asked");
+    for f in [net, off, open] {
+        std::fs::remove_file(f)?;
+    }
     Ok(())
 }
 
@@ -385,7 +440,7 @@ fn the_chart_carries_the_generated_crds_and_the_shipped_alert_rules() -> Result<
 
 #[test]
 fn the_chart_ships_the_peoples_roles_of_the_examples() -> Result<()> {
-    let docs = render(&[])?;
+    let docs = render(&[safe()])?;
     let named = |d: &&Value| d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("socwarden-"));
     let chart: Vec<&Value> = of_kind(&docs, "ClusterRole").into_iter().filter(named).collect();
     let example: Vec<Value> =
@@ -406,7 +461,7 @@ fn the_dockerfile_and_the_nodes_buildah_images_agree_with_the_chart() -> Result<
     // chart's runAsUser) and entrypoints.
     let docker = std::fs::read_to_string(repo().join("Dockerfile"))?;
     let node = std::fs::read_to_string(repo().join("e2e/node.sh"))?;
-    let docs = render(&[])?;
+    let docs = render(&[safe()])?;
     let user = one(&docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_u64().unwrap();
     assert_eq!(docker.matches(&format!("USER {user}:{user}")).count(), 2, "both Dockerfile images run as {user}");
     assert_eq!(node.matches(&format!("--user {user}:{user}")).count(), 2, "both buildah images run as {user}");

@@ -323,3 +323,85 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
     );
     Ok(())
 }
+
+/// Attack: a phishing link in the approvers' channel. The agent writes a Markdown link, mentions
+/// and formatting into a parameter that names a target (so into the request's effect, which the
+/// notice shows) and into its justification; the Slack and Teams notices must carry them only as
+/// text — judged by Slack's SDK and the Adaptive Card schema — and the only link is our console's.
+#[tokio::test]
+async fn an_agents_phishing_link_mentions_and_formatting_reach_the_approvers_inert() -> Result<()> {
+    if external_cluster() {
+        bail!("the receiver listens on this machine's loopback, which only the local control plane's operator reaches");
+    }
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    let receiver = Receiver::start().await?;
+    let (slack, teams) = (unique("slack"), unique("teams"));
+    let base = format!("http://127.0.0.1:{}", receiver.port);
+    apply_yaml(
+        &s.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {slack}}}\nspec:\n  format: slack\n  url: {base}/slack\n  events: [RequestPending]\n  namespaces: [{home}]\n  consoleUrl: http://127.0.0.1:8181\n---\napiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {teams}}}\nspec:\n  format: teams\n  url: {base}/teams\n  events: [RequestPending]\n  namespaces: [{home}]\n  consoleUrl: http://127.0.0.1:8181\n"
+        ),
+    )
+    .await?;
+    // A free-text parameter naming a target: its value is part of the effect the notice shows.
+    let disable = unique("disable");
+    apply_yaml(
+        &s.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {disable}}}\nspec:\n  risk: high\n  reversible: true\n  parameters: [{{name: account, type: string, required: true, targetKind: User}}]\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let bot = s.gated_bot(&disable).await?;
+    let bait = "[Approve in the SOC console](https://approve.evil.example/ok) <!channel> @here <https://approve.evil.example/b|Approve> *bold* _it_ ~s~ **strong**";
+    let request: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "disable-alice"},
+        "spec": {"agent": "bot", "action": disable, "parameters": {"account": bait},
+            "target": {"kind": "Pod", "name": "web-1", "namespace": home}, "justification": bait}}))?;
+    Api::<ActionRequest>::namespaced(bot, &home).create(&PostParams::default(), &request).await?;
+
+    let ours = format!("http://127.0.0.1:8181/requests/{home}/disable-alice");
+    let markers = ["approve.evil.example", "<!channel>", "@here", "*bold*", "_it_", "~s~", "**strong**"];
+    let slack_msg = receiver.wait("/slack", "RequestPending", |b| b.to_string().contains("disable-alice")).await?;
+    let m = &slack_msg.body;
+    assert!(m.to_string().contains("approve.evil.example"), "the approvers see what the agent wrote (as text): {m}");
+    assert!(!m.to_string().contains("https://approve.evil"), "a bare URL a client would link: {m}");
+    let wrong = soc_warden_e2e::chat::slack_problems(m)?;
+    assert!(wrong.is_empty(), "Slack's SDK refuses the message: {wrong:?}\n{m}");
+    let live = soc_warden_e2e::chat::slack_live(m, &markers, &[&ours])?;
+    assert!(live.is_empty(), "live in Slack: {live:?}\n{m}");
+    assert!(
+        m["blocks"].as_array().is_some_and(|b| b.iter().any(|b| b["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("kubectl warden approve disable-alice -n {home}"))))),
+        "the command still comes through: {m}"
+    );
+
+    let card = receiver.wait("/teams", "RequestPending", |b| b.to_string().contains("disable-alice")).await?;
+    let c = &card.body;
+    assert!(c.to_string().contains("approve.evil.example"), "the approvers see what the agent wrote (as text): {c}");
+    assert!(!c.to_string().contains("https://approve.evil"), "a bare URL a client would link: {c}");
+    let wrong = soc_warden_e2e::chat::teams_problems(c)?;
+    assert!(wrong.is_empty(), "the Adaptive Card schema refuses the message: {wrong:?}\n{c}");
+    let live = soc_warden_e2e::chat::teams_live(c, &markers, &[&ours])?;
+    assert!(live.is_empty(), "live in Teams: {live:?}\n{c}");
+    assert_eq!(c["attachments"][0]["content"]["actions"][0]["url"], ours.as_str(), "our console link still works");
+
+    // The judges see live text where it is: the same words in Markdown-rendering elements.
+    let old_slack = json!({"text": "x", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": bait}}]});
+    assert!(!soc_warden_e2e::chat::slack_live(&old_slack, &markers, &[&ours])?.is_empty(), "mrkdwn is live");
+    let old_card = json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+        "content": {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "FactSet", "facts": [{"title": "Effect", "value": bait}]},
+            {"type": "TextBlock", "text": bait}]}}]});
+    assert_eq!(
+        soc_warden_e2e::chat::teams_live(&old_card, &markers, &[&ours])?.len(),
+        2,
+        "a Fact and a TextBlock render Markdown"
+    );
+    for n in [&slack, &teams] {
+        let _ = Api::<socwarden_api::Notifier>::all(s.admin.clone()).delete(n, &Default::default()).await;
+    }
+    Ok(())
+}

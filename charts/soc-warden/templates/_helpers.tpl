@@ -17,3 +17,14 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: soc-warden
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{- /* The webhook signs stamps (who filed, who approved): it must answer only the API server.
+Refuse to render unless one of the two ways says so, or the user opts out by a value named
+after what it costs. */ -}}
+{{- define "soc-warden.webhookCallers" -}}
+{{- $byCA := .Values.webhook.clientCAConfigMap -}}
+{{- $byNetwork := and .Values.networkPolicy.enabled .Values.networkPolicy.webhookFrom -}}
+{{- if not (or $byCA $byNetwork .Values.webhook.insecureAnyCallerGetsSignedStamps) -}}
+{{- fail "the webhook would answer any caller, and it signs stamps (who filed, who approved): set webhook.clientCAConfigMap (a ConfigMap, key ca.crt, with the CA of your API server's webhook client certificate; see the README, \"Only the API server may call the webhook\"), or networkPolicy.webhookFrom (NetworkPolicy peers, e.g. an ipBlock of your API server; needs networkPolicy.enabled and a CNI that enforces it), or, knowing that any pod reaching port 9443 can then get approvals signed, webhook.insecureAnyCallerGetsSignedStamps=true" -}}
+{{- end -}}
+{{- end -}}

@@ -30,7 +30,8 @@
 //!   shows it to the approver).
 //! - `envelope`: which objects a SocAction's manifest may write with the operator's identity.
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
-//! - `notify`: which decisions are notices, which Notifier takes which, what each sink is sent.
+//! - `notify`: which decisions are notices, which Notifier takes which, what each sink is sent (an
+//!   agent's words only in elements that render no Markdown, links defanged).
 //! - `mcp`: the MCP gateway — who may use it, an agent's tools, a call as a request, the answer.
 
 pub mod admission;

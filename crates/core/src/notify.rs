@@ -1,7 +1,9 @@
 //! Notices to approvers and responders: which decisions become notices, which sink takes which
 //! notice, and what each sink is sent (a signed JSON body, a Slack Block Kit message, a Microsoft
-//! Teams message card) — with the exact `kubectl warden` command to run. The runtime's `notify`
-//! builds each `Notice` from what it decided and delivers it off the decision's path.
+//! Teams Adaptive Card) — with the exact `kubectl warden` command to run. In chat, an agent's words
+//! are text only (`defang`, Slack `plain_text`, Teams `TextRun`): no link, mention or formatting
+//! of theirs is live. The runtime's `notify` builds each `Notice` from what it decided and
+//! delivers it off the decision's path.
 
 use socwarden_api::{NoticeFormat, NoticeKind, NotifierSpec, Risk};
 use std::time::Duration;
@@ -238,23 +240,59 @@ pub fn body(format: NoticeFormat, n: &Notice, console: Option<&str>) -> serde_js
     }
 }
 
-/// Slack's escaping for text in `mrkdwn` (`&`, `<`, `>`).
-fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// Agent-supplied text (a justification, a parameter, a target's name, the gate's message that
+/// quotes them, an effect's names) as a chat client shows it: the text itself, with the scheme of
+/// every URL defanged (`https://` becomes `hxxps://`, as SOCs write indicators) so that no client
+/// turns it into a live link even where it links bare URLs. It must still go only into elements
+/// that render no Markdown (Slack `plain_text`, Adaptive Card `TextRun`): this function does not
+/// escape Markdown, mentions or formatting, the element type does.
+pub fn defang(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i);
+        // The scheme: the letters right before "://".
+        let scheme_len = before.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || "+.-".contains(*c)).count();
+        let (head, scheme) = before.split_at(before.len() - scheme_len);
+        out.push_str(head);
+        out.push_str(&defang_scheme(scheme));
+        out.push_str("[:]//");
+        rest = &after[3..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `http` → `hxxp`, `https` → `hxxps` (any case); any other scheme as it is (its `://` is
+/// defanged by the caller).
+fn defang_scheme(scheme: &str) -> String {
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" => format!("hxxp{}", &scheme[4..]),
+        _ => scheme.to_string(),
+    }
+}
+
+/// A Slack `plain_text` object: Slack renders no formatting, link or mention in it (and turns no
+/// `:name:` into an emoji).
+fn slack_plain(text: &str, max: usize) -> serde_json::Value {
+    serde_json::json!({"type": "plain_text", "text": truncate(&defang(text), max), "emoji": false})
 }
 
 /// A Slack incoming-webhook message: `text` (the notification fallback) and Block Kit blocks — a
-/// header, the reason, the facts as fields, the command, and a button to the console.
+/// header, the reason, the facts as label/value fields, the command, and a button to the console.
+/// Every text that may carry an agent's words is `plain_text`; `mrkdwn` holds only our labels and
+/// the command (names and flags, in a code span). `mrkdwn: false` keeps the fallback unformatted,
+/// and no link is unfurled.
 fn slack(n: &Notice, link: Option<&str>) -> serde_json::Value {
-    let title = headline(n);
-    let mut blocks = vec![
-        serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}}),
-        serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&slack_escape(&n.message), 3000)}}),
-    ];
+    let title = defang(&headline(n));
+    let mut blocks = vec![serde_json::json!({"type": "header", "text": slack_plain(&title, 150)})];
+    if !n.message.is_empty() {
+        blocks.push(serde_json::json!({"type": "section", "text": slack_plain(&n.message, 3000)}));
+    }
     let fields: Vec<serde_json::Value> = facts(n)
         .into_iter()
-        .map(|(k, v)| serde_json::json!({"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{}", slack_escape(&v)), 2000)}))
-        .take(10)
+        .take(5)
+        .flat_map(|(k, v)| [serde_json::json!({"type": "mrkdwn", "text": format!("*{k}*")}), slack_plain(&v, 2000)])
         .collect();
     if !fields.is_empty() {
         blocks.push(serde_json::json!({"type": "section", "fields": fields}));
@@ -267,17 +305,39 @@ fn slack(n: &Notice, link: Option<&str>) -> serde_json::Value {
             {"type": "button", "text": {"type": "plain_text", "text": "Open in the console"}, "url": l}
         ]}));
     }
-    blocks.push(serde_json::json!({"type": "context", "elements": [
-        {"type": "mrkdwn", "text": format!("SOC Warden · {} · {}", n.kind.map(|k| k.as_str()).unwrap_or_default(), n.time)}
-    ]}));
-    serde_json::json!({"text": title, "blocks": blocks})
+    let footer = format!("SOC Warden · {} · {}", n.kind.map(|k| k.as_str()).unwrap_or_default(), n.time);
+    blocks.push(serde_json::json!({"type": "context", "elements": [slack_plain(&footer, 2000)]}));
+    serde_json::json!({"text": title, "mrkdwn": false, "unfurl_links": false, "unfurl_media": false, "blocks": blocks})
+}
+
+/// Slack's escaping for `mrkdwn` (`&`, `<`, `>`): for our own text only, since escaping leaves
+/// `*bold*`, `_italic_` and `~strike~` live.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// An Adaptive Card `RichTextBlock` of `TextRun`s: a `TextRun` renders no Markdown (a `TextBlock`
+/// and a `FactSet` do), so an agent's `[text](url)` stays text. Each run is `(text, style)`.
+fn teams_rich(runs: Vec<(String, serde_json::Value)>) -> serde_json::Value {
+    let inlines: Vec<serde_json::Value> = runs
+        .into_iter()
+        .map(|(text, style)| {
+            let mut run = serde_json::json!({"type": "TextRun", "text": defang(&text)});
+            if let (Some(r), Some(s)) = (run.as_object_mut(), style.as_object()) {
+                r.extend(s.clone());
+            }
+            run
+        })
+        .collect();
+    serde_json::json!({"type": "RichTextBlock", "inlines": inlines})
 }
 
 /// A Microsoft Teams message for a Workflows (Power Automate) webhook: one Adaptive Card (1.4) —
 /// the headline, the reason, the facts, the command in monospace, and a button to the console.
-/// (Office 365 connector "message cards" are retired; Workflows take Adaptive Cards.)
+/// (Office 365 connector "message cards" are retired; Workflows take Adaptive Cards.) All text is
+/// in `TextRun`s (see `teams_rich`); the only link is our console's, as the card's action.
 fn teams(n: &Notice, link: Option<&str>) -> serde_json::Value {
-    let title = headline(n);
+    let title = defang(&headline(n));
     let alarm = match n.kind {
         Some(NoticeKind::RequestFailed | NoticeKind::AgentPaused) => true,
         Some(NoticeKind::KillSwitch) => n.decision == "KillSwitchOn",
@@ -290,19 +350,21 @@ fn teams(n: &Notice, link: Option<&str>) -> serde_json::Value {
     } else {
         "Default"
     };
-    let mut body = vec![
-        serde_json::json!({"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": true, "color": color}),
-    ];
+    let mut body = vec![teams_rich(vec![(
+        title.clone(),
+        serde_json::json!({"weight": "Bolder", "size": "Medium", "color": color}),
+    )])];
     if !n.message.is_empty() {
-        body.push(serde_json::json!({"type": "TextBlock", "text": n.message, "wrap": true}));
+        body.push(teams_rich(vec![(n.message.clone(), serde_json::json!({}))]));
     }
-    let facts: Vec<serde_json::Value> =
-        facts(n).into_iter().map(|(k, v)| serde_json::json!({"title": k, "value": v})).collect();
-    if !facts.is_empty() {
-        body.push(serde_json::json!({"type": "FactSet", "facts": facts}));
+    for (k, v) in facts(n) {
+        body.push(teams_rich(vec![
+            (format!("{k}: "), serde_json::json!({"weight": "Bolder"})),
+            (v, serde_json::json!({})),
+        ]));
     }
     if let Some(c) = &n.command {
-        body.push(serde_json::json!({"type": "TextBlock", "text": c, "fontType": "Monospace", "wrap": true}));
+        body.push(teams_rich(vec![(c.clone(), serde_json::json!({"fontType": "Monospace"}))]));
     }
     let mut card = serde_json::json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -464,14 +526,19 @@ mod tests {
     fn the_slack_message_is_block_kit_within_its_limits() {
         let v = body(NoticeFormat::Slack, &pending(), Some("http://127.0.0.1:8080"));
         assert!(v["text"].as_str().unwrap().starts_with("Approval needed: triage-bot"));
+        assert_eq!(v["mrkdwn"], false, "the fallback text is not formatted");
         let blocks = v["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["type"], "header");
         assert_eq!(blocks[0]["text"]["type"], "plain_text", "a header takes plain text only");
-        assert!(blocks[1]["text"]["text"].as_str().unwrap().contains("&lt;from&gt;"), "mrkdwn escaped");
-        assert!(blocks[1]["text"]["text"].as_str().unwrap().contains("&amp; leads"));
+        assert_eq!(blocks[1]["text"]["type"], "plain_text", "the reason quotes the agent: plain text");
+        assert_eq!(blocks[1]["text"]["text"], "needs 2 approval(s) <from> the agent's approvers & leads");
         let fields = blocks[2]["fields"].as_array().unwrap();
         assert!(fields.len() <= 10, "a section holds at most 10 fields");
-        assert!(fields[0]["text"].as_str().unwrap().contains("2 approval(s) from group soc-leads"));
+        assert_eq!(fields[0]["text"], "*Needs*", "our label");
+        assert_eq!(
+            (fields[1]["type"].as_str(), fields[1]["text"].as_str()),
+            (Some("plain_text"), Some("2 approval(s) from group soc-leads"))
+        );
         assert!(
             blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("kubectl warden approve")))
         );
@@ -492,10 +559,112 @@ mod tests {
         let card = &a["content"];
         assert_eq!((card["type"].as_str(), card["version"].as_str()), (Some("AdaptiveCard"), Some("1.4")));
         let body = card["body"].as_array().unwrap();
-        assert!(body[0]["text"].as_str().unwrap().contains("isolate-pod"));
-        assert!(body.iter().any(|b| b["type"] == "FactSet"));
-        assert!(body.iter().any(|b| b["fontType"] == "Monospace" && b["text"].as_str().unwrap().contains("approve")));
+        let run = |b: &serde_json::Value, i: usize| b["inlines"][i].clone();
+        assert!(run(&body[0], 0)["text"].as_str().unwrap().contains("isolate-pod"));
+        assert_eq!(run(&body[0], 0)["color"], "Warning");
+        assert!(
+            body.iter()
+                .any(|b| run(b, 0)["text"] == "Needs: " && run(b, 1)["text"] == "2 approval(s) from group soc-leads")
+        );
+        assert!(
+            body.iter().any(
+                |b| run(b, 0)["fontType"] == "Monospace" && run(b, 0)["text"].as_str().unwrap().contains("approve")
+            )
+        );
         assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
         assert_eq!(card["actions"][0]["url"], "http://127.0.0.1:8080/requests/soc-agents/isolate-web-1");
+    }
+
+    #[test]
+    fn defang_breaks_every_url_scheme_and_nothing_else() {
+        for (text, want) in [
+            ("https://approve.evil.example/x", "hxxps[:]//approve.evil.example/x"),
+            ("[Approve](HTTP://evil.example)", "[Approve](hxxp[:]//evil.example)"),
+            ("ftp://x and mailto:a@b", "ftp[:]//x and mailto:a@b"),
+            ("a://b://c", "a[:]//b[:]//c"),
+            ("no url: 10.0.0.1/32 <!channel> *b*", "no url: 10.0.0.1/32 <!channel> *b*"),
+            ("é://ü", "é[:]//ü"),
+            ("://", "[:]//"),
+        ] {
+            assert_eq!(defang(text), want, "{text}");
+        }
+    }
+
+    /// Every string of `v` with the object that holds it and its key.
+    fn strings<'a>(
+        v: &'a serde_json::Value,
+        parent: &'a serde_json::Value,
+        key: &'a str,
+        out: &mut Vec<(&'a serde_json::Value, &'a str, &'a str)>,
+    ) {
+        match v {
+            serde_json::Value::String(s) => out.push((parent, key, s)),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, parent, key, out)),
+            serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| strings(x, v, k, out)),
+            _ => {}
+        }
+    }
+
+    /// An agent's words built to phish, mention and format, where they reach a notice: the gate's
+    /// message that quotes a parameter, and the effect (a parameter naming a target).
+    fn phishing() -> Notice {
+        let bait = "[Approve in the SOC console](https://approve.evil.example/ok) <!channel> @here <https://approve.evil.example/b|Approve> *bold* _it_ ~s~ `code` **strong**";
+        Notice {
+            message: format!("parameter account = {bait:?} does not match \"[a-z]+\""),
+            effect: vec![format!("User {bait} (parameter account)")],
+            ..pending()
+        }
+    }
+
+    #[test]
+    fn an_agents_links_mentions_and_formatting_reach_chat_only_as_plain_text() {
+        let console = "http://127.0.0.1:8080";
+        let slack = body(NoticeFormat::Slack, &phishing(), Some(console));
+        let mut all = Vec::new();
+        strings(&slack, &slack, "", &mut all);
+        let carriers: Vec<_> = all.iter().filter(|(_, _, s)| s.contains("approve.evil")).collect();
+        assert!(carriers.len() >= 2, "the reason and the effect are shown: {slack}");
+        for (parent, key, s) in &carriers {
+            assert_eq!(
+                (*key, parent["type"].as_str()),
+                ("text", Some("plain_text")),
+                "Slack formats {s:?} unless it is plain_text"
+            );
+            assert!(!s.contains("https://"), "a bare URL would be linked: {s}");
+        }
+        for (parent, key, s) in &all {
+            if parent["type"] == "mrkdwn" {
+                assert!(!s.contains("evil") && !s.contains("@here") && !s.contains("<!"), "{key}: {s}");
+            }
+        }
+        let urls: Vec<_> = all.iter().filter(|(_, k, _)| *k == "url").map(|(_, _, s)| *s).collect();
+        assert_eq!(urls, ["http://127.0.0.1:8080/requests/soc-agents/isolate-web-1"], "the only link is ours");
+
+        let teams = body(NoticeFormat::Teams, &phishing(), Some(console));
+        let mut all = Vec::new();
+        strings(&teams, &teams, "", &mut all);
+        let carriers: Vec<_> = all.iter().filter(|(_, _, s)| s.contains("approve.evil")).collect();
+        assert!(carriers.len() >= 2, "the reason and the effect are shown: {teams}");
+        for (parent, key, s) in &carriers {
+            assert_eq!(
+                (*key, parent["type"].as_str()),
+                ("text", Some("TextRun")),
+                "Teams renders Markdown in {s:?} unless in a TextRun"
+            );
+            assert!(parent.get("selectAction").is_none() && !s.contains("https://"), "{s}");
+        }
+        for (parent, _, _) in &all {
+            assert!(
+                !matches!(parent["type"].as_str(), Some("TextBlock" | "FactSet")),
+                "Markdown-rendering element in {teams}"
+            );
+        }
+        let urls: Vec<_> = all.iter().filter(|(_, k, _)| *k == "url").map(|(_, _, s)| *s).collect();
+        assert_eq!(urls, ["http://127.0.0.1:8080/requests/soc-agents/isolate-web-1"], "the only link is ours");
+
+        // The signed webhook is data for a program: the words verbatim, as JSON strings.
+        let hook = body(NoticeFormat::Webhook, &phishing(), Some(console));
+        assert_eq!(hook["message"], phishing().message.as_str());
+        assert_eq!(hook["link"], "http://127.0.0.1:8080/requests/soc-agents/isolate-web-1");
     }
 }

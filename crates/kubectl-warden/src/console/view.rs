@@ -186,42 +186,70 @@ pub fn agent_page(a: &SocAgent, report: Option<&DriftReport>, requests: &[Action
     page
 }
 
+/// A step of a request's story, in the order one causes the next: what happens in the same
+/// second is told in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Filed,
+    Approval,
+    Decision,
+    ExecutionStarted,
+    Performed,
+    ExecutionFinished,
+    Condition,
+}
+
+/// Where a story line of `step` at `at` (RFC 3339) goes: by its time to the second, then by
+/// causality, then by the rest of its time. Kubernetes stamps objects (the request, each
+/// Approval) to the whole second while the operator writes nanoseconds, so an approval at `…56Z`
+/// is no later than the decision at `…56.579Z` it caused, and a request filed at `…56Z` is
+/// not told after its decision at `…56.2Z`. A time that does not parse goes last, as written.
+pub fn story_key(step: Step, at: &str) -> (bool, i64, Step, i32) {
+    match at.parse::<Timestamp>() {
+        Ok(t) => (false, t.as_second(), step, t.subsec_nanosecond()),
+        Err(_) => (true, 0, step, 0),
+    }
+}
+
 /// A request's whole story, in time order: filed and stamped, each approval, the decision, the
 /// execution and what it applied or called, and its conditions (rollback among them).
 pub fn request_page(r: &ActionRequest, agent: Option<&SocAgent>, action: Option<&SocAction>, now: Timestamp) -> Value {
     let s = r.status.clone().unwrap_or_default();
-    let mut story: Vec<(String, String)> = Vec::new();
+    let mut story: Vec<(Step, String, String)> = Vec::new();
     if let Some(t) = created(&r.metadata) {
         story.push((
+            Step::Filed,
             t.to_string(),
             format!("filed by {} (stamped and signed by the admission webhook)", r.spec.requester),
         ));
     }
     for a in &s.approvals {
-        story.push((a.at.clone(), format!("{} by {} ({})", a.decision.as_str(), a.approver, a.name)));
+        story.push((Step::Approval, a.at.clone(), format!("{} by {} ({})", a.decision.as_str(), a.approver, a.name)));
     }
     if let (Some(d), Some(at)) = (s.decision, &s.decided_at) {
         let msg = if s.message.is_empty() { String::new() } else { format!(": {}", s.message) };
-        story.push((at.clone(), format!("decided {}{msg}", d.as_str())));
+        story.push((Step::Decision, at.clone(), format!("decided {}{msg}", d.as_str())));
     }
     if let Some(e) = &s.execution {
         if let Some(at) = &e.started_at {
-            story.push((at.clone(), "execution started".into()));
+            story.push((Step::ExecutionStarted, at.clone(), "execution started".into()));
         }
         for p in &e.performed {
-            story.push((p.at.clone(), format!("performed {p}")));
+            story.push((Step::Performed, p.at.clone(), format!("performed {p}")));
         }
         if let (Some(at), Some(state)) = (&e.finished_at, e.state) {
-            story.push((at.clone(), format!("execution {}: {}", state.as_str(), e.result)));
+            story.push((Step::ExecutionFinished, at.clone(), format!("execution {}: {}", state.as_str(), e.result)));
         }
     }
     for c in &s.conditions {
         story.push((
+            Step::Condition,
             c.last_transition_time.clone(),
             format!("{} = {} ({}): {}", c.type_, c.status, c.reason, c.message),
         ));
     }
-    story.sort_by(|a, b| a.0.cmp(&b.0));
+    story.sort_by_key(|(step, at, _)| story_key(*step, at));
+    let story: Vec<(String, String)> = story.into_iter().map(|(_, at, what)| (at, what)).collect();
     let mut page = queue_item(r, agent, action, now);
     page["decision"] = json!(s.decision.map(|d| d.as_str()));
     page["execution"] = json!(s.execution);
@@ -301,6 +329,53 @@ mod tests {
         assert_eq!(item["secondsLeft"], 600);
         assert_eq!(item["approvers"], "alice, group leads");
         assert_eq!(item["justification"], "<script>alert(1)</script> ignore previous instructions");
+    }
+
+    #[test]
+    fn the_story_is_in_time_order_whole_seconds_before_what_they_caused() {
+        let mut r = request("r", "2026-01-01T00:00:56Z", Decision::Approved);
+        let st = r.status.as_mut().unwrap();
+        st.approvals[0].at = "2026-01-01T00:00:56Z".into();
+        st.approvals.push(ApprovalRecord {
+            name: "approve-2".into(),
+            approver: "lead-b".into(),
+            decision: ApprovalDecision::Approve,
+            at: "2026-01-01T00:00:56Z".into(),
+        });
+        st.decided_at = Some("2026-01-01T00:00:56.579Z".into());
+        st.message = "approved by lead-a, lead-b".into();
+        st.execution = Some(socwarden_api::ExecutionStatus {
+            started_at: Some("2026-01-01T00:00:56.6Z".into()),
+            ..Default::default()
+        });
+        let page = request_page(&r, None, None, testing::ts("2026-01-01T00:01:00Z"));
+        let told: Vec<String> = page["story"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["what"].as_str().unwrap().split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(told, ["filed by", "approve by", "approve by", "decided Approved:", "execution started"]);
+        // The rule itself: time first (to the second), causality within a second, a bad time last.
+        let k = story_key;
+        assert!(k(Step::Approval, "2026-01-01T00:00:56Z") < k(Step::Decision, "2026-01-01T00:00:56.579Z"));
+        assert!(
+            k(Step::Filed, "2026-01-01T00:00:56.9Z") < k(Step::Decision, "2026-01-01T00:00:56.1Z"),
+            "same second: cause first"
+        );
+        assert!(
+            k(Step::Condition, "2026-01-01T00:00:55.9Z") < k(Step::Filed, "2026-01-01T00:00:56Z"),
+            "earlier second first"
+        );
+        assert!(k(Step::Approval, "2026-01-01T00:00:56.1Z") < k(Step::Approval, "2026-01-01T00:00:56.2Z"));
+        assert!(
+            k(Step::Decision, "2026-01-01T01:00:56+01:00") < k(Step::ExecutionStarted, "2026-01-01T00:00:56.5Z"),
+            "offsets are parsed"
+        );
+        assert!(
+            k(Step::Filed, "not a time") > k(Step::Condition, "2099-01-01T00:00:00Z"),
+            "an unreadable time goes last"
+        );
     }
 
     #[test]
