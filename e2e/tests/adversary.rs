@@ -721,3 +721,160 @@ async fn a_committer_cannot_make_the_operator_sign_with_its_own_key() -> Result<
     assert_eq!(called.load(std::sync::atomic::Ordering::SeqCst), 0, "the endpoint was called");
     Ok(())
 }
+
+/// Files `r` as `bot` and returns why it was refused: at admission (the webhook's message) or by
+/// the gate (a Rejected decision's message). Fails if it was not refused.
+async fn refused(w: &World, bot: &Client, r: &ActionRequest) -> Result<String> {
+    let home = w.home();
+    let name = r.name_any();
+    match file(bot, home, r).await {
+        Err(e) => Ok(e.to_string()),
+        Ok(_) => {
+            let s = decided(&w.admin, home, &name).await?.status.unwrap();
+            assert_eq!(s.decision, Some(Decision::Rejected), "{name}: {}", s.message);
+            Ok(s.message)
+        }
+    }
+}
+
+async fn pods_named(admin: &Client, ns: &str, pods: &[(&str, &str)]) -> Result<()> {
+    let api = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin.clone(), ns);
+    for (name, app) in pods {
+        let p = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"containers": [{"name": "c", "image": "registry.invalid/c:1"}]}
+        }))?;
+        api.create(&Default::default(), &p).await?;
+    }
+    Ok(())
+}
+
+/// Hardening III §1: the kind is resolved, not spelled. The agent names the protected pod `dc-1`
+/// as `pods`, `po` and `POD` instead of `Pod`: each is the same resource, each is refused; a kind
+/// the API server does not serve is refused too.
+#[tokio::test]
+async fn a_protected_pod_spelled_another_way_is_still_protected() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&w.isolate]).await?;
+    let scope = w.scope();
+    for (i, kind) in ["pods", "po", "POD"].iter().enumerate() {
+        let mut r = request(&format!("spelled-{i}"), "bot", &w.isolate, json!({"app": "web"}), scope, "dc-1");
+        r.spec.target.kind = kind.to_string();
+        let why = refused(&w, &bot, &r).await?;
+        assert!(why.contains(&format!("Pod {scope}/dc-1 is protected")), "{kind}: {why}");
+    }
+    let mut r = request("unknown-kind", "bot", &w.isolate, json!({"app": "web"}), scope, "web-1");
+    r.spec.target.kind = "Vault".into();
+    let why = refused(&w, &bot, &r).await?;
+    assert!(why.contains("\"Vault\" is neither a resource this API server serves"), "{why}");
+    assert!(!netpol_exists(&w.admin, scope, "isolate-web").await?, "nothing ran");
+    Ok(())
+}
+
+/// Hardening III §6: an object a parameter names lives in the target's namespace. The agent names
+/// the protected `vault-0` (protected in its namespace only) through a `targetKind: Pod` parameter
+/// under a harmless target; the effect shows `Pod <ns>/vault-0`, and it is refused.
+#[tokio::test]
+async fn a_pod_named_by_a_parameter_is_judged_in_the_targets_namespace() -> Result<()> {
+    let w = world().await?;
+    let (scope, kill) = (w.scope().to_string(), unique("kill-pod"));
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {kill}}}\nspec:\n  risk: low\n  parameters: [{{name: pod, type: string, required: true, pattern: \"[a-z0-9-]+\", targetKind: Pod}}]\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [delete]}}]\n  protectedTargets: [{{kind: Pod, namespace: {scope}, namePattern: \"vault-.*\"}}]\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&kill]).await?;
+    let r = request("via-param", "bot", &kill, json!({"pod": "vault-0"}), &scope, "web-1");
+    let why = refused(&w, &bot, &r).await?;
+    assert!(why.contains(&format!("Pod {scope}/vault-0 (parameter pod)")) && why.contains("protected"), "{why}");
+    // The same parameter naming an unprotected pod runs alone.
+    file(&bot, w.home(), &request("spare", "bot", &kill, json!({"pod": "web-2"}), &scope, "web-1")).await?;
+    let s = decided(&w.admin, w.home(), "spare").await?.status.unwrap();
+    assert_eq!(s.decision, Some(Decision::AutoApproved), "{}", s.message);
+    assert!(
+        s.effect.iter().any(|o| o.namespace.as_deref() == Some(scope.as_str()) && o.name == "web-2"),
+        "{:?}",
+        s.effect
+    );
+    Ok(())
+}
+
+/// Hardening III §7: addresses are parsed. A protected address sent as an IPv4-mapped IPv6
+/// address, and a block that holds it, are refused; a block that holds only an address a
+/// pattern protects is refused too; an address in no protected range runs.
+#[tokio::test]
+async fn a_protected_address_in_another_notation_or_inside_a_block_is_refused() -> Result<()> {
+    let w = world().await?;
+    let block = unique("block");
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {block}}}\nspec:\n  risk: low\n  parameters: [{{name: ip, type: ip, targetKind: IP}}, {{name: net, type: cidr, targetKind: CIDR}}]\n  protectedTargets: [{{kind: IP, name: 172.20.0.7}}, {{kind: IP, namePattern: \"10\\\\.9\\\\.0\\\\.[0-9]+\"}}]\n  execution:\n    http: {{url: \"http://127.0.0.1:9/block\", secretRef: {{name: {block}, key: key}}}}\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&block]).await?;
+    let scope = w.scope();
+    let cases = [
+        ("mapped", json!({"ip": "::ffff:172.20.0.7"}), "IP 172.20.0.7 (parameter ip)"),
+        ("mapped-hex", json!({"ip": "::ffff:ac14:7"}), "IP 172.20.0.7 (parameter ip)"),
+        ("holding", json!({"net": "172.20.0.0/24"}), "CIDR 172.20.0.0/24 (parameter net)"),
+        ("patterned", json!({"net": "10.9.0.0/28"}), "CIDR 10.9.0.0/28 (parameter net)"),
+    ];
+    for (name, params, shown) in cases {
+        let why = refused(&w, &bot, &request(name, "bot", &block, params, scope, "web-1")).await?;
+        assert!(why.contains(shown) && why.contains("protected"), "{name}: {why}");
+    }
+    let why = refused(&w, &bot, &request("octal", "bot", &block, json!({"ip": "172.020.0.7"}), scope, "web-1")).await?;
+    assert!(why.contains("not an IP address"), "a notation that is not standard is refused: {why}");
+    file(&bot, w.home(), &request("fine", "bot", &block, json!({"net": "192.0.2.0/24"}), scope, "web-1")).await?;
+    let s = decided(&w.admin, w.home(), "fine").await?.status.unwrap();
+    assert_ne!(s.decision, Some(Decision::Rejected), "{}", s.message);
+    Ok(())
+}
+
+/// Hardening III §8: the effect's selector is the applied object's selector. The parameter value
+/// `kiosk),app in (kiosk` would have turned a selector *string* into "no pod"; the NetworkPolicy
+/// that would be applied (`app NotIn [that value]`) selects every pod, the protected ones too.
+#[tokio::test]
+async fn a_value_shaped_like_selector_syntax_cannot_hide_the_pods_a_policy_selects() -> Result<()> {
+    let w = world().await?;
+    let (scope, fence) = (w.scope().to_string(), unique("fence"));
+    apply_yaml(
+        &w.admin,
+        &format!(
+            r#"
+apiVersion: socwarden.io/v1alpha1
+kind: SocAction
+metadata: {{name: {fence}}}
+spec:
+  risk: medium
+  reversible: true
+  parameters: [{{name: spare, type: string, required: true}}]
+  grants: [{{apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [create, delete]}}]
+  protectedTargets: [{{kind: Pod, namePattern: "vault-.*"}}]
+  execution:
+    manifest: |
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
+      metadata: {{name: "fence-${{request.name}}"}}
+      spec:
+        podSelector: {{matchExpressions: [{{key: app, operator: NotIn, values: ["${{spare}}"]}}]}}
+        policyTypes: [Ingress]
+"#
+        ),
+    )
+    .await?;
+    pods_named(&w.admin, &scope, &[("vault-0", "vault"), ("vault-1", "vault"), ("kiosk-1", "kiosk")]).await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Autonomous, &[&fence]).await?;
+    let r = request("syntax", "bot", &fence, json!({"spare": "kiosk),app in (kiosk"}), &scope, "kiosk-1");
+    let why = refused(&w, &bot, &r).await?;
+    assert!(why.contains(&format!("Pod {scope}/vault-0")) && why.contains("protected"), "{why}");
+    Ok(())
+}

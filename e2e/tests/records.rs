@@ -230,3 +230,35 @@ async fn the_agent_cannot_read_its_drift_score_or_baseline() -> Result<()> {
     normal.stop().await;
     Ok(())
 }
+
+/// Hardening III §2: a request covers only what it names. The agent files a decoy aimed at an
+/// address (no Kubernetes object), which runs alone, then deletes pods its grant allows: neither
+/// delete is covered by the decoy, the first contains it, and the decoy records no write.
+#[tokio::test]
+async fn a_decoy_aimed_at_an_address_covers_no_delete() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    let victims: Vec<String> = (2..6).map(|i| format!("vault-{i}")).collect();
+    pods(&w, &victims).await?;
+    let (bot, _, normal) = learned_agent(&w, "decoy", 31).await?;
+
+    let decoy = format!(
+        "apiVersion: socwarden.io/v1alpha1\nkind: ActionRequest\nmetadata: {{name: decoy, namespace: {home}}}\nspec:\n  agent: decoy\n  action: {}\n  target: {{kind: IP, name: 203.0.113.9}}\n  justification: block the scanner at 203.0.113.9\n",
+        w.delete
+    );
+    let r: ActionRequest = serde_yaml::from_str(&decoy)?;
+    Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &r).await?;
+    let r = decided(&w.admin, &home, "decoy").await?;
+    assert_eq!(r.status.as_ref().and_then(|s| s.decision), Some(Decision::AutoApproved));
+    let through = delete_until_refused(&bot, &scope, &victims).await;
+    let a = wait_agent(&w.admin, &home, "decoy", "paused for drift", T, paused_for_drift).await?;
+    let msg = condition(&a, "Paused").unwrap().message;
+    assert!(msg.contains(&format!("delete pods {scope}/vault-2")) && msg.contains("no record"), "{msg}");
+    assert!(through < victims.len(), "contained before the end: {through} of {}", victims.len());
+    let r = Api::<ActionRequest>::namespaced(w.admin.clone(), &home).get("decoy").await?;
+    let performed = r.status.and_then(|s| s.execution).map(|e| e.performed).unwrap_or_default();
+    assert!(performed.is_empty(), "nothing is recorded under the decoy: {performed:?}");
+    normal.stop().await;
+    Ok(())
+}
