@@ -206,3 +206,89 @@ fn request() -> impl Strategy<Value = ActionRequestSpec> {
         },
     )
 }
+
+/// Kubernetes' label selector semantics, written here from the API reference (not with core's
+/// evaluator), over the applied object's `podSelector` as JSON.
+fn reference_selects(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = sel["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()));
+    let exprs = sel["matchExpressions"].as_array().cloned().unwrap_or_default();
+    labels_ok
+        && exprs.iter().all(|e| {
+            let have = labels.get(e["key"].as_str().unwrap_or_default());
+            let values: Vec<&str> =
+                e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e["operator"].as_str() {
+                Some("In") => have.is_some_and(|v| values.contains(&v.as_str())),
+                Some("NotIn") => have.is_none_or(|v| !values.contains(&v.as_str())),
+                Some("Exists") => have.is_some(),
+                Some("DoesNotExist") => have.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Parameter values an adversary would try: selector syntax, separators, quotes, anything.
+fn hostile_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,16}",
+        "[a-z(),!= ]{0,20}",
+        Just("kiosk),app notin (vault".to_string()),
+        Just("kiosk),app in (kiosk".to_string()),
+        Just("vault,tier".to_string()),
+        Just("!app".to_string()),
+        Just("x in (vault)".to_string()),
+        Just("vault".to_string()),
+        Just("kiosk".to_string()),
+    ]
+}
+
+proptest! {
+    /// Whatever the parameter holds, the pods the effect lists are exactly the pods the object
+    /// that would be applied selects (Hardening III: the effect is computed from that object).
+    #[test]
+    fn the_effect_lists_exactly_the_pods_the_applied_object_selects(
+        value in hostile_value(),
+        op in prop::sample::select(vec!["In", "NotIn", "match"]),
+        pods in prop::collection::vec((hostile_value(), prop::option::of(prop::sample::select(vec!["edge", "db"]))), 0..6),
+    ) {
+        use socwarden_api::{Execution, SocActionSpec};
+        use socwarden_core::admission::{effect, kinds::Kinds};
+        let selector = match op {
+            "match" => "{matchLabels: {app: \"${v}\"}}".to_string(),
+            op => format!("{{matchExpressions: [{{key: app, operator: {op}, values: [\"${{v}}\"]}}, {{key: tier, operator: NotIn, values: [edge]}}]}}"),
+        };
+        let manifest = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: fence}}\nspec:\n  podSelector: {selector}\n  policyTypes: [Ingress]\n"
+        );
+        let action = SocActionSpec {
+            parameters: vec![ParameterSpec::new("v", ParameterType::String)],
+            execution: Some(Execution { manifest: Some(manifest.clone()), http: None }),
+            ..Default::default()
+        };
+        let spec = ActionRequestSpec {
+            agent: "bot".into(),
+            action: "fence".into(),
+            parameters: [("v".to_string(), json!(value))].into(),
+            target: Target { kind: "Pod".into(), name: "p".into(), namespace: Some("web".into()) },
+            ..Default::default()
+        };
+        let pods: Vec<(String, BTreeMap<String, String>)> = pods
+            .into_iter()
+            .enumerate()
+            .map(|(i, (app, tier))| {
+                let mut l: BTreeMap<String, String> = [("app".to_string(), app)].into();
+                if let Some(t) = tier { l.insert("tier".into(), t.into()); }
+                (format!("pod-{i}"), l)
+            })
+            .collect();
+        let plan = effect::plan(&action, &spec, "r1", &Kinds::builtin()).expect("renders");
+        prop_assert_eq!(plan.selectors.len(), 1);
+        let listed: BTreeSet<String> = effect::selected(&plan.selectors[0], &pods).into_iter().map(|o| o.name).collect();
+        let applied = socwarden_core::execution::objects(&manifest, &spec, "r1", "uid").expect("renders");
+        let sel = &applied[0]["spec"]["podSelector"];
+        let want: BTreeSet<String> = pods.iter().filter(|(_, l)| reference_selects(sel, l)).map(|(n, _)| n.clone()).collect();
+        prop_assert_eq!(listed, want, "value {:?}, selector {}", value, sel);
+    }
+}
