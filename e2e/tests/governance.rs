@@ -503,3 +503,58 @@ async fn a_gitops_promotion_waits_for_evidence_and_approvals_and_a_demotion_is_i
     let _ = Api::<socwarden_api::AutonomyPolicy>::all(w.admin.clone()).delete(&promo, &DeleteParams::default()).await;
     Ok(())
 }
+
+/// Hardening III (SSRF read channel): a catalog committer points an HTTP execution at an internal
+/// endpoint and reads the answer back from the request's status. The status says the call failed
+/// and its HTTP code; what the endpoint answered stays in the operator's log.
+#[tokio::test]
+async fn what_an_endpoint_answers_never_reaches_the_requests_status() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let w = world().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            if soc_warden_e2e::endpoint::read_request(&mut s).await.is_ok() {
+                let body = "instance credentials: AKIA-INTERNAL-SECRET-0042";
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        }
+    });
+    let soar = unique("internal");
+    ensure_namespace(&w.admin, OPERATOR_NAMESPACE).await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": soar, "namespace": OPERATOR_NAMESPACE},
+        "stringData": {"key": "0123456789abcdef0123456789abcdef"}
+    }))?;
+    apply(&Api::<Secret>::namespaced(w.admin.clone(), OPERATOR_NAMESPACE), &secret).await?;
+    let gitops = as_user("gitops").await?;
+    apply_yaml(
+        &gitops,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {soar}}}\nspec:\n  risk: low\n  parameters: [{{name: ip, type: ip, required: true}}]\n  execution:\n    http: {{url: \"http://127.0.0.1:{port}/latest/meta-data\", secretRef: {{name: {soar}, key: key}}}}\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let a = agent("bot", w.home(), Tier::Supervised, &[&soar], &[w.scope()]);
+    apply(&Api::<SocAgent>::namespaced(w.admin.clone(), w.home()), &a).await?;
+    wait_agent(&w.admin, w.home(), "bot", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&w.admin, w.home(), "bot").await?.unwrap()).await?;
+    let mut r = request("probe", "bot", &soar, json!({"ip": "203.0.113.9"}), w.scope(), "x");
+    r.spec.target = socwarden_api::Target { kind: "IP".into(), name: "203.0.113.9".into(), namespace: None };
+    file(&bot, w.home(), &r).await?;
+    let failed = wait_for("execution failed", T, || async {
+        let r = Api::<ActionRequest>::namespaced(gitops.clone(), w.home()).get("probe").await?;
+        Ok(r.status.filter(|s| s.execution.as_ref().is_some_and(|e| e.state == Some(ExecutionState::Failed))))
+    })
+    .await?;
+    let shown = serde_json::to_string(&failed)?;
+    assert!(!shown.contains("AKIA-INTERNAL-SECRET"), "the endpoint's answer leaked into the status: {shown}");
+    assert!(shown.contains("answered 500"), "the status still says what failed: {shown}");
+    Ok(())
+}

@@ -244,17 +244,23 @@ pub async fn post(
         hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    // What comes back is the endpoint's, not ours to show: whoever can read a request's status
+    // (or edit the catalog's URL) must not learn what an internal endpoint answered, or why a
+    // connection failed. The status says that the call failed, with the HTTP code; the log says
+    // the rest.
     let resp = tokio::time::timeout(timeout, client.request(request))
         .await
         .map_err(|_| Error::Http(format!("no answer from {uri} within {timeout:?}")))?
-        .map_err(|e| Error::Http(format!("{uri}: {e}")))?;
+        .map_err(|e| {
+            tracing::warn!(url = %uri, error = %e, "HTTP call failed");
+            Error::Http(format!("the call to {uri} failed (the operator's log says why)"))
+        })?;
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        return Err(Error::Http(format!(
-            "{uri} answered {status}: {}",
-            String::from_utf8_lossy(&text).chars().take(200).collect::<String>()
-        )));
+        let body = String::from_utf8_lossy(&text).chars().take(2000).collect::<String>();
+        tracing::warn!(url = %uri, status, body = %body, "HTTP call answered with an error");
+        return Err(Error::Http(format!("{uri} answered {status} (the body is in the operator's log)")));
     }
     Ok(status)
 }
