@@ -878,3 +878,36 @@ spec:
     assert!(why.contains(&format!("Pod {scope}/vault-0")) && why.contains("protected"), "{why}");
     Ok(())
 }
+
+/// Hardening III (storage): filing at the allowed rate cannot fill etcd with decided requests. The
+/// agent's decided requests count against `spec.requests.maxKept`; past it, filing is refused,
+/// saying why.
+#[tokio::test]
+async fn decided_requests_count_against_what_an_agent_may_keep() -> Result<()> {
+    let w = world().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let (policy, note) = (unique("kept"), unique("note"));
+    apply_yaml(
+        &w.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: AutonomyPolicy\nmetadata: {{name: {policy}}}\nspec:\n  requests: {{maxKept: 3, retention: 1h}}\n---\napiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {note}}}\nspec:\n  risk: low\n"
+        ),
+    )
+    .await?;
+    let _op = Operator::start().await?;
+    let mut a = agent("bot", home, Tier::Supervised, &[&note], &[scope]);
+    a.spec.policy_ref = policy.clone();
+    apply(&Api::<SocAgent>::namespaced(w.admin.clone(), home), &a).await?;
+    wait_agent(&w.admin, home, "bot", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&w.admin, home, "bot").await?.unwrap()).await?;
+    for i in 0..3 {
+        let name = format!("note-{i}");
+        file(&bot, home, &request(&name, "bot", &note, json!({}), scope, "web-1")).await?;
+        let s = decided(&w.admin, home, &name).await?.status.unwrap();
+        assert_eq!(s.decision, Some(Decision::AutoApproved), "{}", s.message);
+    }
+    let err =
+        file(&bot, home, &request("note-3", "bot", &note, json!({}), scope, "web-1")).await.unwrap_err().to_string();
+    assert!(err.contains("keeps 3 requests, decided ones included") && err.contains("maxKept"), "{err}");
+    Ok(())
+}

@@ -60,12 +60,22 @@ pub struct RequestQuota {
     #[serde(default = "week")]
     #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
     pub retention: String,
+    /// Requests one agent keeps at most, decided ones included (default 5000): past it, the agent
+    /// files nothing more until retention deletes some. Without it, filing at the allowed rate
+    /// would keep some 600,000 decided requests per agent and week in etcd and every cache.
+    #[serde(default = "five_thousand")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_kept: u32,
 }
 
 impl Default for RequestQuota {
     fn default() -> Self {
-        Self { max_pending: twenty(), max_per_minute: sixty(), retention: week() }
+        Self { max_pending: twenty(), max_per_minute: sixty(), retention: week(), max_kept: five_thousand() }
     }
+}
+
+fn five_thousand() -> u32 {
+    5000
 }
 
 fn week() -> String {

@@ -469,7 +469,7 @@ impl Lookup for Admissions {
             .count();
         // Admitted here, not in the cache yet.
         let unseen = recent.iter().filter(|(_, n)| !cached.iter().any(|r| r.name_any() == *n)).count();
-        check(quota::Filing { undecided: undecided + unseen, last_minute: recent.len() })?;
+        check(quota::Filing { undecided: undecided + unseen, last_minute: recent.len(), kept: cached.len() + unseen })?;
         recent.push_back((now, name.to_string()));
         Ok(())
     }
@@ -519,7 +519,7 @@ mod tests {
             check: &dyn Fn(quota::Filing) -> Result<(), String>,
         ) -> Result<(), String> {
             let n = *self.filed.lock().unwrap();
-            check(quota::Filing { undecided: n, last_minute: n })?;
+            check(quota::Filing { undecided: n, last_minute: n, kept: n })?;
             *self.filed.lock().unwrap() += 1;
             Ok(())
         }

@@ -7,11 +7,13 @@
 use jiff::{SignedDuration, Timestamp};
 use socwarden_api::{ActionRequestStatus, Decision, ExecutionState, RequestQuota};
 
-/// What an agent has filed: requests not decided yet, and requests filed in the last minute.
+/// What an agent has filed: requests not decided yet, requests filed in the last minute, and every
+/// request of it still kept (decided ones until retention deletes them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filing {
     pub undecided: usize,
     pub last_minute: usize,
+    pub kept: usize,
 }
 
 /// Whether agent `agent` (under policy `policy`) may file one more request.
@@ -20,6 +22,12 @@ pub fn check(agent: &str, policy: &str, quota: &RequestQuota, f: Filing) -> Resu
         return Err(format!(
             "SocAgent {agent} has {} requests waiting for a decision; AutonomyPolicy {policy} allows {} (spec.requests.maxPending): wait for decisions before filing more",
             f.undecided, quota.max_pending
+        ));
+    }
+    if f.kept >= quota.max_kept as usize {
+        return Err(format!(
+            "SocAgent {agent} keeps {} requests, decided ones included; AutonomyPolicy {policy} allows {} (spec.requests.maxKept): decided requests are deleted {} after their decision (spec.requests.retention), file again then",
+            f.kept, quota.max_kept, quota.retention
         ));
     }
     if f.last_minute >= quota.max_per_minute as usize {
@@ -122,12 +130,15 @@ mod tests {
 
     #[test]
     fn the_queue_and_the_rate_are_capped_with_the_reason() {
-        let q = RequestQuota { max_pending: 2, max_per_minute: 5, ..Default::default() };
-        assert_eq!(check("bot", "default", &q, Filing { undecided: 1, last_minute: 4 }), Ok(()));
-        let e = check("bot", "default", &q, Filing { undecided: 2, last_minute: 0 }).unwrap_err();
+        let q = RequestQuota { max_pending: 2, max_per_minute: 5, max_kept: 10, ..Default::default() };
+        assert_eq!(check("bot", "default", &q, Filing { undecided: 1, last_minute: 4, kept: 9 }), Ok(()));
+        let e = check("bot", "default", &q, Filing { undecided: 2, last_minute: 0, kept: 2 }).unwrap_err();
         assert!(e.contains("has 2 requests waiting") && e.contains("maxPending"), "{e}");
-        let e = check("bot", "default", &q, Filing { undecided: 0, last_minute: 5 }).unwrap_err();
+        let e = check("bot", "default", &q, Filing { undecided: 0, last_minute: 5, kept: 5 }).unwrap_err();
         assert!(e.contains("filed 5 requests in the last minute") && e.contains("maxPerMinute"), "{e}");
-        assert_eq!((RequestQuota::default().max_pending, RequestQuota::default().max_per_minute), (20, 60));
+        let e = check("bot", "default", &q, Filing { undecided: 0, last_minute: 0, kept: 10 }).unwrap_err();
+        assert!(e.contains("keeps 10 requests, decided ones included") && e.contains("maxKept"), "{e}");
+        let d = RequestQuota::default();
+        assert_eq!((d.max_pending, d.max_per_minute, d.max_kept), (20, 60, 5000));
     }
 }
