@@ -405,3 +405,96 @@ async fn an_agents_phishing_link_mentions_and_formatting_reach_the_approvers_ine
     }
     Ok(())
 }
+
+/// A receiver that takes one delivery every `every` and answers 429 to the rest, as a rate-limited
+/// chat sink does; records the events it accepted.
+async fn rate_limited(every: Duration) -> Result<(u16, Arc<Mutex<Vec<String>>>)> {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let accepted: Arc<Mutex<Vec<String>>> = Default::default();
+    let last: Arc<Mutex<Option<std::time::Instant>>> = Default::default();
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (seen, last) = (seen.clone(), last.clone());
+            tokio::spawn(async move {
+                let Ok((head, body)) = endpoint::read_request(&mut s).await else { return };
+                let ok = {
+                    let mut l = last.lock().unwrap();
+                    let ok = l.is_none_or(|t| t.elapsed() >= every);
+                    if ok {
+                        *l = Some(std::time::Instant::now());
+                        let text = String::from_utf8_lossy(&body).to_string();
+                        seen.lock().unwrap().push(format!(
+                            "{} {text}",
+                            endpoint::header(&head, "x-soc-warden-event").unwrap_or_default()
+                        ));
+                    }
+                    ok
+                };
+                let line = if ok { "200 OK" } else { "429 Too Many Requests" };
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {line}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
+                    .await;
+            });
+        }
+    });
+    Ok((port, accepted))
+}
+
+/// Hardening III (notices): one agent's stream of decisions pushes a rate-limited chat sink into
+/// 429s; the request another agent's approvers must act on is still delivered, ahead of the flood.
+#[tokio::test]
+async fn a_flood_of_decisions_does_not_crowd_out_what_approvers_must_act_on() -> Result<()> {
+    if external_cluster() {
+        bail!("the receiver listens on this machine's loopback, which only the local control plane's operator reaches");
+    }
+    let s = Scene::new().await?;
+    let (home, scope) = (s.home().to_string(), s.scope().to_string());
+    let (port, accepted) = rate_limited(Duration::from_secs(3)).await?;
+    let (chat, note, isolate) = (unique("chat"), unique("note"), unique("isolate"));
+    apply_yaml(
+        &s.admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: Notifier\nmetadata: {{name: {chat}}}\nspec:\n  format: slack\n  url: http://127.0.0.1:{port}/chat\n  namespaces: [{home}]\n---\napiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {note}}}\nspec:\n  risk: low\n"
+        ),
+    )
+    .await?;
+    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "high")).await?;
+    let _op = Operator::start().await?;
+    let noisy = agent("noisy", &home, Tier::Supervised, &[&note], &[&scope]);
+    apply(&Api::<SocAgent>::namespaced(s.admin.clone(), &home), &noisy).await?;
+    wait_agent(&s.admin, &home, "noisy", "Ready", T, ready).await?;
+    let noisy = with_token(&agent_token(&s.admin, &home, "noisy").await?.unwrap()).await?;
+    let bot = s.gated_bot(&isolate).await?;
+    for i in 0..50 {
+        let r: ActionRequest = serde_json::from_value(json!({"metadata": {"name": format!("note-{i}")},
+            "spec": {"agent": "noisy", "action": note, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}}}))?;
+        Api::<ActionRequest>::namespaced(noisy.clone(), &home).create(&PostParams::default(), &r).await?;
+    }
+    wait_for("the flood decided", T, || async {
+        Ok((decision_of(&s.admin, &home, "note-49").await?.is_some()).then_some(()))
+    })
+    .await?;
+    let request: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "isolate-web-1"},
+        "spec": {"agent": "bot", "action": isolate, "parameters": {"app": "web"},
+            "target": {"kind": "Pod", "name": "web-1", "namespace": home}}}))?;
+    Api::<ActionRequest>::namespaced(bot, &home).create(&PostParams::default(), &request).await?;
+    let filed = std::time::Instant::now();
+    wait_for("the pending request reached the approvers", Duration::from_secs(45), || async {
+        Ok(accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("RequestPending") && a.contains("isolate-web-1"))
+            .then_some(()))
+    })
+    .await?;
+    let routine = accepted.lock().unwrap().iter().filter(|a| a.starts_with("RequestDecided")).count();
+    println!(
+        "pending notice delivered {:.1} s after filing, {routine} routine notices accepted before it",
+        filed.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

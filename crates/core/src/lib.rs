@@ -32,6 +32,7 @@
 //! - `decisionlog`: what one line of the decision log says, and its NIST phase.
 //! - `notify`: which decisions are notices, which Notifier takes which, what each sink is sent (an
 //!   agent's words only in elements that render no Markdown, links defanged).
+//! - `outbox`: which notice a sink is sent next (urgent first, a flood bounded), and retries.
 //! - `mcp`: the MCP gateway — who may use it, an agent's tools, a call as a request, the answer.
 
 pub mod admission;
@@ -43,5 +44,6 @@ pub mod envelope;
 pub mod execution;
 pub mod mcp;
 pub mod notify;
+pub mod outbox;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

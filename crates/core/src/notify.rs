@@ -6,7 +6,6 @@
 //! delivers it off the decision's path.
 
 use socwarden_api::{NoticeFormat, NoticeKind, NotifierSpec, Risk};
-use std::time::Duration;
 
 /// One notice: plain data about one transition.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -144,12 +143,6 @@ pub fn idempotency_key(notifier: &str, n: &Notice) -> String {
     );
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-/// How long to wait before each retry of a failed delivery; after the last, the notice is dead
-/// (counted, logged).
-pub fn retry_delays() -> impl Iterator<Item = Duration> {
-    [1u64, 2, 4, 8, 16].into_iter().map(Duration::from_secs)
 }
 
 /// When a pending request filed at `created` and expiring at `expires` is said to expire soon:

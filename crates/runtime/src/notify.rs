@@ -1,9 +1,11 @@
 //! Delivering notices to the Notifier sinks. Which decisions are notices, which sink takes which,
 //! and what each is sent is `socwarden_core::notify`; here each decision handed over by the
 //! decision log (`DecisionLog::with_notices`) becomes a `Notice` filled in from the caches (risk,
-//! effect, approvers, deadline), and each matching sink gets it in a task of its own: signed,
-//! with an `Idempotency-Key` that stays the same across retries, retried with growing waits
-//! (`notify::retry_delays`), then counted dead. Nothing here ever holds a decision.
+//! effect, approvers, deadline), and goes into the outbox of each matching sink (`core::outbox`:
+//! urgent notices first, a flood of routine ones bounded). One worker per sink delivers its outbox
+//! one notice at a time: signed, with an `Idempotency-Key` that stays the same across retries; a
+//! failed try makes the sink wait (`outbox::retry`) before the next, and a notice out of tries is
+//! counted dead. Nothing here ever holds a decision.
 
 use crate::context::Context;
 use crate::decisionlog::Tell;
@@ -16,6 +18,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use socwarden_api::{NoticeFormat, Notifier, NotifierSpec};
 use socwarden_core::decisionlog::Entry;
 use socwarden_core::notify::{self, Notice};
+use socwarden_core::outbox::{self, Outbox};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -41,8 +45,16 @@ pub fn notifiers(
     (reader, stream.for_each(|_| futures::future::ready(())))
 }
 
-/// Hands every notice to every sink that takes it.
+/// One sink's outbox and the wake-up of its worker.
+#[derive(Default)]
+struct Sink {
+    outbox: std::sync::Mutex<Outbox<Notice>>,
+    wake: tokio::sync::Notify,
+}
+
+/// Hands every notice to the outbox of every sink that takes it.
 pub async fn run(mut rx: mpsc::Receiver<Tell>, ctx: Arc<Context>, notifiers: Store<Notifier>) {
+    let mut outboxes: HashMap<String, Arc<Sink>> = HashMap::new();
     while let Some(t) = rx.recv().await {
         let sinks = notifiers.state();
         if sinks.is_empty() {
@@ -55,11 +67,62 @@ pub async fn run(mut rx: mpsc::Receiver<Tell>, ctx: Arc<Context>, notifiers: Sto
                 continue;
             }
             // Its status says what to fix (condition Valid); sending would only fail.
-            if !notify::problems(&n.spec).is_empty() {
+            if !notify::problems(&n.spec).is_empty() || !notify::routes(&n.spec, &notice) {
                 continue;
             }
-            if notify::routes(&n.spec, &notice) {
-                tokio::spawn(deliver(ctx.clone(), n.name_any(), n.spec.clone(), notice.clone()));
+            let name = n.name_any();
+            let sink = outboxes.entry(name.clone()).or_insert_with(|| {
+                let sink = Arc::new(Sink::default());
+                tokio::spawn(worker(ctx.clone(), name.clone(), sink.clone(), notifiers.clone()));
+                sink
+            });
+            let dropped =
+                sink.outbox.lock().unwrap_or_else(|p| p.into_inner()).push(notice.clone(), outbox::urgent(notice.kind));
+            if let Some(d) = dropped {
+                ctx.metrics.notifications.with_label_values(&[&name, "dropped"]).inc();
+                tracing::warn!(notifier = %name, notice = d.kind.map(|k| k.as_str()).unwrap_or_default(), "outbox full: oldest notice of its class dropped");
+            }
+            sink.wake.notify_one();
+        }
+    }
+}
+
+/// Delivers the outbox of sink `name`, one notice at a time, urgent ones first; after a failed
+/// try the whole sink waits before the next one. Counts each outcome.
+async fn worker(ctx: Arc<Context>, name: String, sink: Arc<Sink>, notifiers: Store<Notifier>) {
+    let mut wait: Option<Duration> = None;
+    loop {
+        if let Some(w) = wait.take() {
+            tokio::time::sleep(w).await;
+        }
+        let next = sink.outbox.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut item) = next else {
+            sink.wake.notified().await;
+            continue;
+        };
+        // The Notifier as it is now: deleted, its notices go with it.
+        let Some(n) = notifiers.get(&ObjectRef::new(&name)) else { continue };
+        let notice = &item.notice;
+        let body =
+            serde_json::to_vec(&notify::body(n.spec.format, notice, n.spec.console_url.as_deref())).unwrap_or_default();
+        let key = notify::idempotency_key(&name, notice);
+        let kind = notice.kind.map(|k| k.as_str()).unwrap_or_default();
+        match send(&ctx, &n.spec, &key, kind, body).await {
+            Ok(_) => ctx.metrics.notifications.with_label_values(&[&name, "delivered"]).inc(),
+            Err(e) => {
+                item.attempts += 1;
+                match outbox::retry(item.urgent, item.attempts) {
+                    Some(w) => {
+                        ctx.metrics.notifications.with_label_values(&[&name, "retried"]).inc();
+                        tracing::warn!(notifier = %name, notice = kind, error = %e, retry_in = ?w, "notice not delivered");
+                        sink.outbox.lock().unwrap_or_else(|p| p.into_inner()).again(item);
+                        wait = Some(w);
+                    }
+                    None => {
+                        ctx.metrics.notifications.with_label_values(&[&name, "dead"]).inc();
+                        tracing::error!(notifier = %name, notice = kind, error = %e, idempotency_key = %key, "notice given up");
+                    }
+                }
             }
         }
     }
@@ -97,34 +160,6 @@ fn notice_of(e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>, ctx
         }
     }
     n
-}
-
-/// Delivers `notice` to the sink `name`, retrying; counts the outcome.
-async fn deliver(ctx: Arc<Context>, name: String, spec: NotifierSpec, notice: Notice) {
-    let body = serde_json::to_vec(&notify::body(spec.format, &notice, spec.console_url.as_deref())).unwrap_or_default();
-    let key = notify::idempotency_key(&name, &notice);
-    let kind = notice.kind.map(|k| k.as_str()).unwrap_or_default();
-    let mut delays = notify::retry_delays();
-    loop {
-        match send(&ctx, &spec, &key, kind, body.clone()).await {
-            Ok(_) => {
-                ctx.metrics.notifications.with_label_values(&[&name, "delivered"]).inc();
-                return;
-            }
-            Err(e) => match delays.next() {
-                Some(wait) => {
-                    ctx.metrics.notifications.with_label_values(&[&name, "retried"]).inc();
-                    tracing::warn!(notifier = %name, notice = kind, error = %e, retry_in = ?wait, "notice not delivered");
-                    tokio::time::sleep(wait).await;
-                }
-                None => {
-                    ctx.metrics.notifications.with_label_values(&[&name, "dead"]).inc();
-                    tracing::error!(notifier = %name, notice = kind, error = %e, idempotency_key = %key, "notice given up");
-                    return;
-                }
-            },
-        }
-    }
 }
 
 /// One delivery: the URL and the key read from their Secrets each time (a rotated Secret is used
