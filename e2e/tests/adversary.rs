@@ -911,3 +911,33 @@ async fn decided_requests_count_against_what_an_agent_may_keep() -> Result<()> {
     assert!(err.contains("keeps 3 requests, decided ones included") && err.contains("maxKept"), "{err}");
     Ok(())
 }
+
+/// Hardening III (reads): an agent cannot enumerate the requests other agents of its namespace
+/// filed — their targets, justifications and approvals. It files with its own token and reads back
+/// its own request by name; listing or watching the namespace's requests is refused.
+#[tokio::test]
+async fn an_agent_cannot_list_the_requests_of_the_agents_beside_it() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.home(), w.scope());
+    let other = new_agent(&w, "other", Tier::Supervised, &[&w.isolate]).await?;
+    let bot = new_agent(&w, "bot", Tier::Supervised, &[&w.isolate]).await?;
+    let mut secret = request("theirs", "other", &w.isolate, json!({"app": "payroll"}), scope, "payroll-1");
+    secret.spec.justification = "payroll-1 exfiltrates to 198.51.100.7 (case IR-4411)".into();
+    file(&other, home, &secret).await?;
+    let mine = file(&bot, home, &request("mine", "bot", &w.isolate, json!({"app": "web"}), scope, "web-1")).await?;
+    let requests = Api::<ActionRequest>::namespaced(bot.clone(), home);
+    assert_eq!(requests.get("mine").await?.uid(), mine.uid(), "its own request, by name");
+    match requests.list(&ListParams::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
+        Ok(l) => panic!(
+            "the agent listed {} requests, the other agent's among them: {:?}",
+            l.items.len(),
+            l.items.iter().map(|r| r.name_any()).collect::<Vec<_>>()
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    let watch = requests.watch(&kube::api::WatchParams::default(), "0").await;
+    assert!(matches!(&watch, Err(kube::Error::Api(e)) if e.code == 403), "watch refused: {:?}", watch.err());
+    Ok(())
+}

@@ -76,11 +76,13 @@ impl Rule {
     }
 }
 
-/// The rules every agent holds in its own namespace: file ActionRequests and follow them, and read
-/// its own SocAgent (nothing else of it).
+/// The rules every agent holds in its own namespace: file ActionRequests and read back one it
+/// names (`get`), and read its own SocAgent (nothing else of it). No `list` or `watch`: agents
+/// sharing a namespace must not read each other's targets, justifications and approvals, so a
+/// request's (unguessable, with `generateName`) name is the only way to read it.
 pub fn base_rules(agent_name: &str) -> Vec<Rule> {
     vec![
-        Rule::new(["socwarden.io"], ["actionrequests"], ["create", "get", "list", "watch"], [] as [&str; 0]),
+        Rule::new(["socwarden.io"], ["actionrequests"], ["create", "get"], [] as [&str; 0]),
         Rule::new(["socwarden.io"], ["socagents"], ["get"], [agent_name]),
     ]
 }
