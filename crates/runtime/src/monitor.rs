@@ -203,18 +203,39 @@ impl Monitor {
     /// A write no approved request covers: contained at once with onDrift Pause, whatever the
     /// sensitivity and the statistics; reported with onDrift Alert.
     pub fn unrecorded(&self, key: &AgentKey, w: &Access, received: Instant, now: Timestamp) {
+        self.certain(key, records::unrecorded(w), Some(&self.metrics.unrecorded_writes), received, now);
+    }
+
+    /// Writes or refusals the sink had no room to judge (`intake::admit`): treated as an
+    /// unrecorded write, since one of them may be.
+    pub fn unjudged(&self, key: &AgentKey, calls: usize, received: Instant, now: Timestamp) {
+        self.certain(key, records::unjudged(calls), None, received, now);
+    }
+
+    /// Contains (or, with onDrift Alert, reports) on a certain signal, whatever the statistics;
+    /// `count` counts it unless the agent is paused.
+    fn certain(
+        &self,
+        key: &AgentKey,
+        observed: String,
+        count: Option<&prometheus::IntCounter>,
+        received: Instant,
+        now: Timestamp,
+    ) {
         let mut entries = self.entries();
         let e = entries.entry(key.clone()).or_insert_with(Entry::new);
         if e.paused {
             return;
         }
-        self.metrics.unrecorded_writes.inc();
+        if let Some(c) = count {
+            c.inc();
+        }
         if e.trigger.is_some() {
             return;
         }
         let signal = drift::Signal {
             signal: drift::SignalKind::Unrecorded,
-            observed: records::unrecorded(w),
+            observed,
             expected: "every write covered by an approved request".into(),
             score: 1.0,
         };
