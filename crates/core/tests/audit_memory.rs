@@ -13,55 +13,64 @@ fn peak() -> Option<usize> {
 }
 
 /// An EventList of `n` events of one agent, each with a request object of `pad` bytes, produced
-/// as it is read.
+/// as it is read, 64 KiB at a time.
 struct Batch {
     n: usize,
     pad: usize,
-    /// Position in the current event: 0 = head, 1..=pad = padding, then tail.
+    /// Events produced, and padding bytes produced of the current one.
     event: usize,
-    at: usize,
+    padded: usize,
     started: bool,
-    ended: bool,
+    piece: Vec<u8>,
+    at: usize,
 }
 
 const HEAD: &[u8] = br#"{"stage":"ResponseComplete","verb":"update","user":{"username":"system:serviceaccount:agents:warden-bot"},"objectRef":{"resource":"configmaps","namespace":"web","name":"c"},"responseStatus":{"code":200},"requestObject":{"data":{"pad":""#;
 const TAIL: &[u8] = br#""}}}"#;
 
+impl Batch {
+    fn new(n: usize, pad: usize) -> Self {
+        Self { n, pad, event: 0, padded: 0, started: false, piece: Vec::new(), at: 0 }
+    }
+
+    /// The next piece of the list; empty at its end.
+    fn next_piece(&mut self) -> Vec<u8> {
+        if !self.started {
+            self.started = true;
+            return br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#.to_vec();
+        }
+        if self.event == self.n {
+            self.event += 1;
+            return b"]}".to_vec();
+        }
+        if self.event > self.n {
+            return Vec::new();
+        }
+        if self.padded == 0 {
+            self.padded = 1;
+            return [if self.event > 0 { &b","[..] } else { &b""[..] }, HEAD].concat();
+        }
+        if self.padded <= self.pad {
+            let n = (self.pad + 1 - self.padded).min(64 << 10);
+            self.padded += n;
+            return vec![b'x'; n];
+        }
+        self.padded = 0;
+        self.event += 1;
+        TAIL.to_vec()
+    }
+}
+
 impl std::io::Read for Batch {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mut w = 0;
-        fn put(buf: &mut [u8], b: &[u8], w: &mut usize) {
-            buf[*w..*w + b.len()].copy_from_slice(b);
-            *w += b.len();
+        if self.at == self.piece.len() {
+            self.piece = self.next_piece();
+            self.at = 0;
         }
-        while w + HEAD.len() + 64 < buf.len() {
-            if !self.started {
-                self.started = true;
-                put(buf, br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#, &mut w);
-            } else if self.event == self.n {
-                if !self.ended {
-                    self.ended = true;
-                    put(buf, b"]}", &mut w);
-                }
-                break;
-            } else if self.at == 0 {
-                if self.event > 0 {
-                    put(buf, b",", &mut w);
-                }
-                put(buf, HEAD, &mut w);
-                self.at = 1;
-            } else if self.at <= self.pad {
-                let n = (buf.len() - w - 64).min(self.pad + 1 - self.at);
-                buf[w..w + n].fill(b'x');
-                w += n;
-                self.at += n;
-            } else {
-                put(buf, TAIL, &mut w);
-                self.at = 0;
-                self.event += 1;
-            }
-        }
-        Ok(w)
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -70,13 +79,9 @@ fn a_batch_costs_what_it_keeps_not_its_bytes() {
     let (n, pad) = (48, 1 << 20);
     let before = peak().expect("/proc/self/status");
     let mut calls = 0;
-    let events =
-        audit::read(Batch { n, pad, event: 0, at: 0, started: false, ended: false }, Timestamp::UNIX_EPOCH, |p| {
-            calls += p.len()
-        })
-        .expect("an EventList");
+    let events = audit::read(Batch::new(n, pad), Timestamp::UNIX_EPOCH, |p| calls += p.len()).expect("an EventList");
     let grew = peak().unwrap().saturating_sub(before);
     assert_eq!((events, calls), (n, n));
-    println!("read {} MiB; peak memory grew {} KiB", n * pad >> 20, grew >> 10);
+    println!("read {} MiB; peak memory grew {} KiB", (n * pad) >> 20, grew >> 10);
     assert!(grew < 8 << 20, "peak memory grew {grew} bytes reading {} bytes", n * pad);
 }
