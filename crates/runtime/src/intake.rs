@@ -84,13 +84,47 @@ impl Intake {
         Self { queued: Arc::new(AtomicUsize::new(0)), ctx }
     }
 
-    /// Reads one audit batch as it arrives and judges its calls, a part at a time; answers 200
-    /// once all of it is judged. A body that is not an EventList is answered 400 and counted
-    /// (`result="malformed"`); one that breaks off or stalls, 400 or 408: the API server sends the
-    /// batch again (it retries on any error) and, after its last retry, drops it and counts
-    /// `apiserver_audit_error_total{plugin="webhook"}`. Parts judged before such an error (only
-    /// in a batch larger than a part) are judged again when the batch comes back.
-    pub async fn batch(&self, mut body: Body) -> (StatusCode, Vec<u8>) {
+    /// Reads one audit batch and judges its calls, a part at a time; answers 200 once all of it is
+    /// judged. A batch within `audit::BATCH_MEMORY` is read whole first (its Content-Length says
+    /// so), a larger one as it arrives. A body that is not an EventList is answered 400 and
+    /// counted (`result="malformed"`); one that breaks off or stalls, 400 or 408: the API server
+    /// sends the batch again (it retries on any error) and, after its last retry, drops it and
+    /// counts `apiserver_audit_error_total{plugin="webhook"}`. Parts judged before such an error
+    /// (only in a batch larger than a part) are judged again when the batch comes back.
+    pub async fn batch(&self, body: Body) -> (StatusCode, Vec<u8>) {
+        let (pumped, read) = match body.content_length() {
+            Some(len) if len <= audit::BATCH_MEMORY => self.whole(body, len).await,
+            _ => self.streamed(body).await,
+        };
+        let json = |e: &str| serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default();
+        match (pumped, read) {
+            (Err(e @ BodyError::Stalled(_)), _) => (StatusCode::REQUEST_TIMEOUT, json(&e.to_string())),
+            (Err(e), _) => (StatusCode::BAD_REQUEST, json(&e.to_string())),
+            (Ok(()), Ok(_)) => (StatusCode::OK, b"{}".to_vec()),
+            (Ok(()), Err(e)) => {
+                self.ctx.metrics.audit_events.with_label_values(&["malformed"]).inc();
+                tracing::warn!(error = %e, "malformed audit payload");
+                (StatusCode::BAD_REQUEST, json(&e))
+            }
+        }
+    }
+
+    /// A batch of `len` bytes, read whole, then judged.
+    async fn whole(&self, mut body: Body, len: usize) -> (Result<(), BodyError>, Result<usize, String>) {
+        let mut bytes = Vec::with_capacity(len);
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(piece) => bytes.extend_from_slice(&piece),
+                Err(e) => return (Err(e), Ok(0)),
+            }
+        }
+        let received = Instant::now();
+        (Ok(()), audit::read_slice(&bytes, jiff::Timestamp::now(), |part| self.take(part, received)))
+    }
+
+    /// A batch read as it arrives (in a blocking task fed with the body's pieces) and judged a part
+    /// at a time meanwhile.
+    async fn streamed(&self, mut body: Body) -> (Result<(), BodyError>, Result<usize, String>) {
         let received = Instant::now();
         let now = jiff::Timestamp::now();
         // Two pieces of the body in transit, one part waiting to be judged: the rest waits in the
@@ -118,17 +152,7 @@ impl Intake {
         };
         let (pumped, ()) = futures::future::join(pump, judge).await;
         let read = reader.await.unwrap_or_else(|e| Err(format!("reading the batch failed: {e}")));
-        let json = |e: &str| serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default();
-        match (pumped, read) {
-            (Err(e @ BodyError::Stalled(_)), _) => (StatusCode::REQUEST_TIMEOUT, json(&e.to_string())),
-            (Err(e), _) => (StatusCode::BAD_REQUEST, json(&e.to_string())),
-            (Ok(()), Ok(_)) => (StatusCode::OK, b"{}".to_vec()),
-            (Ok(()), Err(e)) => {
-                self.ctx.metrics.audit_events.with_label_values(&["malformed"]).inc();
-                tracing::warn!(error = %e, "malformed audit payload");
-                (StatusCode::BAD_REQUEST, json(&e))
-            }
-        }
+        (pumped, read)
     }
 
     /// Judges the calls of one part of an audit batch received at `received`, as far as capacity

@@ -119,9 +119,15 @@ pub enum BodyError {
 pub struct Body {
     inner: Incoming,
     idle: Duration,
+    len: Option<usize>,
 }
 
 impl Body {
+    /// Its Content-Length, when it has one (the body is then exactly that long).
+    pub fn content_length(&self) -> Option<usize> {
+        self.len
+    }
+
     /// The next piece of the body, or None at its end.
     pub async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
         use http_body_util::BodyExt;
@@ -294,7 +300,7 @@ async fn answer(
                 Ok(share) => share,
                 Err(busy) => return busy,
             };
-            let (code, out) = h(path, Body { inner: req.into_body(), idle: limits.body }).await;
+            let (code, out) = h(path, Body { inner: req.into_body(), idle: limits.body, len }).await;
             return respond(code, "application/json", out);
         }
         Handler::Whole(h) => h,
