@@ -418,6 +418,28 @@ mod tests {
     }
 
     #[test]
+    fn writes_the_sink_had_no_room_to_judge_contain_their_agent_at_once() {
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let mut contain = wakes.contain;
+        let key = ("agents".to_string(), "bot".to_string());
+        let spec = BaselineSpec { learning_period: "24h".into(), ..Default::default() };
+        m.configure(&key, &spec, false, None);
+        // Still learning, no statistics against it: only the unjudged writes.
+        m.unjudged(&key, 3, Instant::now(), t(1));
+        let trigger = m.view(&key).trigger.expect("contained");
+        let signal = &trigger.assessment.signals[0];
+        assert_eq!(signal.signal, drift::SignalKind::Unrecorded);
+        assert!(signal.observed.starts_with("3 write(s) or refused call(s) not judged"), "{}", signal.observed);
+        assert_eq!(contain.try_recv().ok(), Some(key.clone()), "at once, ahead of every reconcile");
+        assert_eq!(m.metrics.unrecorded_writes.get(), 0, "no write was found unrecorded");
+        // A paused agent is not contained again.
+        m.contained(&key);
+        m.configure(&key, &spec, true, None);
+        m.unjudged(&key, 1, Instant::now(), t(2));
+        assert!(m.view(&key).trigger.is_none());
+    }
+
+    #[test]
     fn a_restart_keeps_the_learned_baseline() {
         let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
         let key = ("agents".to_string(), "bot".to_string());
