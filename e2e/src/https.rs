@@ -94,3 +94,23 @@ pub async fn post_bearer(port: u16, path: &str, body: &[u8], ca: &str, token: &s
     s.flush().await?;
     Ok(read_response(&mut s).await)
 }
+
+/// The local control plane's API server: its port and the CA of its serving certificate.
+pub fn apiserver() -> Result<(u16, String)> {
+    let dir = crate::cluster_dir();
+    let env = std::fs::read_to_string(dir.join("env")).context("the local control plane (e2e/cluster up)")?;
+    let port = env.lines().find_map(|l| l.strip_prefix("API_PORT=")).context("API_PORT")?.trim().parse()?;
+    Ok((port, std::fs::read_to_string(dir.join("pki/ca.crt"))?))
+}
+
+/// GETs `target` (a request line's path and query, sent as it is: it may be longer than any URI
+/// type of an HTTP client accepts) from the API server at `port` presenting `token`; the status.
+pub async fn get_bearer(port: u16, ca: &str, token: &str, target: &str) -> Result<u16> {
+    let mut s = connect(port, ca, None).await?;
+    let head = format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.flush().await?;
+    Ok(read_response(&mut s).await.0)
+}

@@ -180,6 +180,40 @@ async fn a_write_without_a_record_contains_the_agent_on_the_first_one() -> Resul
     Ok(())
 }
 
+/// Issue 28: the agent pads the audit batch of its unrecorded delete with ~1 MB calls. Each is a
+/// list of pods — what it does all day — whose query carries a million `<`, which the API server's
+/// audit JSON writes as `\u003c`: a ~6 MB event at Metadata level. Before, the sink refused the
+/// batch over 8 MiB (413), the API server retried and then dropped it, the delete with it, and the
+/// agent stayed Active.
+#[tokio::test]
+async fn a_write_hidden_among_megabyte_calls_still_contains_the_agent() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
+    pods(&w, &["victim-0".into()]).await?;
+    let (bot, token, normal) = learned_agent(&w, "padder", 29).await?;
+
+    let (port, ca) = soc_warden_e2e::https::apiserver()?;
+    let target = format!("/api/v1/namespaces/{scope}/pods?limit=1&pad={}", "<".repeat(1_000_000));
+    let padded = || {
+        let (ca, token, target) = (ca.clone(), token.clone(), target.clone());
+        tokio::spawn(async move { soc_warden_e2e::https::get_bearer(port, &ca, &token, &target).await })
+    };
+    let before: Vec<_> = (0..4).map(|_| padded()).collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    Api::<Pod>::namespaced(bot.clone(), &scope).delete("victim-0", &DeleteParams::default()).await?;
+    let after: Vec<_> = (0..4).map(|_| padded()).collect();
+    for call in before.into_iter().chain(after) {
+        assert_eq!(call.await??, 200, "a padded call is an ordinary list of pods");
+    }
+
+    let a = wait_agent(&w.admin, &home, "padder", "paused for drift", T, paused_for_drift).await?;
+    let msg = condition(&a, "Paused").unwrap().message;
+    assert!(msg.contains("unrecorded") && msg.contains(&format!("delete pods {scope}/victim-0")), "{msg}");
+    normal.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_approved_request_for_one_pod_does_not_cover_another() -> Result<()> {
     let w = world().await?;

@@ -1,24 +1,32 @@
-//! The audit sink's intake: each batch is judged (records first, statistics second) in the task of
-//! the connection that brought it, so batches are judged side by side and a probing agent's batch
-//! never waits behind a flood's; the calls being judged at once are bounded, so that a flood of
-//! audit events during an incident costs a bounded amount of memory. Past the capacity, what can
+//! The audit sink's intake: each batch is read as it arrives (`audit::read`, in a blocking task
+//! fed with the body's pieces) and judged — records first, statistics second — in the task of the
+//! connection that brought it, a part at a time, so batches are judged side by side and a probing
+//! agent's batch never waits behind a flood's. A batch of any size is taken: what one costs is
+//! the parts being read and judged (`audit::BATCH_MEMORY`, reserved from the sink's body budget),
+//! not its bytes. The calls being judged at once are bounded too: past the capacity, what can
 //! contain an agent is still taken — writes (an unrecorded one contains at once) and refusals
 //! (out-of-scope attempts) — and the rest is dropped and counted
-//! (`socwarden_audit_events_total{result="dropped"}`); past twice the capacity everything is.
+//! (`socwarden_audit_events_total{result="dropped"}`). Past twice the capacity nothing more is
+//! judged, but a write or refusal is never dropped silently: its agent is contained unjudged
+//! (`result="unjudged"`), as if the write had no record — fail closed.
 //! (A single queue and one judging task were tried first: the containment benchmark's p99 grew
 //! from tens of milliseconds to a second, the probing agents' batches waiting behind the others.)
 //! Judging is synchronous, so the calls judged at once are at most the runtime's worker threads
-//! times the largest batch (`audit::MAX_BODY`, some 20,000 calls): on a small machine the bound is
-//! never reached, and a flood beyond what the sink can judge slows its answers instead — the API
-//! server's audit backend buffers, and past its buffer drops and counts on its side
-//! (`apiserver_audit_error_total`).
+//! times a part (`audit::PART_CALLS`): on a small machine the capacity is never reached, and a
+//! flood beyond what the sink can judge slows its answers instead — the API server's audit backend
+//! buffers, and past its buffer drops and counts on its side (`apiserver_audit_error_total`).
 
 use crate::context::Context;
-use socwarden_core::behaviour::audit::Call;
+use crate::server::{Body, BodyError};
+use hyper::StatusCode;
+use hyper::body::Bytes;
+use socwarden_core::admission::identity::AgentKey;
+use socwarden_core::behaviour::audit::{self, Batch, Call};
 use socwarden_core::behaviour::drift::Kind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+use tokio::sync::mpsc;
 
 /// Calls being judged at once (about 200 bytes each): beyond this only significant ones are kept.
 pub const CAPACITY: usize = 50_000;
@@ -29,22 +37,42 @@ pub fn significant(c: &Call) -> bool {
     c.access.as_ref().is_some_and(|a| a.writes()) || matches!(c.observation.kind, Kind::Api { code: 401 | 403, .. })
 }
 
-/// What to keep of a batch of `calls` when `queued` calls are being judged already; the rest is
-/// dropped.
-pub fn admit(calls: Vec<Call>, queued: usize) -> (Vec<Call>, usize) {
-    let n = calls.len();
-    if queued + n <= CAPACITY {
-        return (calls, 0);
-    }
-    if queued >= 2 * CAPACITY {
-        return (Vec::new(), n);
-    }
-    let kept: Vec<Call> = calls.into_iter().filter(significant).take(2 * CAPACITY - queued).collect();
-    let dropped = n - kept.len();
-    (kept, dropped)
+/// What is done with the calls of a part.
+#[derive(Debug, Default, PartialEq)]
+pub struct Admitted {
+    /// Judged.
+    pub kept: Vec<Call>,
+    /// Neither significant nor judged: counted.
+    pub dropped: usize,
+    /// Significant calls there was no room to judge, per agent: each agent is contained unjudged.
+    pub unjudged: Vec<(AgentKey, usize)>,
 }
 
-/// The sink's side: admission, then judgement.
+/// What to do with a part of `calls` when `queued` calls are being judged already: everything is
+/// judged up to the capacity; beyond, only significant calls, up to twice the capacity; beyond
+/// that, a significant call contains its agent unjudged (never dropped), and the rest is dropped.
+pub fn admit(calls: Vec<Call>, queued: usize) -> Admitted {
+    if queued + calls.len() <= CAPACITY {
+        return Admitted { kept: calls, ..Default::default() };
+    }
+    let room = (2 * CAPACITY).saturating_sub(queued);
+    let mut out = Admitted::default();
+    for c in calls {
+        if !significant(&c) {
+            out.dropped += 1;
+        } else if out.kept.len() < room {
+            out.kept.push(c);
+        } else {
+            match out.unjudged.iter_mut().find(|(agent, _)| *agent == c.agent) {
+                Some((_, n)) => *n += 1,
+                None => out.unjudged.push((c.agent, 1)),
+            }
+        }
+    }
+    out
+}
+
+/// The sink's side: reading, admission, then judgement.
 #[derive(Clone)]
 pub struct Intake {
     queued: Arc<AtomicUsize>,
@@ -56,12 +84,85 @@ impl Intake {
         Self { queued: Arc::new(AtomicUsize::new(0)), ctx }
     }
 
-    /// Judges the calls of one audit batch received at `received`, as far as capacity allows.
+    /// Reads one audit batch and judges its calls, a part at a time; answers 200 once all of it is
+    /// judged. A batch within `audit::BATCH_MEMORY` is read whole first (its Content-Length says
+    /// so), a larger one as it arrives. A body that is not an EventList is answered 400 and
+    /// counted (`result="malformed"`); one that breaks off or stalls, 400 or 408: the API server
+    /// sends the batch again (it retries on any error) and, after its last retry, drops it and
+    /// counts `apiserver_audit_error_total{plugin="webhook"}`. Parts judged before such an error
+    /// (only in a batch larger than a part) are judged again when the batch comes back.
+    pub async fn batch(&self, body: Body) -> (StatusCode, Vec<u8>) {
+        let (pumped, read) = match body.content_length() {
+            Some(len) if len <= audit::BATCH_MEMORY => self.whole(body, len).await,
+            _ => self.streamed(body).await,
+        };
+        let json = |e: &str| serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default();
+        match (pumped, read) {
+            (Err(e @ BodyError::Stalled(_)), _) => (StatusCode::REQUEST_TIMEOUT, json(&e.to_string())),
+            (Err(e), _) => (StatusCode::BAD_REQUEST, json(&e.to_string())),
+            (Ok(()), Ok(_)) => (StatusCode::OK, b"{}".to_vec()),
+            (Ok(()), Err(e)) => {
+                self.ctx.metrics.audit_events.with_label_values(&["malformed"]).inc();
+                tracing::warn!(error = %e, "malformed audit payload");
+                (StatusCode::BAD_REQUEST, json(&e))
+            }
+        }
+    }
+
+    /// A batch of `len` bytes, read whole, then judged.
+    async fn whole(&self, mut body: Body, len: usize) -> (Result<(), BodyError>, Result<usize, String>) {
+        let mut bytes = Vec::with_capacity(len);
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(piece) => bytes.extend_from_slice(&piece),
+                Err(e) => return (Err(e), Ok(0)),
+            }
+        }
+        let received = Instant::now();
+        (Ok(()), audit::read_slice(&bytes, jiff::Timestamp::now(), |part| self.take(part, received)))
+    }
+
+    /// A batch read as it arrives (in a blocking task fed with the body's pieces) and judged a part
+    /// at a time meanwhile.
+    async fn streamed(&self, mut body: Body) -> (Result<(), BodyError>, Result<usize, String>) {
+        let received = Instant::now();
+        let now = jiff::Timestamp::now();
+        // Two pieces of the body in transit, one part waiting to be judged: the rest waits in the
+        // socket (backpressure on the sender).
+        let (pieces, pieces_rx) = mpsc::channel::<Bytes>(2);
+        let (parts, mut parts_rx) = mpsc::channel::<Batch>(1);
+        let reader = tokio::task::spawn_blocking(move || {
+            audit::read(Pieces { rx: pieces_rx, current: Bytes::new() }, now, |part| {
+                let _ = parts.blocking_send(part);
+            })
+        });
+        let pump = async move {
+            while let Some(piece) = body.next().await {
+                // A closed reader stopped early: the body is not an EventList (it says why).
+                if pieces.send(piece?).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), BodyError>(())
+        };
+        let judge = async {
+            while let Some(part) = parts_rx.recv().await {
+                self.take(part, received);
+            }
+        };
+        let (pumped, ()) = futures::future::join(pump, judge).await;
+        let read = reader.await.unwrap_or_else(|e| Err(format!("reading the batch failed: {e}")));
+        (pumped, read)
+    }
+
+    /// Judges the calls of one part of an audit batch received at `received`, as far as capacity
+    /// allows.
     pub fn take(&self, calls: Vec<Call>, received: Instant) {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
-        let (kept, dropped) = admit(calls, self.queued.load(Ordering::Relaxed));
+        let Admitted { kept, dropped, unjudged } = admit(calls, self.queued.load(Ordering::Relaxed));
         let events = &self.ctx.metrics.audit_events;
+        let now = jiff::Timestamp::now();
         events.with_label_values(&["dropped"]).inc_by(dropped as u64);
         if dropped > 0 {
             tracing::warn!(
@@ -69,6 +170,11 @@ impl Intake {
                 judged = self.queued.load(Ordering::Relaxed),
                 "audit events beyond capacity dropped"
             );
+        }
+        for (key, n) in &unjudged {
+            events.with_label_values(&["unjudged"]).inc_by(*n as u64);
+            tracing::warn!(namespace = %key.0, agent = %key.1, calls = n, "writes or refusals beyond twice the capacity: agent contained unjudged");
+            self.ctx.monitor.unjudged(key, *n, received, now);
         }
         if kept.is_empty() {
             return;
@@ -78,7 +184,6 @@ impl Intake {
         self.queued.fetch_add(n, Ordering::Relaxed);
         let _done = Release(&self.queued, n);
         let ctx = &self.ctx;
-        let now = jiff::Timestamp::now();
         let checked = crate::records::check(ctx, kept, |k| ctx.monitor.paused(k));
         for (key, w) in &checked.unrecorded {
             ctx.monitor.unrecorded(key, w, received, now);
@@ -89,6 +194,27 @@ impl Intake {
     fn known(&self, c: &Call) -> bool {
         let (ns, name) = &c.agent;
         self.ctx.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns)).is_some()
+    }
+}
+
+/// The pieces of a body as a blocking reader, for the task that reads the batch.
+struct Pieces {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(piece) => self.current = piece,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
     }
 }
 
@@ -140,19 +266,36 @@ mod tests {
 
     #[test]
     fn under_capacity_everything_is_kept() {
-        let (kept, dropped) = admit(vec![call("get", 200); 10], CAPACITY - 10);
-        assert_eq!((kept.len(), dropped), (10, 0));
+        let a = admit(vec![call("get", 200); 10], CAPACITY - 10);
+        assert_eq!((a.kept.len(), a.dropped, a.unjudged), (10, 0, vec![]));
     }
 
     #[test]
     fn over_capacity_only_significant_calls_are_kept_until_twice_the_capacity() {
         let batch = || vec![call("get", 200), call("delete", 200), call("get", 403), call("list", 200)];
-        let (kept, dropped) = admit(batch(), CAPACITY);
-        assert_eq!(dropped, 2);
-        assert!(kept.iter().all(significant), "the reads went");
-        let (kept, dropped) = admit(batch(), 2 * CAPACITY - 1);
-        assert_eq!((kept.len(), dropped), (1, 3), "room for one more");
-        let (kept, dropped) = admit(batch(), 2 * CAPACITY);
-        assert_eq!((kept.len(), dropped), (0, 4), "full: nothing");
+        let a = admit(batch(), CAPACITY);
+        assert_eq!((a.kept.len(), a.dropped, a.unjudged.len()), (2, 2, 0));
+        assert!(a.kept.iter().all(significant), "the reads went");
+        let a = admit(batch(), 2 * CAPACITY - 1);
+        assert_eq!((a.kept.len(), a.dropped), (1, 2), "room for one more");
+        assert_eq!(a.unjudged, vec![(("a".to_string(), "bot".to_string()), 1)], "the other is not dropped");
+    }
+
+    #[test]
+    fn past_twice_the_capacity_a_write_contains_its_agent_unjudged_never_silently_dropped() {
+        // Before: everything past twice the capacity was dropped, the unrecorded delete with it.
+        let mut other = call("create", 201);
+        other.agent = ("b".into(), "bot2".into());
+        let batch = vec![call("get", 200), call("delete", 200), call("get", 403), other, call("list", 200)];
+        for queued in [2 * CAPACITY, 3 * CAPACITY, usize::MAX / 2] {
+            let a = admit(batch.clone(), queued);
+            assert!(a.kept.is_empty(), "full: nothing judged at {queued}");
+            assert_eq!(a.dropped, 2, "only the reads are dropped at {queued}");
+            assert_eq!(
+                a.unjudged,
+                vec![(("a".to_string(), "bot".to_string()), 2), (("b".to_string(), "bot2".to_string()), 1)],
+                "every agent with a write or refusal is contained at {queued}"
+            );
+        }
     }
 }

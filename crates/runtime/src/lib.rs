@@ -9,7 +9,8 @@
 //! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals).
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
 //! - `monitor`: the behaviour models in memory, waking agents that must be contained.
-//! - `intake`: the audit sink's admission (what is judged, what is dropped under a flood).
+//! - `intake`: the audit sink's intake (batches of any size read as they arrive; what is judged,
+//!   what is dropped, and whose agent is contained unjudged under a flood).
 //! - `records`: matching agents' writes (audit events) with the requests that cover them.
 //! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent).
 //! - `workload`: stopping and restarting the workload of a paused agent.

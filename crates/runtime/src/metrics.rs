@@ -172,11 +172,15 @@ impl Metrics {
         let audit_events = IntCounterVec::new(
             Opts::new(
                 "audit_events_total",
-                "Audit events at the sink: kept (an agent's call, queued to be judged), dropped (beyond the intake's capacity, see intake.rs), or payloads malformed",
+                "Audit events at the sink: kept (an agent's call, queued to be judged), dropped (beyond the intake's capacity, see intake.rs), unjudged (writes or refusals beyond twice the capacity: their agent is contained unjudged), or payloads malformed",
             ),
             &["result"],
         )
         .unwrap();
+        // Every result from the start, so that an alert's increase() sees the first loss.
+        for result in ["kept", "dropped", "unjudged", "malformed"] {
+            audit_events.with_label_values(&[result]);
+        }
         let unrecorded_writes = prometheus::IntCounter::new(
             "unrecorded_writes_total",
             "Writes by agents that no approved request covered (each contains its agent with onDrift Pause)",

@@ -203,18 +203,39 @@ impl Monitor {
     /// A write no approved request covers: contained at once with onDrift Pause, whatever the
     /// sensitivity and the statistics; reported with onDrift Alert.
     pub fn unrecorded(&self, key: &AgentKey, w: &Access, received: Instant, now: Timestamp) {
+        self.certain(key, records::unrecorded(w), Some(&self.metrics.unrecorded_writes), received, now);
+    }
+
+    /// Writes or refusals the sink had no room to judge (`intake::admit`): treated as an
+    /// unrecorded write, since one of them may be.
+    pub fn unjudged(&self, key: &AgentKey, calls: usize, received: Instant, now: Timestamp) {
+        self.certain(key, records::unjudged(calls), None, received, now);
+    }
+
+    /// Contains (or, with onDrift Alert, reports) on a certain signal, whatever the statistics;
+    /// `count` counts it unless the agent is paused.
+    fn certain(
+        &self,
+        key: &AgentKey,
+        observed: String,
+        count: Option<&prometheus::IntCounter>,
+        received: Instant,
+        now: Timestamp,
+    ) {
         let mut entries = self.entries();
         let e = entries.entry(key.clone()).or_insert_with(Entry::new);
         if e.paused {
             return;
         }
-        self.metrics.unrecorded_writes.inc();
+        if let Some(c) = count {
+            c.inc();
+        }
         if e.trigger.is_some() {
             return;
         }
         let signal = drift::Signal {
             signal: drift::SignalKind::Unrecorded,
-            observed: records::unrecorded(w),
+            observed,
             expected: "every write covered by an approved request".into(),
             score: 1.0,
         };
@@ -393,6 +414,28 @@ mod tests {
         assert!(m.view(&key).trigger.is_none());
         m.resumed(&key);
         m.tick(t(110));
+        assert!(m.view(&key).trigger.is_none());
+    }
+
+    #[test]
+    fn writes_the_sink_had_no_room_to_judge_contain_their_agent_at_once() {
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let mut contain = wakes.contain;
+        let key = ("agents".to_string(), "bot".to_string());
+        let spec = BaselineSpec { learning_period: "24h".into(), ..Default::default() };
+        m.configure(&key, &spec, false, None);
+        // Still learning, no statistics against it: only the unjudged writes.
+        m.unjudged(&key, 3, Instant::now(), t(1));
+        let trigger = m.view(&key).trigger.expect("contained");
+        let signal = &trigger.assessment.signals[0];
+        assert_eq!(signal.signal, drift::SignalKind::Unrecorded);
+        assert!(signal.observed.starts_with("3 write(s) or refused call(s) not judged"), "{}", signal.observed);
+        assert_eq!(contain.try_recv().ok(), Some(key.clone()), "at once, ahead of every reconcile");
+        assert_eq!(m.metrics.unrecorded_writes.get(), 0, "no write was found unrecorded");
+        // A paused agent is not contained again.
+        m.contained(&key);
+        m.configure(&key, &spec, true, None);
+        m.unjudged(&key, 1, Instant::now(), t(2));
         assert!(m.view(&key).trigger.is_none());
     }
 

@@ -625,27 +625,20 @@ async fn audit_sink(
     };
     let listener = server::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the audit sink");
-    let intake = crate::intake::Intake::new(ctx.clone());
-    let sink = move |path: String, body: hyper::body::Bytes| {
-        if path != "/audit" {
-            return (StatusCode::NOT_FOUND, b"{}".to_vec());
-        }
-        let received = std::time::Instant::now();
-        match audit::parse(&body, jiff::Timestamp::now()) {
-            Ok(calls) => {
-                intake.take(calls, received);
-                (StatusCode::OK, b"{}".to_vec())
+    let intake = crate::intake::Intake::new(ctx);
+    let handler = server::Handler::Stream(Arc::new(move |path, body| {
+        let intake = intake.clone();
+        async move {
+            if path != "/audit" {
+                return (StatusCode::NOT_FOUND, b"{}".to_vec());
             }
-            Err(e) => {
-                ctx.metrics.audit_events.with_label_values(&["malformed"]).inc();
-                tracing::warn!(error = %e, "malformed audit payload");
-                (StatusCode::BAD_REQUEST, serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default())
-            }
+            intake.batch(body).await
         }
-    };
-    let handler: server::Handler = Arc::new(move |path, body| futures::future::ready(sink(path, body)).boxed());
+        .boxed()
+    }));
     let caller = server::Caller::Token(token.into());
-    let limits = server::Limits::new(audit::MAX_BODY);
+    // Batches of any size are read; each large one holds this much of the body budget.
+    let limits = server::Limits::new(audit::BATCH_MEMORY);
     Ok(server::serve_tls(listener, tls::server_config(&material, None)?, caller, limits, handler).await?)
 }
 
@@ -688,7 +681,7 @@ async fn admission(
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
     let lookup = Arc::new(webhook::Admissions::new(stores.clone(), opts.operator_user.clone()));
     let sar_client = client.clone();
-    let handler: server::Handler = Arc::new(move |path, body| {
+    let handler = server::Handler::Whole(Arc::new(move |path, body| {
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());
         async move {
             let started = std::time::Instant::now();
@@ -713,7 +706,7 @@ async fn admission(
             (StatusCode::OK, serde_json::to_vec(&review).unwrap_or_default())
         }
         .boxed()
-    });
+    }));
     let serve = server::serve_tls(listener, config, caller, server::Limits::new(webhook::MAX_REVIEW), handler);
     let register = async {
         while !stores.ready() {

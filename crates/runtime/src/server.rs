@@ -87,8 +87,64 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) ->
 }
 
 /// Answers one request: (path, body) → (status, JSON body). The caller is already authenticated.
-pub type Handler =
+pub type WholeHandler =
     std::sync::Arc<dyn Fn(String, Bytes) -> futures::future::BoxFuture<'static, (StatusCode, Vec<u8>)> + Send + Sync>;
+
+/// Answers one request whose body it reads as it arrives. The caller is already authenticated.
+pub type StreamHandler =
+    std::sync::Arc<dyn Fn(String, Body) -> futures::future::BoxFuture<'static, (StatusCode, Vec<u8>)> + Send + Sync>;
+
+/// How an endpoint takes its bodies.
+#[derive(Clone)]
+pub enum Handler {
+    /// Whole: refused over `Limits::max_body` from its Content-Length, read within the body budget,
+    /// then answered (AdmissionReviews).
+    Whole(WholeHandler),
+    /// As it arrives, whatever its size: the handler keeps what it needs of it (the audit sink).
+    /// Each body larger than `Limits::small` holds `Limits::max_body` of the body budget at most
+    /// (its Content-Length if smaller) while it is read.
+    Stream(StreamHandler),
+}
+
+/// Why a body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body broke off or does not match its Content-Length")]
+    Broken,
+    #[error("the body stopped arriving: nothing for {0:?}")]
+    Stalled(Duration),
+}
+
+/// A request body as it arrives: each piece within `idle` of the one before.
+pub struct Body {
+    inner: Incoming,
+    idle: Duration,
+    len: Option<usize>,
+}
+
+impl Body {
+    /// Its Content-Length, when it has one (the body is then exactly that long).
+    pub fn content_length(&self) -> Option<usize> {
+        self.len
+    }
+
+    /// The next piece of the body, or None at its end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        use http_body_util::BodyExt;
+        loop {
+            let frame = match tokio::time::timeout(self.idle, self.inner.frame()).await {
+                Err(_) => return Some(Err(BodyError::Stalled(self.idle))),
+                Ok(None) => return None,
+                Ok(Some(Err(_))) => return Some(Err(BodyError::Broken)),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            // Trailers carry nothing a handler reads.
+            if let Ok(data) = frame.into_data() {
+                return Some(Ok(data));
+            }
+        }
+    }
+}
 
 /// Who may call a TLS endpoint; checked before any byte of a body is read.
 #[derive(Clone)]
@@ -107,7 +163,9 @@ pub enum Caller {
 /// uploads wait for their share of a fixed body budget (or are refused) instead of growing memory.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// The largest body read, refused from its Content-Length before any byte is read.
+    /// `Handler::Whole`: the largest body read, refused from its Content-Length before any byte is
+    /// read. `Handler::Stream`: the most of the body budget one body holds (bodies of any size are
+    /// read).
     pub max_body: usize,
     /// Bodies larger than `small` share this many bytes while being read (the rest wait for their
     /// share, then give up); smaller ones (every AdmissionReview the API server sends for a
@@ -116,7 +174,8 @@ pub struct Limits {
     pub small: usize,
     /// Connections open at once; more wait in the listen backlog.
     pub connections: usize,
-    /// For the TLS handshake, for the request head, and for the body.
+    /// For the TLS handshake, for the request head, and for the body (a streamed body: for each
+    /// piece of it).
     pub handshake: Duration,
     pub headers: Duration,
     pub body: Duration,
@@ -226,27 +285,36 @@ async fn answer(
         };
         return text(StatusCode::UNAUTHORIZED, why);
     }
-    let Some(len) = req
+    let len = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    else {
+        .and_then(|v| v.parse::<usize>().ok());
+    let path = req.uri().path().to_string();
+    let handler = match handler {
+        Handler::Stream(h) => {
+            // What the handler holds of the body is bounded, not the body: a share of the budget
+            // that is at most `max_body`, whatever the length (unknown with chunked encoding).
+            let held = len.unwrap_or(limits.max_body).min(limits.max_body);
+            let _share = match share(held, limits, budget).await {
+                Ok(share) => share,
+                Err(busy) => return busy,
+            };
+            let (code, out) = h(path, Body { inner: req.into_body(), idle: limits.body, len }).await;
+            return respond(code, "application/json", out);
+        }
+        Handler::Whole(h) => h,
+    };
+    let Some(len) = len else {
         return text(StatusCode::LENGTH_REQUIRED, "a Content-Length is required");
     };
     if len > limits.max_body {
         return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("bodies are limited to {} bytes", limits.max_body));
     }
-    let _share = if len > limits.small {
-        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
-        match tokio::time::timeout(limits.body, budget.acquire_many(kib)).await {
-            Ok(Ok(share)) => Some(share),
-            _ => return text(StatusCode::SERVICE_UNAVAILABLE, "busy with large bodies; retry"),
-        }
-    } else {
-        None
+    let _share = match share(len, limits, budget).await {
+        Ok(share) => share,
+        Err(busy) => return busy,
     };
-    let path = req.uri().path().to_string();
     let read = http_body_util::Limited::new(req.into_body(), len).collect();
     let body = match tokio::time::timeout(limits.body, read).await {
         Ok(Ok(b)) => b.to_bytes(),
@@ -255,6 +323,23 @@ async fn answer(
     };
     let (code, out) = handler(path, body).await;
     respond(code, "application/json", out)
+}
+
+/// The share of the body budget a body of `len` bytes holds while it is read: none under
+/// `limits.small` (the connection cap bounds those), else its KiB, waited for at most `limits.body`.
+async fn share(
+    len: usize,
+    limits: Limits,
+    budget: &tokio::sync::Semaphore,
+) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, Response<Full<Bytes>>> {
+    if len <= limits.small {
+        return Ok(None);
+    }
+    let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(limits.body, budget.acquire_many(kib)).await {
+        Ok(Ok(share)) => Ok(Some(share)),
+        _ => Err(respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "busy with large bodies; retry\n")),
+    }
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -1,24 +1,30 @@
 //! The audit sink: reads the API server's audit webhook payload (`audit.k8s.io/v1` EventList),
 //! keeps only the calls of agents' ServiceAccounts and turns them into observations. Pure: bytes in,
 //! observations out. Anything that is not a readable EventList is refused (400), never a crash.
+//!
+//! A batch is read as it arrives, whatever its size: of each event only the fields below are kept
+//! (request and response objects, annotations and the rest are skipped unread), and the calls are
+//! handed over a part at a time once they weigh more than `PART_CALLS` or `PART_BYTES`. A batch
+//! of any size thus costs the parts being judged, not its bytes. (Refusing batches over a size was
+//! issue 28: an agent padded the batch of its unrecorded delete with ~1 MB calls, the batch was
+//! refused, and the API server dropped the delete with it.)
 
 use crate::admission::identity::{AgentKey, agent_of};
-use crate::behaviour::drift::Observation;
+use crate::behaviour::drift::{Kind, Observation};
 use crate::behaviour::records::Access;
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
-/// Audit batches above this are refused unread: the API server's batches hold at most
-/// `--audit-webhook-batch-max-size` events (400 by default) of a few KiB each at Metadata level.
-pub const MAX_BODY: usize = 8 << 20;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EventList {
-    kind: String,
-    #[serde(default)]
-    items: Vec<Event>,
-}
+/// A batch's calls are handed over once this many are read (and at its end).
+pub const PART_CALLS: usize = 4096;
+/// ... or once the text they keep weighs this much (an agent chooses how long the names in its
+/// calls are; the API server's request line bounds each to 1 MiB).
+pub const PART_BYTES: usize = 1 << 20;
+/// What reading one batch may hold at once: the part being filled, the part waiting to be judged
+/// and the one being judged, a few pieces of the body in transit, and the longest kept field of
+/// the event being read. The sink reserves this much of its body budget per large batch.
+pub const BATCH_MEMORY: usize = 4 << 20;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,52 +106,184 @@ pub struct Call {
 
 pub type Batch = Vec<Call>;
 
-/// The calls of an EventList. Events of anyone but agents are dropped, and so is client plumbing.
+/// The calls of an EventList, all at once (see `read`).
 pub fn parse(body: &[u8], now: Timestamp) -> Result<Batch, String> {
-    let list: EventList = serde_json::from_slice(body).map_err(|e| format!("not an audit EventList: {e}"))?;
-    if list.kind != "EventList" {
-        return Err(format!("expected kind EventList, got {:?}", list.kind));
-    }
     let mut out = Vec::new();
-    for e in list.items {
-        // One observation per call: the completed stage (or a panic).
-        if e.stage != "ResponseComplete" && e.stage != "Panic" {
-            continue;
-        }
-        let Some((ns, agent)) = agent_of(&e.user.username) else { continue };
-        let code = e.response_status.as_ref().map(|s| s.code).unwrap_or(0);
-        if plumbing(&e, ns, agent, code) {
-            continue;
-        }
-        let resource = match &e.object_ref {
-            Some(r) => {
-                let group = if r.api_group.is_empty() { String::new() } else { format!("{}/", r.api_group) };
-                let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
-                format!("{group}{}{sub}", r.resource)
-            }
-            None => "(non-resource)".into(),
-        };
-        let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
-        // Only a call that succeeded acted: one refused by authorization is an out-of-scope
-        // attempt, one refused by admission or failing (a request the webhook refused, a delete
-        // of what is gone) changed nothing. Both stay observations for the statistics.
-        let access = match &e.object_ref {
-            Some(r) if (200..400).contains(&code) => Some(Access {
-                at,
-                verb: e.verb.clone(),
-                group: r.api_group.clone(),
-                resource: r.resource.clone(),
-                subresource: r.subresource.clone(),
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-                code,
-            }),
-            _ => None,
-        };
-        let observation = Observation::api(at, &e.verb, &resource, code);
-        out.push(Call { agent: (ns.to_string(), agent.to_string()), observation, access });
-    }
+    read_slice(body, now, |part| out.extend(part))?;
     Ok(out)
+}
+
+/// Reads an EventList from `body` as it arrives and hands its calls to `judge`: at the end, or a
+/// part at a time once they weigh more than a part (`PART_CALLS`, `PART_BYTES`). Events of anyone
+/// but agents are dropped, and so is client plumbing; of the rest only what the sink uses is kept.
+/// Returns how many events were read. A body that is not an EventList is an error; the parts
+/// handed over before the error was found (only in a batch larger than a part) stay handed over.
+pub fn read(body: impl std::io::Read, now: Timestamp, judge: impl FnMut(Batch)) -> Result<usize, String> {
+    read_from(serde_json::Deserializer::from_reader(std::io::BufReader::new(body)), now, judge)
+}
+
+/// `read` from a body held whole (a small batch: faster than reading it as it arrives).
+pub fn read_slice(body: &[u8], now: Timestamp, judge: impl FnMut(Batch)) -> Result<usize, String> {
+    read_from(serde_json::Deserializer::from_slice(body), now, judge)
+}
+
+fn read_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    now: Timestamp,
+    mut judge: impl FnMut(Batch),
+) -> Result<usize, String> {
+    let mut reading = Reading { now, judge: &mut judge, part: Vec::new(), weight: 0, events: 0 };
+    let kind = List(&mut reading)
+        .deserialize(&mut de)
+        .and_then(|kind| de.end().map(|()| kind))
+        .map_err(|e| format!("not an audit EventList: {e}"))?;
+    if kind.as_deref() != Some("EventList") {
+        return Err(format!("expected kind EventList, got {:?}", kind.unwrap_or_default()));
+    }
+    reading.flush();
+    Ok(reading.events)
+}
+
+/// The calls read and not handed over yet.
+struct Reading<'a, F: FnMut(Batch)> {
+    now: Timestamp,
+    judge: &'a mut F,
+    part: Batch,
+    /// The bytes of text the part keeps.
+    weight: usize,
+    events: usize,
+}
+
+impl<F: FnMut(Batch)> Reading<'_, F> {
+    fn push(&mut self, e: Event) {
+        self.events += 1;
+        let Some(call) = call_of(e, self.now) else { return };
+        self.weight += weight(&call);
+        self.part.push(call);
+        if self.part.len() >= PART_CALLS || self.weight >= PART_BYTES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.weight = 0;
+        let part = std::mem::take(&mut self.part);
+        if !part.is_empty() {
+            (self.judge)(part);
+        }
+    }
+}
+
+/// The bytes of text a call keeps, and a little for the rest.
+fn weight(c: &Call) -> usize {
+    let key = match &c.observation.kind {
+        Kind::Api { key, .. } => key.len(),
+        Kind::Request { action, target, .. } => action.len() + target.len(),
+    };
+    let access = c.access.as_ref().map_or(0, |a| {
+        a.verb.len() + a.group.len() + a.resource.len() + a.subresource.len() + a.namespace.len() + a.name.len()
+    });
+    128 + c.agent.0.len() + c.agent.1.len() + key + access
+}
+
+/// The EventList: its `kind`, and its `items` read one event at a time. Everything else is
+/// skipped unread.
+struct List<'r, 'a, F: FnMut(Batch)>(&'r mut Reading<'a, F>);
+
+impl<'de, F: FnMut(Batch)> DeserializeSeed<'de> for List<'_, '_, F> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(Batch)> Visitor<'de> for List<'_, '_, F> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an audit EventList")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kind = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "kind" => kind = Some(map.next_value::<String>()?),
+                "items" => map.next_value_seed(Items(&mut *self.0))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(kind)
+    }
+}
+
+struct Items<'r, 'a, F: FnMut(Batch)>(&'r mut Reading<'a, F>);
+
+impl<'de, F: FnMut(Batch)> DeserializeSeed<'de> for Items<'_, '_, F> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(Batch)> Visitor<'de> for Items<'_, '_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of audit events")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(e) = seq.next_element::<Event>()? {
+            self.0.push(e);
+        }
+        Ok(())
+    }
+}
+
+/// The call of one event, if it is an agent's completed call that is not client plumbing.
+fn call_of(e: Event, now: Timestamp) -> Option<Call> {
+    // One observation per call: the completed stage (or a panic).
+    if e.stage != "ResponseComplete" && e.stage != "Panic" {
+        return None;
+    }
+    let (ns, agent) = agent_of(&e.user.username)?;
+    let code = e.response_status.as_ref().map(|s| s.code).unwrap_or(0);
+    if plumbing(&e, ns, agent, code) {
+        return None;
+    }
+    let resource = match &e.object_ref {
+        Some(r) => {
+            let group = if r.api_group.is_empty() { String::new() } else { format!("{}/", r.api_group) };
+            let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
+            format!("{group}{}{sub}", r.resource)
+        }
+        None => "(non-resource)".into(),
+    };
+    let at = e.stage_timestamp.as_deref().and_then(|t| t.parse().ok()).unwrap_or(now);
+    // Only a call that succeeded acted: one refused by authorization is an out-of-scope
+    // attempt, one refused by admission or failing (a request the webhook refused, a delete
+    // of what is gone) changed nothing. Both stay observations for the statistics.
+    let observation = Observation::api(at, &e.verb, &resource, code);
+    let agent = (ns.to_string(), agent.to_string());
+    let access = match e.object_ref {
+        Some(r) if (200..400).contains(&code) => Some(Access {
+            at,
+            verb: e.verb,
+            group: r.api_group,
+            resource: r.resource,
+            subresource: r.subresource,
+            namespace: r.namespace,
+            name: r.name,
+            code,
+        }),
+        _ => None,
+    };
+    Some(Call { agent, observation, access })
 }
 
 /// Constant-time comparison of a presented bearer token.
@@ -275,6 +413,140 @@ mod tests {
             let _ =
                 parse(&serde_json::to_vec(&json!({"kind": "EventList", "items": [v]})).unwrap(), Timestamp::UNIX_EPOCH);
         }
+    }
+
+    /// An EventList read from `events` produced on demand, never held whole.
+    struct Generated<I: Iterator<Item = Vec<u8>>> {
+        events: I,
+        pending: Vec<u8>,
+        at: usize,
+        first: bool,
+        done: bool,
+    }
+
+    impl<I: Iterator<Item = Vec<u8>>> std::io::Read for Generated<I> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            while self.at == self.pending.len() {
+                if self.done {
+                    return Ok(0);
+                }
+                self.at = 0;
+                self.pending = match self.events.next() {
+                    Some(e) if self.first => {
+                        [br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#.to_vec(), e].concat()
+                    }
+                    Some(e) => [b",".to_vec(), e].concat(),
+                    None => {
+                        self.done = true;
+                        if self.first { br#"{"kind":"EventList","items":[]}"#.to_vec() } else { b"]}".to_vec() }
+                    }
+                };
+                self.first = false;
+            }
+            let n = buf.len().min(self.pending.len() - self.at);
+            buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn generated<I: Iterator<Item = Vec<u8>>>(events: I) -> Generated<I> {
+        Generated { events, pending: Vec::new(), at: 0, first: true, done: false }
+    }
+
+    /// A ~1 MB read of `pods` by the agent, as the API server logs it at Request level (at
+    /// Metadata level the bulk is a ~1 MB requestURI instead).
+    fn padded(i: usize) -> Vec<u8> {
+        let mut e = event("system:serviceaccount:agents:warden-bot", "list", "pods", 200);
+        e["requestURI"] = json!(format!("/api/v1/namespaces/web/pods?limit=1&pad={}", "<".repeat(1000)));
+        e["requestObject"] = json!({"pad": "x".repeat(1 << 20), "n": i, "nested": [[[{"a": "<>&"}]]]});
+        serde_json::to_vec(&e).unwrap()
+    }
+
+    #[test]
+    fn a_write_among_megabyte_calls_is_read_whatever_the_batch_weighs() {
+        // 10 calls of ~1 MB around an unrecorded delete: over the former 8 MiB limit
+        // above which the sink answered 413 and the API server dropped the delete with the rest.
+        let mut delete = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 200);
+        delete["objectRef"]["name"] = json!("victim-0");
+        let delete = serde_json::to_vec(&delete).unwrap();
+        let events = (0..11).map(|i| if i == 5 { delete.clone() } else { padded(i) });
+        let mut calls = Vec::new();
+        let n = read(generated(events), Timestamp::UNIX_EPOCH, |part| calls.extend(part)).unwrap();
+        assert_eq!((n, calls.len()), (11, 11));
+        let writes: Vec<String> =
+            calls.iter().filter_map(|c| c.access.as_ref()).filter(|a| a.writes()).map(|a| a.to_string()).collect();
+        assert_eq!(writes, vec!["delete pods web/victim-0 → 200"], "the delete is seen");
+    }
+
+    #[test]
+    fn a_large_batch_is_handed_over_a_part_at_a_time() {
+        let n = 3 * PART_CALLS + 7;
+        let one = serde_json::to_vec(&event("system:serviceaccount:agents:warden-bot", "get", "pods", 200)).unwrap();
+        let mut parts = Vec::new();
+        let read_events =
+            read(generated(std::iter::repeat_n(one, n)), Timestamp::UNIX_EPOCH, |p| parts.push(p.len())).unwrap();
+        assert_eq!(read_events, n);
+        assert_eq!(parts, vec![PART_CALLS, PART_CALLS, PART_CALLS, 7], "by count");
+
+        // Calls that keep long names weigh more: a part is handed over at PART_BYTES.
+        let long = |i: usize| {
+            let mut e = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 200);
+            e["objectRef"]["name"] = json!(format!("{i}-{}", "n".repeat(100_000)));
+            serde_json::to_vec(&e).unwrap()
+        };
+        let mut weights = Vec::new();
+        read(generated((0..40).map(long)), Timestamp::UNIX_EPOCH, |p| {
+            weights.push(p.iter().map(weight).sum::<usize>())
+        })
+        .unwrap();
+        assert!(weights.len() >= 3, "{weights:?}");
+        assert!(
+            weights.iter().all(|w| *w < PART_BYTES + 200_000),
+            "no part weighs much more than PART_BYTES: {weights:?}"
+        );
+    }
+
+    #[test]
+    fn what_the_sink_does_not_use_is_skipped_and_key_order_does_not_matter() {
+        let plain = event("system:serviceaccount:agents:warden-bot", "get", "secrets", 403);
+        let mut heavy = plain.clone();
+        heavy["requestObject"] = json!({"deep": [[[[{"x": "<\\u003c"}]]]], "s": "z".repeat(10_000)});
+        heavy["annotations"] = json!({"authorization.k8s.io/decision": "forbid"});
+        heavy["unknownField"] = json!([1, 2.5, null, true]);
+        let expected = parse(&list(vec![plain]), Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(parse(&list(vec![heavy.clone()]), Timestamp::UNIX_EPOCH).unwrap(), expected);
+        // A log forwarder may sort the keys: kind after items.
+        let sorted =
+            serde_json::to_vec(&json!({"apiVersion": "audit.k8s.io/v1", "items": [heavy], "kind": "EventList"}));
+        assert_eq!(parse(&sorted.unwrap(), Timestamp::UNIX_EPOCH).unwrap(), expected);
+        let not_a_list = serde_json::to_vec(&json!({"items": [], "kind": "PodList"})).unwrap();
+        assert_eq!(parse(&not_a_list, Timestamp::UNIX_EPOCH), Err("expected kind EventList, got \"PodList\"".into()));
+        assert!(parse(br#"{"items": []}"#, Timestamp::UNIX_EPOCH).is_err(), "no kind");
+        assert!(parse(br#"{"kind": "EventList", "items": []} x"#, Timestamp::UNIX_EPOCH).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn parts_handed_over_before_a_broken_end_stay_handed_over() {
+        // A batch cut short (the connection broke) or malformed past its first part: what was read
+        // was judged, and the answer is still an error (the API server sends the batch again).
+        let one = serde_json::to_vec(&event("system:serviceaccount:agents:warden-bot", "get", "pods", 200)).unwrap();
+        let mut body = br#"{"kind":"EventList","items":["#.to_vec();
+        for i in 0..PART_CALLS + 10 {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&one);
+        }
+        let mut handed = 0;
+        let r = read(body.as_slice(), Timestamp::UNIX_EPOCH, |p| handed += p.len());
+        assert!(r.unwrap_err().contains("EOF"));
+        assert_eq!(handed, PART_CALLS, "the first part; the 10 after it were not handed over");
+        let mut small = list(vec![json!(1)]);
+        small.truncate(small.len() - 1);
+        let mut handed = 0;
+        assert!(read(small.as_slice(), Timestamp::UNIX_EPOCH, |p| handed += p.len()).is_err());
+        assert_eq!(handed, 0, "a batch within one part is judged whole or not at all");
     }
 
     #[test]

@@ -194,6 +194,14 @@ pub fn unrecorded(w: &Access) -> String {
     )
 }
 
+/// What a lead reads when the sink had no room to judge an agent's writes or refusals (an audit
+/// flood beyond twice its capacity, see the runtime's `intake`): contained as if one had no record.
+pub fn unjudged(calls: usize) -> String {
+    format!(
+        "{calls} write(s) or refused call(s) not judged: the audit sink was beyond twice its capacity; contained unjudged, since one may have no record (see socwarden_audit_events_total{{result=\"unjudged\"}})"
+    )
+}
+
 impl From<&Access> for PerformedCall {
     fn from(w: &Access) -> Self {
         let group = if w.group.is_empty() { String::new() } else { format!("{}/", w.group) };
