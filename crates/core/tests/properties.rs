@@ -181,13 +181,14 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn approval() -> impl Strategy<Value = ApprovalSpec> {
-    (text(), text(), prop::collection::vec(text(), 0..3), any::<bool>(), text()).prop_map(
-        |(bound, who, groups, approve, comment)| ApprovalSpec {
+    (text(), text(), prop::collection::vec(text(), 0..3), any::<bool>(), text(), prop::option::of(text())).prop_map(
+        |(bound, who, groups, approve, comment, seen)| ApprovalSpec {
             bound_to: bound,
             approver: who,
             approver_groups: groups,
             decision: if approve { ApprovalDecision::Approve } else { ApprovalDecision::Deny },
             comment,
+            seen,
             ..Default::default()
         },
     )
