@@ -298,7 +298,11 @@ mod tests {
         let (current, old) = ("c".repeat(64), "0".repeat(64));
         for (decision, seen, expected) in [
             (Approve, Some(current.as_str()), None),
-            (Approve, Some(old.as_str()), Some("the action changed since you looked: you reviewed content 000000000000")),
+            (
+                Approve,
+                Some(old.as_str()),
+                Some("the action changed since you looked: you reviewed content 000000000000"),
+            ),
             (Approve, None, Some("names none (spec.seen is empty)")),
             (Deny, None, None),
             (Deny, Some(old.as_str()), None),
@@ -317,8 +321,12 @@ mod tests {
         let k = key();
         let bot = agent(Tier::Supervised);
         let now = ts("2026-01-01T00:05:00Z");
-        let subject =
-            Subject::Request { uid: "req-uid", binding: &current, requester: "mallory", expires: ts("2026-01-01T00:15:00Z") };
+        let subject = Subject::Request {
+            uid: "req-uid",
+            binding: &current,
+            requester: "mallory",
+            expires: ts("2026-01-01T00:15:00Z"),
+        };
         let ok = approval(&k, &bot, &subject, "alice", &[], Approve, now);
         assert_eq!(check(&ok, &bot, &subject, &k, now), None, "it names what it approves");
         for seen in [Some(old.clone()), None] {

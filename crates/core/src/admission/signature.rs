@@ -115,7 +115,9 @@ pub fn approval_message(namespace: &str, name: &str, s: &ApprovalSpec) -> String
         ("socwarden.io/Approval", namespace, name, &s.bound_to, &s.approver, &s.approver_groups, s.decision.as_str());
     match &s.seen {
         None => canonical(&(fields.0, fields.1, fields.2, fields.3, fields.4, fields.5, fields.6, &s.comment)),
-        Some(seen) => canonical(&(fields.0, fields.1, fields.2, fields.3, fields.4, fields.5, fields.6, &s.comment, seen)),
+        Some(seen) => {
+            canonical(&(fields.0, fields.1, fields.2, fields.3, fields.4, fields.5, fields.6, &s.comment, seen))
+        }
     }
 }
 
