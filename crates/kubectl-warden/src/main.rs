@@ -184,6 +184,9 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
         println!("No ActionRequests are waiting for approval.");
         return Ok(());
     }
+    // Read once, as the user: what each listed request's content is computed with.
+    let catalog =
+        Api::<SocAction>::all(client.clone()).list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
     println!(
         "{:<16} {:<28} {:<16} {:<16} {:<28} {:<9} {:<6} EXPIRES IN",
         "NAMESPACE", "REQUEST", "AGENT", "ACTION", "TARGET", "APPROVED", "AGE"
@@ -217,7 +220,7 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
             println!("    touches {o}");
         }
         // The content listed now, and the command that approves exactly it.
-        match action_of(client, &r).await {
+        match catalog.iter().find(|a| a.metadata.name.as_deref() == Some(r.spec.action.as_str())) {
             Some(a) => {
                 let seen = signature::request_content(&r.spec, &a.spec);
                 println!("    approve: {}", approve_command(&r.namespace().unwrap_or_default(), &r.name_any(), &seen));
