@@ -8,7 +8,7 @@ use anyhow::Result;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use socwarden_api::{ActionRequest, Approval, Decision};
+use socwarden_api::{ActionRequest, Approval, ApprovalDecision, Decision, SocAction};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -40,10 +40,67 @@ pub fn approval(name: &str, request: &str, decision: &str) -> Approval {
     .expect("a valid Approval")
 }
 
-/// Creates `a` in `ns` as test identity `who`.
+/// The content hash of request `ns/request` with its SocAction, as client `c` reads them now:
+/// what a person reviewing it is shown (and what the console and `kubectl warden` compute).
+pub async fn shown(c: &Client, ns: &str, request: &str) -> Result<String> {
+    let r = Api::<ActionRequest>::namespaced(c.clone(), ns).get(request).await?;
+    let a = Api::<SocAction>::all(c.clone()).get(&r.spec.action).await?;
+    Ok(socwarden_core::admission::signature::request_content(&r.spec, &a.spec))
+}
+
+/// Creates `a` in `ns` as test identity `who`. An approval of a request that names no content is
+/// given on the content `who` reads now, as a person approves what they just reviewed.
 pub async fn approve(who: &str, ns: &str, a: &Approval) -> kube::Result<Approval> {
     let c = as_user(who).await.expect("identity");
-    Api::<Approval>::namespaced(c, ns).create(&PostParams::default(), a).await
+    let mut a = a.clone();
+    if a.spec.decision == ApprovalDecision::Approve
+        && a.spec.seen.is_none()
+        && let Some(r) = a.spec.action_request.clone()
+    {
+        // Unreadable: left without one, so the webhook says what else is wrong.
+        a.spec.seen = shown(&c, ns, &r).await.ok();
+    }
+    Api::<Approval>::namespaced(c, ns).create(&PostParams::default(), &a).await
+}
+
+/// The second object of attack 10: the catalog editor adds to an isolation a NetworkPolicy that
+/// opens the target's pods to everyone — what the approver never saw.
+pub const OPEN_TOO: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: \"isolate-${app}\"\nspec:\n  podSelector: {matchLabels: {app: \"${app}\"}}\n  policyTypes: [Ingress, Egress]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: \"open-till-${app}\"\nspec:\n  podSelector: {}\n  ingress: [{}]\n  policyTypes: [Ingress]\n";
+
+/// The catalog editor (the `gitops` identity) replaces the manifest of SocAction `action`, and
+/// waits until the operator — whose caches the admission webhook reads — has seen the edit.
+pub async fn edit_manifest(admin: &Client, action: &str, manifest: &str) -> Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let edit = json!({"spec": {"execution": {"manifest": manifest}}});
+    let gitops = as_user("gitops").await?;
+    let edited = Api::<SocAction>::all(gitops).patch(action, &PatchParams::default(), &Patch::Merge(&edit)).await?;
+    let actions = Api::<SocAction>::all(admin.clone());
+    wait_for("the operator sees the edit", T, || async {
+        let a = actions.get(action).await?;
+        Ok((a.status.and_then(|s| s.observed_generation) == edited.metadata.generation).then_some(()))
+    })
+    .await
+}
+
+/// The content hash in the `--seen <hash>` that `kubectl warden pending` or `approve` printed
+/// for request `request`.
+pub fn seen_in(out: &str, request: &str) -> Option<String> {
+    let command = format!("kubectl warden approve {request} ");
+    out.lines().filter(|l| l.contains(&command)).find_map(|l| {
+        let hash = l.split("--seen ").nth(1)?.split_whitespace().next()?;
+        (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
+    })
+}
+
+/// `kubectl warden approve` as a lead uses it: first without `--seen` (it shows what runs and its
+/// content, and approves nothing), then with the content shown. (success, output of the last run)
+pub fn plugin_approve(identity: &str, request: &str, ns: &str, comment: &str) -> Result<(bool, String)> {
+    let (ok, shown) = kubectl_warden(identity, &["approve", request, "-n", ns])?;
+    if ok {
+        anyhow::bail!("approve without --seen must approve nothing and say so:\n{shown}");
+    }
+    let Some(seen) = seen_in(&shown, request) else { return Ok((false, shown)) };
+    kubectl_warden(identity, &["approve", request, "-n", ns, "--seen", &seen, "--comment", comment])
 }
 
 /// The message of a refusal, or `not refused: …` when the call succeeded or failed otherwise.

@@ -176,3 +176,41 @@ pub async fn walk_through(admin: &Client) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// The content hash of the walk through's isolation as a lead reviews it: the request of
+/// `examples/workflows/isolate-request.yaml` with the `isolate-pod` SocAction of
+/// `examples/20-actions.yaml` (what `kubectl warden approve isolate-web-frontend -n soc-agents`
+/// prints, and what `examples/workflows/isolate-approval.yaml` approves).
+pub fn example_content() -> Result<String> {
+    use serde::Deserialize;
+    let request: ActionRequest =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("examples/workflows/isolate-request.yaml"))?)?;
+    let actions = std::fs::read_to_string(repo().join("examples/20-actions.yaml"))?;
+    for doc in serde_yaml::Deserializer::from_str(&actions) {
+        let v = serde_yaml::Value::deserialize(doc)?;
+        if v["kind"].as_str() == Some("SocAction") && v["metadata"]["name"].as_str() == Some(&request.spec.action) {
+            let action: socwarden_api::SocAction = serde_yaml::from_value(v)?;
+            return Ok(socwarden_core::admission::signature::request_content(&request.spec, &action.spec));
+        }
+    }
+    bail!("examples/20-actions.yaml has no SocAction {}", request.spec.action)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The walk through's approval approves the content the example request and action have: an
+    /// edit of either changes it, and the approval must be reviewed (and its `seen` updated) again.
+    #[test]
+    fn the_example_approval_names_the_content_of_the_example_request() {
+        let content = super::example_content().unwrap();
+        let approval: socwarden_api::Approval = serde_yaml::from_str(
+            &std::fs::read_to_string(crate::repo().join("examples/workflows/isolate-approval.yaml")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            approval.spec.seen.as_deref(),
+            Some(content.as_str()),
+            "set spec.seen of examples/workflows/isolate-approval.yaml to {content} once you reviewed what it approves"
+        );
+    }
+}

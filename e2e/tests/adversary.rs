@@ -485,6 +485,47 @@ async fn an_action_edited_while_a_request_waits_needs_approval_of_the_new_conten
     Ok(())
 }
 
+/// Attack 10 (issue 28): lead-a reviewed a request with its action as it was; the catalog editor
+/// then added an object to the action's manifest. lead-a's approval names the content reviewed:
+/// refused, saying why, and nothing counts or runs. An approval naming no content is refused too.
+#[tokio::test]
+async fn an_approval_of_content_the_approver_did_not_see_is_refused() -> Result<()> {
+    let w = world().await?;
+    let _op = Operator::start().await?;
+    let bot = new_agent(&w, "bot", Tier::Supervised, &[&w.isolate]).await?;
+    let (home, scope) = (w.home(), w.scope());
+    file(&bot, home, &request("r1", "bot", &w.isolate, json!({"app": "web"}), scope, "web-1")).await?;
+    wait_for("pending", T, || async {
+        Ok(decision_of(&w.admin, home, "r1").await?.filter(|d| *d == Decision::Pending))
+    })
+    .await?;
+    // What lead-a reviews: the request and the action as they are now.
+    let reviewed = shown(&as_user("lead-a").await?, home, "r1").await?;
+    edit_manifest(&w.admin, &w.isolate, OPEN_TOO).await?;
+
+    for lead in ["lead-a", "lead-b"] {
+        let mut stale = approval(&format!("by-{lead}"), "r1", "approve");
+        stale.spec.seen = Some(reviewed.clone());
+        let msg = refusal(approve(lead, home, &stale).await);
+        assert!(msg.contains("ActionRequest r1: the action changed since you looked"), "{lead}: {msg}");
+        assert!(msg.contains(&reviewed[..12]), "names the content reviewed: {msg}");
+    }
+    // Naming no content at all (a hand-written Approval): refused with what to do.
+    let bare = approval("bare", "r1", "approve");
+    let msg =
+        refusal(Api::<Approval>::namespaced(as_user("lead-a").await?, home).create(&Default::default(), &bare).await);
+    assert!(msg.contains("spec.seen is empty") && msg.contains("kubectl warden approve"), "{msg}");
+
+    assert!(Api::<Approval>::namespaced(w.admin.clone(), home).list(&ListParams::default()).await?.items.is_empty());
+    let s = Api::<ActionRequest>::namespaced(w.admin.clone(), home).get("r1").await?.status.unwrap_or_default();
+    assert_eq!((s.decision, s.approvals.len()), (Some(Decision::Pending), 0), "{}", s.message);
+    assert!(
+        !netpol_exists(&w.admin, scope, "open-till-web").await?
+            && !netpol_exists(&w.admin, scope, "isolate-web").await?
+    );
+    Ok(())
+}
+
 /// Issue 9 §4: budgets hold under a burst — twenty requests filed at once by the agent never run
 /// more than the hourly budget.
 #[tokio::test]

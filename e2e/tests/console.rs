@@ -209,3 +209,71 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
     kill.set(&s.admin, false).await?;
     Ok(())
 }
+
+/// Attack 10 (issue 28): lead-a has the request's page open, showing only `isolate-web`; the
+/// catalog editor then adds an object that opens the pods to everyone. The page says the action
+/// changed, and lead-a's click on Approve — an approval of what lead-a looked at — is refused with
+/// the reason; nothing is recorded, nothing runs. Once lead-a says they reviewed the new content,
+/// the approval names it and is recorded.
+#[tokio::test]
+async fn a_lead_approves_only_what_the_page_showed() -> Result<()> {
+    if external_cluster() {
+        bail!("runs as the local control plane's identities (e2e/cluster up)");
+    }
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    let isolate = unique("isolate");
+    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
+    let _op = Operator::start().await?;
+    let bot = s.gated_bot(&isolate).await?;
+    let r: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "isolate-web"},
+        "spec": {"agent": "bot", "action": isolate, "parameters": {"app": "web"},
+            "target": {"kind": "Pod", "name": "web-1", "namespace": home}}}))?;
+    Api::<ActionRequest>::namespaced(bot.clone(), &home).create(&PostParams::default(), &r).await?;
+    wait_for("pending", T, || async {
+        Ok((state(&s.admin, &home, "isolate-web").await?.0 == Some(Decision::Pending)).then_some(()))
+    })
+    .await?;
+    let browser = Browser::start().await?;
+    let lead_a = Console::start("lead-a", &["-n", &home])?;
+    browser.goto(&lead_a.url.replace("/?token", &format!("/requests/{home}/isolate-web?token"))).await?;
+    let runs = browser.wait_text("[data-testid=runs]", T, |t| t.contains("isolate-web")).await?;
+    assert!(!runs.contains("open-till"), "{runs}");
+    browser.wait_element("[data-testid=approve]", T).await?;
+
+    edit_manifest(&s.admin, &isolate, OPEN_TOO).await?;
+    // The page follows the edit and says so.
+    let changed = browser.wait_text("[data-testid=changed]", T, |t| !t.is_empty()).await?;
+    assert!(changed.contains("The action changed since you looked") && changed.contains(&isolate), "{changed}");
+    browser.wait_text("[data-testid=runs]", T, |t| t.contains("open-till-web")).await?;
+    browser.screenshot("console-action-changed").await?;
+
+    browser.click(&browser.wait_element("[data-testid=approve]", T).await?).await?;
+    let outcome = browser.wait_text(".outcome", T, |t| !t.is_empty()).await?;
+    assert!(
+        outcome.starts_with("Refused:")
+            && outcome.contains("ActionRequest isolate-web: the action changed since you looked"),
+        "an approval of what lead-a looked at is refused: {outcome}"
+    );
+    let approvals = Api::<Approval>::namespaced(s.admin.clone(), &home).list(&ListParams::default()).await?.items;
+    assert!(approvals.is_empty(), "nothing recorded: {approvals:?}");
+    let st =
+        Api::<ActionRequest>::namespaced(s.admin.clone(), &home).get("isolate-web").await?.status.unwrap_or_default();
+    assert_eq!((st.decision, st.approvals.len()), (Some(Decision::Pending), 0), "{}", st.message);
+
+    // lead-a reviews what it runs now: the approval names the new content and is recorded.
+    browser.click(&browser.wait_element("[data-testid=reviewed]", T).await?).await?;
+    wait_for("the notice gone once reviewed", T, || async {
+        Ok(browser.find_all("[data-testid=changed]").await?.is_empty().then_some(()))
+    })
+    .await?;
+    browser.click(&browser.wait_element("[data-testid=approve]", T).await?).await?;
+    browser.wait_text(".outcome", T, |t| t.contains("Recorded: approve by lead-a")).await?;
+    let now = Api::<ActionRequest>::namespaced(s.admin.clone(), &home).get("isolate-web").await?;
+    let approvals = Api::<Approval>::namespaced(s.admin.clone(), &home).list(&ListParams::default()).await?.items;
+    assert_eq!(approvals.len(), 1);
+    let action = Api::<socwarden_api::SocAction>::all(s.admin.clone()).get(&isolate).await?;
+    let content = socwarden_core::admission::signature::request_content(&now.spec, &action.spec);
+    assert_eq!(approvals[0].spec.seen.as_deref(), Some(content.as_str()), "it names the content shown now");
+    Ok(())
+}

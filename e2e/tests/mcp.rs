@@ -224,7 +224,7 @@ async fn a_gated_call_waits_for_two_leads_and_the_retry_returns_the_executed_res
 
     // Two leads approve with the plugin, as their own identities.
     for lead in ["lead-a", "lead-b"] {
-        let (ok, out) = kubectl_warden(lead, &["approve", &name, "-n", w.home(), "--comment", "confirmed"])?;
+        let (ok, out) = plugin_approve(lead, &name, w.home(), "confirmed")?;
         assert!(ok, "{out}");
     }
     let done = bot.call(&w.isolate, &args, &["--request-state", &state]).await?;

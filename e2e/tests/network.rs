@@ -15,8 +15,8 @@ use tokio::io::AsyncWriteExt;
 const T: Duration = Duration::from_secs(30);
 
 /// An AdmissionReview as the API server would send it for lead-a creating an Approval of
-/// `request` (what a forger would post: any user, any groups).
-fn forged_review(ns: &str, request: &str) -> Vec<u8> {
+/// `request` whose content `seen` lead-a reviewed (what a forger would post: any user, any groups).
+fn forged_review(ns: &str, request: &str, seen: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
@@ -27,7 +27,7 @@ fn forged_review(ns: &str, request: &str) -> Vec<u8> {
             "userInfo": {"username": "lead-a", "groups": ["soc-leads"]},
             "object": {"apiVersion": "socwarden.io/v1alpha1", "kind": "Approval",
                        "metadata": {"name": "forged", "namespace": ns},
-                       "spec": {"actionRequest": request, "decision": "approve"}},
+                       "spec": {"actionRequest": request, "decision": "approve", "seen": seen}},
             "dryRun": false
         }
     }))
@@ -63,7 +63,7 @@ async fn a_pod_that_reaches_the_webhook_gets_no_signed_stamp() -> Result<()> {
     let op = Operator::start().await?;
     pending_request(&scene).await?;
     let ca = https::webhook_ca(&scene.admin).await?;
-    let review = forged_review(scene.home(), "r1");
+    let review = forged_review(scene.home(), "r1", &shown(&scene.admin, scene.home(), "r1").await?);
 
     let (code, body) = post(op.webhook_port, "/mutate", &review, &ca, None).await?;
     assert_eq!(code, 401, "a caller without the API server's certificate: {body}");

@@ -149,8 +149,11 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
             && o.as_str().unwrap_or_default().contains("isolate-web"))),
         "the effect set names what the execution writes: {b}"
     );
-    assert_eq!(b["command"], format!("kubectl warden approve isolate-web-1 -n {home}"));
-    assert_eq!(b["link"], format!("http://127.0.0.1:8181/requests/{home}/isolate-web-1"));
+    // The command and the link approve the content the notice shows, and nothing it becomes.
+    let content = shown(&s.admin, &home, "isolate-web-1").await?;
+    assert_eq!(b["content"], content.as_str(), "{b}");
+    assert_eq!(b["command"], format!("kubectl warden approve isolate-web-1 -n {home} --seen {content}"));
+    assert_eq!(b["link"], format!("http://127.0.0.1:8181/requests/{home}/isolate-web-1?seen={content}"));
 
     // Every delivery was signed with the Secret's key; the first try was answered 500 and the
     // retry carried the same Idempotency-Key.
@@ -180,7 +183,7 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
     let wrong = soc_warden_e2e::chat::teams_problems(&card.body)?;
     assert!(wrong.is_empty(), "the Adaptive Card schema refuses the message: {wrong:?}\n{}", card.body);
     let content = &card.body["attachments"][0]["content"];
-    assert_eq!(content["actions"][0]["url"], format!("http://127.0.0.1:8181/requests/{home}/isolate-web-1"));
+    assert_eq!(b["link"], content["actions"][0]["url"], "the card links to the content it shows");
     let no_text = json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
         "content": {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock"}]}}]});
     assert!(!soc_warden_e2e::chat::teams_problems(&no_text)?.is_empty(), "the schema refuses a TextBlock without text");
@@ -188,9 +191,11 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
         json!({"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "x".repeat(151)}}]});
     assert!(!soc_warden_e2e::chat::slack_problems(&too_long)?.is_empty(), "the judge refuses what Slack refuses");
 
-    // Two leads approve: the decision is told with who approved.
+    // Two leads approve with the notice's command: the decision is told with who approved.
+    let command = b["command"].as_str().unwrap_or_default().to_string();
+    let args: Vec<&str> = command.strip_prefix("kubectl warden ").unwrap_or_default().split_whitespace().collect();
     for lead in ["lead-a", "lead-b"] {
-        let (ok, out) = kubectl_warden(lead, &["approve", "isolate-web-1", "-n", &home])?;
+        let (ok, out) = kubectl_warden(lead, &args)?;
         assert!(ok, "{out}");
     }
     wait_for("approved", T, || async {
@@ -227,7 +232,11 @@ async fn approvers_are_told_of_a_pending_request_and_of_its_decision_signed_and_
     let expiring = receiver.wait("/hook", "RequestExpiring", is_late).await?;
     let expired = receiver.wait("/hook", "RequestDecided", |b| is_late(b) && b["decision"] == "Expired").await?;
     let at = |a: &Arrival| a.body["time"].as_str().unwrap_or_default().parse::<jiff::Timestamp>().ok();
-    assert_eq!(expiring.body["command"], format!("kubectl warden approve isolate-web-2 -n {home}"));
+    let expiring_command = expiring.body["command"].as_str().unwrap_or_default();
+    assert!(
+        expiring_command.starts_with(&format!("kubectl warden approve isolate-web-2 -n {home} --seen ")),
+        "{expiring_command}"
+    );
     assert_eq!(expiring.body["time"], pending2.body["deadline"], "an expiring notice is dated at the deadline");
     let (told, decided_at) = (at(&pending2).unwrap(), at(&expired).unwrap());
     let soon = receiver

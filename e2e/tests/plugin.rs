@@ -53,8 +53,15 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
     let (ok, out) = kubectl_warden("lead-a", &["pending", "-n", &home])?;
     assert!(ok, "{out}");
     assert!(out.contains("r1") && out.contains("bot") && out.contains(&isolate) && out.contains("0/1"), "{out}");
+    let listed =
+        seen_in(&out, "r1").unwrap_or_else(|| panic!("pending prints the approve command with --seen:\n{out}"));
 
-    let (ok, out) = kubectl_warden("lead-a", &["approve", "r1", "-n", &home, "--comment", "confirmed"])?;
+    // Without --seen, approve shows what it would approve and approves nothing.
+    let (ok, out) = kubectl_warden("lead-a", &["approve", "r1", "-n", &home])?;
+    assert!(!ok && out.contains("nothing approved yet") && out.contains("what runs"), "{out}");
+    assert_eq!(seen_in(&out, "r1").as_deref(), Some(listed.as_str()), "{out}");
+    let (ok, out) =
+        kubectl_warden("lead-a", &["approve", "r1", "-n", &home, "--seen", &listed, "--comment", "confirmed"])?;
     assert!(ok && out.contains("as lead-a"), "{out}");
     wait_for("r1 approved", T, || async {
         Ok((decision(&admin, &home, "r1").await? == Some(Decision::Approved)).then_some(()))
@@ -113,5 +120,43 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
         out.contains("Its promotion waits") && out.contains("dwell") && out.contains("enforced tier: supervised"),
         "{out}"
     );
+    Ok(())
+}
+
+/// Attack 10 (issue 28) from the terminal: lead-a lists the queue, the catalog editor then adds an
+/// object to the action, and lead-a's approval of what the list showed is refused with the reason;
+/// the list then shows the new content. Nothing is approved, nothing runs.
+#[tokio::test]
+async fn a_lead_approves_only_the_content_the_terminal_showed() -> Result<()> {
+    if external_cluster() {
+        bail!("runs as the local control plane's identities (e2e/cluster up)");
+    }
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    let isolate = unique("isolate");
+    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
+    let _op = Operator::start().await?;
+    let bot = s.gated_bot(&isolate).await?;
+    let r = request("r1", "bot", &isolate, json!({"app": "web"}), &home, "web-1");
+    file(&bot, &home, &r).await?;
+    wait_for("pending", T, || async {
+        Ok((decision(&s.admin, &home, "r1").await? == Some(Decision::Pending)).then_some(()))
+    })
+    .await?;
+    let (ok, out) = kubectl_warden("lead-a", &["pending", "-n", &home])?;
+    assert!(ok, "{out}");
+    let listed =
+        seen_in(&out, "r1").unwrap_or_else(|| panic!("pending prints the approve command with --seen:\n{out}"));
+
+    edit_manifest(&s.admin, &isolate, OPEN_TOO).await?;
+    let (ok, out) = kubectl_warden("lead-a", &["approve", "r1", "-n", &home, "--seen", &listed])?;
+    assert!(!ok, "an approval of what the list showed before the edit is refused:\n{out}");
+    assert!(out.contains("refused:") && out.contains("ActionRequest r1: the action changed since you looked"), "{out}");
+    let (_, out) = kubectl_warden("lead-a", &["approve", "r1", "-n", &home])?;
+    assert!(out.contains("open-till-web"), "reviewing again shows what it runs now:\n{out}");
+    assert_ne!(seen_in(&out, "r1"), Some(listed), "{out}");
+
+    let st = Api::<ActionRequest>::namespaced(s.admin.clone(), &home).get("r1").await?.status.unwrap_or_default();
+    assert_eq!((st.decision, st.approvals.len()), (Some(Decision::Pending), 0), "{}", st.message);
     Ok(())
 }

@@ -327,6 +327,14 @@ pub struct ApprovalSpec {
     /// Set by the admission webhook: that user's groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approver_groups: Vec<String>,
+    /// The content hash of the ActionRequest as its approver reviewed it
+    /// (`kubectl warden pending` and `kubectl warden approve` print it, the console and the chat
+    /// links send it). Required to approve a request: the admission webhook refuses an approval
+    /// whose hash is no longer the request's content (its SocAction was edited since), so nobody
+    /// approves what they were not shown. A deny needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub seen: Option<String>,
     /// Set by the admission webhook: what the approval is bound to (request UID and content hash,
     /// or agent UID and tier).
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -6,12 +6,13 @@
 //! Where each thing is decided:
 //! - `admission::gate`: what happens to an ActionRequest (checks in order, quorum, expiry).
 //! - `admission::approvals`: whether one Approval counts — ONE check for requests, promotions and
-//!   resumes.
+//!   resumes — and whether it approves the content its approver was shown (`seen_problem`).
 //! - `admission::identity`: the agent ServiceAccount name, built and parsed in one place.
 //! - `admission::effect`: every object a request touches (written, selected, named by parameters).
 //! - `admission::quota`: how many requests an agent may file, and how long records are kept.
 //! - `admission::params`: parameter schemas, scope and protected targets, execution templates.
-//! - `admission::signature`: what the admission webhook signs and how it is verified.
+//! - `admission::signature`: what the admission webhook signs and how it is verified; the content
+//!   hash a request is shown with (`request_content`).
 //! - `agent::policy`: which tier lets which risk run without approval.
 //! - `agent::rbac`: what RBAC an agent gets and whether the operator may delegate it.
 //! - `agent::validate`: what is wrong with an agent's spec, and how to fix it.

@@ -46,6 +46,10 @@ pub struct Notice {
     /// The command to act on it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The content hash of the request this notice shows (`signature::request_content`): its
+    /// command and link approve exactly that content, and nothing the action became since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// The notice a decision-log line makes, if any: its kind by decision, except the pauses and
@@ -120,9 +124,11 @@ pub fn routes(spec: &NotifierSpec, n: &Notice) -> bool {
 /// The command that acts on the notice: approve a pending request, explain a paused agent.
 pub fn command(n: &Notice) -> Option<String> {
     match (n.kind?, &n.request) {
-        (NoticeKind::RequestPending | NoticeKind::RequestExpiring, Some(r)) => {
-            Some(format!("kubectl warden approve {r} -n {}", n.namespace))
-        }
+        (NoticeKind::RequestPending | NoticeKind::RequestExpiring, Some(r)) => Some(match &n.content {
+            Some(seen) => format!("kubectl warden approve {r} -n {} --seen {seen}", n.namespace),
+            // Without the content it shows what runs and approves nothing.
+            None => format!("kubectl warden approve {r} -n {}", n.namespace),
+        }),
         (NoticeKind::AgentPaused, _) => Some(format!("kubectl warden explain {} -n {}", n.agent, n.namespace)),
         (NoticeKind::PromotionPending, _) => Some(format!("kubectl warden promote {} -n {}", n.agent, n.namespace)),
         _ => None,
@@ -155,10 +161,12 @@ pub fn expiring_at(created: jiff::Timestamp, expires: jiff::Timestamp) -> jiff::
 /// A link to the notice's page in the approval console, if its URL is known.
 pub fn link(console: Option<&str>, n: &Notice) -> Option<String> {
     let base = console?.trim_end_matches('/');
-    Some(match &n.request {
-        Some(r) => format!("{base}/requests/{}/{r}", n.namespace),
-        None if n.agent.is_empty() => format!("{base}/fleet"),
-        None => format!("{base}/agents/{}/{}", n.namespace, n.agent),
+    Some(match (&n.request, &n.content) {
+        // The page compares the content the notice showed with the request's now.
+        (Some(r), Some(seen)) => format!("{base}/requests/{}/{r}?seen={seen}", n.namespace),
+        (Some(r), None) => format!("{base}/requests/{}/{r}", n.namespace),
+        (None, _) if n.agent.is_empty() => format!("{base}/fleet"),
+        (None, _) => format!("{base}/agents/{}/{}", n.namespace, n.agent),
     })
 }
 
@@ -479,6 +487,24 @@ mod tests {
         );
         assert_eq!(headline(&kill), "KILL SWITCH ON: every agent is paused");
         assert_eq!(link(Some("http://127.0.0.1:8181"), &kill).as_deref(), Some("http://127.0.0.1:8181/fleet"));
+    }
+
+    /// Attack 10: what a chat notice offers to approve is the content it showed, in the command
+    /// and in the console link; without a content the command only shows what runs.
+    #[test]
+    fn the_command_and_the_link_carry_the_content_the_notice_shows() {
+        let seen = "ab".repeat(32);
+        let n = Notice { content: Some(seen.clone()), ..pending() };
+        assert_eq!(
+            command(&n).as_deref(),
+            Some(format!("kubectl warden approve isolate-web-1 -n soc-agents --seen {seen}").as_str())
+        );
+        assert_eq!(
+            link(Some("http://127.0.0.1:8181/"), &n).as_deref(),
+            Some(format!("http://127.0.0.1:8181/requests/soc-agents/isolate-web-1?seen={seen}").as_str())
+        );
+        assert!(!command(&pending()).unwrap().contains("--seen"));
+        assert!(!link(Some("http://c"), &pending()).unwrap().contains("seen="));
     }
 
     #[test]

@@ -110,8 +110,11 @@ pub fn approval(
     use kube_core::ResourceExt;
     let groups: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
     let agent_uid = agent.uid().unwrap_or_default();
+    let mut seen = None;
     let (action_request, promotion, resume, bound) = match subject {
         Subject::Request { uid, binding, .. } => {
+            // As the console and `kubectl warden` send it: the content the approver was shown.
+            seen = Some(binding.to_string());
             (Some("r1".to_string()), None, None, signature::bound_to_request(uid, binding))
         }
         Subject::Promotion { tier, .. } => (
@@ -138,6 +141,7 @@ pub fn approval(
         approver_groups: groups,
         signature: String::new(),
         bound_to: bound,
+        seen,
     };
     spec.signature = key.sign(&signature::approval_message(NS, &name, &spec));
     let mut a = Approval::new(&name, spec);

@@ -146,6 +146,30 @@ proptest! {
         }
     }
 
+    /// An approval stands only on exactly the content it names: any other text — the same hash in
+    /// capitals, with a space, a prefix, another hash — is refused; a deny needs none.
+    #[test]
+    fn an_approval_stands_only_on_the_exact_content_it_names(
+        current in "[0-9a-f]{64}",
+        seen in prop_oneof![
+            "[0-9a-fA-F \n]{0,66}",
+            "[0-9a-f]{64}",
+        ],
+        tweak in 0usize..4,
+    ) {
+        use socwarden_core::admission::approvals::seen_problem;
+        let seen = match tweak {
+            0 => seen,
+            1 => current.to_uppercase(),
+            2 => format!("{current} "),
+            _ => current[..12].to_string(),
+        };
+        let refused = seen_problem(ApprovalDecision::Approve, Some(&seen), &current).is_some();
+        prop_assert_eq!(refused, seen != current);
+        prop_assert!(seen_problem(ApprovalDecision::Approve, None, &current).is_some());
+        prop_assert!(seen_problem(ApprovalDecision::Deny, Some(&seen), &current).is_none());
+    }
+
     #[test]
     fn a_request_signature_never_verifies_for_a_different_content(a in request(), b in request()) {
         let key = signature::Key::new(b"k");
@@ -181,13 +205,14 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn approval() -> impl Strategy<Value = ApprovalSpec> {
-    (text(), text(), prop::collection::vec(text(), 0..3), any::<bool>(), text()).prop_map(
-        |(bound, who, groups, approve, comment)| ApprovalSpec {
+    (text(), text(), prop::collection::vec(text(), 0..3), any::<bool>(), text(), prop::option::of(text())).prop_map(
+        |(bound, who, groups, approve, comment, seen)| ApprovalSpec {
             bound_to: bound,
             approver: who,
             approver_groups: groups,
             decision: if approve { ApprovalDecision::Approve } else { ApprovalDecision::Deny },
             comment,
+            seen,
             ..Default::default()
         },
     )

@@ -9,7 +9,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use socwarden_api::conditions::reason;
-use socwarden_api::{ActionRequest, Approval, Decision, DriftReport, SocAgent, Tier};
+use socwarden_api::{ActionRequest, Approval, Decision, DriftReport, SocAction, SocAgent, Tier};
+use socwarden_core::admission::signature;
 
 mod console;
 
@@ -17,7 +18,8 @@ mod console;
 ///
 /// Examples:
 ///   kubectl warden pending -A
-///   kubectl warden approve isolate-web-1 -n soc-agents --comment "confirmed in the EDR"
+///   kubectl warden approve isolate-web-1 -n soc-agents          (shows what runs, and its content hash)
+///   kubectl warden approve isolate-web-1 -n soc-agents --seen <hash> --comment "confirmed in the EDR"
 ///   kubectl warden explain triage-bot -n soc-agents
 #[derive(Parser)]
 #[command(name = "kubectl-warden", version, verbatim_doc_comment)]
@@ -38,8 +40,13 @@ enum Command {
         all_namespaces: bool,
     },
     /// Approve an ActionRequest (you must be one of the agent's approvers, and not its requester).
+    /// Without --seen it shows what would run and its content hash, and approves nothing; with
+    /// --seen it approves exactly that content (refused if the action changed since).
     Approve {
         request: String,
+        /// The content hash you reviewed (printed by `pending` and by `approve` without it).
+        #[arg(long)]
+        seen: Option<String>,
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -112,6 +119,57 @@ async fn approval(
     }
 }
 
+/// The command that approves exactly the content `seen` of request `ns/name`.
+fn approve_command(ns: &str, name: &str, seen: &str) -> String {
+    format!("kubectl warden approve {name} -n {ns} --seen {seen}")
+}
+
+/// The SocAction a request names, as the user reads it (None: it cannot be read).
+async fn action_of(client: &Client, r: &ActionRequest) -> Option<SocAction> {
+    Api::<SocAction>::all(client.clone()).get_opt(&r.spec.action).await.ok().flatten()
+}
+
+/// Shows what approving `request` would approve — the request, what its execution runs (the
+/// executor's rendering) and its content hash — and whether the webhook would accept your
+/// approval (a dry run); approves nothing. The hash is what `approve --seen` then approves.
+async fn review(client: &Client, ns: &str, request: &str) -> Result<String> {
+    let r = match Api::<ActionRequest>::namespaced(client.clone(), ns).get(request).await {
+        Ok(r) => r,
+        Err(kube::Error::Api(e)) => bail!("refused: {}", e.message),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(action) = action_of(client, &r).await else {
+        bail!("SocAction {} cannot be read, so its content cannot be shown: nothing to approve", r.spec.action)
+    };
+    let seen = signature::request_content(&r.spec, &action.spec);
+    let spec = json!({"actionRequest": request, "decision": "approve", "seen": seen});
+    approval(client, ns, "approve", request, spec, true).await?;
+    let t = &r.spec.target;
+    let mut out = vec![format!(
+        "ActionRequest {request} in {ns}: {} asks to run {} ({} risk) on {} {}{}",
+        r.spec.agent,
+        r.spec.action,
+        action.spec.risk,
+        t.kind,
+        t.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+        t.name
+    )];
+    out.push(format!("  parameters: {}", serde_json::to_string(&r.spec.parameters).unwrap_or_default()));
+    out.push(format!("  justification (the agent's own words, untrusted): {}", r.spec.justification));
+    for o in r.status.as_ref().map(|s| s.effect.as_slice()).unwrap_or_default() {
+        out.push(format!("  touches {o}"));
+    }
+    let runs = console::view::what_runs(&r, Some(&action));
+    out.push(format!("  what runs ({}):", runs["kind"].as_str().unwrap_or_default()));
+    out.extend(runs["text"].as_str().unwrap_or_default().lines().map(|l| format!("    {l}")));
+    out.push(format!("  content {seen}"));
+    out.push(format!(
+        "You may approve it. To approve exactly this content, run:\n  {}",
+        approve_command(ns, request, &seen)
+    ));
+    Ok(out.join("\n"))
+}
+
 async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
     let api: Api<ActionRequest> = if all { Api::all(client.clone()) } else { Api::namespaced(client.clone(), ns) };
     let mut items: Vec<ActionRequest> = api
@@ -126,6 +184,9 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
         println!("No ActionRequests are waiting for approval.");
         return Ok(());
     }
+    // Read once, as the user: what each listed request's content is computed with.
+    let catalog =
+        Api::<SocAction>::all(client.clone()).list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
     println!(
         "{:<16} {:<28} {:<16} {:<16} {:<28} {:<9} {:<6} EXPIRES IN",
         "NAMESPACE", "REQUEST", "AGENT", "ACTION", "TARGET", "APPROVED", "AGE"
@@ -157,6 +218,14 @@ async fn pending(client: &Client, ns: &str, all: bool) -> Result<()> {
         // What an approval will touch, object by object.
         for o in &s.effect {
             println!("    touches {o}");
+        }
+        // The content listed now, and the command that approves exactly it.
+        match catalog.iter().find(|a| a.metadata.name.as_deref() == Some(r.spec.action.as_str())) {
+            Some(a) => {
+                let seen = signature::request_content(&r.spec, &a.spec);
+                println!("    approve: {}", approve_command(&r.namespace().unwrap_or_default(), &r.name_any(), &seen));
+            }
+            None => println!("    SocAction {} cannot be read: its content cannot be shown", r.spec.action),
         }
     }
     Ok(())
@@ -340,17 +409,21 @@ async fn main() -> Result<()> {
     let ns = cli.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     match cli.command {
         Command::Pending { all_namespaces } => pending(&client, &ns, all_namespaces).await?,
-        Command::Approve { request, comment } => {
+        Command::Approve { request, seen: None, .. } => {
+            println!("{}", review(&client, &ns, &request).await?);
+            bail!("nothing approved yet: review what runs above, then approve it with --seen");
+        }
+        Command::Approve { request, seen: Some(seen), comment } => {
             let a = approval(
                 &client,
                 &ns,
                 "approve",
                 &request,
-                json!({"actionRequest": request, "decision": "approve", "comment": comment}),
+                json!({"actionRequest": request, "decision": "approve", "seen": seen, "comment": comment}),
                 false,
             )
             .await?;
-            println!("approval {} recorded for {request}, as {}", a.name_any(), a.spec.approver);
+            println!("approval {} recorded for {request} (content {seen}), as {}", a.name_any(), a.spec.approver);
         }
         Command::Deny { request, comment } => {
             let a = approval(

@@ -158,6 +158,15 @@ fn notice_of(e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>, ctx
             n.deadline = status.expires_at.clone();
             n.approved_by = status.approvals.iter().map(|a| a.approver.clone()).collect();
         }
+        // What the notice shows is the request with the action content it was decided on: its
+        // command and link approve exactly that.
+        if matches!(
+            n.kind,
+            Some(socwarden_api::NoticeKind::RequestPending | socwarden_api::NoticeKind::RequestExpiring)
+        ) && let (Some(r), Some(hash)) = (cached.as_ref(), status.action_hash.as_deref())
+        {
+            n.content = Some(socwarden_core::admission::signature::approved_content(&r.spec, hash));
+        }
     }
     n
 }

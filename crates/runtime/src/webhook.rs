@@ -277,12 +277,18 @@ fn bind_approval(
         {
             return Err(problem);
         }
-        // Bound to the request and to the action's content as it is now: an edit of the action
-        // before the decision leaves this approval behind.
+        // Bound to the request and to the action's content as it is now, which must be the content
+        // its approver was shown: an edit of the action after the page, the list or the notice
+        // showed it is refused here, and an edit before the decision leaves this approval behind.
         let action = lookup
             .action(&r.spec.action)
             .ok_or_else(|| format!("SocAction {} does not exist (or cannot be read)", r.spec.action))?;
-        let content = signature::approved_content(&r.spec, &signature::action_hash(&action.spec));
+        let content = signature::request_content(&r.spec, &action.spec);
+        if let Some(problem) =
+            socwarden_core::admission::approvals::seen_problem(spec.decision, spec.seen.as_deref(), &content)
+        {
+            return Err(format!("ActionRequest {name}: {problem}"));
+        }
         return Ok(signature::bound_to_request(&r.uid().unwrap_or_default(), &content));
     }
     if let Some(p) = &spec.promotion {
@@ -721,10 +727,48 @@ mod tests {
         assert!(!ok && msg.contains("exactly one"), "{msg}");
     }
 
+    /// The content of r1 with its action as the fixture has it now: what a console shows.
+    fn seen(f: &Fixture) -> String {
+        signature::request_content(&f.requests["r1"].spec, &f.actions["isolate"].spec)
+    }
+
+    /// Attack 10: lead-b reviewed r1 with the action as it was; the catalog editor changed the
+    /// action; lead-b's approval, naming the content reviewed, is refused and says why. One that
+    /// names no content is refused too; a deny needs none.
+    #[test]
+    fn an_approval_of_content_the_approver_did_not_see_is_refused() {
+        let mut f = with_request("lead-a", None);
+        let reviewed = seen(&f);
+        let mut edited = (*f.actions["isolate"]).clone();
+        edited.spec.execution =
+            Some(socwarden_api::Execution { manifest: Some("kind: NetworkPolicy".into()), http: None });
+        f.actions.insert("isolate".into(), Arc::new(edited));
+        let approve = |seen: Option<&str>| {
+            let a = obj("Approval", json!({"actionRequest": "r1", "decision": "approve", "seen": seen}));
+            body("Approval", "CREATE", "lead-b", &["soc-leads"], a, Value::Null)
+        };
+        let (ok, msg, _) = run(&f, "/mutate", &approve(Some(&reviewed)));
+        assert!(!ok, "an approval of the old content is refused");
+        assert!(msg.contains("ActionRequest r1: the action changed since you looked"), "{msg}");
+        assert!(msg.contains(&reviewed[..12]) && msg.contains(&seen(&f)[..12]), "both contents are named: {msg}");
+        let (ok, msg, _) = run(&f, "/mutate", &approve(None));
+        assert!(!ok && msg.contains("spec.seen is empty"), "{msg}");
+        // The content shown now is approved, and its stamp signs what was shown.
+        let (ok, msg, patched) = run(&f, "/mutate", &approve(Some(&seen(&f))));
+        assert!(ok, "{msg}");
+        let s: ApprovalSpec = serde_json::from_value(patched.unwrap()).unwrap();
+        assert_eq!(s.seen.as_deref(), Some(seen(&f).as_str()));
+        assert_eq!(s.bound_to, signature::bound_to_request("req-uid", &seen(&f)));
+        let deny = obj("Approval", json!({"actionRequest": "r1", "decision": "deny"}));
+        let (ok, msg, _) = run(&f, "/mutate", &body("Approval", "CREATE", "lead-b", &["soc-leads"], deny, Value::Null));
+        assert!(ok, "a deny needs no content hash: {msg}");
+    }
+
     #[test]
     fn an_approval_records_the_real_approver_bound_to_the_request() {
         let f = with_request("lead-a", None);
-        let forged = obj("Approval", json!({"actionRequest": "r1", "decision": "approve", "approver": "ceo"}));
+        let forged =
+            obj("Approval", json!({"actionRequest": "r1", "decision": "approve", "approver": "ceo", "seen": seen(&f)}));
         let (ok, _, patched) =
             run(&f, "/mutate", &body("Approval", "CREATE", "lead-b", &["soc-leads"], forged, Value::Null));
         assert!(ok);
@@ -740,7 +784,7 @@ mod tests {
     #[test]
     fn a_generated_name_is_chosen_by_the_webhook_and_signed() {
         let f = with_request("lead-a", None);
-        let mut o = obj("Approval", json!({"actionRequest": "r1", "decision": "approve"}));
+        let mut o = obj("Approval", json!({"actionRequest": "r1", "decision": "approve", "seen": seen(&f)}));
         o["metadata"] = json!({"generateName": "r1-approve-", "namespace": NS});
         let b = body("Approval", "CREATE", "lead-b", &["soc-leads"], o, Value::Null);
         let r = review("/mutate", &b, &f, &Key::new(b"k"), "0123456789abcdef").response.unwrap();
@@ -894,7 +938,7 @@ mod tests {
                 "CREATE",
                 "lead-b",
                 &["soc-leads"],
-                obj("Approval", json!({"actionRequest": "r1", "decision": "approve"})),
+                obj("Approval", json!({"actionRequest": "r1", "decision": "approve", "seen": seen(&f)})),
                 Value::Null,
             ),
             body(

@@ -90,6 +90,37 @@ pub fn approver_problem(
     None
 }
 
+/// The first characters of a content hash, as messages show it.
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Why an approval of a request cannot stand on what its approver was shown (None: it can).
+/// `seen` is the content hash (`signature::request_content`) the approver reviewed, `current`
+/// the request's content now. An approval names what it approves: without a hash, or with one the
+/// request no longer has (its SocAction was edited after the page, the `pending` list or the chat
+/// notice showed it), the approver would approve content they never saw. A deny needs no hash:
+/// refusing is safe whatever changed. Shared by the webhook, which refuses, and `check`, which
+/// ignores.
+pub fn seen_problem(decision: ApprovalDecision, seen: Option<&str>, current: &str) -> Option<String> {
+    match (decision, seen) {
+        (ApprovalDecision::Deny, _) => None,
+        (ApprovalDecision::Approve, Some(s)) if s == current => None,
+        (ApprovalDecision::Approve, None) => Some(
+            "an approval of an ActionRequest names the content its approver reviewed, and this one names none \
+             (spec.seen is empty): review the request with `kubectl warden approve <request>` or the console, \
+             which show what runs and send its content hash"
+                .into(),
+        ),
+        (ApprovalDecision::Approve, Some(s)) => Some(format!(
+            "the action changed since you looked: you reviewed content {}, the request's content is now {} \
+             (its SocAction was edited); review it again and approve what is shown now",
+            short(s),
+            short(current)
+        )),
+    }
+}
+
 /// Why `approval` does not count for `subject` (None: it counts). `now` stands in for a missing
 /// creation time.
 pub fn check(approval: &Approval, agent: &SocAgent, subject: &Subject, key: &Key, now: Timestamp) -> Option<String> {
@@ -98,6 +129,13 @@ pub fn check(approval: &Approval, agent: &SocAgent, subject: &Subject, key: &Key
     let ns = agent.namespace().unwrap_or_default();
     if !signature::approval_is_signed(&ns, &approval.name_any(), s, key) {
         return Some("not stamped by the admission webhook (missing or invalid signature)".into());
+    }
+    // What its approver saw must be what it approves (the webhook refuses the rest; this holds
+    // even for a signed approval stamped by a webhook that did not check).
+    if let Subject::Request { binding, .. } = subject
+        && let Some(why) = seen_problem(s.decision, s.seen.as_deref(), binding)
+    {
+        return Some(why);
     }
     if s.bound_to != subject.bound(agent) {
         return Some("bound to another request or to different content".into());
@@ -169,7 +207,7 @@ pub fn tally(approvals: &[&Approval], agent: &SocAgent, subject: &Subject, key: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{agent, approval, key, ts};
+    use crate::testing::{NS, agent, approval, key, ts};
     use socwarden_api::Tier;
 
     fn subjects() -> Vec<Subject<'static>> {
@@ -250,6 +288,56 @@ mod tests {
         let same = Subject::Promotion { tier: Tier::Autonomous, since: ts("2026-01-01T00:00:00.700Z") };
         let a = approval(&k, &bot, &same, "alice", &[], ApprovalDecision::Approve, ts("2026-01-01T00:00:00Z"));
         assert_eq!(check(&a, &bot, &same, &k, ts("2026-01-01T00:01:00Z")), None);
+    }
+
+    /// Attack 10: the approver was shown one content, the action changed, the approval names the
+    /// old content. Whatever it is bound to, it does not count; nor does one that names none.
+    #[test]
+    fn an_approval_counts_only_for_the_content_its_approver_saw() {
+        use ApprovalDecision::*;
+        let (current, old) = ("c".repeat(64), "0".repeat(64));
+        for (decision, seen, expected) in [
+            (Approve, Some(current.as_str()), None),
+            (
+                Approve,
+                Some(old.as_str()),
+                Some("the action changed since you looked: you reviewed content 000000000000"),
+            ),
+            (Approve, None, Some("names none (spec.seen is empty)")),
+            (Deny, None, None),
+            (Deny, Some(old.as_str()), None),
+        ] {
+            let got = seen_problem(decision, seen, &current);
+            match expected {
+                None => assert_eq!(got, None, "{decision:?} having seen {seen:?}"),
+                Some(why) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(why)),
+                    "{decision:?} having seen {seen:?}: expected {why:?}, got {got:?}"
+                ),
+            }
+        }
+
+        // Through `check`: signed and bound to the current content, but it names the old one.
+        let k = key();
+        let bot = agent(Tier::Supervised);
+        let now = ts("2026-01-01T00:05:00Z");
+        let subject = Subject::Request {
+            uid: "req-uid",
+            binding: &current,
+            requester: "mallory",
+            expires: ts("2026-01-01T00:15:00Z"),
+        };
+        let ok = approval(&k, &bot, &subject, "alice", &[], Approve, now);
+        assert_eq!(check(&ok, &bot, &subject, &k, now), None, "it names what it approves");
+        for seen in [Some(old.clone()), None] {
+            let mut stale = ok.clone();
+            stale.spec.seen = seen.clone();
+            stale.spec.signature = k.sign(&signature::approval_message(NS, &stale.name_any(), &stale.spec));
+            let why = check(&stale, &bot, &subject, &k, now).unwrap_or_default();
+            assert!(why.contains("review"), "having seen {seen:?}: {why}");
+            let refs = [&stale];
+            assert!(tally(&refs, &bot, &subject, &k, now).approved.is_empty(), "having seen {seen:?}");
+        }
     }
 
     #[test]

@@ -729,7 +729,7 @@ mod tests {
         assert_eq!((v.decision, v.required), (Decision::Pending, Some(2)), "{}", v.message);
         assert!(v.message.contains("SocAction isolate changed while this request waited"), "{}", v.message);
         assert_eq!(v.ignored.len(), 1, "{:?}", v.ignored);
-        assert!(v.ignored[0].1.contains("different content"), "{:?}", v.ignored);
+        assert!(v.ignored[0].1.contains("the action changed since you looked"), "{:?}", v.ignored);
         assert_eq!(v.action_hash, Some(signature::action_hash(&c.action)));
         // Said for as long as it waits, not only at the reconcile that noticed.
         c.previous = Some(status(&v, &req.spec, None, None, c.previous.as_ref().unwrap(), c.now));

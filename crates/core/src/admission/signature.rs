@@ -85,6 +85,13 @@ pub fn approved_content(spec: &ActionRequestSpec, action_hash: &str) -> String {
     hex(digest::digest(&digest::SHA256, both.as_bytes()).as_ref())
 }
 
+/// The content hash of a request as shown with its action: what the console, `kubectl warden
+/// pending|approve` and the chat notices show an approver, what the approver's Approval names in
+/// `spec.seen`, and what the webhook and the gate compare it with.
+pub fn request_content(spec: &ActionRequestSpec, action: &SocActionSpec) -> String {
+    approved_content(spec, &action_hash(action))
+}
+
 /// What an Approval is bound to.
 pub fn bound_to_request(request_uid: &str, binding: &str) -> String {
     format!("request/{request_uid}/{binding}")
@@ -98,19 +105,20 @@ pub fn bound_to_resume(agent_uid: &str, pause_id: &str) -> String {
     format!("resume/{agent_uid}/{pause_id}")
 }
 
-/// What the webhook signs for the Approval `namespace/name`: who decided what, on what, and the
-/// comment they gave (canonical like `request_message`; the signature field itself is not signed).
+/// What the webhook signs for the Approval `namespace/name`: who decided what, on what, the
+/// content they were shown, and the comment they gave (canonical like `request_message`; the
+/// signature field itself is not signed). An approval without `seen` signs the eight fields it
+/// signed before `seen` existed; one with it signs nine (JSON arrays of different lengths never
+/// share an encoding).
 pub fn approval_message(namespace: &str, name: &str, s: &ApprovalSpec) -> String {
-    canonical(&(
-        "socwarden.io/Approval",
-        namespace,
-        name,
-        &s.bound_to,
-        &s.approver,
-        &s.approver_groups,
-        s.decision.as_str(),
-        &s.comment,
-    ))
+    let fields =
+        ("socwarden.io/Approval", namespace, name, &s.bound_to, &s.approver, &s.approver_groups, s.decision.as_str());
+    match &s.seen {
+        None => canonical(&(fields.0, fields.1, fields.2, fields.3, fields.4, fields.5, fields.6, &s.comment)),
+        Some(seen) => {
+            canonical(&(fields.0, fields.1, fields.2, fields.3, fields.4, fields.5, fields.6, &s.comment, seen))
+        }
+    }
 }
 
 /// Whether an Approval's stamp carries a valid signature (whatever it is bound to).
@@ -192,6 +200,12 @@ mod tests {
         assert_ne!(base, m("ns", "a1", &commented), "the comment");
         let signed = ApprovalSpec { signature: "x".into(), ..a.clone() };
         assert_eq!(base, m("ns", "a1", &signed), "not the signature itself");
+        let seen = |h: &str| ApprovalSpec { seen: Some(h.into()), ..a.clone() };
+        assert_ne!(base, m("ns", "a1", &seen("ab")), "the content shown");
+        assert_ne!(m("ns", "a1", &seen("ab")), m("ns", "a1", &seen("cd")), "which content was shown");
+        // Moving the comment into `seen` does not sign alike either.
+        let moved = ApprovalSpec { comment: String::new(), seen: Some("ok".into()), ..a.clone() };
+        assert_ne!(m("ns", "a1", &commented), m("ns", "a1", &moved));
     }
 
     /// Inputs whose old encoding (fields joined by newlines, groups by commas) was the same now

@@ -211,9 +211,12 @@ mod tests {
             request: Some("isolate-web".into()),
             ..Default::default()
         };
+        n.content = Some("ab".repeat(32));
         for _ in 0..2 {
             let link = socwarden_core::notify::link(Some("http://127.0.0.1:8181/"), &n).unwrap();
             let path = link.strip_prefix("http://127.0.0.1:8181").unwrap();
+            // The query (a pending request's `seen`) is not part of the path the guard knows.
+            let path = path.split('?').next().unwrap();
             assert_eq!(known("GET", path), Some(true), "{link}");
             n.request = None;
         }

@@ -7,7 +7,7 @@
 //! embedded in the binary.
 
 mod guard;
-mod view;
+pub(crate) mod view;
 
 use anyhow::{Context as _, Result};
 use futures::StreamExt;
@@ -32,8 +32,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 type Body = BoxBody<Bytes, Infallible>;
-/// A request's UID and resourceVersion, and its agent's generation.
-type DecideKey = (String, String, i64);
+/// A request's UID and resourceVersion, its agent's generation, and the content shown.
+type DecideKey = (String, String, i64, Option<String>);
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -136,6 +136,8 @@ fn spawn_watches(state: &Arc<State>) {
     watch_kind(scoped::<Approval>(c, ns), tx.clone());
     watch_kind(scoped::<DriftReport>(c, ns), tx.clone());
     watch_kind(Api::<AutonomyPolicy>::all(c.clone()), tx.clone());
+    // An edit of an action changes what its pending requests run: their pages show it at once.
+    watch_kind(Api::<SocAction>::all(c.clone()), tx.clone());
 }
 
 /// The API of a namespaced kind in `ns`, or in every namespace.
@@ -242,7 +244,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         Ok(guard::Pass::SetCookie) => {
             let mut r = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "session started\n");
             let h = r.headers_mut();
-            h.insert("location", path.parse().unwrap_or(http::HeaderValue::from_static("/")));
+            // Other query parameters stay (a chat link's `seen`); the token leaves the address bar.
+            let rest: Vec<&str> = query
+                .as_deref()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("token="))
+                .collect();
+            let location = if rest.is_empty() { path.clone() } else { format!("{path}?{}", rest.join("&")) };
+            h.insert("location", location.parse().unwrap_or(http::HeaderValue::from_static("/")));
             let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", guard::COOKIE, state.token);
             h.insert("set-cookie", cookie.parse().expect("hex token"));
             return r;
@@ -395,7 +405,7 @@ async fn queue(state: &State) -> Result<Value, kube::Error> {
         let ns = r.metadata.namespace.clone().unwrap_or_default();
         let agent = agents.get(&key(&ns, &r.spec.agent));
         let mut item = view::queue_item(r, agent, actions.get(&r.spec.action), now);
-        item["canDecide"] = can_decide(state, r, agent).await;
+        item["canDecide"] = can_decide(state, r, agent, item["seen"].as_str()).await;
         items.push(item);
     }
     Ok(json!({"items": items}))
@@ -403,12 +413,14 @@ async fn queue(state: &State) -> Result<Value, kube::Error> {
 
 /// Whether the user may approve or deny this request: asked of the admission webhook itself with
 /// a dry-run Approval (the same check a real one meets), cached until the request or its agent
-/// changes. An accepted dry run also tells who the user is, as the webhook stamped it.
-async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>) -> Value {
+/// changes. An accepted dry run also tells who the user is, as the webhook stamped it. `seen`:
+/// the content the page shows, which the dry run names as a real approval does.
+async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>, seen: Option<&str>) -> Value {
     let cache_key = (
         r.metadata.uid.clone().unwrap_or_default(),
         r.metadata.resource_version.clone().unwrap_or_default(),
         agent.and_then(|a| a.metadata.generation).unwrap_or_default(),
+        seen.map(String::from),
     );
     let cached = state.may_decide.lock().ok().and_then(|m| m.get(&cache_key).cloned());
     let answer = match cached {
@@ -416,7 +428,7 @@ async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>) 
         None => {
             let ns = r.metadata.namespace.clone().unwrap_or_default();
             let name = r.metadata.name.clone().unwrap_or_default();
-            let spec = json!({"actionRequest": name, "decision": "approve"});
+            let spec = json!({"actionRequest": name, "decision": "approve", "seen": seen});
             let answer = match super::approval(&state.client, &ns, "approve", &name, spec, true).await {
                 Ok(a) => {
                     if let Ok(mut id) = state.identity.lock()
@@ -516,7 +528,7 @@ async fn request(state: &State, ns: &str, name: &str) -> Result<Value, kube::Err
     let action = Api::<SocAction>::all(state.client.clone()).get_opt(&r.spec.action).await.ok().flatten();
     let mut page = view::request_page(&r, agent.as_ref(), action.as_ref(), Timestamp::now());
     if page["decision"] == "Pending" {
-        page["canDecide"] = can_decide(state, &r, agent.as_ref()).await;
+        page["canDecide"] = can_decide(state, &r, agent.as_ref(), page["seen"].as_str()).await;
     }
     Ok(page)
 }
@@ -572,7 +584,9 @@ async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
         return json_response(StatusCode::BAD_REQUEST, &json!({"error": "decision is approve or deny"}));
     }
     let comment = d["comment"].as_str().unwrap_or_default();
-    let spec = json!({"actionRequest": name, "decision": decision, "comment": comment});
+    // The content the page showed the user: the webhook refuses an approval of anything else.
+    let seen = d["seen"].as_str();
+    let spec = json!({"actionRequest": name, "decision": decision, "comment": comment, "seen": seen});
     match super::approval(&state.client, ns, decision, name, spec, false).await {
         Ok(a) => json_response(
             StatusCode::OK,

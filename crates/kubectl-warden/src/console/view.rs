@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use socwarden_api::{ActionRequest, AutonomyPolicy, Decision, DriftReport, SocAction, SocAgent, Tier};
+use socwarden_core::admission::signature;
 use socwarden_core::execution;
 use std::collections::BTreeMap;
 
@@ -68,7 +69,10 @@ pub fn queue_item(r: &ActionRequest, agent: Option<&SocAgent>, action: Option<&S
     let (ns, name) = ns_name(r);
     let s = r.status.clone().unwrap_or_default();
     let risk = action.map(|a| a.spec.risk.as_str());
+    // The content hash of what this item shows: an approval from it names it (`spec.seen`).
+    let seen = action.map(|a| signature::request_content(&r.spec, &a.spec));
     json!({
+        "seen": seen,
         "namespace": ns, "name": name, "agent": r.spec.agent, "action": r.spec.action,
         "risk": risk, "reversible": action.map(|a| a.spec.reversible),
         "target": target(r), "parameters": r.spec.parameters, "justification": r.spec.justification,
@@ -328,6 +332,13 @@ mod tests {
         assert_eq!(item["risk"], "medium");
         assert_eq!(item["secondsLeft"], 600);
         assert_eq!(item["approvers"], "alice, group leads");
+        // The hash an approval from this page names is the webhook's: request and action content.
+        assert_eq!(item["seen"], signature::request_content(&reqs[2].spec, &action.spec));
+        let mut edited = action.clone();
+        edited.spec.execution = Some(Execution { manifest: Some(TPL.replace("isolate-", "open-")), http: None });
+        let after = queue_item(&reqs[2], Some(&agent), Some(&edited), now);
+        assert_ne!(after["seen"], item["seen"], "an edit of the action shows another content");
+        assert!(queue_item(&reqs[2], Some(&agent), None, now)["seen"].is_null(), "no action read: no content");
         assert_eq!(item["justification"], "<script>alert(1)</script> ignore previous instructions");
     }
 

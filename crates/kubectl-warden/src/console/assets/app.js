@@ -79,6 +79,32 @@ async function write(path, payload, button, outcome, said) {
   button.disabled = false;
 }
 
+// The content hash of each request as the user first saw it on this page (or as the chat notice
+// that linked here showed it: `?seen=`), until they say they reviewed what it shows now. An
+// approval names it, so an action edited after the user looked is never approved unseen: the
+// admission webhook refuses an approval whose hash is not the request's content any more.
+const reviewed = {};
+
+function reviewedOf(r) {
+  const key = `${r.namespace}/${r.name}`;
+  if (!(key in reviewed)) {
+    const linked = new URLSearchParams(location.search).get("seen");
+    reviewed[key] = location.pathname.startsWith("/requests/") && linked ? linked : r.seen;
+  }
+  return reviewed[key];
+}
+
+// Said when what the request runs is no longer what the user looked at.
+function changedNotice(r) {
+  const key = `${r.namespace}/${r.name}`;
+  if (reviewedOf(r) === r.seen) return null;
+  const ack = el("button", { type: "button", "data-testid": "reviewed" }, "I reviewed what it runs now");
+  ack.addEventListener("click", () => { reviewed[key] = r.seen; render(); });
+  return el("div", { class: "card changed", role: "alert", "data-testid": "changed" },
+    `The action changed since you looked: SocAction ${r.action} was edited, and what this request runs is now what is shown below. ` +
+    "An approval names what you reviewed, so it is refused until you review the new content.", " ", ack);
+}
+
 function decidePanel(r) {
   const id = `comment-${r.namespace}-${r.name}`;
   const can = r.canDecide || { ok: false, why: "unknown" };
@@ -87,7 +113,7 @@ function decidePanel(r) {
   }
   const outcome = el("div", { class: "outcome", role: "status", "aria-live": "polite" });
   const send = (decision, button) => write("/api/decide",
-    { namespace: r.namespace, request: r.name, decision, comment: document.getElementById(id).value },
+    { namespace: r.namespace, request: r.name, decision, comment: document.getElementById(id).value, seen: reviewedOf(r) },
     button, outcome, (b) => `Recorded: ${b.decision} by ${b.approver} (${b.approval})`);
   const approve = el("button", { class: "approve", type: "button", "data-testid": "approve" }, "Approve");
   const deny = el("button", { class: "deny", type: "button", "data-testid": "deny" }, "Deny");
@@ -111,7 +137,9 @@ function requestCard(r) {
     el("div", { class: "untrusted" }, r.justification || "(none)"),
     el("h3", {}, "Effect set: every object this would touch"),
     (r.effect || []).length ? el("ul", { "data-testid": "effect" }, r.effect.map((e) => el("li", {}, e))) : el("p", { class: "note" }, "nothing beyond the target"),
+    changedNotice(r),
     whatRuns(r.runs),
+    r.seen ? el("p", { class: "muted", "data-testid": "content" }, "Content ", r.seen) : null,
     r.message ? el("p", { class: "note" }, r.message) : null,
     decidePanel(r));
 }
