@@ -379,6 +379,15 @@ async fn an_agents_phishing_link_mentions_and_formatting_reach_the_approvers_ine
     assert!(!m.to_string().contains("https://approve.evil"), "a bare URL a client would link: {m}");
     let wrong = soc_warden_e2e::chat::slack_problems(m)?;
     assert!(wrong.is_empty(), "Slack's SDK refuses the message: {wrong:?}\n{m}");
+    // Our console link carries the content the notice shows (`?seen=`, as the command's `--seen`).
+    let text = m.to_string();
+    let seen = text
+        .split("--seen ")
+        .nth(1)
+        .map(|t| t.chars().take_while(char::is_ascii_hexdigit).collect::<String>())
+        .filter(|h| h.len() == 64)
+        .ok_or_else(|| anyhow::anyhow!("no --seen hash in the command: {m}"))?;
+    let ours = format!("{ours}?seen={seen}");
     let live = soc_warden_e2e::chat::slack_live(m, &markers, &[&ours])?;
     assert!(live.is_empty(), "live in Slack: {live:?}\n{m}");
     assert!(
