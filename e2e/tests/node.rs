@@ -278,7 +278,8 @@ async fn on_the_node_an_agent_pod_uses_its_mounted_token_follows_rotation_and_st
     apply(&Api::<Deployment>::namespaced(admin.clone(), home), &agent_deployment("bot", "bot", &read, scope)?).await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read], &[scope]);
-    a.spec.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
+    a.spec.workload_ref =
+        Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into(), grace_period_seconds: None });
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
 
