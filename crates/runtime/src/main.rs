@@ -90,6 +90,11 @@ enum Command {
         /// Append every decision as a JSON line to this file (always also logged under target `decision`).
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
+        /// Namespaces whose ServiceAccounts your audit policy leaves out (comma-separated), besides
+        /// --namespace and kube-system, which are always: SocAgents there are refused (the audit
+        /// sink could not see what they do).
+        #[arg(long, env = "WARDEN_UNAUDITED_NAMESPACES", value_delimiter = ',')]
+        unaudited_namespaces: Vec<String>,
     },
     /// Write the CRD manifests (one file per CRD) into directories (the repository's and the
     /// chart's by default), or print them with `-`.
@@ -196,6 +201,7 @@ fn main() -> anyhow::Result<()> {
             lease_duration,
             mcp_addr,
             operator_user,
+            unaudited_namespaces,
         } => {
             limit_malloc_arenas();
             init_logs(log_format);
@@ -272,6 +278,7 @@ fn main() -> anyhow::Result<()> {
                         audit,
                         leader,
                         mcp_addr,
+                        unaudited_namespaces,
                     },
                 )
                 .await

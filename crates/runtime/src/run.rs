@@ -68,6 +68,9 @@ pub struct Options {
     pub leader: Option<crate::leader::Config>,
     /// Where the MCP gateway listens (TLS), if it is served.
     pub mcp_addr: Option<SocketAddr>,
+    /// Namespaces the audit policy leaves out, besides the operator's and kube-system (see
+    /// `validate::unobserved`).
+    pub unaudited_namespaces: Vec<String>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -523,7 +526,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     }
     let (notices, notices_rx) = crate::notify::channel();
     let dropped = metrics.notifications.with_label_values(&["(queue)", "dropped"]);
+    let unobserved = Arc::new(socwarden_core::agent::validate::unobserved(&opts.namespace, &opts.unaudited_namespaces));
     let settings = Settings {
+        unobserved: unobserved.clone(),
         delegable: opts.delegable,
         key: key.clone(),
         namespace: opts.namespace.clone(),
@@ -564,7 +569,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
     let gateway = gateway(opts.mcp_addr, material.clone(), ctx.clone());
-    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
+    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready, unobserved);
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
@@ -658,6 +663,7 @@ async fn admission(
     key: Key,
     metrics: Metrics,
     registered: Arc<std::sync::atomic::AtomicBool>,
+    unobserved: Arc<std::collections::BTreeSet<String>>,
 ) -> anyhow::Result<()> {
     let Some(opts) = opts else {
         tracing::warn!(
@@ -681,19 +687,24 @@ async fn admission(
     let sar_client = client.clone();
     let handler: server::Handler = Arc::new(move |path, body| {
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());
+        let unobserved = unobserved.clone();
         async move {
             let started = std::time::Instant::now();
-            // Read once; a SocAgent change asks the API server whether this user may change those
-            // fields (SubjectAccessReview), everything else is the stamp and its checks.
+            // Read once; a SocAgent or DriftReport gets the checks that need no call (its owners,
+            // an agent's namespace), then a SocAgent change asks the API server whether this user
+            // may change those fields (SubjectAccessReview); everything else is the stamp and its
+            // checks.
             let review = match webhook::decode(&body) {
                 Err(why) => kube::core::admission::AdmissionResponse::invalid(why).into_review(),
-                Ok(req) => match webhook::agent_change(&path, &req) {
-                    Some(change) => webhook::agent_verdict(&req, authorize(&client, &change).await),
-                    None if !lookup.stores.ready() => {
+                Ok(req) => match (webhook::lifetime(&path, &req, &unobserved), webhook::agent_change(&path, &req)) {
+                    (Some(Err(why)), _) => webhook::agent_verdict(&req, Err(why)),
+                    (_, Some(change)) => webhook::agent_verdict(&req, authorize(&client, &change).await),
+                    (Some(Ok(())), None) => webhook::agent_verdict(&req, Ok(())),
+                    (None, None) if !lookup.stores.ready() => {
                         kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
                             .into_review()
                     }
-                    None => webhook::review_request(&path, &req, lookup.as_ref(), &key, &nonce()),
+                    (None, None) => webhook::review_request(&path, &req, lookup.as_ref(), &key, &nonce()),
                 },
             };
             let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
