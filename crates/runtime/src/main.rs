@@ -219,7 +219,11 @@ fn main() -> anyhow::Result<()> {
                 Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
                 None => None,
             };
+            // The same namespaces for the webhook and the reconciler.
+            let unobserved =
+                std::sync::Arc::new(socwarden_core::agent::validate::unobserved(&namespace, &unaudited_namespaces));
             let mut webhook = endpoint.map(|endpoint| run::WebhookOptions {
+                unobserved: unobserved.clone(),
                 addr: webhook_addr,
                 endpoint,
                 cert_dir: webhook_cert_dir,
@@ -278,7 +282,7 @@ fn main() -> anyhow::Result<()> {
                         audit,
                         leader,
                         mcp_addr,
-                        unaudited_namespaces,
+                        unobserved,
                     },
                 )
                 .await

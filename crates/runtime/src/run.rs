@@ -49,6 +49,8 @@ pub struct WebhookOptions {
     pub repair_interval: std::time::Duration,
     /// The user the operator authenticates as (see `webhook::Lookup::operator`).
     pub operator_user: Option<String>,
+    /// Namespaces where no SocAgent is admitted (`validate::unobserved`; the reconciler's too).
+    pub unobserved: Arc<std::collections::BTreeSet<String>>,
 }
 
 pub struct Options {
@@ -68,9 +70,8 @@ pub struct Options {
     pub leader: Option<crate::leader::Config>,
     /// Where the MCP gateway listens (TLS), if it is served.
     pub mcp_addr: Option<SocketAddr>,
-    /// Namespaces the audit policy leaves out, besides the operator's and kube-system (see
-    /// `validate::unobserved`).
-    pub unaudited_namespaces: Vec<String>,
+    /// Namespaces the audit sink cannot see: SocAgents there are refused (`validate::unobserved`).
+    pub unobserved: Arc<std::collections::BTreeSet<String>>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -526,9 +527,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     }
     let (notices, notices_rx) = crate::notify::channel();
     let dropped = metrics.notifications.with_label_values(&["(queue)", "dropped"]);
-    let unobserved = Arc::new(socwarden_core::agent::validate::unobserved(&opts.namespace, &opts.unaudited_namespaces));
     let settings = Settings {
-        unobserved: unobserved.clone(),
+        unobserved: opts.unobserved.clone(),
         delegable: opts.delegable,
         key: key.clone(),
         namespace: opts.namespace.clone(),
@@ -569,7 +569,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
     let gateway = gateway(opts.mcp_addr, material.clone(), ctx.clone());
-    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready, unobserved);
+    let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
@@ -663,7 +663,6 @@ async fn admission(
     key: Key,
     metrics: Metrics,
     registered: Arc<std::sync::atomic::AtomicBool>,
-    unobserved: Arc<std::collections::BTreeSet<String>>,
 ) -> anyhow::Result<()> {
     let Some(opts) = opts else {
         tracing::warn!(
@@ -684,6 +683,7 @@ async fn admission(
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
     let lookup = Arc::new(webhook::Admissions::new(stores.clone(), opts.operator_user.clone()));
+    let unobserved = opts.unobserved.clone();
     let sar_client = client.clone();
     let handler: server::Handler = Arc::new(move |path, body| {
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());

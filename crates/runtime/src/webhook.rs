@@ -867,9 +867,7 @@ mod tests {
 
     #[test]
     fn agents_are_refused_where_the_audit_sink_cannot_see_them() {
-        let agent = |ns: &str| {
-            json!({"apiVersion": "socwarden.io/v1alpha1", "kind": "SocAgent", "metadata": {"name": "bot", "namespace": ns}, "spec": {}})
-        };
+        let agent = |ns: &str| json!({"apiVersion": "socwarden.io/v1alpha1", "kind": "SocAgent", "metadata": {"name": "bot", "namespace": ns}, "spec": {}});
         for ns in ["kube-system", "soc-warden-system"] {
             let e = lifetime_of("SocAgent", "CREATE", ns, agent(ns), Value::Null).unwrap().unwrap_err();
             assert!(e.contains(&format!("SocAgent {ns}/bot refused: namespace {ns} is not audited")), "{e}");

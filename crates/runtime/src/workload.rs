@@ -129,7 +129,10 @@ mod tests {
                 json!({"matchLabels": {"app": "bot"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "canary", "operator": "DoesNotExist"}]}),
                 Some("app=bot,tier in (a,b),!canary"),
             ),
-            (json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["y"]}, {"key": "z", "operator": "Exists"}]}), Some("x notin (y),z")),
+            (
+                json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["y"]}, {"key": "z", "operator": "Exists"}]}),
+                Some("x notin (y),z"),
+            ),
             (json!({}), None),
             (json!({"matchExpressions": [{"key": "x", "operator": "Gt", "values": ["1"]}]}), None),
             (json!({"matchLabels": {"app": 3}}), None),

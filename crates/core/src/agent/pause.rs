@@ -136,7 +136,9 @@ mod tests {
         let drift = record(PauseReason::Drift, None, t0);
         let manual = record(PauseReason::Manual, None, t0);
         let since = drift.since.clone();
-        let cases: [(Option<&PauseStatus>, Option<&str>, Option<&PauseStatus>, Option<&PauseStatus>, &str); 7] = [
+        type Case<'a> =
+            (Option<&'a PauseStatus>, Option<&'a str>, Option<&'a PauseStatus>, Option<&'a PauseStatus>, &'a str);
+        let cases: [Case; 7] = [
             (None, None, None, None, "nothing recorded anywhere"),
             (None, None, Some(&drift), Some(&drift), "re-created: the report's drift pause holds again"),
             (Some(&manual), None, Some(&drift), Some(&drift), "re-created with spec.paused: drift still wins"),

@@ -101,13 +101,13 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &
         grants.clear();
     }
 
-    let roles = validate::name_problem(i.name)
-        .is_none()
-        .then(|| rbac::desired_roles(i.name, i.namespace, &i.spec.scope.namespaces, &grants));
-    // An agent the audit sink cannot see gets no token at all, not even for its base rights.
+    // An agent the audit sink cannot see gets nothing at all, not even its base rights: no
+    // ServiceAccount, Role or token is written where it stands (`unseen`: what it had is revoked).
     let unseen = validate::namespace_problem(i.namespace, i.unobserved).is_some();
+    let roles = (validate::name_problem(i.name).is_none() && !unseen)
+        .then(|| rbac::desired_roles(i.name, i.namespace, &i.spec.scope.namespaces, &grants));
     let token = match (pause, &roles, validate::ttl(i.spec)) {
-        (None, Some(_), Ok(ttl)) if i.malformed.is_none() && !unseen => Some(TokenPlan {
+        (None, Some(_), Ok(ttl)) if i.malformed.is_none() => Some(TokenPlan {
             ttl,
             audiences: credentials::audiences(&i.spec.credentials.audiences),
             spec: credentials::token_spec(ttl, &credentials::audiences(&i.spec.credentials.audiences)),
@@ -486,6 +486,7 @@ mod tests {
             };
             let p = plan(&i, None, &TierDecision::declared(f.spec.tier), &Monitoring::default());
             assert_eq!(p.token.is_none(), refused, "{ns}: token");
+            assert_eq!(p.roles.is_none(), refused, "{ns}: not even the base rights");
             assert_eq!(
                 p.problems.iter().any(|p| p.reason == socwarden_api::conditions::reason::UNOBSERVED_NAMESPACE),
                 refused,

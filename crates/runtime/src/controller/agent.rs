@@ -252,7 +252,16 @@ async fn apply_plan(
             tokio::try_join!(finalizer, contain(ctx, n, plan, triggered, was_paused))?;
             return Ok((Applied::default(), None));
         }
-        (None, None) => return Ok((Applied::default(), None)),
+        // Nothing wanted: for an agent the audit sink cannot see, what it may hold is revoked
+        // (a long name has no valid object names, hence nothing to revoke).
+        (None, None) => {
+            let unseen =
+                plan.problems.iter().any(|p| p.reason == socwarden_api::conditions::reason::UNOBSERVED_NAMESPACE);
+            if unseen {
+                tokio::try_join!(finalizer, revoke(ctx, n, BTreeSet::new()))?;
+            }
+            return Ok((Applied::default(), None));
+        }
         (None, Some(roles)) => roles,
     };
     let token = async {
