@@ -86,9 +86,9 @@ pub async fn fetch(client: Client, namespace: &str, w: &WorkloadRef) -> kube::Re
     Ok(o.as_ref().map(Observed::from_object))
 }
 
-/// Deletes the pods of a paused agent's workload with `grace` seconds to stop (`pause::grace_seconds`),
-/// right after it was scaled to zero: the scale-down alone gives them their own grace period (30 s
-/// by default) to go on running after the agent's credentials died.
+/// Deletes the pods of a paused agent's workload with `grace` seconds to stop
+/// (`pause::grace_seconds`): the scale-down alone gives them their own grace period (30 s by
+/// default) to go on running after the agent's credentials died.
 pub async fn stop_pods(client: Client, namespace: &str, observed: &Observed, grace: u32) -> kube::Result<()> {
     let Some(selector) = &observed.selector else {
         return Ok(());

@@ -213,10 +213,17 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
     let (applied, issued) = apply_plan(agent, ctx, api, &n, &plan, trigger.as_ref(), was_paused, held, now).await?;
     if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
-        let scaled = workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
-        // Paused: its pods stop within the agent's short grace period, not the pods' own.
-        if scaled && plan.pause.is_some() {
-            workload::stop_pods(ctx.client.clone(), &n.ns, observed, pause::grace_seconds(w)).await?;
+        // Pausing: its pods stop within the agent's short grace period, not the pods' own. They
+        // are deleted before the scale-down (a pod the ReplicaSet deletes first keeps its own
+        // grace period) and again after it (replacements made in between).
+        let pausing = plan.pause.is_some() && workload::patch(observed, true).is_some();
+        let stop = || workload::stop_pods(ctx.client.clone(), &n.ns, observed, pause::grace_seconds(w));
+        if pausing {
+            stop().await?;
+        }
+        workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
+        if pausing {
+            stop().await?;
         }
     }
 
