@@ -316,6 +316,32 @@ impl Drop for Operator {
     }
 }
 
+/// For a test that creates SocAgents while no operator runs (the operator is started on them
+/// later): removes the webhook configurations an earlier test's operator left behind. They fail
+/// closed, and SocAgent creates are reviewed, so they would refuse every create ("failed calling
+/// webhook"). Waits until the API server has stopped calling them (its informer lags the delete).
+pub async fn forget_webhook(admin: &kube::Client) -> Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+    let name = soc_warden::webhook_config::WEBHOOK_CONFIG;
+    let dp = kube::api::DeleteParams::default();
+    let _ = Api::<ValidatingWebhookConfiguration>::all(admin.clone()).delete(name, &dp).await;
+    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone()).delete(name, &dp).await;
+    let probe = crate::fixtures::agent(&unique("probe"), "default", socwarden_api::Tier::Observe, &[], &["default"]);
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    crate::waiting::wait_for("the API server no longer calling the webhook", Duration::from_secs(30), || {
+        let (api, probe, dry) =
+            (Api::<socwarden_api::SocAgent>::namespaced(admin.clone(), "default"), probe.clone(), dry.clone());
+        async move {
+            match api.create(&dry, &probe).await {
+                Ok(_) => Ok(Some(())),
+                Err(kube::Error::Api(e)) if e.message.contains("failed calling webhook") => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    })
+    .await
+}
+
 /// A minimal HTTP/1.0 GET on loopback (enough for /metrics and /readyz).
 pub async fn http_get(url: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -207,6 +207,7 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     let args = strings(&pod["containers"][0]["args"]);
     assert!(args.contains(&"--audit-token-file=/etc/soc-warden/audit/token".to_string()), "{args:?}");
     assert!(args.contains(&"--webhook-cert-dir=/etc/soc-warden/webhook".to_string()), "{args:?}");
+    assert!(args.contains(&"--unaudited-namespaces=monitoring,logging".to_string()), "{args:?}");
     assert!(args.contains(&"--webhook-client-ca=/etc/soc-warden/webhook-client/ca.crt".to_string()), "{args:?}");
     let maps: Vec<&str> =
         pod["volumes"].as_array().unwrap().iter().filter_map(|v| v["configMap"]["name"].as_str()).collect();

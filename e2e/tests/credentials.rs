@@ -246,8 +246,11 @@ async fn bad_inputs_fail_closed_and_spare_the_neighbour() -> Result<()> {
     nopolicy.spec.policy_ref = "no-such-policy".into();
     apply(&agents, &nopolicy).await?;
     let mut noworkload = agent("noworkload", home, Tier::Supervised, &[&read], &[scope]);
-    noworkload.spec.workload_ref =
-        Some(socwarden_api::WorkloadRef { kind: socwarden_api::WorkloadKind::Deployment, name: "missing".into() });
+    noworkload.spec.workload_ref = Some(socwarden_api::WorkloadRef {
+        kind: socwarden_api::WorkloadKind::Deployment,
+        name: "missing".into(),
+        grace_period_seconds: None,
+    });
     apply(&agents, &noworkload).await?;
 
     let cases = [

@@ -278,7 +278,8 @@ async fn on_the_node_an_agent_pod_uses_its_mounted_token_follows_rotation_and_st
     apply(&Api::<Deployment>::namespaced(admin.clone(), home), &agent_deployment("bot", "bot", &read, scope)?).await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read], &[scope]);
-    a.spec.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
+    a.spec.workload_ref =
+        Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into(), grace_period_seconds: None });
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
 
@@ -326,7 +327,11 @@ async fn on_the_node_an_agent_pod_uses_its_mounted_token_follows_rotation_and_st
         Ok((d.spec.replicas == Some(0) && pods.is_empty() && running.is_empty()).then_some(()))
     })
     .await?;
-    eprintln!("paused: replicas 0, no pod, no container {:?} after the pause", paused_at.elapsed());
+    let stopped = paused_at.elapsed();
+    eprintln!("paused: replicas 0, no pod, no container {stopped:?} after the pause");
+    // Deleted with the agent's grace period (2 s by default), not the pod's 30 s; the rest is the
+    // reconcile and the kubelet's sync.
+    assert!(stopped < Duration::from_secs(2 + 8), "the process outlived its credentials by {stopped:?}");
 
     // Resume: a new pod starts and files with a fresh, working token.
     a.spec.paused = false;

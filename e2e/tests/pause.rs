@@ -68,7 +68,8 @@ async fn manual_pause_cuts_credentials_and_stops_the_workload_and_resume_issues_
     let _op = Operator::start().await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
     let mut a = agent("bot", home, Tier::Supervised, &[&read], &[scope]);
-    a.spec.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
+    a.spec.workload_ref =
+        Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into(), grace_period_seconds: None });
     apply(&agents, &a).await?;
     wait_agent(&admin, home, "bot", "Ready", T, ready).await?;
     let old = agent_token(&admin, home, "bot").await?.unwrap();

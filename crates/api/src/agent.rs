@@ -149,6 +149,11 @@ pub struct WorkloadRef {
     /// Name of the workload in the agent's namespace.
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
+    /// Seconds a pod of a paused agent is given to stop (its pods are deleted with this grace
+    /// period, not the pod's own; default 2, at most 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 30))]
+    pub grace_period_seconds: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -367,7 +372,7 @@ pub struct CredentialStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PauseStatus {
-    /// Manual or KillSwitch.
+    /// Manual, KillSwitch or Drift.
     pub reason: String,
     /// When the pause began (RFC 3339).
     pub since: String,
@@ -399,6 +404,12 @@ pub struct PauseStatus {
 pub struct DriftReportSpec {
     /// The SocAgent (in this namespace) it reports on.
     pub agent: String,
+    /// The drift pause in force, kept here by the operator so that it survives the SocAgent's
+    /// deletion and re-creation: a SocAgent of this name is paused under it until an approver
+    /// resumes it (the report is owned by nothing, and is kept when its agent is deleted while
+    /// this is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -41,6 +41,7 @@ pub mod reason {
     pub const WORKLOAD_NOT_FOUND: &str = "WorkloadNotFound";
     pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
     pub const INVALID_NAME: &str = "InvalidName";
+    pub const UNOBSERVED_NAMESPACE: &str = "UnobservedNamespace";
     pub const MALFORMED: &str = "Malformed";
     pub const AWAITING_EVIDENCE: &str = "AwaitingEvidence";
     pub const NONE_PENDING: &str = "NonePending";

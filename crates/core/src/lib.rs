@@ -15,9 +15,12 @@
 //!   hash a request is shown with (`request_content`).
 //! - `agent::policy`: which tier lets which risk run without approval.
 //! - `agent::rbac`: what RBAC an agent gets and whether the operator may delegate it.
-//! - `agent::validate`: what is wrong with an agent's spec, and how to fix it.
-//! - `agent::pause`: whether an agent is paused, and why.
-//! - `agent::authority`: which virtual verb (`pause`, `update`) a change of a SocAgent needs.
+//! - `agent::validate`: what is wrong with an agent's spec, and how to fix it; which namespaces the
+//!   audit sink cannot see (no agent there).
+//! - `agent::pause`: whether an agent is paused, and why; which drift pause the DriftReport keeps
+//!   (it outlives the SocAgent); the grace period of a paused agent's pods.
+//! - `agent::authority`: which virtual verb (`pause`, `update`) a change of a SocAgent needs, and
+//!   that no owner reference ties a SocAgent's or DriftReport's lifetime to another object.
 //! - `agent::credentials`: names of the credential objects, and when a token is (re)issued.
 //! - `agent::promotion`: which tier is enforced while a promotion waits for evidence and approvals.
 //! - `agent::plan`: the whole desired state of one agent, and its status.

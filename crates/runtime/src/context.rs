@@ -101,6 +101,8 @@ pub struct Context {
     pub client: Client,
     pub stores: Stores,
     pub delegable: Vec<Rule>,
+    /// Namespaces the audit sink cannot see: agents there are refused (`validate::unobserved`).
+    pub unobserved: std::sync::Arc<std::collections::BTreeSet<String>>,
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Signs and verifies admission stamps.
@@ -135,6 +137,8 @@ pub struct Context {
 
 /// What `Context::new` needs besides the client and caches.
 pub struct Settings {
+    /// Namespaces the audit sink cannot see (`validate::unobserved`).
+    pub unobserved: std::sync::Arc<std::collections::BTreeSet<String>>,
     pub delegable: Vec<Rule>,
     pub key: Key,
     pub namespace: String,
@@ -155,6 +159,7 @@ impl Context {
             client,
             stores,
             delegable: settings.delegable,
+            unobserved: settings.unobserved,
             key: settings.key,
             namespace: settings.namespace,
             decisions: settings.decisions,

@@ -6,14 +6,16 @@
 //! - `controller::agent`, `controller::catalog`, `controller::request`: the reconcilers.
 //! - `k8s`: the shared Kubernetes plumbing (finalizer, status write with memo, Events, error
 //!   categories).
-//! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals).
+//! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals,
+//!   SocAgents' and DriftReports' lifetime).
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
 //! - `monitor`: the behaviour models in memory, waking agents that must be contained.
 //! - `intake`: the audit sink's intake (batches of any size read as they arrive; what is judged,
 //!   what is dropped, and whose agent is contained unjudged under a flood).
 //! - `records`: matching agents' writes (audit events) with the requests that cover them.
-//! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent).
-//! - `workload`: stopping and restarting the workload of a paused agent.
+//! - `report`: writing each agent's DriftReport (drift and baseline, kept from the agent; the
+//!   drift pause, kept past the agent's deletion).
+//! - `workload`: stopping and restarting the workload of a paused agent (and deleting its pods).
 //! - `decisionlog`: writing the append-only decision log.
 //! - `notify`: delivering notices to the Notifier sinks (what and where: core `notify`).
 //! - `mcp`: the MCP gateway (agents' tools, calls filed as stamped requests; decisions in core `mcp`).

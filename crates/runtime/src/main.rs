@@ -90,6 +90,11 @@ enum Command {
         /// Append every decision as a JSON line to this file (always also logged under target `decision`).
         #[arg(long, env = "WARDEN_DECISION_LOG")]
         decision_log: Option<PathBuf>,
+        /// Namespaces whose ServiceAccounts your audit policy leaves out (comma-separated), besides
+        /// --namespace and kube-system, which are always: SocAgents there are refused (the audit
+        /// sink could not see what they do).
+        #[arg(long, env = "WARDEN_UNAUDITED_NAMESPACES", value_delimiter = ',')]
+        unaudited_namespaces: Vec<String>,
     },
     /// Write the CRD manifests (one file per CRD) into directories (the repository's and the
     /// chart's by default), or print them with `-`.
@@ -196,6 +201,7 @@ fn main() -> anyhow::Result<()> {
             lease_duration,
             mcp_addr,
             operator_user,
+            unaudited_namespaces,
         } => {
             limit_malloc_arenas();
             init_logs(log_format);
@@ -213,7 +219,11 @@ fn main() -> anyhow::Result<()> {
                 Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
                 None => None,
             };
+            // The same namespaces for the webhook and the reconciler.
+            let unobserved =
+                std::sync::Arc::new(socwarden_core::agent::validate::unobserved(&namespace, &unaudited_namespaces));
             let mut webhook = endpoint.map(|endpoint| run::WebhookOptions {
+                unobserved: unobserved.clone(),
                 addr: webhook_addr,
                 endpoint,
                 cert_dir: webhook_cert_dir,
@@ -272,6 +282,7 @@ fn main() -> anyhow::Result<()> {
                         audit,
                         leader,
                         mcp_addr,
+                        unobserved,
                     },
                 )
                 .await

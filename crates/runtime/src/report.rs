@@ -1,12 +1,14 @@
 //! Writes each agent's DriftReport (what it shows is `socwarden_core::behaviour::report`): created
-//! when there is first something to report, owned by the SocAgent (garbage-collected with it), its
-//! status written only when it changes. Agents cannot read it.
+//! when there is first something to report, its status written only when it changes. Agents cannot
+//! read it. It also keeps the agent's drift pause (`spec.pause`, `pause::kept`), so it is owned by
+//! nothing: an owner reference would let the garbage collector take the pause with the agent. The
+//! agent's finalizer deletes it with the agent, unless it keeps a drift pause (`release`).
 
 use crate::context::Context;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use socwarden_api::{
-    BaselineStatus, Condition, DriftReport, DriftReportSpec, DriftReportStatus, DriftStatus, SocAgent,
+    BaselineStatus, Condition, DriftReport, DriftReportSpec, DriftReportStatus, DriftStatus, PauseStatus, SocAgent,
 };
 use socwarden_core::admission::identity::AgentKey;
 use std::collections::HashMap;
@@ -40,9 +42,17 @@ impl Shown {
     }
 }
 
+/// What is known of an agent's report object: whether it exists, and the drift pause it keeps.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Known {
+    exists: bool,
+    pause: Option<PauseStatus>,
+}
+
 #[derive(Default)]
 pub struct Reports {
     written: Mutex<HashMap<AgentKey, Shown>>,
+    known: Mutex<HashMap<AgentKey, Known>>,
 }
 
 impl Reports {
@@ -54,49 +64,125 @@ impl Reports {
         self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), Shown::of(status));
     }
 
+    fn known(&self, key: &AgentKey) -> Option<Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    fn know(&self, key: &AgentKey, k: Known) {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), k);
+    }
+
+    /// Whether the agent's report is known to exist (its agent then holds the finalizer).
+    pub fn exists(&self, key: &AgentKey) -> bool {
+        self.shown(key).is_some() || self.known(key).is_some_and(|k| k.exists)
+    }
+
     pub fn forget(&self, key: &AgentKey) {
         self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
     /// Forgets every report: another replica may write them while this one does not lead.
     pub fn forget_all(&self) {
         self.written.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
-/// The baseline a report kept, for a model that starts afresh (a restart, a new leader). Read
-/// only for an agent an operator has reconciled before (it has a status): a new agent has none.
-pub async fn kept_baseline(ctx: &Context, agent: &SocAgent, key: &AgentKey) -> kube::Result<Option<BaselineStatus>> {
-    if agent.status.is_none() || ctx.monitor.knows(key) {
-        return Ok(None);
+/// What an agent's report kept for it: the baseline (for a model that starts afresh) and the
+/// drift pause (for an agent that was deleted and created again, or whose status was lost).
+#[derive(Debug, Default)]
+pub struct Kept {
+    pub baseline: Option<BaselineStatus>,
+    pub pause: Option<PauseStatus>,
+}
+
+/// Reads what the report kept: once per agent and process (a new agent too: it may be one
+/// deleted while paused for drift), and the baseline only for an agent an operator reconciled
+/// before (it has a status) and the monitor does not know yet.
+pub async fn kept(ctx: &Context, agent: &SocAgent, key: &AgentKey) -> kube::Result<Kept> {
+    let wants_baseline = agent.status.is_some() && !ctx.monitor.knows(key);
+    let known = ctx.reports.known(key);
+    if let (false, Some(k)) = (wants_baseline, &known) {
+        return Ok(Kept { baseline: None, pause: k.pause.clone() });
     }
     let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
-    let Some(report) = api.get_opt(&key.1).await? else { return Ok(None) };
-    if let Some(s) = &report.status {
+    let report = api.get_opt(&key.1).await?;
+    let pause = report.as_ref().and_then(|r| r.spec.pause.clone());
+    ctx.reports.know(key, Known { exists: report.is_some(), pause: pause.clone() });
+    let status = report.and_then(|r| r.status);
+    if let Some(s) = &status {
         ctx.reports.wrote(key, s);
     }
-    Ok(report.status.and_then(|s| s.baseline))
+    let baseline = status.and_then(|s| s.baseline).filter(|_| wants_baseline);
+    Ok(Kept { baseline, pause })
+}
+
+/// Makes the report keep `pause` (`pause::kept`: the drift pause while it holds, none once
+/// lifted), creating the report when there is a pause to keep. Written before the agent's status
+/// shows the pause or its resume, so that no status ever shows what the report does not keep. Also
+/// removes the owner reference an earlier version set on the report.
+pub async fn keep(ctx: &Context, key: &AgentKey, pause: Option<&PauseStatus>) -> kube::Result<()> {
+    let known = ctx.reports.known(key).unwrap_or_default();
+    let exists = known.exists || ctx.reports.shown(key).is_some();
+    if known.pause.as_ref() == pause && (exists || pause.is_none()) {
+        return Ok(());
+    }
+    let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
+    let patch = json!({"metadata": {"ownerReferences": null}, "spec": {"pause": pause}});
+    let patched = |r: kube::Result<DriftReport>| match r {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    };
+    let mut done = exists && patched(api.patch(&key.1, &PatchParams::default(), &Patch::Merge(&patch)).await)?;
+    if !done && pause.is_some() {
+        match api.create(&PostParams::default(), &new_report(key, pause.cloned())).await {
+            Ok(_) => done = true,
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                done = patched(api.patch(&key.1, &PatchParams::default(), &Patch::Merge(&patch)).await)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    ctx.reports.know(key, Known { exists: done, pause: pause.cloned().filter(|_| done) });
+    Ok(())
+}
+
+/// When the agent is deleted: its report goes with it, unless it keeps a drift pause, which must
+/// hold for an agent of that name created again until an approver resumes it.
+pub async fn release(ctx: &Context, key: &AgentKey) -> kube::Result<bool> {
+    let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
+    let Some(report) = api.get_opt(&key.1).await? else { return Ok(false) };
+    if report.spec.pause.is_some() {
+        return Ok(true);
+    }
+    crate::k8s::delete_gone(&api, &key.1).await?;
+    Ok(false)
+}
+
+fn new_report(key: &AgentKey, pause: Option<PauseStatus>) -> DriftReport {
+    DriftReport {
+        metadata: ObjectMeta {
+            name: Some(key.1.clone()),
+            namespace: Some(key.0.clone()),
+            labels: Some(socwarden_core::agent::credentials::labels(&key.0, &key.1)),
+            ..Default::default()
+        },
+        spec: DriftReportSpec { agent: key.1.clone(), pause },
+        status: None,
+    }
 }
 
 /// Writes the report's status when it changed, creating the report first if needed.
-pub async fn write(ctx: &Context, agent: &SocAgent, key: &AgentKey, status: &DriftReportStatus) -> kube::Result<()> {
+pub async fn write(ctx: &Context, key: &AgentKey, status: &DriftReportStatus) -> kube::Result<()> {
     let shown = ctx.reports.shown(key);
     if shown.as_ref().is_some_and(|s| s.digest == digest(status)) {
         return Ok(());
     }
     let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
-    if shown.is_none() {
-        let report = DriftReport {
-            metadata: ObjectMeta {
-                name: Some(key.1.clone()),
-                namespace: Some(key.0.clone()),
-                labels: Some(socwarden_core::agent::credentials::labels(&key.0, &key.1)),
-                owner_references: Some(vec![crate::controller::agent::owner_ref(agent)]),
-                ..Default::default()
-            },
-            spec: DriftReportSpec { agent: key.1.clone() },
-            status: None,
-        };
+    if !ctx.reports.exists(key) {
+        let report = new_report(key, None);
         match api.create(&PostParams::default(), &report).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}

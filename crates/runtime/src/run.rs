@@ -49,6 +49,8 @@ pub struct WebhookOptions {
     pub repair_interval: std::time::Duration,
     /// The user the operator authenticates as (see `webhook::Lookup::operator`).
     pub operator_user: Option<String>,
+    /// Namespaces where no SocAgent is admitted (`validate::unobserved`; the reconciler's too).
+    pub unobserved: Arc<std::collections::BTreeSet<String>>,
 }
 
 pub struct Options {
@@ -68,6 +70,8 @@ pub struct Options {
     pub leader: Option<crate::leader::Config>,
     /// Where the MCP gateway listens (TLS), if it is served.
     pub mcp_addr: Option<SocketAddr>,
+    /// Namespaces the audit sink cannot see: SocAgents there are refused (`validate::unobserved`).
+    pub unobserved: Arc<std::collections::BTreeSet<String>>,
 }
 
 /// Reconcile agents on spec changes and deletion, not on our own status writes.
@@ -532,6 +536,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let (notices, notices_rx) = crate::notify::channel();
     let dropped = metrics.notifications.with_label_values(&["(queue)", "dropped"]);
     let settings = Settings {
+        unobserved: opts.unobserved.clone(),
         delegable: opts.delegable,
         key: key.clone(),
         namespace: opts.namespace.clone(),
@@ -680,22 +685,28 @@ async fn admission(
     let listener = server::bind(opts.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the admission webhook");
     let lookup = Arc::new(webhook::Admissions::new(stores.clone(), opts.operator_user.clone()));
+    let unobserved = opts.unobserved.clone();
     let sar_client = client.clone();
     let handler = server::Handler::Whole(Arc::new(move |path, body| {
         let (lookup, key, metrics, client) = (lookup.clone(), key.clone(), metrics.clone(), sar_client.clone());
+        let unobserved = unobserved.clone();
         async move {
             let started = std::time::Instant::now();
-            // Read once; a SocAgent change asks the API server whether this user may change those
-            // fields (SubjectAccessReview), everything else is the stamp and its checks.
+            // Read once; a SocAgent or DriftReport gets the checks that need no call (its owners,
+            // an agent's namespace), then a SocAgent change asks the API server whether this user
+            // may change those fields (SubjectAccessReview); everything else is the stamp and its
+            // checks.
             let review = match webhook::decode(&body) {
                 Err(why) => kube::core::admission::AdmissionResponse::invalid(why).into_review(),
-                Ok(req) => match webhook::agent_change(&path, &req) {
-                    Some(change) => webhook::agent_verdict(&req, authorize(&client, &change).await),
-                    None if !lookup.stores.ready() => {
+                Ok(req) => match (webhook::lifetime(&path, &req, &unobserved), webhook::agent_change(&path, &req)) {
+                    (Some(Err(why)), _) => webhook::agent_verdict(&req, Err(why)),
+                    (_, Some(change)) => webhook::agent_verdict(&req, authorize(&client, &change).await),
+                    (Some(Ok(())), None) => webhook::agent_verdict(&req, Ok(())),
+                    (None, None) if !lookup.stores.ready() => {
                         kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
                             .into_review()
                     }
-                    None => webhook::review_request(&path, &req, lookup.as_ref(), &key, &nonce()),
+                    (None, None) => webhook::review_request(&path, &req, lookup.as_ref(), &key, &nonce()),
                 },
             };
             let allowed = review.response.as_ref().is_some_and(|r| r.allowed);

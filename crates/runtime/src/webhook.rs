@@ -46,6 +46,43 @@ pub fn agent_change(path: &str, req: &AdmissionRequest<DynamicObject>) -> Option
     })
 }
 
+/// For a validating review of a SocAgent or DriftReport, create or update: what needs no call to
+/// the API server. No owner reference may be added to either (`authority::lifetime_refusal`: the
+/// garbage collector would take a drift-paused agent, and its pause, with the owner), and a
+/// SocAgent is created only where the audit sink sees it (`validate::namespace_problem`; an
+/// existing one stays editable, so that it can still be paused). `None`: not such a review.
+pub fn lifetime(
+    path: &str,
+    req: &AdmissionRequest<DynamicObject>,
+    unobserved: &std::collections::BTreeSet<String>,
+) -> Option<Result<(), String>> {
+    let kind = req.kind.kind.as_str();
+    if path != "/validate"
+        || !matches!(kind, "SocAgent" | "DriftReport")
+        || !matches!(req.operation, Operation::Create | Operation::Update)
+    {
+        return None;
+    }
+    let ns = req.namespace.clone().unwrap_or_default();
+    let name = req.object.as_ref().and_then(|o| o.metadata.name.clone()).unwrap_or_else(|| req.name.clone());
+    if kind == "SocAgent"
+        && req.operation == Operation::Create
+        && let Some(p) = socwarden_core::agent::validate::namespace_problem(&ns, unobserved)
+    {
+        return Some(Err(format!("SocAgent {ns}/{name} refused: {}", p.message)));
+    }
+    let owners = |o: Option<&DynamicObject>| -> Vec<authority::Owner> {
+        o.and_then(|o| o.metadata.owner_references.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| authority::Owner { uid: r.uid, kind: r.kind, name: r.name })
+            .collect()
+    };
+    let refused =
+        authority::lifetime_refusal(kind, &ns, &name, &owners(req.old_object.as_ref()), &owners(req.object.as_ref()));
+    Some(refused.map_or(Ok(()), Err))
+}
+
 /// The answer to a SocAgent review once the authority check is done.
 pub fn agent_verdict(
     req: &AdmissionRequest<DynamicObject>,
@@ -878,6 +915,49 @@ mod tests {
         assert!(run(&f, "/validate", &body("ActionRequest", "UPDATE", "operator", &[], old, new)).0);
     }
 
+    fn lifetime_of(kind: &str, op: &str, ns: &str, new: Value, old: Value) -> Option<Result<(), String>> {
+        let mut b: Value =
+            serde_json::from_slice(&body("ActionRequest", op, "lead-a", &["soc-leads"], new, old)).unwrap();
+        b["request"]["kind"]["kind"] = json!(kind);
+        b["request"]["namespace"] = json!(ns);
+        b["request"]["name"] = json!("bot");
+        let req = decode(&serde_json::to_vec(&b).unwrap()).unwrap();
+        lifetime("/validate", &req, &socwarden_core::agent::validate::unobserved("soc-warden-system", &[]))
+    }
+
+    #[test]
+    fn agents_are_refused_where_the_audit_sink_cannot_see_them() {
+        let agent = |ns: &str| json!({"apiVersion": "socwarden.io/v1alpha1", "kind": "SocAgent", "metadata": {"name": "bot", "namespace": ns}, "spec": {}});
+        for ns in ["kube-system", "soc-warden-system"] {
+            let e = lifetime_of("SocAgent", "CREATE", ns, agent(ns), Value::Null).unwrap().unwrap_err();
+            assert!(e.contains(&format!("SocAgent {ns}/bot refused: namespace {ns} is not audited")), "{e}");
+        }
+        assert_eq!(lifetime_of("SocAgent", "CREATE", NS, agent(NS), Value::Null), Some(Ok(())));
+        // One declared before the rule stays editable (it can still be paused).
+        let old = agent("kube-system");
+        assert_eq!(lifetime_of("SocAgent", "UPDATE", "kube-system", old.clone(), old), Some(Ok(())));
+        // Not a SocAgent or DriftReport, or not the validating path: not this check's.
+        assert_eq!(lifetime_of("ActionRequest", "CREATE", "kube-system", agent("kube-system"), Value::Null), None);
+    }
+
+    #[test]
+    fn nobody_ties_an_agent_or_its_report_to_another_objects_lifetime() {
+        let owner = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "bait", "uid": "cm-uid"}]);
+        for kind in ["SocAgent", "DriftReport"] {
+            let old = json!({"apiVersion": "socwarden.io/v1alpha1", "kind": kind, "metadata": {"name": "bot", "namespace": NS}, "spec": {"agent": "bot"}});
+            let mut owned = old.clone();
+            owned["metadata"]["ownerReferences"] = owner.clone();
+            // lead-a patching an owner onto a (drift-paused) agent: refused, whoever asks.
+            let e = lifetime_of(kind, "UPDATE", NS, owned.clone(), old.clone()).unwrap().unwrap_err();
+            assert!(e.contains(&format!("{kind} {NS}/bot cannot be owned")) && e.contains("ConfigMap bait"), "{e}");
+            let e = lifetime_of(kind, "CREATE", NS, owned.clone(), Value::Null).unwrap().unwrap_err();
+            assert!(e.contains("metadata.ownerReferences"), "{e}");
+            // Removing one (a report an earlier version owned by its agent) is allowed.
+            assert_eq!(lifetime_of(kind, "UPDATE", NS, old.clone(), owned), Some(Ok(())), "{kind}");
+            assert_eq!(lifetime_of(kind, "UPDATE", NS, old.clone(), old), Some(Ok(())), "{kind}");
+        }
+    }
+
     /// Replaces one node of a JSON tree with a random value.
     fn mutate(v: &mut Value, rng: &mut Rng) {
         match v {
@@ -904,6 +984,7 @@ mod tests {
                 proptest::prop_assert!(r.allowed || !r.result.message.is_empty());
                 if let Ok(req) = decode(&body) {
                     let _ = agent_change(path, &req);
+                    let _ = lifetime(path, &req, &Default::default());
                     proptest::prop_assert!(agent_verdict(&req, Ok(())).response.is_some());
                 }
             }

@@ -56,9 +56,13 @@ fn rule(operations: &[&str], resources: &[&str]) -> RuleWithOperations {
 
 const RECORDS: &[&str] = &["actionrequests", "approvals"];
 
+/// Reviewed for their lifetime: no owner reference (either kind), an audited namespace (a
+/// SocAgent's create), who may change which fields (a SocAgent's update).
+const AGENTS: &[&str] = &["socagents", "driftreports"];
+
 /// The two webhook configurations: a mutating one that stamps on CREATE, a validating one that
-/// checks stamps on CREATE, immutability on UPDATE, and who may change which fields of a SocAgent
-/// (`agent::authority`). Both fail closed.
+/// checks stamps on CREATE, immutability on UPDATE, and, for SocAgents and DriftReports on both,
+/// what `webhook::lifetime` and `agent::authority` decide. Both fail closed.
 pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
     let meta = ObjectMeta { name: Some(WEBHOOK_CONFIG.into()), ..Default::default() };
     let mutating = MutatingWebhookConfiguration {
@@ -84,7 +88,7 @@ pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfigur
             client_config: endpoint.client_config("/validate", ca),
             failure_policy: Some("Fail".into()),
             match_policy: Some("Equivalent".into()),
-            rules: Some(vec![rule(&["CREATE", "UPDATE"], RECORDS), rule(&["UPDATE"], &["socagents"])]),
+            rules: Some(vec![rule(&["CREATE", "UPDATE"], RECORDS), rule(&["CREATE", "UPDATE"], AGENTS)]),
             side_effects: "None".into(),
             timeout_seconds: Some(5),
             ..Default::default()
@@ -121,7 +125,10 @@ mod tests {
             vw.rules.as_ref().unwrap()[0].resources.as_ref().unwrap(),
             &vec!["actionrequests".to_string(), "approvals".to_string()]
         );
-        assert_eq!(vw.rules.as_ref().unwrap()[1].resources.as_ref().unwrap(), &vec!["socagents".to_string()]);
+        // A SocAgent's create is reviewed too (its namespace, its owners), and its DriftReport's.
+        let agents = &vw.rules.as_ref().unwrap()[1];
+        assert_eq!(agents.resources.as_ref().unwrap(), &vec!["socagents".to_string(), "driftreports".to_string()]);
+        assert_eq!(agents.operations.as_ref().unwrap(), &vec!["CREATE".to_string(), "UPDATE".to_string()]);
         let (m, _) =
             configurations(&Endpoint::Service { namespace: "sw".into(), name: "warden".into(), port: 443 }, "CA");
         assert_eq!(m.webhooks.unwrap()[0].client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate"));

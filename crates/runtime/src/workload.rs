@@ -1,9 +1,10 @@
-//! Stopping and restarting the workload that runs an agent. The decision is pure; `fetch` and
-//! `patch` are the only calls.
+//! Stopping and restarting the workload that runs an agent. The decisions are pure; `fetch`, the
+//! scale patch and the deletion of a paused agent's pods (`stop_pods`) are the only calls.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use socwarden_api::{WorkloadKind, WorkloadRef};
 
@@ -15,6 +16,8 @@ pub const PAUSED_REPLICAS: &str = "socwarden.io/paused-replicas";
 pub struct Observed {
     pub replicas: i32,
     pub paused_replicas: Option<i32>,
+    /// Its pods' label selector, as a query (`selector`).
+    pub selector: Option<String>,
 }
 
 impl Observed {
@@ -22,8 +25,32 @@ impl Observed {
         let replicas = o.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1) as i32;
         let paused_replicas =
             o.metadata.annotations.as_ref().and_then(|a| a.get(PAUSED_REPLICAS)).and_then(|v| v.parse().ok());
-        Self { replicas, paused_replicas }
+        Self { replicas, paused_replicas, selector: o.data.pointer("/spec/selector").and_then(selector) }
     }
+}
+
+/// A workload's `spec.selector` (matchLabels and matchExpressions) as a label-selector query, or
+/// `None` when it selects nothing that can be written as one (empty, or an unknown operator):
+/// then no pod is deleted rather than the wrong ones.
+pub fn selector(s: &Value) -> Option<String> {
+    let mut terms = Vec::new();
+    for (k, v) in s.get("matchLabels").and_then(Value::as_object).into_iter().flatten() {
+        terms.push(format!("{k}={}", v.as_str()?));
+    }
+    for e in s.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let key = e.get("key")?.as_str()?;
+        let values: Option<Vec<&str>> =
+            e.get("values").and_then(Value::as_array).into_iter().flatten().map(Value::as_str).collect();
+        let values = values?.join(",");
+        terms.push(match e.get("operator")?.as_str()? {
+            "In" => format!("{key} in ({values})"),
+            "NotIn" => format!("{key} notin ({values})"),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => return None,
+        });
+    }
+    (!terms.is_empty()).then(|| terms.join(","))
 }
 
 /// The merge patch that brings the workload where it should be, if any. Pausing keeps the
@@ -59,6 +86,18 @@ pub async fn fetch(client: Client, namespace: &str, w: &WorkloadRef) -> kube::Re
     Ok(o.as_ref().map(Observed::from_object))
 }
 
+/// Deletes the pods of a paused agent's workload with `grace` seconds to stop
+/// (`pause::grace_seconds`): the scale-down alone gives them their own grace period (30 s by
+/// default) to go on running after the agent's credentials died.
+pub async fn stop_pods(client: Client, namespace: &str, observed: &Observed, grace: u32) -> kube::Result<()> {
+    let Some(selector) = &observed.selector else {
+        return Ok(());
+    };
+    let dp = DeleteParams { grace_period_seconds: Some(grace), ..Default::default() };
+    Api::<Pod>::namespaced(client, namespace).delete_collection(&dp, &ListParams::default().labels(selector)).await?;
+    Ok(())
+}
+
 /// Applies `patch(observed, paused)`; returns whether anything was written.
 pub async fn converge(
     client: Client,
@@ -79,7 +118,28 @@ mod tests {
     use super::*;
 
     fn obs(replicas: i32, paused: Option<i32>) -> Observed {
-        Observed { replicas, paused_replicas: paused }
+        Observed { replicas, paused_replicas: paused, selector: None }
+    }
+
+    #[test]
+    fn the_pods_selector_is_the_workloads_or_none() {
+        let cases = [
+            (json!({"matchLabels": {"app": "bot"}}), Some("app=bot")),
+            (
+                json!({"matchLabels": {"app": "bot"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "canary", "operator": "DoesNotExist"}]}),
+                Some("app=bot,tier in (a,b),!canary"),
+            ),
+            (
+                json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["y"]}, {"key": "z", "operator": "Exists"}]}),
+                Some("x notin (y),z"),
+            ),
+            (json!({}), None),
+            (json!({"matchExpressions": [{"key": "x", "operator": "Gt", "values": ["1"]}]}), None),
+            (json!({"matchLabels": {"app": 3}}), None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(selector(&s).as_deref(), want, "{s}");
+        }
     }
 
     #[test]

@@ -279,6 +279,9 @@ async fn main() -> Result<()> {
     // the operator is), with bare objects and with the operator's own objects, and last with the
     // SocAgents created first as in the operator's run — the floor the ratio is taken against.
     let as_operator = operator_client().await?;
+    // No operator runs during the floors: a webhook configuration left behind would refuse their
+    // SocAgent creates (reviewed, failing closed).
+    forget_webhook(&client).await?;
     // The SocAction the agents are granted, named before the floor so that the floor's SocAgents
     // are the operator run's to the byte.
     let read = unique("bench-read");

@@ -60,6 +60,38 @@ pub fn record(reason: PauseReason, previous: Option<&PauseStatus>, now: Timestam
     }
 }
 
+/// The pause recorded for the agent: its status's, unless that shows no drift pause while its
+/// DriftReport keeps one (`kept`) that was not lifted (`lifted`: the status's `lastDriftPause`,
+/// the start of the drift pause an approver last resumed). A SocAgent deleted and created again
+/// starts without a status: its drift pause, kept where deleting the agent does not reach, holds
+/// again under the same id until an approver resumes it.
+pub fn recorded<'a>(
+    status: Option<&'a PauseStatus>,
+    lifted: Option<&str>,
+    kept: Option<&'a PauseStatus>,
+) -> Option<&'a PauseStatus> {
+    let drift = |p: &&PauseStatus| p.reason == reason::DRIFT;
+    let kept = kept.filter(drift).filter(|k| lifted != Some(k.since.as_str()));
+    status.filter(drift).or(kept).or(status)
+}
+
+/// What the DriftReport keeps after a reconcile: the drift pause while it holds, nothing once an
+/// approver lifted it. Manual and kill-switch pauses follow the spec and the policies by
+/// themselves.
+pub fn kept(pause: Option<&PauseStatus>) -> Option<PauseStatus> {
+    pause.filter(|p| p.reason == reason::DRIFT).cloned()
+}
+
+/// Seconds a paused agent's pods get to stop when they are deleted (by default 2, not the pods'
+/// own 30: the agent's process must not outlive its credentials by long).
+pub const DEFAULT_GRACE_SECONDS: u32 = 2;
+/// The most `workloadRef.gracePeriodSeconds` may give (the schema says so too).
+pub const MAX_GRACE_SECONDS: u32 = 30;
+
+pub fn grace_seconds(w: &socwarden_api::WorkloadRef) -> u32 {
+    w.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).min(MAX_GRACE_SECONDS)
+}
+
 /// The approver whose valid approval lifts the drift pause `pause`, if any (a deny lifts nothing).
 pub fn resume_approver(
     agent: &socwarden_api::SocAgent,
@@ -96,6 +128,45 @@ mod tests {
         assert!(drift_holds(Some(&drift), false, false));
         assert!(!drift_holds(Some(&drift), false, true));
         assert!(drift_holds(Some(&manual), true, false));
+    }
+
+    #[test]
+    fn a_drift_pause_kept_in_the_report_outlives_the_agents_status() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let drift = record(PauseReason::Drift, None, t0);
+        let manual = record(PauseReason::Manual, None, t0);
+        let since = drift.since.clone();
+        type Case<'a> =
+            (Option<&'a PauseStatus>, Option<&'a str>, Option<&'a PauseStatus>, Option<&'a PauseStatus>, &'a str);
+        let cases: [Case; 7] = [
+            (None, None, None, None, "nothing recorded anywhere"),
+            (None, None, Some(&drift), Some(&drift), "re-created: the report's drift pause holds again"),
+            (Some(&manual), None, Some(&drift), Some(&drift), "re-created with spec.paused: drift still wins"),
+            (Some(&drift), None, None, Some(&drift), "the status's own"),
+            (None, Some(since.as_str()), Some(&drift), None, "an approver lifted it (the report was not cleared yet)"),
+            (Some(&manual), None, Some(&manual), Some(&manual), "only drift pauses are carried"),
+            (None, None, Some(&manual), None, "a manual pause is not kept"),
+        ];
+        for (status, lifted, kept_, want, why) in cases {
+            assert_eq!(recorded(status, lifted, kept_), want, "{why}");
+        }
+        assert_eq!(kept(Some(&drift)), Some(drift.clone()));
+        assert_eq!(kept(Some(&manual)), None);
+        assert_eq!(kept(None), None);
+    }
+
+    #[test]
+    fn pods_get_a_short_grace_period() {
+        use socwarden_api::{WorkloadKind, WorkloadRef};
+        let w = |g: Option<u32>| WorkloadRef {
+            kind: WorkloadKind::Deployment,
+            name: "bot".into(),
+            grace_period_seconds: g,
+        };
+        assert_eq!(grace_seconds(&w(None)), 2, "default: 2 s, not the pod's 30");
+        assert_eq!(grace_seconds(&w(Some(0))), 0);
+        assert_eq!(grace_seconds(&w(Some(10))), 10);
+        assert_eq!(grace_seconds(&w(Some(3600))), 30, "bounded even if the schema was bypassed");
     }
 
     #[test]

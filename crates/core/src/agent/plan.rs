@@ -101,8 +101,10 @@ pub fn plan(i: &Inputs, kill_switch: Option<&str>, tier: &TierDecision, watch: &
         grants.clear();
     }
 
-    let roles = validate::name_problem(i.name)
-        .is_none()
+    // An agent the audit sink cannot see gets nothing at all, not even its base rights: no
+    // ServiceAccount, Role or token is written where it stands (`unseen`: what it had is revoked).
+    let unseen = validate::namespace_problem(i.namespace, i.unobserved).is_some();
+    let roles = (validate::name_problem(i.name).is_none() && !unseen)
         .then(|| rbac::desired_roles(i.name, i.namespace, &i.spec.scope.namespaces, &grants));
     let token = match (pause, &roles, validate::ttl(i.spec)) {
         (None, Some(_), Ok(ttl)) if i.malformed.is_none() => Some(TokenPlan {
@@ -375,6 +377,7 @@ mod tests {
                 delegable: &self.delegable,
                 workload_exists: None,
                 malformed: None,
+                unobserved: &std::collections::BTreeSet::new(),
             };
             plan(&i, kill, &TierDecision::declared(self.spec.tier), &Monitoring::default())
         }
@@ -458,9 +461,38 @@ mod tests {
             delegable: &f.delegable,
             workload_exists: None,
             malformed: None,
+            unobserved: &std::collections::BTreeSet::new(),
         };
         let p = plan(&i, None, &TierDecision::declared(f.spec.tier), &Monitoring::default());
         assert!(p.roles.is_none() && p.token.is_none());
+    }
+
+    /// Declared where the audit sink cannot see it (the webhook bypassed): no grants, no token.
+    #[test]
+    fn an_agent_in_an_unaudited_namespace_gets_nothing() {
+        let f = Fixture::new(Tier::Autonomous);
+        let unobserved = crate::agent::validate::unobserved("soc-warden-system", &[]);
+        for (ns, refused) in [("kube-system", true), ("soc-warden-system", true), ("agents", false)] {
+            let i = Inputs {
+                name: "bot",
+                namespace: ns,
+                spec: &f.spec,
+                actions: &f.actions,
+                policy: f.policy.as_ref(),
+                delegable: &f.delegable,
+                workload_exists: None,
+                malformed: None,
+                unobserved: &unobserved,
+            };
+            let p = plan(&i, None, &TierDecision::declared(f.spec.tier), &Monitoring::default());
+            assert_eq!(p.token.is_none(), refused, "{ns}: token");
+            assert_eq!(p.roles.is_none(), refused, "{ns}: not even the base rights");
+            assert_eq!(
+                p.problems.iter().any(|p| p.reason == socwarden_api::conditions::reason::UNOBSERVED_NAMESPACE),
+                refused,
+                "{ns}: problem"
+            );
+        }
     }
 
     #[test]

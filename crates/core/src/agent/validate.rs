@@ -6,7 +6,7 @@ use crate::agent::rbac::{self, Rule};
 use socwarden_api::conditions::reason;
 use socwarden_api::duration;
 use socwarden_api::{AutonomyPolicySpec, SocActionSpec, SocAgentSpec, WorkloadRef};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// One problem: a CamelCase reason for machines and a message for humans that says how to fix it.
@@ -36,6 +36,36 @@ pub struct Inputs<'a> {
     pub workload_exists: Option<bool>,
     /// Why the stored spec could not be decoded, if it could not (see `watch`).
     pub malformed: Option<&'a str>,
+    /// Namespaces the audit policy does not cover (see `unobserved`).
+    pub unobserved: &'a BTreeSet<String>,
+}
+
+/// The namespace every Kubernetes control plane's own ServiceAccounts live in.
+pub const KUBE_SYSTEM: &str = "kube-system";
+
+/// The namespaces whose ServiceAccounts the audit policy does not cover, so that an agent there
+/// would act unseen by the audit sink: always the operator's own and `kube-system` (the
+/// recommended policy leaves both out), plus those the operator is told of (`--unaudited-namespaces`,
+/// chart value `audit.unauditedNamespaces`: keep it in line with your audit policy).
+pub fn unobserved(operator_namespace: &str, configured: &[String]) -> BTreeSet<String> {
+    let mut set: BTreeSet<String> = configured.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    set.insert(operator_namespace.to_string());
+    set.insert(KUBE_SYSTEM.to_string());
+    set
+}
+
+/// An agent declared where the audit sink cannot see its ServiceAccount is refused: none of its
+/// writes could be matched with a record, and drift would judge it on its requests alone. The
+/// webhook refuses it at creation; the reconciler fails it closed in case the webhook was bypassed.
+pub fn namespace_problem(namespace: &str, unobserved: &BTreeSet<String>) -> Option<Problem> {
+    unobserved.contains(namespace).then(|| {
+        Problem::new(
+            reason::UNOBSERVED_NAMESPACE,
+            format!(
+                "namespace {namespace} is not audited (the audit policy leaves out its ServiceAccounts, and the operator's own namespace and kube-system are never for agents), so SOC Warden could not see what an agent there does; declare the SocAgent in another namespace"
+            ),
+        )
+    })
 }
 
 /// Label values and the names derived from the agent name must fit in 63 characters.
@@ -73,6 +103,7 @@ pub fn ttl(spec: &SocAgentSpec) -> Result<Duration, Problem> {
 /// Every problem with the agent, in a stable order. Empty means valid.
 pub fn agent(i: &Inputs) -> Vec<Problem> {
     let mut problems: Vec<Problem> = name_problem(i.name).into_iter().collect();
+    problems.extend(namespace_problem(i.namespace, i.unobserved));
     if let Some(why) = i.malformed {
         problems.push(Problem::new(
             reason::MALFORMED,
@@ -129,7 +160,7 @@ pub fn agent(i: &Inputs) -> Vec<Problem> {
         }
     }
 
-    if let (Some(WorkloadRef { kind, name }), Some(false)) = (&i.spec.workload_ref, i.workload_exists) {
+    if let (Some(WorkloadRef { kind, name, .. }), Some(false)) = (&i.spec.workload_ref, i.workload_exists) {
         problems.push(Problem::new(
             reason::WORKLOAD_NOT_FOUND,
             format!(
@@ -176,6 +207,7 @@ mod tests {
             delegable: &delegable,
             workload_exists: workload,
             malformed: None,
+            unobserved: &unobserved("soc-warden-system", &[]),
         };
         agent(&i).into_iter().map(|p| p.reason).collect()
     }
@@ -190,7 +222,8 @@ mod tests {
         let mut long_ttl = spec(&["read-pods"]);
         long_ttl.credentials.ttl = "48h".into();
         let mut with_workload = spec(&["read-pods"]);
-        with_workload.workload_ref = Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into() });
+        with_workload.workload_ref =
+            Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "bot".into(), grace_period_seconds: None });
 
         let none: Vec<&str> = vec![];
         assert_eq!(check(&spec(&["read-pods"]), &pods, Some(&pol), None), none);
@@ -222,6 +255,7 @@ mod tests {
             delegable: &delegable,
             workload_exists: None,
             malformed: None,
+            unobserved: &BTreeSet::new(),
         };
         let msgs: Vec<String> = agent(&i).into_iter().map(|p| p.message).collect();
         assert!(
@@ -250,6 +284,7 @@ mod tests {
             delegable: &delegable,
             workload_exists: None,
             malformed: Some("spec: unknown variant"),
+            unobserved: &BTreeSet::new(),
         };
         let p = agent(&i);
         assert_eq!(p.len(), 1);
@@ -265,6 +300,41 @@ mod tests {
             s.credentials.ttl = raw.into();
             assert_eq!(ttl(&s).is_ok(), ok, "{raw}");
         }
+    }
+
+    #[test]
+    fn agents_where_the_audit_sink_cannot_see_are_refused() {
+        let set = unobserved("soc-warden-system", &["monitoring".into(), " ".into()]);
+        let cases = [
+            ("soc-warden-system", true, "the operator's own namespace"),
+            ("kube-system", true, "the control plane's"),
+            ("monitoring", true, "told of by --unaudited-namespaces"),
+            ("soc-agents", false, "an ordinary namespace"),
+            ("kube-system-2", false, "compared as a whole name, not a prefix"),
+            ("", false, "no blank entry"),
+        ];
+        for (ns, refused, why) in cases {
+            assert_eq!(namespace_problem(ns, &set).is_some(), refused, "{ns}: {why}");
+        }
+        let p = namespace_problem("kube-system", &set).unwrap();
+        assert_eq!(p.reason, reason::UNOBSERVED_NAMESPACE);
+        assert!(p.message.contains("namespace kube-system is not audited") && p.message.contains("another namespace"));
+        // The reconciler fails it closed with every other problem (the webhook may be bypassed).
+        let delegable = rbac::parse_delegable(rbac::DEFAULT_DELEGABLE).unwrap();
+        let (s, none) = (spec(&[]), BTreeMap::new());
+        let pol = AutonomyPolicySpec::default();
+        let i = Inputs {
+            name: "bot",
+            namespace: "soc-warden-system",
+            spec: &s,
+            actions: &none,
+            policy: Some(&pol),
+            delegable: &delegable,
+            workload_exists: None,
+            malformed: None,
+            unobserved: &set,
+        };
+        assert_eq!(agent(&i).iter().map(|p| p.reason).collect::<Vec<_>>(), vec![reason::UNOBSERVED_NAMESPACE]);
     }
 
     #[test]

@@ -91,9 +91,12 @@ pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// Objects in the agent's own namespace are owned by it and garbage-collected with it; a
-/// finalizer is needed only once the agent reaches into other namespaces.
+/// finalizer is needed once the agent reaches into other namespaces, or has a DriftReport (owned
+/// by nothing: deleted with the agent unless it keeps a drift pause, see `report::release`).
 fn needs_finalizer(agent: &SocAgent, ctx: &Context, n: &Names) -> bool {
-    agent.spec.scope.namespaces.iter().any(|ns| *ns != n.ns) || managed_namespaces(ctx, n).iter().any(|ns| *ns != n.ns)
+    agent.spec.scope.namespaces.iter().any(|ns| *ns != n.ns)
+        || managed_namespaces(ctx, n).iter().any(|ns| *ns != n.ns)
+        || ctx.reports.exists(&(n.ns.clone(), n.name.clone()))
 }
 
 pub fn error_policy(agent: Arc<SocAgent>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -188,11 +191,21 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         delegable: &ctx.delegable,
         workload_exists: observed_workload.as_ref().map(Option::is_some),
         malformed: malformed(agent),
+        unobserved: &ctx.unobserved,
     };
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
-    let kept = crate::report::kept_baseline(ctx, agent, &key).await?;
+    let kept = crate::report::kept(ctx, agent, &key).await?;
+    // The pause on record: the status's, or the drift pause the DriftReport kept for an agent of
+    // this name deleted and created again (its status starts empty).
+    let recorded = pause::recorded(
+        shown.as_ref().and_then(|s| s.pause.as_ref()),
+        shown.as_ref().and_then(|s| s.last_drift_pause.as_deref()),
+        kept.pause.as_ref(),
+    )
+    .cloned();
+    let on_record = with_pause(shown.as_ref(), recorded.as_ref());
     let held = ctx.holding(&n.ns, &n.name).await;
-    let (watch, view) = monitoring(agent, shown.as_ref(), ctx, &key, kept.as_ref(), now);
+    let (watch, view) = monitoring(agent, on_record.as_ref(), ctx, &key, kept.baseline.as_ref(), now);
     let trigger = view.trigger.clone();
     let plan = plan::plan(&inputs, kill_switch.as_deref(), &tier, &watch);
 
@@ -200,11 +213,23 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
     let was_paused = shown.as_ref().and_then(|s| s.phase) == Some(Phase::Paused);
     let (applied, issued) = apply_plan(agent, ctx, api, &n, &plan, trigger.as_ref(), was_paused, held, now).await?;
     if let (Some(w), Some(Some(observed))) = (&spec.workload_ref, &observed_workload) {
+        // Pausing: its pods stop within the agent's short grace period, not the pods' own. They
+        // are deleted before the scale-down (a pod the ReplicaSet deletes first keeps its own
+        // grace period) and again after it (replacements made in between).
+        let pausing = plan.pause.is_some() && workload::patch(observed, true).is_some();
+        let stop = || workload::stop_pods(ctx.client.clone(), &n.ns, observed, pause::grace_seconds(w));
+        if pausing {
+            stop().await?;
+        }
         workload::converge(ctx.client.clone(), &n.ns, w, observed, plan.pause.is_some()).await?;
+        if pausing {
+            stop().await?;
+        }
     }
 
     // Report.
-    report(agent, ctx, api, &n, &plan, &applied, issued, shown.as_ref(), &view, now).await?;
+    let previous = Previous { shown: shown.as_ref(), on_record: on_record.as_ref() };
+    report(agent, ctx, api, &n, &plan, &applied, issued, previous, &view, now).await?;
     Ok(Action::requeue(next_look(&plan, &applied, now)))
 }
 
@@ -234,7 +259,16 @@ async fn apply_plan(
             tokio::try_join!(finalizer, contain(ctx, n, plan, triggered, was_paused))?;
             return Ok((Applied::default(), None));
         }
-        (None, None) => return Ok((Applied::default(), None)),
+        // Nothing wanted: for an agent the audit sink cannot see, what it may hold is revoked
+        // (a long name has no valid object names, hence nothing to revoke).
+        (None, None) => {
+            let unseen =
+                plan.problems.iter().any(|p| p.reason == socwarden_api::conditions::reason::UNOBSERVED_NAMESPACE);
+            if unseen {
+                tokio::try_join!(finalizer, revoke(ctx, n, BTreeSet::new()))?;
+            }
+            return Ok((Applied::default(), None));
+        }
         (None, Some(roles)) => roles,
     };
     let token = async {
@@ -255,6 +289,21 @@ async fn apply_plan(
     Ok((Applied { token }, issued))
 }
 
+/// The status shown, and the same with the pause on record (see `pause::recorded`).
+#[derive(Clone, Copy)]
+struct Previous<'a> {
+    shown: Option<&'a SocAgentStatus>,
+    on_record: Option<&'a SocAgentStatus>,
+}
+
+/// The status shown with the pause on record in place of its own (the same status when they agree).
+fn with_pause(shown: Option<&SocAgentStatus>, recorded: Option<&socwarden_api::PauseStatus>) -> Option<SocAgentStatus> {
+    if shown.and_then(|s| s.pause.as_ref()) == recorded {
+        return shown.cloned();
+    }
+    Some(SocAgentStatus { pause: recorded.cloned(), ..shown.cloned().unwrap_or_default() })
+}
+
 /// The status (written only when it changed), its transitions, the metrics and the monitor's
 /// bookkeeping.
 #[allow(clippy::too_many_arguments)]
@@ -266,7 +315,7 @@ async fn report(
     plan: &Plan,
     applied: &Applied,
     issued: Option<IssueReason>,
-    previous: Option<&SocAgentStatus>,
+    previous: Previous<'_>,
     view: &crate::monitor::View,
     now: Timestamp,
 ) -> Result<()> {
@@ -276,8 +325,15 @@ async fn report(
             let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
         }
     }
-    let status = plan::status(&n.name, agent.meta().generation, plan, applied, previous, now);
+    let status = plan::status(&n.name, agent.meta().generation, plan, applied, previous.on_record, now);
     let key = (n.ns.clone(), n.name.clone());
+    // The DriftReport keeps the drift pause before the status shows it (and lets it go before the
+    // status shows the resume): deleting the SocAgent never deletes the pause with it.
+    let keep = pause::kept(status.pause.as_ref());
+    if keep.is_some() {
+        hold_for_report(agent, ctx, api, n).await?;
+    }
+    crate::report::keep(ctx, &key, keep.as_ref()).await?;
     let reported = ctx.reports.shown(&key);
     let changes = Changes {
         pause: plan.pause,
@@ -286,8 +342,8 @@ async fn report(
         drift_before: reported.as_ref().and_then(|r| r.drift.clone()),
         drift_after: view.drift.clone(),
     };
-    publish_transitions(agent, ctx, previous, &status, &changes);
-    k8s::write_status(api, agent, &ctx.status_written, previous, &status, None).await?;
+    publish_transitions(agent, ctx, previous.shown, &status, &changes);
+    k8s::write_status(api, agent, &ctx.status_written, previous.shown, &status, None).await?;
     // Only once there is something to report: a new agent has no report (two writes each, at
     // convergence, for "learning, nothing observed yet").
     let learning = |d: &socwarden_api::DriftStatus| d.state == socwarden_api::drift::State::Learning;
@@ -299,7 +355,8 @@ async fn report(
             view.bounds.clone(),
             now,
         );
-        crate::report::write(ctx, agent, &key, &report).await?;
+        hold_for_report(agent, ctx, api, n).await?;
+        crate::report::write(ctx, &key, &report).await?;
     }
     if plan.pause == Some(PauseReason::Drift) {
         ctx.monitor.contained(&key);
@@ -307,6 +364,15 @@ async fn report(
         ctx.monitor.resumed(&key);
     }
     ctx.monitor.reported(&key);
+    Ok(())
+}
+
+/// The agent holds the finalizer before its DriftReport exists (its deletion decides the
+/// report's). When `needs_finalizer` holds, `apply_plan` has set it in this reconcile already.
+async fn hold_for_report(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>, n: &Names) -> Result<()> {
+    if !agent.finalizers().iter().any(|f| f == FINALIZER) && !needs_finalizer(agent, ctx, n) {
+        k8s::set_finalizer(api, agent, FINALIZER, true, k8s::Guard::ResourceVersion).await?;
+    }
     Ok(())
 }
 
@@ -725,6 +791,9 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
     revoke_secret(ctx, &n).await?;
     k8s::delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
+    if crate::report::release(ctx, &(n.ns.clone(), n.name.clone())).await? {
+        info!("kept the DriftReport: it records a drift pause, which holds for this agent if it is created again");
+    }
     let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
     ctx.monitor.forget(&(n.ns.clone(), n.name.clone()));
     ctx.reports.forget(&(n.ns.clone(), n.name.clone()));
