@@ -9,6 +9,9 @@
 //!   resumes — and whether it approves the content its approver was shown (`seen_problem`).
 //! - `admission::identity`: the agent ServiceAccount name, built and parsed in one place.
 //! - `admission::effect`: every object a request touches (written, selected, named by parameters).
+//! - `admission::kinds`: what a kind is (resolved through discovery) and a name's one spelling
+//!   (addresses parsed): nothing is compared as written.
+//! - `admission::selector`: label selectors as structures, evaluated here.
 //! - `admission::quota`: how many requests an agent may file, and how long records are kept.
 //! - `admission::params`: parameter schemas, scope and protected targets, execution templates.
 //! - `admission::signature`: what the admission webhook signs and how it is verified; the content

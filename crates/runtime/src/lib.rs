@@ -22,6 +22,7 @@
 //! - `leader`: leader election on a Lease (only the leader reconciles).
 //! - `tls`: the serving certificate; `signing_key`: the key stamps are signed with;
 //!   `webhook_config`: registering the admission webhook.
+//! - `kinds`: the kinds the API server serves (discovery), refreshed every minute.
 //! - `watch`, `index`, `context`, `metrics`, `server`, `run`, `crdgen`: plumbing.
 
 pub mod context;
