@@ -464,10 +464,15 @@ async fn an_action_edited_while_a_request_waits_needs_approval_of_the_new_conten
         Ok((a.status.and_then(|s| s.observed_generation) == edited.metadata.generation).then_some(()))
     })
     .await?;
-    // The next approval makes the operator look again: still waiting, lead-a no longer counts.
+    // The edit makes the operator look again at once (and the next approval too): still waiting,
+    // lead-a no longer counts.
     approve("lead-b", home, &approval("by-b", "r1", "approve")).await?;
     let judged = wait_for("r1 judged on the new content", T, || async {
-        Ok(requests.get("r1").await?.status.filter(|s| s.message.contains("changed while this request waited")))
+        Ok(requests
+            .get("r1")
+            .await?
+            .status
+            .filter(|s| s.message.contains("changed while this request waited") && !s.approvals.is_empty()))
     })
     .await;
     let s = match judged {
@@ -517,7 +522,15 @@ async fn an_approval_of_content_the_approver_did_not_see_is_refused() -> Result<
     assert!(msg.contains("spec.seen is empty") && msg.contains("kubectl warden approve"), "{msg}");
 
     assert!(Api::<Approval>::namespaced(w.admin.clone(), home).list(&ListParams::default()).await?.items.is_empty());
-    let s = Api::<ActionRequest>::namespaced(w.admin.clone(), home).get("r1").await?.status.unwrap_or_default();
+    // The waiting request follows the edit by itself (no approval reached it): what it shows
+    // approvers is the new content, and it says the action changed.
+    let s = wait_for("the request shows the edited action", T, || async {
+        let s = Api::<ActionRequest>::namespaced(w.admin.clone(), home).get("r1").await?.status.unwrap_or_default();
+        let changed =
+            socwarden_api::conditions::find(&s.conditions, socwarden_api::conditions::ACTION_CHANGED).is_some();
+        Ok((changed && s.effect.iter().any(|o| o.name == "open-till-web")).then_some(s))
+    })
+    .await?;
     assert_eq!((s.decision, s.approvals.len()), (Some(Decision::Pending), 0), "{}", s.message);
     assert!(
         !netpol_exists(&w.admin, scope, "open-till-web").await?

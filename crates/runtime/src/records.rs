@@ -37,6 +37,11 @@ impl Performed {
         (Self { by_request: Mutex::new(HashMap::new()), wake }, rx)
     }
 
+    /// Wakes the reconcile of `request` (its action changed, say).
+    pub fn wake(&self, request: ObjectRef<ActionRequest>) {
+        let _ = self.wake.send(request);
+    }
+
     fn add(&self, uid: String, request: ObjectRef<ActionRequest>, w: Access) {
         let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
         let writes = map.entry(uid).or_default();

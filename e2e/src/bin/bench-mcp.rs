@@ -183,7 +183,8 @@ spec:
             let home = home.clone();
             async move {
                 let filer = Api::<ActionRequest>::namespaced(with_token(&token).await?, &home);
-                filer.list(&kube::api::ListParams::default().limit(1)).await?;
+                // (Its base Role may `get` a request by name, not list them: a miss warms the connection.)
+                filer.get_opt("warm-up").await?;
                 Ok::<_, anyhow::Error>(filer)
             }
         })

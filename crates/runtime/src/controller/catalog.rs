@@ -38,6 +38,7 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
     }
     let status = catalog::action_status(&action, broken, &ctx.delegable, &unexecutable, Timestamp::now());
     apply_status(&ctx, action.as_ref(), action.status.as_ref(), &status).await?;
+    wake_waiting(&action, &ctx);
     if unexecutable.is_empty() {
         Ok(Action::await_change())
     } else {
@@ -95,4 +96,18 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx
     ctx.metrics.reconcile_errors.with_label_values(&[&K::kind(&()).to_lowercase(), err.category()]).inc();
     tracing::warn!(name = %obj.meta().name.clone().unwrap_or_default(), error = %err, "status update failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// Wakes the requests waiting for approval on `action` that were looked at under other content:
+/// their status (ActionChanged, the effect shown to approvers) follows an edit at once, not at
+/// their next event.
+fn wake_waiting(action: &SocAction, ctx: &Context) {
+    let (name, hash) = (action.name_any(), socwarden_core::admission::signature::action_hash(&action.spec));
+    for r in ctx.stores.requests.state() {
+        let s = r.status.as_ref();
+        let waiting = s.and_then(|s| s.decision) == Some(socwarden_api::Decision::Pending);
+        if r.spec.action == name && waiting && s.and_then(|s| s.action_hash.as_deref()) != Some(hash.as_str()) {
+            ctx.performed.wake(kube::runtime::reflector::ObjectRef::from_obj(r.as_ref()));
+        }
+    }
 }
