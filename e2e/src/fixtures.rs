@@ -92,6 +92,21 @@ impl Scene {
         self.ns.get(1)
     }
 
+    /// On the local control plane's identities only: a fresh scene, a medium-risk isolation
+    /// (`isolate_action_yaml`) under a unique name, the operator, and `gated_bot` for it. Returns
+    /// the scene, the action's name, the operator (running while held) and the bot's client.
+    pub async fn gated_isolation() -> Result<(Self, String, crate::operator::Operator, Client)> {
+        if crate::cluster::external_cluster() {
+            anyhow::bail!("runs as the local control plane's identities (e2e/cluster up)");
+        }
+        let s = Self::new().await?;
+        let isolate = unique("isolate");
+        apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
+        let op = crate::operator::Operator::start().await?;
+        let bot = s.gated_bot(&isolate).await?;
+        Ok((s, isolate, op, bot))
+    }
+
     /// Agent `bot`, supervised, acting in its own home with `action` and approved by two
     /// `soc-leads` (the usual gated world); waits until it is Ready and returns a client acting
     /// with its token.

@@ -3,7 +3,7 @@
 //! console refuses what a hostile page or a rebound DNS name would send. Screenshots of every page
 //! land in `target/e2e-artifacts`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use soc_warden_e2e::browser::raw;
@@ -20,15 +20,8 @@ async fn state(admin: &kube::Client, ns: &str, name: &str) -> Result<(Option<Dec
 
 #[tokio::test]
 async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> Result<()> {
-    if external_cluster() {
-        bail!("runs as the local control plane's identities (e2e/cluster up)");
-    }
-    let s = Scene::new().await?;
+    let (s, isolate, _op, bot) = Scene::gated_isolation().await?;
     let home = s.home().to_string();
-    let isolate = unique("isolate");
-    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
-    let _op = Operator::start().await?;
-    let bot = s.gated_bot(&isolate).await?;
     for (name, app) in [("isolate-web", "web"), ("isolate-db", "db")] {
         let r: ActionRequest = serde_json::from_value(json!({"metadata": {"name": name},
             "spec": {"agent": "bot", "action": isolate, "parameters": {"app": app},
@@ -217,15 +210,8 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
 /// the approval names it and is recorded.
 #[tokio::test]
 async fn a_lead_approves_only_what_the_page_showed() -> Result<()> {
-    if external_cluster() {
-        bail!("runs as the local control plane's identities (e2e/cluster up)");
-    }
-    let s = Scene::new().await?;
+    let (s, isolate, _op, bot) = Scene::gated_isolation().await?;
     let home = s.home().to_string();
-    let isolate = unique("isolate");
-    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
-    let _op = Operator::start().await?;
-    let bot = s.gated_bot(&isolate).await?;
     let r: ActionRequest = serde_json::from_value(json!({"metadata": {"name": "isolate-web"},
         "spec": {"agent": "bot", "action": isolate, "parameters": {"app": "web"},
             "target": {"kind": "Pod", "name": "web-1", "namespace": home}}}))?;

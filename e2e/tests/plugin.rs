@@ -128,15 +128,8 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
 /// the list then shows the new content. Nothing is approved, nothing runs.
 #[tokio::test]
 async fn a_lead_approves_only_the_content_the_terminal_showed() -> Result<()> {
-    if external_cluster() {
-        bail!("runs as the local control plane's identities (e2e/cluster up)");
-    }
-    let s = Scene::new().await?;
+    let (s, isolate, _op, bot) = Scene::gated_isolation().await?;
     let home = s.home().to_string();
-    let isolate = unique("isolate");
-    apply_yaml(&s.admin, &isolate_action_yaml(&isolate, "medium")).await?;
-    let _op = Operator::start().await?;
-    let bot = s.gated_bot(&isolate).await?;
     let r = request("r1", "bot", &isolate, json!({"app": "web"}), &home, "web-1");
     file(&bot, &home, &r).await?;
     wait_for("pending", T, || async {
