@@ -82,8 +82,17 @@ pub async fn operator_client() -> Result<kube::Client> {
     }
 }
 
-/// The kinds of the chart that make up the operator's identity and permissions.
-const IDENTITY_KINDS: &[&str] = &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+/// The kinds of the chart that make up the operator's identity and permissions, and the policy that
+/// only that identity writes statuses and DriftReports (so every test runs under it).
+const IDENTITY_KINDS: &[&str] = &[
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+];
 
 /// How the operator authenticates in the tests: as the Helm chart's ServiceAccount, with exactly
 /// the chart's RBAC (rendered with the default values and the webhook's client CA, applied here) and a TokenRequest token,
