@@ -569,7 +569,10 @@ async fn the_operators_own_writes_never_wait_on_its_own_webhook() -> Result<()> 
     })
     .await?;
     wait_agent(&s.admin, &home, "bot", "Ready with the webhook down", T, ready).await?;
-    assert!(agents.get("bot").await?.finalizers().iter().any(|f| f == "socwarden.io/cleanup"), "the operator's finalizer");
+    assert!(
+        agents.get("bot").await?.finalizers().iter().any(|f| f == "socwarden.io/cleanup"),
+        "the operator's finalizer"
+    );
     agents.delete("bot", &DeleteParams::default()).await?;
     wait_for("the deletion finished (finalizer removed by the operator)", T, || async {
         Ok(agents.get_opt("bot").await?.is_none().then_some(()))
