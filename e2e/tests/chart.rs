@@ -163,6 +163,8 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
         "NetworkPolicy",
         "PodDisruptionBudget",
         "AutonomyPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     .into_iter()
     .map(String::from)
