@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 fn env_of(state: &Path) -> Result<BTreeMap<String, String>> {
-    let env = std::fs::read_to_string(state.join("env")).with_context(|| format!("no cluster in {}", state.display()))?;
+    let env =
+        std::fs::read_to_string(state.join("env")).with_context(|| format!("no cluster in {}", state.display()))?;
     Ok(env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
@@ -36,10 +37,8 @@ fn kubectl_in(state: &Path, args: &[&str]) -> Result<String> {
 
 fn node_ready(state: &Path) -> Result<bool> {
     let name = env_of(state)?["NODE_NAME"].clone();
-    let status = kubectl_in(
-        state,
-        &["get", "node", &name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"],
-    )?;
+    let status =
+        kubectl_in(state, &["get", "node", &name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
     Ok(status.trim() == "True")
 }
 
