@@ -1,5 +1,5 @@
 //! Who the kubeconfig's user is, as the API server authenticates them: a SelfSubjectReview
-//! (`authentication.k8s.io/v1`, GA since Kubernetes 1.28; SOC Warden supports 1.30 and later).
+//! (`authentication.k8s.io/v1`, GA since Kubernetes 1.28; SOC Warden supports 1.33 and later).
 //! The console shows it on every page, `kubectl warden whoami` prints it with the agents it
 //! approves for. It is the name the admission webhook stamps on an approval, whatever the
 //! kubeconfig calls the user.
@@ -53,7 +53,7 @@ pub fn refusal(code: u16, message: &str) -> String {
             "your user may not ask the API server who it is ({code}: {message}): creating selfsubjectreviews.authentication.k8s.io is refused; the default ClusterRole system:basic-user grants it to every authenticated user"
         ),
         404 | 405 => format!(
-            "this API server has no SelfSubjectReview (authentication.k8s.io/v1, Kubernetes 1.28+) ({code}: {message}); SOC Warden supports Kubernetes 1.30 and later"
+            "this API server has no SelfSubjectReview (authentication.k8s.io/v1, Kubernetes 1.28+) ({code}: {message}); SOC Warden supports Kubernetes 1.33 and later"
         ),
         _ => format!("the API server could not say who you are (SelfSubjectReview, {code}: {message})"),
     }
@@ -99,7 +99,7 @@ mod tests {
         for (code, says) in [
             (401, "does not accept your kubeconfig's credentials"),
             (403, "system:basic-user"),
-            (404, "SOC Warden supports Kubernetes 1.30 and later"),
+            (404, "SOC Warden supports Kubernetes 1.33 and later"),
             (405, "has no SelfSubjectReview"),
             (500, "could not say who you are"),
         ] {
