@@ -43,6 +43,11 @@
 //!   agent's words only in elements that render no Markdown, links defanged).
 //! - `outbox`: which notice a sink is sent next (urgent first, a flood bounded), and retries.
 //! - `mcp`: the MCP gateway — who may use it, an agent's tools, a call as a request, the answer.
+//!
+//! Not here: the CRDs' validation rules (CEL), which the API server holds on its own while the
+//! operator is down, are written beside the types in `socwarden_api` (ceilings, durations,
+//! Notifier URLs and Secrets, immutable records); `agent::policy`, `notify` and the webhook stay
+//! the authority, in the same words.
 
 pub mod admission;
 pub mod agent;

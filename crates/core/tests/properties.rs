@@ -89,6 +89,31 @@ proptest! {
         prop_assert_eq!(duration::parse(&duration::format(d)), Some(d));
     }
 
+    /// The CRD holds a duration field to `duration::PATTERN` (and a length of at least 2) and its
+    /// CEL rule to the sum of the parts it finds; together they admit exactly what `parse` reads.
+    /// `cel_seconds` is the rule's arithmetic, written again in Rust: the rule itself is run by
+    /// the API server in `e2e/tests/schema.rs`.
+    #[test]
+    fn the_schema_admits_exactly_the_durations_parse_reads(s in "([0-9]{1,7}[dhms]){0,5}|[0-9dhms]{0,12}") {
+        let pattern = regex::Regex::new(duration::PATTERN).unwrap();
+        let cel_seconds = |s: &str| -> u64 {
+            [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)].iter().map(|(unit, secs)| {
+                let part = regex::Regex::new(&format!("[0-9]+{unit}")).unwrap();
+                part.find(s).map_or(0, |m| m.as_str().trim_end_matches(*unit).parse::<u64>().unwrap()) * secs
+            }).sum()
+        };
+        let admitted = s.len() >= 2 && pattern.is_match(&s) && cel_seconds(&s) <= duration::MAX.as_secs();
+        let longest_part = s.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+        if longest_part <= 6 {
+            prop_assert_eq!(admitted, duration::parse(&s).is_some(), "{:?}", s);
+        } else {
+            prop_assert!(!admitted, "{:?}: a part of more than 6 digits", s);
+        }
+        if admitted {
+            prop_assert_eq!(duration::parse(&s).map(|d| d.as_secs()), Some(cel_seconds(&s)), "{:?}", s);
+        }
+    }
+
     #[test]
     fn huge_numbers_are_refused_not_overflowed(n in any::<u64>(), unit in "[dhms]") {
         let parsed = duration::parse(&format!("{n}{unit}"));

@@ -27,8 +27,7 @@ pub const AUTHORIZATION_KEY: &str = "authorization";
 
 /// The fraction of a token's lifetime after which it is replaced.
 pub const ROTATE_AT: f64 = 0.8;
-pub const MIN_TTL: Duration = Duration::from_secs(600);
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+pub use socwarden_api::{MAX_TTL, MIN_TTL};
 
 pub use crate::admission::identity::{CredentialId, service_account_name};
 
