@@ -340,6 +340,10 @@ pub struct DriftStatus {
     /// Each contributing signal, observed against expected.
     #[serde(default)]
     pub signals: Vec<crate::drift::Signal>,
+    /// The tokens the judged calls were made with, as the API server's audit events name them
+    /// (`JTI=<token id>`), most recent first: for an unrecorded write, the token that made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
     pub evaluated_at: String,
 }
 
@@ -387,6 +391,11 @@ pub struct CredentialStatus {
     /// When the current token expires (RFC 3339); absent while revoked.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// The current token's id as the API server's audit events name the calls made with it
+    /// (`JTI=<its jti claim>`); the decision log's `CredentialsIssued`/`TokenRotated` line names it
+    /// too. Absent while revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

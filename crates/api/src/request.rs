@@ -267,6 +267,10 @@ pub struct PerformedCall {
     pub at: String,
     /// The HTTP status it answered with.
     pub code: u16,
+    /// The token it was made with, as the API server's audit events name it (`JTI=<token id>`;
+    /// absent when the API server did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// `delete pods web/web-1 → 200`.

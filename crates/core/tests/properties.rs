@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use socwarden_api::duration;
 use socwarden_api::{ActionRequestSpec, ApprovalDecision, ApprovalSpec, ParameterSpec, ParameterType, Target};
-use socwarden_core::admission::{params, signature};
+use socwarden_core::admission::{identity, params, signature};
 use socwarden_core::behaviour::audit;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -222,6 +222,82 @@ proptest! {
         })).collect();
         let body = serde_json::to_vec(&json!({"kind": "EventList", "items": events})).unwrap();
         let _ = audit::parse(&body, Timestamp::UNIX_EPOCH);
+    }
+}
+
+/// The one spelling of a credential id: `JTI=` and a lowercase hyphenated UUID.
+fn canonical_id(s: &str) -> bool {
+    let Some(u) = s.strip_prefix("JTI=") else { return false };
+    u.len() == 36
+        && u.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        })
+}
+
+/// Strings near a credential id: the real form, and the ways an id can be spelled wrong.
+fn id_like() -> impl Strategy<Value = String> {
+    let uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+    prop_oneof![
+        uuid.prop_map(|u| format!("JTI={u}")),
+        "(JTI|jti|Jti|X509SHA256)?=?[0-9a-fA-F -]{0,40}\\n?",
+        "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+            .prop_map(|u| format!("JTI={u}")),
+        (uuid, 0..36usize, "\\PC").prop_map(|(u, at, c)| {
+            let mut u: Vec<char> = u.chars().collect();
+            u[at] = c.chars().next().unwrap_or('x');
+            format!("JTI={}", u.into_iter().collect::<String>())
+        }),
+        "\\PC{0,48}",
+    ]
+}
+
+/// An `extra` of any shape, often with the credential-id key and values near an id.
+fn extra() -> impl Strategy<Value = Value> {
+    let key = || prop_oneof![Just(identity::CREDENTIAL_ID_KEY.to_string()), "[a-z./-]{1,12}"];
+    let value = prop_oneof![
+        prop::collection::vec(id_like().prop_map(Value::String), 0..3).prop_map(Value::Array),
+        id_like().prop_map(Value::String),
+        json_value(),
+    ];
+    prop_oneof![
+        prop::collection::vec((key(), value), 0..4).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        json_value()
+    ]
+}
+
+/// What the id of `extra` is: exactly one canonical value under the key, else none.
+fn expected_id(extra: &Value) -> Option<String> {
+    match extra.get(identity::CREDENTIAL_ID_KEY)?.as_array()?.as_slice() {
+        [Value::String(s)] if canonical_id(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_credential_id_parses_only_in_its_one_spelling(s in id_like()) {
+        match identity::CredentialId::parse(&s) {
+            Some(id) => {
+                prop_assert!(canonical_id(&s), "{s:?} parsed");
+                prop_assert_eq!(id.to_string(), s, "written back as it was read");
+            }
+            None => prop_assert!(!canonical_id(&s), "{s:?} refused"),
+        }
+    }
+
+    #[test]
+    fn an_extra_of_any_shape_names_at_most_its_one_well_formed_id(extra in extra()) {
+        let event = json!({"stage": "ResponseComplete", "verb": "delete",
+            "user": {"username": "system:serviceaccount:agents:warden-bot", "extra": extra},
+            "objectRef": {"resource": "pods", "namespace": "web", "name": "p"}, "responseStatus": {"code": 200}});
+        let body = serde_json::to_vec(&json!({"kind": "EventList", "items": [event]})).unwrap();
+        let calls = audit::parse(&body, Timestamp::UNIX_EPOCH).expect("an extra never makes the batch unreadable");
+        prop_assert_eq!(calls.len(), 1);
+        let got = calls[0].access.as_ref().and_then(|a| a.credential).map(|c| c.to_string());
+        prop_assert_eq!(got, expected_id(&extra), "{}", extra);
     }
 }
 
