@@ -41,7 +41,19 @@ async fn the_crds_and_every_example_pass_the_api_servers_own_validation() -> Res
     install_crds(&admin).await?;
     // No operator runs here: webhooks an earlier test registered would refuse every write.
     forget_webhook(&admin).await?;
-    kubectl_admin(&["apply", "-f", repo().join("examples/00-namespaces.yaml").to_str().unwrap_or_default()])?;
+    // The examples' namespaces, for real; one that an earlier test is still deleting is waited for.
+    let namespaces = repo().join("examples/00-namespaces.yaml");
+    wait_for("the examples' namespaces not terminating", std::time::Duration::from_secs(120), || async {
+        let phases = kubectl_with(
+            &admin_kubeconfig(),
+            &["get", "-f", namespaces.to_str().unwrap_or_default(), "--ignore-not-found", "-o", "jsonpath={..phase}"],
+            "",
+        )?
+        .1;
+        Ok((!phases.contains("Terminating")).then_some(()))
+    })
+    .await?;
+    kubectl_admin(&["apply", "-f", namespaces.to_str().unwrap_or_default()])?;
     for example in EXAMPLES {
         let path = repo().join(example);
         ensure!(Path::new(&path).exists(), "{example} is missing");
