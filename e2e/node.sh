@@ -221,6 +221,9 @@ containerRuntimeEndpoint: unix://$n/containerd.sock
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
 failSwapOn: false
+# The images were imported, not pulled (no registry): never collect them, whatever else fills this
+# machine's disk (the kubelet measures the whole filesystem, shared with everything else here).
+imageGCHighThresholdPercent: 100
 # Mounted Secrets follow their object within seconds (the default pod sync is a minute).
 syncFrequency: 5s
 authentication:
