@@ -11,18 +11,61 @@
 # - images come from local builds (buildah, no registry): the pod sandbox ("pause", a static C
 #   program), the operator and the reference agent (release builds of this workspace), imported
 #   into containerd's k8s.io namespace.
+#
+# Two checkouts may run a node each on one machine: every machine-wide name (the namespace, the
+# host link, the subnets) is derived from this checkout's state directory, chosen free at `up`, and
+# written to $STATE/node/net; `down` removes only what that file names.
 
 NODE_NAME=warden-node
-NODE_NETNS=soc-warden-node
-NODE_HOST_IF=swn-host
-NODE_IF=swn-node
-NODE_HOST_IP=172.30.213.1
-NODE_IP=172.30.213.2
-POD_CIDR=172.30.214.0/24
 PAUSE_IMAGE=localhost/soc-warden/pause:1.0
 OPERATOR_IMAGE=localhost/soc-warden/warden:0.1.0
 AGENT_IMAGE=localhost/soc-warden/reference-agent:0.1.0
 NODE_PACKAGES=(containerd runc containernetworking-plugins buildah iptables iproute2 gcc libc6-dev)
+
+# The machine-wide names of this checkout's node. A slot (0-63) is derived from the state
+# directory's path; when another node holds it (its namespace or subnet exists), the next free one
+# is taken. Slot k: namespace swn-<k>, host link swh-<k>, node link swn-<k> (inside the namespace),
+# host/node addresses 172.30.<4k>.1/.2, pods 172.31.<4k>.0/24.
+node_names() { # slot
+  local k=$1
+  NODE_SLOT=$k
+  NODE_NETNS=soc-warden-node-$k
+  NODE_HOST_IF=swh-$k
+  NODE_IF=swn-$k
+  NODE_HOST_IP=172.30.$((4 * k)).1
+  NODE_IP=172.30.$((4 * k)).2
+  POD_CIDR=172.31.$((4 * k)).0/24
+}
+
+slot_taken() { # slot
+  node_names "$1"
+  [ -e "/run/netns/$NODE_NETNS" ] || ip link show "$NODE_HOST_IF" >/dev/null 2>&1 ||
+    ip route show | grep -qE "^(${POD_CIDR%/*}|172\.30\.$((4 * $1))\.0)[/ ]" ||
+    ip addr show | grep -qF "inet $NODE_HOST_IP/"
+}
+
+# Chooses this node's slot (at `up`) and records it; `load_node_names` reads it back.
+choose_node_names() {
+  local start k i
+  start=$(( $(printf '%s' "$STATE" | cksum | cut -d' ' -f1) % 64 ))
+  for i in $(seq 0 63); do
+    k=$(( (start + i) % 64 ))
+    if ! slot_taken "$k"; then
+      node_names "$k"
+      mkdir -p "$STATE/node"
+      printf 'NODE_SLOT=%s\n' "$k" >"$STATE/node/net"
+      return 0
+    fi
+  done
+  die "no free node slot (64 nodes on this machine?)"
+}
+
+load_node_names() {
+  [ -f "$STATE/node/net" ] || return 1
+  # shellcheck disable=SC1091
+  . "$STATE/node/net"
+  node_names "$NODE_SLOT"
+}
 
 node_packages() { ensure_packages "${NODE_PACKAGES[@]}"; }
 
@@ -30,6 +73,7 @@ ctr_() { ctr --address "$STATE/node/containerd.sock" -n k8s.io "$@"; }
 
 # The network namespace, the veth pair, the route to the pods and the `kubernetes` Service's DNAT.
 node_network() {
+  choose_node_names
   ip netns add "$NODE_NETNS"
   ip link add "$NODE_HOST_IF" type veth peer name "$NODE_IF"
   ip link set "$NODE_IF" netns "$NODE_NETNS"
@@ -147,14 +191,14 @@ EOF
             "dataDir": "$n/cni-ipam"}}]}
 EOF
   nsenter --net="/run/netns/$NODE_NETNS" containerd --config "$n/containerd.toml" >"$STATE/logs/containerd.log" 2>&1 &
-  echo $! >>"$STATE/pids"
+  node_pid containerd $!
   wait_for 30 containerd ctr_ version || die "containerd did not start (see $STATE/logs/containerd.log)"
   node_images
 
   "$NODE_BIN/kube-scheduler" --kubeconfig="$STATE/admin.kubeconfig" --leader-elect=false \
-    --bind-address=127.0.0.1 --secure-port="$(free_port)" --port=0 \
+    --bind-address=127.0.0.1 --secure-port="$(free_port)" \
     >"$STATE/logs/kube-scheduler.log" 2>&1 &
-  echo $! >>"$STATE/pids"
+  node_pid kube-scheduler $!
 
   # containerd and the kubelet enter only the node's network namespace (nsenter, so that $! is the
   # process itself): `ip netns exec` would also give each its own mount namespace with a fresh /sys
@@ -168,6 +212,9 @@ readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
 cgroupDriver: cgroupfs
+# This machine's cgroups are v1: 1.35 is the last kubelet that runs on them, and only when told to.
+failCgroupV1: false
+containerRuntimeEndpoint: unix://$n/containerd.sock
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
 failSwapOn: false
@@ -181,11 +228,10 @@ authorization: {mode: Webhook}
 evictionHard: {memory.available: "0%", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
 EOF
   nsenter --net="/run/netns/$NODE_NETNS" "$NODE_BIN/kubelet" --config="$n/kubelet.yaml" \
-    --kubeconfig="$STATE/node.kubeconfig" --container-runtime=remote \
-    --container-runtime-endpoint="unix://$n/containerd.sock" --root-dir="$n/kubelet" \
+    --kubeconfig="$STATE/node.kubeconfig" --root-dir="$n/kubelet" \
     --cert-dir="$n/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
-    --pod-infra-container-image="$PAUSE_IMAGE" --v=1 >"$STATE/logs/kubelet.log" 2>&1 &
-  echo $! >>"$STATE/pids"
+    --v=1 >"$STATE/logs/kubelet.log" 2>&1 &
+  node_pid kubelet $!
   wait_for 120 "node $NODE_NAME" node_ready || die "the node did not become Ready (see $STATE/logs/kubelet.log)"
 }
 
@@ -194,16 +240,47 @@ node_ready() {
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
-# Before the processes stop: every container and sandbox is killed, so nothing outlives `down`.
-node_down() {
-  [ -S "$STATE/node/containerd.sock" ] || return 0
-  local t
-  for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
-  sleep 0.5
-  for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
+# A node process: in pids (so `running` sees it) and, by name, in node/pids (so `down` stops them in
+# order).
+node_pid() { # name pid
+  echo "$2" >>"$STATE/pids"
+  printf '%s %s\n' "$1" "$2" >>"$STATE/node/pids"
 }
 
-# After the processes stopped: shims, mounts, the namespace (its veth and route go with it).
+node_pid_of() { awk -v n="$1" '$1 == n {print $2}' "$STATE/node/pids" 2>/dev/null; }
+
+stop_pid() { # pid: SIGTERM, then SIGKILL after 5 s
+  [ -n "$1" ] || return 0
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 50); do alive "$1" || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
+# Stops the node before the control plane, in the order that leaves nothing behind: the kubelet
+# first (or it restarts the containers), then every container and sandbox, then containerd (whose
+# shims go with their tasks), then the scheduler. A container process that survives its task is
+# killed by the pid containerd reported for it.
+node_down() {
+  [ -f "$STATE/node/pids" ] || return 0
+  stop_pid "$(node_pid_of kubelet)"
+  local t pids=""
+  if [ -S "$STATE/node/containerd.sock" ]; then
+    pids=$(ctr_ tasks ls 2>/dev/null | awk 'NR > 1 {print $2}')
+    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
+    for _ in $(seq 20); do
+      [ -z "$(ctr_ tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING"')" ] && break
+      sleep 0.1
+    done
+    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
+  fi
+  stop_pid "$(node_pid_of containerd)"
+  stop_pid "$(node_pid_of kube-scheduler)"
+  for t in $pids; do alive "$t" && kill -9 "$t" 2>/dev/null; done
+  return 0
+}
+
+# After the processes stopped: shims, mounts, and this node's namespace and host link (named in
+# node/net; another checkout's are never touched).
 node_cleanup() {
   pkill -9 -f "containerd-shim.*$STATE/node/containerd.sock" 2>/dev/null || true
   if [ -d "$STATE/node" ]; then
@@ -217,6 +294,10 @@ node_cleanup() {
       grep -qxF "$(basename "$f")" "$STATE/node/logs-before" || rm -rf "$f"
     done
   fi
-  ip netns del "$NODE_NETNS" 2>/dev/null || true
-  ip link del "$NODE_HOST_IF" 2>/dev/null || true
+  if load_node_names; then
+    ip netns del "$NODE_NETNS" 2>/dev/null || true
+    ip link del "$NODE_HOST_IF" 2>/dev/null || true
+    ip route del "$POD_CIDR" 2>/dev/null || true
+    rm -f "$STATE/node/net"
+  fi
 }

@@ -85,7 +85,7 @@ async fn assert_contained(w: &World, name: &str, bot: &Client, signal: &str) -> 
     })
     .await?;
     let d = Api::<Deployment>::namespaced(w.admin.clone(), home).get(name).await?;
-    assert_eq!(d.spec.replicas, Some(0));
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(0));
     let msg = condition(&a, "Paused").unwrap().message;
     assert!(msg.contains(signal), "the pause names the {signal} signal: {msg}");
     let kubectl = std::fs::read_to_string(cluster_dir().join("env"))?
@@ -151,7 +151,7 @@ async fn a_burst_of_403s_pauses_and_only_an_approver_resumes() -> Result<()> {
     let fresh = with_token(&agent_token(&w.admin, &home, "prober").await?.unwrap()).await?;
     assert_eq!(status_of(Api::<Pod>::namespaced(fresh, &scope).list(&ListParams::default())).await, 200);
     let d = Api::<Deployment>::namespaced(w.admin.clone(), &home).get("prober").await?;
-    assert_eq!(d.spec.replicas, Some(2));
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
 
     // A promotion right after a drift pause is held by the clean window and the cooling-off
     // (default 24h and 72h), measured from the pause and the resume recorded in the status.

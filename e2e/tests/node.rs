@@ -103,7 +103,7 @@ async fn operator_pods(admin: &Client, n: usize) -> Result<Vec<Pod>> {
     let pods: Api<Pod> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
     wait_for(&format!("{n} Ready operator pods on the node"), T, || async {
         let d = Api::<Deployment>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(DEPLOYMENT).await?;
-        let selector = d.spec.selector.match_labels.clone().unwrap_or_default();
+        let selector = d.spec.and_then(|s| s.selector.match_labels).unwrap_or_default();
         let selector = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
         let ready: Vec<Pod> = pods
             .list(&ListParams::default().labels(&selector))
@@ -324,7 +324,7 @@ async fn on_the_node_an_agent_pod_uses_its_mounted_token_follows_rotation_and_st
     // from its scale-down, which comes right after it deleted the pods with the agent's grace.
     wait_for("the workload scaled to zero", T, || async {
         let d = Api::<Deployment>::namespaced(admin.clone(), home).get("bot").await?;
-        Ok((d.spec.replicas == Some(0)).then_some(()))
+        Ok((d.spec.and_then(|s| s.replicas) == Some(0)).then_some(()))
     })
     .await?;
     let acted = paused_at.elapsed();

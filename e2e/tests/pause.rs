@@ -33,7 +33,7 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
 
 async fn replicas(admin: &Client, ns: &str, name: &str) -> Result<(Option<i32>, Option<String>)> {
     let d = Api::<Deployment>::namespaced(admin.clone(), ns).get(name).await?;
-    Ok((d.spec.replicas, d.metadata.annotations.and_then(|a| a.get(PAUSED_REPLICAS).cloned())))
+    Ok((d.spec.and_then(|s| s.replicas), d.metadata.annotations.and_then(|a| a.get(PAUSED_REPLICAS).cloned())))
 }
 
 async fn setup() -> Result<(Client, Namespaces, String)> {

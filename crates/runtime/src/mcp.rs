@@ -150,7 +150,7 @@ impl Gateway {
 
     async fn ask(&self, token: &str) -> Result<Option<(String, Vec<String>)>, kube::Error> {
         let review = TokenReview {
-            spec: TokenReviewSpec { token: token.to_string(), audiences: Some(vec![decide::AUDIENCE.into()]) },
+            spec: TokenReviewSpec { token: Some(token.to_string()), audiences: Some(vec![decide::AUDIENCE.into()]) },
             ..Default::default()
         };
         let answer = Api::<TokenReview>::all(self.ctx.client.clone()).create(&PostParams::default(), &review).await?;

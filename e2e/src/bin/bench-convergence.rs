@@ -110,7 +110,7 @@ async fn floor_one(client: &Client, ns: &str, i: usize, objects: Objects, owner:
     let rb: RoleBinding = RoleBinding {
         metadata: meta(&rbac_name),
         role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
+            api_group: "rbac.authorization.k8s.io".into(),
             kind: "Role".into(),
             name: rbac_name.clone(),
         },
@@ -134,7 +134,7 @@ async fn floor_one(client: &Client, ns: &str, i: usize, objects: Objects, owner:
         )
         .await?;
     let tr = TokenRequest {
-        spec: Some(TokenRequestSpec {
+        spec: TokenRequestSpec {
             expiration_seconds: Some(3600),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
@@ -143,14 +143,13 @@ async fn floor_one(client: &Client, ns: &str, i: usize, objects: Objects, owner:
                 uid: secret.uid(),
             }),
             ..Default::default()
-        }),
+        },
         ..Default::default()
     };
     let t = Api::<ServiceAccount>::namespaced(client.clone(), ns).create_token_request(&sa_name, &pp, &tr).await?;
     let status = t.status.context("a TokenRequest without a status")?;
-    let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
-        anyhow::bail!("a TokenRequest without a token")
-    };
+    let (token, expires) = (status.token, status.expiration_timestamp);
+    anyhow::ensure!(!token.is_empty(), "a TokenRequest without a token");
     let patch = match objects {
         Objects::Bare => json!({"data": {credentials::TOKEN_KEY: ByteString(token.into_bytes())}}),
         Objects::Operator => {

@@ -515,11 +515,7 @@ fn managed_namespaces(ctx: &Context, n: &Names) -> BTreeSet<String> {
 fn binding(agent: &SocAgent, n: &Names, ns: &str) -> RoleBinding {
     RoleBinding {
         metadata: meta(agent, n, &n.rbac, ns),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: n.rbac.clone(),
-        },
+        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: n.rbac.clone() },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: n.sa.clone(),
@@ -616,9 +612,8 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
     let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns);
     let request = |audiences: Vec<String>| TokenRequest {
         metadata: ObjectMeta::default(),
-        spec: Some(TokenRequestSpec {
-            audiences: (!audiences.is_empty()).then_some(audiences),
-            attestations: None,
+        spec: TokenRequestSpec {
+            audiences,
             expiration_seconds: Some(want.ttl.as_secs() as i64),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
@@ -626,7 +621,7 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
                 name: Some(n.secret.clone()),
                 uid: Some(uid.clone()),
             }),
-        }),
+        },
         status: None,
     };
     let audiences = if want.audiences.is_empty() {
@@ -636,7 +631,7 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
             .api_audiences
             .get_or_try_init(|| async {
                 let t = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(Vec::new())).await?;
-                let token = t.status.and_then(|s| s.token).unwrap_or_default();
+                let token = t.status.map(|s| s.token).unwrap_or_default();
                 Ok::<_, Error>(credentials::jwt_audiences(&token).unwrap_or_default())
             })
             .await?;
@@ -644,9 +639,10 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
     };
     let resp = sa_api.create_token_request(&n.sa, &PostParams::default(), &request(audiences)).await?;
     let status = resp.status.ok_or_else(|| Error::TokenResponse(n.sa.clone()))?;
-    let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
+    let (token, expires) = (status.token, status.expiration_timestamp);
+    if token.is_empty() {
         return Err(Error::TokenResponse(n.sa.clone()));
-    };
+    }
     let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
     // A merge patch of just the token and its annotations: the Secret already carries our labels
     // and owner, and a merge patch is far cheaper for the API server than a server-side apply.
