@@ -55,8 +55,17 @@ pub async fn operator_client() -> Result<kube::Client> {
     }
 }
 
-/// The kinds of the chart that make up the operator's identity and permissions.
-const IDENTITY_KINDS: &[&str] = &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+/// The kinds of the chart that make up the operator's identity and permissions, and the policy that
+/// only that identity writes statuses and DriftReports (so every test runs under it).
+const IDENTITY_KINDS: &[&str] = &[
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+];
 
 /// How the operator authenticates in the tests: as the Helm chart's ServiceAccount, with exactly
 /// the chart's RBAC (rendered by `helm template` with the default values and the webhook's client CA, applied here) and a TokenRequest token,
@@ -186,7 +195,7 @@ impl Operator {
             Some((k, d)) => (k.clone(), vec!["--delegable".to_string(), d.display().to_string()]),
             None => (admin_kubeconfig(), vec![]),
         };
-        // As its ServiceAccount the operator learns its user name from its token; as the admin
+        // As its ServiceAccount the operator learns its user name (SelfSubjectReview); as the admin
         // (a static token) it is told (SOC_WARDEN_E2E_OPERATOR_USER for another cluster's user).
         let operator_user: Vec<String> = match &identity {
             Some(_) => vec![],
@@ -204,7 +213,12 @@ impl Operator {
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--namespace", OPERATOR_NAMESPACE])
             .args(["--webhook-addr", &format!("0.0.0.0:{webhook_port}")])
-            .args(["--webhook-url", &format!("https://{host}:{webhook_port}")])
+            // A test may register another URL (one nothing answers, say).
+            .args(if extra_args.contains(&"--webhook-url") {
+                vec![]
+            } else {
+                vec!["--webhook-url".to_string(), format!("https://{host}:{webhook_port}")]
+            })
             .args(["--mcp-addr", &format!("127.0.0.1:{mcp_port}")])
             .args(&operator_user)
             .arg("--decision-log")

@@ -159,6 +159,8 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
         "NetworkPolicy",
         "PodDisruptionBudget",
         "AutonomyPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         // The `helm test` pod (a hook: `helm template` shows it, `helm install` does not create it).
         "Pod",
     ]

@@ -542,3 +542,39 @@ async fn an_audit_flood_costs_bounded_memory_loses_no_count_and_containment_stil
     assert!(!std::fs::read_to_string(&op.log)?.contains("panicked"), "a panic in the operator log");
     Ok(())
 }
+
+/// The webhook never locks out its own operator: with the webhook it registered unreachable (a URL
+/// nothing answers), a person's SocAgent write fails closed, while the operator's own writes (its
+/// finalizer, the agent's DriftReport) skip it by the webhook's matchConditions: the agent becomes
+/// Ready, and its deletion finishes. Before: the finalizer could not be added and the agent never
+/// became Ready.
+#[tokio::test]
+async fn the_operators_own_writes_never_wait_on_its_own_webhook() -> Result<()> {
+    use kube::api::{DeleteParams, PostParams};
+    let s = Scene::new().await?;
+    let home = s.home().to_string();
+    forget_webhook(&s.admin).await?;
+    let agents = Api::<SocAgent>::namespaced(s.admin.clone(), &home);
+    apply(&agents, &agent("bot", &home, Tier::Observe, &[], &[&home])).await?;
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let _op = Operator::start_with(&["--webhook-url", &dead]).await?;
+    let probe = agent("probe", &home, Tier::Observe, &[], &[&home]);
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    wait_for("a person's write refused: the webhook is unreachable and fails closed", T, || async {
+        Ok(match agents.create(&dry, &probe).await {
+            Err(kube::Error::Api(e)) if e.message.contains("failed calling webhook") => Some(()),
+            _ => None,
+        })
+    })
+    .await?;
+    wait_agent(&s.admin, &home, "bot", "Ready with the webhook down", T, ready).await?;
+    assert!(agents.get("bot").await?.finalizers().iter().any(|f| f.contains("socwarden")), "the operator's finalizer");
+    agents.delete("bot", &DeleteParams::default()).await?;
+    wait_for("the deletion finished (finalizer removed by the operator)", T, || async {
+        Ok(agents.get_opt("bot").await?.is_none().then_some(()))
+    })
+    .await?;
+    drop(_op);
+    forget_webhook(&s.admin).await?;
+    Ok(())
+}

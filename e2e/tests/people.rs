@@ -108,3 +108,98 @@ async fn a_committer_cannot_take_the_operator_down_with_a_duration() -> Result<(
     }
     Ok(())
 }
+
+/// A SOC admin with every right on `socwarden.io` (a RoleBinding to `*` on `*`, as broad roles are
+/// written) still cannot forge what SOC Warden records: an ActionRequest's status (its decision),
+/// an agent's status, or a DriftReport (where a drift pause lives; deleting it would lift the
+/// pause). The chart's ValidatingAdmissionPolicy refuses each in the API server itself; the
+/// admission webhook never sees /status. Meanwhile the operator, as the chart's ServiceAccount,
+/// writes statuses as usual (the request below is decided Pending by it). Before the policy:
+/// every write below was accepted.
+#[tokio::test]
+async fn a_soc_admin_with_every_right_cannot_forge_a_decision_or_lift_a_drift_pause() -> Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding};
+    use kube::api::{DeleteParams, PostParams};
+    use socwarden_api::{ActionRequest, Decision, DriftReport};
+    let (s, isolate, _op, bot) = Scene::gated_isolation().await?;
+    let home = s.home().to_string();
+    file(&bot, &home, &request("r1", "bot", &isolate, json!({"app": "web"}), &home, "web-1")).await?;
+    wait_for("pending", T, || async {
+        Ok((decision_of(&s.admin, &home, "r1").await? == Some(Decision::Pending)).then_some(()))
+    })
+    .await?;
+
+    // lead-c becomes a SOC admin of this namespace: every verb on every socwarden.io resource.
+    let role = unique("soc-admin");
+    let cr: ClusterRole = serde_json::from_value(json!({"metadata": {"name": role}}))?;
+    let cr = ClusterRole {
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["socwarden.io".into()]),
+            resources: Some(vec!["*".into()]),
+            verbs: vec!["*".into()],
+            ..Default::default()
+        }]),
+        ..cr
+    };
+    let roles = Api::<ClusterRole>::all(s.admin.clone());
+    roles.create(&PostParams::default(), &cr).await?;
+    /// The ClusterRole is cluster-wide: removed whatever the outcome.
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let name = self.0.clone();
+            blocking_cleanup(move |c| async move {
+                let _ = Api::<ClusterRole>::all(c).delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+    let _remove = Remove(role.clone());
+    let rb: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "lead-c"}],
+    }))?;
+    Api::<RoleBinding>::namespaced(s.admin.clone(), &home).create(&PostParams::default(), &rb).await?;
+    wait_for("lead-c's RBAC", T, || async {
+        Ok(can_i(&as_user("lead-c").await?, "patch", "socwarden.io", "actionrequests/status", &home)
+            .await?
+            .then_some(()))
+    })
+    .await?;
+    let lead = as_user("lead-c").await?;
+    let forbidden = |what: &str, r: kube::Result<serde_json::Value>| {
+        let e = refusal(r);
+        assert!(
+            e.contains("only SOC Warden (system:serviceaccount:soc-warden-system:") && e.contains("lead-c may not"),
+            "{what}: refused by the policy with its reason, got: {e}"
+        );
+    };
+
+    let requests = Api::<ActionRequest>::namespaced(lead.clone(), &home);
+    let forged = json!({"status": {"decision": "Approved", "reason": "approved by everyone"}});
+    forbidden(
+        "an ActionRequest's decision",
+        requests.patch_status("r1", &PatchParams::default(), &Patch::Merge(&forged)).await.map(|_| json!({})),
+    );
+    let agents = Api::<SocAgent>::namespaced(lead.clone(), &home);
+    let forged = json!({"status": {"tier": "autonomous"}});
+    forbidden(
+        "an agent's status",
+        agents.patch_status("bot", &PatchParams::default(), &Patch::Merge(&forged)).await.map(|_| json!({})),
+    );
+    let reports = Api::<DriftReport>::namespaced(lead.clone(), &home);
+    let report: DriftReport = serde_json::from_value(json!({
+        "apiVersion": "socwarden.io/v1alpha1", "kind": "DriftReport",
+        "metadata": {"name": unique("forged")}, "spec": {"agent": "bot"},
+    }))?;
+    forbidden("a DriftReport", reports.create(&PostParams::default(), &report).await.map(|_| json!({})));
+    if Api::<DriftReport>::namespaced(s.admin.clone(), &home).get_opt("bot").await?.is_some() {
+        forbidden(
+            "deleting the agent's DriftReport",
+            reports.delete("bot", &DeleteParams::default()).await.map(|_| json!({})),
+        );
+    }
+    // Nothing changed, and the operator still decides: the request stays Pending with its reason.
+    assert_eq!(decision_of(&s.admin, &home, "r1").await?, Some(Decision::Pending));
+    Ok(())
+}

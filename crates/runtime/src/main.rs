@@ -144,14 +144,20 @@ fn init_logs(format: LogFormat) {
 }
 
 /// The user name of the operator's own token (the `sub` of a ServiceAccount token), if it has one.
-fn own_user(config: &kube::Config) -> Option<String> {
-    let auth = serde_json::to_value(&config.auth_info).ok()?;
-    let token = match (auth["token"].as_str(), auth["tokenFile"].as_str()) {
-        (Some(t), _) => t.to_string(),
-        (None, Some(f)) => std::fs::read_to_string(f).ok()?,
-        _ => return None,
-    };
-    socwarden_core::agent::credentials::jwt_subject(token.trim())
+/// Who the API server says the operator is (SelfSubjectReview, authentication.k8s.io/v1), whatever
+/// its credentials: a ServiceAccount token, a certificate, an exec plugin.
+async fn own_user(client: &kube::Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = kube::Api::<SelfSubjectReview>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &SelfSubjectReview::default())
+        .await;
+    match review {
+        Ok(r) => r.status.and_then(|s| s.user_info).and_then(|u| u.username),
+        Err(e) => {
+            tracing::warn!(error = %e, "SelfSubjectReview failed: the operator does not know its own user name");
+            None
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -295,17 +301,20 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
                 let config = kube::Config::infer().await.context("connecting to Kubernetes (is KUBECONFIG set?)")?;
-                let operator_user = operator_user.or_else(|| own_user(&config));
+                let client = kube::Client::try_from(config).context("connecting to Kubernetes")?;
+                let operator_user = match operator_user {
+                    Some(u) => Some(u),
+                    None => own_user(&client).await,
+                };
                 if mcp_addr.is_some() && operator_user.is_none() {
                     anyhow::bail!(
                         "--mcp-addr needs to know the operator's own user name (its requests carry the agents' stamps): \
-                         set --operator-user, or run with a ServiceAccount token"
+                         the API server did not answer a SelfSubjectReview; set --operator-user"
                     );
                 }
                 if let Some(w) = webhook.as_mut() {
                     w.operator_user = operator_user;
                 }
-                let client = kube::Client::try_from(config).context("connecting to Kubernetes")?;
                 run::run(
                     client,
                     run::Options {

@@ -723,14 +723,16 @@ async fn admission(
         while !stores.ready() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        webhook_config::register(&client, &opts.endpoint, &material.ca_pem).await?;
+        webhook_config::register(&client, &opts.endpoint, &material.ca_pem, opts.operator_user.as_deref()).await?;
         registered.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(endpoint = ?opts.endpoint, "admission webhook registered");
         // Deleting or loosening the configuration would let unstamped objects in (they are then
         // ignored, see `gate`); writing it again bounds how long that lasts.
         loop {
             tokio::time::sleep(opts.repair_interval).await;
-            if let Err(e) = webhook_config::register(&client, &opts.endpoint, &material.ca_pem).await {
+            if let Err(e) =
+                webhook_config::register(&client, &opts.endpoint, &material.ca_pem, opts.operator_user.as_deref()).await
+            {
                 tracing::warn!(error = %e, "could not re-register the admission webhook");
             }
         }

@@ -4,8 +4,8 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
@@ -60,10 +60,39 @@ const RECORDS: &[&str] = &["actionrequests", "approvals"];
 /// SocAgent's create), who may change which fields (a SocAgent's update).
 const AGENTS: &[&str] = &["socagents", "driftreports"];
 
+/// The condition under which the lifetime webhook skips a request: it comes from the operator's
+/// own ServiceAccount. The operator writes SocAgents only to add and remove its finalizer, and
+/// DriftReports to record a drift pause; neither may wait on its own webhook being reachable (a
+/// pause must land while every replica restarts, a deletion must finish while the webhook is down).
+/// Safe: what the webhook guards there (owners, audited namespaces, who changes which field) is
+/// against people and agents with partial rights; the operator's ServiceAccount already holds
+/// every right those checks protect. Stamps (ActionRequests, Approvals) are never exempted: the
+/// operator's own requests (the MCP gateway's) are checked like everyone's.
+///
+/// Only a ServiceAccount is exempted: an operator run with a person's credentials (a local run as
+/// an admin) would otherwise exempt that person.
+pub fn exemption(operator_user: Option<&str>) -> Option<MatchCondition> {
+    let user = operator_user?;
+    let sa = user.strip_prefix("system:serviceaccount:")?;
+    let (ns, name) = sa.split_once(':')?;
+    let dns = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
+    (dns(ns) && dns(name)).then(|| MatchCondition {
+        name: "not-the-operator".into(),
+        expression: format!("request.userInfo.username != 'system:serviceaccount:{ns}:{name}'"),
+    })
+}
+
 /// The two webhook configurations: a mutating one that stamps on CREATE, a validating one that
 /// checks stamps on CREATE, immutability on UPDATE, and, for SocAgents and DriftReports on both,
-/// what `webhook::lifetime` and `agent::authority` decide. Both fail closed.
-pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
+/// what `webhook::lifetime` and `agent::authority` decide (skipping the operator's own writes
+/// there, see `exemption`). All fail closed.
+pub fn configurations(
+    endpoint: &Endpoint,
+    ca: &str,
+    operator_user: Option<&str>,
+) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
     let meta = ObjectMeta { name: Some(WEBHOOK_CONFIG.into()), ..Default::default() };
     let mutating = MutatingWebhookConfiguration {
         metadata: meta.clone(),
@@ -82,24 +111,38 @@ pub fn configurations(endpoint: &Endpoint, ca: &str) -> (MutatingWebhookConfigur
     };
     let validating = ValidatingWebhookConfiguration {
         metadata: meta,
-        webhooks: Some(vec![ValidatingWebhook {
-            name: "check.socwarden.io".into(),
-            admission_review_versions: vec!["v1".into()],
-            client_config: endpoint.client_config("/validate", ca),
-            failure_policy: Some("Fail".into()),
-            match_policy: Some("Equivalent".into()),
-            rules: Some(vec![rule(&["CREATE", "UPDATE"], RECORDS), rule(&["CREATE", "UPDATE"], AGENTS)]),
-            side_effects: "None".into(),
-            timeout_seconds: Some(5),
-            ..Default::default()
-        }]),
+        webhooks: Some(vec![
+            ValidatingWebhook {
+                name: "check.socwarden.io".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: endpoint.client_config("/validate", ca),
+                failure_policy: Some("Fail".into()),
+                match_policy: Some("Equivalent".into()),
+                rules: Some(vec![rule(&["CREATE", "UPDATE"], RECORDS)]),
+                side_effects: "None".into(),
+                timeout_seconds: Some(5),
+                ..Default::default()
+            },
+            ValidatingWebhook {
+                name: "lifetime.socwarden.io".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: endpoint.client_config("/validate", ca),
+                failure_policy: Some("Fail".into()),
+                match_policy: Some("Equivalent".into()),
+                match_conditions: exemption(operator_user).map(|c| vec![c]),
+                rules: Some(vec![rule(&["CREATE", "UPDATE"], AGENTS)]),
+                side_effects: "None".into(),
+                timeout_seconds: Some(5),
+                ..Default::default()
+            },
+        ]),
     };
     (mutating, validating)
 }
 
 /// Creates or updates both webhook configurations.
-pub async fn register(client: &Client, endpoint: &Endpoint, ca: &str) -> kube::Result<()> {
-    let (m, v) = configurations(endpoint, ca);
+pub async fn register(client: &Client, endpoint: &Endpoint, ca: &str, operator_user: Option<&str>) -> kube::Result<()> {
+    let (m, v) = configurations(endpoint, ca, operator_user);
     let pp = PatchParams::apply("soc-warden").force();
     Api::<MutatingWebhookConfiguration>::all(client.clone()).patch(WEBHOOK_CONFIG, &pp, &Patch::Apply(&m)).await?;
     Api::<ValidatingWebhookConfiguration>::all(client.clone()).patch(WEBHOOK_CONFIG, &pp, &Patch::Apply(&v)).await?;
@@ -112,11 +155,11 @@ mod tests {
 
     #[test]
     fn configurations_fail_closed_and_cover_both_kinds() {
-        let (m, v) = configurations(&Endpoint::Url("https://127.0.0.1:9443/".into()), "CA");
+        let (m, v) = configurations(&Endpoint::Url("https://127.0.0.1:9443/".into()), "CA", None);
         let mw = &m.webhooks.unwrap()[0];
         assert_eq!(mw.failure_policy.as_deref(), Some("Fail"));
         assert_eq!(mw.client_config.url.as_deref(), Some("https://127.0.0.1:9443/mutate"));
-        let vw = &v.webhooks.unwrap()[0];
+        let vw = &v.webhooks.as_ref().unwrap()[0];
         assert_eq!(
             vw.rules.as_ref().unwrap()[0].operations.as_ref().unwrap(),
             &vec!["CREATE".to_string(), "UPDATE".to_string()]
@@ -126,11 +169,30 @@ mod tests {
             &vec!["actionrequests".to_string(), "approvals".to_string()]
         );
         // A SocAgent's create is reviewed too (its namespace, its owners), and its DriftReport's.
-        let agents = &vw.rules.as_ref().unwrap()[1];
+        let lifetime = &v.webhooks.as_ref().unwrap()[1];
+        let agents = &lifetime.rules.as_ref().unwrap()[0];
         assert_eq!(agents.resources.as_ref().unwrap(), &vec!["socagents".to_string(), "driftreports".to_string()]);
         assert_eq!(agents.operations.as_ref().unwrap(), &vec!["CREATE".to_string(), "UPDATE".to_string()]);
+        assert_eq!(lifetime.failure_policy.as_deref(), Some("Fail"));
+        assert!(lifetime.match_conditions.is_none(), "no identity, no exemption");
         let (m, _) =
-            configurations(&Endpoint::Service { namespace: "sw".into(), name: "warden".into(), port: 443 }, "CA");
+            configurations(&Endpoint::Service { namespace: "sw".into(), name: "warden".into(), port: 443 }, "CA", None);
         assert_eq!(m.webhooks.unwrap()[0].client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate"));
+    }
+
+    #[test]
+    fn only_the_operators_own_service_account_skips_the_lifetime_checks_never_the_stamps() {
+        let sa = "system:serviceaccount:soc-warden-system:soc-warden";
+        let (m, v) = configurations(&Endpoint::Url("https://127.0.0.1:9443".into()), "CA", Some(sa));
+        let hooks = v.webhooks.unwrap();
+        let cond = hooks[1].match_conditions.as_ref().expect("the lifetime webhook skips the operator");
+        assert_eq!(cond[0].expression, format!("request.userInfo.username != '{sa}'"));
+        assert!(hooks[0].match_conditions.is_none(), "stamps and records are checked for everyone");
+        assert!(m.webhooks.unwrap()[0].match_conditions.is_none(), "every request is stamped");
+        // A person, or a name that would not be a plain CEL string, exempts no one.
+        for user in ["admin", "system:serviceaccount:ns", "system:serviceaccount:a:b' || true || '", ""] {
+            assert!(exemption(Some(user)).is_none(), "{user:?}");
+        }
+        assert!(exemption(None).is_none());
     }
 }

@@ -157,11 +157,6 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The `sub` claim of a JWT (without verifying it: used only to learn the operator's own name).
-pub fn jwt_subject(token: &str) -> Option<String> {
-    jwt_claims(token)?.get("sub")?.as_str().map(String::from)
-}
-
 /// The `aud` claim of a JWT (without verifying it: the API server issued it to us).
 pub fn jwt_audiences(token: &str) -> Option<Vec<String>> {
     match jwt_claims(token)?.get("aud")? {

@@ -245,7 +245,7 @@ fn credentials_issued(name: &str, plan: &Plan, applied: &Applied) -> Verdict {
         (None, Some(_)) => (
             false,
             reason::REVOKED,
-            "RoleBindings deleted (the ServiceAccount is authorized for nothing) and the token Secret deleted (every token SOC Warden issued is dead; on Kubernetes before 1.24 the ServiceAccount's legacy token Secret still authenticates, with no rights)".into(),
+            "RoleBindings deleted (the ServiceAccount is authorized for nothing) and the token Secret deleted (every token SOC Warden issued is dead)".into(),
         ),
         (None, None) => match plan.problems.first() {
             Some(p) if plan.token.is_none() => (false, p.reason, p.message.clone()),
