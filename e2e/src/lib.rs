@@ -6,8 +6,10 @@
 //!   directory, kubeconfigs and clients (admin, test identities via `as_user`, agent tokens),
 //!   `kubectl`, server-side apply (`apply`, `apply_yaml`) and access checks (`can_i`, `status_of`).
 //! - [`operator`]: the operator under test as a child process (`Operator`, `warden_bin`), the chart
-//!   it is rendered from and the chart ServiceAccount it runs as, `http_get` for its endpoints,
-//!   and its memory (`rss_mib`, `peak_rss_mib`).
+//!   ServiceAccount it runs as, `http_get` for its endpoints, and its memory (`rss_mib`,
+//!   `peak_rss_mib`).
+//! - [`helm`]: Helm v4 (built from its Go module) on the chart: `render_chart` (`helm template`),
+//!   `helm_with` for any other command, the tested Kubernetes version.
 //! - [`fixtures`]: builders of the test world — `Namespaces`, `install_crds`, `default_policy`,
 //!   `action`, `agent`.
 //! - [`requests`]: filing and deciding as the tests' people and agents — `request`, `file`,
@@ -27,6 +29,7 @@ pub mod chat;
 pub mod cluster;
 pub mod endpoint;
 pub mod fixtures;
+pub mod helm;
 pub mod https;
 pub mod latency;
 pub mod mcp;
@@ -39,6 +42,7 @@ pub mod walkthrough;
 pub use browser::{Browser, Console};
 pub use cluster::*;
 pub use fixtures::*;
+pub use helm::*;
 pub use latency::*;
 pub use mcp::{McpAgent, tool};
 pub use operator::*;

@@ -1,6 +1,6 @@
-//! The operator under test as a child process: the `warden` binary, the chart it is rendered
-//! from and the chart ServiceAccount it runs as, its ports and logs, and scraping its HTTP
-//! endpoints and memory.
+//! The operator under test as a child process: the `warden` binary, the chart ServiceAccount it
+//! runs as (its RBAC from `helm template`), its ports and logs, and scraping its HTTP endpoints and
+//! memory.
 
 use crate::cluster::{
     admin, admin_kubeconfig, apply_yaml, audit_port, cluster_dir, external_cluster, repo, webhook_client_ca,
@@ -55,33 +55,6 @@ pub fn logged_for_agent(ns: &str, agent: &str, decision: &str) -> Vec<serde_json
         .collect()
 }
 
-/// The chart renderer `e2e/test` builds from `e2e/render` (Helm itself is not installable here).
-pub fn renderer() -> PathBuf {
-    repo().join("target/render")
-}
-
-/// Renders `charts/soc-warden` with the given values files (release `soc-warden` in the operator's
-/// namespace), the chart's CRDs first unless `skip_crds`.
-pub fn render_chart(values: &[PathBuf], skip_crds: bool) -> Result<String> {
-    let bin = renderer();
-    if !bin.exists() {
-        bail!("{} not found: run e2e/test (it builds the chart renderer from e2e/render)", bin.display());
-    }
-    let mut cmd = Command::new(&bin);
-    cmd.args(["-name", "soc-warden", "-namespace", OPERATOR_NAMESPACE]);
-    for v in values {
-        cmd.arg("-f").arg(v);
-    }
-    if skip_crds {
-        cmd.arg("-skip-crds");
-    }
-    let out = cmd.arg(repo().join("charts/soc-warden")).output()?;
-    if !out.status.success() {
-        bail!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 /// A client with the operator's identity (see `operator_identity`): what a plain client doing the
 /// operator's writes would be authorized as.
 pub async fn operator_client() -> Result<kube::Client> {
@@ -104,7 +77,7 @@ const IDENTITY_KINDS: &[&str] = &[
 ];
 
 /// How the operator authenticates in the tests: as the Helm chart's ServiceAccount, with exactly
-/// the chart's RBAC (rendered with the default values and the webhook's client CA, applied here) and a TokenRequest token,
+/// the chart's RBAC (rendered by `helm template` with the default values and the webhook's client CA, applied here) and a TokenRequest token,
 /// so every end-to-end test also proves the chart's permissions are enough. Returns its kubeconfig
 /// and the chart's delegable rules (a file for `--delegable`). `SOC_WARDEN_E2E_OPERATOR=admin`
 /// runs it as the admin instead (for debugging a failure that might be RBAC).
@@ -118,8 +91,10 @@ async fn operator_identity() -> Result<Option<(PathBuf, PathBuf)>> {
             let admin = admin().await?;
             ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
             // The defaults plus the one choice the chart requires (who may call the webhook).
-            let docs =
-                yaml_docs(&render_chart(&[repo().join("charts/soc-warden/ci/api-server-client-ca.yaml")], true)?)?;
+            let docs = yaml_docs(&crate::helm::render_chart(
+                &[repo().join("charts/soc-warden/ci/api-server-client-ca.yaml")],
+                true,
+            )?)?;
             let mut delegable = None;
             let mut sa_name = None;
             for d in &docs {

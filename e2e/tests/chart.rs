@@ -1,8 +1,11 @@
-//! The Helm chart, rendered by `target/render` (Go's text/template and sprig, see e2e/render) with
-//! every documented combination of values (`charts/soc-warden/ci/*.yaml`):
-//! accepted by the API server (`kubectl apply --dry-run=server`), least-privilege RBAC, a locked-down
-//! pod, and the same CRDs and alert rules as the repository's. That the chart's RBAC is *enough* is
-//! proven by the whole end-to-end suite: its operator runs as the chart's ServiceAccount.
+//! The Helm chart, checked by Helm itself (v4, built from its Go module by `e2e/cluster helm-path`):
+//! `helm lint --strict`, the values schema refusing mistyped values, and `helm template` with every
+//! documented combination of values (`charts/soc-warden/ci/*.yaml`): accepted by the API server
+//! (`kubectl apply --dry-run=server`), least-privilege RBAC, a locked-down pod, a `helm test` pod
+//! that probes the webhook and /metrics, and the same CRDs and alert rules as the repository's.
+//! That the chart's RBAC is *enough* is proven by the whole end-to-end suite: its operator runs as
+//! the chart's ServiceAccount. Installing, upgrading, testing and uninstalling it with Helm are the
+//! node's tests (`e2e/tests/node.rs`).
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -112,23 +115,16 @@ async fn every_documented_combination_renders_and_the_api_server_accepts_it() ->
     install_crds(&admin).await?;
     ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
     apply_yaml(&admin, MONITORING_CRDS).await?;
-    // Like `helm install`, render for the API versions the cluster serves.
-    let (ok, versions) = kubectl_out(&["api-versions"], None)?;
-    assert!(ok, "{versions}");
-    let versions = versions.split_whitespace().collect::<Vec<_>>().join(",");
+    // Like `helm install`, render for the version the API server reports.
+    let (ok, version) = kubectl_out(&["version", "-o", "json"], None)?;
+    assert!(ok, "{version}");
+    let version: Value = serde_json::from_str(&version)?;
+    let version =
+        version["serverVersion"]["gitVersion"].as_str().unwrap_or_default().trim_start_matches('v').to_string();
+    assert!(!version.is_empty(), "the API server reports its version");
 
     for (name, values) in combinations()? {
-        let mut args = vec!["-api-versions".to_string(), versions.clone()];
-        for v in &values {
-            args.extend(["-f".to_string(), v.display().to_string()]);
-        }
-        let out = Command::new(renderer())
-            .args(&args)
-            .args(["-name", "soc-warden", "-namespace", OPERATOR_NAMESPACE])
-            .arg(chart())
-            .output()?;
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-        let yaml = String::from_utf8(out.stdout)?;
+        let yaml = render_chart_for(&values, false, &version).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let docs = yaml_docs(&yaml)?;
         // Retried for a few seconds: the monitoring CRDs may take a moment to be served.
         let mut attempt = 0;
@@ -142,7 +138,7 @@ async fn every_documented_combination_renders_and_the_api_server_accepts_it() ->
             }
         };
         assert_eq!(text.matches("(server dry run)").count(), docs.len(), "{name}: every object accepted:\n{text}");
-        eprintln!("{name}: {} objects accepted by the API server ({:?})", docs.len(), kinds(&docs));
+        eprintln!("{name}: {} objects accepted by the API server {version} ({:?})", docs.len(), kinds(&docs));
     }
     Ok(())
 }
@@ -165,6 +161,8 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
         "AutonomyPolicy",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
+        // The `helm test` pod (a hook: `helm template` shows it, `helm install` does not create it).
+        "Pod",
     ]
     .into_iter()
     .map(String::from)
@@ -472,6 +470,315 @@ fn the_dockerfile_and_the_nodes_buildah_images_agree_with_the_chart() -> Result<
         assert!(docker.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")), "Dockerfile: {bin}");
         assert!(node.contains(&format!("--entrypoint '[\"/usr/local/bin/{bin}\"]'")), "e2e/node.sh: {bin}");
         assert!(docker.contains(&format!("--bin {bin}")) && node.contains(&format!("--bin {bin}")), "{bin} built");
+    }
+    Ok(())
+}
+
+/// A values file for one test, removed when dropped.
+struct ValuesFile(PathBuf);
+
+impl ValuesFile {
+    fn new(name: &str, text: &str) -> Result<Self> {
+        let f = std::env::temp_dir().join(format!("soc-warden-{name}-{}.yaml", std::process::id()));
+        std::fs::write(&f, text)?;
+        Ok(Self(f))
+    }
+}
+
+impl Drop for ValuesFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `helm lint --strict` (a warning fails it) on the chart for the tested Kubernetes version.
+fn lint(values: &[PathBuf]) -> Result<(bool, String)> {
+    let (chart, kube) = (chart().display().to_string(), tested_kube_version()?);
+    let files: Vec<String> = values.iter().map(|v| v.display().to_string()).collect();
+    let mut args = vec!["lint", "--strict", chart.as_str(), "--kube-version", kube.as_str()];
+    for f in &files {
+        args.extend(["--values", f.as_str()]);
+    }
+    helm_with(None, &args)
+}
+
+#[test]
+fn helm_lint_strict_passes_on_the_chart_and_every_documented_combination() -> Result<()> {
+    // The defaults lint clean too: Helm's lint does not run `fail`, so the defaults' refusal is
+    // checked by `helm template` (the_default_chart_refuses_a_webhook_that_answers_any_caller).
+    let mut runs = vec![("the defaults".to_string(), vec![])];
+    runs.extend(combinations()?);
+    for (name, values) in runs {
+        let (ok, out) = lint(&values)?;
+        assert!(ok && out.contains("1 chart(s) linted, 0 chart(s) failed"), "{name}: {out}");
+        assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{name}: {out}");
+        eprintln!("{name}: helm lint --strict clean");
+    }
+    Ok(())
+}
+
+/// Attack: a mistyped value kept its default without a word (`networkPolicy.enable: false` left
+/// the policy on; `webhook.clientCaConfigMap` left the webhook without its client CA). The values
+/// schema refuses unknown keys, wrong types, values outside their enums, patterns and bounds, and
+/// Helm says where and why, in `helm template` (as in `helm install`) and `helm lint` alike.
+#[test]
+fn the_values_schema_refuses_a_mistyped_value_and_says_where() -> Result<()> {
+    let cases = [
+        (
+            "a typo'd key",
+            "webhook: {clientCaConfigMap: apiserver-webhook-client-ca}\n",
+            "at '/webhook': additional properties 'clientCaConfigMap' not allowed",
+        ),
+        (
+            "a typo'd switch",
+            "networkPolicy: {enable: false}\n",
+            "at '/networkPolicy': additional properties 'enable' not allowed",
+        ),
+        ("a top-level typo", "replicaCont: 3\n", "at '': additional properties 'replicaCont' not allowed"),
+        ("a wrong type", "replicaCount: two\n", "at '/replicaCount': got string, want integer"),
+        ("a quoted boolean", "webhook: {insecureAnyCallerGetsSignedStamps: \"yes\"}\n", "got string, want boolean"),
+        ("a bound", "replicaCount: 0\n", "at '/replicaCount': minimum: got 0, want 1"),
+        ("an enum", "logFormat: yaml\n", "at '/logFormat': value must be one of 'json', 'text'"),
+        (
+            "a ceiling no tier has",
+            "defaultPolicy: {autonomy: {autonomous: critical}}\n",
+            "at '/defaultPolicy/autonomy/autonomous': value must be one of 'none', 'low', 'medium', 'high'",
+        ),
+        (
+            "a duration the operator cannot read",
+            "leaderElection: {leaseDuration: 15 seconds}\n",
+            "at '/leaderElection/leaseDuration': '15 seconds' does not match pattern",
+        ),
+        (
+            "a wildcard to delegate",
+            "delegable: [{apiGroups: [''], resources: ['*'], verbs: [get]}]\n",
+            "at '/delegable/0/resources/0': '*' does not match pattern",
+        ),
+        (
+            "a quantity",
+            "resources: {limits: {memory: 256MB}}\n",
+            "at '/resources/limits/memory': '256MB' does not match pattern",
+        ),
+    ];
+    for (case, text, message) in cases {
+        let bad = ValuesFile::new("schema", text)?;
+        let values = [safe(), bad.0.clone()];
+        let err = render_chart(&values, true).unwrap_err().to_string();
+        assert!(err.contains("values don't meet the specifications of the schema"), "{case}: {err}");
+        assert!(err.contains(message), "{case}: helm template says {message:?}: {err}");
+        let (ok, out) = lint(&values)?;
+        assert!(!ok && out.contains(message), "{case}: helm lint says {message:?}: {out}");
+    }
+    Ok(())
+}
+
+/// The schema's node a `$ref` (or the first part of an `allOf`) points to.
+fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    if let Some(r) = node["$ref"].as_str() {
+        let name = r.strip_prefix("#/definitions/").expect("local refs only");
+        return resolve(root, &root["definitions"][name]);
+    }
+    match node["allOf"].as_array() {
+        Some(parts) => resolve(root, &parts[0]),
+        None => node,
+    }
+}
+
+/// The paths of `value` the schema does not describe with a type or an enum.
+fn undescribed(root: &Value, node: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    let node = resolve(root, node);
+    if ["type", "enum", "oneOf"].iter().all(|k| node.get(k).is_none()) {
+        out.push(path.to_string());
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                let sub =
+                    node["properties"].get(k).or_else(|| node.get("additionalProperties").filter(|a| a.is_object()));
+                match sub {
+                    Some(sub) => undescribed(root, sub, v, &format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                match node.get("items") {
+                    Some(sub) => undescribed(root, sub, v, &format!("{path}[{i}]"), out),
+                    None => out.push(format!("{path}[{i}]")),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_values_schema_describes_every_value_and_agrees_with_the_crds() -> Result<()> {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json"))?)?;
+    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml"))?)?;
+    let mut missing = vec![];
+    undescribed(&schema, &schema, &values, "", &mut missing);
+    for (_, files) in combinations()? {
+        for f in files {
+            let v: Value = serde_yaml::from_str(&std::fs::read_to_string(&f)?)?;
+            undescribed(&schema, &schema, &v, "", &mut missing);
+        }
+    }
+    assert_eq!(missing, Vec::<String>::new(), "values without a type in values.schema.json");
+    // Every object of the schema that lists its fields refuses others (but `global`, Helm's, and
+    // the Kubernetes types passed through whole: affinity's parts).
+    fn closed(node: &Value, path: &str, out: &mut Vec<String>) {
+        if let Some(props) = node["properties"].as_object() {
+            if node["additionalProperties"] != false {
+                out.push(path.to_string());
+            }
+            for (k, v) in props {
+                closed(v, &format!("{path}.{k}"), out);
+            }
+        }
+        for k in ["items", "additionalProperties"] {
+            if node[k].is_object() {
+                closed(&node[k], &format!("{path}.{k}"), out);
+            }
+        }
+    }
+    let mut open = vec![];
+    closed(&schema, "", &mut open);
+    for (name, def) in schema["definitions"].as_object().unwrap() {
+        closed(def, &format!("definitions.{name}"), &mut open);
+    }
+    assert_eq!(open, Vec::<String>::new(), "objects of values.schema.json that accept unknown keys");
+
+    // The default policy's ceilings are the AutonomyPolicy CRD's.
+    let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/autonomypolicies.yaml"))?)?;
+    let tiers = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["autonomy"]
+        ["properties"];
+    let ours = schema["properties"]["defaultPolicy"]["properties"]["autonomy"]["properties"].as_object().unwrap();
+    assert_eq!(ours.keys().collect::<Vec<_>>(), tiers.as_object().unwrap().keys().collect::<Vec<_>>(), "the tiers");
+    for (tier, node) in ours {
+        assert_eq!(resolve(&schema, node)["enum"], tiers[tier]["enum"], "the ceilings of {tier}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_chart_needs_kubernetes_1_30_or_later() -> Result<()> {
+    let err = render_chart_for(&[safe()], true, "1.29.15").unwrap_err().to_string();
+    assert!(
+        err.contains("chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.15"),
+        "{err}"
+    );
+    for version in ["1.30.0", &tested_kube_version()?] {
+        render_chart_for(&[safe()], true, version)?;
+    }
+    Ok(())
+}
+
+/// `helm test` runs the operator's own image (no shell, no curl: `warden probe`) against the
+/// chart's Service: the webhook over TLS, its certificate checked against its CA for the name the
+/// API server uses, refusing this caller when only the API server's client certificate is
+/// answered; /metrics serving a gauge every replica has. The pod is a hook (no object of the
+/// release, no endpoint of the Service), as locked down as the operator's, holds no token and
+/// mounts only the CA's certificate, and the NetworkPolicy lets it reach both ports. That it
+/// passes against the pods is the node's test (`on_the_node_helm_test_…`).
+#[test]
+fn the_helm_test_pod_probes_the_webhook_and_the_metrics_with_the_operator_image() -> Result<()> {
+    let certs = ValuesFile::new("cert-secret", "webhook: {certSecret: my-webhook-cert}\n")?;
+    let mut runs = combinations()?;
+    runs.push(("certSecret".into(), vec![safe(), certs.0.clone()]));
+    for (name, files) in runs {
+        let docs = render(&files)?;
+        let pod = one(&docs, "Pod");
+        let deployment = one(&docs, "Deployment");
+        let operator = &deployment["spec"]["template"]["spec"];
+        let args = strings(&operator["containers"][0]["args"]);
+        let svc = one(&docs, "Service");
+        let svc_name = svc["metadata"]["name"].as_str().unwrap();
+        assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test", "{name}");
+        assert_eq!(pod["metadata"]["namespace"], OPERATOR_NAMESPACE, "{name}");
+        let spec = &pod["spec"];
+        assert_eq!(spec["restartPolicy"], "Never", "{name}");
+        assert_eq!(spec["automountServiceAccountToken"], false, "{name}: no token");
+        assert_eq!(spec["securityContext"], operator["securityContext"], "{name}");
+        // Not the operator's pod: the Service and the PodDisruptionBudget do not select it.
+        let labels = pod["metadata"]["labels"].as_object().unwrap();
+        let selects =
+            |selector: &Value| selector.as_object().unwrap().iter().all(|(k, v)| labels.get(k).is_some_and(|l| l == v));
+        assert!(!selects(&svc["spec"]["selector"]), "{name}: the Service selects the test pod");
+        assert!(!selects(&deployment["spec"]["selector"]["matchLabels"]), "{name}: the Deployment selects it");
+        for pdb in of_kind(&docs, "PodDisruptionBudget") {
+            assert!(!selects(&pdb["spec"]["selector"]["matchLabels"]), "{name}: the PodDisruptionBudget selects it");
+        }
+
+        let containers = spec["containers"].as_array().unwrap();
+        let names: Vec<&str> = containers.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["webhook", "metrics"], "{name}");
+        let host = format!("$({}_SERVICE_HOST)", svc_name.to_uppercase().replace('-', "_"));
+        for c in containers {
+            assert_eq!(c["image"], operator["containers"][0]["image"], "{name}: the operator's image");
+            assert_eq!(c["securityContext"], operator["containers"][0]["securityContext"], "{name}");
+            assert!(!c["resources"]["limits"]["memory"].is_null(), "{name}: a memory limit");
+            assert_eq!(strings(&c["args"])[0], "probe", "{name}");
+        }
+        let port = |p: &str| {
+            svc["spec"]["ports"].as_array().unwrap().iter().any(|x| x["name"] == p && x["port"].as_u64().is_some())
+        };
+        assert!(port("webhook") && port("metrics"), "{name}");
+
+        let webhook = strings(&containers[0]["args"]);
+        assert_eq!(webhook[1], format!("https://{host}:443/helm-test"), "{name}: the Service's webhook port");
+        assert!(args.contains(&format!("--webhook-service={OPERATOR_NAMESPACE}/{svc_name}:443")), "{name}: {args:?}");
+        assert!(webhook.contains(&format!("--server-name={svc_name}.{OPERATOR_NAMESPACE}.svc")), "{name}: {webhook:?}");
+        assert!(webhook.contains(&"--ca=/etc/soc-warden/webhook-ca/ca.crt".to_string()), "{name}: {webhook:?}");
+        let by_certificate = args.iter().any(|a| a.starts_with("--webhook-client-ca="));
+        let expected: [&str; 2] = if by_certificate {
+            ["--expect-status=401", "--expect-body=answers only the API server"]
+        } else {
+            ["--expect-status=200", "--expect-body=AdmissionReview"]
+        };
+        for e in expected {
+            assert!(webhook.contains(&e.to_string()), "{name}: {e} in {webhook:?}");
+        }
+        let metrics = strings(&containers[1]["args"]);
+        assert_eq!(
+            metrics[1..],
+            [format!("http://{host}:8080/metrics"), "--expect-body=socwarden_kill_switch_active".into()],
+            "{name}"
+        );
+        assert!(args.contains(&"--metrics-addr=0.0.0.0:8080".to_string()), "{name}");
+
+        // The webhook's CA certificate, and nothing else of its Secret.
+        let secret = match name.as_str() {
+            "certSecret" => "my-webhook-cert",
+            "ci/audit-and-own-cert.yaml" => "soc-warden-webhook-cert",
+            _ => soc_warden::tls::TLS_SECRET,
+        };
+        assert_eq!(
+            spec["volumes"],
+            json!([{"name": "webhook-ca", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]),
+            "{name}"
+        );
+
+        // Where a NetworkPolicy guards the ports, it admits the test pod to both.
+        for np in of_kind(&docs, "NetworkPolicy") {
+            for port in [9443, 8080] {
+                let rule = np["spec"]["ingress"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["ports"].as_array().unwrap().iter().any(|p| p["port"] == port))
+                    .unwrap();
+                let admitted = rule.get("from").is_none()
+                    || rule["from"].as_array().unwrap().iter().any(|peer| {
+                        peer.get("namespaceSelector").is_none()
+                            && peer.get("ipBlock").is_none()
+                            && selects(&peer["podSelector"]["matchLabels"])
+                    });
+                assert!(admitted, "{name}: the NetworkPolicy keeps the test pod from port {port}: {rule}");
+            }
+        }
     }
     Ok(())
 }

@@ -18,6 +18,21 @@ app.kubernetes.io/part-of: soc-warden
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{- /* The `helm test` pod: not the operator's selector (it is no endpoint of the Service and
+no pod of the PodDisruptionBudget), and what the NetworkPolicy admits to the probed ports. */ -}}
+{{- define "soc-warden.testSelectorLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end -}}
+
+{{- define "soc-warden.testLabels" -}}
+{{ include "soc-warden.testSelectorLabels" . }}
+app.kubernetes.io/name: {{ .Chart.Name }}-test
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: soc-warden
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
 {{- /* The webhook signs stamps (who filed, who approved): it must answer only the API server.
 Refuse to render unless one of the two ways says so, or the user opts out by a value named
 after what it costs. */ -}}

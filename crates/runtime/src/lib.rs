@@ -23,6 +23,7 @@
 //! - `tls`: the serving certificate; `signing_key`: the key stamps are signed with;
 //!   `webhook_config`: registering the admission webhook.
 //! - `kinds`: the kinds the API server serves (discovery), refreshed every minute.
+//! - `probe`: `warden probe`, the chart's `helm test` (one GET, TLS checked for the Service's name).
 //! - `watch`, `index`, `context`, `metrics`, `server`, `run`, `crdgen`: plumbing.
 
 pub mod context;
@@ -39,6 +40,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod probe;
 pub mod records;
 pub mod report;
 pub mod run;

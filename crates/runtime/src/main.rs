@@ -1,6 +1,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use soc_warden::crdgen;
+use soc_warden::probe;
 use soc_warden::run;
 use soc_warden::webhook_config::Endpoint;
 use socwarden_core::agent::rbac;
@@ -96,6 +97,28 @@ enum Command {
         #[arg(long, env = "WARDEN_UNAUDITED_NAMESPACES", value_delimiter = ',')]
         unaudited_namespaces: Vec<String>,
     },
+    /// GET a URL once and check the answer (the chart's `helm test` pod; the image has no curl).
+    /// Exits non-zero, saying why, unless the status (and text) are the expected ones.
+    Probe {
+        /// http:// or https:// URL.
+        url: String,
+        /// PEM file of the CA the server's certificate must chain to (required for https://).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The name the server's certificate must hold (default: the URL's host), e.g. the
+        /// Service's DNS name when the URL holds its cluster IP.
+        #[arg(long)]
+        server_name: Option<String>,
+        /// The expected HTTP status.
+        #[arg(long, default_value_t = 200)]
+        expect_status: u16,
+        /// A text the body must contain.
+        #[arg(long)]
+        expect_body: Option<String>,
+        /// How long to wait for the whole answer.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Write the CRD manifests (one file per CRD) into directories (the repository's and the
     /// chart's by default), or print them with `-`.
     Crdgen {
@@ -184,6 +207,20 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Probe { url, ca, server_name, expect_status, expect_body, timeout } => {
+            let ca = match &ca {
+                Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+                None => None,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let answer = rt
+                .block_on(probe::get(&url, ca.as_deref(), server_name.as_deref(), timeout))
+                .with_context(|| format!("probing {url}"))?;
+            let expect = probe::Expect { status: expect_status, body_contains: expect_body };
+            probe::judge(&answer, &expect).map_err(|why| anyhow::anyhow!("{url} {why}"))?;
+            println!("{url}: {} as expected", answer.status);
             Ok(())
         }
         Command::Run {

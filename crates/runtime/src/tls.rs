@@ -76,15 +76,7 @@ pub fn server_config(m: &Material, client_ca: Option<&str>) -> Result<Arc<rustls
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots
-                    .add(c.map_err(|e| Error::Tls(format!("client CA: {e}")))?)
-                    .map_err(|e| Error::Tls(format!("client CA: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(Error::Tls("client CA: no certificate in the file".into()));
-            }
+            let roots = roots(pem).map_err(|e| Error::Tls(format!("client CA: {e}")))?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
@@ -95,6 +87,20 @@ pub fn server_config(m: &Material, client_ca: Option<&str>) -> Result<Arc<rustls
     let mut config = builder.with_single_cert(certs, key).map_err(|e| Error::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The certificates of a PEM bundle, as trust roots (a client CA, a caBundle, the probe's CA).
+/// An unreadable bundle, or one without a certificate, is an error: never "trust nothing" that
+/// would read as "checked".
+pub fn roots(pem: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate in the bundle".into());
+    }
+    Ok(roots)
 }
 
 /// The webhook's TLS material, shared by every replica through a Secret.
