@@ -109,6 +109,12 @@ async fn the_standby_takes_over_within_the_lease_and_nothing_runs_twice() -> Res
     let (admin, home) = (p.admin.clone(), p.home.clone());
     p.requests.create(&PostParams::default(), &p.request("r1", "1")).await?;
     assert_eq!(executed(&admin, &home, "r1").await?.status.unwrap().decision, Some(Decision::AutoApproved));
+    // The leader writes the decision line just after the status: let it, before it dies (a leader
+    // killed in between loses that line; the status has it).
+    wait_for("r1's Executed line", Duration::from_secs(10), || async {
+        Ok((p.executions()?.iter().filter(|v| v["request"] == "r1").count() == 1).then_some(()))
+    })
+    .await?;
     let standby_log = std::fs::read_to_string(&p.b.log)?;
     assert!(
         standby_log.contains("standing by for the leader lease") && !standby_log.contains("execution finished"),
