@@ -148,14 +148,17 @@ fill_pause() { mkdir -p "$1/bin"; cp "$STATE/node/pause" "$1/bin/pause"; }
 fill_operator() { with_libs "$1" "$RELEASE/warden" /usr/local/bin/warden; }
 fill_agent() { with_libs "$1" "$RELEASE/reference-agent" /usr/local/bin/reference-agent; }
 
+# SOC_WARDEN_NODE_IMAGES=pause: the sandbox image only (a second node beside the first, for the
+# test that two run side by side, needs no operator image).
 node_images() {
-  RELEASE=$HERE/../target/release
-  log "building the release binaries of the operator and the reference agent"
-  (cd "$HERE/.." && cargo build -q --release --locked -p soc-warden -p reference-agent --bin warden --bin reference-agent >&2)
   # The pod sandbox: waits for a signal, as Kubernetes' own pause does.
   gcc -static -Os -o "$STATE/node/pause" "$HERE/images/pause.c"
   IMAGE_CONFIG=(--entrypoint '["/bin/pause"]' --user 65535:65535)
   image "$PAUSE_IMAGE" fill_pause
+  [ "${SOC_WARDEN_NODE_IMAGES:-all}" = pause ] && return 0
+  RELEASE=$HERE/../target/release
+  log "building the release binaries of the operator and the reference agent"
+  (cd "$HERE/.." && cargo build -q --release --locked -p soc-warden -p reference-agent --bin warden --bin reference-agent >&2)
   IMAGE_CONFIG=(--entrypoint '["/usr/local/bin/warden"]' --user 65532:65532)
   image "$OPERATOR_IMAGE" fill_operator
   IMAGE_CONFIG=(--entrypoint '["/usr/local/bin/reference-agent"]' --user 65532:65532)
@@ -219,6 +222,9 @@ containerRuntimeEndpoint: unix://$n/containerd.sock
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
 failSwapOn: false
+# The images were imported, not pulled (no registry): never collect them, whatever else fills this
+# machine's disk (the kubelet measures the whole filesystem, shared with everything else here).
+imageGCHighThresholdPercent: 100
 # Mounted Secrets follow their object within seconds (the default pod sync is a minute).
 syncFrequency: 5s
 authentication:
@@ -227,10 +233,6 @@ authentication:
   x509: {clientCAFile: $STATE/pki/ca.crt}
 authorization: {mode: Webhook}
 evictionHard: {memory.available: "0%", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
-# The images are local builds that cannot be pulled again: never garbage-collect them (by default
-# the kubelet deletes every unused image once the disk is 85% full, the pod sandbox's included).
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
 EOF
   nsenter --net="/run/netns/$NODE_NETNS" "$NODE_BIN/kubelet" --config="$n/kubelet.yaml" \
     --kubeconfig="$STATE/node.kubeconfig" --root-dir="$n/kubelet" \

@@ -94,6 +94,17 @@ pub async fn agent_token(client: &Client, ns: &str, agent: &str) -> Result<Optio
     Ok(token)
 }
 
+/// The id the API server gives the calls made with `token` in its audit events, `JTI=<jti>`: the
+/// token's `jti` claim, read here on its own (not with the operator's code) so a test compares
+/// what the operator recorded with the token itself.
+pub fn token_id(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    Some(format!("JTI={}", claims["jti"].as_str()?))
+}
+
 /// Runs `f` with a fresh admin client on a runtime of its own, from a plain thread: usable from
 /// `Drop`, where the test's runtime is blocked (its clients cannot make progress there).
 pub fn blocking_cleanup<F, Fut>(f: F)

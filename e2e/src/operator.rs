@@ -46,6 +46,15 @@ pub fn logged(request: &str, ns: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Lines of the decision log about agent `agent` of `ns` that say `decision`.
+pub fn logged_for_agent(ns: &str, agent: &str, decision: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(decision_log()).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["namespace"] == ns && v["agent"] == agent && v["decision"] == decision)
+        .collect()
+}
+
 /// A client with the operator's identity (see `operator_identity`): what a plain client doing the
 /// operator's writes would be authorized as.
 pub async fn operator_client() -> Result<kube::Client> {

@@ -667,13 +667,13 @@ fn the_values_schema_describes_every_value_and_agrees_with_the_crds() -> Result<
 }
 
 #[test]
-fn the_chart_needs_kubernetes_1_30_or_later() -> Result<()> {
-    let err = render_chart_for(&[safe()], true, "1.29.15").unwrap_err().to_string();
+fn the_chart_needs_kubernetes_1_33_or_later() -> Result<()> {
+    let err = render_chart_for(&[safe()], true, "1.32.9").unwrap_err().to_string();
     assert!(
-        err.contains("chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.15"),
+        err.contains("chart requires kubeVersion: >=1.33.0-0 which is incompatible with Kubernetes v1.32.9"),
         "{err}"
     );
-    for version in ["1.30.0", &tested_kube_version()?] {
+    for version in ["1.33.0", &tested_kube_version()?] {
         render_chart_for(&[safe()], true, version)?;
     }
     Ok(())

@@ -54,6 +54,9 @@ async fn leads_work_the_queue_from_a_browser_and_everyone_else_is_refused() -> R
     );
     let page = browser.page_text().await?;
     assert!(page.contains("Acting as") && page.contains("beaconing to a known C2"), "{page}");
+    // Who lead-a is, as the API server says (SelfSubjectReview): the user and its groups.
+    let me = browser.wait_text("[data-testid=identity]", T, |t| t.contains("soc-leads")).await?;
+    assert!(me.starts_with("Acting as lead-a (") && me.contains("system:authenticated"), "{me}");
     assert!(page.find("isolate-web") < page.find("isolate-db"), "oldest first");
     browser.screenshot("console-queue").await?;
 

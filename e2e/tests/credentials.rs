@@ -337,6 +337,20 @@ async fn a_token_past_80_percent_of_its_life_is_replaced() -> Result<()> {
     assert!(issued_now > issued + jiff::SignedDuration::from_secs(3000), "issued-at moved to now");
     assert_eq!(list_pods(&with_token(&new).await?, scope).await, 200, "the new token works");
     let a = agents.get("rot").await?;
-    assert_eq!(a.status.unwrap().credentials.unwrap().issued_at.unwrap(), s.annotations()[credentials::ISSUED_AT]);
+    let held = a.status.unwrap().credentials.unwrap();
+    assert_eq!(held.issued_at.unwrap(), s.annotations()[credentials::ISSUED_AT]);
+    // Each token is named by its jti, in the status and on the decision-log line of its issue.
+    let (old_id, new_id) = (token_id(&old).expect("a jti"), token_id(&new).expect("a jti"));
+    assert_ne!(old_id, new_id);
+    assert_eq!(held.credential_id.as_deref(), Some(new_id.as_str()), "the status names the token held now");
+    let rotated = wait_for("the rotation in the decision log", T, || async {
+        Ok(logged_for_agent(home, "rot", "TokenRotated").into_iter().next())
+    })
+    .await?;
+    assert_eq!(rotated["credentials"], json!([new_id]), "{rotated}");
+    assert!(rotated["message"].as_str().unwrap_or_default().starts_with("token past 80% of its lifetime"), "{rotated}");
+    let first = logged_for_agent(home, "rot", "CredentialsIssued");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!((&first[0]["credentials"], &first[0]["phase"]), (&json!([old_id]), &json!("Protect")));
     Ok(())
 }

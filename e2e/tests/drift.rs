@@ -107,6 +107,7 @@ async fn a_burst_of_403s_pauses_and_only_an_approver_resumes() -> Result<()> {
     let _op = Operator::start().await?;
     let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
     let bot = monitored(&w, "prober", "medium").await?;
+    let id = token_id(&agent_token(&w.admin, &home, "prober").await?.expect("a token")).expect("a jti");
     let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), w.read.clone(), 7);
     learned(&w, "prober").await?;
     // Probing beyond its grants: reading Secrets in its own scope.
@@ -115,6 +116,12 @@ async fn a_burst_of_403s_pauses_and_only_an_approver_resumes() -> Result<()> {
     }
     let pause_id = assert_contained(&w, "prober", &bot, "outOfScope").await?;
     normal.stop().await;
+    // The statistics name the token of the calls they judged: the agent's one token.
+    let paused = wait_for("the pause in the decision log", T, || async {
+        Ok(logged_for_agent(&home, "prober", "Paused").into_iter().next())
+    })
+    .await?;
+    assert_eq!(paused["credentials"], json!([id]), "{paused}");
 
     // A drift pause is lifted only by an approver's resume: not by the kill switch going on and
     // off, nor by spec.paused going true and false.

@@ -552,10 +552,11 @@ async fn an_audit_flood_costs_bounded_memory_loses_no_count_and_containment_stil
 async fn the_operators_own_writes_never_wait_on_its_own_webhook() -> Result<()> {
     use kube::api::{DeleteParams, PostParams};
     let s = Scene::new().await?;
-    let home = s.home().to_string();
+    let (home, scope) = (s.home().to_string(), s.scope().to_string());
     forget_webhook(&s.admin).await?;
     let agents = Api::<SocAgent>::namespaced(s.admin.clone(), &home);
-    apply(&agents, &agent("bot", &home, Tier::Observe, &[], &[&home])).await?;
+    // Scoped to another namespace: the operator needs its finalizer (cleanup there).
+    apply(&agents, &agent("bot", &home, Tier::Observe, &[], &[&scope])).await?;
     let dead = format!("https://127.0.0.1:{}", free_port());
     let _op = Operator::start_with(&["--webhook-url", &dead]).await?;
     let probe = agent("probe", &home, Tier::Observe, &[], &[&home]);
@@ -568,7 +569,10 @@ async fn the_operators_own_writes_never_wait_on_its_own_webhook() -> Result<()> 
     })
     .await?;
     wait_agent(&s.admin, &home, "bot", "Ready with the webhook down", T, ready).await?;
-    assert!(agents.get("bot").await?.finalizers().iter().any(|f| f.contains("socwarden")), "the operator's finalizer");
+    assert!(
+        agents.get("bot").await?.finalizers().iter().any(|f| f == "socwarden.io/cleanup"),
+        "the operator's finalizer"
+    );
     agents.delete("bot", &DeleteParams::default()).await?;
     wait_for("the deletion finished (finalizer removed by the operator)", T, || async {
         Ok(agents.get_opt("bot").await?.is_none().then_some(()))

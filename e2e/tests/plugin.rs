@@ -47,9 +47,17 @@ async fn a_lead_works_the_queue_and_the_agents_from_the_terminal() -> Result<()>
 
     let (ok, help) = kubectl_warden("lead-a", &["--help"])?;
     assert!(ok);
-    for cmd in ["pending", "approve", "deny", "pause", "resume", "promote", "explain"] {
+    for cmd in ["pending", "approve", "deny", "pause", "resume", "promote", "explain", "whoami"] {
         assert!(help.contains(cmd), "--help lists {cmd}:\n{help}");
     }
+    // Who am I, as the API server says (SelfSubjectReview), and which agents I approve for.
+    let (ok, out) = kubectl_warden("lead-a", &["whoami", "-n", &home])?;
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("lead-a"), "{out}");
+    assert!(out.contains("soc-leads") && out.contains(&format!("approver of: {home}/bot")), "{out}");
+    let (ok, out) = kubectl_warden("analyst", &["whoami", "-n", &home])?;
+    assert!(ok && out.contains(&format!("approver of: no agent in namespace {home}")), "{out}");
     let (ok, out) = kubectl_warden("lead-a", &["pending", "-n", &home])?;
     assert!(ok, "{out}");
     assert!(out.contains("r1") && out.contains("bot") && out.contains(&isolate) && out.contains("0/1"), "{out}");

@@ -121,6 +121,12 @@ async fn an_agent_doing_its_job_stays_active_and_its_request_shows_the_write() -
     let e = r.status.unwrap().execution.unwrap();
     let did: Vec<String> = e.performed.iter().map(ToString::to_string).collect();
     assert_eq!(did, vec![format!("delete pods {scope}/miner-1 → 200")], "{e:?}");
+    // Approved vs done, per credential: the write names the token kubectl used, and so does the
+    // decision log's line of it.
+    let id = token_id(&token).expect("a jti");
+    assert_eq!(e.performed[0].credential.as_deref(), Some(id.as_str()), "{e:?}");
+    let acted = logged("kill-miner", &home).into_iter().find(|l| l["decision"] == "ActedOn").expect("logged");
+    assert_eq!(acted["credentials"], json!([id]), "{acted}");
 
     // And the agent that did its job stays active: judged for 5 s more after the write was seen.
     let agents = Api::<SocAgent>::namespaced(w.admin.clone(), &home);
@@ -165,7 +171,12 @@ async fn a_write_without_a_record_contains_the_agent_on_the_first_one() -> Resul
     let (home, scope) = (w.ns.get(0).to_string(), w.ns.get(1).to_string());
     let victims: Vec<String> = (0..10).map(|i| format!("victim-{i}")).collect();
     pods(&w, &victims).await?;
-    let (bot, _, normal) = learned_agent(&w, "rogue", 11).await?;
+    let (bot, token, normal) = learned_agent(&w, "rogue", 11).await?;
+    // The id of the token the agent acts with, read from the token itself.
+    let id = token_id(&token).expect("a token issued by Kubernetes 1.30+ carries a jti claim");
+    let held = Api::<SocAgent>::namespaced(w.admin.clone(), &home).get("rogue").await?;
+    let shown = held.status.and_then(|s| s.credentials).and_then(|c| c.credential_id);
+    assert_eq!(shown.as_deref(), Some(id.as_str()), "the status names the token the agent holds");
 
     // In its grant, allowed by RBAC, never recorded.
     let through = delete_until_refused(&bot, &scope, &victims).await;
@@ -173,6 +184,24 @@ async fn a_write_without_a_record_contains_the_agent_on_the_first_one() -> Resul
     let msg = condition(&a, "Paused").unwrap().message;
     assert!(msg.contains("unrecorded") && msg.contains(&format!("delete pods {scope}/victim-0")), "{msg}");
     assert!(through < victims.len(), "contained before the end: {through} of {} deletes got through", victims.len());
+
+    // The decision log names the exact token that made the write (as the API server's audit event
+    // did), and leads back to the issue of that token.
+    let paused = wait_for("the pause in the decision log", T, || async {
+        Ok(logged_for_agent(&home, "rogue", "Paused").into_iter().next())
+    })
+    .await?;
+    assert_eq!(paused["credentials"], json!([id]), "the pause names the token of the write: {paused}");
+    let issued: Vec<_> = ["CredentialsIssued", "TokenRotated"]
+        .iter()
+        .flat_map(|d| logged_for_agent(&home, "rogue", d))
+        .filter(|l| l["credentials"] == json!([id]))
+        .collect();
+    assert_eq!(issued.len(), 1, "one issue of that token in the decision log: {issued:?}");
+    assert_eq!(issued[0]["phase"], "Protect");
+    let report = Api::<DriftReport>::namespaced(w.admin.clone(), &home).get("rogue").await?;
+    let drift = report.status.and_then(|s| s.drift).expect("assessed");
+    assert_eq!(drift.credentials, vec![id.clone()], "the DriftReport names it too");
     println!("writes that got through before containment: {through} (target 1)");
     let latency = metric(&op.metrics().await?, "socwarden_containment_duration_seconds_sum", &[]).unwrap_or(f64::NAN);
     println!("containment (audit batch at the sink → RoleBindings and Secret deleted): {:.0} ms", latency * 1000.0);

@@ -1,10 +1,26 @@
 use super::{Condition, Tier};
-use kube_derive::CustomResource;
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Duration of at least 10 minutes written as `10m`, `90m`, `1h`, `1h30m` or `900s`.
 pub const TTL_PATTERN: &str = r"^([1-9][0-9]*h([0-9]+m)?|[1-9][0-9]+m|([6-9][0-9]{2}|[1-9][0-9]{3,})s)$";
+/// The shortest token lifetime: the shortest token the API server issues.
+pub const MIN_TTL: Duration = Duration::from_secs(600);
+/// The longest token lifetime: tokens are meant to be short-lived.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// `maxLength` of the TTL: far beyond any TTL of at most a day (`86400s`, `23h59m`), and short
+/// enough that the CEL rule's sums cannot overflow.
+pub const TTL_MAX_LENGTH: u32 = 16;
+
+fn ttl_at_most_a_day() -> kube_core::Rule {
+    crate::duration::at_most(
+        TTL_PATTERN,
+        MAX_TTL,
+        "is longer than 24h; tokens are meant to be short-lived: write a shorter one, such as 1h",
+    )
+}
 
 /// One AI agent of the SOC: its autonomy tier, the actions it may take, who approves them, where
 /// it acts, and the credentials the operator issues to it.
@@ -73,12 +89,14 @@ pub fn default_policy_ref() -> String {
 }
 
 /// Behaviour monitoring of one agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct BaselineSpec {
     /// How long normal behaviour is observed before drift is judged (default 24h).
     #[serde(default = "default_learning")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
+    #[schemars(regex(pattern = crate::duration::PATTERN), length(min = 2, max = crate::duration::MAX_LENGTH))]
+    #[x_kube(validation = crate::duration::at_most_ten_years())]
     pub learning_period: String,
     /// low (acts at a drift score of 0.9), medium (0.7) or high (0.5).
     #[serde(default)]
@@ -172,13 +190,15 @@ impl WorkloadKind {
 }
 
 /// The token the operator issues (TokenRequest API), bound to a Secret it owns.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialSpec {
     /// Lifetime of each token, at least 10 minutes and at most 24 hours (`10m`, `1h`, `1h30m`,
     /// `900s`). The token is replaced at 80% of its lifetime.
     #[serde(default = "default_ttl")]
-    #[schemars(regex(pattern = TTL_PATTERN))]
+    #[schemars(regex(pattern = TTL_PATTERN), length(max = TTL_MAX_LENGTH))]
+    #[x_kube(validation = ttl_at_most_a_day())]
     pub ttl: String,
     /// Extra audiences for tools that validate the token with a TokenReview. The API server's own
     /// audience is always included, so the agent can file ActionRequests with the same token.
@@ -320,6 +340,10 @@ pub struct DriftStatus {
     /// Each contributing signal, observed against expected.
     #[serde(default)]
     pub signals: Vec<crate::drift::Signal>,
+    /// The tokens the judged calls were made with, as the API server's audit events name them
+    /// (`JTI=<token id>`), most recent first: for an unrecorded write, the token that made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
     pub evaluated_at: String,
 }
 
@@ -367,6 +391,11 @@ pub struct CredentialStatus {
     /// When the current token expires (RFC 3339); absent while revoked.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// The current token's id as the API server's audit events name the calls made with it
+    /// (`JTI=<its jti claim>`); the decision log's `CredentialsIssued`/`TokenRotated` line names it
+    /// too. Absent while revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,6 +1,15 @@
 //! Durations as written in manifests: `90s`, `10m`, `1h`, `1h30m`, `2d`.
 
+use kube_core::{Message, Rule};
 use std::time::Duration;
+
+/// The form of a duration field in the CRDs: what `parse` reads (parts largest unit first, each
+/// unit at most once), each part at most 6 digits. Its bound is the CEL rule of `at_most`.
+pub const PATTERN: &str = r"^([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$";
+
+/// The longest string `PATTERN` matches (`999999d999999h999999m999999s`); `maxLength` of each
+/// duration field, which also bounds what the API server estimates its rule to cost.
+pub const MAX_LENGTH: u32 = 28;
 
 /// The longest duration any field accepts: ten years. Every time computed from a duration stays
 /// far inside the calendar (`99999999999d` overflowed `since + learning` and panicked).
@@ -35,6 +44,30 @@ pub fn parse(s: &str) -> Option<Duration> {
         any = true;
     }
     (any && digits.is_empty() && total <= MAX.as_secs()).then(|| Duration::from_secs(total))
+}
+
+/// The CEL validation rule (`x-kubernetes-validations`) of a duration field written in the form of
+/// `pattern`: it adds up to at most `max`. The API server holds it while the operator is down. A
+/// value not in that form is left to the pattern: the rule judges only well-formed values, so it
+/// never fails to evaluate. Its message is the value followed by `says` ("is longer than …").
+pub fn at_most(pattern: &str, max: Duration, says: &str) -> Rule {
+    assert!(!pattern.contains('\'') && !says.contains('\''), "quoted into CEL string literals");
+    let part = |unit: char| format!("int('0' + self.find('[0-9]+{unit}').replace('{unit}', ''))");
+    let seconds = format!("{} * 86400 + {} * 3600 + {} * 60 + {}", part('d'), part('h'), part('m'), part('s'));
+    Rule::new(format!("!self.matches(r'{pattern}') || {seconds} <= {}", max.as_secs()))
+        .message(Message::Expression(format!("self + ' {says}'")))
+}
+
+/// The rule of every duration field but the token TTL: at most `MAX`, ten years.
+pub fn at_most_ten_years() -> Rule {
+    at_most(
+        PATTERN,
+        MAX,
+        &format!(
+            "is longer than {} (ten years), the longest duration SOC Warden accepts: write a shorter one, such as 15m, 24h or 7d",
+            format(MAX)
+        ),
+    )
 }
 
 /// Formats whole seconds compactly (`1h30m`, `10m`, `45s`).
@@ -82,6 +115,35 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse(input), want.map(Duration::from_secs), "parse({input:?})");
         }
+    }
+
+    /// The pattern itself is checked against `parse` by a property test
+    /// (`crates/core/tests/properties.rs`, which has a regex engine).
+    #[test]
+    fn the_longest_well_formed_duration_fits_and_is_refused_by_the_bound() {
+        let longest = "999999d999999h999999m999999s";
+        assert_eq!(longest.len(), MAX_LENGTH as usize);
+        assert!(parse(longest).is_none(), "beyond MAX: the CEL rule refuses what the pattern admits");
+        assert_eq!(parse("3650d"), Some(MAX));
+    }
+
+    #[test]
+    fn the_rule_adds_up_every_part_and_names_the_bound() {
+        let r = at_most_ten_years();
+        for part in [
+            "[0-9]+d')",
+            "[0-9]+h')",
+            "[0-9]+m')",
+            "[0-9]+s')",
+            "* 86400",
+            "* 60 + int(",
+            "<= 315360000",
+            "matches(r'^(",
+        ] {
+            assert!(r.rule.contains(part), "{part} in {}", r.rule);
+        }
+        let Some(Message::Expression(m)) = r.message else { panic!("a message expression") };
+        assert!(m.contains("is longer than 3650d (ten years)") && m.contains("write a shorter one"), "{m}");
     }
 
     #[test]

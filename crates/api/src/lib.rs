@@ -2,7 +2,9 @@
 //!
 //! Only data lives here — the types, the condition types and reasons, durations, and the drift
 //! report kept in a status. Every decision over these types is in `socwarden_core`. Doc comments
-//! become `kubectl explain` text.
+//! become `kubectl explain` text, and `#[x_kube(validation = ..)]` the CRDs' CEL validation rules:
+//! what the API server refuses on its own, even while the operator is down (the operator's checks
+//! in `socwarden_core` stay the authority; the rules share their words).
 
 // `#[kube(printcolumn(name = .., type_ = ..), printcolumn(..))]` repeats keys by design.
 #![allow(clippy::duplicated_attributes)]
@@ -27,6 +29,11 @@ use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "socwarden.io";
 pub const VERSION: &str = "v1alpha1";
+
+/// The operator's own Secrets (in its namespace): the key admission stamps are signed with, and
+/// the serving certificate's key. No SocAction or Notifier may name them: an endpoint receiving
+/// bodies MACed with the stamp key would hold an oracle of it.
+pub const OPERATOR_SECRETS: [&str; 2] = ["socwarden-signing-key", "socwarden-webhook-tls"];
 
 /// Autonomy tiers, from least to most autonomous. The order is meaningful: `observe < assist <
 /// supervised < autonomous`.

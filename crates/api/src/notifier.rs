@@ -1,7 +1,26 @@
-use super::{Condition, Risk, SecretKeyRef};
-use kube_derive::CustomResource;
+use super::{Condition, OPERATOR_SECRETS, Risk, SecretKeyRef};
+use kube_core::{Message, Rule};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// What to fix in a Notifier with neither `url` nor `urlSecretRef`: the words of its status
+/// (`socwarden_core::notify::problems`) and of the CRD's validation rule.
+pub const URL_MISSING: &str = "set url, or urlSecretRef (a Secret in the operator's namespace holding the URL)";
+/// … with both.
+pub const URL_TWICE: &str = "set url or urlSecretRef, not both";
+/// … with `format: webhook` and no `secretRef`.
+pub const WEBHOOK_UNSIGNED: &str = "format webhook needs secretRef: the Secret (in the operator's namespace) and key holding the HMAC key its bodies are signed with";
+
+/// The CEL rule of a Secret reference: not one of the operator's own Secrets (an endpoint
+/// receiving bodies MACed with the stamp key would hold an oracle of it).
+fn not_the_operators() -> Rule {
+    let own: Vec<String> = OPERATOR_SECRETS.iter().map(|n| format!("'{n}'")).collect();
+    Rule::new(format!("!(self.name in [{}])", own.join(", "))).message(Message::Expression(
+        "'names ' + self.name + \", the operator's own Secret; give the endpoint a key of its own in another Secret\""
+            .into(),
+    ))
+}
 
 /// Whether the Notifier can deliver as configured (condition `Valid`, with what to fix if not).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -17,7 +36,13 @@ pub struct NotifierStatus {
 /// resource of its own, not a section of an AutonomyPolicy: who routes the SOC's chat channels
 /// (platform or SOC operations) is not who sets autonomy, a policy has no place for a sink's
 /// Secrets, and one notice can go to several sinks whichever policy its agent uses.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    crates(kube_core = "::kube_core"),
+    validation = Rule::new("has(self.url) || has(self.urlSecretRef)").message(URL_MISSING),
+    validation = Rule::new("!has(self.url) || !has(self.urlSecretRef)").message(URL_TWICE),
+    validation = Rule::new("self.format != 'webhook' || has(self.secretRef)").message(WEBHOOK_UNSIGNED)
+)]
 #[kube(
     crates(kube_core = "::kube_core"),
     group = "socwarden.io",
@@ -44,10 +69,12 @@ pub struct NotifierSpec {
     pub url: Option<String>,
     /// The Secret (in the operator's namespace) and key holding the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = not_the_operators())]
     pub url_secret_ref: Option<SecretKeyRef>,
     /// The Secret (in the operator's namespace) and key holding the HMAC-SHA256 key each body is
     /// signed with (header `X-Soc-Warden-Signature: sha256=<hex>`). Required for `webhook`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = not_the_operators())]
     pub secret_ref: Option<SecretKeyRef>,
     /// PEM CA certificates to trust for an https URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,6 @@
 use super::{Condition, Risk};
-use kube_derive::CustomResource;
+use kube_core::{Message, Rule};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,8 @@ pub struct AutonomyPolicySpec {
 }
 
 /// Per agent: requests waiting for a decision, and requests filed per minute.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RequestQuota {
     /// Requests of one agent not decided yet (default 20).
@@ -58,7 +60,8 @@ pub struct RequestQuota {
     /// effect keeps its request (deleting it rolls back). Budgets and promotion evidence count only
     /// what is kept: keep it longer than an hour and than the promotion windows.
     #[serde(default = "week")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
+    #[schemars(regex(pattern = crate::duration::PATTERN), length(min = 2, max = crate::duration::MAX_LENGTH))]
+    #[x_kube(validation = crate::duration::at_most_ten_years())]
     pub retention: String,
     /// Requests one agent keeps at most, decided ones included (default 5000): past it, the agent
     /// files nothing more until retention deletes some. Without it, filing at the allowed rate
@@ -88,12 +91,14 @@ fn sixty() -> u32 {
 
 /// Approval of gated actions. The approvals a request needs are the larger of the agent's
 /// `approvers.minApprovals` and this policy's number for the action's risk.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRules {
     /// A gated request not decided within this time is Expired, never executed (default 15m).
     #[serde(default = "fifteen_minutes")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
+    #[schemars(regex(pattern = crate::duration::PATTERN), length(min = 2, max = crate::duration::MAX_LENGTH))]
+    #[x_kube(validation = crate::duration::at_most_ten_years())]
     pub timeout: String,
     /// Approvals needed per risk (defaults: low 1, medium 1, high 2, critical 2).
     #[serde(default)]
@@ -141,20 +146,24 @@ fn n2() -> u32 {
 }
 
 /// What raising an agent's tier needs, one step at a time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionRules {
     /// Minimum time at the current tier (default 24h).
     #[serde(default = "day")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
+    #[schemars(regex(pattern = crate::duration::PATTERN), length(min = 2, max = crate::duration::MAX_LENGTH))]
+    #[x_kube(validation = crate::duration::at_most_ten_years())]
     pub min_dwell: String,
     /// No drift pause within this window before the promotion (default 24h).
     #[serde(default = "day")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
+    #[schemars(regex(pattern = crate::duration::PATTERN), length(min = 2, max = crate::duration::MAX_LENGTH))]
+    #[x_kube(validation = crate::duration::at_most_ten_years())]
     pub clean_window: String,
     /// After a drift pause, no promotion for this long after the resume (default 72h).
     #[serde(default = "three_days")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}[dhms]){1,4}$"))]
+    #[schemars(regex(pattern = crate::duration::PATTERN), length(min = 2, max = crate::duration::MAX_LENGTH))]
+    #[x_kube(validation = crate::duration::at_most_ten_years())]
     pub cooling_off: String,
     /// Shadow evidence: at least this many human decisions on requests the next tier would have
     /// run alone (default 20) …
@@ -193,7 +202,12 @@ fn ninety() -> f64 {
 }
 
 /// The highest risk that runs without approval, per tier. Ceilings may not decrease with the tier.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    crates(kube_core = "::kube_core"),
+    validation = never_below("assist", "supervised"),
+    validation = never_below("supervised", "autonomous")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Ceilings {
     /// Default none: every action needs approval.
@@ -211,6 +225,18 @@ impl Default for Ceilings {
     fn default() -> Self {
         Self { assist: Ceiling::None, supervised: Ceiling::Low, autonomous: Ceiling::Medium }
     }
+}
+
+/// The CEL rule that the ceiling of tier `hi` is not below that of the tier `lo` under it, with
+/// the words of `socwarden_core::agent::policy::validate` (the operator's own check, which marks
+/// such a policy invalid and fails its agents closed).
+fn never_below(lo: &str, hi: &str) -> Rule {
+    // `{'none': 0, 'low': 1, 'medium': 2, 'high': 3}`: the order of `Ceiling`.
+    let ranks: Vec<String> = Ceiling::ALL.iter().enumerate().map(|(i, c)| format!("'{}': {i}", c.as_str())).collect();
+    let rank = format!("{{{}}}", ranks.join(", "));
+    Rule::new(format!("{rank}[self.{lo}] <= {rank}[self.{hi}]")).message(Message::Expression(format!(
+        "'ceilings must not decrease with the tier: autonomy.{lo} is ' + self.{lo} + ' but autonomy.{hi} is ' + self.{hi} + '; raise autonomy.{hi} or lower autonomy.{lo}'"
+    )))
 }
 
 fn none() -> Ceiling {
@@ -234,6 +260,18 @@ pub enum Ceiling {
 }
 
 impl Ceiling {
+    /// Every ceiling, lowest first.
+    pub const ALL: [Ceiling; 4] = [Ceiling::None, Ceiling::Low, Ceiling::Medium, Ceiling::High];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ceiling::None => "none",
+            Ceiling::Low => "low",
+            Ceiling::Medium => "medium",
+            Ceiling::High => "high",
+        }
+    }
+
     /// Whether an action of this risk runs without approval under this ceiling.
     pub fn allows(self, risk: Risk) -> bool {
         match self {

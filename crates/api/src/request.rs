@@ -1,13 +1,26 @@
 use super::{Condition, Tier};
-use kube_derive::CustomResource;
+use kube_core::{Message, Rule};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Why an edit of a record's spec is refused: the admission webhook's words and the CRD's rule's.
+pub fn spec_immutable(kind: &str) -> String {
+    format!("{kind} spec is immutable; create a new one instead")
+}
+
+/// The CEL transition rule that keeps the spec of a `kind` record as it was created: the API
+/// server holds it even while the operator (and its webhook) is down.
+fn immutable(kind: &str) -> Rule {
+    Rule::new("self == oldSelf").message(Message::Message(spec_immutable(kind)))
+}
+
 /// An agent asks to act. Created by the agent with its own token (or by a human on its behalf);
 /// immutable once created. The admission webhook stamps `requester` from the authenticated user
 /// and signs it; the operator decides, deterministically, and executes what was approved.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"), validation = immutable("ActionRequest"))]
 #[kube(
     crates(kube_core = "::kube_core"),
     group = "socwarden.io",
@@ -254,6 +267,10 @@ pub struct PerformedCall {
     pub at: String,
     /// The HTTP status it answered with.
     pub code: u16,
+    /// The token it was made with, as the API server's audit events name it (`JTI=<token id>`;
+    /// absent when the API server did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// `delete pods web/web-1 → 200`.
@@ -288,7 +305,8 @@ impl std::fmt::Display for AppliedObject {
 /// A human decision: on an ActionRequest, on a tier promotion, or on resuming a paused agent.
 /// The approver is stamped from the authenticated user by the admission webhook and signed;
 /// approvals are immutable.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"), validation = immutable("Approval"))]
 #[kube(
     crates(kube_core = "::kube_core"),
     group = "socwarden.io",

@@ -1,15 +1,18 @@
 //! What one line of the decision log says: one per decision (auto-approved, approved, denied,
-//! expired, rejected, recommended, executed, rolled back, paused, resumed, promoted, demoted), each
-//! with the incident-response phase it belongs to (NIST SP 800-61r3, which follows the CSF 2.0
-//! functions: Govern, Detect, Respond, Recover). The writer, which stamps the time, is the
-//! runtime's `decisionlog`.
+//! expired, rejected, recommended, executed, rolled back, paused, resumed, promoted, demoted, a
+//! token issued or rotated), each with the incident-response phase it belongs to (NIST SP
+//! 800-61r3, which follows the CSF 2.0 functions: Govern, Protect, Detect, Respond, Recover). The
+//! writer, which stamps the time, is the runtime's `decisionlog`.
 
+use crate::admission::identity::CredentialId;
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Phase {
     /// Tier changes: who may act alone is a governance decision.
     Govern,
+    /// Credentials issued and rotated (identity and access management, CSF PR.AA).
+    Protect,
     /// Findings: recommendations of observing agents, drift detected.
     Detect,
     /// Actions decided and executed, containment.
@@ -25,7 +28,8 @@ pub struct Entry {
     pub time: String,
     pub phase: Option<Phase>,
     /// What was decided: AutoApproved, Approved, Denied, Expired, Rejected, Recommended, Executed,
-    /// ExecutionFailed, RolledBack, Paused, Resumed, Promoted, Demoted.
+    /// ExecutionFailed, RolledBack, ActedOn, NotActedOn, Paused, Resumed, Promoted, Demoted,
+    /// DriftDetected, DriftReported, CredentialsIssued, TokenRotated.
     pub decision: String,
     pub namespace: String,
     pub agent: String,
@@ -42,6 +46,12 @@ pub struct Entry {
     /// The W3C `traceparent` the request was filed with (MCP tool calls), for correlating traces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The tokens this decision is about, as the API server names them (`JTI=<jti>`): of the
+    /// audited calls it comes from (the write that tripped a containment, the writes an agent made
+    /// under its request), or the token it issued. The same string is in the API server's audit
+    /// log, on each call made with the token and on the TokenRequest that issued it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<CredentialId>,
     pub message: String,
 }
 

@@ -8,10 +8,7 @@
 use crate::agent::rbac::{self, Rule};
 use socwarden_api::{Grant, ParameterSpec, Verb};
 
-/// The operator's own Secrets (in its namespace): the key admission stamps are signed with, and
-/// the serving certificate's key. No SocAction or Notifier may name them: an endpoint receiving
-/// bodies MACed with the stamp key would hold an oracle of it.
-pub const OPERATOR_SECRETS: [&str; 2] = ["socwarden-signing-key", "socwarden-webhook-tls"];
+pub use socwarden_api::OPERATOR_SECRETS;
 
 /// Why the Secret `name` (in the operator's namespace), named by `field`, may not be used, if so.
 pub fn secret_problem(field: &str, name: &str) -> Option<String> {

@@ -7,7 +7,8 @@
 //! - `admission::gate`: what happens to an ActionRequest (checks in order, quorum, expiry).
 //! - `admission::approvals`: whether one Approval counts — ONE check for requests, promotions and
 //!   resumes — and whether it approves the content its approver was shown (`seen_problem`).
-//! - `admission::identity`: the agent ServiceAccount name, built and parsed in one place.
+//! - `admission::identity`: the agent ServiceAccount name, built and parsed in one place; which
+//!   token a call was made with (`CredentialId`, the `jti` as audit events name it).
 //! - `admission::effect`: every object a request touches (written, selected, named by parameters).
 //! - `admission::kinds`: what a kind is (resolved through discovery) and a name's one spelling
 //!   (addresses parsed): nothing is compared as written.
@@ -29,7 +30,8 @@
 //! - `agent::plan`: the whole desired state of one agent, and its status.
 //! - `agent::transitions`: which Events and decision-log lines a change of status produces.
 //! - `behaviour::drift`: the baseline, the drift signals and score, and the judgement.
-//! - `behaviour::audit`: reading the API server's audit events into observations.
+//! - `behaviour::audit`: reading the API server's audit events into observations (with the token
+//!   of each call).
 //! - `behaviour::records`: which decided request covers a write of an agent (approved vs done).
 //! - `behaviour::report`: what the DriftReport (drift and baseline, kept from the agent) shows.
 //! - `catalog`: whether a SocAction may be delegated and an AutonomyPolicy used.
@@ -41,6 +43,11 @@
 //!   agent's words only in elements that render no Markdown, links defanged).
 //! - `outbox`: which notice a sink is sent next (urgent first, a flood bounded), and retries.
 //! - `mcp`: the MCP gateway — who may use it, an agent's tools, a call as a request, the answer.
+//!
+//! Not here: the CRDs' validation rules (CEL), which the API server holds on its own while the
+//! operator is down, are written beside the types in `socwarden_api` (ceilings, durations,
+//! Notifier URLs and Secrets, immutable records); `agent::policy`, `notify` and the webhook stay
+//! the authority, in the same words.
 
 pub mod admission;
 pub mod agent;

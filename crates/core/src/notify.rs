@@ -80,20 +80,19 @@ pub fn kind_of(decision: &str) -> Option<NoticeKind> {
 }
 
 /// What is wrong with a Notifier's spec, each in words that say how to fix it (empty: it can
-/// deliver). The schema cannot say these (Kubernetes 1.20 has no CEL): the status does.
+/// deliver). The CRD's validation rules refuse most of these in the API server's own words; the
+/// status still says them for a Notifier stored before those rules, or through a CRD without them.
 pub fn problems(spec: &NotifierSpec) -> Vec<String> {
     let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
     let mut p = Vec::new();
     match (&spec.url, &spec.url_secret_ref) {
-        (None, None) => {
-            p.push("set url, or urlSecretRef (a Secret in the operator's namespace holding the URL)".into())
-        }
-        (Some(_), Some(_)) => p.push("set url or urlSecretRef, not both".into()),
+        (None, None) => p.push(socwarden_api::URL_MISSING.into()),
+        (Some(_), Some(_)) => p.push(socwarden_api::URL_TWICE.into()),
         (Some(u), None) if !http(u) => p.push(format!("url {u} is not an http:// or https:// URL")),
         _ => {}
     }
     if spec.format == NoticeFormat::Webhook && spec.secret_ref.is_none() {
-        p.push("format webhook needs secretRef: the Secret (in the operator's namespace) and key holding the HMAC key its bodies are signed with".into());
+        p.push(socwarden_api::WEBHOOK_UNSIGNED.into());
     }
     for (field, r) in [("urlSecretRef", &spec.url_secret_ref), ("secretRef", &spec.secret_ref)] {
         if let Some(r) = r {

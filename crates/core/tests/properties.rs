@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use socwarden_api::duration;
 use socwarden_api::{ActionRequestSpec, ApprovalDecision, ApprovalSpec, ParameterSpec, ParameterType, Target};
-use socwarden_core::admission::{params, signature};
+use socwarden_core::admission::{identity, params, signature};
 use socwarden_core::behaviour::audit;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -87,6 +87,31 @@ proptest! {
     fn every_bounded_duration_round_trips(secs in 0..=duration::MAX.as_secs()) {
         let d = Duration::from_secs(secs);
         prop_assert_eq!(duration::parse(&duration::format(d)), Some(d));
+    }
+
+    /// The CRD holds a duration field to `duration::PATTERN` (and a length of at least 2) and its
+    /// CEL rule to the sum of the parts it finds; together they admit exactly what `parse` reads.
+    /// `cel_seconds` is the rule's arithmetic, written again in Rust: the rule itself is run by
+    /// the API server in `e2e/tests/schema.rs`.
+    #[test]
+    fn the_schema_admits_exactly_the_durations_parse_reads(s in "([0-9]{1,7}[dhms]){0,5}|[0-9dhms]{0,12}") {
+        let pattern = regex::Regex::new(duration::PATTERN).unwrap();
+        let cel_seconds = |s: &str| -> u64 {
+            [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)].iter().map(|(unit, secs)| {
+                let part = regex::Regex::new(&format!("[0-9]+{unit}")).unwrap();
+                part.find(s).map_or(0, |m| m.as_str().trim_end_matches(*unit).parse::<u64>().unwrap()) * secs
+            }).sum()
+        };
+        let admitted = s.len() >= 2 && pattern.is_match(&s) && cel_seconds(&s) <= duration::MAX.as_secs();
+        let longest_part = s.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+        if longest_part <= 6 {
+            prop_assert_eq!(admitted, duration::parse(&s).is_some(), "{:?}", s);
+        } else {
+            prop_assert!(!admitted, "{:?}: a part of more than 6 digits", s);
+        }
+        if admitted {
+            prop_assert_eq!(duration::parse(&s).map(|d| d.as_secs()), Some(cel_seconds(&s)), "{:?}", s);
+        }
     }
 
     #[test]
@@ -197,6 +222,82 @@ proptest! {
         })).collect();
         let body = serde_json::to_vec(&json!({"kind": "EventList", "items": events})).unwrap();
         let _ = audit::parse(&body, Timestamp::UNIX_EPOCH);
+    }
+}
+
+/// The one spelling of a credential id: `JTI=` and a lowercase hyphenated UUID.
+fn canonical_id(s: &str) -> bool {
+    let Some(u) = s.strip_prefix("JTI=") else { return false };
+    u.len() == 36
+        && u.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        })
+}
+
+/// Strings near a credential id: the real form, and the ways an id can be spelled wrong.
+fn id_like() -> impl Strategy<Value = String> {
+    let uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+    prop_oneof![
+        uuid.prop_map(|u| format!("JTI={u}")),
+        "(JTI|jti|Jti|X509SHA256)?=?[0-9a-fA-F -]{0,40}\\n?",
+        "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+            .prop_map(|u| format!("JTI={u}")),
+        (uuid, 0..36usize, "\\PC").prop_map(|(u, at, c)| {
+            let mut u: Vec<char> = u.chars().collect();
+            u[at] = c.chars().next().unwrap_or('x');
+            format!("JTI={}", u.into_iter().collect::<String>())
+        }),
+        "\\PC{0,48}",
+    ]
+}
+
+/// An `extra` of any shape, often with the credential-id key and values near an id.
+fn extra() -> impl Strategy<Value = Value> {
+    let key = || prop_oneof![Just(identity::CREDENTIAL_ID_KEY.to_string()), "[a-z./-]{1,12}"];
+    let value = prop_oneof![
+        prop::collection::vec(id_like().prop_map(Value::String), 0..3).prop_map(Value::Array),
+        id_like().prop_map(Value::String),
+        json_value(),
+    ];
+    prop_oneof![
+        prop::collection::vec((key(), value), 0..4).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        json_value()
+    ]
+}
+
+/// What the id of `extra` is: exactly one canonical value under the key, else none.
+fn expected_id(extra: &Value) -> Option<String> {
+    match extra.get(identity::CREDENTIAL_ID_KEY)?.as_array()?.as_slice() {
+        [Value::String(s)] if canonical_id(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_credential_id_parses_only_in_its_one_spelling(s in id_like()) {
+        match identity::CredentialId::parse(&s) {
+            Some(id) => {
+                prop_assert!(canonical_id(&s), "{s:?} parsed");
+                prop_assert_eq!(id.to_string(), s, "written back as it was read");
+            }
+            None => prop_assert!(!canonical_id(&s), "{s:?} refused"),
+        }
+    }
+
+    #[test]
+    fn an_extra_of_any_shape_names_at_most_its_one_well_formed_id(extra in extra()) {
+        let event = json!({"stage": "ResponseComplete", "verb": "delete",
+            "user": {"username": "system:serviceaccount:agents:warden-bot", "extra": extra},
+            "objectRef": {"resource": "pods", "namespace": "web", "name": "p"}, "responseStatus": {"code": 200}});
+        let body = serde_json::to_vec(&json!({"kind": "EventList", "items": [event]})).unwrap();
+        let calls = audit::parse(&body, Timestamp::UNIX_EPOCH).expect("an extra never makes the batch unreadable");
+        prop_assert_eq!(calls.len(), 1);
+        let got = calls[0].access.as_ref().and_then(|a| a.credential).map(|c| c.to_string());
+        prop_assert_eq!(got, expected_id(&extra), "{}", extra);
     }
 }
 

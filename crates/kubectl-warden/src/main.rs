@@ -13,6 +13,7 @@ use socwarden_api::{ActionRequest, Approval, Decision, DriftReport, SocAction, S
 use socwarden_core::admission::signature;
 
 mod console;
+mod whoami;
 
 /// Work the SOC Warden approval queue and the agents' autonomy from the command line.
 ///
@@ -72,6 +73,13 @@ enum Command {
     },
     /// Say in plain words why an agent is paused, what its promotion waits for, what it may do.
     Explain { agent: String },
+    /// Who you are, as the API server authenticates you (the name approvals are stamped with),
+    /// and the agents you approve for.
+    Whoami {
+        /// Look for agents in every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
     /// Open the approval console: a local web page (127.0.0.1 only) acting as you, with the queue,
     /// the fleet, each agent and each request; approve or deny from the browser.
     Console {
@@ -402,6 +410,43 @@ fn explain(a: &SocAgent, report: Option<&DriftReport>, requests: &[ActionRequest
     out.join("\n")
 }
 
+/// Who the user is and the agents (of `ns`, or every namespace) whose approvers include them.
+async fn whoami(client: &Client, ns: &str, all_namespaces: bool) -> Result<String> {
+    let me = whoami::whoami(client).await?;
+    let api = if all_namespaces { Api::<SocAgent>::all(client.clone()) } else { Api::namespaced(client.clone(), ns) };
+    let agents = api.list(&ListParams::default()).await.map(|l| l.items);
+    Ok(whoami_text(&me, agents.as_deref().map_err(|e| e.to_string()), if all_namespaces { None } else { Some(ns) }))
+}
+
+/// What `whoami` prints: the user, its groups, its token (a ServiceAccount's), and the agents it
+/// approves for (the webhook's own rule, `approvals::is_approver`) — or why they cannot be listed.
+fn whoami_text(me: &whoami::Me, agents: Result<&[SocAgent], String>, ns: Option<&str>) -> String {
+    let mut out = vec![me.user.clone()];
+    if !me.groups.is_empty() {
+        out.push(format!("groups: {}", me.groups.join(", ")));
+    }
+    if let Some(id) = me.credential {
+        out.push(format!("token: {id}"));
+    }
+    let scope = ns.map(|n| format!("in namespace {n}")).unwrap_or_else(|| "in any namespace".into());
+    match agents {
+        Err(e) => out.push(format!("approver of: SocAgents {scope} cannot be listed ({e})")),
+        Ok(agents) => {
+            let mine: Vec<String> = agents
+                .iter()
+                .filter(|a| socwarden_core::admission::approvals::is_approver(a, &me.user, &me.groups))
+                .map(|a| format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()))
+                .collect();
+            if mine.is_empty() {
+                out.push(format!("approver of: no agent {scope}"));
+            } else {
+                out.push(format!("approver of: {}", mine.join(", ")));
+            }
+        }
+    }
+    out.join("\n")
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -456,14 +501,45 @@ async fn main() -> Result<()> {
             requests.truncate(5);
             println!("{}", explain(&a, report.as_ref(), &requests))
         }
+        Command::Whoami { all_namespaces } => println!("{}", whoami(&client, &ns, all_namespaces).await?),
         Command::Console { port, all_namespaces } => {
-            let kubeconfig_user = kube::config::Kubeconfig::read().ok().and_then(|k| {
-                let ctx = k.current_context.clone()?;
-                k.contexts.iter().find(|c| c.name == ctx)?.context.as_ref()?.user.clone()
-            });
             let namespace = (!all_namespaces).then(|| ns.clone());
-            console::run(client, console::Options { port, namespace, kubeconfig_user }).await?
+            console::run(client, console::Options { port, namespace }).await?
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_core::testing;
+
+    #[test]
+    fn whoami_names_the_user_and_the_agents_it_approves_for() {
+        // Agent `bot` in `agents`: approvers user `alice` and group `leads`.
+        let bot = testing::agent(Tier::Supervised);
+        let me = |user: &str, groups: &[&str]| whoami::Me {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            credential: None,
+        };
+        let lead = me("lead-a", &["leads", "system:authenticated"]);
+        let text = whoami_text(&lead, Ok(std::slice::from_ref(&bot)), Some("agents"));
+        assert_eq!(text, "lead-a\ngroups: leads, system:authenticated\napprover of: agents/bot");
+        let text = whoami_text(&me("alice", &[]), Ok(std::slice::from_ref(&bot)), None);
+        assert_eq!(text, "alice\napprover of: agents/bot", "by name");
+        let text = whoami_text(&me("analyst", &["analysts"]), Ok(std::slice::from_ref(&bot)), Some("agents"));
+        assert!(text.ends_with("approver of: no agent in namespace agents"), "{text}");
+        let text = whoami_text(&lead, Err("forbidden".into()), None);
+        assert!(text.ends_with("SocAgents in any namespace cannot be listed (forbidden)"), "{text}");
+        let ci = whoami::Me {
+            credential: socwarden_core::admission::identity::CredentialId::parse(
+                "JTI=0f8fad5b-d9cb-469f-a165-70867728950e",
+            ),
+            ..me("system:serviceaccount:ci:deployer", &[])
+        };
+        let text = whoami_text(&ci, Ok(&[]), Some("ci"));
+        assert!(text.contains("\ntoken: JTI=0f8fad5b-d9cb-469f-a165-70867728950e\n"), "{text}");
+    }
 }

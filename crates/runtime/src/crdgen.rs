@@ -20,6 +20,10 @@ pub fn manifests() -> Vec<(&'static str, String)> {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use socwarden_api::{ActionRequest, Approval, AutonomyPolicy, Notifier, SocAgent};
+
     /// CI regenerates nothing: this test fails when `crds/` (or the chart's copy) differs from the types.
     #[test]
     fn crds_directories_are_up_to_date() {
@@ -40,6 +44,68 @@ mod tests {
         for (file, yaml) in super::manifests() {
             assert!(!yaml.contains("- null"), "{file}: an enum lists null");
         }
+    }
+
+    /// The schema of `crd` at `path` (`spec.approvals.timeout`).
+    fn schema_at(crd: &CustomResourceDefinition, path: &str) -> serde_json::Value {
+        let root = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.clone());
+        let mut v = serde_json::to_value(root).expect("schema serializes");
+        for field in path.split('.') {
+            v = v["properties"][field].take();
+        }
+        v
+    }
+
+    /// The rules the API server holds while the operator is down (design §14): each where it
+    /// belongs, with a message that says what to fix. The end-to-end test `schema.rs` has the API
+    /// server apply each one.
+    #[test]
+    fn the_crds_carry_their_validation_rules() {
+        use socwarden_api::{URL_MISSING, URL_TWICE, WEBHOOK_UNSIGNED};
+        let (agent, policy, request, approval, notifier) =
+            (SocAgent::crd(), AutonomyPolicy::crd(), ActionRequest::crd(), Approval::crd(), Notifier::crd());
+        let ten_years = ("<= 315360000", "is longer than 3650d (ten years)");
+        let own =
+            ("['socwarden-signing-key', 'socwarden-webhook-tls']", "the operator's own Secret; give the endpoint");
+        // (CRD, field, a part of the rule, a part of its message)
+        let table = [
+            (&notifier, "spec", "has(self.url) || has(self.urlSecretRef)", URL_MISSING),
+            (&notifier, "spec", "!has(self.url) || !has(self.urlSecretRef)", URL_TWICE),
+            (&notifier, "spec", "self.format != 'webhook' || has(self.secretRef)", WEBHOOK_UNSIGNED),
+            (&notifier, "spec.secretRef", own.0, own.1),
+            (&notifier, "spec.urlSecretRef", own.0, own.1),
+            (
+                &policy,
+                "spec.autonomy",
+                "[self.assist] <= {",
+                "autonomy.assist is ' + self.assist + ' but autonomy.supervised",
+            ),
+            (&policy, "spec.autonomy", "[self.supervised] <= {", "autonomy.supervised is ' + self.supervised + ' but"),
+            (&policy, "spec.approvals.timeout", ten_years.0, ten_years.1),
+            (&policy, "spec.requests.retention", ten_years.0, ten_years.1),
+            (&policy, "spec.promotion.minDwell", ten_years.0, ten_years.1),
+            (&policy, "spec.promotion.cleanWindow", ten_years.0, ten_years.1),
+            (&policy, "spec.promotion.coolingOff", ten_years.0, ten_years.1),
+            (&agent, "spec.baseline.learningPeriod", ten_years.0, ten_years.1),
+            (&agent, "spec.credentials.ttl", "<= 86400", "is longer than 24h; tokens are meant to be short-lived"),
+            (&request, "spec", "self == oldSelf", "ActionRequest spec is immutable; create a new one instead"),
+            (&approval, "spec", "self == oldSelf", "Approval spec is immutable; create a new one instead"),
+        ];
+        for (crd, path, rule, message) in table {
+            let at = schema_at(crd, path);
+            let rules = at["x-kubernetes-validations"].as_array().cloned().unwrap_or_default();
+            let found = rules.iter().any(|r| {
+                let said = r["message"].as_str().or(r["messageExpression"].as_str()).unwrap_or_default();
+                r["rule"].as_str().is_some_and(|r| r.contains(rule)) && said.contains(message)
+            });
+            assert!(found, "{} {path}: no rule with {rule:?} saying {message:?} in {rules:#?}", crd.spec.names.kind);
+        }
+        // A rule over a string is costed by its longest value: each duration is bounded.
+        for (crd, path) in [(&policy, "spec.approvals.timeout"), (&agent, "spec.baseline.learningPeriod")] {
+            assert_eq!(schema_at(crd, path)["maxLength"], socwarden_api::duration::MAX_LENGTH, "{path}");
+            assert_eq!(schema_at(crd, path)["pattern"], socwarden_api::duration::PATTERN, "{path}");
+        }
+        assert_eq!(schema_at(&agent, "spec.credentials.ttl")["maxLength"], socwarden_api::TTL_MAX_LENGTH);
     }
 
     #[test]

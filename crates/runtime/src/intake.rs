@@ -20,9 +20,9 @@ use crate::context::Context;
 use crate::server::{Body, BodyError};
 use hyper::StatusCode;
 use hyper::body::Bytes;
-use socwarden_core::admission::identity::AgentKey;
+use socwarden_core::admission::identity::{AgentKey, CredentialId};
 use socwarden_core::behaviour::audit::{self, Batch, Call};
-use socwarden_core::behaviour::drift::Kind;
+use socwarden_core::behaviour::drift::{Kind, MAX_CREDENTIALS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -45,7 +45,16 @@ pub struct Admitted {
     /// Neither significant nor judged: counted.
     pub dropped: usize,
     /// Significant calls there was no room to judge, per agent: each agent is contained unjudged.
-    pub unjudged: Vec<(AgentKey, usize)>,
+    pub unjudged: Vec<Unjudged>,
+}
+
+/// The significant calls of one agent there was no room to judge.
+#[derive(Debug, PartialEq)]
+pub struct Unjudged {
+    pub agent: AgentKey,
+    pub calls: usize,
+    /// The tokens they were made with (at most `drift::MAX_CREDENTIALS`), for the decision log.
+    pub credentials: Vec<CredentialId>,
 }
 
 /// What to do with a part of `calls` when `queued` calls are being judged already: everything is
@@ -63,9 +72,19 @@ pub fn admit(calls: Vec<Call>, queued: usize) -> Admitted {
         } else if out.kept.len() < room {
             out.kept.push(c);
         } else {
-            match out.unjudged.iter_mut().find(|(agent, _)| *agent == c.agent) {
-                Some((_, n)) => *n += 1,
-                None => out.unjudged.push((c.agent, 1)),
+            let credential = c.observation.credential;
+            let u = match out.unjudged.iter().position(|u| u.agent == c.agent) {
+                Some(i) => &mut out.unjudged[i],
+                None => {
+                    out.unjudged.push(Unjudged { agent: c.agent, calls: 0, credentials: Vec::new() });
+                    out.unjudged.last_mut().expect("just pushed")
+                }
+            };
+            u.calls += 1;
+            if let Some(id) = credential.filter(|id| !u.credentials.contains(id))
+                && u.credentials.len() < MAX_CREDENTIALS
+            {
+                u.credentials.push(id);
             }
         }
     }
@@ -171,10 +190,11 @@ impl Intake {
                 "audit events beyond capacity dropped"
             );
         }
-        for (key, n) in &unjudged {
-            events.with_label_values(&["unjudged"]).inc_by(*n as u64);
+        for u in &unjudged {
+            let (key, n) = (&u.agent, u.calls);
+            events.with_label_values(&["unjudged"]).inc_by(n as u64);
             tracing::warn!(namespace = %key.0, agent = %key.1, calls = n, "writes or refusals beyond twice the capacity: agent contained unjudged");
-            self.ctx.monitor.unjudged(key, *n, received, now);
+            self.ctx.monitor.unjudged(key, n, &u.credentials, received, now);
         }
         if kept.is_empty() {
             return;
@@ -244,8 +264,23 @@ mod tests {
             namespace: "web".into(),
             name: "p".into(),
             code,
+            credential: None,
         });
         Call { agent: ("a".into(), "bot".into()), observation: Observation::api(at, verb, "pods", code), access }
+    }
+
+    fn unjudged(ns: &str, agent: &str, calls: usize, credentials: Vec<CredentialId>) -> Unjudged {
+        Unjudged { agent: (ns.into(), agent.into()), calls, credentials }
+    }
+
+    /// The same call, made with the token of id `n`.
+    fn with_token(mut c: Call, n: u8) -> Call {
+        let id = CredentialId::from_jti(&format!("{:08x}-0000-4000-8000-000000000000", n));
+        c.observation.credential = id;
+        if let Some(a) = c.access.as_mut() {
+            a.credential = id;
+        }
+        c
     }
 
     #[test]
@@ -278,23 +313,25 @@ mod tests {
         assert!(a.kept.iter().all(significant), "the reads went");
         let a = admit(batch(), 2 * CAPACITY - 1);
         assert_eq!((a.kept.len(), a.dropped), (1, 2), "room for one more");
-        assert_eq!(a.unjudged, vec![(("a".to_string(), "bot".to_string()), 1)], "the other is not dropped");
+        assert_eq!(a.unjudged, vec![unjudged("a", "bot", 1, vec![])], "the other is not dropped");
     }
 
     #[test]
     fn past_twice_the_capacity_a_write_contains_its_agent_unjudged_never_silently_dropped() {
         // Before: everything past twice the capacity was dropped, the unrecorded delete with it.
-        let mut other = call("create", 201);
+        let mut other = with_token(call("create", 201), 2);
         other.agent = ("b".into(), "bot2".into());
-        let batch = vec![call("get", 200), call("delete", 200), call("get", 403), other, call("list", 200)];
+        let (delete, refused) = (with_token(call("delete", 200), 1), with_token(call("get", 403), 1));
+        let batch = vec![call("get", 200), delete, refused, other, call("list", 200)];
+        let id = |n: u8| with_token(call("get", 200), n).observation.credential.expect("an id");
         for queued in [2 * CAPACITY, 3 * CAPACITY, usize::MAX / 2] {
             let a = admit(batch.clone(), queued);
             assert!(a.kept.is_empty(), "full: nothing judged at {queued}");
             assert_eq!(a.dropped, 2, "only the reads are dropped at {queued}");
             assert_eq!(
                 a.unjudged,
-                vec![(("a".to_string(), "bot".to_string()), 2), (("b".to_string(), "bot2".to_string()), 1)],
-                "every agent with a write or refusal is contained at {queued}"
+                vec![unjudged("a", "bot", 2, vec![id(1)]), unjudged("b", "bot2", 1, vec![id(2)])],
+                "every agent with a write or refusal is contained at {queued}, naming the tokens"
             );
         }
     }

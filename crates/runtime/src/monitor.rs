@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use socwarden_api::{BaselineSpec, BaselineStatus, DriftStatus, OnDrift, SocAgent};
+use socwarden_core::admission::identity::CredentialId;
 use socwarden_core::behaviour::drift::{self, Assessment, Model, Observation, Verdict};
 use socwarden_core::behaviour::records::{self, Access};
 use std::collections::HashMap;
@@ -201,15 +202,25 @@ impl Monitor {
     }
 
     /// A write no approved request covers: contained at once with onDrift Pause, whatever the
-    /// sensitivity and the statistics; reported with onDrift Alert.
+    /// sensitivity and the statistics; reported with onDrift Alert. The assessment names the
+    /// token that made the write.
     pub fn unrecorded(&self, key: &AgentKey, w: &Access, received: Instant, now: Timestamp) {
-        self.certain(key, records::unrecorded(w), Some(&self.metrics.unrecorded_writes), received, now);
+        let certain = Certain { observed: records::unrecorded(w), credentials: w.credential.into_iter().collect() };
+        self.certain(key, certain, Some(&self.metrics.unrecorded_writes), received, now);
     }
 
-    /// Writes or refusals the sink had no room to judge (`intake::admit`): treated as an
-    /// unrecorded write, since one of them may be.
-    pub fn unjudged(&self, key: &AgentKey, calls: usize, received: Instant, now: Timestamp) {
-        self.certain(key, records::unjudged(calls), None, received, now);
+    /// Writes or refusals the sink had no room to judge (`intake::admit`), made with `credentials`:
+    /// treated as an unrecorded write, since one of them may be.
+    pub fn unjudged(
+        &self,
+        key: &AgentKey,
+        calls: usize,
+        credentials: &[CredentialId],
+        received: Instant,
+        now: Timestamp,
+    ) {
+        let certain = Certain { observed: records::unjudged(calls), credentials: credentials.to_vec() };
+        self.certain(key, certain, None, received, now);
     }
 
     /// Contains (or, with onDrift Alert, reports) on a certain signal, whatever the statistics;
@@ -217,7 +228,7 @@ impl Monitor {
     fn certain(
         &self,
         key: &AgentKey,
-        observed: String,
+        certain: Certain,
         count: Option<&prometheus::IntCounter>,
         received: Instant,
         now: Timestamp,
@@ -235,11 +246,16 @@ impl Monitor {
         }
         let signal = drift::Signal {
             signal: drift::SignalKind::Unrecorded,
-            observed,
+            observed: certain.observed,
             expected: "every write covered by an approved request".into(),
             score: 1.0,
         };
-        let a = Assessment { state: drift::State::Drifting, score: 1.0, signals: vec![signal] };
+        let a = Assessment {
+            state: drift::State::Drifting,
+            score: 1.0,
+            signals: vec![signal],
+            credentials: certain.credentials,
+        };
         self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
         e.shown = Some((a.clone(), now));
         if e.pause_on_drift {
@@ -325,6 +341,7 @@ impl Monitor {
                     score: a.score,
                     threshold,
                     signals: a.signals.clone(),
+                    credentials: a.credentials.iter().map(ToString::to_string).collect(),
                     evaluated_at: at.to_string(),
                 }),
             baseline: e.model.since.map(|since| BaselineStatus {
@@ -369,6 +386,12 @@ impl Monitor {
             e.shown = None;
         }
     }
+}
+
+/// A signal that contains whatever the statistics say, and the tokens of the calls behind it.
+struct Certain {
+    observed: String,
+    credentials: Vec<CredentialId>,
 }
 
 fn signal_names(a: &Assessment) -> Vec<&str> {
@@ -425,18 +448,78 @@ mod tests {
         let spec = BaselineSpec { learning_period: "24h".into(), ..Default::default() };
         m.configure(&key, &spec, false, None);
         // Still learning, no statistics against it: only the unjudged writes.
-        m.unjudged(&key, 3, Instant::now(), t(1));
+        let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
+        m.unjudged(&key, 3, &[id], Instant::now(), t(1));
         let trigger = m.view(&key).trigger.expect("contained");
         let signal = &trigger.assessment.signals[0];
         assert_eq!(signal.signal, drift::SignalKind::Unrecorded);
         assert!(signal.observed.starts_with("3 write(s) or refused call(s) not judged"), "{}", signal.observed);
+        assert_eq!(trigger.assessment.credentials, vec![id], "the tokens of the calls not judged");
+        let shown = m.view(&key).drift.expect("shown");
+        assert_eq!(shown.credentials, vec!["JTI=0f8fad5b-d9cb-469f-a165-70867728950e".to_string()]);
         assert_eq!(contain.try_recv().ok(), Some(key.clone()), "at once, ahead of every reconcile");
         assert_eq!(m.metrics.unrecorded_writes.get(), 0, "no write was found unrecorded");
         // A paused agent is not contained again.
         m.contained(&key);
         m.configure(&key, &spec, true, None);
-        m.unjudged(&key, 1, Instant::now(), t(2));
+        m.unjudged(&key, 1, &[], Instant::now(), t(2));
         assert!(m.view(&key).trigger.is_none());
+    }
+
+    #[test]
+    fn an_unrecorded_write_contains_naming_the_token_that_made_it() {
+        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let key = ("agents".to_string(), "bot".to_string());
+        m.configure(&key, &BaselineSpec { learning_period: "24h".into(), ..Default::default() }, false, None);
+        let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
+        let w = Access {
+            verb: "delete".into(),
+            resource: "pods".into(),
+            namespace: "web".into(),
+            name: "p".into(),
+            code: 200,
+            credential: id,
+            ..Default::default()
+        };
+        m.unrecorded(&key, &w, Instant::now(), t(1));
+        let v = m.view(&key);
+        assert_eq!(v.trigger.expect("contained").assessment.credentials, id.into_iter().collect::<Vec<_>>());
+        assert_eq!(v.drift.unwrap().credentials, vec!["JTI=0f8fad5b-d9cb-469f-a165-70867728950e".to_string()]);
+        // Shown after the containment too (the DriftReport keeps naming it).
+        m.contained(&key);
+        assert_eq!(m.view(&key).drift.unwrap().credentials.len(), 1);
+    }
+
+    #[test]
+    fn statistics_name_the_tokens_of_the_calls_judged() {
+        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let key = ("agents".to_string(), "bot".to_string());
+        let spec =
+            BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
+        m.configure(&key, &spec, false, None);
+        let old = CredentialId::from_jti("11111111-1111-4111-8111-111111111111");
+        let new = CredentialId::from_jti("22222222-2222-4222-8222-222222222222");
+        for s in (0..100).step_by(5) {
+            let o = Observation::api(t(s), "list", "pods", 200).with_credential(old);
+            m.observe(vec![(key.clone(), o)], Instant::now(), t(s));
+        }
+        m.tick(t(101));
+        // A burst of 403s, most with the rotated token; of the calls before the window judged
+        // (the first, at 102), no token is named.
+        let burst: Vec<_> = (0..6)
+            .map(|i| {
+                let o = Observation::api(t(102 + i), "get", "secrets", 403);
+                let id = match i {
+                    0 => CredentialId::from_jti("33333333-3333-4333-8333-333333333333"),
+                    1 => old,
+                    _ => new,
+                };
+                (key.clone(), o.with_credential(id))
+            })
+            .collect();
+        m.observe(burst, Instant::now(), t(108));
+        let trigger = m.view(&key).trigger.expect("contained");
+        assert_eq!(trigger.assessment.credentials, vec![new.unwrap(), old.unwrap()], "most recent first");
     }
 
     #[test]

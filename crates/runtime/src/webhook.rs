@@ -447,7 +447,7 @@ fn immutable(req: &AdmissionRequest<DynamicObject>) -> Outcome {
     own_lifetime(req)?;
     let spec = |o: Option<&DynamicObject>| o.and_then(|o| o.data.get("spec").cloned());
     if spec(req.object.as_ref()) != spec(req.old_object.as_ref()) {
-        return Err(format!("{} spec is immutable; create a new one instead", req.kind.kind));
+        return Err(socwarden_api::spec_immutable(&req.kind.kind));
     }
     Ok(None)
 }

@@ -157,6 +157,7 @@ async fn floor_one(client: &Client, ns: &str, i: usize, objects: Objects, owner:
                 issued_at: jiff::Timestamp::now(),
                 expires_at: expires.0,
                 spec: credentials::token_spec(Duration::from_secs(3600), &[]),
+                id: credentials::CredentialId::of_token(&token),
             };
             let header = format!("Bearer {token}");
             json!({

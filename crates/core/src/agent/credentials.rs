@@ -15,6 +15,9 @@ pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=soc-warden";
 pub const ISSUED_AT: &str = "socwarden.io/issued-at";
 pub const EXPIRES_AT: &str = "socwarden.io/expires-at";
 pub const TOKEN_SPEC: &str = "socwarden.io/token-spec";
+/// The held token's id (`JTI=<jti>`, see `CredentialId`), so that the status names it after a
+/// restart (the operator's cache of Secrets holds no data).
+pub const TOKEN_ID: &str = "socwarden.io/token-id";
 /// Secret type of the bound token Secret. Deliberately not `kubernetes.io/service-account-token`,
 /// which would make the token controller add a legacy token that never expires.
 pub const SECRET_TYPE: &str = "socwarden.io/agent-token";
@@ -24,10 +27,9 @@ pub const AUTHORIZATION_KEY: &str = "authorization";
 
 /// The fraction of a token's lifetime after which it is replaced.
 pub const ROTATE_AT: f64 = 0.8;
-pub const MIN_TTL: Duration = Duration::from_secs(600);
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+pub use socwarden_api::{MAX_TTL, MIN_TTL};
 
-pub use crate::admission::identity::service_account_name;
+pub use crate::admission::identity::{CredentialId, service_account_name};
 
 pub fn secret_name(agent: &str) -> String {
     format!("warden-{agent}-token")
@@ -69,6 +71,9 @@ pub struct IssuedToken {
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
     pub spec: String,
+    /// Its `jti` claim (`None` for a token whose claims carry none, or one issued before the
+    /// operator recorded it).
+    pub id: Option<CredentialId>,
 }
 
 impl IssuedToken {
@@ -78,14 +83,18 @@ impl IssuedToken {
             issued_at: a.get(ISSUED_AT)?.parse().ok()?,
             expires_at: a.get(EXPIRES_AT)?.parse().ok()?,
             spec: a.get(TOKEN_SPEC)?.clone(),
+            id: a.get(TOKEN_ID).and_then(|s| CredentialId::parse(s)),
         })
     }
 
-    pub fn annotations(&self) -> BTreeMap<String, String> {
+    /// The annotations of the Secret holding it. Every key is written, the id too (`null` when
+    /// none, so a merge patch removes an earlier token's).
+    pub fn annotations(&self) -> BTreeMap<String, Option<String>> {
         BTreeMap::from([
-            (ISSUED_AT.to_string(), self.issued_at.to_string()),
-            (EXPIRES_AT.to_string(), self.expires_at.to_string()),
-            (TOKEN_SPEC.to_string(), self.spec.clone()),
+            (ISSUED_AT.to_string(), Some(self.issued_at.to_string())),
+            (EXPIRES_AT.to_string(), Some(self.expires_at.to_string())),
+            (TOKEN_SPEC.to_string(), Some(self.spec.clone())),
+            (TOKEN_ID.to_string(), self.id.map(|i| i.to_string())),
         ])
     }
 
@@ -197,7 +206,7 @@ mod tests {
     }
 
     fn token(issued: &str, expires: &str) -> IssuedToken {
-        IssuedToken { issued_at: ts(issued), expires_at: ts(expires), spec: "ttl=3600;aud=".into() }
+        IssuedToken { issued_at: ts(issued), expires_at: ts(expires), spec: "ttl=3600;aud=".into(), id: None }
     }
 
     #[test]
@@ -228,14 +237,27 @@ mod tests {
         }
     }
 
+    /// The annotations as the API server keeps them after the merge patch: `null` removes.
+    fn written(a: BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {
+        a.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()
+    }
+
     #[test]
     fn annotations_round_trip() {
         let t = token("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z");
-        assert_eq!(IssuedToken::from_annotations(Some(&t.annotations())), Some(t));
+        assert_eq!(IssuedToken::from_annotations(Some(&written(t.annotations()))), Some(t.clone()));
+        assert_eq!(t.annotations()[TOKEN_ID], None, "no id: the key is removed, not left from an earlier token");
+        let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
+        let with_id = IssuedToken { id, ..t };
+        assert_eq!(IssuedToken::from_annotations(Some(&written(with_id.annotations()))), Some(with_id.clone()));
         assert_eq!(IssuedToken::from_annotations(None), None);
-        let mut broken = token("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z").annotations();
+        let mut broken = written(with_id.annotations());
         broken.insert(ISSUED_AT.into(), "yesterday".into());
         assert_eq!(IssuedToken::from_annotations(Some(&broken)), None);
+        // An id that does not parse is no id; the token is still the one held.
+        let mut odd = written(with_id.annotations());
+        odd.insert(TOKEN_ID.into(), "JTI=not-a-uuid".into());
+        assert_eq!(IssuedToken::from_annotations(Some(&odd)).map(|t| t.id), Some(None));
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn status(
             secret_name: credentials::secret_name(name),
             issued_at: applied.token.as_ref().map(|t| t.issued_at.to_string()),
             expires_at: applied.token.as_ref().map(|t| t.expires_at.to_string()),
+            credential_id: applied.token.as_ref().and_then(|t| t.id).map(|i| i.to_string()),
         }),
         pause,
         autonomous_actions: if plan.valid() { plan.autonomous.clone() } else { Vec::new() },
@@ -505,6 +506,7 @@ mod tests {
                 issued_at: t,
                 expires_at: t,
                 spec: p.token.as_ref().unwrap().spec.clone(),
+                id: None,
             }),
         };
         let s1 = status("bot", Some(1), &p, &applied, None, t);

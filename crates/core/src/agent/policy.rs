@@ -52,12 +52,7 @@ pub fn validate(policy: &AutonomyPolicySpec) -> Result<(), String> {
 }
 
 pub fn name(c: Ceiling) -> &'static str {
-    match c {
-        Ceiling::None => "none",
-        Ceiling::Low => "low",
-        Ceiling::Medium => "medium",
-        Ceiling::High => "high",
-    }
+    c.as_str()
 }
 
 #[cfg(test)]

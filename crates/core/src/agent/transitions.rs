@@ -2,6 +2,7 @@
 //! transition, never one per reconcile. Pure: the status before and after in, the list out; the
 //! runtime publishes them (and counts the ones that are metrics).
 
+use crate::admission::identity::CredentialId;
 use crate::agent::credentials::{self, IssueReason};
 use crate::agent::pause::PauseReason;
 use crate::decisionlog::{Entry, Phase as NistPhase};
@@ -84,7 +85,7 @@ pub fn transitions(
     out.extend(drift(name, changes.drift_before.as_ref(), changes.drift_after.as_ref(), &entry));
     out.extend(invalid_spec(before, after));
     out.extend(pause(before, after, changes, &entry));
-    out.extend(token(name, changes.issued));
+    out.extend(token(name, after, changes.issued, &entry));
     out.extend(tier(before, after, &entry));
     out.extend(promotion_pending(before, after));
     out.extend(grants(before, after, changes));
@@ -97,6 +98,12 @@ fn drifting(d: Option<&DriftStatus>) -> bool {
 
 fn signal_kinds(d: Option<&DriftStatus>) -> Vec<SignalKind> {
     d.map(|d| d.signals.iter().map(|x| x.signal).collect()).unwrap_or_default()
+}
+
+/// The tokens an assessment's calls were made with (the DriftReport shows them as the API server
+/// writes them; the monitor wrote them, so each parses).
+fn credentials_of(d: &DriftStatus) -> Vec<CredentialId> {
+    d.credentials.iter().filter_map(|c| CredentialId::parse(c)).collect()
 }
 
 /// Drift crossing the threshold (detected), or new kinds of signals below it (reported only).
@@ -116,9 +123,10 @@ fn drift(
         }
         let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
         let log = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
+        let log = Entry { credentials: credentials_of(d), ..entry(NistPhase::Detect, Reason::DriftDetected, &log) };
         return Some(Transition {
             reason: Reason::DriftDetected,
-            log: Some(entry(NistPhase::Detect, Reason::DriftDetected, &log)),
+            log: Some(log),
             note: format!("behaviour crossed the drift threshold; the DriftReport {name} explains it"),
         });
     }
@@ -130,9 +138,10 @@ fn drift(
     let signals: Vec<String> =
         d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
     let log = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
+    let log = Entry { credentials: credentials_of(d), ..entry(NistPhase::Detect, Reason::DriftReported, &log) };
     Some(Transition {
         reason: Reason::DriftReported,
-        log: Some(entry(NistPhase::Detect, Reason::DriftReported, &log)),
+        log: Some(log),
         note: format!("new drift signals below the threshold, reported only; the DriftReport {name} explains them"),
     })
 }
@@ -163,6 +172,11 @@ fn pause(
             let note = c.map(|c| c.message.clone()).unwrap_or_default();
             let mut e = entry(NistPhase::Respond, Reason::Paused, &note);
             e.policy = c.map(|c| c.reason.clone());
+            // A drift pause names the tokens of the calls that tripped it.
+            if changes.pause == Some(PauseReason::Drift) {
+                let tripped = changes.drift_after.as_ref().filter(|d| d.state == State::Drifting);
+                e.credentials = tripped.map(credentials_of).unwrap_or_default();
+            }
             Some(Transition { reason: Reason::Paused, note, log: Some(e) })
         }
         (Some(Phase::Paused), _) => {
@@ -180,15 +194,30 @@ fn pause(
     }
 }
 
-/// A token issued: the first one, or a rotation (with why).
-fn token(name: &str, issued: Option<IssueReason>) -> Option<Transition> {
+/// A token issued: the first one, or a rotation (with why). The decision log names the token
+/// (`credentials`), so that a line naming the token of a call leads back to its issue.
+fn token(
+    name: &str,
+    after: &SocAgentStatus,
+    issued: Option<IssueReason>,
+    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+) -> Option<Transition> {
     let (reason, note) = match issued? {
         IssueReason::First => {
             (Reason::CredentialsIssued, format!("token in Secret {}", credentials::secret_name(name)))
         }
         why => (Reason::TokenRotated, why.as_str().to_string()),
     };
-    Some(Transition { reason, note, log: None })
+    let held = after.credentials.as_ref();
+    let secret = credentials::secret_name(name);
+    let message = match (reason, held.and_then(|c| c.expires_at.as_deref())) {
+        (_, None) => note.clone(),
+        (Reason::CredentialsIssued, Some(at)) => format!("token in Secret {secret}, expires at {at}"),
+        (_, Some(at)) => format!("{note}: new token in Secret {secret}, expires at {at}"),
+    };
+    let mut log = entry(NistPhase::Protect, reason, &message);
+    log.credentials = held.and_then(|c| c.credential_id.as_deref()).and_then(CredentialId::parse).into_iter().collect();
+    Some(Transition { reason, note, log: Some(log) })
 }
 
 /// The effective tier going up (every promotion rule holds) or down (spec.tier lowered).
@@ -269,6 +298,7 @@ mod tests {
                 .iter()
                 .map(|k| Signal { signal: *k, observed: "x".into(), expected: "y".into(), score: 0.5 })
                 .collect(),
+            credentials: vec![],
             evaluated_at: String::new(),
         })
     }
@@ -287,15 +317,73 @@ mod tests {
         assert_eq!(run(Some(&s), &s, &Changes::default()), vec![]);
     }
 
+    const ID: &str = "JTI=0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn id() -> CredentialId {
+        CredentialId::parse(ID).unwrap()
+    }
+
+    fn holding(id: Option<&str>) -> SocAgentStatus {
+        SocAgentStatus {
+            credentials: Some(socwarden_api::CredentialStatus {
+                service_account: "warden-bot".into(),
+                secret_name: "warden-bot-token".into(),
+                issued_at: Some("2026-01-01T10:00:00Z".into()),
+                expires_at: Some("2026-01-01T11:00:00Z".into()),
+                credential_id: id.map(String::from),
+            }),
+            ..status(Phase::Active, Tier::Assist)
+        }
+    }
+
     #[test]
     fn a_new_agent_gets_its_credentials() {
-        let after = status(Phase::Active, Tier::Assist);
+        let after = holding(Some(ID));
         let t = run(None, &after, &Changes { issued: Some(IssueReason::First), ..Default::default() });
         assert_eq!(reasons(&t), vec![Reason::CredentialsIssued]);
         assert_eq!(t[0].note, "token in Secret warden-bot-token");
-        let s = status(Phase::Active, Tier::Assist);
-        let t = run(Some(&s), &s, &Changes { issued: Some(IssueReason::Rotation), ..Default::default() });
+        // The decision log names the token, so a line naming it as the token of a call leads here.
+        let log = t[0].log.as_ref().expect("an issue is a decision");
+        assert_eq!((log.phase, log.credentials.clone()), (Some(NistPhase::Protect), vec![id()]));
+        assert_eq!(log.message, "token in Secret warden-bot-token, expires at 2026-01-01T11:00:00Z");
+        let t = run(Some(&after), &after, &Changes { issued: Some(IssueReason::Rotation), ..Default::default() });
         assert_eq!((t[0].reason, t[0].note.as_str()), (Reason::TokenRotated, "token past 80% of its lifetime"));
+        let log = t[0].log.as_ref().expect("a rotation is a decision");
+        assert_eq!((log.decision.as_str(), log.credentials.clone()), ("TokenRotated", vec![id()]));
+        assert!(log.message.starts_with("token past 80% of its lifetime: new token"), "{}", log.message);
+        // A token whose claims carry no id (or an id that does not parse) is logged without one.
+        for held in [None, Some("JTI=nope")] {
+            let t = run(None, &holding(held), &Changes { issued: Some(IssueReason::First), ..Default::default() });
+            assert_eq!(t[0].log.as_ref().unwrap().credentials, vec![], "{held:?}");
+        }
+        assert!(run(Some(&after), &after, &Changes::default()).is_empty(), "no token issued, nothing said");
+    }
+
+    #[test]
+    fn a_drift_pause_names_the_tokens_that_tripped_it_a_manual_one_none() {
+        let active = status(Phase::Active, Tier::Supervised);
+        let paused = status(Phase::Paused, Tier::Supervised);
+        let mut tripped = drift(State::Drifting, &[SignalKind::Unrecorded]);
+        tripped.as_mut().unwrap().credentials = vec![ID.into()];
+        let changes = Changes { pause: Some(PauseReason::Drift), drift_after: tripped.clone(), ..Default::default() };
+        let t = run(Some(&active), &paused, &changes);
+        assert_eq!(reasons(&t), vec![Reason::DriftDetected, Reason::Paused]);
+        for tr in &t {
+            assert_eq!(tr.log.as_ref().unwrap().credentials, vec![id()], "{:?}", tr.reason);
+        }
+        assert!(!t[1].note.contains(ID) && !t[0].note.contains(ID), "Events carry the detail no more than before");
+        // A manual pause (or the kill switch) comes from no call: it names no token, whatever the
+        // assessment shows.
+        for reason in [PauseReason::Manual, PauseReason::KillSwitch] {
+            let manual = Changes { pause: Some(reason), drift_after: tripped.clone(), ..Default::default() };
+            let t = run(Some(&active), &paused, &manual);
+            let pause = t.iter().find(|t| t.reason == Reason::Paused).unwrap();
+            assert_eq!(pause.log.as_ref().unwrap().credentials, vec![], "{reason:?}");
+        }
+        // A drift pause re-applied without a drifting assessment (kept by the DriftReport, the
+        // agent created again) names none either.
+        let kept = Changes { pause: Some(PauseReason::Drift), ..Default::default() };
+        assert_eq!(run(Some(&active), &paused, &kept)[0].log.as_ref().unwrap().credentials, vec![]);
     }
 
     #[test]

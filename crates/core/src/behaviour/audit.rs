@@ -9,7 +9,7 @@
 //! issue 28: an agent padded the batch of its unrecorded delete with ~1 MB calls, the batch was
 //! refused, and the API server dropped the delete with it.)
 
-use crate::admission::identity::{AgentKey, agent_of};
+use crate::admission::identity::{AgentKey, CREDENTIAL_ID_KEY, CredentialId, agent_of};
 use crate::behaviour::drift::{Kind, Observation};
 use crate::behaviour::records::Access;
 use jiff::Timestamp;
@@ -49,6 +49,130 @@ struct Event {
 struct User {
     #[serde(default)]
     username: String,
+    /// The token the call was made with, from `extra` (see `credential_of`).
+    #[serde(default, rename = "extra", deserialize_with = "credential_of")]
+    credential: Option<CredentialId>,
+}
+
+/// The credential id of a user's `extra`: the one value of `CREDENTIAL_ID_KEY`, if it is exactly
+/// one well-formed id (`CredentialId::parse`). Anything else — no such key, an empty list, two
+/// values, the key twice, a value of another type or form, an `extra` that is no map — is no id,
+/// and never makes the event (or its batch) unreadable: the call is still judged, it just names
+/// no token. Nothing of `extra` is kept but the id.
+fn credential_of<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CredentialId>, D::Error> {
+    Lenient(Level::Extra).deserialize(d)
+}
+
+/// Where in `extra` a value is.
+#[derive(Clone, Copy)]
+enum Level {
+    /// `extra` itself: a map of lists.
+    Extra,
+    /// The list under `CREDENTIAL_ID_KEY`.
+    Values,
+    /// One value of that list.
+    Value,
+}
+
+/// Reads a value at its `Level` if it has the shape expected there, and skips it as no id
+/// otherwise. Keys and values are compared as they stream by: nothing is allocated.
+struct Lenient(Level);
+
+impl<'de> DeserializeSeed<'de> for Lenient {
+    type Value = Option<CredentialId>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Lenient {
+    type Value = Option<CredentialId>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Level::Extra = self.0 else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        };
+        let mut found: Option<Option<CredentialId>> = None;
+        while let Some(ours) = map.next_key_seed(IsKey(CREDENTIAL_ID_KEY))? {
+            if ours {
+                let id = map.next_value_seed(Lenient(Level::Values))?;
+                // The key twice: which one the authenticator meant is not ours to guess.
+                found = Some(if found.is_some() { None } else { id });
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.flatten())
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let Level::Values = self.0 else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        };
+        let (mut values, mut id) = (0usize, None);
+        while let Some(v) = seq.next_element_seed(Lenient(Level::Value))? {
+            values += 1;
+            id = v;
+        }
+        Ok(id.filter(|_| values == 1))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            Level::Value => CredentialId::parse(v),
+            _ => None,
+        })
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Whether a map key is the given one.
+struct IsKey(&'static str);
+
+impl<'de> DeserializeSeed<'de> for IsKey {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IsKey {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -268,7 +392,8 @@ fn call_of(e: Event, now: Timestamp) -> Option<Call> {
     // Only a call that succeeded acted: one refused by authorization is an out-of-scope
     // attempt, one refused by admission or failing (a request the webhook refused, a delete
     // of what is gone) changed nothing. Both stay observations for the statistics.
-    let observation = Observation::api(at, &e.verb, &resource, code);
+    let credential = e.user.credential;
+    let observation = Observation::api(at, &e.verb, &resource, code).with_credential(credential);
     let agent = (ns.to_string(), agent.to_string());
     let access = match e.object_ref {
         Some(r) if (200..400).contains(&code) => Some(Access {
@@ -280,6 +405,7 @@ fn call_of(e: Event, now: Timestamp) -> Option<Call> {
             namespace: r.namespace,
             name: r.name,
             code,
+            credential,
         }),
         _ => None,
     };
@@ -327,6 +453,83 @@ mod tests {
         assert_eq!(obs[0].observation.kind, Kind::Api { key: "get secrets".into(), code: 403 });
         assert_eq!(obs[0].observation.at, "2026-01-01T00:00:01.5Z".parse::<Timestamp>().unwrap());
         assert_eq!(obs[0].access, None, "refused");
+    }
+
+    const ID: &str = "JTI=0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    /// The credential the call of one event (a delete, so both the observation and the access
+    /// carry it) names, with `extra` as given.
+    fn credential_with(extra: Option<serde_json::Value>) -> Result<Option<String>, String> {
+        let mut e = event("system:serviceaccount:agents:warden-bot", "delete", "pods", 200);
+        if let Some(x) = extra {
+            e["user"]["extra"] = x;
+        }
+        let calls = parse(&list(vec![e]), Timestamp::UNIX_EPOCH)?;
+        assert_eq!(calls.len(), 1, "the call is judged whatever its extra");
+        let access = calls[0].access.as_ref().expect("a write").credential;
+        assert_eq!(access, calls[0].observation.credential, "one credential per call");
+        Ok(access.map(|c| c.to_string()))
+    }
+
+    #[test]
+    fn a_call_names_the_token_it_was_made_with() {
+        // As a 1.35 API server sends it for a Secret-bound token (no pod or node).
+        let extra = json!({"authentication.kubernetes.io/credential-id": [ID]});
+        assert_eq!(credential_with(Some(extra)), Ok(Some(ID.to_string())));
+        // A pod-bound token also names its pod and node: only the id is kept.
+        let pod = json!({"authentication.kubernetes.io/pod-name": ["bot-7d9"],
+                         "authentication.kubernetes.io/pod-uid": ["2b7e"],
+                         "authentication.kubernetes.io/node-name": ["node-1"],
+                         "authentication.kubernetes.io/credential-id": [ID]});
+        assert_eq!(credential_with(Some(pod)), Ok(Some(ID.to_string())));
+        assert_eq!(credential_with(None), Ok(None), "an API server before 1.30: no extra");
+    }
+
+    #[test]
+    fn a_malformed_extra_names_no_token_and_breaks_nothing() {
+        let key = CREDENTIAL_ID_KEY;
+        let other = "JTI=11111111-2222-4333-8444-555555555555";
+        let cases = [
+            (json!(null), "null"),
+            (json!({}), "no key"),
+            (json!("JTI=0f8fad5b-d9cb-469f-a165-70867728950e"), "extra is a string"),
+            (json!([ID]), "extra is a list"),
+            (json!(7), "extra is a number"),
+            (json!({key: []}), "an empty list"),
+            (json!({key: ID}), "a string, not a list"),
+            (json!({key: [ID, other]}), "two values"),
+            (json!({key: [ID, ID]}), "the same value twice"),
+            (json!({key: [ID, 7]}), "a value and a number"),
+            (json!({key: [[ID]]}), "a nested list"),
+            (json!({key: [{"id": ID}]}), "an object"),
+            (json!({key: [null]}), "null"),
+            (json!({key: {"0": ID}}), "a map"),
+            (json!({key: ["jti=0f8fad5b-d9cb-469f-a165-70867728950e"]}), "another case"),
+            (json!({key: ["JTI=0F8FAD5B-D9CB-469F-A165-70867728950E"]}), "capitals"),
+            (json!({key: [format!(" {ID}")]}), "a space"),
+            (
+                json!({key: ["X509SHA256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]}),
+                "a certificate",
+            ),
+            (json!({key: ["JTI=".to_string() + &"a".repeat(100_000)]}), "a long value"),
+            (json!({"authentication.kubernetes.io/credential-id ": [ID]}), "a key with a space"),
+            (json!({"Authentication.kubernetes.io/credential-id": [ID]}), "a key in another case"),
+        ];
+        for (extra, case) in cases {
+            assert_eq!(credential_with(Some(extra)), Ok(None), "{case}");
+        }
+        // The key twice (a JSON object may repeat a key): neither is taken.
+        let twice = format!(
+            r#"{{"kind":"EventList","items":[{{"stage":"ResponseComplete","verb":"delete","user":{{"username":"system:serviceaccount:agents:warden-bot","extra":{{"{key}":["{ID}"],"{key}":["{other}"]}}}},"objectRef":{{"resource":"pods","namespace":"web","name":"p"}},"responseStatus":{{"code":200}}}}]}}"#
+        );
+        let calls = parse(twice.as_bytes(), Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(calls[0].access.as_ref().unwrap().credential, None, "the key twice");
+        // An escaped key is the same key.
+        let once = twice.replace(&format!(r#","{key}":["{other}"]"#), "");
+        assert_ne!(once, twice);
+        let escaped = once.replace(key, "authentication.kubernetes.io\\/credential-id");
+        let calls = parse(escaped.as_bytes(), Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(calls[0].access.as_ref().unwrap().credential.map(|c| c.to_string()), Some(ID.to_string()));
     }
 
     #[test]

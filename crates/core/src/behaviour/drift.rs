@@ -16,6 +16,7 @@
 //! During the learning period the state is `Learning`; afterwards, silence is `Inconclusive`,
 //! never taken for health.
 
+use crate::admission::identity::{CredentialId, distinct_ids};
 use jiff::{SignedDuration, Timestamp};
 pub use socwarden_api::drift::{Baseline, Sensitivity, Signal, SignalKind, State};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -28,6 +29,8 @@ pub const MAX_TARGETS: usize = 64;
 pub const MAX_COARSE: usize = 256;
 /// The most observations kept in the recent window of one agent.
 pub const MAX_WINDOW: usize = 20_000;
+/// The most tokens an assessment names (the agent normally holds one; two across a rotation).
+pub const MAX_CREDENTIALS: usize = 4;
 const OTHER: &str = "(other)";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,16 +47,23 @@ pub struct Observation {
     pub kind: Kind,
     /// Covered by an approved request (see `records`): never novel.
     pub recorded: bool,
+    /// The token an API call was made with, when the API server named it (see `audit`).
+    pub credential: Option<CredentialId>,
 }
 
 impl Observation {
     pub fn api(at: Timestamp, verb: &str, resource: &str, code: u16) -> Self {
-        Self { at, kind: Kind::Api { key: format!("{verb} {resource}"), code }, recorded: false }
+        Self { at, kind: Kind::Api { key: format!("{verb} {resource}"), code }, recorded: false, credential: None }
     }
 
     pub fn request(at: Timestamp, action: &str, target: &str, decision: socwarden_api::Decision) -> Self {
         let kind = Kind::Request { action: action.into(), target: target.into(), decision };
-        Self { at, kind, recorded: decision.runs() }
+        Self { at, kind, recorded: decision.runs(), credential: None }
+    }
+
+    /// The same, made with the token `credential`.
+    pub fn with_credential(self, credential: Option<CredentialId>) -> Self {
+        Self { credential, ..self }
     }
 }
 
@@ -244,6 +254,9 @@ pub struct Assessment {
     pub state: State,
     pub score: f64,
     pub signals: Vec<Signal>,
+    /// The tokens the judged calls were made with (most recent first, at most `MAX_CREDENTIALS`):
+    /// what a containment names as the credentials that tripped it.
+    pub credentials: Vec<CredentialId>,
 }
 
 /// The recent window an assessment looks at: a twentieth of the learning period, within 5–60 s.
@@ -462,7 +475,7 @@ fn silence(baseline: &Baseline, secs: f64) -> Assessment {
     let calls = baseline.api.values().sum::<u64>() + baseline.actions.values().sum::<u64>();
     let expected = calls as f64 / baseline.seconds.max(1.0) * secs;
     if expected < 3.0 {
-        return Assessment { state: State::Normal, score: 0.0, signals: vec![] };
+        return Assessment { state: State::Normal, score: 0.0, signals: vec![], credentials: vec![] };
     }
     let s = Signal {
         signal: SignalKind::Silence,
@@ -470,7 +483,7 @@ fn silence(baseline: &Baseline, secs: f64) -> Assessment {
         expected: format!("about {expected:.0} calls"),
         score: 0.0,
     };
-    Assessment { state: State::Inconclusive, score: 0.0, signals: vec![s] }
+    Assessment { state: State::Inconclusive, score: 0.0, signals: vec![s], credentials: vec![] }
 }
 
 /// Scores the recent window against the baseline; `longer` (a few windows) is used for the mix.
@@ -497,7 +510,7 @@ pub fn assess(
     .flatten()
     .collect();
     let score = round2(clamp01(1.0 - signals.iter().map(|s| 1.0 - s.score).product::<f64>()));
-    Assessment { state: State::Normal, score, signals }
+    Assessment { state: State::Normal, score, signals, credentials: vec![] }
 }
 
 /// The behaviour model of one agent: the baseline being learned or learned, and the recent window.
@@ -555,7 +568,7 @@ impl Model {
     /// The assessment now.
     pub fn assess(&self, now: Timestamp, learning: std::time::Duration) -> Assessment {
         if self.learned_at.is_none() {
-            return Assessment { state: State::Learning, score: 0.0, signals: vec![] };
+            return Assessment { state: State::Learning, score: 0.0, signals: vec![], credentials: vec![] };
         }
         let window = window_for(learning);
         // Right after learning the window is not full yet: judge the part that exists.
@@ -568,7 +581,8 @@ impl Model {
             .checked_sub((window * MIX_WINDOWS).min(since_learned.max(SignedDuration::from_secs(1))))
             .unwrap_or(Timestamp::MIN);
         let longer: Vec<&Observation> = self.recent.iter().filter(|o| o.at >= long_cutoff).collect();
-        assess(&self.baseline, &recent, &longer, covered)
+        let credentials = distinct_ids(recent.iter().rev().filter_map(|o| o.credential), MAX_CREDENTIALS);
+        Assessment { credentials, ..assess(&self.baseline, &recent, &longer, covered) }
     }
 }
 

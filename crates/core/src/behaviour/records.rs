@@ -16,6 +16,7 @@
 //!
 //! Pure: writes and records in, the covering record out.
 
+use crate::admission::identity::CredentialId;
 use crate::admission::kinds::{Kind, Kinds};
 use crate::agent::rbac::Rule;
 use jiff::{SignedDuration, Timestamp};
@@ -50,6 +51,8 @@ pub struct Access {
     /// Empty for a collection (deletecollection, a create with generateName).
     pub name: String,
     pub code: u16,
+    /// The token it was made with, when the API server named it.
+    pub credential: Option<CredentialId>,
 }
 
 impl Access {
@@ -212,6 +215,7 @@ impl From<&Access> for PerformedCall {
             name: w.name.clone(),
             at: w.at.to_string(),
             code: w.code,
+            credential: w.credential.map(|c| c.to_string()),
         }
     }
 }
@@ -411,6 +415,12 @@ mod tests {
         let ran = ExecutionStatus { state: Some(ExecutionState::Succeeded), ..Default::default() };
         let both = account(Some(&ran), &[delete_pod(101, "a")], false, t(700), t(102)).unwrap();
         assert_eq!((both.state, both.performed.len()), (Some(ExecutionState::Succeeded), 1));
+        // Each write names the token it was made with (approved vs done, per credential).
+        let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
+        let with_token = Access { credential: id, ..delete_pod(101, "a") };
+        let named = account(None, &[with_token], true, t(700), t(102)).unwrap();
+        assert_eq!(named.performed[0].credential.as_deref(), Some("JTI=0f8fad5b-d9cb-469f-a165-70867728950e"));
+        assert_eq!(named.performed[0].to_string(), "delete pods web/a → 200", "people read the call as before");
         // Bounded.
         let many: Vec<Access> = (0..50).map(|i| delete_pod(101 + i, "a")).collect();
         let kept = account(None, &many, true, t(700), t(200)).unwrap();

@@ -66,7 +66,14 @@ mod tests {
             expected: "x".into(),
             score,
         };
-        DriftStatus { state, score, threshold: 0.7, signals: vec![signal], evaluated_at: t(0).to_string() }
+        DriftStatus {
+            state,
+            score,
+            threshold: 0.7,
+            signals: vec![signal],
+            credentials: vec![],
+            evaluated_at: t(0).to_string(),
+        }
     }
 
     #[test]

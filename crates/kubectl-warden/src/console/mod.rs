@@ -43,16 +43,6 @@ pub struct Options {
     pub port: u16,
     /// The namespace whose queue and fleet are shown; `None`: every namespace.
     pub namespace: Option<String>,
-    /// The kubeconfig's name for the user, shown when the API server cannot say who it is.
-    pub kubeconfig_user: Option<String>,
-}
-
-/// Who the user is, and how we know.
-#[derive(Clone, Default)]
-struct Identity {
-    user: String,
-    groups: Vec<String>,
-    source: &'static str,
 }
 
 struct State {
@@ -61,7 +51,8 @@ struct State {
     token: String,
     port: u16,
     changes: watch::Sender<u64>,
-    identity: Mutex<Identity>,
+    /// Who the user is, as the API server authenticates them.
+    me: crate::whoami::Me,
     /// Whether the user may decide a request, by (request UID, its resourceVersion, the agent's
     /// generation): the admission webhook's own answer to a dry-run Approval.
     may_decide: Mutex<HashMap<DecideKey, Result<(), String>>>,
@@ -82,7 +73,7 @@ pub async fn run(client: Client, opts: Options) -> Result<()> {
         .with_context(|| format!("binding 127.0.0.1:{}", opts.port))?;
     let port = listener.local_addr()?.port();
     let token = random_token()?;
-    let identity = identity(&client, opts.kubeconfig_user.as_deref()).await;
+    let me = crate::whoami::whoami(&client).await?;
     let (changes, _) = watch::channel(0u64);
     let state = Arc::new(State {
         client,
@@ -90,12 +81,12 @@ pub async fn run(client: Client, opts: Options) -> Result<()> {
         token,
         port,
         changes,
-        identity: Mutex::new(identity.clone()),
+        me,
         may_decide: Mutex::new(HashMap::new()),
     });
     spawn_watches(&state);
     let scope = state.namespace.clone().map(|n| format!("namespace {n}")).unwrap_or_else(|| "every namespace".into());
-    println!("SOC Warden console for {} ({scope}), acting with your kubeconfig's credentials:", identity.user);
+    println!("SOC Warden console for {} ({scope}), acting with your kubeconfig's credentials:", state.me.user);
     println!("  http://127.0.0.1:{port}/?token={}", state.token);
     println!("Open that URL in your browser (it carries the session token). Ctrl-C stops the console.");
     loop {
@@ -148,37 +139,6 @@ where
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    }
-}
-
-/// The API server's answer to "who am I" (SelfSubjectReview, Kubernetes 1.26+); older servers
-/// cannot say, so the kubeconfig's name is shown until an approval stamp tells the real one.
-async fn identity(client: &Client, kubeconfig_user: Option<&str>) -> Identity {
-    for version in ["v1", "v1beta1", "v1alpha1"] {
-        let body = json!({"apiVersion": format!("authentication.k8s.io/{version}"), "kind": "SelfSubjectReview"});
-        let Ok(req) = http::Request::post(format!("/apis/authentication.k8s.io/{version}/selfsubjectreviews"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body).unwrap_or_default())
-        else {
-            continue;
-        };
-        if let Ok(v) = client.request::<Value>(req).await {
-            let info = &v["status"]["userInfo"];
-            if let Some(user) = info["username"].as_str() {
-                let groups =
-                    info["groups"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).map(String::from);
-                return Identity {
-                    user: user.into(),
-                    groups: groups.collect(),
-                    source: "the API server (SelfSubjectReview)",
-                };
-            }
-        }
-    }
-    Identity {
-        user: kubeconfig_user.unwrap_or("(unknown)").to_string(),
-        groups: vec![],
-        source: "the kubeconfig (this API server cannot say who you are; approvals are stamped with your authenticated name)",
     }
 }
 
@@ -371,9 +331,8 @@ async fn me(state: &State) -> Value {
         allowed(c, "get", "driftreports", ns, None),
         policies.list(&lp),
     );
-    let id = state.identity.lock().map(|i| i.clone()).unwrap_or_default();
     json!({
-        "user": id.user, "groups": id.groups, "source": id.source,
+        "user": state.me.user, "groups": state.me.groups,
         "namespace": state.namespace,
         "may": {"readRequests": read, "decide": approve, "pause": pause, "readDrift": drift},
         // Every page shows it: a kill switch on must be impossible to miss.
@@ -413,8 +372,7 @@ async fn queue(state: &State) -> Result<Value, kube::Error> {
 
 /// Whether the user may approve or deny this request: asked of the admission webhook itself with
 /// a dry-run Approval (the same check a real one meets), cached until the request or its agent
-/// changes. An accepted dry run also tells who the user is, as the webhook stamped it. `seen`:
-/// the content the page shows, which the dry run names as a real approval does.
+/// changes. `seen`: the content the page shows, which the dry run names as a real approval does.
 async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>, seen: Option<&str>) -> Value {
     let cache_key = (
         r.metadata.uid.clone().unwrap_or_default(),
@@ -430,19 +388,7 @@ async fn can_decide(state: &State, r: &ActionRequest, agent: Option<&SocAgent>, 
             let name = r.metadata.name.clone().unwrap_or_default();
             let spec = json!({"actionRequest": name, "decision": "approve", "seen": seen});
             let answer = match super::approval(&state.client, &ns, "approve", &name, spec, true).await {
-                Ok(a) => {
-                    if let Ok(mut id) = state.identity.lock()
-                        && id.groups.is_empty()
-                        && !a.spec.approver.is_empty()
-                    {
-                        *id = Identity {
-                            user: a.spec.approver.clone(),
-                            groups: a.spec.approver_groups.clone(),
-                            source: "the admission webhook's stamp on a dry-run approval",
-                        };
-                    }
-                    Ok(())
-                }
+                Ok(_) => Ok(()),
                 Err(e) => Err(why(&e)),
             };
             if let Ok(mut m) = state.may_decide.lock() {

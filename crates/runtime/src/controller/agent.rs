@@ -23,7 +23,7 @@ use serde_json::json;
 use socwarden_api::conditions;
 use socwarden_api::{AutonomyPolicy, Phase, SocAgent, SocAgentStatus, Tier};
 use socwarden_core::admission::quota;
-use socwarden_core::agent::credentials::{self, IssueReason, IssuedToken, TokenDecision};
+use socwarden_core::agent::credentials::{self, CredentialId, IssueReason, IssuedToken, TokenDecision};
 use socwarden_core::agent::pause::{self, PauseReason};
 use socwarden_core::agent::plan::{self, Applied, Plan, TokenPlan};
 use socwarden_core::agent::promotion;
@@ -643,7 +643,9 @@ async fn issue(ctx: &Context, n: &Names, secret: &Secret, want: &TokenPlan, now:
     if token.is_empty() {
         return Err(Error::TokenResponse(n.sa.clone()));
     }
-    let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone() };
+    // Its id, so that the calls the audit sink sees made with it trace back to this issue.
+    let id = CredentialId::of_token(&token);
+    let issued = IssuedToken { issued_at: now, expires_at: expires.0, spec: want.spec.clone(), id };
     // A merge patch of just the token and its annotations: the Secret already carries our labels
     // and owner, and a merge patch is far cheaper for the API server than a server-side apply.
     // `authorization` holds the whole header, for MCP clients that read a header from a Secret key

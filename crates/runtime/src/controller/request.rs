@@ -22,7 +22,7 @@ use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
 use socwarden_core::admission::{identity, quota, signature};
 use socwarden_core::agent::promotion;
-use socwarden_core::behaviour::drift::Observation;
+use socwarden_core::behaviour::drift::{MAX_CREDENTIALS, Observation};
 use socwarden_core::behaviour::records;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +156,9 @@ async fn account(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatu
         write(req, ctx, &next).await?;
         ctx.performed.recorded(&uid, writes.len());
         if let Some(state) = execution.state.filter(|s| Some(*s) != before) {
-            let e = entry(req, decisionlog::Phase::Respond, state.as_str(), execution.result.clone(), &[]);
+            let mut e = entry(req, decisionlog::Phase::Respond, state.as_str(), execution.result.clone(), &[]);
+            // Approved vs done: the tokens the agent's writes under the request were made with.
+            e.credentials = identity::distinct_ids(writes.iter().filter_map(|w| w.credential), MAX_CREDENTIALS);
             ctx.decisions.record(&e);
             k8s::publish(&ctx.recorder, req, vec![(EventType::Normal, state.as_str(), execution.result.clone())]);
         }

@@ -272,7 +272,7 @@ async function me() {
       .filter(([, ok]) => ok).map(([what]) => what);
     show(box, el("div", { "data-testid": "identity" }, "Acting as ", el("strong", {}, m.user),
       m.groups.length ? ` (${m.groups.join(", ")})` : ""),
-      el("div", { class: "caps", title: "known from " + m.source }, "You may: " + (may.join(", ") || "nothing here")));
+      el("div", { class: "caps", title: "who you are, as the API server authenticates you (SelfSubjectReview)" }, "You may: " + (may.join(", ") || "nothing here")));
     banner(m.killSwitch || []);
   } catch (e) { box.textContent = e.message; }
 }
