@@ -7,7 +7,8 @@
 #   $POD_CIDR) and the kubelet, registered as Node $NODE_NAME. The host routes $POD_CIDR to the
 #   node, so the API server reaches webhooks in pods and the tests reach pods.
 # - a DNAT rule inside the namespace makes the `kubernetes` Service (10.0.0.1:443) the API server:
-#   pods use the in-cluster configuration as on any cluster (there is no kube-proxy).
+#   pods use the in-cluster configuration as on any cluster. kube-proxy, in the namespace too,
+#   routes every other Service's cluster IP to its endpoints (there is no cluster DNS).
 # - images come from local builds (buildah, no registry): the pod sandbox ("pause", a static C
 #   program), the operator and the reference agent (release builds of this workspace), imported
 #   into containerd's k8s.io namespace.
@@ -238,6 +239,27 @@ EOF
     --cert-dir="$n/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
     --v=1 >"$STATE/logs/kubelet.log" 2>&1 &
   node_pid kubelet $!
+  # Services for pods, as on any node: kube-proxy (iptables, in the node's namespace) sends a
+  # Service's cluster IP to its endpoints (the chart's `helm test` pod reaches the operator's
+  # Service). It masquerades every Service connection: client and endpoint may share the pods'
+  # bridge, and the endpoint's reply must come back through the rule that translated the request.
+  # Its ports are the namespace's own; it sets no machine-wide sysctl (conntrack left as it is).
+  cat >"$n/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {kubeconfig: $STATE/admin.kubeconfig}
+hostnameOverride: $NODE_NAME
+clusterCIDR: $POD_CIDR
+iptables: {masqueradeAll: true, localhostNodePorts: false}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+nodePortAddresses: [primary]
+EOF
+  nsenter --net="/run/netns/$NODE_NETNS" "$NODE_BIN/kube-proxy" --config="$n/kube-proxy.yaml" \
+    >"$STATE/logs/kube-proxy.log" 2>&1 &
+  node_pid kube-proxy $!
   wait_for 120 "node $NODE_NAME" node_ready || die "the node did not become Ready (see $STATE/logs/kubelet.log)"
 }
 
@@ -280,6 +302,7 @@ node_down() {
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
   fi
   stop_pid "$(node_pid_of containerd)"
+  stop_pid "$(node_pid_of kube-proxy)"
   stop_pid "$(node_pid_of kube-scheduler)"
   for t in $pids; do alive "$t" && kill -9 "$t" 2>/dev/null; done
   return 0

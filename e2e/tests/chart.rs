@@ -174,6 +174,9 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     assert_eq!(d["spec"]["replicas"], 2, "two replicas by default");
     let args = strings(&d["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
+    // A deleted pod serves on while the API server learns it left (on the node: the upgrade test).
+    let lifecycle = &d["spec"]["template"]["spec"]["containers"][0]["lifecycle"];
+    assert_eq!(lifecycle["preStop"], json!({"sleep": {"seconds": 5}}), "{lifecycle}");
     assert_eq!(one(&defaults, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
     // The webhook Service the operator registers is the one the chart creates.
     let svc = one(&defaults, "Service");

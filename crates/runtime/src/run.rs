@@ -718,7 +718,9 @@ async fn admission(
         }
         .boxed()
     }));
-    let serve = server::serve_tls(listener, config, caller, server::Limits::new(webhook::MAX_REVIEW), handler);
+    // One review per connection (see `Limits::keep_alive`): a rolling update never fails a review.
+    let limits = server::Limits { keep_alive: false, ..server::Limits::new(webhook::MAX_REVIEW) };
+    let serve = server::serve_tls(listener, config, caller, limits, handler);
     let register = async {
         while !stores.ready() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -179,6 +179,12 @@ pub struct Limits {
     pub handshake: Duration,
     pub headers: Duration,
     pub body: Duration,
+    /// Whether a connection serves more than one request. The admission webhook's do not: the API
+    /// server picks a pod when it opens a connection and reuses it whatever the endpoints say
+    /// since, so a kept connection to a pod being replaced fails the review it carries when the
+    /// pod stops ("connection reset by peer" in a rolling update, e2e/tests/node.rs). One request
+    /// per connection costs a TLS handshake per review.
+    pub keep_alive: bool,
 }
 
 impl Limits {
@@ -191,6 +197,7 @@ impl Limits {
             handshake: Duration::from_secs(5),
             headers: Duration::from_secs(5),
             body: Duration::from_secs(10),
+            keep_alive: true,
         }
     }
 }
@@ -254,7 +261,9 @@ pub async fn serve_tls(
                 let (handler, caller, budget) = (handler.clone(), caller.clone(), budget.clone());
                 async move { Ok::<_, Infallible>(answer(req, certified, &caller, limits, &budget, &handler).await) }
             });
-            if let Err(e) = http1(limits.headers).serve_connection(TokioIo::new(tls), svc).await {
+            let mut http = http1(limits.headers);
+            http.keep_alive(limits.keep_alive);
+            if let Err(e) = http.serve_connection(TokioIo::new(tls), svc).await {
                 tracing::debug!(error = %e, "TLS connection ended");
             }
         }
@@ -344,4 +353,58 @@ async fn share(
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Two requests on one TLS connection to `serve_tls` with `keep_alive`: the first answer's
+    /// `connection` header, and whether the second was answered.
+    async fn twice(keep_alive: bool) -> (Option<String>, bool) {
+        use http_body_util::BodyExt as _;
+        let m = crate::tls::generate(&["localhost".into()], &[]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handler = Handler::Whole(Arc::new(|_, _| {
+            use futures::FutureExt as _;
+            async { (StatusCode::OK, b"{}".to_vec()) }.boxed()
+        }));
+        let limits = Limits { keep_alive, ..Limits::new(1 << 10) };
+        tokio::spawn(serve_tls(
+            listener,
+            crate::tls::server_config(&m, None).unwrap(),
+            Caller::Anyone,
+            limits,
+            handler,
+        ));
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(crate::tls::roots(&m.ca_pem).unwrap())
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let review = || {
+            Request::post("/validate").header("content-length", "2").body(Full::new(Bytes::from_static(b"{}"))).unwrap()
+        };
+        let first = sender.send_request(review()).await.unwrap();
+        let connection = first.headers().get("connection").map(|v| v.to_str().unwrap().to_string());
+        first.into_body().collect().await.unwrap();
+        let second = match sender.ready().await {
+            Ok(()) => sender.send_request(review()).await.is_ok(),
+            Err(_) => false,
+        };
+        (connection, second)
+    }
+
+    #[tokio::test]
+    async fn without_keep_alive_each_connection_carries_one_request_and_says_so() {
+        assert_eq!(twice(false).await, (Some("close".into()), false), "the webhook: one review per connection");
+        assert_eq!(twice(true).await, (None, true), "the audit sink: connections are kept");
+    }
 }
