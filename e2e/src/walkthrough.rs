@@ -23,8 +23,12 @@ pub fn readme_commands() -> Result<BTreeSet<String>> {
         match line.trim() {
             "```sh" => in_sh = true,
             "```" => in_sh = false,
-            l if in_sh && !l.is_empty() => {
-                out.insert(l.split('#').next().unwrap_or("").trim().to_string());
+            l if in_sh => {
+                // A comment line is no command.
+                let command = l.split('#').next().unwrap_or("").trim();
+                if !command.is_empty() {
+                    out.insert(command.to_string());
+                }
             }
             _ => {}
         }

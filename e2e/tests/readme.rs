@@ -30,6 +30,13 @@ async fn every_readme_command_works() -> Result<()> {
         GATEWAY_CA,
         MCP_LIST,
         MCP_CALL,
+        // "Uninstall and clean up": node.rs runs these, after `helm uninstall`'s own test.
+        "kubectl delete socagents,actionrequests --all -A --wait",
+        "kubectl delete -f examples/ --ignore-not-found --wait",
+        "helm uninstall soc-warden -n soc-warden-system --wait",
+        "kubectl delete mutatingwebhookconfiguration,validatingwebhookconfiguration socwarden.io",
+        "kubectl delete -f charts/soc-warden/crds/",
+        "kubectl delete namespace soc-warden-system",
     ]
     .into_iter()
     .map(String::from)
@@ -39,7 +46,8 @@ async fn every_readme_command_works() -> Result<()> {
         "the README shows a command this test does not run (or no longer shows one it runs)"
     );
     // `e2e/test` is the command that runs this very test (CI runs it through .ci/run).
-    // `e2e/up --node` is run, followed by this same walk through, by node.rs on the node.
+    // `e2e/up --node` is run, followed by this same walk through, by node.rs on the node; so are
+    // the cleanup commands (on_the_node_helm_uninstall_and_the_readme_cleanup_leave_nothing_of_soc_warden).
 
     let admin = admin().await?;
     install_crds(&admin).await?;
