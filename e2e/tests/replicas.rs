@@ -212,3 +212,48 @@ async fn a_probing_agent_served_by_the_standby_is_contained() -> Result<()> {
     assert!(r.code == 2 || r.code == 3, "contained: refused at the gateway; {} {}", r.code, r.err);
     Ok(())
 }
+
+/// The leader dies in the middle of a probing burst whose audit batches reach the standby: the
+/// standby, which judged them too, takes the lease and contains within the lease + 2 s.
+#[tokio::test]
+async fn the_leader_killed_during_a_probing_burst_the_successor_contains() -> Result<()> {
+    let mut w = two("lead-k", "standby-k").await?;
+    let (admin, home, scope) = (w.scene.admin.clone(), w.scene.home().to_string(), w.scene.scope().to_string());
+    let read = unique("read");
+    apply_yaml(
+        &admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
+        ),
+    )
+    .await?;
+    let mut a = agent("prober", &home, Tier::Supervised, &[&read], &[&scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.baseline.learning_period = "20s".into();
+    apply(&Api::<SocAgent>::namespaced(admin.clone(), &home), &a).await?;
+    wait_agent(&admin, &home, "prober", "Ready", T, ready).await?;
+    let bot = with_token(&agent_token(&admin, &home, "prober").await?.expect("a token")).await?;
+    let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), read.clone(), 5);
+    wait_report(&admin, &home, "prober", "baseline learned", Duration::from_secs(60), |r| {
+        r.baseline.as_ref().is_some_and(|b| b.learned_at.is_some())
+    })
+    .await?;
+    // Probing beyond its grants (reading Secrets in its scope); the leader dies after the third.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(bot.clone(), &scope);
+    let mut killed = None;
+    for i in 0..10 {
+        let _ = secrets.get("db-credentials").await;
+        if i == 2 {
+            w.leader.kill();
+            killed = Some(std::time::Instant::now());
+        }
+    }
+    let killed = killed.expect("killed");
+    wait_agent(&admin, &home, "prober", "paused for drift", Duration::from_secs(LEASE + 20), paused_for_drift).await?;
+    let took = killed.elapsed();
+    normal.stop().await;
+    println!("contained {took:?} after the leader was killed (lease {LEASE} s)");
+    assert_eq!(holder(&admin).await?.as_deref(), Some("standby-k"));
+    assert!(took <= Duration::from_secs(LEASE + 2), "contained {took:?} after the kill: more than the lease + 2 s");
+    Ok(())
+}

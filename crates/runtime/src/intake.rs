@@ -211,6 +211,7 @@ impl Intake {
     pub fn take(&self, calls: Vec<Call>, received: Instant) {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
+        configure(&self.ctx, calls.iter().map(|c| &c.agent));
         let Admitted { kept, dropped, unjudged } = admit(calls, self.queued.load(Ordering::Relaxed));
         let events = &self.ctx.metrics.audit_events;
         let now = jiff::Timestamp::now();
@@ -246,6 +247,23 @@ impl Intake {
     fn known(&self, c: &Call) -> bool {
         let (ns, name) = &c.agent;
         self.ctx.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns)).is_some()
+    }
+}
+
+/// Configures the models of `agents` that no reconcile of this replica configures (a standby's)
+/// from the cache, so that it learns and judges with each agent's own settings.
+pub fn configure<'a>(ctx: &Context, agents: impl Iterator<Item = &'a AgentKey>) {
+    let mut seen: Vec<&AgentKey> = Vec::new();
+    for key in agents {
+        if seen.contains(&key) || ctx.monitor.knows(key) {
+            continue;
+        }
+        seen.push(key);
+        let at = kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0);
+        if let Some(a) = ctx.stores.agents.get(&at) {
+            let paused = a.status.as_ref().and_then(|s| s.phase) == Some(socwarden_api::Phase::Paused);
+            ctx.monitor.configure_spec(key, &a.spec.baseline, paused);
+        }
     }
 }
 

@@ -250,6 +250,7 @@ impl Gateway {
                 let _ = crate::intake::relay(&ctx, vec![call]).await;
             });
         }
+        crate::intake::configure(&self.ctx, std::iter::once(&key));
         self.ctx.monitor.observe(vec![(key, o)], Instant::now(), jiff::Timestamp::now());
     }
 

@@ -414,6 +414,7 @@ async fn leadership(
         lead_now();
         crate::leader::keep(&client, &cfg, &ctx.fence).await;
         monitor.set_active(false);
+        monitor.unseed_all();
         // What this replica remembers writing may be rewritten by the next leader meanwhile.
         ctx.reports.forget_all();
         ctx.metrics.leadership_lost.inc();
