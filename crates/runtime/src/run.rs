@@ -415,6 +415,8 @@ async fn leadership(
         crate::leader::keep(&client, &cfg, &ctx.fence).await;
         monitor.set_active(false);
         monitor.unseed_all();
+        // The expiries of the tokens this replica issued: its successor issues and reports them now.
+        ctx.metrics.credential_expiry.reset();
         // What this replica remembers writing may be rewritten by the next leader meanwhile.
         ctx.reports.forget_all();
         ctx.metrics.leadership_lost.inc();
