@@ -192,6 +192,22 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == 9444 && p["targetPort"] == "mcp"));
     let np = &one(&defaults, "NetworkPolicy")["spec"]["ingress"];
     assert_eq!(np[2]["ports"][0]["port"], 9444, "{np}");
+    // The peer endpoint (issue 30): every replica serves it at its pod IP, and only the
+    // operator's own pods may reach it.
+    assert!(args.contains(&"--peer-addr=0.0.0.0:8444".to_string()), "{args:?}");
+    assert!(args.contains(&"--peer-url=https://$(POD_IP):8444".to_string()), "{args:?}");
+    let env = &one(&defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_IP" && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"),
+        "{env}"
+    );
+    assert_eq!(np[3]["ports"][0]["port"], 8444, "{np}");
+    let from = np[3]["from"].as_array().unwrap();
+    assert_eq!(from.len(), 1, "{np}");
+    assert_eq!(from[0]["podSelector"]["matchLabels"], one(&defaults, "Deployment")["spec"]["selector"]["matchLabels"]);
     let cr = of_kind(&defaults, "ClusterRole");
     let held: Vec<Value> = cr.iter().flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default()).collect();
     assert!(holds(&held, "authentication.k8s.io", "tokenreviews", "create", &[]), "TokenReview for the gateway");

@@ -51,6 +51,16 @@ async fn every_readme_command_works() -> Result<()> {
 
     let admin = admin().await?;
     install_crds(&admin).await?;
+    // The tests before this one ran the operator as the chart's ServiceAccount under the chart's
+    // admission policy, which lets only that account write statuses. `e2e/up` runs the operator
+    // as the admin, as on the fresh cluster the README starts from, where there is no such policy
+    // (a test after this one applies it again).
+    let removed = Command::new(kubectl())
+        .args(["delete", "--ignore-not-found", "validatingadmissionpolicybinding,validatingadmissionpolicy"])
+        .arg(format!("{}-operator-writes", soc_warden_e2e::helm::RELEASE))
+        .env("KUBECONFIG", admin_kubeconfig())
+        .status()?;
+    anyhow::ensure!(removed.success(), "removing the chart's admission policy left by earlier tests failed");
     // `e2e/up` against the running cluster (KUBECONFIG set, so it starts nothing). The test build
     // already built the operator; WARDEN_BIN makes the script use it instead of building again.
     let port = free_port();

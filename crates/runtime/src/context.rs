@@ -119,6 +119,9 @@ pub struct Context {
     pub reports: crate::report::Reports,
     /// Until when this replica leads (only the leader reconciles; the others keep caches warm).
     pub fence: std::sync::Arc<crate::leader::Fence>,
+    /// The other replicas: where the leader is, and how to send it what this replica observed
+    /// (set once the TLS material is loaded; unset without leader election).
+    pub peers: std::sync::OnceLock<crate::peer::Peers>,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
     pub api_audiences: tokio::sync::OnceCell<Vec<String>>,
     /// Issued tokens by Secret UID (see `IssuedMemo`).
@@ -168,6 +171,7 @@ impl Context {
             performed: settings.performed,
             reports: Default::default(),
             fence: std::sync::Arc::new(crate::leader::Fence::new()),
+            peers: std::sync::OnceLock::new(),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),
             issued: Mutex::new(HashMap::new()),

@@ -119,7 +119,8 @@ impl Intake {
         match (pumped, read) {
             (Err(e @ BodyError::Stalled(_)), _) => (StatusCode::REQUEST_TIMEOUT, json(&e.to_string())),
             (Err(e), _) => (StatusCode::BAD_REQUEST, json(&e.to_string())),
-            (Ok(()), Ok(_)) => (StatusCode::OK, b"{}".to_vec()),
+            (Ok(()), Ok(Err(e))) => (StatusCode::SERVICE_UNAVAILABLE, json(&e)),
+            (Ok(()), Ok(Ok(_))) => (StatusCode::OK, b"{}".to_vec()),
             (Ok(()), Err(e)) => {
                 self.ctx.metrics.audit_events.with_label_values(&["malformed"]).inc();
                 tracing::warn!(error = %e, "malformed audit payload");
@@ -128,22 +129,31 @@ impl Intake {
         }
     }
 
-    /// A batch of `len` bytes, read whole, then judged.
-    async fn whole(&self, mut body: Body, len: usize) -> (Result<(), BodyError>, Result<usize, String>) {
+    /// A batch of `len` bytes, read whole, then judged (and sent to the leader, see `peer`).
+    async fn whole(&self, mut body: Body, len: usize) -> (Result<(), BodyError>, Read) {
         let mut bytes = Vec::with_capacity(len);
         while let Some(piece) = body.next().await {
             match piece {
                 Ok(piece) => bytes.extend_from_slice(&piece),
-                Err(e) => return (Err(e), Ok(0)),
+                Err(e) => return (Err(e), Ok(Ok(0))),
             }
         }
         let received = Instant::now();
-        (Ok(()), audit::read_slice(&bytes, jiff::Timestamp::now(), |part| self.take(part, received)))
+        let mut relay = Vec::new();
+        let read = audit::read_slice(&bytes, jiff::Timestamp::now(), |part| {
+            relay.extend(self.to_relay(&part));
+            self.take(part, received)
+        });
+        drop(bytes);
+        match read {
+            Ok(n) => (Ok(()), Ok(self.relay(relay).await.map(|()| n))),
+            Err(e) => (Ok(()), Err(e)),
+        }
     }
 
     /// A batch read as it arrives (in a blocking task fed with the body's pieces) and judged a part
     /// at a time meanwhile.
-    async fn streamed(&self, mut body: Body) -> (Result<(), BodyError>, Result<usize, String>) {
+    async fn streamed(&self, mut body: Body) -> (Result<(), BodyError>, Read) {
         let received = Instant::now();
         let now = jiff::Timestamp::now();
         // Two pieces of the body in transit, one part waiting to be judged: the rest waits in the
@@ -165,13 +175,35 @@ impl Intake {
             Ok::<(), BodyError>(())
         };
         let judge = async {
+            let mut relayed = Ok(());
             while let Some(part) = parts_rx.recv().await {
+                let relay = self.to_relay(&part);
                 self.take(part, received);
+                if relayed.is_ok() {
+                    relayed = self.relay(relay).await;
+                }
             }
+            relayed
         };
-        let (pumped, ()) = futures::future::join(pump, judge).await;
-        let read = reader.await.unwrap_or_else(|e| Err(format!("reading the batch failed: {e}")));
-        (pumped, read)
+        let (pumped, relayed) = futures::future::join(pump, judge).await;
+        match reader.await.unwrap_or_else(|e| Err(format!("reading the batch failed: {e}"))) {
+            Ok(n) => (pumped, Ok(relayed.map(|()| n))),
+            Err(e) => (pumped, Err(e)),
+        }
+    }
+
+    /// The known calls of `part` to send to the leader, when this replica does not lead and has
+    /// peers (see `peer`).
+    fn to_relay(&self, part: &[Call]) -> Vec<Call> {
+        match self.ctx.peers.get() {
+            Some(_) if !self.ctx.leading() => part.iter().filter(|c| self.known(c)).cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sends `calls` to the leader (see `peer`): an error when it could not take them in time.
+    async fn relay(&self, calls: Vec<Call>) -> Result<(), String> {
+        relay(&self.ctx, calls).await
     }
 
     /// Judges the calls of one part of an audit batch received at `received`, as far as capacity
@@ -179,6 +211,7 @@ impl Intake {
     pub fn take(&self, calls: Vec<Call>, received: Instant) {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
+        configure(&self.ctx, calls.iter().map(|c| &c.agent));
         let Admitted { kept, dropped, unjudged } = admit(calls, self.queued.load(Ordering::Relaxed));
         let events = &self.ctx.metrics.audit_events;
         let now = jiff::Timestamp::now();
@@ -214,6 +247,46 @@ impl Intake {
     fn known(&self, c: &Call) -> bool {
         let (ns, name) = &c.agent;
         self.ctx.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns)).is_some()
+    }
+}
+
+/// Configures the models of `agents` that no reconcile of this replica configures (a standby's)
+/// from the cache, so that it learns and judges with each agent's own settings.
+pub fn configure<'a>(ctx: &Context, agents: impl Iterator<Item = &'a AgentKey>) {
+    let mut seen: Vec<&AgentKey> = Vec::new();
+    for key in agents {
+        if seen.contains(&key) || ctx.monitor.knows(key) {
+            continue;
+        }
+        seen.push(key);
+        let at = kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0);
+        if let Some(a) = ctx.stores.agents.get(&at) {
+            let paused = a.status.as_ref().and_then(|s| s.phase) == Some(socwarden_api::Phase::Paused);
+            ctx.monitor.configure_spec(key, &a.spec.baseline, paused);
+        }
+    }
+}
+
+/// How reading a batch ended: the EventList read (its events) or why not; within it, whether the
+/// leader took what this replica sent it (see `peer`).
+type Read = Result<Result<usize, String>, String>;
+
+/// Sends the calls this replica received, but does not judge for action, to the leader, trying
+/// again until the peers' patience runs out or this replica leads (it judged them already).
+pub async fn relay(ctx: &Context, calls: Vec<Call>) -> Result<(), String> {
+    let Some(peers) = ctx.peers.get().filter(|_| !calls.is_empty()) else { return Ok(()) };
+    let counted = &ctx.metrics.peer_forwards;
+    match peers.forward(&calls, || ctx.leading()).await {
+        Ok(true) => {
+            counted.with_label_values(&["forwarded"]).inc_by(calls.len() as u64);
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => {
+            counted.with_label_values(&["failed"]).inc_by(calls.len() as u64);
+            tracing::warn!(calls = calls.len(), error = %e, "the leader did not take the agents' calls this replica received");
+            Err(format!("the leader did not take the calls: {e}"))
+        }
     }
 }
 

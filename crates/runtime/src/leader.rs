@@ -64,6 +64,9 @@ pub struct Config {
     pub namespace: String,
     pub identity: String,
     pub duration: Duration,
+    /// Where the other replicas reach this one's peer endpoint (see `peer`), written on the Lease
+    /// while this replica holds it.
+    pub peer_url: Option<String>,
 }
 
 /// Whether `identity` may take or keep the lease now. Pure.
@@ -104,8 +107,25 @@ const AFTER_EXPIRY: Duration = Duration::from_millis(20);
 pub enum Hold {
     /// This replica holds it now.
     Held,
-    /// Another replica does (or won a race for it); its lease runs out at `expires`.
-    Busy { expires: Option<Timestamp> },
+    /// Another replica does (or won a race for it); its lease runs out at `expires`; its peer
+    /// endpoint is at `peer` (when it says).
+    Busy { expires: Option<Timestamp>, peer: Option<String> },
+}
+
+/// The Lease's metadata with this replica's peer URL (or none).
+fn annotate(c: &Config, mut meta: ObjectMeta) -> ObjectMeta {
+    let mut annotations = meta.annotations.take().unwrap_or_default();
+    match &c.peer_url {
+        Some(url) => annotations.insert(crate::peer::ANNOTATION.into(), url.clone()),
+        None => annotations.remove(crate::peer::ANNOTATION),
+    };
+    meta.annotations = Some(annotations);
+    meta
+}
+
+/// The peer URL the holder of `lease` wrote on it.
+pub fn peer_of(lease: &Lease) -> Option<String> {
+    lease.metadata.annotations.as_ref()?.get(crate::peer::ANNOTATION).cloned()
 }
 
 fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
@@ -130,27 +150,28 @@ pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<Hold> {
     match api.get_opt(LEASE).await? {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(LEASE.into()),
-                    namespace: Some(c.namespace.clone()),
-                    ..Default::default()
-                },
+                metadata: annotate(
+                    c,
+                    ObjectMeta { name: Some(LEASE.into()), namespace: Some(c.namespace.clone()), ..Default::default() },
+                ),
                 spec: Some(spec(c, None, now)),
             };
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Hold::Held),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None }),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None, peer: None }),
                 Err(e) => Err(e),
             }
         }
         Some(mut lease) => {
             if !may_hold(lease.spec.as_ref(), &c.identity, now) {
-                return Ok(Hold::Busy { expires: lease.spec.as_ref().and_then(expires_at) });
+                let peer = peer_of(&lease);
+                return Ok(Hold::Busy { expires: lease.spec.as_ref().and_then(expires_at), peer });
             }
             lease.spec = Some(spec(c, lease.spec.as_ref(), now));
+            lease.metadata = annotate(c, lease.metadata);
             match api.replace(LEASE, &PostParams::default(), &lease).await {
                 Ok(_) => Ok(Hold::Held),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None }),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None, peer: None }),
                 Err(e) => Err(e),
             }
         }
@@ -170,12 +191,19 @@ async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<Hol
     }
 }
 
-/// Waits until this replica holds the lease.
-pub async fn acquire(client: &Client, c: &Config, fence: &Fence) {
+/// Waits until this replica holds the lease; meanwhile tells `leader` where the holder's peer
+/// endpoint is at each attempt (None once this replica holds it).
+pub async fn acquire(client: &Client, c: &Config, fence: &Fence, leader: impl Fn(Option<String>)) {
     loop {
         let wait = match attempt(client, c, fence).await {
-            Ok(Hold::Held) => return,
-            Ok(Hold::Busy { expires }) => retry_in(expires, Timestamp::now(), c.duration / 5),
+            Ok(Hold::Held) => {
+                leader(None);
+                return;
+            }
+            Ok(Hold::Busy { expires, peer }) => {
+                leader(peer);
+                retry_in(expires, Timestamp::now(), c.duration / 5)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not read or take the leader lease");
                 c.duration / 5
@@ -268,7 +296,8 @@ mod tests {
 
     #[test]
     fn taking_over_counts_a_transition_and_renewing_does_not() {
-        let c = Config { namespace: "ns".into(), identity: "a".into(), duration: Duration::from_secs(15) };
+        let c =
+            Config { namespace: "ns".into(), identity: "a".into(), duration: Duration::from_secs(15), peer_url: None };
         let now = Timestamp::from_second(1000).unwrap();
         let mut other = lease("b", 900, 15);
         other.lease_transitions = Some(3);
@@ -279,5 +308,25 @@ mod tests {
         let renewed = spec(&c, Some(&mine), now);
         assert_eq!(renewed.lease_transitions, Some(4));
         assert_eq!(renewed.acquire_time, mine.acquire_time);
+    }
+
+    #[test]
+    fn the_holder_writes_its_peer_url_on_the_lease_and_a_standby_reads_it() {
+        let mut c = Config {
+            namespace: "ns".into(),
+            identity: "a".into(),
+            duration: Duration::from_secs(15),
+            peer_url: Some("https://10.0.0.7:8444".into()),
+        };
+        let mut meta =
+            ObjectMeta { annotations: Some([("keep".to_string(), "me".to_string())].into()), ..Default::default() };
+        meta = annotate(&c, meta);
+        let lease = Lease { metadata: meta.clone(), spec: None };
+        assert_eq!(peer_of(&lease).as_deref(), Some("https://10.0.0.7:8444"));
+        assert_eq!(meta.annotations.as_ref().unwrap()["keep"], "me", "other annotations are kept");
+        // A holder without a peer endpoint takes away its predecessor's URL.
+        c.peer_url = None;
+        let lease = Lease { metadata: annotate(&c, meta), spec: None };
+        assert_eq!(peer_of(&lease), None);
     }
 }

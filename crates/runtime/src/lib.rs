@@ -40,6 +40,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod peer;
 pub mod probe;
 pub mod records;
 pub mod report;

@@ -79,6 +79,14 @@ enum Command {
         /// How long a lease holds without renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         lease_duration: std::time::Duration,
+        /// Address of the peer endpoint (TLS): with leader election, a replica that does not lead
+        /// sends the agents' calls its audit sink and MCP gateway received to the leader's.
+        #[arg(long, env = "WARDEN_PEER_ADDR", requires = "leader_elect")]
+        peer_addr: Option<SocketAddr>,
+        /// How the other replicas reach this one's peer endpoint (default: https://<--peer-addr>,
+        /// required when that address is 0.0.0.0 or ::, e.g. https://$(POD_IP):8444).
+        #[arg(long, env = "WARDEN_PEER_URL", requires = "peer_addr")]
+        peer_url: Option<String>,
         /// Address of the MCP gateway (TLS with the webhook's serving certificate; endpoint /mcp):
         /// agents list their catalog actions as tools and call them with their own token.
         #[arg(long, env = "WARDEN_MCP_ADDR")]
@@ -243,6 +251,8 @@ fn main() -> anyhow::Result<()> {
             identity,
             lease_duration,
             mcp_addr,
+            peer_addr,
+            peer_url,
             operator_user,
             unaudited_namespaces,
         } => {
@@ -290,6 +300,21 @@ fn main() -> anyhow::Result<()> {
                 ),
                 _ => None,
             };
+            let peer_url = match (peer_addr, peer_url) {
+                (Some(_), Some(url)) => Some(url),
+                (Some(addr), None) if !addr.ip().is_unspecified() => Some(format!("https://{addr}")),
+                (Some(addr), None) => anyhow::bail!(
+                    "--peer-addr {addr} listens on every address: say how the other replicas reach it with --peer-url (e.g. https://$(POD_IP):{})",
+                    addr.port()
+                ),
+                (None, _) => None,
+            };
+            if leader_elect && peer_addr.is_none() {
+                tracing::warn!(
+                    "--leader-elect without --peer-addr: what a replica that does not lead receives (audit batches, MCP refusals) is judged by it alone and never acted on"
+                );
+            }
+            let peer = peer_addr.zip(peer_url.clone());
             let leader = leader_elect.then(|| soc_warden::leader::Config {
                 namespace: namespace.clone(),
                 identity: identity.unwrap_or_else(|| {
@@ -297,6 +322,7 @@ fn main() -> anyhow::Result<()> {
                     format!("{}-{}", host.trim(), std::process::id())
                 }),
                 duration: lease_duration,
+                peer_url,
             });
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
@@ -328,6 +354,7 @@ fn main() -> anyhow::Result<()> {
                         audit,
                         leader,
                         mcp_addr,
+                        peer,
                         unobserved,
                     },
                 )

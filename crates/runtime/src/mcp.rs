@@ -236,11 +236,21 @@ impl Gateway {
         self.ctx.metrics.mcp_calls.with_label_values(&[tool, outcome]).inc();
     }
 
-    /// A refused call is behaviour: the agent's drift model sees it like a rejected request
-    /// (judged by this replica's model; see the README).
+    /// A refused call is behaviour: the agent's drift model sees it like a rejected request. A
+    /// replica that does not lead sends it to the leader too (see `peer`), which judges it with
+    /// all of the agent's calls; the refusal's answer does not wait for that.
     fn observe_refusal(&self, c: &Caller, action: &str, target: &str) {
         let o = Observation::request(jiff::Timestamp::now(), action, target, Decision::Rejected);
         let key = (c.namespace.clone(), c.agent.clone());
+        if self.ctx.peers.get().is_some() && !self.ctx.leading() {
+            let call =
+                socwarden_core::behaviour::audit::Call { agent: key.clone(), observation: o.clone(), access: None };
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                let _ = crate::intake::relay(&ctx, vec![call]).await;
+            });
+        }
+        crate::intake::configure(&self.ctx, std::iter::once(&key));
         self.ctx.monitor.observe(vec![(key, o)], Instant::now(), jiff::Timestamp::now());
     }
 

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub agent_paused: IntGaugeVec,
     pub drift_detections: IntCounterVec,
     pub audit_events: IntCounterVec,
+    /// Agents' calls sent between replicas (see `peer`).
+    pub peer_forwards: IntCounterVec,
     pub unrecorded_writes: prometheus::IntCounter,
     pub baseline_bounds: IntCounterVec,
     pub leadership_lost: prometheus::IntCounter,
@@ -181,6 +183,17 @@ impl Metrics {
         for result in ["kept", "dropped", "unjudged", "malformed"] {
             audit_events.with_label_values(&[result]);
         }
+        let peer_forwards = IntCounterVec::new(
+            Opts::new(
+                "peer_calls_total",
+                "Agents' calls a replica that does not lead received and sent to the leader (forwarded), could not send within the lease plus 2 s (failed: the sink answered 503 and the API server sends the batch again), a leader took from a peer (received), or bodies refused for a bad signature or age (refused)",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        for result in ["forwarded", "failed", "received", "refused"] {
+            peer_forwards.with_label_values(&[result]);
+        }
         let unrecorded_writes = prometheus::IntCounter::new(
             "unrecorded_writes_total",
             "Writes by agents that no approved request covered (each contains its agent with onDrift Pause)",
@@ -243,6 +256,7 @@ impl Metrics {
             Box::new(agent_paused.clone()),
             Box::new(drift_detections.clone()),
             Box::new(audit_events.clone()),
+            Box::new(peer_forwards.clone()),
             Box::new(unrecorded_writes.clone()),
             Box::new(baseline_bounds.clone()),
             Box::new(leadership_lost.clone()),
@@ -299,6 +313,7 @@ impl Metrics {
             agent_paused,
             drift_detections,
             audit_events,
+            peer_forwards,
             unrecorded_writes,
             baseline_bounds,
             leadership_lost,

@@ -42,8 +42,10 @@ struct Entry {
     dirty: bool,
     /// Signals below the threshold, kept until the status has shown them (the window moves on).
     report: Option<(Assessment, Timestamp)>,
-    /// Configured from the agent's spec (and its kept baseline) at least once.
+    /// Configured from the agent's spec at least once.
     configured: bool,
+    /// The leading replica considered the baseline the agent's DriftReport kept (see `configure`).
+    seeded: bool,
 }
 
 impl Entry {
@@ -61,6 +63,7 @@ impl Entry {
             dirty: false,
             report: None,
             configured: false,
+            seeded: false,
         }
     }
 }
@@ -105,23 +108,43 @@ impl Monitor {
         (monitor, Wakes { reconcile: rx, contain: contain_rx })
     }
 
-    /// Brings the model in line with the agent's spec and, on first sight (e.g. after a restart),
-    /// with the baseline its status kept.
+    /// Brings the model in line with the agent's spec (the leader's reconcile) and, the first time
+    /// this replica leads it (after a restart, or a takeover), with the baseline its DriftReport
+    /// kept: the leader's learning replaces what a standby learned from the calls it received,
+    /// and the recent window — the standby's own observations — stays to be judged.
     pub fn configure(&self, key: &AgentKey, spec: &BaselineSpec, paused: bool, kept: Option<&BaselineStatus>) {
         let mut entries = self.entries();
         let e = entries.entry(key.clone()).or_insert_with(Entry::new);
-        e.learning = socwarden_api::duration::parse(&spec.learning_period).unwrap_or(Duration::from_secs(24 * 3600));
-        e.sensitivity = spec.sensitivity;
-        e.pause_on_drift = spec.on_drift == OnDrift::Pause;
-        e.paused = paused;
-        e.configured = true;
-        if let Some(k) = kept
-            && e.model.since.is_none()
-        {
+        set_spec(e, spec, paused);
+        if e.seeded {
+            return;
+        }
+        e.seeded = true;
+        if let Some(k) = kept {
             e.model.since = k.since.parse().ok();
             e.model.learned_at = k.learned_at.as_deref().and_then(|t| t.parse().ok());
             e.model.baseline = k.counts.clone();
             e.checkpoint = e.model.since.map(|s| (k.counts.clone(), s));
+        }
+    }
+
+    /// Configures the model of an agent that no reconcile of this replica configures (a
+    /// standby's, or right after a start) from its spec and whether it is paused, as the cache
+    /// shows them: a standby learns and judges with the agent's own learning period and
+    /// sensitivity, and judges nothing of a paused agent.
+    pub fn configure_spec(&self, key: &AgentKey, spec: &BaselineSpec, paused: bool) {
+        let mut entries = self.entries();
+        let e = entries.entry(key.clone()).or_insert_with(Entry::new);
+        if !e.seeded {
+            set_spec(e, spec, paused);
+        }
+    }
+
+    /// Leadership was lost: the next time this replica leads, each model is seeded again from what
+    /// the DriftReports kept (the leader meanwhile learned from every replica's calls).
+    pub fn unseed_all(&self) {
+        for e in self.entries().values_mut() {
+            e.seeded = false;
         }
     }
 
@@ -133,6 +156,20 @@ impl Monitor {
 
     pub fn set_active(&self, active: bool) {
         self.active.store(active, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this replica leads: only the leader's judgements are metrics (a standby's models see
+    /// only the calls it received, and two pods counting one event would double every alert).
+    fn leads(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn score(&self, key: &AgentKey, score: f64) {
+        if self.leads() {
+            self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(score);
+        } else {
+            let _ = self.metrics.drift_score.remove_label_values(&[&key.0, &key.1]);
+        }
     }
 
     /// Asks for the agent's reconcile (on the replica that leads).
@@ -147,7 +184,9 @@ impl Monitor {
     fn trip(&self, key: &AgentKey, e: &mut Entry, assessment: Assessment, received: Instant, now: Timestamp) {
         e.trigger = Some(Trigger { received, assessment, at: now, revoked: false });
         e.last_wake = Some(Instant::now());
-        self.metrics.drift_detections.with_label_values(&["pause"]).inc();
+        if self.leads() {
+            self.metrics.drift_detections.with_label_values(&["pause"]).inc();
+        }
         if self.active.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = self.contain.send(key.clone());
         }
@@ -182,7 +221,9 @@ impl Monitor {
                 continue;
             }
             for bound in e.model.observe(o, e.learning) {
-                self.metrics.baseline_bounds.with_label_values(&[bound.as_str()]).inc();
+                if self.leads() {
+                    self.metrics.baseline_bounds.with_label_values(&[bound.as_str()]).inc();
+                }
             }
             if !touched.contains(&key) {
                 touched.push(key);
@@ -238,7 +279,7 @@ impl Monitor {
         if e.paused {
             return;
         }
-        if let Some(c) = count {
+        if let Some(c) = count.filter(|_| self.leads()) {
             c.inc();
         }
         if e.trigger.is_some() {
@@ -256,7 +297,7 @@ impl Monitor {
             signals: vec![signal],
             credentials: certain.credentials,
         };
-        self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
+        self.score(key, a.score);
         e.shown = Some((a.clone(), now));
         if e.pause_on_drift {
             self.trip(key, e, a, received, now);
@@ -282,7 +323,7 @@ impl Monitor {
         let was_learning = e.model.learned_at.is_none();
         e.model.advance(now, e.learning);
         let (a, verdict) = drift::judge(e.model.assess(now, e.learning), e.sensitivity, e.pause_on_drift);
-        self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(a.score);
+        self.score(key, a.score);
         let mut wake = false;
         if verdict == Verdict::Pause && e.trigger.is_none() {
             self.trip(key, e, a.clone(), received, now);
@@ -354,9 +395,10 @@ impl Monitor {
         }
     }
 
-    /// Whether the agent's model was configured already (its kept baseline, if any, is in).
+    /// Whether the agent's model was configured by this replica's reconcile while leading (its
+    /// kept baseline, if any, is in).
     pub fn knows(&self, key: &AgentKey) -> bool {
-        self.entries().get(key).is_some_and(|e| e.configured)
+        self.entries().get(key).is_some_and(|e| e.seeded)
     }
 
     /// The status showed the reported signals.
@@ -386,6 +428,14 @@ impl Monitor {
             e.shown = None;
         }
     }
+}
+
+fn set_spec(e: &mut Entry, spec: &BaselineSpec, paused: bool) {
+    e.learning = socwarden_api::duration::parse(&spec.learning_period).unwrap_or(Duration::from_secs(24 * 3600));
+    e.sensitivity = spec.sensitivity;
+    e.pause_on_drift = spec.on_drift == OnDrift::Pause;
+    e.paused = paused;
+    e.configured = true;
 }
 
 /// A signal that contains whatever the statistics say, and the tokens of the calls behind it.
@@ -535,5 +585,44 @@ mod tests {
         let v = m.view(&key);
         assert_eq!(v.drift.unwrap().state, drift::State::Normal);
         assert_eq!(v.baseline.unwrap().learned_at, Some(t(100).to_string()));
+    }
+
+    #[test]
+    fn a_standby_judges_with_the_agents_settings_quietly_and_its_trigger_acts_once_it_leads() {
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let (mut rx, mut contain) = (wakes.reconcile, wakes.contain);
+        m.set_active(false);
+        let key = ("agents".to_string(), "bot".to_string());
+        let spec =
+            BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
+        // No reconcile here: the calls it received configure the model from the agent's spec.
+        m.configure_spec(&key, &spec, false);
+        assert!(!m.knows(&key), "not seeded from the DriftReport: no reconcile of this replica did");
+        for s in (0..100).step_by(5) {
+            m.observe(vec![(key.clone(), Observation::api(t(s), "list", "pods", 200))], Instant::now(), t(s));
+        }
+        m.tick(t(101));
+        let burst: Vec<_> =
+            (0..6).map(|i| (key.clone(), Observation::api(t(102 + i), "get", "secrets", 403))).collect();
+        m.observe(burst, Instant::now(), t(108));
+        assert!(m.view(&key).trigger.is_some(), "judged with the agent's 100 s learning period, not the default day");
+        assert!(rx.try_recv().is_err() && contain.try_recv().is_err(), "a standby acts on nothing");
+        assert_eq!(m.metrics.drift_detections.with_label_values(&["pause"]).get(), 0, "nor counts it");
+        let series = prometheus::core::Collector::collect(&m.metrics.drift_score);
+        assert!(series.iter().all(|f| f.get_metric().is_empty()), "no drift score from a standby: {series:?}");
+        // It takes over: the reconcile seeds the model from the leader's kept baseline (which
+        // replaces what the standby learned) and the trigger is still there to act on.
+        m.set_active(true);
+        let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
+        counts.api.insert("list pods".into(), 40);
+        let kept = BaselineStatus { since: t(0).to_string(), learned_at: Some(t(100).to_string()), counts };
+        m.configure(&key, &spec, false, Some(&kept));
+        assert!(m.knows(&key));
+        let v = m.view(&key);
+        assert!(v.trigger.is_some());
+        assert_eq!(v.baseline.unwrap().counts.api["list pods"], 40, "the leader's learning");
+        // Leadership lost again: the next takeover seeds again.
+        m.unseed_all();
+        assert!(!m.knows(&key));
     }
 }

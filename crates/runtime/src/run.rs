@@ -70,6 +70,8 @@ pub struct Options {
     pub leader: Option<crate::leader::Config>,
     /// Where the MCP gateway listens (TLS), if it is served.
     pub mcp_addr: Option<SocketAddr>,
+    /// Where the peer endpoint listens and how the other replicas reach it (see `peer`).
+    pub peer: Option<(SocketAddr, String)>,
     /// Namespaces the audit sink cannot see: SocAgents there are refused (`validate::unobserved`).
     pub unobserved: Arc<std::collections::BTreeSet<String>>,
 }
@@ -401,12 +403,20 @@ async fn leadership(
     };
     loop {
         tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
-        crate::leader::acquire(&client, &cfg, &ctx.fence).await;
+        crate::leader::acquire(&client, &cfg, &ctx.fence, |url| {
+            if let Some(p) = ctx.peers.get() {
+                p.set_leader(url);
+            }
+        })
+        .await;
         tracing::info!(identity = %cfg.identity, "leading");
         monitor.set_active(true);
         lead_now();
         crate::leader::keep(&client, &cfg, &ctx.fence).await;
         monitor.set_active(false);
+        monitor.unseed_all();
+        // The expiries of the tokens this replica issued: its successor issues and reports them now.
+        ctx.metrics.credential_expiry.reset();
         // What this replica remembers writing may be rewritten by the next leader meanwhile.
         ctx.reports.forget_all();
         ctx.metrics.leadership_lost.inc();
@@ -515,7 +525,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     Api::<Namespace>::all(client.clone()).get(&opts.namespace).await.with_context(|| {
         format!("the operator's namespace {:?} must exist (set --namespace or POD_NAMESPACE)", opts.namespace)
     })?;
-    let key = Key::new(&signing_key::signing_key(&client, &opts.namespace).await.context("loading the signing key")?);
+    let signing = signing_key::signing_key(&client, &opts.namespace).await.context("loading the signing key")?;
+    let key = Key::new(&signing);
 
     let (restart_watches, restarts) = tokio::sync::watch::channel(0u64);
     let w = Watches::start(&client, &metrics, &restarts);
@@ -575,6 +586,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let reachability = api_reachability(client.clone(), metrics.clone(), api_ready, restart_watches);
     let http = server::serve(listener, metrics.clone(), readiness);
     let material = tls_material(&client, opts.webhook.as_ref(), &opts.namespace).await?;
+    let lease = opts.leader.as_ref().map(|l| l.duration);
+    let peer_endpoint = peer_endpoint(opts.peer.clone(), lease, opts.webhook.as_ref(), &signing, &material, &ctx)?;
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
     let gateway = gateway(opts.mcp_addr, material.clone(), ctx.clone());
     let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
@@ -595,8 +608,33 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         r = admission => r?,
         r = audit_sink => r?,
         r = gateway => r?,
+        r = peer_endpoint => r?,
     }
     Ok(())
+}
+
+/// With leader election and `--peer-addr`: the peers (`ctx.peers`) and the endpoint serving them.
+fn peer_endpoint(
+    peer: Option<(SocketAddr, String)>,
+    lease: Option<std::time::Duration>,
+    webhook: Option<&WebhookOptions>,
+    signing: &[u8],
+    material: &tls::Material,
+    ctx: &Arc<Context>,
+) -> anyhow::Result<BoxFuture<'static, anyhow::Result<()>>> {
+    let (Some((addr, url)), Some(lease)) = (peer, lease) else {
+        return Ok(futures::future::pending().boxed());
+    };
+    // Every replica serves the same certificate: its Service's name when there is one, else localhost.
+    let server_name = match webhook.map(|w| &w.endpoint) {
+        Some(Endpoint::Service { namespace, name, .. }) => format!("{name}.{namespace}.svc"),
+        _ => "localhost".to_string(),
+    };
+    let patience = lease + std::time::Duration::from_secs(2);
+    let peers = crate::peer::Peers::new(Some(url), signing, &material.ca_pem, server_name, patience)
+        .map_err(|e| anyhow::anyhow!("the peer endpoint's TLS: {e}"))?;
+    let _ = ctx.peers.set(peers);
+    Ok(crate::peer::serve(addr, material.clone(), ctx.clone()).boxed())
 }
 
 /// The TLS material of the webhook and the audit sink: from files, or generated and shared.

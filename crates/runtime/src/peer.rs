@@ -1,0 +1,396 @@
+//! What any replica observes reaches the replica that judges and acts (the leader). The audit sink
+//! and the MCP gateway serve on every replica, behind one Service; a replica that does not lead
+//! sends the agents' calls it received — the parsed calls, a few hundred bytes each, never the
+//! audit events' bodies — to the leader's peer endpoint, and answers the API server only once the
+//! leader has taken them. The leader judges them with everything else it received, so an
+//! unrecorded write contains at the first one and a probe is judged on all of the agent's calls,
+//! whichever replica they reached.
+//!
+//! - **Where the leader is**: the leader writes its peer URL on the Lease it holds
+//!   (`socwarden.io/peer-url`); a standby reads it at each attempt on the Lease.
+//! - **Who may send**: the endpoint is TLS with the operator's shared serving certificate (the
+//!   sender verifies it against the shared CA), and every body is signed with a key derived from
+//!   the shared signing key (the Secret only the operator reads) over its time and content: a pod
+//!   that reaches the port cannot inject observations, and a body older than `MAX_AGE` is refused.
+//! - **When the leader cannot take them** (it is changing, unreachable, or no longer leads): the
+//!   sender tries again until `Peers::patience` (the lease plus 2 s: long enough for a successor to
+//!   take over and publish its URL); if this replica takes the lease meanwhile, it judges them
+//!   itself (it judged them already, as a standby does, so its own trigger acts once it leads).
+//!   Past that, the audit sink answers 503, so the API server sends the batch again, and the calls
+//!   are counted (`socwarden_peer_forwards_total{result="failed"}`).
+
+use crate::context::Context;
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+use socwarden_core::admission::identity::CredentialId;
+use socwarden_core::behaviour::audit::Call;
+use socwarden_core::behaviour::drift::{Kind, Observation};
+use socwarden_core::behaviour::records::Access;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The Lease annotation where its holder says where its peer endpoint is.
+pub const ANNOTATION: &str = "socwarden.io/peer-url";
+/// The path of the peer endpoint.
+pub const PATH: &str = "/calls";
+/// A signed body older (or further in the future) than this is refused.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
+/// The largest body taken: a part of an audit batch (`audit::PART_CALLS` calls) fits many times.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// This replica's view of its peers.
+pub struct Peers {
+    /// Where the other replicas reach this one (advertised on the Lease while it leads).
+    pub own: Option<String>,
+    /// The leader's peer URL, as its Lease says (None when unknown, or when this replica leads).
+    leader: RwLock<Option<String>>,
+    key: ring::hmac::Key,
+    tls: Arc<rustls::ClientConfig>,
+    /// The name the serving certificate must hold (every replica serves the same one).
+    server_name: String,
+    /// How long a sender keeps trying.
+    pub patience: Duration,
+}
+
+impl Peers {
+    pub fn new(
+        own: Option<String>,
+        signing_key: &[u8],
+        ca_pem: &str,
+        server_name: String,
+        patience: Duration,
+    ) -> Result<Self, String> {
+        let roots = crate::tls::roots(ca_pem)?;
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self { own, leader: RwLock::new(None), key: key(signing_key), tls: Arc::new(tls), server_name, patience })
+    }
+
+    /// The holder of the Lease says where it is (None: it says nothing, or this replica holds it).
+    pub fn set_leader(&self, url: Option<String>) {
+        *self.leader.write().unwrap_or_else(|p| p.into_inner()) = url;
+    }
+
+    pub fn leader(&self) -> Option<String> {
+        self.leader.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Signs `calls` for the peer endpoint at `now_ms` (Unix milliseconds).
+    pub fn seal(&self, calls: &[Call], now_ms: i64) -> Vec<u8> {
+        seal(&self.key, calls, now_ms)
+    }
+
+    /// The calls of a body a peer sent, if it is signed with the shared key and fresh.
+    pub fn open(&self, body: &[u8], now_ms: i64) -> Result<Vec<Call>, String> {
+        open(&self.key, body, now_ms)
+    }
+
+    /// Sends `calls` to the leader, trying again until `patience` has passed or `leading()` says
+    /// this replica leads now. Ok(true): the leader took them; Ok(false): this replica leads.
+    pub async fn forward(&self, calls: &[Call], leading: impl Fn() -> bool) -> Result<bool, String> {
+        let deadline = Instant::now() + self.patience;
+        let mut last = "no leader known".to_string();
+        loop {
+            if leading() {
+                return Ok(false);
+            }
+            if let Some(url) = self.leader() {
+                let body = self.seal(calls, jiff::Timestamp::now().as_millisecond());
+                match self.post(&url, body).await {
+                    Ok(()) => return Ok(true),
+                    Err(e) => last = e,
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
+        use http_body_util::{BodyExt, Full};
+        let uri: hyper::Uri = format!("{}{PATH}", url.trim_end_matches('/')).parse().map_err(|e| format!("{e}"))?;
+        let authority = uri.authority().ok_or("no host")?.clone();
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = authority.port_u16().unwrap_or(443);
+        let request = hyper::Request::post(uri.path())
+            .header(hyper::header::HOST, authority.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(hyper::body::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(self.server_name.clone()).map_err(|e| e.to_string())?;
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let text = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("{url} answered {status}: {}", String::from_utf8_lossy(&text).trim()))
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .map_err(|_| format!("{url}: no answer within 5 s"))?
+    }
+}
+
+/// The key peers sign with: derived from the shared signing key, for this use only (a signature
+/// made for an admission stamp is never one for a peer body, nor the other way round).
+fn key(signing_key: &[u8]) -> ring::hmac::Key {
+    let root = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, signing_key);
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ring::hmac::sign(&root, b"soc-warden peer calls v1").as_ref())
+}
+
+/// `<unix ms> <hex HMAC of "<unix ms>\n<json>">\n<json>`. Pure.
+fn seal(key: &ring::hmac::Key, calls: &[Call], now_ms: i64) -> Vec<u8> {
+    let json = serde_json::to_vec(&calls.iter().map(Wire::from).collect::<Vec<_>>()).unwrap_or_default();
+    let mac = ring::hmac::sign(key, &signed(now_ms, &json));
+    let mut out = format!("{now_ms} {}\n", socwarden_core::admission::signature::hex(mac.as_ref())).into_bytes();
+    out.extend_from_slice(&json);
+    out
+}
+
+fn signed(at_ms: i64, json: &[u8]) -> Vec<u8> {
+    let mut m = format!("{at_ms}\n").into_bytes();
+    m.extend_from_slice(json);
+    m
+}
+
+/// The calls of a sealed body, if its signature holds and it is within `MAX_AGE` of `now_ms`. Pure.
+fn open(key: &ring::hmac::Key, body: &[u8], now_ms: i64) -> Result<Vec<Call>, String> {
+    let nl = body.iter().position(|b| *b == b'\n').ok_or("no signature line")?;
+    let (head, json) =
+        (std::str::from_utf8(&body[..nl]).map_err(|_| "a signature line that is not text")?, &body[nl + 1..]);
+    let (at, mac) = head.split_once(' ').ok_or("a signature line without a signature")?;
+    let at: i64 = at.parse().map_err(|_| "a signature line without a time")?;
+    let mac = unhex(mac).ok_or("a signature that is not hex")?;
+    ring::hmac::verify(key, &signed(at, json), &mac).map_err(|_| "a signature that does not verify")?;
+    if (now_ms - at).unsigned_abs() > MAX_AGE.as_millis() as u64 {
+        return Err(format!("signed {} ms from now: more than {:?}", now_ms - at, MAX_AGE));
+    }
+    let wires: Vec<Wire> = serde_json::from_slice(json).map_err(|e| format!("calls: {e}"))?;
+    wires.into_iter().map(Call::try_from).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// A call as peers send it.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    ns: String,
+    agent: String,
+    /// Unix microseconds.
+    at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api: Option<(String, u16)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<(String, String, socwarden_api::Decision)>,
+    recorded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<WireAccess>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireAccess {
+    at: i64,
+    verb: String,
+    group: String,
+    resource: String,
+    subresource: String,
+    namespace: String,
+    name: String,
+    code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential: Option<String>,
+}
+
+impl From<&Call> for Wire {
+    fn from(c: &Call) -> Self {
+        let o = &c.observation;
+        let (api, request) = match &o.kind {
+            Kind::Api { key, code } => (Some((key.clone(), *code)), None),
+            Kind::Request { action, target, decision } => (None, Some((action.clone(), target.clone(), *decision))),
+        };
+        Self {
+            ns: c.agent.0.clone(),
+            agent: c.agent.1.clone(),
+            at: o.at.as_microsecond(),
+            api,
+            request,
+            recorded: o.recorded,
+            credential: o.credential.map(|c| c.to_string()),
+            access: c.access.as_ref().map(|a| WireAccess {
+                at: a.at.as_microsecond(),
+                verb: a.verb.clone(),
+                group: a.group.clone(),
+                resource: a.resource.clone(),
+                subresource: a.subresource.clone(),
+                namespace: a.namespace.clone(),
+                name: a.name.clone(),
+                code: a.code,
+                credential: a.credential.map(|c| c.to_string()),
+            }),
+        }
+    }
+}
+
+fn credential(s: Option<String>) -> Result<Option<CredentialId>, String> {
+    s.map(|s| CredentialId::parse(&s).ok_or(format!("credential {s:?}"))).transpose()
+}
+
+fn time(us: i64) -> Result<jiff::Timestamp, String> {
+    jiff::Timestamp::from_microsecond(us).map_err(|e| e.to_string())
+}
+
+impl TryFrom<Wire> for Call {
+    type Error = String;
+    fn try_from(w: Wire) -> Result<Self, String> {
+        let kind = match (w.api, w.request) {
+            (Some((key, code)), None) => Kind::Api { key, code },
+            (None, Some((action, target, decision))) => Kind::Request { action, target, decision },
+            _ => return Err("a call is either an API call or a request".into()),
+        };
+        let observation =
+            Observation { at: time(w.at)?, kind, recorded: w.recorded, credential: credential(w.credential)? };
+        let access = match w.access {
+            None => None,
+            Some(a) => Some(Access {
+                at: time(a.at)?,
+                verb: a.verb,
+                group: a.group,
+                resource: a.resource,
+                subresource: a.subresource,
+                namespace: a.namespace,
+                name: a.name,
+                code: a.code,
+                credential: credential(a.credential)?,
+            }),
+        };
+        Ok(Call { agent: (w.ns, w.agent), observation, access })
+    }
+}
+
+/// Serves the peer endpoint: calls another replica received, judged here if this replica leads;
+/// 503 otherwise (the sender looks for the leader again).
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    material: crate::tls::Material,
+    ctx: Arc<Context>,
+) -> anyhow::Result<()> {
+    let listener = crate::server::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the peer endpoint");
+    let intake = crate::intake::Intake::new(ctx.clone());
+    let handler = crate::server::Handler::Whole(Arc::new(move |path, body| {
+        let (intake, ctx) = (intake.clone(), ctx.clone());
+        Box::pin(async move { receive(&ctx, &intake, &path, &body) })
+    }));
+    // Anyone may connect; only a body signed with the shared key is taken (see the module).
+    let limits = crate::server::Limits::new(MAX_BODY);
+    let tls = crate::tls::server_config(&material, None)?;
+    Ok(crate::server::serve_tls(listener, tls, crate::server::Caller::Anyone, limits, handler).await?)
+}
+
+fn receive(ctx: &Context, intake: &crate::intake::Intake, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+    let json = |e: &str| serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default();
+    if path != PATH {
+        return (StatusCode::NOT_FOUND, json("not found"));
+    }
+    let Some(peers) = ctx.peers.get() else { return (StatusCode::NOT_FOUND, json("no peer endpoint")) };
+    let calls = match peers.open(body, jiff::Timestamp::now().as_millisecond()) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics.peer_forwards.with_label_values(&["refused"]).inc();
+            tracing::warn!(error = %e, "refused a peer body");
+            return (StatusCode::UNAUTHORIZED, json("refused"));
+        }
+    };
+    if !ctx.leading() {
+        return (StatusCode::SERVICE_UNAVAILABLE, json("not the leader"));
+    }
+    ctx.metrics.peer_forwards.with_label_values(&["received"]).inc_by(calls.len() as u64);
+    intake.take(calls, Instant::now());
+    (StatusCode::OK, b"{}".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socwarden_api::Decision;
+
+    fn calls() -> Vec<Call> {
+        let at = jiff::Timestamp::from_second(1_767_225_600).unwrap();
+        let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
+        let write = Access {
+            at,
+            verb: "delete".into(),
+            resource: "pods".into(),
+            namespace: "web".into(),
+            name: "p".into(),
+            code: 200,
+            credential: id,
+            ..Default::default()
+        };
+        vec![
+            Call {
+                agent: ("agents".into(), "bot".into()),
+                observation: Observation::api(at, "delete", "pods", 200).with_credential(id),
+                access: Some(write),
+            },
+            Call {
+                agent: ("agents".into(), "bot".into()),
+                observation: Observation::request(at, "isolate", "Pod/web/p", Decision::Rejected),
+                access: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_sealed_body_opens_to_the_same_calls_with_the_same_key_only() {
+        let now = 1_767_225_600_000;
+        let body = seal(&key(&[7; 32]), &calls(), now);
+        assert_eq!(open(&key(&[7; 32]), &body, now + 1000).unwrap(), calls());
+        assert_eq!(open(&key(&[8; 32]), &body, now).unwrap_err(), "a signature that does not verify");
+        // The signing key itself (as an admission stamp uses it) is not the peer key.
+        let raw = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
+        assert!(open(&raw, &body, now).is_err());
+    }
+
+    #[test]
+    fn an_edited_stale_or_unsigned_body_is_refused() {
+        let now = 1_767_225_600_000;
+        let k = key(&[7; 32]);
+        let body = seal(&k, &calls(), now);
+        let edited = String::from_utf8(body.clone()).unwrap().replace("\"bot\"", "\"other\"");
+        assert_eq!(open(&k, edited.as_bytes(), now).unwrap_err(), "a signature that does not verify");
+        // The time is signed: moving it forward breaks the signature; a replay later is too old.
+        let text = String::from_utf8(body.clone()).unwrap();
+        let moved = text.replacen(&now.to_string(), &(now + 60_000).to_string(), 1);
+        assert!(open(&k, moved.as_bytes(), now + 60_000).is_err());
+        assert!(open(&k, &body, now + 31_000).unwrap_err().contains("more than"));
+        assert!(open(&k, &body, now - 31_000).is_err(), "from the future");
+        let json = &body[body.iter().position(|b| *b == b'\n').unwrap() + 1..];
+        assert!(open(&k, json, now).is_err(), "no signature line");
+        assert!(open(&k, b"", now).is_err());
+    }
+}
