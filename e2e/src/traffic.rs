@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use socwarden_api::ActionRequest;
 use std::sync::Arc;
@@ -69,4 +69,33 @@ pub fn flood_batch(home: &str, scope: &str, agents: usize, n: usize) -> Vec<u8> 
         })
         .collect();
     serde_json::to_vec(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})).unwrap()
+}
+
+/// Creates pods `names` (labelled `app: victim`, an image nothing pulls) in `namespace`, as the
+/// admin: what an agent's unrecorded deletes aim at.
+pub async fn victim_pods(admin: &Client, namespace: &str, names: &[String]) -> anyhow::Result<()> {
+    let api = Api::<Pod>::namespaced(admin.clone(), namespace);
+    for name in names {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "victim"}},
+            "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]}
+        }))?;
+        api.create(&PostParams::default(), &p).await?;
+    }
+    Ok(())
+}
+
+/// Deletes `victims` one after another as the agent `bot`, 100 ms apart, until a delete is
+/// refused; returns how many got through.
+pub async fn delete_until_refused(bot: &Client, scope: &str, victims: &[String]) -> usize {
+    let api = Api::<Pod>::namespaced(bot.clone(), scope);
+    let mut through = 0;
+    for v in victims {
+        if api.delete(v, &DeleteParams::default()).await.is_err() {
+            break;
+        }
+        through += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    through
 }

@@ -416,8 +416,6 @@ async fn etcd_stopped_for_15s_loses_no_request_and_runs_none_twice() -> Result<(
 /// (see `intake.rs`), so here it is exercised by the intake's unit tests only.
 #[tokio::test]
 async fn an_audit_flood_costs_bounded_memory_loses_no_count_and_containment_still_happens() -> Result<()> {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{DeleteParams, PostParams};
     use std::sync::atomic::{AtomicU64, Ordering};
     const AGENTS: usize = 20;
     const PER_BATCH: usize = 500;
@@ -446,14 +444,8 @@ async fn an_audit_flood_costs_bounded_memory_loses_no_count_and_containment_stil
     apply(&agents, &a).await?;
     wait_all_agents(&s.admin, &format!("fault-run={run}"), AGENTS + 1, ready, T).await?;
     let rogue = with_token(&agent_token(&s.admin, &home, "rogue").await?.expect("a token")).await?;
-    let pods = Api::<Pod>::namespaced(s.admin.clone(), &scope);
     let victims: Vec<String> = (0..20).map(|i| format!("victim-{i}")).collect();
-    for v in &victims {
-        let p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": v}, "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]}
-        }))?;
-        pods.create(&PostParams::default(), &p).await?;
-    }
+    victim_pods(&s.admin, &scope, &victims).await?;
 
     let count =
         |text: &str, result: &str| metric(text, "socwarden_audit_events_total", &[("result", result)]).unwrap_or(0.0);
@@ -495,15 +487,7 @@ async fn an_audit_flood_costs_bounded_memory_loses_no_count_and_containment_stil
     // Mid-flood, the rogue agent deletes pods it holds the grant for, with no request.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let first_delete = std::time::Instant::now();
-    let api = Api::<Pod>::namespaced(rogue.clone(), &scope);
-    let mut through = 0;
-    for v in &victims {
-        if api.delete(v, &DeleteParams::default()).await.is_err() {
-            break;
-        }
-        through += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let through = delete_until_refused(&rogue, &scope, &victims).await;
     let paused_for_drift =
         |a: &SocAgent| condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift");
     wait_agent(

@@ -66,15 +66,7 @@ async fn learned_agent(w: &World, name: &str, seed: u64) -> Result<(Client, Stri
 }
 
 async fn pods(w: &World, names: &[String]) -> Result<()> {
-    let api = Api::<Pod>::namespaced(w.admin.clone(), w.ns.get(1));
-    for name in names {
-        let p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {"app": "victim"}},
-            "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]}
-        }))?;
-        api.create(&PostParams::default(), &p).await?;
-    }
-    Ok(())
+    victim_pods(&w.admin, w.ns.get(1), names).await
 }
 
 fn delete_request(w: &World, name: &str, agent: &str, pod: &str) -> String {
@@ -147,21 +139,6 @@ async fn an_agent_doing_its_job_stays_active_and_its_request_shows_the_write() -
     assert!(ok && out.contains(&format!("did: delete pods {scope}/miner-1 → 200")), "{out}");
     normal.stop().await;
     Ok(())
-}
-
-/// Deletes `victims` one after another as the agent, 100 ms apart, until a delete is refused;
-/// returns how many got through.
-async fn delete_until_refused(bot: &Client, scope: &str, victims: &[String]) -> usize {
-    let api = Api::<Pod>::namespaced(bot.clone(), scope);
-    let mut through = 0;
-    for v in victims {
-        match api.delete(v, &DeleteParams::default()).await {
-            Ok(_) => through += 1,
-            Err(_) => break,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    through
 }
 
 #[tokio::test]

@@ -6,9 +6,8 @@
 
 use anyhow::Result;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::Api;
 use serde_json::json;
 use soc_warden_e2e::*;
 use socwarden_api::{SocAgent, Tier};
@@ -63,6 +62,36 @@ async fn two(a: &str, b: &str) -> Result<Two> {
     Ok(Two { scene, leader, standby, peer })
 }
 
+/// A low-risk SocAction granting `list pods`, with a required `alertId` parameter when
+/// `alert_parameter` (as MCP tools take one); returns its name.
+async fn read_action(admin: &Client, alert_parameter: bool) -> Result<String> {
+    let read = unique("read");
+    let parameters = if alert_parameter {
+        "  description: Read the pods of an alert\n  parameters: [{name: alertId, type: string, required: true, pattern: \"[A-Z]+-[0-9]+\"}]\n"
+    } else {
+        ""
+    };
+    apply_yaml(
+        admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n{parameters}  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
+        ),
+    )
+    .await?;
+    Ok(read)
+}
+
+/// Agent `prober` with `read`, approved by soc-leads, learning for 20 s; Ready. Returns its token.
+async fn prober(w: &Two, read: &str) -> Result<String> {
+    let (admin, home) = (&w.scene.admin, w.scene.home());
+    let mut a = agent("prober", home, Tier::Supervised, &[read], &[w.scene.scope()]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.baseline.learning_period = "20s".into();
+    apply(&Api::<SocAgent>::namespaced(admin.clone(), home), &a).await?;
+    wait_agent(admin, home, "prober", "Ready", T, ready).await?;
+    Ok(agent_token(admin, home, "prober").await?.expect("a token"))
+}
+
 fn paused_for_drift(a: &SocAgent) -> bool {
     condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
 }
@@ -80,14 +109,7 @@ async fn an_unrecorded_write_the_standby_received_contains_the_agent_at_the_firs
     )
     .await?;
     let victims: Vec<String> = (0..20).map(|i| format!("victim-{i}")).collect();
-    let pods = Api::<Pod>::namespaced(admin.clone(), &scope);
-    for name in &victims {
-        let p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]}
-        }))?;
-        pods.create(&PostParams::default(), &p).await?;
-    }
+    victim_pods(&admin, &scope, &victims).await?;
     let mut a = agent("rogue", &home, Tier::Supervised, &[&delete], &[&scope]);
     a.spec.approvers.groups = vec!["soc-leads".into()];
     apply(&Api::<SocAgent>::namespaced(admin.clone(), &home), &a).await?;
@@ -95,15 +117,7 @@ async fn an_unrecorded_write_the_standby_received_contains_the_agent_at_the_firs
     let bot = with_token(&agent_token(&admin, &home, "rogue").await?.expect("a token")).await?;
 
     // In its grant, allowed by RBAC, never recorded; each audit batch goes to the standby.
-    let api = Api::<Pod>::namespaced(bot, &scope);
-    let mut through = 0;
-    for v in &victims {
-        if api.delete(v, &DeleteParams::default()).await.is_err() {
-            break;
-        }
-        through += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let through = delete_until_refused(&bot, &scope, &victims).await;
     let paused = wait_agent(&admin, &home, "rogue", "paused for drift", T, paused_for_drift).await?;
     let msg = condition(&paused, "Paused").unwrap().message;
     assert!(msg.contains("unrecorded") && msg.contains(&format!("delete pods {scope}/victim-0")), "{msg}");
@@ -124,14 +138,7 @@ async fn an_unrecorded_write_the_standby_received_contains_the_agent_at_the_firs
 async fn the_peer_endpoint_refuses_calls_not_signed_with_the_operators_key() -> Result<()> {
     let w = two("lead-p", "standby-p").await?;
     let (admin, home) = (w.scene.admin.clone(), w.scene.home().to_string());
-    let read = unique("read");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
-        ),
-    )
-    .await?;
+    let read = read_action(&admin, false).await?;
     let scope = w.scene.scope().to_string();
     apply(
         &Api::<SocAgent>::namespaced(admin.clone(), &home),
@@ -165,20 +172,8 @@ async fn the_peer_endpoint_refuses_calls_not_signed_with_the_operators_key() -> 
 async fn a_probing_agent_served_by_the_standby_is_contained() -> Result<()> {
     let w = two("lead-m", "standby-m").await?;
     let (admin, home, scope) = (w.scene.admin.clone(), w.scene.home().to_string(), w.scene.scope().to_string());
-    let read = unique("read");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n  description: Read the pods of an alert\n  parameters: [{{name: alertId, type: string, required: true, pattern: \"[A-Z]+-[0-9]+\"}}]\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
-        ),
-    )
-    .await?;
-    let mut a = agent("prober", &home, Tier::Supervised, &[&read], &[&scope]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.baseline.learning_period = "20s".into();
-    apply(&Api::<SocAgent>::namespaced(admin.clone(), &home), &a).await?;
-    wait_agent(&admin, &home, "prober", "Ready", T, ready).await?;
-    let token = agent_token(&admin, &home, "prober").await?.expect("a token");
+    let read = read_action(&admin, true).await?;
+    let token = prober(&w, &read).await?;
     let bot = McpAgent::new(&w.standby.mcp_url(), &token, &https::webhook_ca(&admin).await?)?;
     let normal =
         json!({"parameters": {"alertId": "SOC-1"}, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}});
@@ -219,20 +214,8 @@ async fn a_probing_agent_served_by_the_standby_is_contained() -> Result<()> {
 async fn the_leader_killed_during_a_probing_burst_the_successor_contains() -> Result<()> {
     let mut w = two("lead-k", "standby-k").await?;
     let (admin, home, scope) = (w.scene.admin.clone(), w.scene.home().to_string(), w.scene.scope().to_string());
-    let read = unique("read");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
-        ),
-    )
-    .await?;
-    let mut a = agent("prober", &home, Tier::Supervised, &[&read], &[&scope]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.baseline.learning_period = "20s".into();
-    apply(&Api::<SocAgent>::namespaced(admin.clone(), &home), &a).await?;
-    wait_agent(&admin, &home, "prober", "Ready", T, ready).await?;
-    let bot = with_token(&agent_token(&admin, &home, "prober").await?.expect("a token")).await?;
+    let read = read_action(&admin, false).await?;
+    let bot = with_token(&prober(&w, &read).await?).await?;
     let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), read.clone(), 5);
     wait_report(&admin, &home, "prober", "baseline learned", Duration::from_secs(60), |r| {
         r.baseline.as_ref().is_some_and(|b| b.learned_at.is_some())

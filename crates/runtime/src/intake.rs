@@ -139,14 +139,14 @@ impl Intake {
             }
         }
         let received = Instant::now();
-        let mut relay = Vec::new();
+        let mut calls = Vec::new();
         let read = audit::read_slice(&bytes, jiff::Timestamp::now(), |part| {
-            relay.extend(self.to_relay(&part));
+            calls.extend(self.to_relay(&part));
             self.take(part, received)
         });
         drop(bytes);
         match read {
-            Ok(n) => (Ok(()), Ok(self.relay(relay).await.map(|()| n))),
+            Ok(n) => (Ok(()), Ok(relay(&self.ctx, calls).await.map(|()| n))),
             Err(e) => (Ok(()), Err(e)),
         }
     }
@@ -177,10 +177,10 @@ impl Intake {
         let judge = async {
             let mut relayed = Ok(());
             while let Some(part) = parts_rx.recv().await {
-                let relay = self.to_relay(&part);
+                let calls = self.to_relay(&part);
                 self.take(part, received);
                 if relayed.is_ok() {
-                    relayed = self.relay(relay).await;
+                    relayed = relay(&self.ctx, calls).await;
                 }
             }
             relayed
@@ -199,11 +199,6 @@ impl Intake {
             Some(_) if !self.ctx.leading() => part.iter().filter(|c| self.known(c)).cloned().collect(),
             _ => Vec::new(),
         }
-    }
-
-    /// Sends `calls` to the leader (see `peer`): an error when it could not take them in time.
-    async fn relay(&self, calls: Vec<Call>) -> Result<(), String> {
-        relay(&self.ctx, calls).await
     }
 
     /// Judges the calls of one part of an audit batch received at `received`, as far as capacity

@@ -23,6 +23,7 @@ use crate::context::Context;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use socwarden_core::admission::identity::CredentialId;
+use socwarden_core::admission::signature::Key;
 use socwarden_core::behaviour::audit::Call;
 use socwarden_core::behaviour::drift::{Kind, Observation};
 use socwarden_core::behaviour::records::Access;
@@ -44,7 +45,7 @@ pub struct Peers {
     pub own: Option<String>,
     /// The leader's peer URL, as its Lease says (None when unknown, or when this replica leads).
     leader: RwLock<Option<String>>,
-    key: ring::hmac::Key,
+    key: Key,
     tls: Arc<rustls::ClientConfig>,
     /// The name the serving certificate must hold (every replica serves the same one).
     server_name: String,
@@ -112,7 +113,7 @@ impl Peers {
     }
 
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
-        use http_body_util::{BodyExt, Full};
+        use http_body_util::Full;
         let uri: hyper::Uri = format!("{}{PATH}", url.trim_end_matches('/')).parse().map_err(|e| format!("{e}"))?;
         let authority = uri.authority().ok_or("no host")?.clone();
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
@@ -129,17 +130,11 @@ impl Peers {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let text = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            if status.is_success() {
+            let answer = crate::probe::send(tls, request).await.map_err(|e| e.to_string())?;
+            if (200..300).contains(&answer.status) {
                 Ok(())
             } else {
-                Err(format!("{url} answered {status}: {}", String::from_utf8_lossy(&text).trim()))
+                Err(format!("{url} answered {}: {}", answer.status, answer.body.trim()))
             }
         };
         tokio::time::timeout(Duration::from_secs(5), attempt)
@@ -150,47 +145,30 @@ impl Peers {
 
 /// The key peers sign with: derived from the shared signing key, for this use only (a signature
 /// made for an admission stamp is never one for a peer body, nor the other way round).
-fn key(signing_key: &[u8]) -> ring::hmac::Key {
-    let root = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, signing_key);
-    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ring::hmac::sign(&root, b"soc-warden peer calls v1").as_ref())
+fn key(signing_key: &[u8]) -> Key {
+    Key::new(Key::new(signing_key).sign("soc-warden peer calls v1").as_bytes())
 }
 
 /// `<unix ms> <hex HMAC of "<unix ms>\n<json>">\n<json>`. Pure.
-fn seal(key: &ring::hmac::Key, calls: &[Call], now_ms: i64) -> Vec<u8> {
-    let json = serde_json::to_vec(&calls.iter().map(Wire::from).collect::<Vec<_>>()).unwrap_or_default();
-    let mac = ring::hmac::sign(key, &signed(now_ms, &json));
-    let mut out = format!("{now_ms} {}\n", socwarden_core::admission::signature::hex(mac.as_ref())).into_bytes();
-    out.extend_from_slice(&json);
-    out
-}
-
-fn signed(at_ms: i64, json: &[u8]) -> Vec<u8> {
-    let mut m = format!("{at_ms}\n").into_bytes();
-    m.extend_from_slice(json);
-    m
+fn seal(key: &Key, calls: &[Call], now_ms: i64) -> Vec<u8> {
+    let json = serde_json::to_string(&calls.iter().map(Wire::from).collect::<Vec<_>>()).unwrap_or_default();
+    format!("{now_ms} {}\n{json}", key.sign(&format!("{now_ms}\n{json}"))).into_bytes()
 }
 
 /// The calls of a sealed body, if its signature holds and it is within `MAX_AGE` of `now_ms`. Pure.
-fn open(key: &ring::hmac::Key, body: &[u8], now_ms: i64) -> Result<Vec<Call>, String> {
-    let nl = body.iter().position(|b| *b == b'\n').ok_or("no signature line")?;
-    let (head, json) =
-        (std::str::from_utf8(&body[..nl]).map_err(|_| "a signature line that is not text")?, &body[nl + 1..]);
+fn open(key: &Key, body: &[u8], now_ms: i64) -> Result<Vec<Call>, String> {
+    let body = std::str::from_utf8(body).map_err(|_| "a body that is not text")?;
+    let (head, json) = body.split_once('\n').ok_or("no signature line")?;
     let (at, mac) = head.split_once(' ').ok_or("a signature line without a signature")?;
     let at: i64 = at.parse().map_err(|_| "a signature line without a time")?;
-    let mac = unhex(mac).ok_or("a signature that is not hex")?;
-    ring::hmac::verify(key, &signed(at, json), &mac).map_err(|_| "a signature that does not verify")?;
+    if !key.verify(&format!("{at}\n{json}"), mac) {
+        return Err("a signature that does not verify".into());
+    }
     if (now_ms - at).unsigned_abs() > MAX_AGE.as_millis() as u64 {
         return Err(format!("signed {} ms from now: more than {:?}", now_ms - at, MAX_AGE));
     }
-    let wires: Vec<Wire> = serde_json::from_slice(json).map_err(|e| format!("calls: {e}"))?;
+    let wires: Vec<Wire> = serde_json::from_str(json).map_err(|e| format!("calls: {e}"))?;
     wires.into_iter().map(Call::try_from).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// A call as peers send it.
@@ -372,8 +350,7 @@ mod tests {
         assert_eq!(open(&key(&[7; 32]), &body, now + 1000).unwrap(), calls());
         assert_eq!(open(&key(&[8; 32]), &body, now).unwrap_err(), "a signature that does not verify");
         // The signing key itself (as an admission stamp uses it) is not the peer key.
-        let raw = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
-        assert!(open(&raw, &body, now).is_err());
+        assert!(open(&Key::new(&[7; 32]), &body, now).is_err());
     }
 
     #[test]

@@ -108,7 +108,8 @@ async fn get_now(url: &str, ca_pem: Option<&str>, server_name: Option<&str>) -> 
     send(tls, request).await
 }
 
-async fn send<S>(io: S, request: hyper::Request<Full<Bytes>>) -> Result<Answer, Error>
+/// Sends `request` over `io` (HTTP/1.1) and reads the answer (at most `MAX_BODY` of its body).
+pub(crate) async fn send<S>(io: S, request: hyper::Request<Full<Bytes>>) -> Result<Answer, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
