@@ -21,7 +21,9 @@ NODE_NAME=warden-node
 PAUSE_IMAGE=localhost/soc-warden/pause:1.0
 OPERATOR_IMAGE=localhost/soc-warden/warden:0.1.0
 AGENT_IMAGE=localhost/soc-warden/reference-agent:0.1.0
-NODE_PACKAGES=(containerd runc containernetworking-plugins buildah iptables iproute2 gcc libc6-dev)
+# The chart's audit Service's node port (e2e/node-values.yaml): the API server's audit webhook.
+AUDIT_NODE_PORT=30443
+NODE_PACKAGES=(containerd runc containernetworking-plugins buildah iptables iproute2 gcc libc6-dev conntrack)
 
 # The machine-wide names of this checkout's node. A slot (0-63) is derived from the state
 # directory's path; when another node holds it (its namespace or subnet exists), the next free one

@@ -17,6 +17,9 @@
 //! - [`chat`]: the chat platforms' published models judging the notices (`chat::slack_problems`,
 //!   `chat::teams_problems`).
 //! - [`mcp`]: the official MCP Python SDK as the agents' client of the gateway (`McpAgent`).
+//! - [`node`]: the local node's tests' view of it — its env, the containers it runs, the chart
+//!   installed as `e2e/up --node` does, the operator's pods and the leader among them.
+//! - [`prometheus`]: a real Prometheus with the shipped alert rules, scraping what a test says.
 //! - [`latency`]: `percentile` and `report`, the latency summaries the benchmarks print.
 //! - [`traffic`]: `Normal`, the steady behaviour of an agent acting with its own token.
 //! - [`waiting`]: `wait_for`, `wait_agent`, `wait_report`, `wait_all_agents` and the predicates they take
@@ -33,7 +36,9 @@ pub mod helm;
 pub mod https;
 pub mod latency;
 pub mod mcp;
+pub mod node;
 pub mod operator;
+pub mod prometheus;
 pub mod requests;
 pub mod traffic;
 pub mod waiting;

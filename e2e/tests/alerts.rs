@@ -1,58 +1,13 @@
 //! The shipped alert rules in a real Prometheus (Debian's package, started by the test on a
 //! loopback port) scraping a running operator: pausing an agent makes SocWardenAgentPaused fire.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use kube::api::Api;
 use serde_json::Value;
+use soc_warden_e2e::prometheus::Prometheus;
 use soc_warden_e2e::*;
 use socwarden_api::{SocAgent, Tier};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Prometheus {
-    fn start(target_port: u16) -> Result<Self> {
-        let dir = repo().join(format!("target/e2e-logs/{}", unique("prometheus")));
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{}]\nscrape_configs:\n- job_name: soc-warden\n  static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n",
-                repo().join("alerts/soc-warden.rules.yaml").display()
-            ),
-        )?;
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("prometheus.log"))?;
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting prometheus (Debian package prometheus; e2e/cluster deps installs it)")?;
-        Ok(Self { child, port })
-    }
-
-    async fn alerts(&self) -> Result<Vec<Value>> {
-        let (code, body) = http_get(&format!("http://127.0.0.1:{}/api/v1/alerts", self.port)).await?;
-        anyhow::ensure!(code == 200, "prometheus answered {code}");
-        let v: Value = serde_json::from_str(&body)?;
-        Ok(v["data"]["alerts"].as_array().cloned().unwrap_or_default())
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn pausing_an_agent_fires_the_paused_alert_in_a_real_prometheus() -> Result<()> {

@@ -142,7 +142,7 @@ impl Intake {
         let mut calls = Vec::new();
         let read = audit::read_slice(&bytes, jiff::Timestamp::now(), |part| {
             calls.extend(self.to_relay(&part));
-            self.take(part, received)
+            self.take(part, received, Source::Sink)
         });
         drop(bytes);
         match read {
@@ -178,7 +178,7 @@ impl Intake {
             let mut relayed = Ok(());
             while let Some(part) = parts_rx.recv().await {
                 let calls = self.to_relay(&part);
-                self.take(part, received);
+                self.take(part, received, Source::Sink);
                 if relayed.is_ok() {
                     relayed = relay(&self.ctx, calls).await;
                 }
@@ -202,8 +202,9 @@ impl Intake {
     }
 
     /// Judges the calls of one part of an audit batch received at `received`, as far as capacity
-    /// allows.
-    pub fn take(&self, calls: Vec<Call>, received: Instant) {
+    /// allows. Calls `from` a peer were counted `kept` by the replica the API server sent them to
+    /// (and `received` by `peer`): counted once, whatever the replica count.
+    pub fn take(&self, calls: Vec<Call>, received: Instant, from: Source) {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
         configure(&self.ctx, calls.iter().map(|c| &c.agent));
@@ -228,7 +229,9 @@ impl Intake {
             return;
         }
         let n = kept.len();
-        events.with_label_values(&["kept"]).inc_by(n as u64);
+        if from == Source::Sink {
+            events.with_label_values(&["kept"]).inc_by(n as u64);
+        }
         self.queued.fetch_add(n, Ordering::Relaxed);
         let _done = Release(&self.queued, n);
         let ctx = &self.ctx;
@@ -243,6 +246,15 @@ impl Intake {
         let (ns, name) = &c.agent;
         self.ctx.stores.agents.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns)).is_some()
     }
+}
+
+/// Where calls handed to `Intake::take` come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// This replica's audit sink (the API server sent the batch here).
+    Sink,
+    /// Another replica's, sent on by `peer`.
+    Peer,
 }
 
 /// Configures the models of `agents` that no reconcile of this replica configures (a standby's)

@@ -174,7 +174,7 @@ impl Metrics {
         let audit_events = IntCounterVec::new(
             Opts::new(
                 "audit_events_total",
-                "Audit events at the sink: kept (an agent's call, queued to be judged), dropped (beyond the intake's capacity, see intake.rs), unjudged (writes or refusals beyond twice the capacity: their agent is contained unjudged), or payloads malformed",
+                "Audit events at the sink: kept (an agent's call the API server sent to this replica, queued to be judged; counted once, by the replica that received it), dropped (beyond the intake's capacity, see intake.rs), unjudged (writes or refusals beyond twice the capacity: their agent is contained unjudged), or payloads malformed",
             ),
             &["result"],
         )

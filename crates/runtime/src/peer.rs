@@ -307,7 +307,7 @@ fn receive(ctx: &Context, intake: &crate::intake::Intake, path: &str, body: &[u8
         return (StatusCode::SERVICE_UNAVAILABLE, json("not the leader"));
     }
     ctx.metrics.peer_forwards.with_label_values(&["received"]).inc_by(calls.len() as u64);
-    intake.take(calls, Instant::now());
+    intake.take(calls, Instant::now(), crate::intake::Source::Peer);
     (StatusCode::OK, b"{}".to_vec())
 }
 

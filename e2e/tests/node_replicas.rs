@@ -1,0 +1,348 @@
+//! Two replicas, one truth, in the topology the chart ships (issue 30 §3): the chart's pods on the
+//! node, the API server's audit webhook reaching them through the chart's audit Service (a node
+//! port kube-proxy balances at random over the pods, e2e/node-values.yaml), a real Prometheus on
+//! the host scraping both pods, and replicas killed as a crash kills them. Every test here is named
+//! `on_the_node_…`: e2e/test runs them on the node cluster.
+
+use anyhow::{Result, anyhow, bail};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use soc_warden_e2e::node::*;
+use soc_warden_e2e::prometheus::Prometheus;
+use soc_warden_e2e::*;
+use socwarden_api::{ActionRequest, Decision, SocAgent, Tier};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// An operator pod's /metrics, read from the host (which routes the pods' subnet to the node).
+async fn pod_metrics(p: &Pod) -> Result<String> {
+    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).ok_or_else(|| anyhow!("{} has no IP", p.name_any()))?;
+    let (code, body) = http_get(&format!("http://{ip}:8080/metrics")).await?;
+    anyhow::ensure!(code == 200, "{}: /metrics answered {code}", p.name_any());
+    Ok(body)
+}
+
+/// Forgets the node's connection tracking for the audit node port: the API server's next batch
+/// is balanced anew, as a new connection would be (its keep-alive connection would otherwise
+/// send every batch to the one pod it first reached).
+fn rebalance_audit() -> Result<()> {
+    let env = node_env()?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", &env["NODE_NETNS"], "conntrack", "-D", "-p", "tcp", "--orig-port-dst", "30443"])
+        .output()?;
+    // conntrack exits 1 when no entry matched (no batch since the last time): nothing to forget.
+    if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("0 flow entries") {
+        bail!("conntrack: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn paused_for_drift(a: &SocAgent) -> bool {
+    condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
+}
+
+/// What each pod counted: calls the API server sent it (`kept`) and calls it sent the leader.
+async fn counts(pods: &[Pod]) -> Result<BTreeMap<String, (f64, f64)>> {
+    let mut out = BTreeMap::new();
+    for p in pods {
+        let m = pod_metrics(p).await?;
+        let kept = metric(&m, "socwarden_audit_events_total", &[("result", "kept")]).unwrap_or(0.0);
+        let sent = metric(&m, "socwarden_peer_calls_total", &[("result", "forwarded")]).unwrap_or(0.0);
+        out.insert(p.name_any(), (kept, sent));
+    }
+    Ok(out)
+}
+
+/// The API server's audit webhook posts to the chart's audit Service; whichever pod a batch
+/// reaches, an agent's unrecorded write contains it at the first one. Rounds go on (each a new
+/// agent, the balancing redrawn) until both the leader and the standby have received a round's
+/// batch.
+#[tokio::test]
+async fn on_the_node_an_unrecorded_write_contains_at_the_first_one_whichever_pod_the_service_sent_it_to() -> Result<()>
+{
+    let admin = admin().await?;
+    let pods = install(&admin).await?;
+    let leader = leader_among(&admin, &pods.iter().map(|p| p.name_any()).collect()).await?;
+    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let (home, scope) = (ns.get(0).to_string(), ns.get(1).to_string());
+    let delete = unique("delete-pod");
+    apply_yaml(
+        &admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {delete}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [get, list, delete]}}]\n"
+        ),
+    )
+    .await?;
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
+    let mut received_by: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..10 {
+        if received_by.len() == 2 {
+            break;
+        }
+        let name = format!("rogue-{round}");
+        let mut a = agent(&name, &home, Tier::Supervised, &[&delete], &[&scope]);
+        a.spec.approvers.groups = vec!["soc-leads".into()];
+        apply(&agents, &a).await?;
+        wait_agent(&admin, &home, &name, "Ready", T, ready).await?;
+        let bot = with_token(&agent_token(&admin, &home, &name).await?.expect("a token")).await?;
+        let victims: Vec<String> = (0..10).map(|i| format!("v{round}-{i}")).collect();
+        victim_pods(&admin, &scope, &victims).await?;
+
+        // A new draw of the Service's balancing, settled by a harmless call of the agent's own
+        // (audited, a read in its grant) before the writes.
+        rebalance_audit()?;
+        let settled = counts(&pods).await?;
+        Api::<Pod>::namespaced(bot.clone(), &scope).list(&ListParams::default()).await?;
+        wait_for("the agent's read reaching a pod", T, || async {
+            let now = counts(&pods).await?;
+            Ok((now != settled).then_some(()))
+        })
+        .await?;
+        let before = counts(&pods).await?;
+
+        // In its grant, allowed by RBAC, never recorded.
+        let through = delete_until_refused(&bot, &scope, &victims).await;
+        let paused = wait_agent(&admin, &home, &name, "paused for drift", T, paused_for_drift).await?;
+        let msg = condition(&paused, "Paused").unwrap().message;
+        assert!(
+            msg.contains("unrecorded") && msg.contains(&format!("delete pods {scope}/v{round}-0")),
+            "round {round}: contained on the first delete: {msg}"
+        );
+        let after = counts(&pods).await?;
+        let standby = pods.iter().map(|p| p.name_any()).find(|p| *p != leader).unwrap();
+        let forwarded = after[&standby].1 - before[&standby].1;
+        let got = if forwarded > 0.0 {
+            standby.clone()
+        } else if after[&leader].0 > before[&leader].0 {
+            leader.clone()
+        } else {
+            bail!("round {round}: no pod counted the agent's deletes: before {before:?}, after {after:?}")
+        };
+        println!(
+            "round {round}: the Service sent the batch to the {} ({got}); {through} of {} deletes got through before containment",
+            if got == leader { "leader" } else { "standby" },
+            victims.len()
+        );
+        assert!(through < victims.len(), "round {round}: contained before the end ({through} got through)");
+        *received_by.entry(got).or_default() += 1;
+    }
+    assert_eq!(received_by.len(), 2, "both pods received a round's batch through the Service: {received_by:?}");
+    Ok(())
+}
+
+/// Debian's Prometheus on the host, finding the operator's pods through the API server (pod
+/// discovery, as a cluster's Prometheus does) and scraping both: SocWardenAgentPaused fires once
+/// for a paused agent, and stays firing, once, across the leader's crash and the takeover.
+#[tokio::test]
+async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_once_across_a_leader_kill() -> Result<()> {
+    let admin = admin().await?;
+    let pods = install(&admin).await?;
+    let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+    let old = leader_among(&admin, &names).await?;
+    let prom = Prometheus::start_with(&format!(
+        "kubernetes_sd_configs: [{{role: pod, kubeconfig_file: {}, namespaces: {{names: [{OPERATOR_NAMESPACE}]}}}}]\n\
+         relabel_configs:\n\
+         - {{source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name, __meta_kubernetes_pod_container_port_name], regex: soc-warden;metrics, action: keep}}\n\
+         - {{source_labels: [__meta_kubernetes_pod_name], target_label: pod}}",
+        admin_kubeconfig().display()
+    ))?;
+    wait_for("prometheus scraping both operator pods", T, || async {
+        let up = prom.query("up{job=\"soc-warden\"} == 1").await?;
+        let scraped: BTreeSet<String> =
+            up.iter().filter_map(|s| s["metric"]["pod"].as_str().map(String::from)).collect();
+        Ok((scraped == names).then_some(()))
+    })
+    .await?;
+
+    let ns = Namespaces::create(&admin, &["watched"]).await?;
+    let home = ns.get(0);
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), home);
+    let mut a = agent("watched", home, Tier::Supervised, &[], &[home]);
+    apply(&agents, &a).await?;
+    wait_agent(&admin, home, "watched", "Ready", T, ready).await?;
+    a.spec.paused = true;
+    apply(&agents, &a).await?;
+    let paused_alerts = |alerts: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        alerts
+            .iter()
+            .filter(|x| x["labels"]["alertname"] == "SocWardenAgentPaused" && x["labels"]["agent"] == "watched")
+            .cloned()
+            .collect()
+    };
+    let firing = wait_for("SocWardenAgentPaused firing", T, || async {
+        let p = paused_alerts(&prom.alerts().await?);
+        Ok((p.len() == 1 && p[0]["state"] == "firing").then_some(p))
+    })
+    .await?;
+    let since = firing[0]["activeAt"].clone();
+    // Both pods export the paused agent (a standby reads the same agents): still one alert.
+    let series = prom.query("socwarden_agent_paused{agent=\"watched\"}").await?;
+    assert_eq!(series.len(), 2, "both pods export it: {series:?}");
+
+    // The leader crashes; the standby takes over. Every second meanwhile the alert is firing, once,
+    // active since the same instant (an alert that resolved and fired again would start anew).
+    let victim = running_in(OPERATOR_NAMESPACE)?
+        .into_iter()
+        .find(|r| r.pod == old && r.container == "warden")
+        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+    assert!(Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?.success());
+    Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await?;
+    let killed = Instant::now();
+    let mut checks = 0;
+    let mut took_over = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        let p = paused_alerts(&prom.alerts().await?);
+        assert_eq!(p.len(), 1, "{:?} after the kill: one alert, {p:?}", killed.elapsed());
+        assert_eq!(p[0]["state"], "firing", "{:?} after the kill", killed.elapsed());
+        assert_eq!(p[0]["activeAt"], since, "{:?} after the kill: the alert never resolved", killed.elapsed());
+        checks += 1;
+        if took_over.is_none() && leader(&admin).await.is_ok_and(|h| h != old) {
+            took_over = Some(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took_over = took_over.ok_or_else(|| anyhow!("no replica took over within 30 s"))?;
+    println!(
+        "SocWardenAgentPaused firing once at each of {checks} checks over 30 s; takeover {took_over:?} after the kill"
+    );
+    // A new pod replaced the dead one: Prometheus finds and scrapes it too.
+    let now: BTreeSet<String> = operator_pods(&admin, 2).await?.iter().map(|p| p.name_any()).collect();
+    wait_for("prometheus scraping the replacement pod", T, || async {
+        let up = prom.query("up{job=\"soc-warden\"} == 1").await?;
+        let scraped: BTreeSet<String> =
+            up.iter().filter_map(|s| s["metric"]["pod"].as_str().map(String::from)).collect();
+        Ok(now.is_subset(&scraped).then_some(()))
+    })
+    .await?;
+    let p = paused_alerts(&prom.alerts().await?);
+    assert_eq!((p.len(), &p[0]["activeAt"]), (1, &since), "{p:?}");
+    Ok(())
+}
+
+/// Three replicas; agents are being created and one of them files requests when the leader
+/// crashes. Afterwards every agent holds exactly what it was granted (its token works in its scope,
+/// one token Secret, no leftovers), and every request was decided once: one decision Event each,
+/// and no decision rewritten.
+#[tokio::test]
+async fn on_the_node_killing_one_of_three_replicas_while_agents_are_issued_leaves_none_half_granted_and_decides_nothing_twice()
+-> Result<()> {
+    let admin = admin().await?;
+    let pods = install_n(&admin, 3, &["--set", "replicaCount=3"]).await?;
+    let old = leader_among(&admin, &pods.iter().map(|p| p.name_any()).collect()).await?;
+    let ns = Namespaces::create(&admin, &["fleet", "scope"]).await?;
+    let (home, scope) = (ns.get(0).to_string(), ns.get(1).to_string());
+    let read = unique("read-pods");
+    apply(
+        &Api::<socwarden_api::SocAction>::all(admin.clone()),
+        &action(&read, socwarden_api::Risk::Low, "", "pods", &[socwarden_api::Verb::List]),
+    )
+    .await?;
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
+    apply(&agents, &agent("filer", &home, Tier::Supervised, &[&read], &[&scope])).await?;
+    wait_agent(&admin, &home, "filer", "Ready", T, ready).await?;
+    let filer = with_token(&agent_token(&admin, &home, "filer").await?.expect("a token")).await?;
+
+    // The filer files a request every 100 ms throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let filing = {
+        let (stop, filer, home, scope, read) = (stop.clone(), filer.clone(), home.clone(), scope.clone(), read.clone());
+        tokio::spawn(async move {
+            let mut filed = vec![];
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("r-{i}");
+                if file(&filer, &home, &request(&name, "filer", &read, json!({}), &scope, "web")).await.is_ok() {
+                    filed.push(name);
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            filed
+        })
+    };
+    // Agents created one after another; the leader is killed after the fifth.
+    let victim = running_in(OPERATOR_NAMESPACE)?
+        .into_iter()
+        .find(|r| r.pod == old && r.container == "warden")
+        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+    let fleet: Vec<String> = (0..20).map(|i| format!("agent-{i}")).collect();
+    let mut killed = None;
+    for (i, name) in fleet.iter().enumerate() {
+        apply(&agents, &agent(name, &home, Tier::Supervised, &[&read], &[&scope])).await?;
+        if i == 5 {
+            assert!(Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?.success());
+            Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+                .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                .await?;
+            killed = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let new = wait_for("another replica holds the lease", T, || async {
+        Ok(leader(&admin).await.ok().filter(|h| *h != old))
+    })
+    .await?;
+    println!("{new} took over {:?} after the kill", killed.unwrap().elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let filed = filing.await?;
+    assert!(filed.len() >= 20, "the filer kept filing through the kill: {} requests", filed.len());
+
+    // Every agent whole: Ready, its token lists pods in its scope, one token Secret.
+    for name in &fleet {
+        wait_agent(&admin, &home, name, "Ready after the takeover", T, ready).await?;
+        let token = agent_token(&admin, &home, name).await?.ok_or_else(|| anyhow!("{name} has no token"))?;
+        let bot = with_token(&token).await?;
+        wait_code(&format!("{name}'s grant works"), 200, || list_pods(&bot, &scope)).await?;
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &home)
+            .list(&ListParams::default().labels(&format!("socwarden.io/agent={name}")))
+            .await?;
+        assert_eq!(secrets.items.len(), 1, "{name}: one token Secret");
+    }
+
+    // Every request decided, once.
+    let requests: Api<ActionRequest> = Api::namespaced(admin.clone(), &home);
+    let mut first: BTreeMap<String, (Decision, Option<String>)> = BTreeMap::new();
+    for name in &filed {
+        let r = decided(&admin, &home, name).await?;
+        let s = r.status.unwrap();
+        first.insert(name.clone(), (s.decision.unwrap(), s.decided_at));
+    }
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &home)
+        .list(&ListParams::default())
+        .await?;
+    for name in &filed {
+        let (decision, at) = &first[name];
+        let about: Vec<_> = events
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str()))
+            .filter(|e| e.reason.as_deref() == Some(decision.as_str()))
+            .collect();
+        let count: i32 = about.iter().map(|e| e.series.as_ref().map_or(1, |s| s.count)).sum();
+        assert_eq!(count, 1, "{name}: one {} Event: {about:?}", decision.as_str());
+        let again = requests.get(name).await?.status.unwrap();
+        assert_eq!((&again.decision.unwrap(), &again.decided_at), (decision, at), "{name}");
+    }
+    let counts = filed.iter().fold(BTreeMap::<&str, usize>::new(), |mut m, n| {
+        *m.entry(first[n].0.as_str()).or_default() += 1;
+        m
+    });
+    println!("{} requests filed through the kill, each decided once: {counts:?}", filed.len());
+    // Back to the chart's two replicas for the tests after this one.
+    install(&admin).await?;
+    Ok(())
+}
+
+async fn wait_code(what: &str, want: u16, f: impl AsyncFn() -> u16) -> Result<()> {
+    wait_for(what, T, || async { Ok((f().await == want).then_some(())) }).await
+}
+
+async fn list_pods(c: &Client, ns: &str) -> u16 {
+    status_of(Api::<Pod>::namespaced(c.clone(), ns).list(&ListParams::default())).await
+}
