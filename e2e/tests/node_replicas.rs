@@ -44,6 +44,15 @@ fn paused_for_drift(a: &SocAgent) -> bool {
     condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
 }
 
+/// Aborts a background task when dropped (a test that fails stops it too).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What each pod counted: calls the API server sent it (`kept`) and calls it sent the leader.
 async fn counts(pods: &[Pod]) -> Result<BTreeMap<String, (f64, f64)>> {
     let mut out = BTreeMap::new();
@@ -133,8 +142,8 @@ async fn on_the_node_an_unrecorded_write_contains_at_the_first_one_whichever_pod
     Ok(())
 }
 
-/// Debian's Prometheus on the host, finding the operator's pods through the API server (pod
-/// discovery, as a cluster's Prometheus does) and scraping both: SocWardenAgentPaused fires once
+/// Debian's Prometheus on the host, scraping both of the operator's pods as they are found through
+/// the API server: SocWardenAgentPaused fires once
 /// for a paused agent, and stays firing, once, across the leader's crash and the takeover.
 #[tokio::test]
 async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_once_across_a_leader_kill() -> Result<()> {
@@ -142,12 +151,39 @@ async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_onc
     let pods = install(&admin).await?;
     let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
     let old = leader_among(&admin, &names).await?;
+    // Debian builds Prometheus without its Kubernetes discovery: the test discovers the operator's
+    // pods as it would (their IPs, from the API server, every 500 ms) into a file_sd targets file.
+    let targets = repo().join(format!("target/e2e-logs/{}.json", unique("operator-pods")));
+    let discovery = {
+        let (admin, targets) = (admin.clone(), targets.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(list) = Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+                    .list(&ListParams::default().labels("app.kubernetes.io/name=soc-warden"))
+                    .await
+                {
+                    let groups: Vec<serde_json::Value> = list
+                        .items
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter_map(|p| {
+                            let ip = p.status.as_ref()?.pod_ip.clone()?;
+                            Some(json!({"targets": [format!("{ip}:8080")], "labels": {"pod": p.name_any()}}))
+                        })
+                        .collect();
+                    let tmp = targets.with_extension("tmp");
+                    if std::fs::write(&tmp, serde_json::to_vec(&groups).unwrap_or_default()).is_ok() {
+                        let _ = std::fs::rename(&tmp, &targets);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let _discovery = AbortOnDrop(discovery);
     let prom = Prometheus::start_with(&format!(
-        "kubernetes_sd_configs: [{{role: pod, kubeconfig_file: {}, namespaces: {{names: [{OPERATOR_NAMESPACE}]}}}}]\n\
-         relabel_configs:\n\
-         - {{source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name, __meta_kubernetes_pod_container_port_name], regex: soc-warden;metrics, action: keep}}\n\
-         - {{source_labels: [__meta_kubernetes_pod_name], target_label: pod}}",
-        admin_kubeconfig().display()
+        "file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]",
+        targets.display()
     ))?;
     wait_for("prometheus scraping both operator pods", T, || async {
         let up = prom.query("up{job=\"soc-warden\"} == 1").await?;

@@ -139,14 +139,20 @@ impl Intake {
             }
         }
         let received = Instant::now();
-        let mut calls = Vec::new();
+        let (mut calls, mut agents) = (Vec::new(), Vec::new());
         let read = audit::read_slice(&bytes, jiff::Timestamp::now(), |part| {
             calls.extend(self.to_relay(&part));
-            self.take(part, received, Source::Sink)
+            agents.extend(self.take(part, received, Source::Sink));
         });
         drop(bytes);
         match read {
-            Ok(n) => (Ok(()), Ok(relay(&self.ctx, calls).await.map(|()| n))),
+            Ok(n) => {
+                let done = match relay(&self.ctx, calls).await {
+                    Ok(()) => contained(&self.ctx, &agents).await,
+                    Err(e) => Err(e),
+                };
+                (Ok(()), Ok(done.map(|()| n)))
+            }
             Err(e) => (Ok(()), Err(e)),
         }
     }
@@ -178,9 +184,12 @@ impl Intake {
             let mut relayed = Ok(());
             while let Some(part) = parts_rx.recv().await {
                 let calls = self.to_relay(&part);
-                self.take(part, received, Source::Sink);
+                let agents = self.take(part, received, Source::Sink);
                 if relayed.is_ok() {
                     relayed = relay(&self.ctx, calls).await;
+                }
+                if relayed.is_ok() {
+                    relayed = contained(&self.ctx, &agents).await;
                 }
             }
             relayed
@@ -204,9 +213,15 @@ impl Intake {
     /// Judges the calls of one part of an audit batch received at `received`, as far as capacity
     /// allows. Calls `from` a peer were counted `kept` by the replica the API server sent them to
     /// (and `received` by `peer`): counted once, whatever the replica count.
-    pub fn take(&self, calls: Vec<Call>, received: Instant, from: Source) {
+    pub fn take(&self, calls: Vec<Call>, received: Instant, from: Source) -> Vec<AgentKey> {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
+        let mut agents: Vec<AgentKey> = Vec::new();
+        for c in &calls {
+            if !agents.contains(&c.agent) {
+                agents.push(c.agent.clone());
+            }
+        }
         configure(&self.ctx, calls.iter().map(|c| &c.agent));
         let Admitted { kept, dropped, unjudged } = admit(calls, self.queued.load(Ordering::Relaxed));
         let events = &self.ctx.metrics.audit_events;
@@ -226,7 +241,7 @@ impl Intake {
             self.ctx.monitor.unjudged(key, n, &u.credentials, received, now);
         }
         if kept.is_empty() {
-            return;
+            return agents;
         }
         let n = kept.len();
         if from == Source::Sink {
@@ -240,6 +255,7 @@ impl Intake {
             ctx.monitor.unrecorded(key, w, received, now);
         }
         ctx.monitor.observe(checked.observations, received, now);
+        agents
     }
 
     fn known(&self, c: &Call) -> bool {
@@ -294,6 +310,33 @@ pub async fn relay(ctx: &Context, calls: Vec<Call>) -> Result<(), String> {
             tracing::warn!(calls = calls.len(), error = %e, "the leader did not take the agents' calls this replica received");
             Err(format!("the leader did not take the calls: {e}"))
         }
+    }
+}
+
+/// How long an answer waits for the containment its batch decided (the fast path revokes within
+/// milliseconds; beyond this the batch is answered 503 and the API server sends it again).
+const CONTAINED_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until the containment that judging `agents`' calls decided has revoked their credentials,
+/// on the replica that leads. A batch is answered 200 only then: a leader that dies between its
+/// answer and the revocation would otherwise take the only record of the write with it (the API
+/// server never sends an answered batch again). Not leading, nothing waits here: the leader the
+/// calls were relayed to waited before it answered.
+pub async fn contained(ctx: &Context, agents: &[AgentKey]) -> Result<(), String> {
+    if agents.is_empty() || !ctx.leading() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + CONTAINED_WITHIN;
+    loop {
+        let waiting: Vec<&AgentKey> = agents.iter().filter(|k| ctx.monitor.triggered(k)).collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline || !ctx.leading() {
+            let (ns, name) = waiting[0];
+            return Err(format!("the containment of {ns}/{name} was not confirmed in time"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -281,7 +281,7 @@ pub async fn serve(
     let intake = crate::intake::Intake::new(ctx.clone());
     let handler = crate::server::Handler::Whole(Arc::new(move |path, body| {
         let (intake, ctx) = (intake.clone(), ctx.clone());
-        Box::pin(async move { receive(&ctx, &intake, &path, &body) })
+        Box::pin(async move { receive(&ctx, &intake, &path, &body).await })
     }));
     // Anyone may connect; only a body signed with the shared key is taken (see the module).
     let limits = crate::server::Limits::new(MAX_BODY);
@@ -289,7 +289,7 @@ pub async fn serve(
     Ok(crate::server::serve_tls(listener, tls, crate::server::Caller::Anyone, limits, handler).await?)
 }
 
-fn receive(ctx: &Context, intake: &crate::intake::Intake, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+async fn receive(ctx: &Context, intake: &crate::intake::Intake, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
     let json = |e: &str| serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default();
     if path != PATH {
         return (StatusCode::NOT_FOUND, json("not found"));
@@ -307,8 +307,12 @@ fn receive(ctx: &Context, intake: &crate::intake::Intake, path: &str, body: &[u8
         return (StatusCode::SERVICE_UNAVAILABLE, json("not the leader"));
     }
     ctx.metrics.peer_forwards.with_label_values(&["received"]).inc_by(calls.len() as u64);
-    intake.take(calls, Instant::now(), crate::intake::Source::Peer);
-    (StatusCode::OK, b"{}".to_vec())
+    let agents = intake.take(calls, Instant::now(), crate::intake::Source::Peer);
+    // Answered once what it decided is done, as the sink answers the API server (see `intake`).
+    match crate::intake::contained(ctx, &agents).await {
+        Ok(()) => (StatusCode::OK, b"{}".to_vec()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json(&e)),
+    }
 }
 
 #[cfg(test)]
