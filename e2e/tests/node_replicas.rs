@@ -382,3 +382,166 @@ async fn wait_code(what: &str, want: u16, f: impl AsyncFn() -> u16) -> Result<()
 async fn list_pods(c: &Client, ns: &str) -> u16 {
     status_of(Api::<Pod>::namespaced(c.clone(), ns).list(&ListParams::default())).await
 }
+
+/// `kubectl port-forward` to one operator pod's port (killed when dropped): a client of that pod
+/// alone, as the Service may send an agent to either.
+struct Forward(std::process::Child, u16);
+
+impl Forward {
+    async fn to(pod: &str, port: u16) -> Result<Self> {
+        let local = free_port();
+        let child = Command::new(kubectl())
+            .args(["--kubeconfig", &admin_kubeconfig().to_string_lossy(), "-n", OPERATOR_NAMESPACE, "port-forward"])
+            .arg(format!("pod/{pod}"))
+            .arg(format!("{local}:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let f = Forward(child, local);
+        wait_for(&format!("port-forward to {pod}:{port}"), T, || async {
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", local)).await.ok().map(|_| ()))
+        })
+        .await?;
+        Ok(f)
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A low-risk SocAction granting `list pods` with a required `alertId` (as MCP tools take one).
+async fn read_action(admin: &Client) -> Result<String> {
+    let read = unique("read");
+    apply_yaml(
+        admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n  description: Read the pods of an alert\n  parameters: [{{name: alertId, type: string, required: true, pattern: \"[A-Z]+-[0-9]+\"}}]\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
+        ),
+    )
+    .await?;
+    Ok(read)
+}
+
+/// Agent `prober` with `read`, learning for 20 s; Ready. Returns its token.
+async fn prober(admin: &Client, home: &str, scope: &str, read: &str) -> Result<String> {
+    let mut a = agent("prober", home, Tier::Supervised, &[read], &[scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.baseline.learning_period = "20s".into();
+    apply(&Api::<SocAgent>::namespaced(admin.clone(), home), &a).await?;
+    wait_agent(admin, home, "prober", "Ready", T, ready).await?;
+    Ok(agent_token(admin, home, "prober").await?.expect("a token"))
+}
+
+/// An agent whose MCP client the Service sent to the standby pod: it learns its baseline there,
+/// then probes beyond its scope; every refusal is the standby's, and the leader contains it.
+#[tokio::test]
+async fn on_the_node_a_probing_agent_the_standby_pod_serves_over_mcp_is_contained() -> Result<()> {
+    let admin = admin().await?;
+    let pods = install(&admin).await?;
+    let leader = leader_among(&admin, &pods.iter().map(|p| p.name_any()).collect()).await?;
+    let standby = pods.iter().find(|p| p.name_any() != leader).unwrap().clone();
+    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let (home, scope) = (ns.get(0), ns.get(1));
+    let read = read_action(&admin).await?;
+    let token = prober(&admin, home, scope, &read).await?;
+    let gateway = Forward::to(&standby.name_any(), 9444).await?;
+    let bot = McpAgent::new(&format!("https://127.0.0.1:{}/mcp", gateway.1), &token, &https::webhook_ca(&admin).await?)?;
+    let normal =
+        json!({"parameters": {"alertId": "SOC-1"}, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}});
+    wait_for("baseline learned through the standby's gateway", Duration::from_secs(90), || async {
+        let r = bot.call(&read, &normal, &[]).await?;
+        anyhow::ensure!(r.out["isError"] == false, "a normal call failed: {} {}", r.out, r.err);
+        let report: Option<socwarden_api::DriftReport> = Api::namespaced(admin.clone(), home).get_opt("prober").await?;
+        Ok(report.and_then(|r| r.status).and_then(|s| s.baseline).filter(|b| b.learned_at.is_some()))
+    })
+    .await?;
+    let sent_before =
+        metric(&pod_metrics(&standby).await?, "socwarden_peer_calls_total", &[("result", "forwarded")]).unwrap_or(0.0);
+    let probe = json!({"parameters": {"alertId": "SOC-2"}, "target": {"kind": "Pod", "name": "etcd", "namespace": "kube-system"}});
+    let started = Instant::now();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let r = bot.call(&read, &probe, &[]).await?;
+        if r.code != 0 {
+            break; // contained already: the gateway refuses the agent
+        }
+        assert_eq!(r.out["isError"], true, "{}", r.out);
+        refused += 1;
+    }
+    let paused = wait_agent(&admin, home, "prober", "paused for drift", T, paused_for_drift).await?;
+    let took = started.elapsed();
+    println!("contained after {refused} refused probes at the standby pod, {took:?} after the first");
+    assert!(condition(&paused, "Paused").unwrap().message.contains("outOfScope"));
+    let sent =
+        metric(&pod_metrics(&standby).await?, "socwarden_peer_calls_total", &[("result", "forwarded")]).unwrap_or(0.0);
+    assert!(sent > sent_before, "the standby pod sent the refusals to the leader ({sent_before} -> {sent})");
+    let r = bot.call(&read, &normal, &[]).await?;
+    assert!(r.code == 2 || r.code == 3, "contained: refused at the gateway; {} {}", r.code, r.err);
+    Ok(())
+}
+
+/// The leader pod is SIGKILLed in the middle of an agent's probing (reads of Secrets beyond its
+/// grant, whose audit batches the Service balances over the pods); the agent goes on probing, as
+/// an adversary does. The successor contains it within the lease + 2 s of the kill.
+#[tokio::test]
+async fn on_the_node_the_leader_killed_during_a_probing_burst_the_successor_contains_within_the_lease_plus_2s()
+-> Result<()> {
+    let admin = admin().await?;
+    const LEASE: u64 = 8;
+    let pods = install_with(&admin, &["--set", &format!("leaderElection.leaseDuration={LEASE}s")]).await?;
+    let old = leader_among(&admin, &pods.iter().map(|p| p.name_any()).collect()).await?;
+    let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
+    let (home, scope) = (ns.get(0).to_string(), ns.get(1).to_string());
+    // Its requests filed through the API server as a plain client (no parameters).
+    let plain = unique("read");
+    apply(
+        &Api::<socwarden_api::SocAction>::all(admin.clone()),
+        &action(&plain, socwarden_api::Risk::Low, "", "pods", &[socwarden_api::Verb::List]),
+    )
+    .await?;
+    let bot = with_token(&prober(&admin, &home, &scope, &plain).await?).await?;
+    let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), plain.clone(), 5);
+    wait_report(&admin, &home, "prober", "baseline learned", Duration::from_secs(90), |r| {
+        r.baseline.as_ref().is_some_and(|b| b.learned_at.is_some())
+    })
+    .await?;
+    let victim = running_in(OPERATOR_NAMESPACE)?
+        .into_iter()
+        .find(|r| r.pod == old && r.container == "warden")
+        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(bot.clone(), &scope);
+    let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
+    let mut killed = None;
+    let mut probes = 0;
+    let contained = loop {
+        let _ = secrets.get("db-credentials").await;
+        probes += 1;
+        if probes == 3 {
+            assert!(Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?.success());
+            killed = Some(Instant::now());
+            Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+                .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                .await?;
+        }
+        if paused_for_drift(&agents.get("prober").await?) {
+            break killed.map(|k| k.elapsed());
+        }
+        if killed.is_some_and(|k| k.elapsed() > Duration::from_secs(LEASE + 20)) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    normal.stop().await;
+    let took = contained.ok_or_else(|| anyhow!("not contained within the lease + 20 s of the kill"))?;
+    let new = leader(&admin).await?;
+    println!("{new} contained the prober {took:?} after the leader {old} was killed (lease {LEASE} s, {probes} probes)");
+    assert_ne!(new, old);
+    assert!(took <= Duration::from_secs(LEASE + 2), "contained {took:?} after the kill: more than the lease + 2 s");
+    // Back to the chart's values for the tests after this one.
+    install(&admin).await?;
+    Ok(())
+}
