@@ -479,6 +479,10 @@ async fn on_the_node_a_probing_agent_the_standby_pod_serves_over_mcp_is_containe
     let sent =
         metric(&pod_metrics(&standby).await?, "socwarden_peer_calls_total", &[("result", "forwarded")]).unwrap_or(0.0);
     assert!(sent > sent_before, "the standby pod sent the refusals to the leader ({sent_before} -> {sent})");
+    // kubectl port-forward gives up on a connection the pod reset: a fresh one to the same pod.
+    drop(gateway);
+    let gateway = Forward::to(&standby.name_any(), 9444).await?;
+    let bot = McpAgent::new(&format!("https://127.0.0.1:{}/mcp", gateway.1), &token, &https::webhook_ca(&admin).await?)?;
     let r = bot.call(&read, &normal, &[]).await?;
     assert!(r.code == 2 || r.code == 3, "contained: refused at the gateway; {} {}", r.code, r.err);
     Ok(())
