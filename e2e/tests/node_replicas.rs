@@ -449,7 +449,8 @@ async fn on_the_node_a_probing_agent_the_standby_pod_serves_over_mcp_is_containe
     let read = read_action(&admin).await?;
     let token = prober(&admin, home, scope, &read).await?;
     let gateway = Forward::to(&standby.name_any(), 9444).await?;
-    let bot = McpAgent::new(&format!("https://127.0.0.1:{}/mcp", gateway.1), &token, &https::webhook_ca(&admin).await?)?;
+    let bot =
+        McpAgent::new(&format!("https://127.0.0.1:{}/mcp", gateway.1), &token, &https::webhook_ca(&admin).await?)?;
     let normal =
         json!({"parameters": {"alertId": "SOC-1"}, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}});
     wait_for("baseline learned through the standby's gateway", Duration::from_secs(90), || async {
@@ -482,7 +483,8 @@ async fn on_the_node_a_probing_agent_the_standby_pod_serves_over_mcp_is_containe
     // kubectl port-forward gives up on a connection the pod reset: a fresh one to the same pod.
     drop(gateway);
     let gateway = Forward::to(&standby.name_any(), 9444).await?;
-    let bot = McpAgent::new(&format!("https://127.0.0.1:{}/mcp", gateway.1), &token, &https::webhook_ca(&admin).await?)?;
+    let bot =
+        McpAgent::new(&format!("https://127.0.0.1:{}/mcp", gateway.1), &token, &https::webhook_ca(&admin).await?)?;
     let r = bot.call(&read, &normal, &[]).await?;
     assert!(r.code == 2 || r.code == 3, "contained: refused at the gateway; {} {}", r.code, r.err);
     Ok(())
@@ -542,7 +544,9 @@ async fn on_the_node_the_leader_killed_during_a_probing_burst_the_successor_cont
     normal.stop().await;
     let took = contained.ok_or_else(|| anyhow!("not contained within the lease + 20 s of the kill"))?;
     let new = leader(&admin).await?;
-    println!("{new} contained the prober {took:?} after the leader {old} was killed (lease {LEASE} s, {probes} probes)");
+    println!(
+        "{new} contained the prober {took:?} after the leader {old} was killed (lease {LEASE} s, {probes} probes)"
+    );
     assert_ne!(new, old);
     assert!(took <= Duration::from_secs(LEASE + 2), "contained {took:?} after the kill: more than the lease + 2 s");
     // Back to the chart's values for the tests after this one.

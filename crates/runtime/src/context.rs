@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the caches, the configuration, metrics and events.
 
 use crate::decisionlog::DecisionLog;
+use crate::events::{Recorder, Reporter};
 use crate::execute::Discovery;
 use crate::index::NamespaceIndex;
 pub use crate::k8s::StatusMemo;
@@ -10,7 +11,6 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use socwarden_api::{
     ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, SocAction, SocAgent, SocAgentStatus,

@@ -2,11 +2,11 @@
 //! label, deleting what may already be gone, the finalizer, the status write with its memo, and
 //! publishing Events off the reconcile's path.
 
+use crate::events::{EventType, Recorder};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -268,8 +268,7 @@ where
     let recorder = recorder.clone();
     tokio::spawn(async move {
         for (type_, reason, note) in events {
-            let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
+            if let Err(e) = recorder.publish(type_, reason, note, &reference).await {
                 warn!(error = %e, reason, "could not publish event");
             }
         }

@@ -5,7 +5,7 @@
 //! Where each thing is done:
 //! - `controller::agent`, `controller::catalog`, `controller::request`: the reconcilers.
 //! - `k8s`: the shared Kubernetes plumbing (finalizer, status write with memo, Events, error
-//!   categories).
+//!   categories); `events`: creating the Events (once each, no cache).
 //! - `webhook`: the admission webhook's I/O (stamps, signatures, immutability, early refusals,
 //!   SocAgents' and DriftReports' lifetime).
 //! - `execute`: carrying out approved actions (manifests, signed HTTP calls) and rollbacks.
@@ -30,6 +30,7 @@ pub mod context;
 pub mod controller;
 pub mod crdgen;
 pub mod decisionlog;
+pub mod events;
 pub mod execute;
 pub mod index;
 pub mod intake;
