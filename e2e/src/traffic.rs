@@ -99,3 +99,59 @@ pub async fn delete_until_refused(bot: &Client, scope: &str, victims: &[String])
     }
     through
 }
+
+/// A low-risk SocAction granting `verbs` on pods, with a required `alertId` parameter when
+/// `alert_parameter` (as MCP tools take one); returns its name.
+pub async fn pod_action(admin: &Client, prefix: &str, verbs: &str, alert_parameter: bool) -> anyhow::Result<String> {
+    let name = crate::unique(prefix);
+    let parameters = if alert_parameter {
+        "  description: Read the pods of an alert\n  parameters: [{name: alertId, type: string, required: true, pattern: \"[A-Z]+-[0-9]+\"}]\n"
+    } else {
+        ""
+    };
+    crate::apply_yaml(
+        admin,
+        &format!(
+            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {name}}}\nspec:\n  risk: low\n{parameters}  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [{verbs}]}}]\n"
+        ),
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Agent `prober` in `home` with `action` over `scope`, approved by soc-leads, learning for 20 s;
+/// Ready. Returns its token.
+pub async fn prober(admin: &Client, home: &str, scope: &str, action: &str) -> anyhow::Result<String> {
+    let mut a = crate::agent("prober", home, socwarden_api::Tier::Supervised, &[action], &[scope]);
+    a.spec.approvers.groups = vec!["soc-leads".into()];
+    a.spec.baseline.learning_period = "20s".into();
+    crate::apply(&Api::<socwarden_api::SocAgent>::namespaced(admin.clone(), home), &a).await?;
+    crate::wait_agent(admin, home, "prober", "Ready", Duration::from_secs(40), crate::ready).await?;
+    Ok(crate::agent_token(admin, home, "prober").await?.expect("a token"))
+}
+
+/// Whether the agent is paused for drift.
+pub fn paused_for_drift(a: &socwarden_api::SocAgent) -> bool {
+    crate::condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
+}
+
+/// Calls `tool` with `args` (a call its grant refuses) through the MCP gateway up to `n` times,
+/// until the gateway refuses the agent itself (contained); returns how many calls were refused
+/// as tool errors before that.
+pub async fn probe_over_mcp(
+    bot: &crate::McpAgent,
+    tool: &str,
+    args: &serde_json::Value,
+    n: usize,
+) -> anyhow::Result<usize> {
+    let mut refused = 0;
+    for _ in 0..n {
+        let r = bot.call(tool, args, &[]).await?;
+        if r.code != 0 {
+            break; // contained already: the gateway refuses the agent
+        }
+        anyhow::ensure!(r.out["isError"] == true, "a probe was not refused: {}", r.out);
+        refused += 1;
+    }
+    Ok(refused)
+}

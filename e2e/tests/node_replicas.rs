@@ -40,10 +40,6 @@ fn rebalance_audit() -> Result<()> {
     Ok(())
 }
 
-fn paused_for_drift(a: &SocAgent) -> bool {
-    condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
-}
-
 /// Aborts a background task when dropped (a test that fails stops it too).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -77,14 +73,7 @@ async fn on_the_node_an_unrecorded_write_contains_at_the_first_one_whichever_pod
     let leader = leader_among(&admin, &pods.iter().map(|p| p.name_any()).collect()).await?;
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let (home, scope) = (ns.get(0).to_string(), ns.get(1).to_string());
-    let delete = unique("delete-pod");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {delete}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [get, list, delete]}}]\n"
-        ),
-    )
-    .await?;
+    let delete = pod_action(&admin, "delete-pod", "get, list, delete", false).await?;
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
     let mut received_by: BTreeMap<String, usize> = BTreeMap::new();
     for round in 0..10 {
@@ -413,29 +402,6 @@ impl Drop for Forward {
     }
 }
 
-/// A low-risk SocAction granting `list pods` with a required `alertId` (as MCP tools take one).
-async fn read_action(admin: &Client) -> Result<String> {
-    let read = unique("read");
-    apply_yaml(
-        admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n  description: Read the pods of an alert\n  parameters: [{{name: alertId, type: string, required: true, pattern: \"[A-Z]+-[0-9]+\"}}]\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
-        ),
-    )
-    .await?;
-    Ok(read)
-}
-
-/// Agent `prober` with `read`, learning for 20 s; Ready. Returns its token.
-async fn prober(admin: &Client, home: &str, scope: &str, read: &str) -> Result<String> {
-    let mut a = agent("prober", home, Tier::Supervised, &[read], &[scope]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.baseline.learning_period = "20s".into();
-    apply(&Api::<SocAgent>::namespaced(admin.clone(), home), &a).await?;
-    wait_agent(admin, home, "prober", "Ready", T, ready).await?;
-    Ok(agent_token(admin, home, "prober").await?.expect("a token"))
-}
-
 /// An agent whose MCP client the Service sent to the standby pod: it learns its baseline there,
 /// then probes beyond its scope; every refusal is the standby's, and the leader contains it.
 #[tokio::test]
@@ -446,7 +412,7 @@ async fn on_the_node_a_probing_agent_the_standby_pod_serves_over_mcp_is_containe
     let standby = pods.iter().find(|p| p.name_any() != leader).unwrap().clone();
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let (home, scope) = (ns.get(0), ns.get(1));
-    let read = read_action(&admin).await?;
+    let read = pod_action(&admin, "read", "list", true).await?;
     let token = prober(&admin, home, scope, &read).await?;
     let gateway = Forward::to(&standby.name_any(), 9444).await?;
     let bot =
@@ -464,15 +430,7 @@ async fn on_the_node_a_probing_agent_the_standby_pod_serves_over_mcp_is_containe
         metric(&pod_metrics(&standby).await?, "socwarden_peer_calls_total", &[("result", "forwarded")]).unwrap_or(0.0);
     let probe = json!({"parameters": {"alertId": "SOC-2"}, "target": {"kind": "Pod", "name": "etcd", "namespace": "kube-system"}});
     let started = Instant::now();
-    let mut refused = 0;
-    for _ in 0..8 {
-        let r = bot.call(&read, &probe, &[]).await?;
-        if r.code != 0 {
-            break; // contained already: the gateway refuses the agent
-        }
-        assert_eq!(r.out["isError"], true, "{}", r.out);
-        refused += 1;
-    }
+    let refused = probe_over_mcp(&bot, &read, &probe, 8).await?;
     let paused = wait_agent(&admin, home, "prober", "paused for drift", T, paused_for_drift).await?;
     let took = started.elapsed();
     println!("contained after {refused} refused probes at the standby pod, {took:?} after the first");
@@ -503,12 +461,7 @@ async fn on_the_node_the_leader_killed_during_a_probing_burst_the_successor_cont
     let ns = Namespaces::create(&admin, &["home", "scope"]).await?;
     let (home, scope) = (ns.get(0).to_string(), ns.get(1).to_string());
     // Its requests filed through the API server as a plain client (no parameters).
-    let plain = unique("read");
-    apply(
-        &Api::<socwarden_api::SocAction>::all(admin.clone()),
-        &action(&plain, socwarden_api::Risk::Low, "", "pods", &[socwarden_api::Verb::List]),
-    )
-    .await?;
+    let plain = pod_action(&admin, "read", "list", false).await?;
     let bot = with_token(&prober(&admin, &home, &scope, &plain).await?).await?;
     let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), plain.clone(), 5);
     wait_report(&admin, &home, "prober", "baseline learned", Duration::from_secs(90), |r| {

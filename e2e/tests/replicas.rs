@@ -62,52 +62,11 @@ async fn two(a: &str, b: &str) -> Result<Two> {
     Ok(Two { scene, leader, standby, peer })
 }
 
-/// A low-risk SocAction granting `list pods`, with a required `alertId` parameter when
-/// `alert_parameter` (as MCP tools take one); returns its name.
-async fn read_action(admin: &Client, alert_parameter: bool) -> Result<String> {
-    let read = unique("read");
-    let parameters = if alert_parameter {
-        "  description: Read the pods of an alert\n  parameters: [{name: alertId, type: string, required: true, pattern: \"[A-Z]+-[0-9]+\"}]\n"
-    } else {
-        ""
-    };
-    apply_yaml(
-        admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {read}}}\nspec:\n  risk: low\n{parameters}  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [list]}}]\n"
-        ),
-    )
-    .await?;
-    Ok(read)
-}
-
-/// Agent `prober` with `read`, approved by soc-leads, learning for 20 s; Ready. Returns its token.
-async fn prober(w: &Two, read: &str) -> Result<String> {
-    let (admin, home) = (&w.scene.admin, w.scene.home());
-    let mut a = agent("prober", home, Tier::Supervised, &[read], &[w.scene.scope()]);
-    a.spec.approvers.groups = vec!["soc-leads".into()];
-    a.spec.baseline.learning_period = "20s".into();
-    apply(&Api::<SocAgent>::namespaced(admin.clone(), home), &a).await?;
-    wait_agent(admin, home, "prober", "Ready", T, ready).await?;
-    Ok(agent_token(admin, home, "prober").await?.expect("a token"))
-}
-
-fn paused_for_drift(a: &SocAgent) -> bool {
-    condition(a, "Paused").is_some_and(|c| c.status == "True" && c.reason == "Drift")
-}
-
 #[tokio::test]
 async fn an_unrecorded_write_the_standby_received_contains_the_agent_at_the_first_one() -> Result<()> {
     let w = two("lead-r", "standby-r").await?;
     let (admin, home, scope) = (w.scene.admin.clone(), w.scene.home().to_string(), w.scene.scope().to_string());
-    let delete = unique("delete-pod");
-    apply_yaml(
-        &admin,
-        &format!(
-            "apiVersion: socwarden.io/v1alpha1\nkind: SocAction\nmetadata: {{name: {delete}}}\nspec:\n  risk: low\n  grants: [{{apiGroups: [\"\"], resources: [pods], verbs: [get, list, delete]}}]\n"
-        ),
-    )
-    .await?;
+    let delete = pod_action(&admin, "delete-pod", "get, list, delete", false).await?;
     let victims: Vec<String> = (0..20).map(|i| format!("victim-{i}")).collect();
     victim_pods(&admin, &scope, &victims).await?;
     let mut a = agent("rogue", &home, Tier::Supervised, &[&delete], &[&scope]);
@@ -138,7 +97,7 @@ async fn an_unrecorded_write_the_standby_received_contains_the_agent_at_the_firs
 async fn the_peer_endpoint_refuses_calls_not_signed_with_the_operators_key() -> Result<()> {
     let w = two("lead-p", "standby-p").await?;
     let (admin, home) = (w.scene.admin.clone(), w.scene.home().to_string());
-    let read = read_action(&admin, false).await?;
+    let read = pod_action(&admin, "read", "list", false).await?;
     let scope = w.scene.scope().to_string();
     apply(
         &Api::<SocAgent>::namespaced(admin.clone(), &home),
@@ -172,8 +131,8 @@ async fn the_peer_endpoint_refuses_calls_not_signed_with_the_operators_key() -> 
 async fn a_probing_agent_served_by_the_standby_is_contained() -> Result<()> {
     let w = two("lead-m", "standby-m").await?;
     let (admin, home, scope) = (w.scene.admin.clone(), w.scene.home().to_string(), w.scene.scope().to_string());
-    let read = read_action(&admin, true).await?;
-    let token = prober(&w, &read).await?;
+    let read = pod_action(&admin, "read", "list", true).await?;
+    let token = prober(&w.scene.admin, w.scene.home(), w.scene.scope(), &read).await?;
     let bot = McpAgent::new(&w.standby.mcp_url(), &token, &https::webhook_ca(&admin).await?)?;
     let normal =
         json!({"parameters": {"alertId": "SOC-1"}, "target": {"kind": "Pod", "name": "web-1", "namespace": scope}});
@@ -188,15 +147,7 @@ async fn a_probing_agent_served_by_the_standby_is_contained() -> Result<()> {
     // Probing: targets outside its scope, again and again, each refused by the standby's gateway.
     let probe = json!({"parameters": {"alertId": "SOC-2"}, "target": {"kind": "Pod", "name": "etcd", "namespace": "kube-system"}});
     let started = std::time::Instant::now();
-    let mut refused = 0;
-    for _ in 0..8 {
-        let r = bot.call(&read, &probe, &[]).await?;
-        if r.code != 0 {
-            break; // contained already: the gateway refuses the agent
-        }
-        assert_eq!(r.out["isError"], true, "{}", r.out);
-        refused += 1;
-    }
+    let refused = probe_over_mcp(&bot, &read, &probe, 8).await?;
     let paused = wait_agent(&admin, &home, "prober", "paused for drift", T, paused_for_drift).await?;
     println!("contained after {refused} refused probes, {:?} after the first", started.elapsed());
     let msg = condition(&paused, "Paused").unwrap().message;
@@ -214,8 +165,8 @@ async fn a_probing_agent_served_by_the_standby_is_contained() -> Result<()> {
 async fn the_leader_killed_during_a_probing_burst_the_successor_contains() -> Result<()> {
     let mut w = two("lead-k", "standby-k").await?;
     let (admin, home, scope) = (w.scene.admin.clone(), w.scene.home().to_string(), w.scene.scope().to_string());
-    let read = read_action(&admin, false).await?;
-    let bot = with_token(&prober(&w, &read).await?).await?;
+    let read = pod_action(&admin, "read", "list", false).await?;
+    let bot = with_token(&prober(&w.scene.admin, w.scene.home(), w.scene.scope(), &read).await?).await?;
     let normal = Normal::start(bot.clone(), home.clone(), scope.clone(), "prober".into(), read.clone(), 5);
     wait_report(&admin, &home, "prober", "baseline learned", Duration::from_secs(60), |r| {
         r.baseline.as_ref().is_some_and(|b| b.learned_at.is_some())
