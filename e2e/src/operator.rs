@@ -28,6 +28,21 @@ pub fn warden_bin() -> PathBuf {
     target.join("debug/warden")
 }
 
+/// Where each operator the tests start is recorded by its pid: `e2e/test` stops those a test
+/// left behind (a test process killed mid-way cannot drop its `Operator`), and no other process.
+pub fn operator_pids() -> PathBuf {
+    repo().join("target/e2e-logs/operators.pids")
+}
+
+fn record_pid(pid: u32) {
+    use std::io::Write as _;
+    let path = operator_pids();
+    let _ = std::fs::create_dir_all(path.parent().expect("a directory"));
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = writeln!(f, "{pid}");
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -242,6 +257,7 @@ impl Operator {
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        record_pid(child.id());
         let mut op = Self { child: Some(child), metrics_port, webhook_port, mcp_port, log };
         let url = format!("http://127.0.0.1:{metrics_port}/readyz");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
