@@ -55,6 +55,14 @@ fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
+/// The chart's Service (the audit sink's NodePort Service, when `audit.nodePort` renders one, is
+/// the other).
+fn main_service(docs: &[Value]) -> &Value {
+    let found: Vec<&Value> = of_kind(docs, "Service").into_iter().filter(|s| s["spec"]["type"] != "NodePort").collect();
+    assert_eq!(found.len(), 1, "exactly one Service besides the audit node port");
+    found[0]
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
 }
@@ -179,7 +187,8 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
     assert_eq!(lifecycle["preStop"], json!({"sleep": {"seconds": 5}}), "{lifecycle}");
     assert_eq!(one(&defaults, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
     // The webhook Service the operator registers is the one the chart creates.
-    let svc = one(&defaults, "Service");
+    let svc = main_service(&defaults);
+    assert_eq!(of_kind(&defaults, "Service").len(), 1, "no audit node port by default");
     assert!(args.contains(&format!(
         "--webhook-service={OPERATOR_NAMESPACE}/{}:443",
         svc["metadata"]["name"].as_str().unwrap()
@@ -237,7 +246,15 @@ fn the_value_combinations_change_what_they_say() -> Result<()> {
         pod["volumes"].as_array().unwrap().iter().filter_map(|v| v["secret"]["secretName"].as_str()).collect();
     assert_eq!(secrets, vec!["soc-warden-webhook-cert", "soc-warden-audit-token"]);
     assert!(pod["containers"][0]["image"].as_str().unwrap().ends_with(":0.1.0-rc1"));
-    assert!(one(&audit, "Service")["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == 8443));
+    assert!(main_service(&audit)["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == 8443));
+    // audit.nodePort: the sink alone on every node's port, selecting the operator's pods.
+    let node_port: Vec<&Value> =
+        of_kind(&audit, "Service").into_iter().filter(|s| s["spec"]["type"] == "NodePort").collect();
+    assert_eq!(node_port.len(), 1, "one audit NodePort Service");
+    let ports = node_port[0]["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "the audit port alone: {ports:?}");
+    assert_eq!((&ports[0]["port"], &ports[0]["nodePort"]), (&json!(8443), &json!(30443)));
+    assert_eq!(node_port[0]["spec"]["selector"], main_service(&audit)["spec"]["selector"]);
 
     let small = render(&[dir.join("single-replica.yaml")])?;
     for gone in ["PodDisruptionBudget", "NetworkPolicy", "AutonomyPolicy", "Role", "RoleBinding"] {
@@ -713,7 +730,7 @@ fn the_helm_test_pod_probes_the_webhook_and_the_metrics_with_the_operator_image(
         let deployment = one(&docs, "Deployment");
         let operator = &deployment["spec"]["template"]["spec"];
         let args = strings(&operator["containers"][0]["args"]);
-        let svc = one(&docs, "Service");
+        let svc = main_service(&docs);
         let svc_name = svc["metadata"]["name"].as_str().unwrap();
         assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test", "{name}");
         assert_eq!(pod["metadata"]["namespace"], OPERATOR_NAMESPACE, "{name}");
