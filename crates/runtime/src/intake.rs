@@ -23,6 +23,7 @@ use hyper::body::Bytes;
 use socwarden_core::admission::identity::{AgentKey, CredentialId};
 use socwarden_core::behaviour::audit::{self, Batch, Call};
 use socwarden_core::behaviour::drift::{Kind, MAX_CREDENTIALS};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -211,18 +212,19 @@ impl Intake {
     }
 
     /// Judges the calls of one part of an audit batch received at `received`, as far as capacity
-    /// allows. Calls `from` a peer were counted `kept` by the replica the API server sent them to
+    /// allows, and returns the agents whose containment the part decided (and `contained` waits
+    /// for). Calls `from` a peer were counted `kept` by the replica the API server sent them to
     /// (and `received` by `peer`): counted once, whatever the replica count.
     pub fn take(&self, calls: Vec<Call>, received: Instant, from: Source) -> Vec<AgentKey> {
         // Calls of ServiceAccounts that are no (longer an) agent are nobody's behaviour.
         let calls: Vec<Call> = calls.into_iter().filter(|c| self.known(c)).collect();
-        let mut agents: Vec<AgentKey> = Vec::new();
-        for c in &calls {
-            if !agents.contains(&c.agent) {
-                agents.push(c.agent.clone());
-            }
-        }
-        configure(&self.ctx, calls.iter().map(|c| &c.agent));
+        let agents: BTreeSet<AgentKey> = calls.iter().map(|c| c.agent.clone()).collect();
+        configure(&self.ctx, agents.iter());
+        self.judge(calls, received, from);
+        self.ctx.monitor.awaiting_containment(&agents)
+    }
+
+    fn judge(&self, calls: Vec<Call>, received: Instant, from: Source) {
         let Admitted { kept, dropped, unjudged } = admit(calls, self.queued.load(Ordering::Relaxed));
         let events = &self.ctx.metrics.audit_events;
         let now = jiff::Timestamp::now();
@@ -241,7 +243,7 @@ impl Intake {
             self.ctx.monitor.unjudged(key, n, &u.credentials, received, now);
         }
         if kept.is_empty() {
-            return agents;
+            return;
         }
         let n = kept.len();
         if from == Source::Sink {
@@ -255,7 +257,6 @@ impl Intake {
             ctx.monitor.unrecorded(key, w, received, now);
         }
         ctx.monitor.observe(checked.observations, received, now);
-        agents
     }
 
     fn known(&self, c: &Call) -> bool {
@@ -276,12 +277,10 @@ pub enum Source {
 /// Configures the models of `agents` that no reconcile of this replica configures (a standby's)
 /// from the cache, so that it learns and judges with each agent's own settings.
 pub fn configure<'a>(ctx: &Context, agents: impl Iterator<Item = &'a AgentKey>) {
-    let mut seen: Vec<&AgentKey> = Vec::new();
     for key in agents {
-        if seen.contains(&key) || ctx.monitor.knows(key) {
+        if ctx.monitor.knows(key) {
             continue;
         }
-        seen.push(key);
         let at = kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0);
         if let Some(a) = ctx.stores.agents.get(&at) {
             let paused = a.status.as_ref().and_then(|s| s.phase) == Some(socwarden_api::Phase::Paused);
@@ -317,23 +316,19 @@ pub async fn relay(ctx: &Context, calls: Vec<Call>) -> Result<(), String> {
 /// milliseconds; beyond this the batch is answered 503 and the API server sends it again).
 const CONTAINED_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Waits until the containment that judging `agents`' calls decided has revoked their credentials,
-/// on the replica that leads. A batch is answered 200 only then: a leader that dies between its
-/// answer and the revocation would otherwise take the only record of the write with it (the API
-/// server never sends an answered batch again). Not leading, nothing waits here: the leader the
-/// calls were relayed to waited before it answered.
+/// Waits until the containment that judging their calls decided (`Intake::take`) has revoked the
+/// credentials of `agents`, on the replica that leads. A batch is answered 200 only then: a leader
+/// that dies between its answer and the revocation would otherwise take the only record of the
+/// write with it (the API server never sends an answered batch again). Not leading, nothing waits
+/// here: the leader the calls were relayed to waited before it answered.
 pub async fn contained(ctx: &Context, agents: &[AgentKey]) -> Result<(), String> {
     if agents.is_empty() || !ctx.leading() {
         return Ok(());
     }
     let deadline = Instant::now() + CONTAINED_WITHIN;
     loop {
-        let waiting: Vec<&AgentKey> = agents.iter().filter(|k| ctx.monitor.triggered(k)).collect();
-        if waiting.is_empty() {
-            return Ok(());
-        }
+        let Some((ns, name)) = agents.iter().find(|k| ctx.monitor.triggered(k)) else { return Ok(()) };
         if Instant::now() >= deadline || !ctx.leading() {
-            let (ns, name) = waiting[0];
             return Err(format!("the containment of {ns}/{name} was not confirmed in time"));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -68,6 +68,10 @@ impl Entry {
     }
 }
 
+fn pending_containment(e: &Entry) -> bool {
+    e.trigger.as_ref().is_some_and(|t| !t.revoked)
+}
+
 /// What the reconcile of one agent needs from the monitor.
 #[derive(Clone, Debug, Default)]
 pub struct View {
@@ -203,7 +207,13 @@ impl Monitor {
 
     /// Whether a trigger waits for containment (the fast path checks it under the agent's lock).
     pub fn triggered(&self, key: &AgentKey) -> bool {
-        self.entries().get(key).is_some_and(|e| e.trigger.as_ref().is_some_and(|t| !t.revoked))
+        self.entries().get(key).is_some_and(pending_containment)
+    }
+
+    /// Of `keys`, those whose containment is decided and not yet done: one look under the lock.
+    pub fn awaiting_containment<'a>(&self, keys: impl IntoIterator<Item = &'a AgentKey>) -> Vec<AgentKey> {
+        let entries = self.entries();
+        keys.into_iter().filter(|k| entries.get(*k).is_some_and(pending_containment)).cloned().collect()
     }
 
     pub fn forget(&self, key: &AgentKey) {
@@ -479,6 +489,12 @@ mod tests {
         m.observe(burst.clone(), Instant::now(), t(108));
         assert!(m.view(&key).trigger.is_some());
         assert!(rx.try_recv().is_ok(), "the agent is woken to contain");
+        // The batch that decided it waits for the revocation (`intake::contained`), not for others.
+        let other = ("agents".to_string(), "quiet".to_string());
+        assert_eq!(m.awaiting_containment([&key, &other]), vec![key.clone()]);
+        assert!(m.revoked(&key).is_some());
+        assert!(m.awaiting_containment([&key]).is_empty(), "revoked: nothing to wait for");
+        assert!(m.view(&key).trigger.is_some(), "the reconcile still records the pause");
         m.observe(burst.clone(), Instant::now(), t(108));
         m.contained(&key);
         assert!(m.view(&key).trigger.is_none());
