@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -180,4 +180,24 @@ pub async fn leader_among(admin: &Client, pods: &BTreeSet<String>) -> Result<Str
 pub async fn leader(admin: &Client) -> Result<String> {
     let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(soc_warden::leader::LEASE).await?;
     lease.spec.and_then(|s| s.holder_identity).ok_or_else(|| anyhow!("the lease has no holder"))
+}
+
+/// The pid (on this machine) of the operator process of `pod`, as containerd runs it.
+pub fn operator_pid(pod: &str) -> Result<u32> {
+    running_in(OPERATOR_NAMESPACE)?
+        .into_iter()
+        .find(|r| r.pod == pod && r.container == "warden")
+        .map(|r| r.pid)
+        .ok_or_else(|| anyhow!("no running operator container in {pod}"))
+}
+
+/// A crash, not a shutdown: SIGKILL of the operator process `pid` (no lease release), then its
+/// pod removed so that the kubelet does not restart it under the same identity.
+pub async fn crash(admin: &Client, pod: &str, pid: u32) -> Result<()> {
+    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status()?;
+    anyhow::ensure!(status.success(), "kill -KILL {pid}");
+    Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .delete(pod, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await?;
+    Ok(())
 }

@@ -30,10 +30,7 @@ async fn pausing_an_agent_fires_the_paused_alert_in_a_real_prometheus() -> Resul
             .any(|x| x["labels"]["alertname"] == name && x["labels"]["agent"] == "watched" && x["state"] == "firing")
     };
     wait_for("prometheus scraping the operator", Duration::from_secs(60), || async {
-        let (code, body) =
-            http_get(&format!("http://127.0.0.1:{}/api/v1/query?query=up%7Bjob%3D%22soc-warden%22%7D", prom.port))
-                .await?;
-        Ok((code == 200 && body.contains("\"1\"")).then_some(()))
+        Ok((!prom.query("up{job=\"soc-warden\"} == 1").await?.is_empty()).then_some(()))
     })
     .await?;
     assert!(!firing_for(&prom.alerts().await?, "SocWardenAgentPaused"));

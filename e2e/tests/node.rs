@@ -259,19 +259,11 @@ async fn on_the_node_killing_the_leader_pod_hands_the_lease_over_within_the_leas
     let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(soc_warden::leader::LEASE).await?;
     let lease_secs = lease.spec.as_ref().and_then(|s| s.lease_duration_seconds).unwrap_or(15) as u64;
     assert!(pods.iter().any(|p| p.name_any() == old));
-    let victim = running_in(OPERATOR_NAMESPACE)?
-        .into_iter()
-        .find(|r| r.pod == old && r.container == "warden")
-        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+    let pid = operator_pid(&old)?;
 
-    // A crash, not a shutdown: SIGKILL (no lease release), and the pod removed so the kubelet
-    // does not restart it under the same identity.
+    // A crash, not a shutdown (see `crash`).
     let killed = Instant::now();
-    let status = Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?;
-    assert!(status.success(), "kill -KILL {}", victim.pid);
-    Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
-        .await?;
+    crash(&admin, &old, pid).await?;
     let new = wait_for("another pod holds the lease", Duration::from_secs(lease_secs + 30), || async {
         Ok(leader(&admin).await.ok().filter(|h| *h != old))
     })
@@ -332,11 +324,7 @@ async fn on_the_node_the_readme_walk_through_runs_against_the_in_cluster_operato
     // holds the isolation and its approval.
     let pods = operator_pods(&admin, 2).await?;
     let holder = leader_among(&admin, &pods.iter().map(|p| p.name_any()).collect()).await?;
-    let pid = running_in(OPERATOR_NAMESPACE)?
-        .into_iter()
-        .find(|r| r.pod == holder && r.container == "warden")
-        .ok_or_else(|| anyhow!("no running container for the leader {holder}"))?
-        .pid;
+    let pid = operator_pid(&holder)?;
     let log = std::fs::read_to_string(format!("/proc/{pid}/root/var/log/soc-warden/decisions.jsonl"))?;
     let isolation: Vec<&str> = log.lines().filter(|l| l.contains("isolate-web-frontend")).collect();
     assert!(!isolation.is_empty(), "the leader's decision log records the isolation:\n{log}");

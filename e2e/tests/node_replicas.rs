@@ -6,7 +6,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use soc_warden_e2e::node::*;
@@ -30,14 +30,23 @@ async fn pod_metrics(p: &Pod) -> Result<String> {
 /// send every batch to the one pod it first reached).
 fn rebalance_audit() -> Result<()> {
     let env = node_env()?;
+    // The port `e2e/cluster up --node` pointed the audit webhook at (the chart's audit node port).
+    let url: http::Uri = env["AUDIT_URL"].parse()?;
+    let port = url.port_u16().ok_or_else(|| anyhow!("no port in AUDIT_URL {url}"))?.to_string();
     let out = Command::new("ip")
-        .args(["netns", "exec", &env["NODE_NETNS"], "conntrack", "-D", "-p", "tcp", "--orig-port-dst", "30443"])
+        .args(["netns", "exec", &env["NODE_NETNS"], "conntrack", "-D", "-p", "tcp", "--orig-port-dst", &port])
         .output()?;
     // conntrack exits 1 when no entry matched (no batch since the last time): nothing to forget.
     if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("0 flow entries") {
         bail!("conntrack: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
+}
+
+/// The operator pods Prometheus scrapes successfully now (`up == 1`), by the `pod` label.
+async fn scraped(prom: &Prometheus) -> Result<BTreeSet<String>> {
+    let up = prom.query("up{job=\"soc-warden\"} == 1").await?;
+    Ok(up.iter().filter_map(|s| s["metric"]["pod"].as_str().map(String::from)).collect())
 }
 
 /// Aborts a background task when dropped (a test that fails stops it too).
@@ -175,10 +184,7 @@ async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_onc
         targets.display()
     ))?;
     wait_for("prometheus scraping both operator pods", T, || async {
-        let up = prom.query("up{job=\"soc-warden\"} == 1").await?;
-        let scraped: BTreeSet<String> =
-            up.iter().filter_map(|s| s["metric"]["pod"].as_str().map(String::from)).collect();
-        Ok((scraped == names).then_some(()))
+        Ok((scraped(&prom).await? == names).then_some(()))
     })
     .await?;
 
@@ -209,14 +215,7 @@ async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_onc
 
     // The leader crashes; the standby takes over. Every second meanwhile the alert is firing, once,
     // active since the same instant (an alert that resolved and fired again would start anew).
-    let victim = running_in(OPERATOR_NAMESPACE)?
-        .into_iter()
-        .find(|r| r.pod == old && r.container == "warden")
-        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
-    assert!(Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?.success());
-    Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
-        .await?;
+    crash(&admin, &old, operator_pid(&old)?).await?;
     let killed = Instant::now();
     let mut checks = 0;
     let mut took_over = None;
@@ -238,10 +237,7 @@ async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_onc
     // A new pod replaced the dead one: Prometheus finds and scrapes it too.
     let now: BTreeSet<String> = operator_pods(&admin, 2).await?.iter().map(|p| p.name_any()).collect();
     wait_for("prometheus scraping the replacement pod", T, || async {
-        let up = prom.query("up{job=\"soc-warden\"} == 1").await?;
-        let scraped: BTreeSet<String> =
-            up.iter().filter_map(|s| s["metric"]["pod"].as_str().map(String::from)).collect();
-        Ok(now.is_subset(&scraped).then_some(()))
+        Ok(now.is_subset(&scraped(&prom).await?).then_some(()))
     })
     .await?;
     let p = paused_alerts(&prom.alerts().await?);
@@ -291,19 +287,13 @@ async fn on_the_node_killing_one_of_three_replicas_while_agents_are_issued_leave
         })
     };
     // Agents created one after another; the leader is killed after the fifth.
-    let victim = running_in(OPERATOR_NAMESPACE)?
-        .into_iter()
-        .find(|r| r.pod == old && r.container == "warden")
-        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+    let pid = operator_pid(&old)?;
     let fleet: Vec<String> = (0..20).map(|i| format!("agent-{i}")).collect();
     let mut killed = None;
     for (i, name) in fleet.iter().enumerate() {
         apply(&agents, &agent(name, &home, Tier::Supervised, &[&read], &[&scope])).await?;
         if i == 5 {
-            assert!(Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?.success());
-            Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-                .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
-                .await?;
+            crash(&admin, &old, pid).await?;
             killed = Some(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -468,10 +458,7 @@ async fn on_the_node_the_leader_killed_during_a_probing_burst_the_successor_cont
         r.baseline.as_ref().is_some_and(|b| b.learned_at.is_some())
     })
     .await?;
-    let victim = running_in(OPERATOR_NAMESPACE)?
-        .into_iter()
-        .find(|r| r.pod == old && r.container == "warden")
-        .ok_or_else(|| anyhow!("no running container for the leader {old}"))?;
+    let pid = operator_pid(&old)?;
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(bot.clone(), &scope);
     let agents: Api<SocAgent> = Api::namespaced(admin.clone(), &home);
     let mut killed = None;
@@ -480,11 +467,8 @@ async fn on_the_node_the_leader_killed_during_a_probing_burst_the_successor_cont
         let _ = secrets.get("db-credentials").await;
         probes += 1;
         if probes == 3 {
-            assert!(Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status()?.success());
             killed = Some(Instant::now());
-            Api::<Pod>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-                .delete(&old, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
-                .await?;
+            crash(&admin, &old, pid).await?;
         }
         if paused_for_drift(&agents.get("prober").await?) {
             break killed.map(|k| k.elapsed());
