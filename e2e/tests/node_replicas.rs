@@ -209,9 +209,16 @@ async fn on_the_node_prometheus_scrapes_both_pods_and_the_paused_alert_fires_onc
     })
     .await?;
     let since = firing[0]["activeAt"].clone();
-    // Both pods export the paused agent (a standby reads the same agents): still one alert.
-    let series = prom.query("socwarden_agent_paused{agent=\"watched\"}").await?;
-    assert_eq!(series.len(), 2, "both pods export it: {series:?}");
+    // Both pods export the paused agent (a standby reads the same agents): still one alert. The
+    // alert may fire on the first pod's scrape, before the second pod's next scrape carries it.
+    wait_for("both pods exporting the paused agent", T, || async {
+        let series = prom.query("socwarden_agent_paused{agent=\"watched\"}").await?;
+        Ok((series.len() == 2).then_some(()))
+    })
+    .await?;
+    let p = paused_alerts(&prom.alerts().await?);
+    assert_eq!(p.len(), 1, "two pods export the paused agent, one alert fires: {p:?}");
+    assert_eq!(p[0]["activeAt"], since, "the second pod's series did not start a new alert");
 
     // The leader crashes; the standby takes over. Every second meanwhile the alert is firing, once,
     // active since the same instant (an alert that resolved and fired again would start anew).
