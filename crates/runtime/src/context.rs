@@ -117,9 +117,10 @@ pub struct Context {
     pub performed: crate::records::Performed,
     /// The DriftReports written.
     pub reports: crate::report::Reports,
-    /// Until when this replica leads (only the leader reconciles; the others keep caches warm).
-    pub fence: std::sync::Arc<crate::leader::Fence>,
-    /// The other replicas: where the leader is, and how to send it what this replica observed
+    /// The shards of agents this replica holds, each until its fence says (only a shard's holder
+    /// reconciles its agents; the others keep caches warm). See `shard`.
+    pub shards: std::sync::Arc<crate::shard::Shards>,
+    /// The other replicas: how to send it what this replica observed
     /// (set once the TLS material is loaded; unset without leader election).
     pub peers: std::sync::OnceLock<crate::peer::Peers>,
     /// The API server's own token audiences, learned from the first token issued without extra audiences.
@@ -148,11 +149,19 @@ pub struct Settings {
     pub decisions: DecisionLog,
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
     pub performed: crate::records::Performed,
+    pub shards: std::sync::Arc<crate::shard::Shards>,
 }
 
 impl Context {
-    pub fn leading(&self) -> bool {
-        self.fence.holds()
+    /// Whether this replica acts for agent `namespace/name` now (it holds the agent's shard).
+    pub fn owns(&self, namespace: &str, name: &str) -> bool {
+        self.shards.owns(namespace, name)
+    }
+
+    /// Whether this replica does the work that is no agent's (the catalog's status): the holder of
+    /// shard 0.
+    pub fn leads_cluster(&self) -> bool {
+        self.shards.holds(0)
     }
 
     pub fn new(client: Client, stores: Stores, settings: Settings, metrics: Metrics) -> Self {
@@ -170,7 +179,7 @@ impl Context {
             monitor: settings.monitor,
             performed: settings.performed,
             reports: Default::default(),
-            fence: std::sync::Arc::new(crate::leader::Fence::new()),
+            shards: settings.shards,
             peers: std::sync::OnceLock::new(),
             metrics,
             api_audiences: tokio::sync::OnceCell::new(),

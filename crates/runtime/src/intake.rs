@@ -202,12 +202,14 @@ impl Intake {
         }
     }
 
-    /// The known calls of `part` to send to the leader, when this replica does not lead and has
-    /// peers (see `peer`).
+    /// The known calls of `part` to send on to their shard's holder, when this replica does not
+    /// hold it and has peers (see `peer`).
     fn to_relay(&self, part: &[Call]) -> Vec<Call> {
         match self.ctx.peers.get() {
-            Some(_) if !self.ctx.leading() => part.iter().filter(|c| self.known(c)).cloned().collect(),
-            _ => Vec::new(),
+            Some(_) => {
+                part.iter().filter(|c| !self.ctx.owns(&c.agent.0, &c.agent.1) && self.known(c)).cloned().collect()
+            }
+            None => Vec::new(),
         }
     }
 
@@ -293,23 +295,31 @@ pub fn configure<'a>(ctx: &Context, agents: impl Iterator<Item = &'a AgentKey>) 
 /// leader took what this replica sent it (see `peer`).
 type Read = Result<Result<usize, String>, String>;
 
-/// Sends the calls this replica received, but does not judge for action, to the leader, trying
-/// again until the peers' patience runs out or this replica leads (it judged them already).
+/// Sends the calls this replica received, but does not judge for action, to the holders of their
+/// shards (one body per shard, side by side), trying again until the peers' patience runs out or
+/// this replica holds the shard (it judged them already).
 pub async fn relay(ctx: &Context, calls: Vec<Call>) -> Result<(), String> {
     let Some(peers) = ctx.peers.get().filter(|_| !calls.is_empty()) else { return Ok(()) };
-    let counted = &ctx.metrics.peer_forwards;
-    match peers.forward(&calls, || ctx.leading()).await {
-        Ok(true) => {
-            counted.with_label_values(&["forwarded"]).inc_by(calls.len() as u64);
-            Ok(())
-        }
-        Ok(false) => Ok(()),
-        Err(e) => {
-            counted.with_label_values(&["failed"]).inc_by(calls.len() as u64);
-            tracing::warn!(calls = calls.len(), error = %e, "the leader did not take the agents' calls this replica received");
-            Err(format!("the leader did not take the calls: {e}"))
-        }
+    let mut by_shard: std::collections::BTreeMap<usize, Vec<Call>> = Default::default();
+    for c in calls {
+        by_shard.entry(ctx.shards.of(&c.agent.0, &c.agent.1)).or_default().push(c);
     }
+    let counted = &ctx.metrics.peer_forwards;
+    let sent = by_shard.into_iter().map(|(shard, calls)| async move {
+        match peers.forward(&calls, || ctx.shards.holder(shard), || ctx.shards.holds(shard)).await {
+            Ok(true) => {
+                counted.with_label_values(&["forwarded"]).inc_by(calls.len() as u64);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                counted.with_label_values(&["failed"]).inc_by(calls.len() as u64);
+                tracing::warn!(calls = calls.len(), shard, error = %e, "the shard's holder did not take the agents' calls this replica received");
+                Err(format!("the holder of shard {shard} did not take the calls: {e}"))
+            }
+        }
+    });
+    futures::future::join_all(sent).await.into_iter().collect()
 }
 
 /// How long an answer waits for the containment its batch decided (the fast path revokes within
@@ -317,18 +327,20 @@ pub async fn relay(ctx: &Context, calls: Vec<Call>) -> Result<(), String> {
 const CONTAINED_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waits until the containment that judging their calls decided (`Intake::take`) has revoked the
-/// credentials of `agents`, on the replica that leads. A batch is answered 200 only then: a leader
-/// that dies between its answer and the revocation would otherwise take the only record of the
-/// write with it (the API server never sends an answered batch again). Not leading, nothing waits
-/// here: the leader the calls were relayed to waited before it answered.
+/// credentials of `agents`, on the replica that holds their shards. A batch is answered 200 only
+/// then: a holder that dies between its answer and the revocation would otherwise take the only
+/// record of the write with it (the API server never sends an answered batch again). For an agent
+/// whose shard this replica does not hold, nothing waits here: the holder the calls were relayed
+/// to waited before it answered.
 pub async fn contained(ctx: &Context, agents: &[AgentKey]) -> Result<(), String> {
-    if agents.is_empty() || !ctx.leading() {
+    let agents: Vec<&AgentKey> = agents.iter().filter(|k| ctx.owns(&k.0, &k.1)).collect();
+    if agents.is_empty() {
         return Ok(());
     }
     let deadline = Instant::now() + CONTAINED_WITHIN;
     loop {
-        let Some((ns, name)) = agents.iter().find(|k| ctx.monitor.triggered(k)) else { return Ok(()) };
-        if Instant::now() >= deadline || !ctx.leading() {
+        let Some((ns, name)) = agents.iter().copied().find(|k| ctx.monitor.triggered(k)) else { return Ok(()) };
+        if Instant::now() >= deadline || !ctx.owns(ns, name) {
             return Err(format!("the containment of {ns}/{name} was not confirmed in time"));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -45,6 +45,11 @@ impl Fence {
         self.until.fetch_max(until.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Stops acting now (a shard handed over to its preferred replica, see `shard`).
+    pub fn end(&self) {
+        self.until.store(0, Ordering::SeqCst);
+    }
+
     pub fn holds(&self) -> bool {
         match self.until.load(Ordering::SeqCst) {
             u64::MAX => true,
@@ -64,6 +69,8 @@ pub struct Config {
     pub namespace: String,
     pub identity: String,
     pub duration: Duration,
+    /// How many shards the agents are spread over (see `shard`); 1: one leader.
+    pub shards: usize,
     /// Where the other replicas reach this one's peer endpoint (see `peer`), written on the Lease
     /// while this replica holds it.
     pub peer_url: Option<String>,
@@ -142,17 +149,22 @@ fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
     }
 }
 
-/// One attempt to take or renew the lease. A write that races another replica's fails on the
-/// resourceVersion and counts as not holding.
-pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<Hold> {
+/// Whether this replica takes a free lease now (see `shard`: a free shard waits for its
+/// preferred replica a while). Renewing a lease it holds is not asked.
+pub type Wants<'a> = &'a (dyn Fn(Option<&LeaseSpec>, Timestamp) -> bool + Send + Sync);
+
+/// One attempt to take or renew the lease `name`. A write that races another replica's fails on
+/// the resourceVersion and counts as not holding.
+pub async fn try_hold(client: &Client, c: &Config, name: &str, wants: Wants<'_>) -> kube::Result<Hold> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
     let now = Timestamp::now();
-    match api.get_opt(LEASE).await? {
+    match api.get_opt(name).await? {
+        None if !wants(None, now) => Ok(Hold::Busy { expires: None, peer: None }),
         None => {
             let lease = Lease {
                 metadata: annotate(
                     c,
-                    ObjectMeta { name: Some(LEASE.into()), namespace: Some(c.namespace.clone()), ..Default::default() },
+                    ObjectMeta { name: Some(name.into()), namespace: Some(c.namespace.clone()), ..Default::default() },
                 ),
                 spec: Some(spec(c, None, now)),
             };
@@ -163,13 +175,14 @@ pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<Hold> {
             }
         }
         Some(mut lease) => {
-            if !may_hold(lease.spec.as_ref(), &c.identity, now) {
-                let peer = peer_of(&lease);
+            let mine = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(c.identity.as_str());
+            if !may_hold(lease.spec.as_ref(), &c.identity, now) || (!mine && !wants(lease.spec.as_ref(), now)) {
+                let peer = peer_of(&lease).filter(|_| !mine);
                 return Ok(Hold::Busy { expires: lease.spec.as_ref().and_then(expires_at), peer });
             }
             lease.spec = Some(spec(c, lease.spec.as_ref(), now));
             lease.metadata = annotate(c, lease.metadata);
-            match api.replace(LEASE, &PostParams::default(), &lease).await {
+            match api.replace(name, &PostParams::default(), &lease).await {
                 Ok(_) => Ok(Hold::Held),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None, peer: None }),
                 Err(e) => Err(e),
@@ -178,10 +191,27 @@ pub async fn try_hold(client: &Client, c: &Config) -> kube::Result<Hold> {
     }
 }
 
+/// Frees the lease `name` if this replica still holds it (a shard handed over, see `shard`): no
+/// holder, and the time it was freed.
+pub async fn release(client: &Client, c: &Config, name: &str) -> kube::Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let Some(mut lease) = api.get_opt(name).await? else { return Ok(()) };
+    let Some(spec) = lease.spec.as_mut().filter(|s| s.holder_identity.as_deref() == Some(c.identity.as_str())) else {
+        return Ok(());
+    };
+    spec.holder_identity = None;
+    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    match api.replace(name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// One attempt within a deadline (a third of the lease): a stalled call counts as a failure.
-async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<Hold> {
+async fn attempt(client: &Client, c: &Config, name: &str, fence: &Fence, wants: Wants<'_>) -> kube::Result<Hold> {
     let started = Instant::now();
-    match tokio::time::timeout(c.duration / 3, try_hold(client, c)).await {
+    match tokio::time::timeout(c.duration / 3, try_hold(client, c, name, wants)).await {
         Ok(Ok(Hold::Held)) => {
             fence.renewed(started, c.duration);
             Ok(Hold::Held)
@@ -191,18 +221,29 @@ async fn attempt(client: &Client, c: &Config, fence: &Fence) -> kube::Result<Hol
     }
 }
 
-/// Waits until this replica holds the lease; meanwhile tells `leader` where the holder's peer
-/// endpoint is at each attempt (None once this replica holds it).
-pub async fn acquire(client: &Client, c: &Config, fence: &Fence, leader: impl Fn(Option<String>)) {
+/// Waits until this replica holds the lease `name`; meanwhile tells `leader` where the holder's
+/// peer endpoint is at each attempt (None once this replica holds it). A free lease is taken when
+/// `wants` says so; a held one is tried again just after it runs out, plus `after` (the time
+/// a free shard waits for its preferred replica).
+pub async fn acquire(
+    client: &Client,
+    c: &Config,
+    name: &str,
+    fence: &Fence,
+    wants: Wants<'_>,
+    after: Duration,
+    leader: impl Fn(Option<String>),
+) {
     loop {
-        let wait = match attempt(client, c, fence).await {
+        let wait = match attempt(client, c, name, fence, wants).await {
             Ok(Hold::Held) => {
                 leader(None);
                 return;
             }
             Ok(Hold::Busy { expires, peer }) => {
                 leader(peer);
-                retry_in(expires, Timestamp::now(), c.duration / 5)
+                let later = expires.and_then(|e| e.checked_add(after).ok());
+                retry_in(later, Timestamp::now(), c.duration / 5)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not read or take the leader lease");
@@ -213,25 +254,88 @@ pub async fn acquire(client: &Client, c: &Config, fence: &Fence, leader: impl Fn
     }
 }
 
-/// Renews the lease every third of its duration; returns when leadership is lost: a renewal
-/// refused, or the fence expired (no renewal confirmed in time, e.g. after a stall).
-pub async fn keep(client: &Client, c: &Config, fence: &Fence) {
+/// Renews the lease `name` every third of its duration; returns when leadership is lost (a renewal
+/// refused, or the fence expired: no renewal confirmed in time, e.g. after a stall), or when
+/// `stay` says to hand it over (then the fence has ended; the caller frees the lease).
+pub async fn keep(client: &Client, c: &Config, name: &str, fence: &Fence, stay: impl Fn() -> bool) -> Kept {
+    let any: Wants<'_> = &|_, _| true;
     loop {
         tokio::time::sleep(c.duration / 3).await;
         if !fence.holds() {
-            return;
+            return Kept::Lost;
         }
-        match attempt(client, c, fence).await {
+        if !stay() {
+            fence.end();
+            return Kept::HandedOver;
+        }
+        match attempt(client, c, name, fence, any).await {
             Ok(Hold::Held) => {}
-            Ok(Hold::Busy { .. }) => return,
+            Ok(Hold::Busy { .. }) => return Kept::Lost,
             Err(e) => {
-                tracing::warn!(error = %e, "could not renew the leader lease");
+                tracing::warn!(error = %e, lease = name, "could not renew the lease");
                 if !fence.holds() {
-                    return;
+                    return Kept::Lost;
                 }
             }
         }
     }
+}
+
+/// How `keep` ended.
+#[derive(Debug, PartialEq)]
+pub enum Kept {
+    Lost,
+    HandedOver,
+}
+
+/// Renews this replica's membership Lease (see `shard`), saying the shard count it runs with.
+pub async fn renew_member(client: &Client, c: &Config) -> kube::Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let name = crate::shard::member_name(&c.identity);
+    let now = Timestamp::now();
+    let meta = |m: ObjectMeta| {
+        let mut m = m;
+        m.labels.get_or_insert_with(Default::default).insert(crate::shard::MEMBER_LABEL.into(), "true".into());
+        m.annotations.get_or_insert_with(Default::default).insert(crate::shard::COUNT_ANNOTATION.into(), c.shards.to_string());
+        m
+    };
+    match api.get_opt(&name).await? {
+        None => {
+            let lease = Lease {
+                metadata: meta(ObjectMeta {
+                    name: Some(name),
+                    namespace: Some(c.namespace.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(spec(c, None, now)),
+            };
+            api.create(&PostParams::default(), &lease).await.map(|_| ())
+        }
+        Some(mut lease) => {
+            lease.spec = Some(spec(c, lease.spec.as_ref(), now));
+            lease.metadata = meta(lease.metadata);
+            api.replace(&name, &PostParams::default(), &lease).await.map(|_| ())
+        }
+    }
+}
+
+/// The membership Leases, and those long gone deleted (their replica's Lease ran out ten leases ago).
+pub async fn members(client: &Client, c: &Config) -> kube::Result<Vec<crate::shard::Member>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let leases = api.list(&kube::api::ListParams::default().labels(&format!("{}=true", crate::shard::MEMBER_LABEL))).await?;
+    let now = Timestamp::now();
+    let gone = jiff::SignedDuration::try_from(c.duration * 10).unwrap_or(jiff::SignedDuration::from_secs(150));
+    let mut out = Vec::new();
+    for lease in &leases.items {
+        let Some(m) = crate::shard::Member::of(lease) else { continue };
+        if m.expires.is_some_and(|e| e.checked_add(gone).is_ok_and(|g| g < now)) {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let _ = api.delete(&name, &Default::default()).await;
+            continue;
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -297,7 +401,13 @@ mod tests {
     #[test]
     fn taking_over_counts_a_transition_and_renewing_does_not() {
         let c =
-            Config { namespace: "ns".into(), identity: "a".into(), duration: Duration::from_secs(15), peer_url: None };
+            Config {
+            namespace: "ns".into(),
+            identity: "a".into(),
+            duration: Duration::from_secs(15),
+            shards: 1,
+            peer_url: None,
+        };
         let now = Timestamp::from_second(1000).unwrap();
         let mut other = lease("b", 900, 15);
         other.lease_transitions = Some(3);
@@ -316,6 +426,7 @@ mod tests {
             namespace: "ns".into(),
             identity: "a".into(),
             duration: Duration::from_secs(15),
+            shards: 1,
             peer_url: Some("https://10.0.0.7:8444".into()),
         };
         let mut meta =

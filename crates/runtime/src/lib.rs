@@ -47,6 +47,7 @@ pub mod records;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod shard;
 pub mod signing_key;
 pub mod tls;
 pub mod watch;

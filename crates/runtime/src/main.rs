@@ -79,8 +79,13 @@ enum Command {
         /// How long a lease holds without renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         lease_duration: std::time::Duration,
-        /// Address of the peer endpoint (TLS): with leader election, a replica that does not lead
-        /// sends the agents' calls its audit sink and MCP gateway received to the leader's.
+        /// With leader election, how many shards the agents are spread over (one Lease each, agents
+        /// assigned by a stable hash of namespace and name): each replica reconciles, judges and
+        /// contains only the agents of the shards it holds. Every replica must run with the same count.
+        #[arg(long, env = "WARDEN_SHARDS", default_value_t = 1, requires = "leader_elect", value_parser = clap::value_parser!(u16).range(1..=256))]
+        shards: u16,
+        /// Address of the peer endpoint (TLS): with leader election, a replica sends the agents'
+        /// calls its audit sink and MCP gateway received to the holder of each agent's shard.
         #[arg(long, env = "WARDEN_PEER_ADDR", requires = "leader_elect")]
         peer_addr: Option<SocketAddr>,
         /// How the other replicas reach this one's peer endpoint (default: https://<--peer-addr>,
@@ -250,6 +255,7 @@ fn main() -> anyhow::Result<()> {
             leader_elect,
             identity,
             lease_duration,
+            shards,
             mcp_addr,
             peer_addr,
             peer_url,
@@ -309,6 +315,11 @@ fn main() -> anyhow::Result<()> {
                 ),
                 (None, _) => None,
             };
+            if shards > 1 && peer_addr.is_none() {
+                anyhow::bail!(
+                    "--shards {shards} without --peer-addr: the calls a replica receives of agents it does not hold would never reach their judge; give every replica a peer endpoint (--peer-addr, --peer-url)"
+                );
+            }
             if leader_elect && peer_addr.is_none() {
                 tracing::warn!(
                     "--leader-elect without --peer-addr: what a replica that does not lead receives (audit batches, MCP refusals) is judged by it alone and never acted on"
@@ -322,6 +333,7 @@ fn main() -> anyhow::Result<()> {
                     format!("{}-{}", host.trim(), std::process::id())
                 }),
                 duration: lease_duration,
+                shards: usize::from(shards),
                 peer_url,
             });
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

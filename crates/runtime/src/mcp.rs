@@ -237,12 +237,12 @@ impl Gateway {
     }
 
     /// A refused call is behaviour: the agent's drift model sees it like a rejected request. A
-    /// replica that does not lead sends it to the leader too (see `peer`), which judges it with
-    /// all of the agent's calls; the refusal's answer does not wait for that.
+    /// replica that does not hold the agent's shard sends it to the holder too (see `peer`), which
+    /// judges it with all of the agent's calls; the refusal's answer does not wait for that.
     fn observe_refusal(&self, c: &Caller, action: &str, target: &str) {
         let o = Observation::request(jiff::Timestamp::now(), action, target, Decision::Rejected);
         let key = (c.namespace.clone(), c.agent.clone());
-        if self.ctx.peers.get().is_some() && !self.ctx.leading() {
+        if self.ctx.peers.get().is_some() && !self.ctx.owns(&key.0, &key.1) {
             let call =
                 socwarden_core::behaviour::audit::Call { agent: key.clone(), observation: o.clone(), access: None };
             let ctx = self.ctx.clone();

@@ -84,8 +84,9 @@ pub struct View {
 
 pub struct Monitor {
     entries: Mutex<HashMap<AgentKey, Entry>>,
-    /// Wakes go out only on the leader (a standby keeps its models warm and quiet).
-    active: std::sync::atomic::AtomicBool,
+    /// Wakes go out only from the holder of the agent's shard (another replica keeps its model warm
+    /// and quiet).
+    shards: std::sync::Arc<crate::shard::Shards>,
     wake: mpsc::UnboundedSender<ObjectRef<SocAgent>>,
     /// Containment goes out at once, ahead of every queued reconcile (see `contain_now`).
     contain: mpsc::UnboundedSender<AgentKey>,
@@ -104,11 +105,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(60);
 const WAKE_GAP: Duration = Duration::from_secs(5);
 
 impl Monitor {
-    pub fn new(metrics: crate::metrics::Metrics) -> (Self, Wakes) {
+    pub fn new(metrics: crate::metrics::Metrics, shards: std::sync::Arc<crate::shard::Shards>) -> (Self, Wakes) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (contain, contain_rx) = mpsc::unbounded_channel();
-        let active = std::sync::atomic::AtomicBool::new(true);
-        let monitor = Self { entries: Mutex::new(HashMap::new()), active, wake: tx, contain, metrics };
+        let monitor = Self { entries: Mutex::new(HashMap::new()), shards, wake: tx, contain, metrics };
         (monitor, Wakes { reconcile: rx, contain: contain_rx })
     }
 
@@ -144,11 +144,14 @@ impl Monitor {
         }
     }
 
-    /// Leadership was lost: the next time this replica leads, each model is seeded again from what
-    /// the DriftReports kept (the leader meanwhile learned from every replica's calls).
-    pub fn unseed_all(&self) {
-        for e in self.entries().values_mut() {
-            e.seeded = false;
+    /// A shard was lost: the next time this replica holds it, the models of its agents (`lost`)
+    /// are seeded again from what the DriftReports kept (the holder meanwhile learned from every
+    /// replica's calls).
+    pub fn unseed(&self, lost: impl Fn(&AgentKey) -> bool) {
+        for (k, e) in self.entries().iter_mut() {
+            if lost(k) {
+                e.seeded = false;
+            }
         }
     }
 
@@ -158,27 +161,24 @@ impl Monitor {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_active(&self, active: bool) {
-        self.active.store(active, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether this replica leads: only the leader's judgements are metrics (a standby's models see
-    /// only the calls it received, and two pods counting one event would double every alert).
-    fn leads(&self) -> bool {
-        self.active.load(std::sync::atomic::Ordering::Relaxed)
+    /// Whether this replica holds the agent's shard: only the holder's judgements are metrics
+    /// (another replica's model sees only the calls it received, and two pods counting one event
+    /// would double every alert).
+    fn leads(&self, key: &AgentKey) -> bool {
+        self.shards.owns(&key.0, &key.1)
     }
 
     fn score(&self, key: &AgentKey, score: f64) {
-        if self.leads() {
+        if self.leads(key) {
             self.metrics.drift_score.with_label_values(&[&key.0, &key.1]).set(score);
         } else {
             let _ = self.metrics.drift_score.remove_label_values(&[&key.0, &key.1]);
         }
     }
 
-    /// Asks for the agent's reconcile (on the replica that leads).
+    /// Asks for the agent's reconcile (on the replica that holds its shard).
     pub fn wake(&self, key: &AgentKey) {
-        if self.active.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.leads(key) {
             let _ = self.wake.send(ObjectRef::new(&key.1).within(&key.0));
         }
     }
@@ -188,10 +188,8 @@ impl Monitor {
     fn trip(&self, key: &AgentKey, e: &mut Entry, assessment: Assessment, received: Instant, now: Timestamp) {
         e.trigger = Some(Trigger { received, assessment, at: now, revoked: false });
         e.last_wake = Some(Instant::now());
-        if self.leads() {
+        if self.leads(key) {
             self.metrics.drift_detections.with_label_values(&["pause"]).inc();
-        }
-        if self.active.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = self.contain.send(key.clone());
         }
         self.wake(key);
@@ -231,7 +229,7 @@ impl Monitor {
                 continue;
             }
             for bound in e.model.observe(o, e.learning) {
-                if self.leads() {
+                if self.leads(&key) {
                     self.metrics.baseline_bounds.with_label_values(&[bound.as_str()]).inc();
                 }
             }
@@ -289,7 +287,7 @@ impl Monitor {
         if e.paused {
             return;
         }
-        if let Some(c) = count.filter(|_| self.leads()) {
+        if let Some(c) = count.filter(|_| self.leads(key)) {
             c.inc();
         }
         if e.trigger.is_some() {
@@ -469,7 +467,7 @@ mod tests {
 
     #[test]
     fn contains_once_persists_the_baseline_and_ignores_a_paused_agent() {
-        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let mut rx = wakes.reconcile;
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
@@ -508,7 +506,7 @@ mod tests {
 
     #[test]
     fn writes_the_sink_had_no_room_to_judge_contain_their_agent_at_once() {
-        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let mut contain = wakes.contain;
         let key = ("agents".to_string(), "bot".to_string());
         let spec = BaselineSpec { learning_period: "24h".into(), ..Default::default() };
@@ -534,7 +532,7 @@ mod tests {
 
     #[test]
     fn an_unrecorded_write_contains_naming_the_token_that_made_it() {
-        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let key = ("agents".to_string(), "bot".to_string());
         m.configure(&key, &BaselineSpec { learning_period: "24h".into(), ..Default::default() }, false, None);
         let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
@@ -558,7 +556,7 @@ mod tests {
 
     #[test]
     fn statistics_name_the_tokens_of_the_calls_judged() {
-        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
             BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
@@ -590,7 +588,7 @@ mod tests {
 
     #[test]
     fn a_restart_keeps_the_learned_baseline() {
-        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let key = ("agents".to_string(), "bot".to_string());
         let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
         counts.api.insert("list pods".into(), 20);
@@ -605,9 +603,9 @@ mod tests {
 
     #[test]
     fn a_standby_judges_with_the_agents_settings_quietly_and_its_trigger_acts_once_it_leads() {
-        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new());
+        let shards = std::sync::Arc::new(crate::shard::Shards::new(1));
+        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new(), shards.clone());
         let (mut rx, mut contain) = (wakes.reconcile, wakes.contain);
-        m.set_active(false);
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
             BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
@@ -628,7 +626,7 @@ mod tests {
         assert!(series.iter().all(|f| f.get_metric().is_empty()), "no drift score from a standby: {series:?}");
         // It takes over: the reconcile seeds the model from the leader's kept baseline (which
         // replaces what the standby learned) and the trigger is still there to act on.
-        m.set_active(true);
+        shards.fence(0).forever();
         let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
         counts.api.insert("list pods".into(), 40);
         let kept = BaselineStatus { since: t(0).to_string(), learned_at: Some(t(100).to_string()), counts };
@@ -638,7 +636,7 @@ mod tests {
         assert!(v.trigger.is_some());
         assert_eq!(v.baseline.unwrap().counts.api["list pods"], 40, "the leader's learning");
         // Leadership lost again: the next takeover seeds again.
-        m.unseed_all();
+        m.unseed(|_| true);
         assert!(!m.knows(&key));
     }
 }

@@ -1,21 +1,23 @@
-//! What any replica observes reaches the replica that judges and acts (the leader). The audit sink
-//! and the MCP gateway serve on every replica, behind one Service; a replica that does not lead
-//! sends the agents' calls it received — the parsed calls, a few hundred bytes each, never the
-//! audit events' bodies — to the leader's peer endpoint, and answers the API server only once the
-//! leader has taken them. The leader judges them with everything else it received, so an
-//! unrecorded write contains at the first one and a probe is judged on all of the agent's calls,
-//! whichever replica they reached.
+//! What any replica observes reaches the replica that judges and acts for the agent (the holder of
+//! its shard, see `shard`; with one shard, the leader). The audit sink and the MCP gateway serve
+//! on every replica, behind one Service; a replica sends the calls it received of agents whose
+//! shard it does not hold — the parsed calls, a few hundred bytes each, never the audit events'
+//! bodies — to each shard holder's peer endpoint, and answers the API server only once the holders
+//! have taken them. A holder judges them with everything else it received, so an unrecorded write
+//! contains at the first one and a probe is judged on all of the agent's calls, whichever replica
+//! they reached.
 //!
-//! - **Where the leader is**: the leader writes its peer URL on the Lease it holds
-//!   (`socwarden.io/peer-url`); a standby reads it at each attempt on the Lease.
+//! - **Where a holder is**: a shard's holder writes its peer URL on the shard's Lease
+//!   (`socwarden.io/peer-url`); the other replicas read it at each attempt on the Lease.
 //! - **Who may send**: the endpoint is TLS with the operator's shared serving certificate (the
 //!   sender verifies it against the shared CA), and every body is signed with a key derived from
 //!   the shared signing key (the Secret only the operator reads) over its time and content: a pod
 //!   that reaches the port cannot inject observations, and a body older than `MAX_AGE` is refused.
-//! - **When the leader cannot take them** (it is changing, unreachable, or no longer leads): the
-//!   sender tries again until `Peers::patience` (the lease plus 2 s: long enough for a successor to
-//!   take over and publish its URL); if this replica takes the lease meanwhile, it judges them
-//!   itself (it judged them already, as a standby does, so its own trigger acts once it leads).
+//! - **When the holder cannot take them** (the shard is changing hands, the holder is unreachable,
+//!   or no longer holds it): the sender tries again until `Peers::patience` (the lease plus 2 s:
+//!   long enough for a successor to take over and publish its URL); if this replica takes the shard
+//!   meanwhile, it judges them itself (it judged them already, as any replica does, so its own
+//!   trigger acts once it holds the shard). A body holds the calls of one shard.
 //!   Past that, the audit sink answers 503, so the API server sends the batch again, and the calls
 //!   are counted (`socwarden_peer_forwards_total{result="failed"}`).
 
@@ -27,7 +29,7 @@ use socwarden_core::admission::signature::Key;
 use socwarden_core::behaviour::audit::Call;
 use socwarden_core::behaviour::drift::{Kind, Observation};
 use socwarden_core::behaviour::records::Access;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The Lease annotation where its holder says where its peer endpoint is.
@@ -41,10 +43,8 @@ pub const MAX_BODY: usize = 16 << 20;
 
 /// This replica's view of its peers.
 pub struct Peers {
-    /// Where the other replicas reach this one (advertised on the Lease while it leads).
+    /// Where the other replicas reach this one (advertised on the Leases of the shards it holds).
     pub own: Option<String>,
-    /// The leader's peer URL, as its Lease says (None when unknown, or when this replica leads).
-    leader: RwLock<Option<String>>,
     key: Key,
     tls: Arc<rustls::ClientConfig>,
     /// The name the serving certificate must hold (every replica serves the same one).
@@ -67,16 +67,7 @@ impl Peers {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Self { own, leader: RwLock::new(None), key: key(signing_key), tls: Arc::new(tls), server_name, patience })
-    }
-
-    /// The holder of the Lease says where it is (None: it says nothing, or this replica holds it).
-    pub fn set_leader(&self, url: Option<String>) {
-        *self.leader.write().unwrap_or_else(|p| p.into_inner()) = url;
-    }
-
-    pub fn leader(&self) -> Option<String> {
-        self.leader.read().unwrap_or_else(|p| p.into_inner()).clone()
+        Ok(Self { own, key: key(signing_key), tls: Arc::new(tls), server_name, patience })
     }
 
     /// Signs `calls` for the peer endpoint at `now_ms` (Unix milliseconds).
@@ -89,16 +80,22 @@ impl Peers {
         open(&self.key, body, now_ms)
     }
 
-    /// Sends `calls` to the leader, trying again until `patience` has passed or `leading()` says
-    /// this replica leads now. Ok(true): the leader took them; Ok(false): this replica leads.
-    pub async fn forward(&self, calls: &[Call], leading: impl Fn() -> bool) -> Result<bool, String> {
+    /// Sends `calls` (of one shard) to the shard's holder, where `holder()` says it is, trying
+    /// again until `patience` has passed or `mine()` says this replica holds the shard now.
+    /// Ok(true): the holder took them; Ok(false): this replica holds the shard.
+    pub async fn forward(
+        &self,
+        calls: &[Call],
+        holder: impl Fn() -> Option<String>,
+        mine: impl Fn() -> bool,
+    ) -> Result<bool, String> {
         let deadline = Instant::now() + self.patience;
-        let mut last = "no leader known".to_string();
+        let mut last = "no holder known".to_string();
         loop {
-            if leading() {
+            if mine() {
                 return Ok(false);
             }
-            if let Some(url) = self.leader() {
+            if let Some(url) = holder() {
                 let body = self.seal(calls, jiff::Timestamp::now().as_millisecond());
                 match self.post(&url, body).await {
                     Ok(()) => return Ok(true),
@@ -269,8 +266,8 @@ impl TryFrom<Wire> for Call {
     }
 }
 
-/// Serves the peer endpoint: calls another replica received, judged here if this replica leads;
-/// 503 otherwise (the sender looks for the leader again).
+/// Serves the peer endpoint: calls another replica received, judged here if this replica holds
+/// their shard; 503 otherwise (the sender looks for the holder again).
 pub async fn serve(
     addr: std::net::SocketAddr,
     material: crate::tls::Material,
@@ -303,8 +300,9 @@ async fn receive(ctx: &Context, intake: &crate::intake::Intake, path: &str, body
             return (StatusCode::UNAUTHORIZED, json("refused"));
         }
     };
-    if !ctx.leading() {
-        return (StatusCode::SERVICE_UNAVAILABLE, json("not the leader"));
+    if let Some(c) = calls.iter().find(|c| !ctx.owns(&c.agent.0, &c.agent.1)) {
+        let shard = ctx.shards.of(&c.agent.0, &c.agent.1);
+        return (StatusCode::SERVICE_UNAVAILABLE, json(&format!("not the holder of shard {shard}")));
     }
     ctx.metrics.peer_forwards.with_label_values(&["received"]).inc_by(calls.len() as u64);
     let agents = intake.take(calls, Instant::now(), crate::intake::Source::Peer);

@@ -382,10 +382,11 @@ where
         .for_each(|_| futures::future::ready(()))
 }
 
-/// Without leader election this replica leads at once; with it, it stands by for the Lease, leads
-/// until it loses it, then stands by again. It does not exit: a lease lost to an unreachable API
-/// server (etcd gone for 15 s) would otherwise crash-loop every replica at once, while the fence
-/// already keeps a replica that lost the lease from acting (see `leader`).
+/// Without leader election this replica holds its one shard at once; with it, it keeps its
+/// membership Lease and, for each shard, stands by for the shard's Lease, holds it until it loses
+/// it or hands it over, then stands by again (see `shard`). It does not exit: a lease lost to an
+/// unreachable API server (etcd gone for 15 s) would otherwise crash-loop every replica at once,
+/// while the fences already keep a replica that lost a shard from acting for it (see `leader`).
 async fn leadership(
     client: Client,
     ctx: Arc<Context>,
@@ -393,34 +394,86 @@ async fn leadership(
     cfg: Option<crate::leader::Config>,
     lead: broadcast::Sender<()>,
 ) {
-    let lead_now = || {
-        let _ = lead.send(());
-    };
     let Some(cfg) = cfg else {
-        ctx.fence.forever();
-        lead_now();
+        let _ = lead.send(());
         return futures::future::pending::<()>().await;
     };
+    let shards = (0..ctx.shards.count()).map(|k| shard(&client, &ctx, &monitor, &cfg, k, &lead));
+    futures::future::join(membership(&client, &ctx, &cfg), futures::future::join_all(shards)).await;
+}
+
+/// Renews this replica's membership Lease and reads the others' every third of a lease.
+async fn membership(client: &Client, ctx: &Context, cfg: &crate::leader::Config) {
     loop {
-        tracing::info!(identity = %cfg.identity, "standing by for the leader lease");
-        crate::leader::acquire(&client, &cfg, &ctx.fence, |url| {
-            if let Some(p) = ctx.peers.get() {
-                p.set_leader(url);
+        if let Err(e) = crate::leader::renew_member(client, cfg).await {
+            tracing::warn!(error = %e, "could not renew this replica's membership lease");
+        }
+        match crate::leader::members(client, cfg).await {
+            Ok(m) => ctx.shards.set_members(m),
+            Err(e) => tracing::warn!(error = %e, "could not read the membership leases"),
+        }
+        tokio::time::sleep(cfg.duration / 3).await;
+    }
+}
+
+/// Holds shard `k` whenever this replica should (see `shard`), again and again.
+async fn shard(
+    client: &Client,
+    ctx: &Context,
+    monitor: &Monitor,
+    cfg: &crate::leader::Config,
+    k: usize,
+    lead: &broadcast::Sender<()>,
+) {
+    let count = ctx.shards.count();
+    let name = crate::shard::lease_name(k, count);
+    let fence = ctx.shards.fence(k).clone();
+    let grace = if count > 1 { crate::shard::orphan_grace(cfg.duration) } else { std::time::Duration::ZERO };
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    let wants = |spec: Option<&k8s_openapi::api::coordination::v1::LeaseSpec>, now: jiff::Timestamp| {
+        if let Some(m) = ctx.shards.disagreeing(now) {
+            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(member = %m.identity, theirs = ?m.count, ours = count, "another replica runs with another shard count: taking no shard until it is gone");
             }
-        })
-        .await;
-        tracing::info!(identity = %cfg.identity, "leading");
-        monitor.set_active(true);
-        lead_now();
-        crate::leader::keep(&client, &cfg, &ctx.fence).await;
-        monitor.set_active(false);
-        monitor.unseed_all();
-        // The expiries of the tokens this replica issued: its successor issues and reports them now.
+            return false;
+        }
+        warned.store(false, std::sync::atomic::Ordering::Relaxed);
+        count == 1
+            || ctx.shards.prefers(k, &cfg.identity, now)
+            || crate::shard::free_since(spec, now)
+                .is_some_and(|t| t.checked_add(grace).is_ok_and(|after| now >= after))
+    };
+    // With one shard nobody hands it over: whoever holds it keeps it.
+    let stay = || count == 1 || ctx.shards.prefers(k, &cfg.identity, jiff::Timestamp::now());
+    loop {
+        tracing::info!(identity = %cfg.identity, shard = k, lease = %name, "standing by for the shard's lease");
+        crate::leader::acquire(client, cfg, &name, &fence, &wants, grace, |url| ctx.shards.set_holder(k, url)).await;
+        tracing::info!(identity = %cfg.identity, shard = k, "holding the shard: acting for its agents");
+        let _ = lead.send(());
+        let kept = crate::leader::keep(client, cfg, &name, &fence, stay).await;
+        let lost = |key: &crate::monitor::AgentKey| ctx.shards.of(&key.0, &key.1) == k;
+        monitor.unseed(lost);
+        // The expiries of the tokens this replica issued for the shard: its next holder reports
+        // them now (the shards still held report theirs again at the reconciles asked below).
         ctx.metrics.credential_expiry.reset();
-        // What this replica remembers writing may be rewritten by the next leader meanwhile.
+        // What this replica remembers writing may be rewritten by the next holder meanwhile.
         ctx.reports.forget_all();
-        ctx.metrics.leadership_lost.inc();
-        tracing::error!(identity = %cfg.identity, "lost the leader lease: no longer acting; standing by to lead again");
+        let _ = lead.send(());
+        match kept {
+            crate::leader::Kept::HandedOver => {
+                tracing::info!(identity = %cfg.identity, shard = k, "handing the shard over to its preferred replica");
+                // Writes already under way land before the next holder may begin (the margin a
+                // takeover after expiry keeps, see `leader::Fence`).
+                tokio::time::sleep(cfg.duration / 3).await;
+                if let Err(e) = crate::leader::release(client, cfg, &name).await {
+                    tracing::warn!(error = %e, shard = k, "could not free the shard's lease: it runs out instead");
+                }
+            }
+            crate::leader::Kept::Lost => {
+                ctx.metrics.leadership_lost.inc();
+                tracing::error!(identity = %cfg.identity, shard = k, "lost the shard's lease: no longer acting for its agents; standing by to hold it again");
+            }
+        }
     }
 }
 
@@ -538,12 +591,13 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("discovery timed out; built-in kinds until it answers"),
     }
     let kinds = stores.kinds.clone().keep_fresh(client.clone());
-    let (monitor, wakes) = Monitor::new(metrics.clone());
+    let shards = Arc::new(match &opts.leader {
+        Some(l) => crate::shard::Shards::new(l.shards),
+        None => crate::shard::Shards::single(),
+    });
+    let (monitor, wakes) = Monitor::new(metrics.clone(), shards.clone());
     let (performed, request_wake) = crate::records::Performed::new();
     let monitor = Arc::new(monitor);
-    if opts.leader.is_some() {
-        monitor.set_active(false);
-    }
     let (notices, notices_rx) = crate::notify::channel();
     let dropped = metrics.notifications.with_label_values(&["(queue)", "dropped"]);
     let settings = Settings {
@@ -556,6 +610,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             .with_notices(notices, dropped),
         monitor: monitor.clone(),
         performed,
+        shards,
     };
     let ctx = Arc::new(Context::new(client.clone(), stores.clone(), settings, metrics.clone()));
     let (lead, _) = broadcast::channel::<()>(4);

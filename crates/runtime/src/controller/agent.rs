@@ -69,8 +69,9 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[instrument(skip_all, fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<SocAgent>, ctx: Arc<Context>) -> Result<Action> {
-    if !ctx.leading() {
-        // A standby replica: every object is reconciled again when it takes the lead.
+    if !ctx.owns(&agent.namespace().unwrap_or_default(), &agent.name_any()) {
+        // Another replica holds the agent's shard: every object is reconciled again whenever this
+        // replica takes a shard.
         return Ok(Action::await_change());
     }
     if !ctx.stores.ready() {
@@ -735,7 +736,7 @@ async fn contain(
 /// the workload and publishes the Events.
 pub async fn contain_now(ctx: Arc<Context>, key: crate::monitor::AgentKey) {
     let _held = ctx.holding(&key.0, &key.1).await;
-    if !ctx.leading() || !ctx.monitor.triggered(&key) {
+    if !ctx.owns(&key.0, &key.1) || !ctx.monitor.triggered(&key) {
         return;
     }
     let Some(agent) = ctx.stores.agents.get(&ObjectRef::new(&key.1).within(&key.0)) else { return };

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leading() {
+    if !ctx.leads_cluster() {
         return Ok(Action::await_change());
     }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socaction"]).start_timer();
@@ -48,7 +48,7 @@ pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Resu
 }
 
 pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leading() {
+    if !ctx.leads_cluster() {
         return Ok(Action::await_change());
     }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["autonomypolicy"]).start_timer();
@@ -65,7 +65,7 @@ pub async fn reconcile_policy(p: Arc<AutonomyPolicy>, ctx: Arc<Context>) -> Resu
 
 /// A Notifier's status: whether it can deliver, and what to fix.
 pub async fn reconcile_notifier(n: Arc<Notifier>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leading() {
+    if !ctx.leads_cluster() {
         return Ok(Action::await_change());
     }
     let status = catalog::notifier_status(&n, malformed(n.as_ref()), Timestamp::now());

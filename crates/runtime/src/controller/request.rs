@@ -48,10 +48,17 @@ impl Error {
     }
 }
 
-/// The fence, checked again right before a decision or an execution leaves this replica (the
-/// reconcile may have started while it still led; see `leader::Fence`).
-fn still_leading(ctx: &Context) -> Result<(), Error> {
-    if ctx.leading() { Ok(()) } else { Err(Error::NotLeading) }
+/// The fence of the request's shard (its agent's), checked again right before a decision or an
+/// execution leaves this replica (the reconcile may have started while it still held the shard;
+/// see `leader::Fence`).
+fn still_leading(ctx: &Context, req: &ActionRequest) -> Result<(), Error> {
+    if owns(ctx, req) { Ok(()) } else { Err(Error::NotLeading) }
+}
+
+/// Whether this replica decides `req`: it holds the shard of the request's agent, so one replica
+/// decides all of an agent's requests (its budgets count them all).
+fn owns(ctx: &Context, req: &ActionRequest) -> bool {
+    ctx.owns(&req.namespace().unwrap_or_default(), &req.spec.agent)
 }
 
 fn now_str() -> String {
@@ -64,7 +71,7 @@ fn shown(req: &ActionRequest, ctx: &Context) -> ActionRequestStatus {
 }
 
 async fn write(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Result<(), Error> {
-    still_leading(ctx)?;
+    still_leading(ctx, req)?;
     // Always written (a decision, then its execution), hence no `shown` to compare with.
     // Conditional on what this replica last saw or wrote: a write delayed past a takeover fails.
     let uid = req.uid().unwrap_or_default();
@@ -85,7 +92,7 @@ fn api(req: &ActionRequest, ctx: &Context) -> Api<ActionRequest> {
 
 #[instrument(skip_all, fields(request = %req.name_any(), namespace = req.namespace().unwrap_or_default()))]
 pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leading() {
+    if !owns(&ctx, &req) {
         return Ok(Action::await_change());
     }
     if !ctx.stores.ready() {
@@ -421,7 +428,7 @@ async fn carry_out(
     reversible: bool,
     approvers: &[String],
 ) -> Result<(), Error> {
-    still_leading(ctx)?;
+    still_leading(ctx, req)?;
     if execution.is_some_and(|e| e.manifest.is_some()) && reversible {
         // In place before anything is applied, so a deletion always rolls back.
         let rv = k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
@@ -596,7 +603,7 @@ async fn record_finish(req: &ActionRequest, ctx: &Context, status: ActionRequest
 
 /// Resumes an execution found `Running` (after a restart).
 async fn execute(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
-    still_leading(ctx)?;
+    still_leading(ctx, req)?;
     let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
     let outcome = run_execution(req, ctx, &approvers, status.action_hash.as_deref()).await;
     finish(req, ctx, status, outcome).await

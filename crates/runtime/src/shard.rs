@@ -1,0 +1,303 @@
+//! Agents sharded over the replicas: which replica reconciles, judges and contains an agent, and
+//! decides its requests. An agent belongs to one of `count` shards by a stable hash of its
+//! namespace and name (`shard_of`); each shard has its own Lease (`lease_name`) and its own fence
+//! (`leader::Fence`), so a replica acts for an agent only while it holds that agent's shard, and a
+//! replica that dies hands its shards to the others the way one leader hands over to a standby
+//! (the lease, then the next attempt). With one shard this is the leader election of before.
+//!
+//! **Which replica takes which shard.** Every replica keeps a membership Lease of its own
+//! (`member_name`, renewed with its shards). A shard's preferred holder is the live member with the
+//! highest rendezvous weight for it (`preferred`): every replica computes the same answer from the
+//! same members, and a member that comes or goes moves only the shards it wins or held. A replica
+//! tries a free shard at once when it is preferred, and any free shard that nobody has taken for
+//! `orphan_grace` (so a shard is never left without a holder while a member's Lease is still
+//! live). A holder that is not the preferred one hands the shard over (`run::shard`): it stops
+//! acting, waits a third of a lease (the margin any takeover keeps for writes in flight), then
+//! frees the Lease. With one shard nothing is handed over: whoever holds it keeps it.
+//!
+//! **All replicas must agree on the count.** Each membership Lease says the count its replica
+//! runs with; a replica takes no shard while a live member says another count (a rollout that
+//! changes it waits until the old replicas are gone, rather than two replicas owning an agent).
+
+use crate::leader::Fence;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The Lease annotation where a membership Lease says how many shards its replica runs with.
+pub const COUNT_ANNOTATION: &str = "socwarden.io/shards";
+/// The label of membership Leases.
+pub const MEMBER_LABEL: &str = "socwarden.io/member";
+
+/// FNV-1a over `parts` joined by newlines (which no Kubernetes name holds), then a 64-bit
+/// finaliser: stable across processes, builds and platforms (std's hasher is seeded per process).
+/// Pure.
+fn hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { b"" } else { b"\n" };
+        for b in sep.iter().chain(part.iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    // splitmix64's finaliser: FNV's low bits alone spread short keys poorly.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The shard of agent `namespace/name` among `count`. Pure.
+pub fn shard_of(namespace: &str, name: &str, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    (hash(&[namespace.as_bytes(), name.as_bytes()]) % count as u64) as usize
+}
+
+/// The Lease of `shard` among `count`: with one shard, the leader Lease of before.
+pub fn lease_name(shard: usize, count: usize) -> String {
+    if count <= 1 { crate::leader::LEASE.to_string() } else { format!("{}-{shard}-of-{count}", crate::leader::LEASE) }
+}
+
+/// The membership Lease of the replica named `identity`.
+pub fn member_name(identity: &str) -> String {
+    format!("soc-warden-member-{}", identity.to_ascii_lowercase())
+}
+
+/// The live member that should hold `shard`: the highest rendezvous weight (ties by name). Pure.
+pub fn preferred<'a>(shard: usize, members: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    members.into_iter().max_by_key(|m| (hash(&[m.as_bytes(), shard.to_string().as_bytes()]), *m))
+}
+
+/// How long a free shard waits for its preferred member before any replica takes it: a fifth of
+/// the lease, at most a second (a dead replica's shards are then held again within the lease plus
+/// this, whichever member sees it first).
+pub fn orphan_grace(lease: Duration) -> Duration {
+    (lease / 5).min(Duration::from_secs(1))
+}
+
+/// Since when nobody holds the shard of `spec`: its holder's lease ran out, or it was freed (a
+/// freed Lease has no holder; its renew time is when it was freed). None: it is held. Pure.
+pub fn free_since(spec: Option<&LeaseSpec>, now: Timestamp) -> Option<Timestamp> {
+    let Some(s) = spec else { return Some(Timestamp::UNIX_EPOCH) };
+    match s.holder_identity.as_deref() {
+        None | Some("") => Some(s.renew_time.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0)),
+        Some(_) => match crate::leader::expires_at(s) {
+            Some(e) if now > e => Some(e),
+            Some(_) => None,
+            None => Some(Timestamp::UNIX_EPOCH),
+        },
+    }
+}
+
+/// A member as its Lease shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub identity: String,
+    pub expires: Option<Timestamp>,
+    pub count: Option<usize>,
+}
+
+impl Member {
+    pub fn of(lease: &Lease) -> Option<Self> {
+        let spec = lease.spec.as_ref()?;
+        let identity = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
+        let count = lease.metadata.annotations.as_ref().and_then(|a| a.get(COUNT_ANNOTATION)).and_then(|c| c.parse().ok());
+        Some(Self { identity, expires: crate::leader::expires_at(spec), count })
+    }
+
+    pub fn live(&self, now: Timestamp) -> bool {
+        self.expires.is_some_and(|e| now <= e)
+    }
+}
+
+/// This replica's shards: a fence each, and where each holder's peer endpoint is.
+pub struct Shards {
+    fences: Vec<Arc<Fence>>,
+    holders: Vec<RwLock<Option<String>>>,
+    members: RwLock<Vec<Member>>,
+}
+
+impl Shards {
+    pub fn new(count: usize) -> Self {
+        let count = count.max(1);
+        Self {
+            fences: (0..count).map(|_| Arc::new(Fence::new())).collect(),
+            holders: (0..count).map(|_| RwLock::new(None)).collect(),
+            members: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// One shard held for good (no election).
+    pub fn single() -> Self {
+        let s = Self::new(1);
+        s.fences[0].forever();
+        s
+    }
+
+    pub fn count(&self) -> usize {
+        self.fences.len()
+    }
+
+    pub fn of(&self, namespace: &str, name: &str) -> usize {
+        shard_of(namespace, name, self.count())
+    }
+
+    pub fn fence(&self, shard: usize) -> &Arc<Fence> {
+        &self.fences[shard]
+    }
+
+    /// Whether this replica acts for agent `namespace/name` now.
+    pub fn owns(&self, namespace: &str, name: &str) -> bool {
+        self.holds(self.of(namespace, name))
+    }
+
+    pub fn holds(&self, shard: usize) -> bool {
+        self.fences.get(shard).is_some_and(|f| f.holds())
+    }
+
+    /// The shards this replica holds now.
+    pub fn held(&self) -> Vec<usize> {
+        (0..self.count()).filter(|s| self.holds(*s)).collect()
+    }
+
+    /// The holder of `shard` says where its peer endpoint is (None: it says nothing, or this
+    /// replica holds it).
+    pub fn set_holder(&self, shard: usize, url: Option<String>) {
+        *self.holders[shard].write().unwrap_or_else(|p| p.into_inner()) = url;
+    }
+
+    pub fn holder(&self, shard: usize) -> Option<String> {
+        self.holders.get(shard)?.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_members(&self, members: Vec<Member>) {
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = members;
+    }
+
+    /// The members live at `now`.
+    pub fn live(&self, now: Timestamp) -> Vec<Member> {
+        self.members.read().unwrap_or_else(|p| p.into_inner()).iter().filter(|m| m.live(now)).cloned().collect()
+    }
+
+    /// Whether `identity` is the live member that should hold `shard` (itself counted live, and
+    /// members that run with another count not counted).
+    pub fn prefers(&self, shard: usize, identity: &str, now: Timestamp) -> bool {
+        let mut live = self.live(now);
+        live.retain(|m| m.count.is_none_or(|c| c == self.count()));
+        let mut names: Vec<&str> = live.iter().map(|m| m.identity.as_str()).collect();
+        if !names.contains(&identity) {
+            names.push(identity);
+        }
+        preferred(shard, names) == Some(identity)
+    }
+
+    /// A live member that runs with another shard count, if any.
+    pub fn disagreeing(&self, now: Timestamp) -> Option<Member> {
+        self.live(now).into_iter().find(|m| m.count.is_some_and(|c| c != self.count()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    #[test]
+    fn an_agents_shard_is_stable_and_the_shards_are_even() {
+        // Fixed values: a change of hash would move every agent to another replica on upgrade.
+        assert_eq!(shard_of("agents", "triage", 1), 0);
+        let first = shard_of("agents", "triage", 3);
+        assert_eq!(first, shard_of("agents", "triage", 3));
+        assert_ne!(
+            (0..50).map(|i| shard_of("agents", &format!("a{i}"), 3)).collect::<Vec<_>>(),
+            (0..50).map(|i| shard_of("other", &format!("a{i}"), 3)).collect::<Vec<_>>(),
+            "the namespace counts"
+        );
+        assert_ne!(shard_of("a", "bc", 1 << 20), shard_of("ab", "c", 1 << 20), "the name's bounds count");
+        let mut per = [0usize; 3];
+        for i in 0..30_000 {
+            per[shard_of(&format!("ns-{}", i % 97), &format!("agent-{i}"), 3)] += 1;
+        }
+        assert!(per.iter().all(|n| (9_500..10_500).contains(n)), "10,000 ± 5% each: {per:?}");
+    }
+
+    #[test]
+    fn each_shard_has_one_preferred_member_and_a_member_leaving_moves_only_its_own() {
+        let three = ["soc-warden-0", "soc-warden-1", "soc-warden-2"];
+        let owners: Vec<&str> = (0..30).map(|s| preferred(s, three).unwrap()).collect();
+        for m in three {
+            assert!(owners.contains(&m), "{m} is preferred for some of 30 shards: {owners:?}");
+        }
+        // Order does not matter: every replica computes the same answer.
+        let reversed = ["soc-warden-2", "soc-warden-0", "soc-warden-1"];
+        assert_eq!(owners, (0..30).map(|s| preferred(s, reversed).unwrap()).collect::<Vec<_>>());
+        // soc-warden-1 leaves: only its shards move.
+        let two = ["soc-warden-0", "soc-warden-2"];
+        for (s, before) in owners.iter().enumerate() {
+            let after = preferred(s, two).unwrap();
+            if *before != "soc-warden-1" {
+                assert_eq!(after, *before, "shard {s} stays");
+            }
+        }
+        assert_eq!(preferred(0, std::iter::empty()), None);
+    }
+
+    #[test]
+    fn one_shard_is_the_leader_lease_of_before() {
+        assert_eq!(lease_name(0, 1), crate::leader::LEASE);
+        assert_eq!(lease_name(2, 3), "soc-warden-leader-2-of-3");
+        assert_ne!(lease_name(0, 3), lease_name(0, 2), "another count, other Leases");
+        assert_eq!(member_name("Pod-A"), "soc-warden-member-pod-a");
+    }
+
+    fn held(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+            lease_duration_seconds: Some(duration),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_shard_is_free_from_its_holders_expiry_or_from_when_it_was_freed() {
+        let now = Timestamp::from_second(1000).unwrap();
+        assert_eq!(free_since(Some(&held("a", 995, 15)), now), None, "held");
+        assert_eq!(free_since(Some(&held("a", 980, 15)), now), Some(Timestamp::from_second(995).unwrap()));
+        let mut freed = held("a", 990, 15);
+        freed.holder_identity = None;
+        assert_eq!(free_since(Some(&freed), now), Some(Timestamp::from_second(990).unwrap()));
+        assert_eq!(free_since(None, now), Some(Timestamp::UNIX_EPOCH), "never held");
+        assert_eq!(orphan_grace(Duration::from_secs(15)), Duration::from_secs(1));
+        assert_eq!(orphan_grace(Duration::from_secs(2)), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn only_live_members_are_preferred_and_a_replica_counts_itself() {
+        let now = Timestamp::from_second(1000).unwrap();
+        let s = Shards::new(8);
+        let m = |id: &str, expires: i64, count: usize| Member {
+            identity: id.into(),
+            expires: Some(Timestamp::from_second(expires).unwrap()),
+            count: Some(count),
+        };
+        s.set_members(vec![m("a", 1010, 8), m("b", 990, 8)]);
+        assert_eq!(s.live(now).len(), 1, "b's lease ran out");
+        for shard in 0..8 {
+            // Before its own membership Lease is listed, a replica still counts itself.
+            let pair = preferred(shard, ["a", "c"]).unwrap();
+            assert_eq!(s.prefers(shard, "c", now), pair == "c");
+            assert!(s.prefers(shard, "a", now), "a is the only live member");
+        }
+        assert_eq!(s.disagreeing(now), None);
+        s.set_members(vec![m("a", 1010, 8), m("old", 1010, 1)]);
+        assert_eq!(s.disagreeing(now).map(|m| m.identity), Some("old".into()));
+        // A member with another count never holds these shards: nothing is handed to it.
+        assert!((0..8).all(|shard| s.prefers(shard, "a", now)));
+    }
+}
