@@ -446,9 +446,9 @@ async fn shard(
     // With one shard nobody hands it over: whoever holds it keeps it.
     let stay = || count == 1 || ctx.shards.prefers(k, &cfg.identity, jiff::Timestamp::now());
     loop {
-        tracing::info!(identity = %cfg.identity, shard = k, lease = %name, "standing by for the shard's lease");
+        tracing::info!(identity = %cfg.identity, shard = k, lease = %name, "standing by for the leader lease");
         crate::leader::acquire(client, cfg, &name, &fence, &wants, grace, |url| ctx.shards.set_holder(k, url)).await;
-        tracing::info!(identity = %cfg.identity, shard = k, "holding the shard: acting for its agents");
+        tracing::info!(identity = %cfg.identity, shard = k, "leading: holding the shard, acting for its agents");
         let _ = lead.send(());
         let kept = crate::leader::keep(client, cfg, &name, &fence, stay).await;
         let lost = |key: &crate::monitor::AgentKey| ctx.shards.of(&key.0, &key.1) == k;
@@ -471,7 +471,7 @@ async fn shard(
             }
             crate::leader::Kept::Lost => {
                 ctx.metrics.leadership_lost.inc();
-                tracing::error!(identity = %cfg.identity, shard = k, "lost the shard's lease: no longer acting for its agents; standing by to hold it again");
+                tracing::error!(identity = %cfg.identity, shard = k, "lost the leader lease: no longer acting for the shard's agents; standing by to hold it again");
             }
         }
     }
