@@ -18,19 +18,6 @@ const T: Duration = Duration::from_secs(40);
 const LEASE: u64 = 6;
 const SHARDS: usize = 3;
 
-/// Three replica names the rendezvous hash gives one shard each (a pure search: every run finds
-/// the same three), so that the test sees three holders.
-fn replica_names() -> [String; 3] {
-    (0..)
-        .map(|j| [format!("shard-{j}-a"), format!("shard-{j}-b"), format!("shard-{j}-c")])
-        .find(|names| {
-            let owners: std::collections::BTreeSet<&str> =
-                (0..SHARDS).filter_map(|k| preferred(k, names.iter().map(String::as_str))).collect();
-            owners.len() == SHARDS
-        })
-        .expect("some three names")
-}
-
 /// The holders of the shards' Leases, by shard.
 async fn holders(admin: &Client) -> Result<BTreeMap<usize, String>> {
     let api = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE);
@@ -53,8 +40,17 @@ async fn start(name: &str, audit: bool) -> Result<Operator> {
     let peer = format!("127.0.0.1:{}", free_port());
     let lease = format!("{LEASE}s");
     let args = [
-        "--leader-elect", "--identity", name, "--lease-duration", &lease, "--peer-addr", &peer, "--shards", "3",
-        "--webhook-repair-interval", "3s",
+        "--leader-elect",
+        "--identity",
+        name,
+        "--lease-duration",
+        &lease,
+        "--peer-addr",
+        &peer,
+        "--shards",
+        "3",
+        "--webhook-repair-interval",
+        "3s",
     ];
     Operator::start_opts(&args, audit).await
 }
@@ -68,10 +64,8 @@ async fn ready_agent(scene: &Scene, name: &str, delete: &str) -> Result<Client> 
     // Service fronts them all): after a kill, the dead one's registration stands until another
     // replica writes its own again.
     let agents = Api::<SocAgent>::namespaced(admin.clone(), &home);
-    wait_for(&format!("{name} admitted"), Duration::from_secs(60), || async {
-        Ok(apply(&agents, &a).await.ok())
-    })
-    .await?;
+    wait_for(&format!("{name} admitted"), Duration::from_secs(60), || async { Ok(apply(&agents, &a).await.ok()) })
+        .await?;
     wait_agent(&admin, &home, name, "Ready", T, ready).await?;
     with_token(&agent_token(&admin, &home, name).await?.ok_or_else(|| anyhow!("{name} has no token"))?).await
 }
@@ -104,12 +98,14 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
     for l in leases.list(&ListParams::default().labels(&format!("{MEMBER_LABEL}=true"))).await? {
         let _ = leases.delete(&l.metadata.name.unwrap_or_default(), &Default::default()).await;
     }
-    let names = replica_names();
+    let names = ["shard-a", "shard-b", "shard-c"].map(String::from);
     // The third replica holds the port the API server's audit webhook posts to: every audit batch
     // reaches it, whichever shard its agent is in.
-    let mut replicas = vec![start(&names[0], false).await?, start(&names[1], false).await?, start(&names[2], true).await?];
+    let mut replicas = [start(&names[0], false).await?, start(&names[1], false).await?, start(&names[2], true).await?];
     let wanted: BTreeMap<usize, String> =
-        (0..SHARDS).map(|k| (k, preferred(k, names.iter().map(String::as_str)).unwrap().to_string())).collect();
+        (0..SHARDS).map(|k| (k, preferred(k, SHARDS, names.iter().map(String::as_str)).unwrap().to_string())).collect();
+    // Three shards over three replicas: one each (no replica holds more than its share).
+    assert_eq!(wanted.values().collect::<std::collections::BTreeSet<_>>().len(), 3, "{wanted:?}");
     let started = Instant::now();
     wait_for("each shard held by its preferred replica", T, || async {
         Ok((holders(&admin).await? == wanted).then_some(()))
@@ -178,5 +174,26 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
         let got = Api::<SocAgent>::namespaced(admin.clone(), &home).get(a).await?;
         assert!(ready(&got), "{a} (shard {j}) still Ready: {:?}", got.status);
     }
+
+    // A replica stopped (SIGTERM, as a rollout stops a pod) frees its shards as it goes: the
+    // others hold them well within a lease, and its membership Lease is gone.
+    let now = holders(&admin).await?;
+    let holding = |i: usize| now.values().any(|h| *h == names[i]);
+    let leaving = (0..3).filter(|i| *i != holder && holding(*i)).min_by_key(|i| *i == 2).expect("a live holder");
+    let gone = names[leaving].clone();
+    let freed: Vec<usize> = now.iter().filter(|(_, h)| **h == gone).map(|(k, _)| *k).collect();
+    assert!(!freed.is_empty());
+    replicas[leaving].signal("TERM")?;
+    let stopped = Instant::now();
+    wait_for(&format!("{gone}'s shards {freed:?} held by the others"), T, || async {
+        let h = holders(&admin).await?;
+        Ok(freed.iter().all(|k| h.get(k).is_some_and(|p| *p != gone)).then_some(()))
+    })
+    .await?;
+    let took = stopped.elapsed();
+    println!("{gone} stopped: shards {freed:?} held by the others {took:?} later");
+    assert!(took < Duration::from_secs(LEASE), "handed over in {took:?}: no faster than the lease running out");
+    let member = leases.get_opt(&soc_warden::shard::member_name(&gone)).await?;
+    assert!(member.is_none(), "{gone}'s membership Lease removed: {member:?}");
     Ok(())
 }

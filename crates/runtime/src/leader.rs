@@ -281,6 +281,23 @@ pub async fn keep(client: &Client, c: &Config, name: &str, fence: &Fence, stay: 
     }
 }
 
+/// This replica stops: it acts for no shard from now on, frees the Leases of those it held, and
+/// removes its membership Lease, so the others take its shards at once.
+pub async fn leave(client: &Client, c: &Config, shards: &crate::shard::Shards) {
+    let held = shards.held();
+    for k in &held {
+        shards.fence(*k).end();
+    }
+    for k in held {
+        let name = crate::shard::lease_name(k, shards.count());
+        if let Err(e) = release(client, c, &name).await {
+            tracing::warn!(error = %e, lease = %name, "could not free the lease");
+        }
+    }
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let _ = api.delete(&crate::shard::member_name(&c.identity), &Default::default()).await;
+}
+
 /// How `keep` ended.
 #[derive(Debug, PartialEq)]
 pub enum Kept {
@@ -296,7 +313,9 @@ pub async fn renew_member(client: &Client, c: &Config) -> kube::Result<()> {
     let meta = |m: ObjectMeta| {
         let mut m = m;
         m.labels.get_or_insert_with(Default::default).insert(crate::shard::MEMBER_LABEL.into(), "true".into());
-        m.annotations.get_or_insert_with(Default::default).insert(crate::shard::COUNT_ANNOTATION.into(), c.shards.to_string());
+        m.annotations
+            .get_or_insert_with(Default::default)
+            .insert(crate::shard::COUNT_ANNOTATION.into(), c.shards.to_string());
         m
     };
     match api.get_opt(&name).await? {
@@ -322,7 +341,8 @@ pub async fn renew_member(client: &Client, c: &Config) -> kube::Result<()> {
 /// The membership Leases, and those long gone deleted (their replica's Lease ran out ten leases ago).
 pub async fn members(client: &Client, c: &Config) -> kube::Result<Vec<crate::shard::Member>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    let leases = api.list(&kube::api::ListParams::default().labels(&format!("{}=true", crate::shard::MEMBER_LABEL))).await?;
+    let leases =
+        api.list(&kube::api::ListParams::default().labels(&format!("{}=true", crate::shard::MEMBER_LABEL))).await?;
     let now = Timestamp::now();
     let gone = jiff::SignedDuration::try_from(c.duration * 10).unwrap_or(jiff::SignedDuration::from_secs(150));
     let mut out = Vec::new();
@@ -400,8 +420,7 @@ mod tests {
 
     #[test]
     fn taking_over_counts_a_transition_and_renewing_does_not() {
-        let c =
-            Config {
+        let c = Config {
             namespace: "ns".into(),
             identity: "a".into(),
             duration: Duration::from_secs(15),

@@ -467,7 +467,8 @@ mod tests {
 
     #[test]
     fn contains_once_persists_the_baseline_and_ignores_a_paused_agent() {
-        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, wakes) =
+            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let mut rx = wakes.reconcile;
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
@@ -506,7 +507,8 @@ mod tests {
 
     #[test]
     fn writes_the_sink_had_no_room_to_judge_contain_their_agent_at_once() {
-        let (m, wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, wakes) =
+            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let mut contain = wakes.contain;
         let key = ("agents".to_string(), "bot".to_string());
         let spec = BaselineSpec { learning_period: "24h".into(), ..Default::default() };
@@ -532,7 +534,8 @@ mod tests {
 
     #[test]
     fn an_unrecorded_write_contains_naming_the_token_that_made_it() {
-        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, _wakes) =
+            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let key = ("agents".to_string(), "bot".to_string());
         m.configure(&key, &BaselineSpec { learning_period: "24h".into(), ..Default::default() }, false, None);
         let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
@@ -556,7 +559,8 @@ mod tests {
 
     #[test]
     fn statistics_name_the_tokens_of_the_calls_judged() {
-        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, _wakes) =
+            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
             BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
@@ -588,7 +592,8 @@ mod tests {
 
     #[test]
     fn a_restart_keeps_the_learned_baseline() {
-        let (m, _wakes) = Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, _wakes) =
+            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
         let key = ("agents".to_string(), "bot".to_string());
         let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
         counts.api.insert("list pods".into(), 20);

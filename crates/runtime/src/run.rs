@@ -440,8 +440,7 @@ async fn shard(
         warned.store(false, std::sync::atomic::Ordering::Relaxed);
         count == 1
             || ctx.shards.prefers(k, &cfg.identity, now)
-            || crate::shard::free_since(spec, now)
-                .is_some_and(|t| t.checked_add(grace).is_ok_and(|after| now >= after))
+            || crate::shard::free_since(spec, now).is_some_and(|t| t.checked_add(grace).is_ok_and(|after| now >= after))
     };
     // With one shard nobody hands it over: whoever holds it keeps it.
     let stay = || count == 1 || ctx.shards.prefers(k, &cfg.identity, jiff::Timestamp::now());
@@ -646,6 +645,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let audit_sink = audit_sink(opts.audit, material.clone(), ctx.clone());
     let gateway = gateway(opts.mcp_addr, material.clone(), ctx.clone());
     let admission = admission(client.clone(), opts.webhook, material, stores, key, metrics, webhook_ready);
+    let leaving = opts.leader.clone().map(|cfg| (client.clone(), cfg, ctx.shards.clone()));
     let leadership = leadership(client, ctx, monitor.clone(), opts.leader, lead);
 
     tokio::select! {
@@ -664,6 +664,15 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         r = audit_sink => r?,
         r = gateway => r?,
         r = peer_endpoint => r?,
+    }
+    // Stopping (SIGTERM: the controllers finished what they were doing): the shards go to the
+    // other replicas now rather than when their Leases run out.
+    if let Some((client, cfg, shards)) = leaving {
+        let left =
+            tokio::time::timeout(std::time::Duration::from_secs(3), crate::leader::leave(&client, &cfg, &shards));
+        if left.await.is_err() {
+            tracing::warn!("could not free the shards' leases in 3 s: they run out instead");
+        }
     }
     Ok(())
 }

@@ -6,9 +6,9 @@
 //! (the lease, then the next attempt). With one shard this is the leader election of before.
 //!
 //! **Which replica takes which shard.** Every replica keeps a membership Lease of its own
-//! (`member_name`, renewed with its shards). A shard's preferred holder is the live member with the
-//! highest rendezvous weight for it (`preferred`): every replica computes the same answer from the
-//! same members, and a member that comes or goes moves only the shards it wins or held. A replica
+//! (`member_name`, renewed every third of a lease). A shard's preferred holder is the live member
+//! with the highest rendezvous weight for it among those below their even share (`assignment`):
+//! every replica computes the same answer from the same members. A replica
 //! tries a free shard at once when it is preferred, and any free shard that nobody has taken for
 //! `orphan_grace` (so a shard is never left without a holder while a member's Lease is still
 //! live). A holder that is not the preferred one hands the shard over (`run::shard`): it stops
@@ -68,9 +68,36 @@ pub fn member_name(identity: &str) -> String {
     format!("soc-warden-member-{}", identity.to_ascii_lowercase())
 }
 
-/// The live member that should hold `shard`: the highest rendezvous weight (ties by name). Pure.
-pub fn preferred<'a>(shard: usize, members: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    members.into_iter().max_by_key(|m| (hash(&[m.as_bytes(), shard.to_string().as_bytes()]), *m))
+/// The member that should hold `shard` of `count`, among `members` (see `assignment`). Pure.
+pub fn preferred<'a>(shard: usize, count: usize, members: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    assignment(count, members).get(shard).copied().flatten()
+}
+
+/// Which member holds each of `count` shards: shard by shard, the member with the highest
+/// rendezvous weight for it among those holding fewer than their even share (`count / members`,
+/// rounded up). Every replica computes the same from the same members, whatever their order; no
+/// member holds more than its share (a plain rendezvous hash put 6 of 9 shards on one of three
+/// replicas); a member that comes or goes moves mostly the shards it wins or held. Pure.
+pub fn assignment<'a>(count: usize, members: impl IntoIterator<Item = &'a str>) -> Vec<Option<&'a str>> {
+    let mut members: Vec<&str> = members.into_iter().collect();
+    members.sort_unstable();
+    members.dedup();
+    if members.is_empty() {
+        return vec![None; count];
+    }
+    let share = count.div_ceil(members.len());
+    let mut load = vec![0usize; members.len()];
+    (0..count)
+        .map(|shard| {
+            let k = shard.to_string();
+            let i = (0..members.len())
+                .filter(|i| load[*i] < share)
+                .max_by_key(|i| (hash(&[members[*i].as_bytes(), k.as_bytes()]), std::cmp::Reverse(*i)))
+                .expect("room: share × members ≥ count");
+            load[i] += 1;
+            Some(members[i])
+        })
+        .collect()
 }
 
 /// How long a free shard waits for its preferred member before any replica takes it: a fifth of
@@ -106,7 +133,8 @@ impl Member {
     pub fn of(lease: &Lease) -> Option<Self> {
         let spec = lease.spec.as_ref()?;
         let identity = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
-        let count = lease.metadata.annotations.as_ref().and_then(|a| a.get(COUNT_ANNOTATION)).and_then(|c| c.parse().ok());
+        let count =
+            lease.metadata.annotations.as_ref().and_then(|a| a.get(COUNT_ANNOTATION)).and_then(|c| c.parse().ok());
         Some(Self { identity, expires: crate::leader::expires_at(spec), count })
     }
 
@@ -190,10 +218,8 @@ impl Shards {
         let mut live = self.live(now);
         live.retain(|m| m.count.is_none_or(|c| c == self.count()));
         let mut names: Vec<&str> = live.iter().map(|m| m.identity.as_str()).collect();
-        if !names.contains(&identity) {
-            names.push(identity);
-        }
-        preferred(shard, names) == Some(identity)
+        names.push(identity);
+        preferred(shard, self.count(), names) == Some(identity)
     }
 
     /// A live member that runs with another shard count, if any.
@@ -206,6 +232,7 @@ impl Shards {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use std::collections::BTreeMap;
 
     #[test]
     fn an_agents_shard_is_stable_and_the_shards_are_even() {
@@ -226,25 +253,40 @@ mod tests {
         assert!(per.iter().all(|n| (9_500..10_500).contains(n)), "10,000 ± 5% each: {per:?}");
     }
 
+    /// Shards per member in an assignment.
+    fn loads<'a>(a: &[Option<&'a str>]) -> BTreeMap<&'a str, usize> {
+        a.iter().flatten().fold(BTreeMap::new(), |mut m, h| {
+            *m.entry(*h).or_default() += 1;
+            m
+        })
+    }
+
     #[test]
-    fn each_shard_has_one_preferred_member_and_a_member_leaving_moves_only_its_own() {
-        let three = ["soc-warden-0", "soc-warden-1", "soc-warden-2"];
-        let owners: Vec<&str> = (0..30).map(|s| preferred(s, three).unwrap()).collect();
-        for m in three {
-            assert!(owners.contains(&m), "{m} is preferred for some of 30 shards: {owners:?}");
-        }
-        // Order does not matter: every replica computes the same answer.
-        let reversed = ["soc-warden-2", "soc-warden-0", "soc-warden-1"];
-        assert_eq!(owners, (0..30).map(|s| preferred(s, reversed).unwrap()).collect::<Vec<_>>());
-        // soc-warden-1 leaves: only its shards move.
-        let two = ["soc-warden-0", "soc-warden-2"];
-        for (s, before) in owners.iter().enumerate() {
-            let after = preferred(s, two).unwrap();
-            if *before != "soc-warden-1" {
-                assert_eq!(after, *before, "shard {s} stays");
+    fn every_shard_has_one_member_none_more_than_its_share_whatever_the_order() {
+        for (members, count) in [(3, 9), (3, 3), (2, 1), (4, 9), (5, 256), (1, 7)] {
+            let names: Vec<String> = (0..members).map(|i| format!("soc-warden-7f9c-{i}")).collect();
+            let a = assignment(count, names.iter().map(String::as_str));
+            assert!(a.iter().all(Option::is_some), "{members} members, {count} shards: every shard held");
+            let share = count.div_ceil(members);
+            assert!(loads(&a).values().all(|n| *n <= share), "{members}/{count}: {:?}", loads(&a));
+            if count >= members {
+                assert_eq!(loads(&a).len(), members, "{members}/{count}: everyone holds some");
             }
+            // Order does not matter: every replica computes the same answer.
+            let reversed = assignment(count, names.iter().rev().map(String::as_str));
+            assert_eq!(a, reversed);
+            assert_eq!(preferred(count - 1, count, names.iter().map(String::as_str)), a[count - 1]);
         }
-        assert_eq!(preferred(0, std::iter::empty()), None);
+        assert_eq!(assignment(2, std::iter::empty()), vec![None, None]);
+    }
+
+    #[test]
+    fn a_member_leaving_moves_few_shards_besides_its_own() {
+        let three = ["soc-warden-a", "soc-warden-b", "soc-warden-c"];
+        let before = assignment(30, three);
+        let after = assignment(30, ["soc-warden-a", "soc-warden-c"]);
+        let moved = (0..30).filter(|k| before[*k] != Some("soc-warden-b") && before[*k] != after[*k]).count();
+        assert!(moved <= 6, "{moved} of the 20 shards the others held moved");
     }
 
     #[test]
@@ -290,7 +332,7 @@ mod tests {
         assert_eq!(s.live(now).len(), 1, "b's lease ran out");
         for shard in 0..8 {
             // Before its own membership Lease is listed, a replica still counts itself.
-            let pair = preferred(shard, ["a", "c"]).unwrap();
+            let pair = preferred(shard, 8, ["a", "c"]).unwrap();
             assert_eq!(s.prefers(shard, "c", now), pair == "c");
             assert!(s.prefers(shard, "a", now), "a is the only live member");
         }

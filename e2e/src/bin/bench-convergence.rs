@@ -14,7 +14,11 @@
 //! Also prints the control plane's CPU and API requests per agent of each run, and the operator's
 //! peak RSS and `/metrics` size.
 //!
-//!   bench-convergence [--agents 1000] [--concurrency 32] [--namespaces 1]
+//!   bench-convergence [--agents 1000] [--concurrency 32] [--namespaces 1] [--replicas 1] [--shards 3R]
+//!
+//! With `--replicas R` (R > 1) the same agents are converged again by R operators sharing
+//! `--shards` shards (default 3 per replica), after the one operator's run: convergence and peak
+//! RSS per replica are printed as ratios to the one operator's.
 //!
 //! Agents are scoped to their own namespace so that each needs exactly one Role and RoleBinding,
 //! like the floor; `--namespaces K` deals them over K namespaces, in every run alike. Run with
@@ -471,7 +475,127 @@ async fn main() -> Result<()> {
         Ok(all.list(&lp).await?.items.is_empty().then_some(()))
     })
     .await?;
-    drop(floor_namespaces);
     drop(op);
+    let replicas = arg("--replicas", 1);
+    if replicas > 1 {
+        let shards = arg("--shards", 3 * replicas);
+        // Fresh namespaces: the one operator's objects may still be being collected.
+        let nss = namespaces(&client, "bench-sharded", k).await?;
+        sharded(&client, &nss.names, &read, n, conc, replicas, shards, converged, peak).await?;
+    }
+    drop(floor_namespaces);
+    Ok(())
+}
+
+/// The same agents converged by `replicas` operators sharing `shards` shards (one Lease each),
+/// next to the one operator's run above: convergence time and peak RSS per replica, as ratios.
+#[allow(clippy::too_many_arguments)]
+async fn sharded(
+    client: &Client,
+    nss: &[String],
+    read: &str,
+    n: usize,
+    conc: usize,
+    replicas: usize,
+    shards: usize,
+    one: Duration,
+    one_rss: f64,
+) -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases = Api::<Lease>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    for l in leases.list(&ListParams::default()).await? {
+        let _ = leases.delete(&l.name_any(), &Default::default()).await;
+    }
+    let conc_s = conc.to_string();
+    let shards_s = shards.to_string();
+    let mut ops = Vec::new();
+    for r in 0..replicas {
+        let (identity, peer) = (format!("bench-{r}"), format!("127.0.0.1:{}", free_port()));
+        let args = [
+            "--concurrency",
+            &conc_s,
+            "--leader-elect",
+            "--identity",
+            &identity,
+            "--lease-duration",
+            "6s",
+            "--peer-addr",
+            &peer,
+            "--shards",
+            &shards_s,
+        ];
+        ops.push(Operator::start_opts(&args, r == 0).await?);
+    }
+    let names: Vec<String> = (0..replicas).map(|r| format!("bench-{r}")).collect();
+    let held = wait_for("every shard held", Duration::from_secs(120), || async {
+        let mut per = std::collections::BTreeMap::<String, usize>::new();
+        for k in 0..shards {
+            let Some(h) = leases
+                .get_opt(&soc_warden::shard::lease_name(k, shards))
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .filter(|h| names.contains(h))
+            else {
+                return Ok(None);
+            };
+            *per.entry(h).or_default() += 1;
+        }
+        // Settled: each replica with its share (the assignment every replica computes).
+        let want = soc_warden::shard::assignment(shards, names.iter().map(String::as_str));
+        let mut wanted = std::collections::BTreeMap::<String, usize>::new();
+        for h in want.into_iter().flatten() {
+            *wanted.entry(h.to_string()).or_default() += 1;
+        }
+        Ok((per == wanted).then_some(per))
+    })
+    .await?;
+    let pids: Vec<u32> = ops.iter().filter_map(|o| o.pid()).collect();
+    let idle: Vec<f64> = pids.iter().map(|p| rss_mib(*p).unwrap_or(0.0)).collect();
+    let run = unique("bench");
+    let label = format!("bench-run={run}");
+    let start = Instant::now();
+    let watcher = {
+        let (client, label) = (client.clone(), label.clone());
+        tokio::spawn(async move {
+            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600.max(n as u64 / 5))).await
+        })
+    };
+    stream::iter(0..n)
+        .map(|i| {
+            let ns = home(nss, i);
+            let a = bench_agent(i, ns, read, &run);
+            let api = Api::<SocAgent>::namespaced(client.clone(), ns);
+            async move { api.create(&PostParams::default(), &a).await }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating agents")?;
+    watcher.await??;
+    let converged = start.elapsed();
+    let peaks: Vec<f64> = pids.iter().map(|p| peak_rss_mib(*p).unwrap_or(f64::NAN)).collect();
+    let worst = peaks.iter().copied().fold(0.0, f64::max);
+    println!(
+        "sharded: {replicas} replicas over {shards} shards (per replica {held:?}): {n} agents all Ready after {:.2}s \
+         ({:.0} agents/s); ratio to one replica: {:.2}  (target <= 1.0)",
+        converged.as_secs_f64(),
+        n as f64 / converged.as_secs_f64(),
+        converged.as_secs_f64() / one.as_secs_f64()
+    );
+    println!(
+        "sharded RSS per replica: idle {idle:.1?} MiB, peak {peaks:.1?} MiB; the largest / one replica's peak \
+         ({one_rss:.1} MiB): {:.2}  (target <= 0.45)",
+        worst / one_rss
+    );
+    let lp = ListParams::default().labels(&label);
+    for ns in nss {
+        Api::<SocAgent>::namespaced(client.clone(), ns).delete_collection(&Default::default(), &lp).await?;
+    }
+    let all: Api<SocAgent> = Api::all(client.clone());
+    wait_for("bench agents deleted", Duration::from_secs(300.max(n as u64 / 20)), || async {
+        Ok(all.list(&lp).await?.items.is_empty().then_some(()))
+    })
+    .await?;
     Ok(())
 }
