@@ -110,7 +110,9 @@ pub fn check(ctx: &Context, calls: Vec<Call>, skip: impl Fn(&AgentKey) -> bool) 
             match records::covering(&a, recs).and_then(|found| recs.iter().position(|r| std::ptr::eq(r, found))) {
                 Some(i) => {
                     observation.recorded = true;
-                    if a.writes() {
+                    // Written on the request by the holder of its agent's shard, which gets the
+                    // call too (relayed, see `peer`): kept here only for the agents this replica holds.
+                    if a.writes() && ctx.owns(&agent.0, &agent.1) {
                         ctx.performed.add(reqs[i].uid().unwrap_or_default(), ObjectRef::from_obj(reqs[i]), a);
                     }
                 }

@@ -18,6 +18,9 @@ use std::time::Duration;
 
 pub async fn reconcile_action(action: Arc<SocAction>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !ctx.leads_cluster() {
+        // The status is shard 0's to write; the pending requests of this replica's shards are
+        // its own to wake (again when that status lands: it is a change of the action too).
+        wake_waiting(&action, &ctx);
         return Ok(Action::await_change());
     }
     let _timer = ctx.metrics.reconcile_duration.with_label_values(&["socaction"]).start_timer();
@@ -103,7 +106,8 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx
 /// their next event.
 fn wake_waiting(action: &SocAction, ctx: &Context) {
     let (name, hash) = (action.name_any(), socwarden_core::admission::signature::action_hash(&action.spec));
-    for r in ctx.stores.requests.state() {
+    let ours = |r: &socwarden_api::ActionRequest| ctx.owns(&r.namespace().unwrap_or_default(), &r.spec.agent);
+    for r in ctx.stores.requests.state().into_iter().filter(|r| ours(r)) {
         let s = r.status.as_ref();
         let waiting = s.and_then(|s| s.decision) == Some(socwarden_api::Decision::Pending);
         if r.spec.action == name && waiting && s.and_then(|s| s.action_hash.as_deref()) != Some(hash.as_str()) {
