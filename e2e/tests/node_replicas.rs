@@ -264,9 +264,11 @@ async fn on_the_node_killing_one_of_three_replicas_while_agents_are_issued_leave
     const SHARDS: usize = 9;
     let pods = install_n(&admin, 3, &["--set", "replicaCount=3", "--set", "leaderElection.shards=9"]).await?;
     let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
-    let spread = wait_for("the nine shards held by the three pods", T, || async {
+    // Settled: each shard with the pod the assignment every replica computes gives it (three each).
+    let assigned = soc_warden::shard::assignment(SHARDS, names.iter().map(String::as_str));
+    let spread = wait_for("the nine shards held by the three pods, three each", T, || async {
         let h = shard_holders(&admin, SHARDS).await?;
-        Ok((h.len() == SHARDS && h.values().all(|p| names.contains(p))).then_some(h))
+        Ok((0..SHARDS).all(|k| h.get(&k).map(String::as_str) == assigned[k]).then_some(h))
     })
     .await?;
     let ns = Namespaces::create(&admin, &["fleet", "scope"]).await?;

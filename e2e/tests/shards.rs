@@ -192,7 +192,9 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
     .await?;
     let took = stopped.elapsed();
     println!("{gone} stopped: shards {freed:?} held by the others {took:?} later");
-    assert!(took < Duration::from_secs(LEASE), "handed over in {took:?}: no faster than the lease running out");
+    // Freed, not run out: within half a lease (measured 0.9 s; a Lease left to run out takes the
+    // rest of the lease, up to 6 s, plus the attempt after it).
+    assert!(took < Duration::from_secs(LEASE / 2), "handed over in {took:?}: not freed as it stopped");
     let member = leases.get_opt(&soc_warden::shard::member_name(&gone)).await?;
     assert!(member.is_none(), "{gone}'s membership Lease removed: {member:?}");
     Ok(())

@@ -192,15 +192,17 @@ pub async fn try_hold(client: &Client, c: &Config, name: &str, wants: Wants<'_>)
 }
 
 /// Frees the lease `name` if this replica still holds it (a shard handed over, see `shard`): no
-/// holder, and the time it was freed.
-pub async fn release(client: &Client, c: &Config, name: &str) -> kube::Result<()> {
+/// holder, and the time it was freed — or, when this replica is leaving (`to_anyone`), a time long
+/// past, so that any replica takes it at once rather than waiting for a preferred one.
+pub async fn release(client: &Client, c: &Config, name: &str, to_anyone: bool) -> kube::Result<()> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
     let Some(mut lease) = api.get_opt(name).await? else { return Ok(()) };
     let Some(spec) = lease.spec.as_mut().filter(|s| s.holder_identity.as_deref() == Some(c.identity.as_str())) else {
         return Ok(());
     };
     spec.holder_identity = None;
-    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    let freed = if to_anyone { Timestamp::UNIX_EPOCH } else { Timestamp::now() };
+    spec.renew_time = Some(MicroTime(freed));
     match api.replace(name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
@@ -284,16 +286,17 @@ pub async fn keep(client: &Client, c: &Config, name: &str, fence: &Fence, stay: 
 /// This replica stops: it acts for no shard from now on, frees the Leases of those it held, and
 /// removes its membership Lease, so the others take its shards at once.
 pub async fn leave(client: &Client, c: &Config, shards: &crate::shard::Shards) {
-    let held = shards.held();
-    for k in &held {
-        shards.fence(*k).end();
+    for k in 0..shards.count() {
+        shards.fence(k).end();
     }
-    for k in held {
+    // Every Lease still naming this replica: also one being handed over, whose fence has ended.
+    let frees = (0..shards.count()).map(|k| async move {
         let name = crate::shard::lease_name(k, shards.count());
-        if let Err(e) = release(client, c, &name).await {
+        if let Err(e) = release(client, c, &name, true).await {
             tracing::warn!(error = %e, lease = %name, "could not free the lease");
         }
-    }
+    });
+    futures::future::join_all(frees).await;
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
     let _ = api.delete(&crate::shard::member_name(&c.identity), &Default::default()).await;
 }

@@ -464,7 +464,7 @@ async fn shard(
                 // Writes already under way land before the next holder may begin (the margin a
                 // takeover after expiry keeps, see `leader::Fence`).
                 tokio::time::sleep(cfg.duration / 3).await;
-                if let Err(e) = crate::leader::release(client, cfg, &name).await {
+                if let Err(e) = crate::leader::release(client, cfg, &name, false).await {
                     tracing::warn!(error = %e, shard = k, "could not free the shard's lease: it runs out instead");
                 }
             }

@@ -74,10 +74,11 @@ pub fn preferred<'a>(shard: usize, count: usize, members: impl IntoIterator<Item
 }
 
 /// Which member holds each of `count` shards: shard by shard, the member with the highest
-/// rendezvous weight for it among those holding fewer than their even share (`count / members`,
-/// rounded up). Every replica computes the same from the same members, whatever their order; no
-/// member holds more than its share (a plain rendezvous hash put 6 of 9 shards on one of three
-/// replicas); a member that comes or goes moves mostly the shards it wins or held. Pure.
+/// rendezvous weight for it among those below their even share (`count / members`, rounded up for
+/// some, down for the others). Every replica computes the same from the same members, whatever
+/// their order; each member holds its share exactly, so with at least as many shards as members
+/// every member holds some (a plain rendezvous hash put 6 of 9 shards on one of three replicas);
+/// a member that comes or goes moves mostly the shards it wins or held. Pure.
 pub fn assignment<'a>(count: usize, members: impl IntoIterator<Item = &'a str>) -> Vec<Option<&'a str>> {
     let mut members: Vec<&str> = members.into_iter().collect();
     members.sort_unstable();
@@ -85,16 +86,23 @@ pub fn assignment<'a>(count: usize, members: impl IntoIterator<Item = &'a str>) 
     if members.is_empty() {
         return vec![None; count];
     }
-    let share = count.div_ceil(members.len());
-    let mut load = vec![0usize; members.len()];
+    // Each member's share: `count / members`, and one more for the first `count % members` of
+    // them in an order of their own hash; the shares add up to `count`, so each fills exactly.
+    let m = members.len();
+    let mut by_rank: Vec<usize> = (0..m).collect();
+    by_rank.sort_by_key(|i| (std::cmp::Reverse(hash(&[members[*i].as_bytes(), b"share"])), *i));
+    let mut room = vec![count / m; m];
+    for i in by_rank.into_iter().take(count % m) {
+        room[i] += 1;
+    }
     (0..count)
         .map(|shard| {
             let k = shard.to_string();
-            let i = (0..members.len())
-                .filter(|i| load[*i] < share)
+            let i = (0..m)
+                .filter(|i| room[*i] > 0)
                 .max_by_key(|i| (hash(&[members[*i].as_bytes(), k.as_bytes()]), std::cmp::Reverse(*i)))
-                .expect("room: share × members ≥ count");
-            load[i] += 1;
+                .expect("room: the shares add up to the count");
+            room[i] -= 1;
             Some(members[i])
         })
         .collect()
@@ -263,12 +271,12 @@ mod tests {
 
     #[test]
     fn every_shard_has_one_member_none_more_than_its_share_whatever_the_order() {
-        for (members, count) in [(3, 9), (3, 3), (2, 1), (4, 9), (5, 256), (1, 7)] {
+        for (members, count) in [(3, 9), (3, 3), (2, 1), (4, 9), (4, 5), (7, 9), (5, 256), (1, 7)] {
             let names: Vec<String> = (0..members).map(|i| format!("soc-warden-7f9c-{i}")).collect();
             let a = assignment(count, names.iter().map(String::as_str));
             assert!(a.iter().all(Option::is_some), "{members} members, {count} shards: every shard held");
-            let share = count.div_ceil(members);
-            assert!(loads(&a).values().all(|n| *n <= share), "{members}/{count}: {:?}", loads(&a));
+            let (low, high) = (count / members, count.div_ceil(members));
+            assert!(loads(&a).values().all(|n| (low..=high).contains(n)), "{members}/{count}: {:?}", loads(&a));
             if count >= members {
                 assert_eq!(loads(&a).len(), members, "{members}/{count}: everyone holds some");
             }
