@@ -362,10 +362,11 @@ pub async fn members(client: &Client, c: &Config) -> kube::Result<Vec<crate::sha
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lease(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
+    /// A lease held by `holder`, renewed at second `renewed` for `duration` seconds.
+    pub(crate) fn lease(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
             renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),

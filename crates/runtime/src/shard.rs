@@ -239,7 +239,7 @@ impl Shards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use crate::leader::tests::lease;
     use std::collections::BTreeMap;
 
     #[test]
@@ -305,21 +305,12 @@ mod tests {
         assert_eq!(member_name("Pod-A"), "soc-warden-member-pod-a");
     }
 
-    fn held(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: Some(holder.into()),
-            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
-            lease_duration_seconds: Some(duration),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn a_shard_is_free_from_its_holders_expiry_or_from_when_it_was_freed() {
         let now = Timestamp::from_second(1000).unwrap();
-        assert_eq!(free_since(Some(&held("a", 995, 15)), now), None, "held");
-        assert_eq!(free_since(Some(&held("a", 980, 15)), now), Some(Timestamp::from_second(995).unwrap()));
-        let mut freed = held("a", 990, 15);
+        assert_eq!(free_since(Some(&lease("a", 995, 15)), now), None, "held");
+        assert_eq!(free_since(Some(&lease("a", 980, 15)), now), Some(Timestamp::from_second(995).unwrap()));
+        let mut freed = lease("a", 990, 15);
         freed.holder_identity = None;
         assert_eq!(free_since(Some(&freed), now), Some(Timestamp::from_second(990).unwrap()));
         assert_eq!(free_since(None, now), Some(Timestamp::UNIX_EPOCH), "never held");

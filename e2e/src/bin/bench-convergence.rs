@@ -393,28 +393,7 @@ async fn main() -> Result<()> {
     let cp1 = control_plane_cpu();
     let r1 = api_requests(&client).await;
     let op_cpu0 = cpu_secs(pid);
-    let start = Instant::now();
-    let watcher = {
-        let client = client.clone();
-        let label = label.clone();
-        tokio::spawn(async move {
-            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600.max(n as u64 / 5))).await
-        })
-    };
-    stream::iter(0..n)
-        .map(|i| {
-            let ns = home(&agent_nss.names, i);
-            let a = bench_agent(i, ns, &read, &run);
-            let api = Api::<SocAgent>::namespaced(client.clone(), ns);
-            async move { api.create(&PostParams::default(), &a).await }
-        })
-        .buffer_unordered(conc)
-        .try_collect::<Vec<_>>()
-        .await
-        .context("creating agents")?;
-    let applied = start.elapsed();
-    watcher.await??;
-    let converged = start.elapsed();
+    let (applied, converged) = converge(&client, &agent_nss.names, &read, &run, n, conc).await?;
     let op_cpu = cpu_secs(pid) - op_cpu0;
     let peak = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let cp2 = control_plane_cpu();
@@ -465,16 +444,7 @@ async fn main() -> Result<()> {
         "/metrics at {n} agents: {:.1} KiB, {per_agent} per-agent series  (target < 1 MiB at 10000)",
         m.len() as f64 / 1024.0
     );
-    // Delete the agents while the operator runs, so their finalizers are released.
-    let lp = ListParams::default().labels(&label);
-    for ns in &agent_nss.names {
-        Api::<SocAgent>::namespaced(client.clone(), ns).delete_collection(&Default::default(), &lp).await?;
-    }
-    let all: Api<SocAgent> = Api::all(client.clone());
-    wait_for("bench agents deleted", Duration::from_secs(300.max(n as u64 / 20)), || async {
-        Ok(all.list(&lp).await?.items.is_empty().then_some(()))
-    })
-    .await?;
+    delete_agents(&client, &agent_nss.names, &label, n).await?;
     drop(op);
     let replicas = arg("--replicas", 1);
     if replicas > 1 {
@@ -568,26 +538,7 @@ async fn sharded(
     let idle: Vec<f64> = pids.iter().map(|p| rss_mib(*p).unwrap_or(0.0)).collect();
     let run = unique("bench");
     let label = format!("bench-run={run}");
-    let start = Instant::now();
-    let watcher = {
-        let (client, label) = (client.clone(), label.clone());
-        tokio::spawn(async move {
-            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600.max(n as u64 / 5))).await
-        })
-    };
-    stream::iter(0..n)
-        .map(|i| {
-            let ns = home(nss, i);
-            let a = bench_agent(i, ns, read, &run);
-            let api = Api::<SocAgent>::namespaced(client.clone(), ns);
-            async move { api.create(&PostParams::default(), &a).await }
-        })
-        .buffer_unordered(conc)
-        .try_collect::<Vec<_>>()
-        .await
-        .context("creating agents")?;
-    watcher.await??;
-    let converged = start.elapsed();
+    let (_, converged) = converge(client, nss, read, &run, n, conc).await?;
     let peaks: Vec<f64> = pids.iter().map(|p| peak_rss_mib(*p).unwrap_or(f64::NAN)).collect();
     let worst = peaks.iter().copied().fold(0.0, f64::max);
     println!(
@@ -602,7 +553,46 @@ async fn sharded(
          ({one_rss:.1} MiB): {:.2}  (target <= 0.45)",
         worst / one_rss
     );
-    let lp = ListParams::default().labels(&label);
+    delete_agents(client, nss, &label, n).await
+}
+
+/// Creates the `n` agents of run `run` over `nss` at concurrency `conc` and waits until every one
+/// is Ready: the time until they were all applied, and until all were Ready, from the first create.
+async fn converge(
+    client: &Client,
+    nss: &[String],
+    read: &str,
+    run: &str,
+    n: usize,
+    conc: usize,
+) -> Result<(Duration, Duration)> {
+    let start = Instant::now();
+    let watcher = {
+        let (client, label) = (client.clone(), format!("bench-run={run}"));
+        tokio::spawn(async move {
+            wait_all_agents(&client, &label, n, ready, Duration::from_secs(600.max(n as u64 / 5))).await
+        })
+    };
+    stream::iter(0..n)
+        .map(|i| {
+            let ns = home(nss, i);
+            let a = bench_agent(i, ns, read, run);
+            let api = Api::<SocAgent>::namespaced(client.clone(), ns);
+            async move { api.create(&PostParams::default(), &a).await }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating agents")?;
+    let applied = start.elapsed();
+    watcher.await??;
+    Ok((applied, start.elapsed()))
+}
+
+/// Deletes the agents labelled `label` while an operator runs (so their finalizers are released)
+/// and waits until they are gone.
+async fn delete_agents(client: &Client, nss: &[String], label: &str, n: usize) -> Result<()> {
+    let lp = ListParams::default().labels(label);
     for ns in nss {
         Api::<SocAgent>::namespaced(client.clone(), ns).delete_collection(&Default::default(), &lp).await?;
     }
@@ -610,6 +600,5 @@ async fn sharded(
     wait_for("bench agents deleted", Duration::from_secs(300.max(n as u64 / 20)), || async {
         Ok(all.list(&lp).await?.items.is_empty().then_some(()))
     })
-    .await?;
-    Ok(())
+    .await
 }
