@@ -177,19 +177,6 @@ pub async fn leader_among(admin: &Client, pods: &BTreeSet<String>) -> Result<Str
     .await
 }
 
-/// The holders of the Leases of `count` shards, by shard (a shard nobody holds is absent).
-pub async fn shard_holders(admin: &Client, count: usize) -> Result<std::collections::BTreeMap<usize, String>> {
-    let api = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE);
-    let mut out = std::collections::BTreeMap::new();
-    for k in 0..count {
-        let lease = api.get_opt(&soc_warden::shard::lease_name(k, count)).await?;
-        if let Some(h) = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity).filter(|h| !h.is_empty()) {
-            out.insert(k, h);
-        }
-    }
-    Ok(out)
-}
-
 pub async fn leader(admin: &Client) -> Result<String> {
     let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(soc_warden::leader::LEASE).await?;
     lease.spec.and_then(|s| s.holder_identity).ok_or_else(|| anyhow!("the lease has no holder"))

@@ -19,6 +19,19 @@ use std::time::Duration;
 /// Where the operator under test keeps its Secrets.
 pub const OPERATOR_NAMESPACE: &str = "soc-warden-system";
 
+/// The holders of the Leases of `count` shards, by shard (a shard nobody holds is absent).
+pub async fn shard_holders(admin: &kube::Client, count: usize) -> Result<std::collections::BTreeMap<usize, String>> {
+    let api = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    let mut out = std::collections::BTreeMap::new();
+    for k in 0..count {
+        let lease = api.get_opt(&soc_warden::shard::lease_name(k, count)).await?;
+        if let Some(h) = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity).filter(|h| !h.is_empty()) {
+            out.insert(k, h);
+        }
+    }
+    Ok(out)
+}
+
 /// The `warden` binary built by `cargo build` (or `WARDEN_BIN`).
 pub fn warden_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WARDEN_BIN") {

@@ -18,19 +18,6 @@ const T: Duration = Duration::from_secs(40);
 const LEASE: u64 = 6;
 const SHARDS: usize = 3;
 
-/// The holders of the shards' Leases, by shard.
-async fn holders(admin: &Client) -> Result<BTreeMap<usize, String>> {
-    let api = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE);
-    let mut out = BTreeMap::new();
-    for k in 0..SHARDS {
-        let holder = api.get_opt(&lease_name(k, SHARDS)).await?.and_then(|l| l.spec).and_then(|s| s.holder_identity);
-        if let Some(h) = holder.filter(|h| !h.is_empty()) {
-            out.insert(k, h);
-        }
-    }
-    Ok(out)
-}
-
 /// A name in `namespace` whose agent falls in `shard`.
 fn agent_in(namespace: &str, prefix: &str, shard: usize) -> String {
     (0..).map(|i| format!("{prefix}-{i}")).find(|n| shard_of(namespace, n, SHARDS) == shard).expect("a name")
@@ -108,7 +95,7 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
     assert_eq!(wanted.values().collect::<std::collections::BTreeSet<_>>().len(), 3, "{wanted:?}");
     let started = Instant::now();
     wait_for("each shard held by its preferred replica", T, || async {
-        Ok((holders(&admin).await? == wanted).then_some(()))
+        Ok((shard_holders(&admin, SHARDS).await? == wanted).then_some(()))
     })
     .await?;
     println!("three shards over three replicas {:?} after the last start: {wanted:?}", started.elapsed());
@@ -153,7 +140,7 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
     let killed = Instant::now();
     let lost: Vec<usize> = wanted.iter().filter(|(_, h)| **h == dead).map(|(k, _)| *k).collect();
     let after = wait_for("the dead replica's shards held again", T, || async {
-        let now = holders(&admin).await?;
+        let now = shard_holders(&admin, SHARDS).await?;
         Ok(lost.iter().all(|k| now.get(k).is_some_and(|h| *h != dead)).then(|| now.clone()))
     })
     .await?;
@@ -177,7 +164,7 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
 
     // A replica stopped (SIGTERM, as a rollout stops a pod) frees its shards as it goes: the
     // others hold them well within a lease, and its membership Lease is gone.
-    let now = holders(&admin).await?;
+    let now = shard_holders(&admin, SHARDS).await?;
     let holding = |i: usize| now.values().any(|h| *h == names[i]);
     let leaving = (0..3).filter(|i| *i != holder && holding(*i)).min_by_key(|i| *i == 2).expect("a live holder");
     let gone = names[leaving].clone();
@@ -186,7 +173,7 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
     replicas[leaving].signal("TERM")?;
     let stopped = Instant::now();
     wait_for(&format!("{gone}'s shards {freed:?} held by the others"), T, || async {
-        let h = holders(&admin).await?;
+        let h = shard_holders(&admin, SHARDS).await?;
         Ok(freed.iter().all(|k| h.get(k).is_some_and(|p| *p != gone)).then_some(()))
     })
     .await?;

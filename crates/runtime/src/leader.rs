@@ -76,13 +76,23 @@ pub struct Config {
     pub peer_url: Option<String>,
 }
 
-/// Whether `identity` may take or keep the lease now. Pure.
+/// Whether `identity` may take or keep the lease now: it holds it, or nobody does. Pure.
 pub fn may_hold(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> bool {
-    let Some(s) = spec else { return true };
+    spec.and_then(|s| s.holder_identity.as_deref()) == Some(identity) || free_since(spec, now).is_some()
+}
+
+/// Since when nobody holds the lease of `spec`: its holder's lease ran out, or it was freed (a
+/// freed Lease has no holder; its renew time is when it was freed, see `release`). None: it is
+/// held. Pure.
+pub fn free_since(spec: Option<&LeaseSpec>, now: Timestamp) -> Option<Timestamp> {
+    let Some(s) = spec else { return Some(Timestamp::UNIX_EPOCH) };
     match s.holder_identity.as_deref() {
-        None | Some("") => true,
-        Some(h) if h == identity => true,
-        Some(_) => expires_at(s).is_none_or(|e| now > e),
+        None | Some("") => Some(s.renew_time.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0)),
+        Some(_) => match expires_at(s) {
+            Some(e) if now > e => Some(e),
+            Some(_) => None,
+            None => Some(Timestamp::UNIX_EPOCH),
+        },
     }
 }
 
@@ -177,7 +187,7 @@ pub async fn try_hold(client: &Client, c: &Config, name: &str, wants: Wants<'_>)
         Some(mut lease) => {
             let mine = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(c.identity.as_str());
             if !may_hold(lease.spec.as_ref(), &c.identity, now) || (!mine && !wants(lease.spec.as_ref(), now)) {
-                let peer = peer_of(&lease).filter(|_| !mine);
+                let peer = peer_of(&lease);
                 return Ok(Hold::Busy { expires: lease.spec.as_ref().and_then(expires_at), peer });
             }
             lease.spec = Some(spec(c, lease.spec.as_ref(), now));
@@ -362,11 +372,11 @@ pub async fn members(client: &Client, c: &Config) -> kube::Result<Vec<crate::sha
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// A lease held by `holder`, renewed at second `renewed` for `duration` seconds.
-    pub(crate) fn lease(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
+    fn lease(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
             renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
@@ -403,6 +413,17 @@ pub(crate) mod tests {
         assert!(!may_hold(Some(&lease("b", 990, 15)), "a", now), "another's live lease");
         assert!(may_hold(Some(&lease("b", 980, 15)), "a", now), "another's expired lease");
         assert!(may_hold(Some(&LeaseSpec::default()), "a", now), "released");
+    }
+
+    #[test]
+    fn a_lease_is_free_from_its_holders_expiry_or_from_when_it_was_freed() {
+        let now = Timestamp::from_second(1000).unwrap();
+        assert_eq!(free_since(Some(&lease("a", 995, 15)), now), None, "held");
+        assert_eq!(free_since(Some(&lease("a", 980, 15)), now), Some(Timestamp::from_second(995).unwrap()));
+        let mut freed = lease("a", 990, 15);
+        freed.holder_identity = None;
+        assert_eq!(free_since(Some(&freed), now), Some(Timestamp::from_second(990).unwrap()));
+        assert_eq!(free_since(None, now), Some(Timestamp::UNIX_EPOCH), "never held");
     }
 
     #[test]

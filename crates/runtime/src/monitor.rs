@@ -465,10 +465,14 @@ mod tests {
         Timestamp::from_second(1_767_225_600 + s).unwrap()
     }
 
+    /// A monitor of the one replica, which holds every agent's shard.
+    fn leading() -> (Monitor, Wakes) {
+        Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()))
+    }
+
     #[test]
     fn contains_once_persists_the_baseline_and_ignores_a_paused_agent() {
-        let (m, wakes) =
-            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, wakes) = leading();
         let mut rx = wakes.reconcile;
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
@@ -507,8 +511,7 @@ mod tests {
 
     #[test]
     fn writes_the_sink_had_no_room_to_judge_contain_their_agent_at_once() {
-        let (m, wakes) =
-            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, wakes) = leading();
         let mut contain = wakes.contain;
         let key = ("agents".to_string(), "bot".to_string());
         let spec = BaselineSpec { learning_period: "24h".into(), ..Default::default() };
@@ -534,8 +537,7 @@ mod tests {
 
     #[test]
     fn an_unrecorded_write_contains_naming_the_token_that_made_it() {
-        let (m, _wakes) =
-            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, _wakes) = leading();
         let key = ("agents".to_string(), "bot".to_string());
         m.configure(&key, &BaselineSpec { learning_period: "24h".into(), ..Default::default() }, false, None);
         let id = CredentialId::parse("JTI=0f8fad5b-d9cb-469f-a165-70867728950e");
@@ -559,8 +561,7 @@ mod tests {
 
     #[test]
     fn statistics_name_the_tokens_of_the_calls_judged() {
-        let (m, _wakes) =
-            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, _wakes) = leading();
         let key = ("agents".to_string(), "bot".to_string());
         let spec =
             BaselineSpec { learning_period: "100s".into(), sensitivity: Sensitivity::Medium, on_drift: OnDrift::Pause };
@@ -592,8 +593,7 @@ mod tests {
 
     #[test]
     fn a_restart_keeps_the_learned_baseline() {
-        let (m, _wakes) =
-            Monitor::new(crate::metrics::Metrics::new(), std::sync::Arc::new(crate::shard::Shards::single()));
+        let (m, _wakes) = leading();
         let key = ("agents".to_string(), "bot".to_string());
         let mut counts = drift::Baseline { seconds: 100.0, ..Default::default() };
         counts.api.insert("list pods".into(), 20);

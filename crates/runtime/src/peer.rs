@@ -17,9 +17,9 @@
 //!   or no longer holds it): the sender tries again until `Peers::patience` (the lease plus 2 s:
 //!   long enough for a successor to take over and publish its URL); if this replica takes the shard
 //!   meanwhile, it judges them itself (it judged them already, as any replica does, so its own
-//!   trigger acts once it holds the shard). A body holds the calls of one shard.
-//!   Past that, the audit sink answers 503, so the API server sends the batch again, and the calls
-//!   are counted (`socwarden_peer_forwards_total{result="failed"}`).
+//!   trigger acts once it holds the shard). Past that, the audit sink answers 503, so the API
+//!   server sends the batch again, and the calls are counted
+//!   (`socwarden_peer_forwards_total{result="failed"}`). A body holds the calls of one shard.
 
 use crate::context::Context;
 use hyper::StatusCode;

@@ -440,7 +440,8 @@ async fn shard(
         warned.store(false, std::sync::atomic::Ordering::Relaxed);
         count == 1
             || ctx.shards.prefers(k, &cfg.identity, now)
-            || crate::shard::free_since(spec, now).is_some_and(|t| t.checked_add(grace).is_ok_and(|after| now >= after))
+            || crate::leader::free_since(spec, now)
+                .is_some_and(|t| t.checked_add(grace).is_ok_and(|after| now >= after))
     };
     // With one shard nobody hands it over: whoever holds it keeps it.
     let stay = || count == 1 || ctx.shards.prefers(k, &cfg.identity, jiff::Timestamp::now());

@@ -21,7 +21,7 @@
 
 use crate::leader::Fence;
 use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -115,20 +115,6 @@ pub fn orphan_grace(lease: Duration) -> Duration {
     (lease / 5).min(Duration::from_secs(1))
 }
 
-/// Since when nobody holds the shard of `spec`: its holder's lease ran out, or it was freed (a
-/// freed Lease has no holder; its renew time is when it was freed). None: it is held. Pure.
-pub fn free_since(spec: Option<&LeaseSpec>, now: Timestamp) -> Option<Timestamp> {
-    let Some(s) = spec else { return Some(Timestamp::UNIX_EPOCH) };
-    match s.holder_identity.as_deref() {
-        None | Some("") => Some(s.renew_time.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0)),
-        Some(_) => match crate::leader::expires_at(s) {
-            Some(e) if now > e => Some(e),
-            Some(_) => None,
-            None => Some(Timestamp::UNIX_EPOCH),
-        },
-    }
-}
-
 /// A member as its Lease shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
@@ -196,11 +182,6 @@ impl Shards {
         self.fences.get(shard).is_some_and(|f| f.holds())
     }
 
-    /// The shards this replica holds now.
-    pub fn held(&self) -> Vec<usize> {
-        (0..self.count()).filter(|s| self.holds(*s)).collect()
-    }
-
     /// The holder of `shard` says where its peer endpoint is (None: it says nothing, or this
     /// replica holds it).
     pub fn set_holder(&self, shard: usize, url: Option<String>) {
@@ -239,7 +220,6 @@ impl Shards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leader::tests::lease;
     use std::collections::BTreeMap;
 
     #[test]
@@ -306,14 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_is_free_from_its_holders_expiry_or_from_when_it_was_freed() {
-        let now = Timestamp::from_second(1000).unwrap();
-        assert_eq!(free_since(Some(&lease("a", 995, 15)), now), None, "held");
-        assert_eq!(free_since(Some(&lease("a", 980, 15)), now), Some(Timestamp::from_second(995).unwrap()));
-        let mut freed = lease("a", 990, 15);
-        freed.holder_identity = None;
-        assert_eq!(free_since(Some(&freed), now), Some(Timestamp::from_second(990).unwrap()));
-        assert_eq!(free_since(None, now), Some(Timestamp::UNIX_EPOCH), "never held");
+    fn a_free_shard_waits_a_fifth_of_the_lease_at_most_a_second() {
         assert_eq!(orphan_grace(Duration::from_secs(15)), Duration::from_secs(1));
         assert_eq!(orphan_grace(Duration::from_secs(2)), Duration::from_millis(400));
     }

@@ -512,17 +512,12 @@ async fn sharded(
     }
     let names: Vec<String> = (0..replicas).map(|r| format!("bench-{r}")).collect();
     let held = wait_for("every shard held", Duration::from_secs(120), || async {
+        let holders = shard_holders(client, shards).await?;
+        if holders.len() < shards || !holders.values().all(|h| names.contains(h)) {
+            return Ok(None);
+        }
         let mut per = std::collections::BTreeMap::<String, usize>::new();
-        for k in 0..shards {
-            let Some(h) = leases
-                .get_opt(&soc_warden::shard::lease_name(k, shards))
-                .await?
-                .and_then(|l| l.spec)
-                .and_then(|s| s.holder_identity)
-                .filter(|h| names.contains(h))
-            else {
-                return Ok(None);
-            };
+        for h in holders.into_values() {
             *per.entry(h).or_default() += 1;
         }
         // Settled: each replica with its share (the assignment every replica computes).
