@@ -147,16 +147,24 @@ async fn three_replicas_share_the_agents_by_shard_and_a_dead_replicas_shards_are
     let took = killed.elapsed();
     println!("shards {lost:?} of {dead} held again {took:?} after the kill (lease {LEASE} s): {after:?}");
     assert!(took <= Duration::from_secs(LEASE + 2), "taken over {took:?} after the kill: more than the lease + 2 s");
-    for k in 0..SHARDS {
-        assert!(after.get(&k).is_some_and(|h| *h != dead), "shard {k} held by a live replica: {after:?}");
-    }
 
     // The new holder serves the shard: a new agent in it is issued its token, and its unrecorded
     // write (reaching the audit replica) contains at the first one.
     let newcomer = agent_in(&home, "late", k);
     let bot = ready_agent(&scene, &newcomer, &delete).await?;
     contained_at_the_first(&scene, &newcomer, &bot, "second").await?;
-    // The agents of the other shards were never handed anywhere: still Ready.
+    // Meanwhile the two left settle on their own assignment (not the one over three: a shard may
+    // move between them, unheld for a third of a lease while it is handed over).
+    let live: Vec<&str> = names.iter().filter(|n| **n != dead).map(String::as_str).collect();
+    let two: BTreeMap<usize, String> =
+        (0..SHARDS).map(|k| (k, preferred(k, SHARDS, live.iter().copied()).unwrap().to_string())).collect();
+    wait_for("each shard held by its preferred live replica", T, || async {
+        Ok((shard_holders(&admin, SHARDS).await? == two).then_some(()))
+    })
+    .await?;
+    println!("each shard held by its preferred live replica {:?} after the kill: {two:?}", killed.elapsed());
+
+    // The agents of the other shards stayed Ready, also one whose shard moved between the two.
     for (j, a) in agents.iter().enumerate().filter(|(j, _)| *j != k) {
         let got = Api::<SocAgent>::namespaced(admin.clone(), &home).get(a).await?;
         assert!(ready(&got), "{a} (shard {j}) still Ready: {:?}", got.status);

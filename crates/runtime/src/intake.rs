@@ -306,7 +306,15 @@ pub async fn relay(ctx: &Context, calls: Vec<Call>) -> Result<(), String> {
     }
     let counted = &ctx.metrics.peer_forwards;
     let sent = by_shard.into_iter().map(|(shard, calls)| async move {
-        match peers.forward(&calls, || ctx.shards.holder(shard), || ctx.shards.holds(shard)).await {
+        let locate = || async move {
+            let lease = crate::shard::lease_name(shard, ctx.shards.count());
+            let url = crate::leader::holder(&ctx.client, &ctx.namespace, &lease).await;
+            if !ctx.shards.holds(shard) {
+                ctx.shards.set_holder(shard, url.clone());
+            }
+            url
+        };
+        match peers.forward(&calls, || ctx.shards.holder(shard), locate, || ctx.shards.holds(shard)).await {
             Ok(true) => {
                 counted.with_label_values(&["forwarded"]).inc_by(calls.len() as u64);
                 Ok(())

@@ -180,7 +180,7 @@ pub async fn try_hold(client: &Client, c: &Config, name: &str, wants: Wants<'_>)
             };
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Hold::Held),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None, peer: None }),
+                Err(kube::Error::Api(e)) if e.code == 409 => lost_race(&api, name).await,
                 Err(e) => Err(e),
             }
         }
@@ -194,11 +194,26 @@ pub async fn try_hold(client: &Client, c: &Config, name: &str, wants: Wants<'_>)
             lease.metadata = annotate(c, lease.metadata);
             match api.replace(name, &PostParams::default(), &lease).await {
                 Ok(_) => Ok(Hold::Held),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Busy { expires: None, peer: None }),
+                Err(kube::Error::Api(e)) if e.code == 409 => lost_race(&api, name).await,
                 Err(e) => Err(e),
             }
         }
     }
+}
+
+/// Where the holder of the lease `name` serves its peer endpoint, as the Lease says now: None
+/// when nobody holds it (or it cannot be read).
+pub async fn holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), namespace).get_opt(name).await.ok()??;
+    free_since(lease.spec.as_ref(), Timestamp::now()).is_none().then(|| peer_of(&lease)).flatten()
+}
+
+/// Another replica took the lease `name` first: who, as the Lease says now (the standby then knows
+/// the new holder's peer endpoint at once, and when its lease runs out).
+async fn lost_race(api: &Api<Lease>, name: &str) -> kube::Result<Hold> {
+    let lease = api.get_opt(name).await?;
+    let spec = lease.as_ref().and_then(|l| l.spec.as_ref());
+    Ok(Hold::Busy { expires: spec.and_then(expires_at), peer: lease.as_ref().and_then(peer_of) })
 }
 
 /// Frees the lease `name` if this replica still holds it (a shard handed over, see `shard`): no

@@ -8,7 +8,8 @@
 //! they reached.
 //!
 //! - **Where a holder is**: a shard's holder writes its peer URL on the shard's Lease
-//!   (`socwarden.io/peer-url`); the other replicas read it at each attempt on the Lease.
+//!   (`socwarden.io/peer-url`); the other replicas read it at each attempt on the Lease, and
+//!   again at once when a send fails (the shard changed hands).
 //! - **Who may send**: the endpoint is TLS with the operator's shared serving certificate (the
 //!   sender verifies it against the shared CA), and every body is signed with a key derived from
 //!   the shared signing key (the Secret only the operator reads) over its time and content: a pod
@@ -81,31 +82,45 @@ impl Peers {
     }
 
     /// Sends `calls` (of one shard) to the shard's holder, where `holder()` says it is, trying
-    /// again until `patience` has passed or `mine()` says this replica holds the shard now.
+    /// again until `patience` has passed or `mine()` says this replica holds the shard now. After
+    /// a failed attempt the holder is looked up afresh (`locate`, on the shard's Lease): a shard
+    /// that changed hands is reached as soon as its new holder took it, not at this replica's next
+    /// attempt on the Lease (up to a fifth of a lease later: calls relayed meanwhile would pile up
+    /// and reach the holder together, out of order).
     /// Ok(true): the holder took them; Ok(false): this replica holds the shard.
-    pub async fn forward(
+    pub async fn forward<L: std::future::Future<Output = Option<String>>>(
         &self,
         calls: &[Call],
         holder: impl Fn() -> Option<String>,
+        locate: impl Fn() -> L,
         mine: impl Fn() -> bool,
     ) -> Result<bool, String> {
         let deadline = Instant::now() + self.patience;
         let mut last = "no holder known".to_string();
+        let mut url = holder();
         loop {
             if mine() {
                 return Ok(false);
             }
-            if let Some(url) = holder() {
-                let body = self.seal(calls, jiff::Timestamp::now().as_millisecond());
-                match self.post(&url, body).await {
+            let failed = match url {
+                Some(u) => match self.post(&u, self.seal(calls, jiff::Timestamp::now().as_millisecond())).await {
                     Ok(()) => return Ok(true),
-                    Err(e) => last = e,
-                }
-            }
+                    Err(e) => {
+                        last = e;
+                        Some(u)
+                    }
+                },
+                None => None,
+            };
             if Instant::now() >= deadline {
                 return Err(last);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            url = locate().await;
+            // The same holder again (it is handing the shard over, or it is gone and its Lease has
+            // not run out yet), or none yet: a moment before the next attempt.
+            if url.is_none() || url == failed {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 
