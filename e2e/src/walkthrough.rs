@@ -1,6 +1,6 @@
-//! The README's walk through the examples, run as a user would type it: by `readme.rs` against
+//! The walk through the examples (docs/getting-started/walkthrough.md), run as a user would type it: by `readme.rs` against
 //! the operator `e2e/up` runs as a local process, and by `node.rs` against the chart's pods that
-//! `e2e/up --node` installs. Every command the README shows is one of these or is checked there.
+//! `e2e/up --node` installs. Every command the documentation shows is one of these or is checked there.
 
 use crate::*;
 use anyhow::{Result, bail};
@@ -14,23 +14,44 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-/// The shell commands of the README's ```sh blocks, without comments.
-pub fn readme_commands() -> Result<BTreeSet<String>> {
-    let text = std::fs::read_to_string(repo().join("README.md"))?;
-    let mut out = BTreeSet::new();
-    let mut in_sh = false;
-    for line in text.lines() {
-        match line.trim() {
-            "```sh" => in_sh = true,
-            "```" => in_sh = false,
-            l if in_sh => {
-                // A comment line is no command.
-                let command = l.split('#').next().unwrap_or("").trim();
-                if !command.is_empty() {
-                    out.insert(command.to_string());
-                }
+/// The documentation a user reads: the README, ARCHITECTURE.md, CONTRIBUTING.md and `docs/`.
+pub fn doc_files() -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = ["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md"].map(|f| repo().join(f)).to_vec();
+    let mut dirs = vec![repo().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
             }
-            _ => {}
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The shell commands of the documentation's ```sh blocks (every file of `doc_files`), without
+/// comments.
+pub fn readme_commands() -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for file in doc_files()? {
+        let text = std::fs::read_to_string(&file)?;
+        let mut in_sh = false;
+        for line in text.lines() {
+            match line.trim() {
+                "```sh" => in_sh = true,
+                "```" => in_sh = false,
+                l if in_sh => {
+                    // A comment line is no command.
+                    let command = l.split('#').next().unwrap_or("").trim();
+                    if !command.is_empty() {
+                        out.insert(command.to_string());
+                    }
+                }
+                _ => {}
+            }
         }
     }
     Ok(out)

@@ -558,10 +558,10 @@ async fn on_the_node_helm_test_passes_fails_without_the_operator_and_rollback_re
     Ok(())
 }
 
-/// The commands of the README's "Uninstall and clean up", as written there.
+/// The commands of the Helm page's "Uninstall and clean up", as written there.
 fn readme_cleanup() -> Result<String> {
-    let readme = std::fs::read_to_string(repo().join("README.md"))?;
-    let section = readme.split_once("### Uninstall and clean up").ok_or_else(|| anyhow!("no cleanup section"))?.1;
+    let readme = std::fs::read_to_string(repo().join("docs/getting-started/helm.md"))?;
+    let section = readme.split_once("## Uninstall and clean up").ok_or_else(|| anyhow!("no cleanup section"))?.1;
     let block = section.split_once("```sh\n").ok_or_else(|| anyhow!("no commands in the cleanup section"))?.1;
     Ok(block.split_once("```").ok_or_else(|| anyhow!("an unclosed block"))?.0.to_string())
 }

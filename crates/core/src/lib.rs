@@ -59,5 +59,6 @@ pub mod execution;
 pub mod mcp;
 pub mod notify;
 pub mod outbox;
+pub mod reference;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -44,35 +44,49 @@ enum Command {
     /// Without --seen it shows what would run and its content hash, and approves nothing; with
     /// --seen it approves exactly that content (refused if the action changed since).
     Approve {
+        /// The ActionRequest's name.
         request: String,
         /// The content hash you reviewed (printed by `pending` and by `approve` without it).
         #[arg(long)]
         seen: Option<String>,
+        /// Kept with the Approval (why you decided so).
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Deny an ActionRequest: one deny decides.
     Deny {
+        /// The ActionRequest's name.
         request: String,
+        /// Kept with the Approval (why you decided so).
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Pause an agent at once (sets spec.paused): credentials revoked, workload scaled to zero.
-    Pause { agent: String },
+    Pause {
+        /// The SocAgent's name.
+        agent: String,
+    },
     /// Resume an agent: lifts a manual pause, or approves lifting a drift pause.
     Resume {
+        /// The SocAgent's name.
         agent: String,
+        /// Kept with the Approval (why you decided so).
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Approve the promotion of an agent to the next tier (the tier itself is raised in Git).
     Promote {
+        /// The SocAgent's name.
         agent: String,
+        /// Kept with the Approval (why you decided so).
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Say in plain words why an agent is paused, what its promotion waits for, what it may do.
-    Explain { agent: String },
+    Explain {
+        /// The SocAgent's name.
+        agent: String,
+    },
     /// Who you are, as the API server authenticates you (the name approvals are stamped with),
     /// and the agents you approve for.
     Whoami {
@@ -541,5 +555,27 @@ mod tests {
         };
         let text = whoami_text(&ci, Ok(&[]), Some("ci"));
         assert!(text.contains("\ntoken: JTI=0f8fad5b-d9cb-469f-a165-70867728950e\n"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod reference {
+    /// The commands section of `docs/reference/kubectl-warden.md`, from the command line itself.
+    #[test]
+    fn the_commands_reference_is_generated_from_the_command_line() {
+        use clap::CommandFactory;
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut page = String::new();
+        for cmd in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+            let positional: Vec<String> =
+                cmd.get_positionals().map(|a| format!("<{}>", a.get_id().as_str().to_uppercase())).collect();
+            let about = cmd.get_long_about().or(cmd.get_about()).map(|a| a.to_string()).unwrap_or_default();
+            let usage = format!("kubectl warden {} {}", cmd.get_name(), positional.join(" "));
+            page.push_str(&format!("\n### `{}`\n\n{about}\n\n", usage.trim_end()));
+            page.push_str(&socwarden_core::reference::flags(cmd));
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        socwarden_core::reference::check(&root, "docs/reference/kubectl-warden.md", "commands", &page);
     }
 }

@@ -44,6 +44,7 @@ pub mod notify;
 pub mod peer;
 pub mod probe;
 pub mod records;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod server;

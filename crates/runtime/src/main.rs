@@ -375,3 +375,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_flags_reference_is_generated_from_the_command_line() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let run = cli.find_subcommand("run").expect("a run command");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let flags = socwarden_core::reference::flags(run);
+        socwarden_core::reference::check(&root, "docs/reference/warden-run.md", "flags", &flags);
+    }
+}

@@ -51,7 +51,7 @@ const STATE_TTL: Duration = Duration::from_secs(48 * 3600);
 /// The largest MCP request body.
 const MAX_BODY: usize = 1 << 20;
 /// How long a token the API server confirmed is trusted without asking again — the API server's
-/// own token cache holds a recently used token as long (README, "Security model"). A pause is
+/// own token cache holds a recently used token as long (docs/operations/security.md). A pause is
 /// still seen at once: the agent's state is read from the cache on every call.
 const REVIEW_TTL: Duration = Duration::from_secs(10);
 /// The most confirmed tokens remembered (beyond it, expired ones are dropped, then all).

@@ -72,6 +72,40 @@ pub struct Metrics {
     pub mcp_call_seconds: HistogramVec,
     /// Notices to Notifier sinks, by notifier and outcome (see `notify`).
     pub notifications: IntCounterVec,
+    /// Every family registered, also those without a series yet (the reference lists them).
+    pub catalog: std::sync::Arc<Vec<Series>>,
+}
+
+/// A family of series, as `docs/reference/metrics.md` lists it.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Without the registry's prefix (`socwarden_`).
+    pub name: String,
+    pub kind: &'static str,
+    pub labels: Vec<String>,
+    pub help: String,
+}
+
+/// The families a collector registers, with their label names.
+fn series(c: &dyn prometheus::core::Collector) -> Vec<Series> {
+    use prometheus::proto::MetricType;
+    let labels = c.desc().into_iter().map(|d| d.variable_labels.clone());
+    c.collect()
+        .into_iter()
+        .zip(labels)
+        .map(|(family, labels)| Series {
+            name: family.name().to_string(),
+            kind: match family.get_field_type() {
+                MetricType::COUNTER => "counter",
+                MetricType::GAUGE => "gauge",
+                MetricType::HISTOGRAM => "histogram",
+                MetricType::SUMMARY => "summary",
+                MetricType::UNTYPED => "untyped",
+            },
+            labels,
+            help: family.help().to_string(),
+        })
+        .collect()
 }
 
 impl Default for Metrics {
@@ -83,6 +117,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("socwarden".into()), None).expect("valid prefix");
+        let mut catalog = Vec::new();
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new("reconcile_duration_seconds", "Time spent in one reconcile")
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
@@ -249,6 +284,7 @@ impl Metrics {
             Box::new(mcp_call_seconds.clone()),
             Box::new(notifications.clone()),
         ] {
+            catalog.extend(series(c.as_ref()));
             registry.register(c).expect("unique metric");
         }
         for c in [
@@ -262,6 +298,7 @@ impl Metrics {
             Box::new(leadership_lost.clone()),
             Box::new(api_reachable.clone()),
         ] {
+            catalog.extend(series(c.as_ref()));
             registry.register(c).expect("unique metric");
         }
         for c in [
@@ -273,6 +310,7 @@ impl Metrics {
             Box::new(webhook_duration.clone()),
             Box::new(promotions.clone()),
         ] {
+            catalog.extend(series(c.as_ref()));
             registry.register(c).expect("unique metric");
         }
         for c in [
@@ -287,10 +325,12 @@ impl Metrics {
             Box::new(kill_switch.clone()),
             Box::new(malformed_objects.clone()),
         ] {
+            catalog.extend(series(c.as_ref()));
             registry.register(c).expect("unique metric");
         }
         Self {
             per_agent: PerAgent::default(),
+            catalog: std::sync::Arc::new(catalog),
             registry,
             reconcile_duration,
             reconcile_errors,

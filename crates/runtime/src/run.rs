@@ -780,7 +780,7 @@ async fn admission(
         Some(_) => server::Caller::Certificate,
         None => {
             tracing::warn!(
-                "no --webhook-client-ca: the admission webhook answers anyone who reaches its port; admit only the API server to it (NetworkPolicy), see the README"
+                "no --webhook-client-ca: the admission webhook answers anyone who reaches its port; admit only the API server to it (NetworkPolicy), see docs/operations/security.md"
             );
             server::Caller::Anyone
         }

@@ -154,7 +154,7 @@ pub enum Caller {
     Certificate,
     /// `Authorization: Bearer <token>`: the API server's audit webhook.
     Token(std::sync::Arc<str>),
-    /// Anyone who reaches the port (a webhook without a client CA; see the README for what that
+    /// Anyone who reaches the port (a webhook without a client CA; see docs/operations/security.md for what that
     /// weakens).
     Anyone,
 }
