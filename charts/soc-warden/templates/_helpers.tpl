@@ -40,6 +40,6 @@ after what it costs. */ -}}
 {{- $byCA := .Values.webhook.clientCAConfigMap -}}
 {{- $byNetwork := and .Values.networkPolicy.enabled .Values.networkPolicy.webhookFrom -}}
 {{- if not (or $byCA $byNetwork .Values.webhook.insecureAnyCallerGetsSignedStamps) -}}
-{{- fail "the webhook would answer any caller, and it signs stamps (who filed, who approved): set webhook.clientCAConfigMap (a ConfigMap, key ca.crt, with the CA of your API server's webhook client certificate; see docs/operations/security.md, \"Only the API server may call the webhook\"), or networkPolicy.webhookFrom (NetworkPolicy peers, e.g. an ipBlock of your API server; needs networkPolicy.enabled and a CNI that enforces it), or, knowing that any pod reaching port 9443 can then get approvals signed, webhook.insecureAnyCallerGetsSignedStamps=true" -}}
+{{- fail "the webhook would answer any caller, and it signs stamps (who filed, who approved): set webhook.clientCAConfigMap (a ConfigMap, key ca.crt, with the CA of your API server's webhook client certificate; see docs/getting-started/existing-cluster.md, \"Only the API server may call the webhook\"), or networkPolicy.webhookFrom (NetworkPolicy peers, e.g. an ipBlock of your API server; needs networkPolicy.enabled and a CNI that enforces it), or, knowing that any pod reaching port 9443 can then get approvals signed, webhook.insecureAnyCallerGetsSignedStamps=true" -}}
 {{- end -}}
 {{- end -}}

@@ -780,7 +780,7 @@ async fn admission(
         Some(_) => server::Caller::Certificate,
         None => {
             tracing::warn!(
-                "no --webhook-client-ca: the admission webhook answers anyone who reaches its port; admit only the API server to it (NetworkPolicy), see docs/operations/security.md"
+                "no --webhook-client-ca: the admission webhook answers anyone who reaches its port; admit only the API server to it (NetworkPolicy), see docs/getting-started/existing-cluster.md"
             );
             server::Caller::Anyone
         }
