@@ -4,7 +4,7 @@
 
 use crate::agent::policy;
 use crate::agent::rbac::{self, Rule};
-use crate::decisionlog::{Entry, Phase};
+use crate::decisionlog::{Entry, Happened};
 use jiff::Timestamp;
 use kube_core::Resource;
 use socwarden_api::conditions::{self, reason};
@@ -185,12 +185,13 @@ pub fn kill_switch_entry(
         return None;
     }
     let (decision, note) = match now {
-        true => ("KillSwitchOn", format!("kill switch on (AutonomyPolicy {name}): every agent is paused")),
-        false => {
-            ("KillSwitchOff", format!("kill switch off (AutonomyPolicy {name}): agents resume as their specs say"))
-        }
+        true => (Happened::KillSwitchOn, format!("kill switch on (AutonomyPolicy {name}): every agent is paused")),
+        false => (
+            Happened::KillSwitchOff,
+            format!("kill switch off (AutonomyPolicy {name}): agents resume as their specs say"),
+        ),
     };
-    let mut e = Entry::new(Phase::Respond, decision, "", "", &note);
+    let mut e = Entry::new(decision, "", "", &note);
     e.policy = Some(name.to_string());
     Some(e)
 }
@@ -312,7 +313,7 @@ mod tests {
         let on = policy_status(&p, None, now);
         let e = kill_switch_entry("default", Some(&off), &on).expect("switched on");
         assert_eq!((e.decision.as_str(), e.policy.as_deref()), ("KillSwitchOn", Some("default")));
-        assert_eq!(kill_switch_entry("default", None, &on).map(|e| e.decision), Some("KillSwitchOn".into()));
+        assert_eq!(kill_switch_entry("default", None, &on).map(|e| e.decision), Some(Happened::KillSwitchOn));
         assert_eq!(
             kill_switch_entry("default", Some(&on), &on),
             None,
@@ -321,7 +322,7 @@ mod tests {
         p.spec.kill_switch = false;
         p.status = Some(on.clone());
         let back = policy_status(&p, None, now);
-        assert_eq!(kill_switch_entry("default", Some(&on), &back).map(|e| e.decision), Some("KillSwitchOff".into()));
+        assert_eq!(kill_switch_entry("default", Some(&on), &back).map(|e| e.decision), Some(Happened::KillSwitchOff));
         // An old status without the condition (written before it existed) counts as off.
         let legacy = AutonomyPolicyStatus::default();
         assert_eq!(kill_switch_entry("default", Some(&legacy), &back), None);

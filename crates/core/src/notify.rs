@@ -5,6 +5,7 @@
 //! of theirs is live. The runtime's `notify` builds each `Notice` from what it decided and
 //! delivers it off the decision's path.
 
+use crate::decisionlog::Happened;
 use socwarden_api::{NoticeFormat, NoticeKind, NotifierSpec, Risk};
 
 /// One notice: plain data about one transition.
@@ -23,8 +24,8 @@ pub struct Notice {
     pub action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<Risk>,
-    /// What was decided (Pending, Approved, Denied, Executed, Paused, Promoted …).
-    pub decision: String,
+    /// What happened (written as its name: Pending, Approved, Denied, Executed, Paused …).
+    pub decision: Happened,
     /// The reason in words (the gate's or the pause's message).
     pub message: String,
     /// Every object the request would write or select, as `Kind namespace/name`.
@@ -52,31 +53,14 @@ pub struct Notice {
     pub content: Option<String>,
 }
 
-/// The notice a decision-log line makes, if any: its kind by decision, except the pauses and
+/// The notice a decision-log line makes, if any: its kind by what happened, except the pauses and
 /// resumes the kill switch causes — one KillSwitch notice tells those, not one per agent.
 pub fn notice_kind(e: &crate::decisionlog::Entry) -> Option<NoticeKind> {
     let by_kill_switch = e.policy.as_deref() == Some(socwarden_api::conditions::reason::KILL_SWITCH);
-    match e.decision.as_str() {
-        "Paused" | "Resumed" if by_kill_switch => None,
-        d => kind_of(d),
+    match e.decision {
+        Happened::Paused | Happened::Resumed if by_kill_switch => None,
+        d => d.notice(),
     }
-}
-
-/// The notice a decision-log decision is, if any.
-pub fn kind_of(decision: &str) -> Option<NoticeKind> {
-    Some(match decision {
-        "Pending" => NoticeKind::RequestPending,
-        "Expiring" => NoticeKind::RequestExpiring,
-        "AutoApproved" | "Approved" | "Denied" | "Expired" | "Rejected" | "Recommended" => NoticeKind::RequestDecided,
-        "Succeeded" | "Executed" | "RolledBack" => NoticeKind::RequestExecuted,
-        "Failed" | "ExecutionFailed" => NoticeKind::RequestFailed,
-        "Paused" => NoticeKind::AgentPaused,
-        "Resumed" => NoticeKind::AgentResumed,
-        "Promoted" | "Demoted" => NoticeKind::TierChanged,
-        "PromotionPending" => NoticeKind::PromotionPending,
-        "KillSwitchOn" | "KillSwitchOff" => NoticeKind::KillSwitch,
-        _ => return None,
-    })
 }
 
 /// What is wrong with a Notifier's spec, each in words that say how to fix it (empty: it can
@@ -190,7 +174,7 @@ pub fn headline(n: &Notice) -> String {
         Some(NoticeKind::AgentResumed) => format!("Agent resumed: {} in {}", n.agent, n.namespace),
         Some(NoticeKind::TierChanged) => format!("{}: {} in {}", n.decision, n.agent, n.namespace),
         Some(NoticeKind::PromotionPending) => format!("Promotion waiting: {} in {}", n.agent, n.namespace),
-        Some(NoticeKind::KillSwitch) if n.decision == "KillSwitchOn" => {
+        Some(NoticeKind::KillSwitch) if n.decision == Happened::KillSwitchOn => {
             "KILL SWITCH ON: every agent is paused".to_string()
         }
         Some(NoticeKind::KillSwitch) => "Kill switch off: agents resume".to_string(),
@@ -340,7 +324,7 @@ fn teams(n: &Notice, link: Option<&str>) -> serde_json::Value {
     let title = defang(&headline(n));
     let alarm = match n.kind {
         Some(NoticeKind::RequestFailed | NoticeKind::AgentPaused) => true,
-        Some(NoticeKind::KillSwitch) => n.decision == "KillSwitchOn",
+        Some(NoticeKind::KillSwitch) => n.decision == Happened::KillSwitchOn,
         _ => false,
     };
     let color = if alarm {
@@ -400,7 +384,7 @@ mod tests {
             request: Some("isolate-web-1".into()),
             action: Some("isolate-pod".into()),
             risk: Some(Risk::High),
-            decision: "Pending".into(),
+            decision: Happened::Pending,
             message: "needs 2 approval(s) <from> the agent's approvers & leads".into(),
             effect: vec!["NetworkPolicy web/isolate-web-1".into(), "Pod web/web-1".into()],
             required_approvals: Some(2),
@@ -412,27 +396,12 @@ mod tests {
 
     #[test]
     fn decisions_become_notices() {
-        for (d, k) in [
-            ("Pending", Some(NoticeKind::RequestPending)),
-            ("Approved", Some(NoticeKind::RequestDecided)),
-            ("Expired", Some(NoticeKind::RequestDecided)),
-            ("Succeeded", Some(NoticeKind::RequestExecuted)),
-            ("Failed", Some(NoticeKind::RequestFailed)),
-            ("Paused", Some(NoticeKind::AgentPaused)),
-            ("Promoted", Some(NoticeKind::TierChanged)),
-            ("PromotionPending", Some(NoticeKind::PromotionPending)),
-            ("KillSwitchOn", Some(NoticeKind::KillSwitch)),
-            ("KillSwitchOff", Some(NoticeKind::KillSwitch)),
-            ("DriftReported", None),
-        ] {
-            assert_eq!(kind_of(d), k, "{d}");
-        }
-        use crate::decisionlog::{Entry, Phase};
-        let mut pause = Entry::new(Phase::Respond, "Paused", "ns", "bot", "paused for drift");
+        use crate::decisionlog::Entry;
+        let mut pause = Entry::new(Happened::Paused, "ns", "bot", "paused for drift");
         pause.policy = Some("Drift".into());
         assert_eq!(notice_kind(&pause), Some(NoticeKind::AgentPaused));
-        for d in ["Paused", "Resumed"] {
-            let mut e = Entry::new(Phase::Respond, d, "ns", "bot", "");
+        for d in [Happened::Paused, Happened::Resumed] {
+            let mut e = Entry::new(d, "ns", "bot", "");
             e.policy = Some("KillSwitch".into());
             assert_eq!(notice_kind(&e), None, "{d} by the kill switch: its own notice tells it once");
         }
@@ -444,7 +413,7 @@ mod tests {
         let expires: jiff::Timestamp = "2026-11-30T01:15:00Z".parse().unwrap();
         assert_eq!(expiring_at(created, expires).to_string(), "2026-11-30T01:12:00Z");
         assert_eq!(expiring_at(expires, expires), expires, "no time: at once");
-        assert_eq!(kind_of("Expiring"), Some(NoticeKind::RequestExpiring));
+        assert_eq!(Happened::Expiring.notice(), Some(NoticeKind::RequestExpiring));
         let n = Notice { kind: Some(NoticeKind::RequestExpiring), ..pending() };
         assert!(command(&n).unwrap().starts_with("kubectl warden approve isolate-web-1"));
         assert!(headline(&n).starts_with("Expiring soon"));
@@ -473,7 +442,8 @@ mod tests {
             "an agent notice has no risk and passes"
         );
         assert!(!routes(&NotifierSpec::default(), &Notice::default()), "a notice of no kind goes nowhere");
-        let kill = Notice { kind: Some(NoticeKind::KillSwitch), decision: "KillSwitchOn".into(), ..Default::default() };
+        let kill =
+            Notice { kind: Some(NoticeKind::KillSwitch), decision: Happened::KillSwitchOn, ..Default::default() };
         let narrow = NotifierSpec {
             namespaces: vec!["payments".into()],
             agents: vec!["triage-bot".into()],
@@ -522,7 +492,7 @@ mod tests {
         let n = pending();
         assert_eq!(idempotency_key("a", &n), idempotency_key("a", &n));
         assert_ne!(idempotency_key("a", &n), idempotency_key("b", &n));
-        let approved = Notice { kind: Some(NoticeKind::RequestDecided), decision: "Approved".into(), ..pending() };
+        let approved = Notice { kind: Some(NoticeKind::RequestDecided), decision: Happened::Approved, ..pending() };
         assert_ne!(idempotency_key("a", &n), idempotency_key("a", &approved));
         assert_eq!(idempotency_key("a", &n).len(), 32);
     }

@@ -3,7 +3,7 @@
 //! line also goes to the structured log under the target `decision`.
 
 use jiff::Timestamp;
-pub use socwarden_core::decisionlog::{Entry, Phase, phase_of};
+pub use socwarden_core::decisionlog::{Entry, Happened, Phase};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -81,11 +81,11 @@ mod tests {
         let _ = std::fs::remove_file(&dir);
         {
             let log = DecisionLog::open(Some(&dir)).unwrap();
-            log.record(&Entry::new(Phase::Respond, "Approved", "ns", "bot", "approved by a"));
+            log.record(&Entry::new(Happened::Approved, "ns", "bot", "approved by a"));
         }
         {
             let log = DecisionLog::open(Some(&dir)).unwrap();
-            log.record(&Entry::new(phase_of("Recommended"), "Recommended", "ns", "bot", "observe"));
+            log.record(&Entry::new(Happened::Recommended, "ns", "bot", "observe"));
         }
         let text = std::fs::read_to_string(&dir).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -138,7 +138,7 @@ fn notice_of(e: &Entry, status: Option<&socwarden_api::ActionRequestStatus>, ctx
         agent: e.agent.clone(),
         request: e.request.clone(),
         action: e.action.clone(),
-        decision: e.decision.clone(),
+        decision: e.decision,
         message: e.message.clone(),
         approved_by: e.approvers.clone(),
         ..Default::default()

@@ -5,7 +5,7 @@
 use crate::admission::identity::CredentialId;
 use crate::agent::credentials::{self, IssueReason};
 use crate::agent::pause::PauseReason;
-use crate::decisionlog::{Entry, Phase as NistPhase};
+use crate::decisionlog::{Entry, Happened};
 use socwarden_api::conditions;
 use socwarden_api::drift::{SignalKind, State};
 use socwarden_api::{DriftStatus, Phase, SocAgentStatus};
@@ -79,8 +79,7 @@ pub fn transitions(
     after: &SocAgentStatus,
     changes: &Changes,
 ) -> Vec<Transition> {
-    let entry =
-        |phase: NistPhase, reason: Reason, note: &str| Entry::new(phase, reason.as_str(), namespace, name, note);
+    let entry = |what: Happened, note: &str| Entry::new(what, namespace, name, note);
     let mut out = Vec::new();
     out.extend(drift(name, changes.drift_before.as_ref(), changes.drift_after.as_ref(), &entry));
     out.extend(invalid_spec(before, after));
@@ -114,7 +113,7 @@ fn drift(
     name: &str,
     before: Option<&DriftStatus>,
     after: Option<&DriftStatus>,
-    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+    entry: &dyn Fn(Happened, &str) -> Entry,
 ) -> Option<Transition> {
     let d = after?;
     if drifting(after) {
@@ -123,7 +122,7 @@ fn drift(
         }
         let signals: Vec<String> = d.signals.iter().map(|s| format!("{}: {}", s.signal, s.observed)).collect();
         let log = format!("drift score {:.2} ≥ {:.2}: {}", d.score, d.threshold, signals.join("; "));
-        let log = Entry { credentials: credentials_of(d), ..entry(NistPhase::Detect, Reason::DriftDetected, &log) };
+        let log = Entry { credentials: credentials_of(d), ..entry(Happened::DriftDetected, &log) };
         return Some(Transition {
             reason: Reason::DriftDetected,
             log: Some(log),
@@ -138,7 +137,7 @@ fn drift(
     let signals: Vec<String> =
         d.signals.iter().map(|s| format!("{}: {} (expected {})", s.signal, s.observed, s.expected)).collect();
     let log = format!("drift score {:.2} < {:.2}, reported only: {}", d.score, d.threshold, signals.join("; "));
-    let log = Entry { credentials: credentials_of(d), ..entry(NistPhase::Detect, Reason::DriftReported, &log) };
+    let log = Entry { credentials: credentials_of(d), ..entry(Happened::DriftReported, &log) };
     Some(Transition {
         reason: Reason::DriftReported,
         log: Some(log),
@@ -163,14 +162,14 @@ fn pause(
     before: Option<&SocAgentStatus>,
     after: &SocAgentStatus,
     changes: &Changes,
-    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+    entry: &dyn Fn(Happened, &str) -> Entry,
 ) -> Option<Transition> {
     match (before.and_then(|s| s.phase), after.phase) {
         (Some(Phase::Paused), Some(Phase::Paused)) => None,
         (_, Some(Phase::Paused)) => {
             let c = conditions::find(&after.conditions, conditions::PAUSED);
             let note = c.map(|c| c.message.clone()).unwrap_or_default();
-            let mut e = entry(NistPhase::Respond, Reason::Paused, &note);
+            let mut e = entry(Happened::Paused, &note);
             e.policy = c.map(|c| c.reason.clone());
             // A drift pause names the tokens of the calls that tripped it.
             if changes.pause == Some(PauseReason::Drift) {
@@ -184,7 +183,7 @@ fn pause(
                 Some(who) => format!("drift pause lifted by {who}; fresh credentials issued"),
                 None => "fresh credentials issued".to_string(),
             };
-            let mut e = entry(NistPhase::Recover, Reason::Resumed, &note);
+            let mut e = entry(Happened::Resumed, &note);
             e.approvers = changes.resumed_by.iter().cloned().collect();
             // Why it had been paused (as the pause's line says why it was).
             e.policy = before.and_then(|s| s.pause.as_ref()).map(|p| p.reason.clone());
@@ -200,13 +199,15 @@ fn token(
     name: &str,
     after: &SocAgentStatus,
     issued: Option<IssueReason>,
-    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+    entry: &dyn Fn(Happened, &str) -> Entry,
 ) -> Option<Transition> {
-    let (reason, note) = match issued? {
-        IssueReason::First => {
-            (Reason::CredentialsIssued, format!("token in Secret {}", credentials::secret_name(name)))
-        }
-        why => (Reason::TokenRotated, why.as_str().to_string()),
+    let (reason, what, note) = match issued? {
+        IssueReason::First => (
+            Reason::CredentialsIssued,
+            Happened::CredentialsIssued,
+            format!("token in Secret {}", credentials::secret_name(name)),
+        ),
+        why => (Reason::TokenRotated, Happened::TokenRotated, why.as_str().to_string()),
     };
     let held = after.credentials.as_ref();
     let secret = credentials::secret_name(name);
@@ -215,7 +216,7 @@ fn token(
         (Reason::CredentialsIssued, Some(at)) => format!("token in Secret {secret}, expires at {at}"),
         (_, Some(at)) => format!("{note}: new token in Secret {secret}, expires at {at}"),
     };
-    let mut log = entry(NistPhase::Protect, reason, &message);
+    let mut log = entry(what, &message);
     log.credentials = held.and_then(|c| c.credential_id.as_deref()).and_then(CredentialId::parse).into_iter().collect();
     Some(Transition { reason, note, log: Some(log) })
 }
@@ -224,18 +225,18 @@ fn token(
 fn tier(
     before: Option<&SocAgentStatus>,
     after: &SocAgentStatus,
-    entry: &dyn Fn(NistPhase, Reason, &str) -> Entry,
+    entry: &dyn Fn(Happened, &str) -> Entry,
 ) -> Option<Transition> {
     let (was, now) = (before.and_then(|s| s.effective_tier)?, after.effective_tier?);
     if was == now {
         return None;
     }
-    let (reason, note) = if now > was {
-        (Reason::Promoted, format!("effective tier {was} → {now}: every promotion rule holds"))
+    let (reason, what, note) = if now > was {
+        (Reason::Promoted, Happened::Promoted, format!("effective tier {was} → {now}: every promotion rule holds"))
     } else {
-        (Reason::Demoted, format!("effective tier {was} → {now}: spec.tier was lowered"))
+        (Reason::Demoted, Happened::Demoted, format!("effective tier {was} → {now}: spec.tier was lowered"))
     };
-    Some(Transition { reason, log: Some(entry(NistPhase::Govern, reason, &note)), note })
+    Some(Transition { reason, log: Some(entry(what, &note)), note })
 }
 
 /// A promotion starting to wait (not every change of what it waits for).
@@ -255,7 +256,7 @@ fn promotion_pending(before: Option<&SocAgentStatus>, after: &SocAgentStatus) ->
 /// approvers are asked for their approvals, and told what else it needs).
 pub fn notice(namespace: &str, name: &str, t: &Transition) -> Option<Entry> {
     (t.reason == Reason::PromotionPending && t.log.is_none())
-        .then(|| Entry::new(NistPhase::Govern, Reason::PromotionPending.as_str(), namespace, name, &t.note))
+        .then(|| Entry::new(Happened::PromotionPending, namespace, name, &t.note))
 }
 
 /// What runs without approval changed (not while paused: nothing runs then).
@@ -271,6 +272,7 @@ fn grants(before: Option<&SocAgentStatus>, after: &SocAgentStatus, changes: &Cha
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decisionlog::Phase as NistPhase;
     use socwarden_api::drift::Signal;
     use socwarden_api::{Condition, DriftStatus, Tier};
 
@@ -344,7 +346,7 @@ mod tests {
         assert_eq!(t[0].note, "token in Secret warden-bot-token");
         // The decision log names the token, so a line naming it as the token of a call leads here.
         let log = t[0].log.as_ref().expect("an issue is a decision");
-        assert_eq!((log.phase, log.credentials.clone()), (Some(NistPhase::Protect), vec![id()]));
+        assert_eq!((log.phase, log.credentials.clone()), (NistPhase::Protect, vec![id()]));
         assert_eq!(log.message, "token in Secret warden-bot-token, expires at 2026-01-01T11:00:00Z");
         let t = run(Some(&after), &after, &Changes { issued: Some(IssueReason::Rotation), ..Default::default() });
         assert_eq!((t[0].reason, t[0].note.as_str()), (Reason::TokenRotated, "token past 80% of its lifetime"));
@@ -395,7 +397,7 @@ mod tests {
         let t = run(Some(&active), &paused, &changes);
         assert_eq!(reasons(&t), vec![Reason::Paused]);
         let log = t[0].log.as_ref().expect("a decision");
-        assert_eq!((log.phase, log.policy.as_deref()), (Some(NistPhase::Respond), Some("Drift")));
+        assert_eq!((log.phase, log.policy.as_deref()), (NistPhase::Respond, Some("Drift")));
         assert!(run(Some(&paused), &paused, &changes).is_empty(), "a pause that continues says nothing");
 
         let resumed = Changes { resumed_by: Some("lead-a".into()), ..Default::default() };
@@ -403,7 +405,7 @@ mod tests {
         assert_eq!(reasons(&t), vec![Reason::Resumed]);
         assert_eq!(t[0].note, "drift pause lifted by lead-a; fresh credentials issued");
         let log = t[0].log.as_ref().expect("a decision");
-        assert_eq!((log.phase, log.approvers.clone()), (Some(NistPhase::Recover), vec!["lead-a".to_string()]));
+        assert_eq!((log.phase, log.approvers.clone()), (NistPhase::Recover, vec!["lead-a".to_string()]));
     }
 
     #[test]
@@ -417,7 +419,7 @@ mod tests {
             let t = run(Some(before), after, &Changes::default());
             assert_eq!(reasons(&t), vec![reason]);
             assert!(t[0].note.contains(words), "{}", t[0].note);
-            assert_eq!(t[0].log.as_ref().and_then(|l| l.phase), Some(NistPhase::Govern));
+            assert_eq!(t[0].log.as_ref().map(|l| l.phase), Some(NistPhase::Govern));
         }
     }
 
@@ -432,7 +434,7 @@ mod tests {
         let high = drift(State::Drifting, &[SignalKind::OutOfScope]);
         let t = run(Some(&calm), &calm, &seen(None, high.clone()));
         assert_eq!(reasons(&t), vec![Reason::DriftDetected]);
-        assert_eq!(t[0].log.as_ref().and_then(|l| l.phase), Some(NistPhase::Detect));
+        assert_eq!(t[0].log.as_ref().map(|l| l.phase), Some(NistPhase::Detect));
         assert!(t[0].log.as_ref().unwrap().message.contains("0.80 ≥ 0.70"), "the decision log has the detail");
         assert!(!t[0].note.contains("0.8") && !t[0].note.contains("outOfScope"), "the Event has none: {}", t[0].note);
         assert!(run(Some(&calm), &calm, &seen(high.clone(), high)).is_empty(), "still drifting: said once");

@@ -4,7 +4,7 @@
 //! only idempotent work (server-side apply, or an HTTP call with the same idempotency key).
 
 use crate::context::Context;
-use crate::decisionlog::{self, Entry};
+use crate::decisionlog::{Entry, Happened};
 use crate::execute;
 use crate::k8s;
 use jiff::Timestamp;
@@ -162,8 +162,8 @@ async fn account(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatu
         next.execution = Some(execution.clone());
         write(req, ctx, &next).await?;
         ctx.performed.recorded(&uid, writes.len());
-        if let Some(state) = execution.state.filter(|s| Some(*s) != before) {
-            let mut e = entry(req, decisionlog::Phase::Respond, state.as_str(), execution.result.clone(), &[]);
+        if let Some((state, what)) = execution.state.filter(|s| Some(*s) != before).and_then(|s| Some((s, acted(s)?))) {
+            let mut e = entry(req, what, execution.result.clone(), &[]);
             // Approved vs done: the tokens the agent's writes under the request were made with.
             e.credentials = identity::distinct_ids(writes.iter().filter_map(|w| w.credential), MAX_CREDENTIALS);
             ctx.decisions.record(&e);
@@ -370,7 +370,7 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
             write(req, ctx, &status).await?;
             if previous.decision != Some(Decision::Pending) {
                 // Newly pending: its approvers are told (a notice, not a decision-log line).
-                let e = entry(req, decisionlog::Phase::Respond, "Pending", status.message.clone(), &[]);
+                let e = entry(req, Happened::Pending, status.message.clone(), &[]);
                 ctx.decisions.notify(&e, Some(&status));
             }
         }
@@ -380,7 +380,7 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
             if now >= soon {
                 let uid = req.uid().unwrap_or_default();
                 if ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
-                    let mut e = entry(req, decisionlog::Phase::Respond, "Expiring", status.message.clone(), &[]);
+                    let mut e = entry(req, Happened::Expiring, status.message.clone(), &[]);
                     // The same notice (and idempotency key) whichever replica or restart sends it.
                     e.time = expires.to_string();
                     ctx.decisions.notify(&e, Some(&status));
@@ -475,7 +475,7 @@ fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestSta
         let secs = Timestamp::now().duration_since(created.0).as_secs_f64();
         ctx.metrics.approval_latency.observe(secs.max(0.0));
     }
-    let mut e = entry(req, decisionlog::phase_of(d.as_str()), d.as_str(), status.message.clone(), approvers);
+    let mut e = entry(req, d.into(), status.message.clone(), approvers);
     e.policy = status.policy.clone();
     ctx.decisions.record(&e);
     let type_ = match d {
@@ -497,16 +497,20 @@ fn observe(req: &ActionRequest, ctx: &Context, decision: Decision) {
     ctx.monitor.observe(vec![(key, o)], std::time::Instant::now(), Timestamp::now());
 }
 
+/// What an agent's use of its request came to (`records::account`): acted on, or not.
+/// None: a state `records::account` never sets.
+fn acted(state: ExecutionState) -> Option<Happened> {
+    match state {
+        ExecutionState::ActedOn => Some(Happened::ActedOn),
+        ExecutionState::NotActedOn => Some(Happened::NotActedOn),
+        _ => None,
+    }
+}
+
 /// The decision-log line of a request's decision or execution.
-fn entry(
-    req: &ActionRequest,
-    phase: decisionlog::Phase,
-    decision: &str,
-    message: String,
-    approvers: &[String],
-) -> Entry {
+fn entry(req: &ActionRequest, what: Happened, message: String, approvers: &[String]) -> Entry {
     let ns = req.namespace().unwrap_or_default();
-    let mut e = Entry::new(phase, decision, &ns, &req.spec.agent, message);
+    let mut e = Entry::new(what, &ns, &req.spec.agent, message);
     e.request = Some(req.name_any());
     e.action = Some(req.spec.action.clone());
     e.target = Some(gate::target_key(&req.spec));
@@ -590,14 +594,14 @@ async fn record_finish(req: &ActionRequest, ctx: &Context, status: ActionRequest
         return Err(e);
     }
     let (decision, type_) = match exec.state {
-        Some(ExecutionState::Succeeded) => ("Executed", EventType::Normal),
-        _ => ("ExecutionFailed", EventType::Warning),
+        Some(ExecutionState::Succeeded) => (Happened::Executed, EventType::Normal),
+        _ => (Happened::ExecutionFailed, EventType::Warning),
     };
     let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
-    ctx.metrics.executions.with_label_values(&[decision]).inc();
-    info!(decision, result = %exec.result, "execution finished");
-    ctx.decisions.record(&entry(req, decisionlog::Phase::Respond, decision, exec.result.clone(), &approvers));
-    k8s::publish(&ctx.recorder, req, vec![(type_, decision, exec.result)]);
+    ctx.metrics.executions.with_label_values(&[decision.as_str()]).inc();
+    info!(decision = decision.as_str(), result = %exec.result, "execution finished");
+    ctx.decisions.record(&entry(req, decision, exec.result.clone(), &approvers));
+    k8s::publish(&ctx.recorder, req, vec![(type_, decision.as_str(), exec.result)]);
     Ok(())
 }
 
@@ -624,7 +628,7 @@ async fn roll_back(req: &ActionRequest, ctx: &Context) -> Result<(), Error> {
                 warn!(left = ?left, "rollback left objects another request or a person owns now");
                 message = format!("{message}; left {} (owned by another request or a person now)", left.join(", "));
             }
-            let mut e = Entry::new(decisionlog::Phase::Recover, "RolledBack", &ns, &req.spec.agent, message);
+            let mut e = Entry::new(Happened::RolledBack, &ns, &req.spec.agent, message);
             e.request = Some(req.name_any());
             e.action = Some(req.spec.action.clone());
             ctx.decisions.record(&e);
