@@ -107,6 +107,21 @@ impl Happened {
         }
     }
 
+    /// Whether its Event is a warning (something a human should look at) or normal.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            Happened::Denied
+                | Happened::Expired
+                | Happened::Rejected
+                | Happened::ExecutionFailed
+                | Happened::Paused
+                | Happened::DriftDetected
+                | Happened::DriftReported
+                | Happened::KillSwitchOn
+        )
+    }
+
     /// The notice it makes, if any (see `notify::notice_kind` for the pauses the kill switch makes).
     pub fn notice(self) -> Option<NoticeKind> {
         Some(match self {

@@ -60,5 +60,6 @@ pub mod mcp;
 pub mod notify;
 pub mod outbox;
 pub mod reference;
+pub mod request;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -530,6 +530,12 @@ pub fn status(
     status
 }
 
+/// A verdict built for the tests of what follows it (`request`).
+#[cfg(test)]
+pub(crate) fn testing_verdict(decision: Decision, message: &str) -> Verdict {
+    Verdict::new(decision, Reason::Approved, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use socwarden_api::{
-    ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, Decision, EffectObject, Execution, ExecutionState,
-    SocAction, SocAgent,
+    ActionRequest, ActionRequestStatus, Approval, AutonomyPolicy, Decision, EffectObject, ExecutionState, SocAction,
+    SocAgent,
 };
 use socwarden_core::admission::effect;
 use socwarden_core::admission::gate::{self, Past};
@@ -24,6 +24,7 @@ use socwarden_core::admission::{identity, quota, signature};
 use socwarden_core::agent::promotion;
 use socwarden_core::behaviour::drift::{MAX_CREDENTIALS, Observation};
 use socwarden_core::behaviour::records;
+use socwarden_core::request;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, instrument, warn};
@@ -59,10 +60,6 @@ fn still_leading(ctx: &Context, req: &ActionRequest) -> Result<(), Error> {
 /// decides all of an agent's requests (its budgets count them all).
 fn owns(ctx: &Context, req: &ActionRequest) -> bool {
     ctx.owns(&req.namespace().unwrap_or_default(), &req.spec.agent)
-}
-
-fn now_str() -> String {
-    Timestamp::now().to_string()
 }
 
 /// The status the request shows (see `StatusMemo`).
@@ -364,36 +361,45 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
     }
     let policy = l.policy.as_ref().map(|p| format!("{}@{}", p.name_any(), p.metadata.generation.unwrap_or(0)));
     let execution = l.action.as_ref().and_then(|a| a.spec.execution.as_ref());
-    let status = gate::status(&v, &req.spec, policy, execution, &previous, now);
-    if v.decision == Decision::Pending {
-        if previous != status {
-            write(req, ctx, &status).await?;
-            if previous.decision != Some(Decision::Pending) {
-                // Newly pending: its approvers are told (a notice, not a decision-log line).
-                let e = entry(req, Happened::Pending, status.message.clone(), &[]);
-                ctx.decisions.notify(&e, Some(&status));
-            }
+    let uid = req.uid().unwrap_or_default();
+    let plan = request::settle(
+        &v,
+        request::Settling {
+            status: gate::status(&v, &req.spec, policy, execution, &previous, now),
+            previous: &previous,
+            execution,
+            reversible: l.action.as_ref().is_some_and(|a| a.spec.reversible),
+            created: req.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            told_expiring: ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).contains(&uid),
+            now,
+        },
+    );
+    apply(req, ctx, plan, &previous).await
+}
+
+/// Applies a plan: the status written, what happened recorded or told, the execution run.
+async fn apply(
+    req: &ActionRequest,
+    ctx: &Context,
+    plan: request::Plan,
+    previous: &ActionRequestStatus,
+) -> Result<Action, Error> {
+    let request::Plan { status, records, run, again } = plan;
+    let Some(status) = status else {
+        // Pending and unchanged: at most a notice that it is about to expire.
+        for r in &records {
+            report(req, ctx, r, previous);
         }
-        let mut wait = v.expires_at.map(|e| e.duration_since(now).as_secs().max(1) as u64).unwrap_or(60);
-        if let (Some(created), Some(expires)) = (req.metadata.creation_timestamp.as_ref(), v.expires_at) {
-            let soon = socwarden_core::notify::expiring_at(created.0, expires);
-            if now >= soon {
-                let uid = req.uid().unwrap_or_default();
-                if ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
-                    let mut e = entry(req, Happened::Expiring, status.message.clone(), &[]);
-                    // The same notice (and idempotency key) whichever replica or restart sends it.
-                    e.time = expires.to_string();
-                    ctx.decisions.notify(&e, Some(&status));
-                }
-            } else {
-                wait = wait.min(soon.duration_since(now).as_secs().max(1) as u64);
-            }
+        return Ok(again.map(Action::requeue).unwrap_or_else(Action::await_change));
+    };
+    if status.decision == Some(Decision::Pending) {
+        write(req, ctx, &status).await?;
+        for r in &records {
+            report(req, ctx, r, &status);
         }
-        return Ok(Action::requeue(Duration::from_secs(wait)));
+        return Ok(again.map(Action::requeue).unwrap_or_else(Action::await_change));
     }
-    let approvers: Vec<String> = v.approvals.iter().map(|a| a.approver.clone()).collect();
-    let reversible = l.action.as_ref().is_some_and(|a| a.spec.reversible);
-    carry_out(req, ctx, status, execution.filter(|_| v.decision.runs()), reversible, &approvers).await?;
+    carry_out(req, ctx, status, run, &records).await?;
     Ok(Action::await_change())
 }
 
@@ -419,70 +425,72 @@ async fn effect_of(req: &ActionRequest, ctx: &Context, action: Option<&SocAction
     Ok(out)
 }
 
-/// Records a decision and runs its execution, if it has one.
+/// Records a decision and runs its execution, if it has one (see `request::Run`).
 async fn carry_out(
     req: &ActionRequest,
     ctx: &Context,
     status: ActionRequestStatus,
-    execution: Option<&Execution>,
-    reversible: bool,
-    approvers: &[String],
+    run: Option<request::Run>,
+    decided: &[request::Record],
 ) -> Result<(), Error> {
     still_leading(ctx, req)?;
-    if execution.is_some_and(|e| e.manifest.is_some()) && reversible {
+    if run == Some(request::Run::Manifest { finalizer: true }) {
         // In place before anything is applied, so a deletion always rolls back.
         let rv = k8s::set_finalizer(&api(req, ctx), req, FINALIZER, true, k8s::Guard::None).await?;
         ctx.request_status_written.saw(&req.uid().unwrap_or_default(), rv.as_deref());
     }
-    match execution {
-        // A manifest is applied with server-side apply: doing it again changes nothing, so it may
-        // go out together with the status that records the decision.
-        Some(e) if e.http.is_none() => {
-            let (written, outcome) = tokio::join!(
-                write(req, ctx, &status),
-                run_execution(req, ctx, approvers, status.action_hash.as_deref())
-            );
+    let record = |status: &ActionRequestStatus| decided.iter().for_each(|r| report(req, ctx, r, status));
+    match run {
+        Some(request::Run::Manifest { .. }) => {
+            let (written, outcome) = tokio::join!(write(req, ctx, &status), run_execution(req, ctx, &status));
             written?;
-            record_decision(req, ctx, &status, approvers);
+            record(&status);
             finish(req, ctx, status, outcome).await
         }
-        // An HTTP call is not idempotent by nature: the decision and `Running` are recorded first,
-        // and the call carries the request's UID as its idempotency key.
-        Some(_) => {
+        Some(request::Run::Http) => {
             write(req, ctx, &status).await?;
-            record_decision(req, ctx, &status, approvers);
-            let outcome = run_execution(req, ctx, approvers, status.action_hash.as_deref()).await;
+            record(&status);
+            let outcome = run_execution(req, ctx, &status).await;
             finish(req, ctx, status, outcome).await
         }
         None => {
             write(req, ctx, &status).await?;
-            record_decision(req, ctx, &status, approvers);
+            record(&status);
             Ok(())
         }
     }
 }
 
-/// A decision is behaviour of the agent (rates, mix, targets, refusals), a metric, a line of the
-/// decision log and an Event.
-fn record_decision(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus, approvers: &[String]) {
-    let Some(d) = status.decision else { return };
-    ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.uid().unwrap_or_default());
-    observe(req, ctx, d);
-    ctx.metrics.action_requests.with_label_values(&[&req.spec.action, d.as_str()]).inc();
-    if matches!(d, Decision::Approved | Decision::Denied)
-        && let Some(created) = req.metadata.creation_timestamp.as_ref()
-    {
-        let secs = Timestamp::now().duration_since(created.0).as_secs_f64();
-        ctx.metrics.approval_latency.observe(secs.max(0.0));
+/// Reports what happened: a notice only (`told_only`), or a decision — behaviour of the agent, a
+/// metric, a line of the decision log and an Event.
+fn report(req: &ActionRequest, ctx: &Context, r: &request::Record, status: &ActionRequestStatus) {
+    let uid = req.uid().unwrap_or_default();
+    let mut e = entry(req, r.what, r.message.clone(), &r.approvers);
+    e.policy = r.policy.clone();
+    if let Some(at) = r.at {
+        e.time = at.to_string();
     }
-    let mut e = entry(req, d.into(), status.message.clone(), approvers);
-    e.policy = status.policy.clone();
+    if r.told_only {
+        if r.what == Happened::Expiring {
+            ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid);
+        }
+        ctx.decisions.notify(&e, Some(status));
+        return;
+    }
+    ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+    if let Some(d) = status.decision {
+        observe(req, ctx, d);
+        ctx.metrics.action_requests.with_label_values(&[&req.spec.action, d.as_str()]).inc();
+        if matches!(d, Decision::Approved | Decision::Denied)
+            && let Some(created) = req.metadata.creation_timestamp.as_ref()
+        {
+            let secs = Timestamp::now().duration_since(created.0).as_secs_f64();
+            ctx.metrics.approval_latency.observe(secs.max(0.0));
+        }
+    }
     ctx.decisions.record(&e);
-    let type_ = match d {
-        Decision::Rejected | Decision::Denied | Decision::Expired => EventType::Warning,
-        _ => EventType::Normal,
-    };
-    k8s::publish(&ctx.recorder, req, vec![(type_, d.as_str(), status.message.clone())]);
+    let type_ = if r.what.is_warning() { EventType::Warning } else { EventType::Normal };
+    k8s::publish(&ctx.recorder, req, vec![(type_, r.what.as_str(), r.message.clone())]);
 }
 
 /// Feeds the agent's behaviour model with a decided request the agent filed itself: what others
@@ -522,7 +530,8 @@ fn entry(req: &ActionRequest, what: Happened, message: String, approvers: &[Stri
 type Outcome = Result<(String, Vec<socwarden_api::AppliedObject>), execute::Error>;
 
 /// Carries out the action (no status written). Safe to repeat: see the module comment.
-async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String], decided_on: Option<&str>) -> Outcome {
+async fn run_execution(req: &ActionRequest, ctx: &Context, status: &ActionRequestStatus) -> Outcome {
+    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
     let action = ctx.stores.action(&req.spec.action);
     let Some((e, a)) = action.as_ref().and_then(|a| a.spec.execution.as_ref().map(|e| (e, a))) else {
         return Err(execute::Error::Invalid(format!(
@@ -530,13 +539,9 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String],
             req.spec.action
         )));
     };
-    // Exactly what was decided on: an action edited since is not run under the old decision.
-    if decided_on.is_some_and(|h| h != signature::action_hash(&a.spec)) {
-        return Err(execute::Error::Invalid(format!(
-            "SocAction {} changed after this request was decided; nothing was run (file a new request to run the action as it is now)",
-            req.spec.action
-        )));
-    }
+    let decided_on = status.action_hash.as_deref();
+    request::runnable(&req.spec.action, decided_on, &signature::action_hash(&a.spec))
+        .map_err(execute::Error::Invalid)?;
     if let Some(tpl) = &e.manifest {
         let applied =
             execute::apply_manifest(&ctx.client, &ctx.discovery, tpl, req, a.spec.reversible, &ctx.delegable).await?;
@@ -545,22 +550,21 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, approvers: &[String],
     }
     if let Some(http) = &e.http {
         let key = execute::secret_value(&ctx.client, &ctx.namespace, &http.secret_ref).await?;
-        let body = execute::http_body(req, &a.spec, approvers);
+        let body = execute::http_body(req, &a.spec, &approvers);
         let code = execute::call(http, &key, &req.uid().unwrap_or_default(), body).await?;
         return Ok((format!("{} answered {code}", http.url), vec![]));
     }
     Err(execute::Error::Invalid("execution names neither manifest nor http".into()))
 }
 
-/// Records how an execution ended: status, decision log, Event, metrics. An execution stopped
-/// only by an unreachable API server (a manifest half-applied, the HTTP key unread) ran nothing
-/// that cannot be repeated: the request stays `Running` and is tried again, not marked Failed.
-/// A finished execution whose status write fails is kept (`Context::unwritten`) and written by the
-/// next reconcile instead of running a second time.
+/// Records how an execution ended (`request::finish`): status, decision log, Event, metrics. An
+/// execution stopped only by an unreachable API server (a manifest half-applied, the HTTP key
+/// unread) ran nothing that cannot be repeated: the request stays `Running` and is tried again,
+/// not marked Failed.
 async fn finish(
     req: &ActionRequest,
     ctx: &Context,
-    mut status: ActionRequestStatus,
+    status: ActionRequestStatus,
     outcome: Outcome,
 ) -> Result<(), Error> {
     let outcome = match outcome {
@@ -568,48 +572,32 @@ async fn finish(
             warn!(error = %e, "execution interrupted by the API server; trying again");
             return Err(e.into());
         }
-        o => o,
+        Ok((what, applied)) => request::Outcome::Done(what, applied),
+        Err(e) => request::Outcome::Failed(e.to_string()),
     };
-    let exec_status = status.execution.get_or_insert_with(Default::default);
-    exec_status.finished_at = Some(now_str());
-    match outcome {
-        Ok((what, applied)) => {
-            exec_status.state = Some(ExecutionState::Succeeded);
-            exec_status.result = what;
-            exec_status.applied = applied;
-        }
-        Err(e) => {
-            exec_status.state = Some(ExecutionState::Failed);
-            exec_status.result = e.to_string();
-        }
-    }
-    record_finish(req, ctx, status).await
+    record_finish(req, ctx, request::finish(status, outcome, Timestamp::now())).await
 }
 
-/// Writes a finished execution and announces it; kept for the next reconcile if the write fails.
+/// Writes a finished execution and announces it. A finished execution whose status write fails
+/// is kept (`Context::unwritten`) and written by the next reconcile instead of running again.
 async fn record_finish(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
-    let Some(exec) = status.execution.clone() else { return Ok(()) };
+    let Some(r) = request::executed(&status) else { return Ok(()) };
     if let Err(e) = write(req, ctx, &status).await {
         ctx.unwritten.lock().unwrap_or_else(|p| p.into_inner()).insert(req.uid().unwrap_or_default(), status);
         return Err(e);
     }
-    let (decision, type_) = match exec.state {
-        Some(ExecutionState::Succeeded) => (Happened::Executed, EventType::Normal),
-        _ => (Happened::ExecutionFailed, EventType::Warning),
-    };
-    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
-    ctx.metrics.executions.with_label_values(&[decision.as_str()]).inc();
-    info!(decision = decision.as_str(), result = %exec.result, "execution finished");
-    ctx.decisions.record(&entry(req, decision, exec.result.clone(), &approvers));
-    k8s::publish(&ctx.recorder, req, vec![(type_, decision.as_str(), exec.result)]);
+    ctx.metrics.executions.with_label_values(&[r.what.as_str()]).inc();
+    info!(decision = r.what.as_str(), result = %r.message, "execution finished");
+    ctx.decisions.record(&entry(req, r.what, r.message.clone(), &r.approvers));
+    let type_ = if r.what.is_warning() { EventType::Warning } else { EventType::Normal };
+    k8s::publish(&ctx.recorder, req, vec![(type_, r.what.as_str(), r.message)]);
     Ok(())
 }
 
 /// Resumes an execution found `Running` (after a restart).
 async fn execute(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
     still_leading(ctx, req)?;
-    let approvers: Vec<String> = status.approvals.iter().map(|a| a.approver.clone()).collect();
-    let outcome = run_execution(req, ctx, &approvers, status.action_hash.as_deref()).await;
+    let outcome = run_execution(req, ctx, &status).await;
     finish(req, ctx, status, outcome).await
 }
 
@@ -621,18 +609,12 @@ async fn roll_back(req: &ActionRequest, ctx: &Context) -> Result<(), Error> {
     }
     match execute::rollback(&ctx.client, &ctx.discovery, &applied, &req.uid().unwrap_or_default()).await {
         Ok(left) => {
-            let ns = req.namespace().unwrap_or_default();
-            let what: Vec<String> = applied.iter().map(ToString::to_string).filter(|w| !left.contains(w)).collect();
-            let mut message = format!("removed {}", what.join(", "));
             if !left.is_empty() {
                 warn!(left = ?left, "rollback left objects another request or a person owns now");
-                message = format!("{message}; left {} (owned by another request or a person now)", left.join(", "));
             }
-            let mut e = Entry::new(Happened::RolledBack, &ns, &req.spec.agent, message);
-            e.request = Some(req.name_any());
-            e.action = Some(req.spec.action.clone());
-            ctx.decisions.record(&e);
-            ctx.metrics.executions.with_label_values(&["RolledBack"]).inc();
+            let r = request::rolled_back(&applied, &left);
+            ctx.decisions.record(&entry(req, r.what, r.message, &[]));
+            ctx.metrics.executions.with_label_values(&[r.what.as_str()]).inc();
             Ok(())
         }
         Err(execute::Error::Kube(e)) => Err(e.into()),
