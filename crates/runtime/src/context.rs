@@ -129,10 +129,6 @@ pub struct Context {
     pub issued: Mutex<HashMap<String, IssuedMemo>>,
     pub status_written: StatusMemo<SocAgentStatus>,
     pub request_status_written: StatusMemo<ActionRequestStatus>,
-    /// Finished executions whose status write failed, by request UID (see `request::finish`).
-    pub unwritten: Mutex<HashMap<String, ActionRequestStatus>>,
-    /// Pending requests (by UID) whose approvers were told they expire soon.
-    pub expiring_told: Mutex<std::collections::HashSet<String>>,
     /// One decision at a time per agent (see `turn`).
     turns: Mutex<HashMap<AgentKey, Turn>>,
     /// One change of an agent's grants at a time (see `holding`).
@@ -150,6 +146,12 @@ pub struct Settings {
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
     pub performed: crate::records::Performed,
     pub shards: std::sync::Arc<crate::shard::Shards>,
+}
+
+impl AsRef<Context> for Context {
+    fn as_ref(&self) -> &Context {
+        self
+    }
 }
 
 impl Context {
@@ -186,8 +188,6 @@ impl Context {
             issued: Mutex::new(HashMap::new()),
             status_written: StatusMemo::default(),
             request_status_written: StatusMemo::default(),
-            unwritten: Mutex::new(HashMap::new()),
-            expiring_told: Mutex::new(std::collections::HashSet::new()),
             turns: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
         }

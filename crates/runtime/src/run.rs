@@ -343,7 +343,11 @@ fn request_controller(
         .reconcile_on(futures::stream::unfold(wake, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }))
         .reconcile_all_on(on_lead(lead))
         .shutdown_on_signal()
-        .run(unpanicking("actionrequest", request::reconcile), request::error_policy, ctx)
+        .run(
+            unpanicking("actionrequest", request::reconcile),
+            request::error_policy,
+            Arc::new(request::Requests { shared: ctx, memos: Default::default() }),
+        )
         .for_each(|_| futures::future::ready(()))
 }
 
@@ -548,17 +552,19 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// A reconcile that cannot take the operator down: a panic in one object's reconcile is logged,
 /// counted (`reconcile_errors_total{category="panic"}`) and retried in 30 s, while every other
 /// object goes on being served.
-fn unpanicking<K, E, Fut>(
+fn unpanicking<K, C, E, Fut>(
     kind: &'static str,
-    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
-) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<kube::runtime::controller::Action, E>>
+    reconcile: fn(Arc<K>, Arc<C>) -> Fut,
+) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<kube::runtime::controller::Action, E>>
 where
     K: Resource + 'static,
+    C: AsRef<Context>,
     E: Send + 'static,
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
 {
     move |obj, ctx| {
-        let (name, namespace, metrics) = (obj.name_any(), obj.namespace(), ctx.metrics.clone());
+        let metrics = AsRef::<Context>::as_ref(&*ctx).metrics.clone();
+        let (name, namespace) = (obj.name_any(), obj.namespace());
         std::panic::AssertUnwindSafe(reconcile(obj, ctx))
             .catch_unwind()
             .map(move |r| {

@@ -49,6 +49,34 @@ impl Error {
     }
 }
 
+/// What the request controller keeps between reconciles, its own.
+#[derive(Default)]
+pub struct Memos {
+    /// Finished executions whose status write failed, by request UID (see `record_finish`).
+    unwritten: std::sync::Mutex<std::collections::HashMap<String, ActionRequestStatus>>,
+    /// Pending requests (by UID) whose approvers were told they expire soon.
+    expiring_told: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// What the request controller reconciles with: the shared services, and its memos.
+pub struct Requests {
+    pub shared: Arc<Context>,
+    pub memos: Memos,
+}
+
+impl std::ops::Deref for Requests {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
+impl AsRef<Context> for Requests {
+    fn as_ref(&self) -> &Context {
+        &self.shared
+    }
+}
+
 /// The fence of the request's shard (its agent's), checked again right before a decision or an
 /// execution leaves this replica (the reconcile may have started while it still held the shard;
 /// see `leader::Fence`).
@@ -88,7 +116,7 @@ fn api(req: &ActionRequest, ctx: &Context) -> Api<ActionRequest> {
 }
 
 #[instrument(skip_all, fields(request = %req.name_any(), namespace = req.namespace().unwrap_or_default()))]
-pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Requests>) -> Result<Action, Error> {
     if !owns(&ctx, &req) {
         return Ok(Action::await_change());
     }
@@ -109,7 +137,7 @@ pub async fn reconcile(req: Arc<ActionRequest>, ctx: Arc<Context>) -> Result<Act
         Some(d) if d.runs() && status.execution.as_ref().and_then(|e| e.state) == Some(ExecutionState::Running) => {
             // Finished here, its status write failed: write it, do not run it again.
             let unwritten =
-                ctx.unwritten.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.uid().unwrap_or_default());
+                ctx.memos.unwritten.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.uid().unwrap_or_default());
             if let Some(finished) = unwritten {
                 record_finish(&req, &ctx, finished).await?;
                 return Ok(Action::await_change());
@@ -259,7 +287,7 @@ pub fn decided(req: &ActionRequest, status: &ActionRequestStatus, ctx: &Context)
     })
 }
 
-pub fn error_policy(req: Arc<ActionRequest>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(req: Arc<ActionRequest>, err: &Error, ctx: Arc<Requests>) -> Action {
     ctx.metrics.reconcile_errors.with_label_values(&["actionrequest", err.category()]).inc();
     warn!(request = %req.name_any(), namespace = ?req.namespace(), error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(2))
@@ -320,7 +348,7 @@ impl LookedUp {
 }
 
 /// Settles an undecided request: look up → `gate::decide` (pure) → record → carry out.
-async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
+async fn settle(req: &ActionRequest, ctx: &Requests) -> Result<Action, Error> {
     let _turn = ctx.turn(&req.namespace().unwrap_or_default(), &req.spec.agent).await;
     // Read in the turn: a decision written while this one waited leaves nothing to settle.
     let previous = shown(req, ctx);
@@ -370,7 +398,7 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
             execution,
             reversible: l.action.as_ref().is_some_and(|a| a.spec.reversible),
             created: req.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            told_expiring: ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).contains(&uid),
+            told_expiring: ctx.memos.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).contains(&uid),
             now,
         },
     );
@@ -380,7 +408,7 @@ async fn settle(req: &ActionRequest, ctx: &Context) -> Result<Action, Error> {
 /// Applies a plan: the status written, what happened recorded or told, the execution run.
 async fn apply(
     req: &ActionRequest,
-    ctx: &Context,
+    ctx: &Requests,
     plan: request::Plan,
     previous: &ActionRequestStatus,
 ) -> Result<Action, Error> {
@@ -428,7 +456,7 @@ async fn effect_of(req: &ActionRequest, ctx: &Context, action: Option<&SocAction
 /// Records a decision and runs its execution, if it has one (see `request::Run`).
 async fn carry_out(
     req: &ActionRequest,
-    ctx: &Context,
+    ctx: &Requests,
     status: ActionRequestStatus,
     run: Option<request::Run>,
     decided: &[request::Record],
@@ -463,7 +491,7 @@ async fn carry_out(
 
 /// Reports what happened: a notice only (`told_only`), or a decision — behaviour of the agent, a
 /// metric, a line of the decision log and an Event.
-fn report(req: &ActionRequest, ctx: &Context, r: &request::Record, status: &ActionRequestStatus) {
+fn report(req: &ActionRequest, ctx: &Requests, r: &request::Record, status: &ActionRequestStatus) {
     let uid = req.uid().unwrap_or_default();
     let mut e = entry(req, r.what, r.message.clone(), &r.approvers);
     e.policy = r.policy.clone();
@@ -472,12 +500,12 @@ fn report(req: &ActionRequest, ctx: &Context, r: &request::Record, status: &Acti
     }
     if r.told_only {
         if r.what == Happened::Expiring {
-            ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid);
+            ctx.memos.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid);
         }
         ctx.decisions.notify(&e, Some(status));
         return;
     }
-    ctx.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+    ctx.memos.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     if let Some(d) = status.decision {
         observe(req, ctx, d);
         ctx.metrics.action_requests.with_label_values(&[&req.spec.action, d.as_str()]).inc();
@@ -563,7 +591,7 @@ async fn run_execution(req: &ActionRequest, ctx: &Context, status: &ActionReques
 /// not marked Failed.
 async fn finish(
     req: &ActionRequest,
-    ctx: &Context,
+    ctx: &Requests,
     status: ActionRequestStatus,
     outcome: Outcome,
 ) -> Result<(), Error> {
@@ -579,11 +607,11 @@ async fn finish(
 }
 
 /// Writes a finished execution and announces it. A finished execution whose status write fails
-/// is kept (`Context::unwritten`) and written by the next reconcile instead of running again.
-async fn record_finish(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
+/// is kept (`Memos::unwritten`) and written by the next reconcile instead of running again.
+async fn record_finish(req: &ActionRequest, ctx: &Requests, status: ActionRequestStatus) -> Result<(), Error> {
     let Some(r) = request::executed(&status) else { return Ok(()) };
     if let Err(e) = write(req, ctx, &status).await {
-        ctx.unwritten.lock().unwrap_or_else(|p| p.into_inner()).insert(req.uid().unwrap_or_default(), status);
+        ctx.memos.unwritten.lock().unwrap_or_else(|p| p.into_inner()).insert(req.uid().unwrap_or_default(), status);
         return Err(e);
     }
     ctx.metrics.executions.with_label_values(&[r.what.as_str()]).inc();
@@ -595,7 +623,7 @@ async fn record_finish(req: &ActionRequest, ctx: &Context, status: ActionRequest
 }
 
 /// Resumes an execution found `Running` (after a restart).
-async fn execute(req: &ActionRequest, ctx: &Context, status: ActionRequestStatus) -> Result<(), Error> {
+async fn execute(req: &ActionRequest, ctx: &Requests, status: ActionRequestStatus) -> Result<(), Error> {
     still_leading(ctx, req)?;
     let outcome = run_execution(req, ctx, &status).await;
     finish(req, ctx, status, outcome).await
