@@ -114,253 +114,147 @@ impl Default for Metrics {
     }
 }
 
+/// Declares series into one registry (prefix `socwarden_`) and lists each in the catalog: one
+/// call per series, with its name, help, labels and buckets.
+struct Declare {
+    registry: Registry,
+    catalog: Vec<Series>,
+}
+
+impl Declare {
+    fn new() -> Self {
+        Self { registry: Registry::new_custom(Some("socwarden".into()), None).expect("valid prefix"), catalog: vec![] }
+    }
+
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&mut self, c: prometheus::Result<C>) -> C {
+        let c = c.expect("a valid metric");
+        self.catalog.extend(series(&c));
+        self.registry.register(Box::new(c.clone())).expect("a unique metric");
+        c
+    }
+
+    fn counters(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> prometheus::IntCounter {
+        self.add(prometheus::IntCounter::new(name, help))
+    }
+
+    fn gauges(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help))
+    }
+
+    fn histograms(&mut self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+        self.add(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels))
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        self.add(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())))
+    }
+}
+
+/// `c` with a series at zero for each of `values` of its one label.
+fn zeroed(c: IntCounterVec, values: &[&str]) -> IntCounterVec {
+    for v in values {
+        c.with_label_values(&[v]);
+    }
+    c
+}
+
+/// The help of `audit_events_total`.
+const AUDIT_EVENTS: &str = "Audit events at the sink: kept (an agent's call the API server sent to this replica, queued to be judged; counted once, by the replica that received it), dropped (beyond the intake's capacity, see intake.rs), unjudged (writes or refusals beyond twice the capacity: their agent is contained unjudged), or payloads malformed";
+
+/// The help of `peer_calls_total`.
+const PEER_CALLS: &str = "Agents' calls a replica received for a shard it does not hold and sent to the shard's holder (forwarded), could not send within the lease plus 2 s (failed: the sink answered 503 and the API server sends the batch again), a holder took from a peer (received), or bodies refused for a bad signature or age (refused)";
+
+/// Buckets of a reconcile (seconds).
+const CALL: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
 impl Metrics {
+    /// Every series, declared once.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("socwarden".into()), None).expect("valid prefix");
-        let mut catalog = Vec::new();
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("reconcile_duration_seconds", "Time spent in one reconcile")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-            &["controller"],
-        )
-        .unwrap();
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Failed reconciles by controller and error category"),
-            &["controller", "category"],
-        )
-        .unwrap();
-        let agents =
-            IntGaugeVec::new(Opts::new("agents", "SocAgents by effective tier and phase"), &["tier", "phase"]).unwrap();
-        let tokens_issued =
-            IntCounterVec::new(Opts::new("tokens_issued_total", "Agent tokens issued, by reason"), &["reason"])
-                .unwrap();
-        let token_failures = IntCounterVec::new(
-            Opts::new("token_rotation_failures_total", "Failed attempts to issue or rotate an agent token"),
-            &["category"],
-        )
-        .unwrap();
-        let credential_expiry = IntGaugeVec::new(
-            Opts::new("credential_expiry_timestamp_seconds", "When each agent's current token expires (Unix time)"),
-            &["namespace", "agent"],
-        )
-        .unwrap();
-        let pauses = IntCounterVec::new(Opts::new("pauses_total", "Agents paused, by reason"), &["reason"]).unwrap();
-        let containment_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "containment_duration_seconds",
-                "From the reconcile that saw a pause to RoleBindings and token Secret deleted",
-            )
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-        )
-        .unwrap();
-        let kill_switch =
-            IntGauge::new("kill_switch_active", "1 while an AutonomyPolicy has killSwitch: true").unwrap();
-        let malformed_objects = IntCounterVec::new(
-            Opts::new("malformed_objects_total", "Objects that could not be decoded and were skipped"),
-            &["kind"],
-        )
-        .unwrap();
-        let action_requests = IntCounterVec::new(
-            Opts::new("action_requests_total", "ActionRequests decided, by action and decision"),
-            &["action", "decision"],
-        )
-        .unwrap();
-        let approval_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "approval_latency_seconds",
-                "From an ActionRequest's creation to its approval or denial",
-            )
-            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0]),
-        )
-        .unwrap();
-        let executions = IntCounterVec::new(
-            Opts::new(
-                "executions_total",
-                "Executions of approved actions, by result (Executed, ExecutionFailed, RolledBack)",
-            ),
-            &["result"],
-        )
-        .unwrap();
-        let pending_approvals = IntGauge::new("pending_approvals", "ActionRequests waiting for approval").unwrap();
-        let oldest_pending_seconds = prometheus::Gauge::new(
-            "oldest_pending_approval_age_seconds",
-            "Age of the oldest ActionRequest waiting for approval",
-        )
-        .unwrap();
-        let webhook_duration = HistogramVec::new(
-            HistogramOpts::new("webhook_duration_seconds", "Time to answer one admission review")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]),
-            &["path", "allowed"],
-        )
-        .unwrap();
-        let promotions =
-            IntCounterVec::new(Opts::new("tier_changes_total", "Effective tier changes, by direction"), &["direction"])
-                .unwrap();
-        let drift_score = prometheus::GaugeVec::new(
-            Opts::new("drift_score", "Latest drift score of each agent, in [0, 1]"),
-            &["namespace", "agent"],
-        )
-        .unwrap();
-        let drift_detections = IntCounterVec::new(
-            Opts::new("drift_detections_total", "Drift assessments that reached the threshold, by what followed"),
-            &["outcome"],
-        )
-        .unwrap();
-        let audit_events = IntCounterVec::new(
-            Opts::new(
-                "audit_events_total",
-                "Audit events at the sink: kept (an agent's call the API server sent to this replica, queued to be judged; counted once, by the replica that received it), dropped (beyond the intake's capacity, see intake.rs), unjudged (writes or refusals beyond twice the capacity: their agent is contained unjudged), or payloads malformed",
-            ),
-            &["result"],
-        )
-        .unwrap();
-        // Every result from the start, so that an alert's increase() sees the first loss.
-        for result in ["kept", "dropped", "unjudged", "malformed"] {
-            audit_events.with_label_values(&[result]);
-        }
-        let peer_forwards = IntCounterVec::new(
-            Opts::new(
-                "peer_calls_total",
-                "Agents' calls a replica that does not lead received and sent to the leader (forwarded), could not send within the lease plus 2 s (failed: the sink answered 503 and the API server sends the batch again), a leader took from a peer (received), or bodies refused for a bad signature or age (refused)",
-            ),
-            &["result"],
-        )
-        .unwrap();
-        for result in ["forwarded", "failed", "received", "refused"] {
-            peer_forwards.with_label_values(&[result]);
-        }
-        let unrecorded_writes = prometheus::IntCounter::new(
-            "unrecorded_writes_total",
-            "Writes by agents that no approved request covered (each contains its agent with onDrift Pause)",
-        )
-        .unwrap();
-        let leadership_lost = prometheus::IntCounter::new(
-            "leadership_lost_total",
-            "Times this replica lost the leader lease (it stops acting and stands by to lead again)",
-        )
-        .unwrap();
-        let api_reachable = prometheus::IntGauge::new(
-            "api_reachable",
-            "1 while the API server answers its readiness check (/readyz of the operator follows it)",
-        )
-        .unwrap();
-        let baseline_bounds = IntCounterVec::new(
-            Opts::new(
-                "baseline_bounds_reached_total",
-                "Baseline lists that filled while learning (novelty falls back to a coarser key), by list",
-            ),
-            &["list"],
-        )
-        .unwrap();
-        let agent_paused = IntGaugeVec::new(
-            Opts::new("agent_paused", "1 for each paused agent, with the reason (only paused agents have a series)"),
-            &["namespace", "agent", "reason"],
-        )
-        .unwrap();
-        let mcp_calls = IntCounterVec::new(
-            Opts::new(
-                "mcp_calls_total",
-                "MCP gateway calls, by tool (a catalog action, warden_status, warden_request, (unknown), or (none) for a caller refused before any tool) and outcome (ok, error, pending, refused, unauthenticated, forbidden, unavailable)",
-            ),
-            &["tool", "outcome"],
-        )
-        .unwrap();
-        let mcp_call_seconds = HistogramVec::new(
-            HistogramOpts::new("mcp_call_duration_seconds", "Time to answer one MCP request, by method")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["method"],
-        )
-        .unwrap();
-        let notifications = IntCounterVec::new(
-            Opts::new(
-                "notifications_total",
-                "Notices to Notifier sinks, by notifier and outcome (delivered, retried, dead: given up after the last retry, dropped: the queue was full)",
-            ),
-            &["notifier", "outcome"],
-        )
-        .unwrap();
-        for c in [
-            Box::new(mcp_calls.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(mcp_call_seconds.clone()),
-            Box::new(notifications.clone()),
-        ] {
-            catalog.extend(series(c.as_ref()));
-            registry.register(c).expect("unique metric");
-        }
-        for c in [
-            Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(agent_paused.clone()),
-            Box::new(drift_detections.clone()),
-            Box::new(audit_events.clone()),
-            Box::new(peer_forwards.clone()),
-            Box::new(unrecorded_writes.clone()),
-            Box::new(baseline_bounds.clone()),
-            Box::new(leadership_lost.clone()),
-            Box::new(api_reachable.clone()),
-        ] {
-            catalog.extend(series(c.as_ref()));
-            registry.register(c).expect("unique metric");
-        }
-        for c in [
-            Box::new(action_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(approval_latency.clone()),
-            Box::new(executions.clone()),
-            Box::new(pending_approvals.clone()),
-            Box::new(oldest_pending_seconds.clone()),
-            Box::new(webhook_duration.clone()),
-            Box::new(promotions.clone()),
-        ] {
-            catalog.extend(series(c.as_ref()));
-            registry.register(c).expect("unique metric");
-        }
-        for c in [
-            Box::new(reconcile_duration.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(reconcile_errors.clone()),
-            Box::new(agents.clone()),
-            Box::new(tokens_issued.clone()),
-            Box::new(token_failures.clone()),
-            Box::new(credential_expiry.clone()),
-            Box::new(pauses.clone()),
-            Box::new(containment_seconds.clone()),
-            Box::new(kill_switch.clone()),
-            Box::new(malformed_objects.clone()),
-        ] {
-            catalog.extend(series(c.as_ref()));
-            registry.register(c).expect("unique metric");
-        }
+        let mut d = Declare::new();
         Self {
             per_agent: PerAgent::default(),
-            catalog: std::sync::Arc::new(catalog),
-            registry,
-            reconcile_duration,
-            reconcile_errors,
-            agents,
-            tokens_issued,
-            token_failures,
-            credential_expiry,
-            pauses,
-            containment_seconds,
-            kill_switch,
-            malformed_objects,
-            action_requests,
-            approval_latency,
-            executions,
-            pending_approvals,
-            oldest_pending_seconds,
-            webhook_duration,
-            promotions,
-            drift_score,
-            agent_paused,
-            drift_detections,
-            audit_events,
-            peer_forwards,
-            unrecorded_writes,
-            baseline_bounds,
-            leadership_lost,
-            api_reachable,
-            mcp_calls,
-            mcp_call_seconds,
-            notifications,
+            reconcile_duration: d.histograms("reconcile_duration_seconds", "Time spent in one reconcile", &["controller"], CALL),
+            reconcile_errors: d.counters("reconcile_errors_total", "Failed reconciles by controller and error category", &["controller", "category"]),
+            agents: d.gauges("agents", "SocAgents by effective tier and phase", &["tier", "phase"]),
+            tokens_issued: d.counters("tokens_issued_total", "Agent tokens issued, by reason", &["reason"]),
+            token_failures: d.counters("token_rotation_failures_total", "Failed attempts to issue or rotate an agent token", &["category"]),
+            credential_expiry: d.gauges("credential_expiry_timestamp_seconds", "When each agent's current token expires (Unix time)", &["namespace", "agent"]),
+            pauses: d.counters("pauses_total", "Agents paused, by reason", &["reason"]),
+            containment_seconds: d.histogram(
+                "containment_duration_seconds",
+                "From the reconcile that saw a pause to RoleBindings and token Secret deleted",
+                &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            kill_switch: d.gauge("kill_switch_active", "1 while an AutonomyPolicy has killSwitch: true"),
+            malformed_objects: d.counters("malformed_objects_total", "Objects that could not be decoded and were skipped", &["kind"]),
+            action_requests: d.counters("action_requests_total", "ActionRequests decided, by action and decision", &["action", "decision"]),
+            approval_latency: d.histogram(
+                "approval_latency_seconds",
+                "From an ActionRequest's creation to its approval or denial",
+                &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0],
+            ),
+            executions: d.counters("executions_total", "Executions of approved actions, by result (Executed, ExecutionFailed, RolledBack)", &["result"]),
+            pending_approvals: d.gauge("pending_approvals", "ActionRequests waiting for approval"),
+            oldest_pending_seconds: d.add(prometheus::Gauge::new(
+                "oldest_pending_approval_age_seconds",
+                "Age of the oldest ActionRequest waiting for approval",
+            )),
+            webhook_duration: d.histograms(
+                "webhook_duration_seconds",
+                "Time to answer one admission review",
+                &["path", "allowed"],
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+            ),
+            promotions: d.counters("tier_changes_total", "Effective tier changes, by direction", &["direction"]),
+            drift_score: d.add(prometheus::GaugeVec::new(
+                Opts::new("drift_score", "Latest drift score of each agent, in [0, 1]"),
+                &["namespace", "agent"],
+            )),
+            agent_paused: d.gauges("agent_paused", "1 for each paused agent, with the reason (only paused agents have a series)", &["namespace", "agent", "reason"]),
+            drift_detections: d.counters("drift_detections_total", "Drift assessments that reached the threshold, by what followed", &["outcome"]),
+            // Every result from the start, so that an alert's increase() sees the first loss.
+            audit_events: zeroed(d.counters("audit_events_total", AUDIT_EVENTS, &["result"]), &["kept", "dropped", "unjudged", "malformed"]),
+            peer_forwards: zeroed(d.counters("peer_calls_total", PEER_CALLS, &["result"]), &["forwarded", "failed", "received", "refused"]),
+            unrecorded_writes: d.counter(
+                "unrecorded_writes_total",
+                "Writes by agents that no approved request covered (each contains its agent with onDrift Pause)",
+            ),
+            baseline_bounds: d.counters(
+                "baseline_bounds_reached_total",
+                "Baseline lists that filled while learning (novelty falls back to a coarser key), by list",
+                &["list"],
+            ),
+            leadership_lost: d.counter(
+                "leadership_lost_total",
+                "Times this replica lost a shard's lease (it stops acting for its agents and stands by to hold it again)",
+            ),
+            api_reachable: d.gauge("api_reachable", "1 while the API server answers its readiness check (/readyz of the operator follows it)"),
+            mcp_calls: d.counters(
+                "mcp_calls_total",
+                "MCP gateway calls, by tool (a catalog action, warden_status, warden_request, (unknown), or (none) for a caller refused before any tool) and outcome (ok, error, pending, refused, unauthenticated, forbidden, unavailable)",
+                &["tool", "outcome"],
+            ),
+            mcp_call_seconds: d.histograms(
+                "mcp_call_duration_seconds",
+                "Time to answer one MCP request, by method",
+                &["method"],
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            ),
+            notifications: d.counters(
+                "notifications_total",
+                "Notices to Notifier sinks, by notifier and outcome (delivered, retried, dead: given up after the last retry, dropped: the queue was full)",
+                &["notifier", "outcome"],
+            ),
+            catalog: std::sync::Arc::new(d.catalog),
+            registry: d.registry,
         }
     }
 
