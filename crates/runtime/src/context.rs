@@ -114,7 +114,7 @@ pub struct Context {
     /// Behaviour models of the agents.
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
     /// Agents' writes covered by their requests, on their way to the requests' status.
-    pub performed: crate::records::Performed,
+    pub performed: crate::performed::Performed,
     /// The DriftReports written.
     pub reports: crate::report::Reports,
     /// The shards of agents this replica holds, each until its fence says (only a shard's holder
@@ -144,7 +144,7 @@ pub struct Settings {
     pub namespace: String,
     pub decisions: DecisionLog,
     pub monitor: std::sync::Arc<crate::monitor::Monitor>,
-    pub performed: crate::records::Performed,
+    pub performed: crate::performed::Performed,
     pub shards: std::sync::Arc<crate::shard::Shards>,
 }
 
@@ -168,6 +168,7 @@ impl Context {
 
     pub fn new(client: Client, stores: Stores, settings: Settings, metrics: Metrics) -> Self {
         let reporter = Reporter { controller: "soc-warden".into(), instance: std::env::var("POD_NAME").ok() };
+        let for_reports = client.clone();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -180,7 +181,7 @@ impl Context {
             discovery: Discovery::default(),
             monitor: settings.monitor,
             performed: settings.performed,
-            reports: Default::default(),
+            reports: crate::report::Reports::new(for_reports.clone()),
             shards: settings.shards,
             peers: std::sync::OnceLock::new(),
             metrics,

@@ -385,6 +385,52 @@ impl Drop for Release<'_> {
     }
 }
 
+/// their shard; 503 otherwise (the sender looks for the holder again).
+pub async fn serve_peers(
+    addr: std::net::SocketAddr,
+    material: crate::tls::Material,
+    ctx: Arc<Context>,
+) -> anyhow::Result<()> {
+    let listener = crate::server::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the peer endpoint");
+    let intake = Intake::new(ctx.clone());
+    let handler = crate::server::Handler::Whole(Arc::new(move |path, body| {
+        let (intake, ctx) = (intake.clone(), ctx.clone());
+        Box::pin(async move { receive_from_peer(&ctx, &intake, &path, &body).await })
+    }));
+    // Anyone may connect; only a body signed with the shared key is taken (see the module).
+    let limits = crate::server::Limits::new(crate::peer::MAX_BODY);
+    let tls = crate::tls::server_config(&material, None)?;
+    Ok(crate::server::serve_tls(listener, tls, crate::server::Caller::Anyone, limits, handler).await?)
+}
+
+async fn receive_from_peer(ctx: &Context, intake: &Intake, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+    let json = |e: &str| serde_json::to_vec(&serde_json::json!({"error": e})).unwrap_or_default();
+    if path != crate::peer::PATH {
+        return (StatusCode::NOT_FOUND, json("not found"));
+    }
+    let Some(peers) = ctx.peers.get() else { return (StatusCode::NOT_FOUND, json("no peer endpoint")) };
+    let calls = match peers.open(body, jiff::Timestamp::now().as_millisecond()) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics.peer_forwards.with_label_values(&["refused"]).inc();
+            tracing::warn!(error = %e, "refused a peer body");
+            return (StatusCode::UNAUTHORIZED, json("refused"));
+        }
+    };
+    if let Some(c) = calls.iter().find(|c| !ctx.owns(&c.agent.0, &c.agent.1)) {
+        let shard = ctx.shards.of(&c.agent.0, &c.agent.1);
+        return (StatusCode::SERVICE_UNAVAILABLE, json(&format!("not the holder of shard {shard}")));
+    }
+    ctx.metrics.peer_forwards.with_label_values(&["received"]).inc_by(calls.len() as u64);
+    let agents = intake.take(calls, Instant::now(), Source::Peer);
+    // Answered once what it decided is done, as the sink answers the API server (see `intake`).
+    match contained(ctx, &agents).await {
+        Ok(()) => (StatusCode::OK, b"{}".to_vec()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json(&e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

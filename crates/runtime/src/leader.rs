@@ -145,7 +145,7 @@ pub fn peer_of(lease: &Lease) -> Option<String> {
     lease.metadata.annotations.as_ref()?.get(crate::peer::ANNOTATION).cloned()
 }
 
-fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
+pub(crate) fn spec(c: &Config, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
     let keeps = previous.and_then(|p| p.holder_identity.as_deref()) == Some(c.identity.as_str());
     LeaseSpec {
         holder_identity: Some(c.identity.clone()),
@@ -308,82 +308,11 @@ pub async fn keep(client: &Client, c: &Config, name: &str, fence: &Fence, stay: 
     }
 }
 
-/// This replica stops: it acts for no shard from now on, frees the Leases of those it held, and
-/// removes its membership Lease, so the others take its shards at once.
-pub async fn leave(client: &Client, c: &Config, shards: &crate::shard::Shards) {
-    for k in 0..shards.count() {
-        shards.fence(k).end();
-    }
-    // Every Lease still naming this replica: also one being handed over, whose fence has ended.
-    let frees = (0..shards.count()).map(|k| async move {
-        let name = crate::shard::lease_name(k, shards.count());
-        if let Err(e) = release(client, c, &name, true).await {
-            tracing::warn!(error = %e, lease = %name, "could not free the lease");
-        }
-    });
-    futures::future::join_all(frees).await;
-    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    let _ = api.delete(&crate::shard::member_name(&c.identity), &Default::default()).await;
-}
-
 /// How `keep` ended.
 #[derive(Debug, PartialEq)]
 pub enum Kept {
     Lost,
     HandedOver,
-}
-
-/// Renews this replica's membership Lease (see `shard`), saying the shard count it runs with.
-pub async fn renew_member(client: &Client, c: &Config) -> kube::Result<()> {
-    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    let name = crate::shard::member_name(&c.identity);
-    let now = Timestamp::now();
-    let meta = |m: ObjectMeta| {
-        let mut m = m;
-        m.labels.get_or_insert_with(Default::default).insert(crate::shard::MEMBER_LABEL.into(), "true".into());
-        m.annotations
-            .get_or_insert_with(Default::default)
-            .insert(crate::shard::COUNT_ANNOTATION.into(), c.shards.to_string());
-        m
-    };
-    match api.get_opt(&name).await? {
-        None => {
-            let lease = Lease {
-                metadata: meta(ObjectMeta {
-                    name: Some(name),
-                    namespace: Some(c.namespace.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(spec(c, None, now)),
-            };
-            api.create(&PostParams::default(), &lease).await.map(|_| ())
-        }
-        Some(mut lease) => {
-            lease.spec = Some(spec(c, lease.spec.as_ref(), now));
-            lease.metadata = meta(lease.metadata);
-            api.replace(&name, &PostParams::default(), &lease).await.map(|_| ())
-        }
-    }
-}
-
-/// The membership Leases, and those long gone deleted (their replica's Lease ran out ten leases ago).
-pub async fn members(client: &Client, c: &Config) -> kube::Result<Vec<crate::shard::Member>> {
-    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    let leases =
-        api.list(&kube::api::ListParams::default().labels(&format!("{}=true", crate::shard::MEMBER_LABEL))).await?;
-    let now = Timestamp::now();
-    let gone = jiff::SignedDuration::try_from(c.duration * 10).unwrap_or(jiff::SignedDuration::from_secs(150));
-    let mut out = Vec::new();
-    for lease in &leases.items {
-        let Some(m) = crate::shard::Member::of(lease) else { continue };
-        if m.expires.is_some_and(|e| e.checked_add(gone).is_ok_and(|g| g < now)) {
-            let name = lease.metadata.name.clone().unwrap_or_default();
-            let _ = api.delete(&name, &Default::default()).await;
-            continue;
-        }
-        out.push(m);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

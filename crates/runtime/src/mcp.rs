@@ -399,10 +399,10 @@ impl Gateway {
                 format!("refused: {}. Nothing was filed or run.", r.message),
             ));
         }
-        let name = format!("mcp-{tool}-{}", &crate::run::nonce()[..12]);
+        let name = format!("mcp-{tool}-{}", &crate::signing_key::nonce()[..12]);
         spec.requester = c.user.clone();
         spec.requester_groups = c.groups.clone();
-        spec.nonce = crate::run::nonce();
+        spec.nonce = crate::signing_key::nonce();
         spec.signature = self.ctx.key.sign(&signature::request_message(&c.namespace, &name, &spec));
         let target = gate::target_key(&spec);
         let mut req = ActionRequest::new(&name, spec);

@@ -4,7 +4,6 @@
 //! nothing: an owner reference would let the garbage collector take the pause with the agent. The
 //! agent's finalizer deletes it with the agent, unless it keeps a drift pause (`release`).
 
-use crate::context::Context;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use socwarden_api::{
@@ -49,13 +48,19 @@ struct Known {
     pause: Option<PauseStatus>,
 }
 
-#[derive(Default)]
+/// The agents' DriftReports: read and written through the client, and what this replica last
+/// wrote and knows of each.
 pub struct Reports {
+    client: kube::Client,
     written: Mutex<HashMap<AgentKey, Shown>>,
     known: Mutex<HashMap<AgentKey, Known>>,
 }
 
 impl Reports {
+    pub fn new(client: kube::Client) -> Self {
+        Self { client, written: Mutex::default(), known: Mutex::default() }
+    }
+
     pub fn shown(&self, key: &AgentKey) -> Option<Shown> {
         self.written.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
@@ -97,68 +102,90 @@ pub struct Kept {
     pub pause: Option<PauseStatus>,
 }
 
-/// Reads what the report kept: once per agent and process (a new agent too: it may be one
-/// deleted while paused for drift), and the baseline only for an agent an operator reconciled
-/// before (it has a status) and the monitor does not know yet.
-pub async fn kept(ctx: &Context, agent: &SocAgent, key: &AgentKey) -> kube::Result<Kept> {
-    let wants_baseline = agent.status.is_some() && !ctx.monitor.knows(key);
-    let known = ctx.reports.known(key);
-    if let (false, Some(k)) = (wants_baseline, &known) {
-        return Ok(Kept { baseline: None, pause: k.pause.clone() });
-    }
-    let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
-    let report = api.get_opt(&key.1).await?;
-    let pause = report.as_ref().and_then(|r| r.spec.pause.clone());
-    ctx.reports.know(key, Known { exists: report.is_some(), pause: pause.clone() });
-    let status = report.and_then(|r| r.status);
-    if let Some(s) = &status {
-        ctx.reports.wrote(key, s);
-    }
-    let baseline = status.and_then(|s| s.baseline).filter(|_| wants_baseline);
-    Ok(Kept { baseline, pause })
-}
-
-/// Makes the report keep `pause` (`pause::kept`: the drift pause while it holds, none once
-/// lifted), creating the report when there is a pause to keep. Written before the agent's status
-/// shows the pause or its resume, so that no status ever shows what the report does not keep. Also
-/// removes the owner reference an earlier version set on the report.
-pub async fn keep(ctx: &Context, key: &AgentKey, pause: Option<&PauseStatus>) -> kube::Result<()> {
-    let known = ctx.reports.known(key).unwrap_or_default();
-    let exists = known.exists || ctx.reports.shown(key).is_some();
-    if known.pause.as_ref() == pause && (exists || pause.is_none()) {
-        return Ok(());
-    }
-    let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
-    let patch = json!({"metadata": {"ownerReferences": null}, "spec": {"pause": pause}});
-    let patched = |r: kube::Result<DriftReport>| match r {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
-    };
-    let mut done = exists && patched(api.patch(&key.1, &PatchParams::default(), &Patch::Merge(&patch)).await)?;
-    if !done && pause.is_some() {
-        match api.create(&PostParams::default(), &new_report(key, pause.cloned())).await {
-            Ok(_) => done = true,
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                done = patched(api.patch(&key.1, &PatchParams::default(), &Patch::Merge(&patch)).await)?;
-            }
-            Err(e) => return Err(e),
+impl Reports {
+    /// Reads what the report kept: once per agent and process (a new agent too: it may be one
+    /// deleted while paused for drift), and the baseline only for an agent an operator reconciled
+    /// before (it has a status) and the monitor does not know yet (`modelled`: it does).
+    pub async fn kept(&self, agent: &SocAgent, key: &AgentKey, modelled: bool) -> kube::Result<Kept> {
+        let wants_baseline = agent.status.is_some() && !modelled;
+        let known = self.known(key);
+        if let (false, Some(k)) = (wants_baseline, &known) {
+            return Ok(Kept { baseline: None, pause: k.pause.clone() });
         }
+        let api: Api<DriftReport> = Api::namespaced(self.client.clone(), &key.0);
+        let report = api.get_opt(&key.1).await?;
+        let pause = report.as_ref().and_then(|r| r.spec.pause.clone());
+        self.know(key, Known { exists: report.is_some(), pause: pause.clone() });
+        let status = report.and_then(|r| r.status);
+        if let Some(s) = &status {
+            self.wrote(key, s);
+        }
+        let baseline = status.and_then(|s| s.baseline).filter(|_| wants_baseline);
+        Ok(Kept { baseline, pause })
     }
-    ctx.reports.know(key, Known { exists: done, pause: pause.cloned().filter(|_| done) });
-    Ok(())
-}
 
-/// When the agent is deleted: its report goes with it, unless it keeps a drift pause, which must
-/// hold for an agent of that name created again until an approver resumes it.
-pub async fn release(ctx: &Context, key: &AgentKey) -> kube::Result<bool> {
-    let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
-    let Some(report) = api.get_opt(&key.1).await? else { return Ok(false) };
-    if report.spec.pause.is_some() {
-        return Ok(true);
+    /// Makes the report keep `pause` (`pause::kept`: the drift pause while it holds, none once
+    /// lifted), creating the report when there is a pause to keep. Written before the agent's status
+    /// shows the pause or its resume, so that no status ever shows what the report does not keep. Also
+    /// removes the owner reference an earlier version set on the report.
+    pub async fn keep(&self, key: &AgentKey, pause: Option<&PauseStatus>) -> kube::Result<()> {
+        let known = self.known(key).unwrap_or_default();
+        let exists = known.exists || self.shown(key).is_some();
+        if known.pause.as_ref() == pause && (exists || pause.is_none()) {
+            return Ok(());
+        }
+        let api: Api<DriftReport> = Api::namespaced(self.client.clone(), &key.0);
+        let patch = json!({"metadata": {"ownerReferences": null}, "spec": {"pause": pause}});
+        let patched = |r: kube::Result<DriftReport>| match r {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(e),
+        };
+        let mut done = exists && patched(api.patch(&key.1, &PatchParams::default(), &Patch::Merge(&patch)).await)?;
+        if !done && pause.is_some() {
+            match api.create(&PostParams::default(), &new_report(key, pause.cloned())).await {
+                Ok(_) => done = true,
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    done = patched(api.patch(&key.1, &PatchParams::default(), &Patch::Merge(&patch)).await)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.know(key, Known { exists: done, pause: pause.cloned().filter(|_| done) });
+        Ok(())
     }
-    crate::k8s::delete_gone(&api, &key.1).await?;
-    Ok(false)
+
+    /// When the agent is deleted: its report goes with it, unless it keeps a drift pause, which must
+    /// hold for an agent of that name created again until an approver resumes it.
+    pub async fn release(&self, key: &AgentKey) -> kube::Result<bool> {
+        let api: Api<DriftReport> = Api::namespaced(self.client.clone(), &key.0);
+        let Some(report) = api.get_opt(&key.1).await? else { return Ok(false) };
+        if report.spec.pause.is_some() {
+            return Ok(true);
+        }
+        crate::k8s::delete_gone(&api, &key.1).await?;
+        Ok(false)
+    }
+
+    /// Writes the report's status when it changed, creating the report first if needed.
+    pub async fn write(&self, key: &AgentKey, status: &DriftReportStatus) -> kube::Result<()> {
+        let shown = self.shown(key);
+        if shown.as_ref().is_some_and(|s| s.digest == digest(status)) {
+            return Ok(());
+        }
+        let api: Api<DriftReport> = Api::namespaced(self.client.clone(), &key.0);
+        if !self.exists(key) {
+            let report = new_report(key, None);
+            match api.create(&PostParams::default(), &report).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        api.patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
+        self.wrote(key, status);
+        Ok(())
+    }
 }
 
 fn new_report(key: &AgentKey, pause: Option<PauseStatus>) -> DriftReport {
@@ -172,24 +199,4 @@ fn new_report(key: &AgentKey, pause: Option<PauseStatus>) -> DriftReport {
         spec: DriftReportSpec { agent: key.1.clone(), pause },
         status: None,
     }
-}
-
-/// Writes the report's status when it changed, creating the report first if needed.
-pub async fn write(ctx: &Context, key: &AgentKey, status: &DriftReportStatus) -> kube::Result<()> {
-    let shown = ctx.reports.shown(key);
-    if shown.as_ref().is_some_and(|s| s.digest == digest(status)) {
-        return Ok(());
-    }
-    let api: Api<DriftReport> = Api::namespaced(ctx.client.clone(), &key.0);
-    if !ctx.reports.exists(key) {
-        let report = new_report(key, None);
-        match api.create(&PostParams::default(), &report).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    api.patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
-    ctx.reports.wrote(key, status);
-    Ok(())
 }

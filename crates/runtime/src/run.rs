@@ -409,10 +409,10 @@ async fn leadership(
 /// Renews this replica's membership Lease and reads the others' every third of a lease.
 async fn membership(client: &Client, ctx: &Context, cfg: &crate::leader::Config) {
     loop {
-        if let Err(e) = crate::leader::renew_member(client, cfg).await {
+        if let Err(e) = crate::shard::renew_member(client, cfg).await {
             tracing::warn!(error = %e, "could not renew this replica's membership lease");
         }
-        match crate::leader::members(client, cfg).await {
+        match crate::shard::members(client, cfg).await {
             Ok(m) => ctx.shards.set_members(m),
             Err(e) => tracing::warn!(error = %e, "could not read the membership leases"),
         }
@@ -602,7 +602,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         None => crate::shard::Shards::single(),
     });
     let (monitor, wakes) = Monitor::new(metrics.clone(), shards.clone());
-    let (performed, request_wake) = crate::records::Performed::new();
+    let (performed, request_wake) = crate::performed::Performed::new();
     let monitor = Arc::new(monitor);
     let (notices, notices_rx) = crate::notify::channel();
     let dropped = metrics.notifications.with_label_values(&["(queue)", "dropped"]);
@@ -675,8 +675,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     // Stopping (SIGTERM: the controllers finished what they were doing): the shards go to the
     // other replicas now rather than when their Leases run out.
     if let Some((client, cfg, shards)) = leaving {
-        let left =
-            tokio::time::timeout(std::time::Duration::from_secs(3), crate::leader::leave(&client, &cfg, &shards));
+        let left = tokio::time::timeout(std::time::Duration::from_secs(3), crate::shard::leave(&client, &cfg, &shards));
         if left.await.is_err() {
             tracing::warn!("could not free the shards' leases in 3 s: they run out instead");
         }
@@ -705,7 +704,7 @@ fn peer_endpoint(
     let peers = crate::peer::Peers::new(Some(url), signing, &material.ca_pem, server_name, patience)
         .map_err(|e| anyhow::anyhow!("the peer endpoint's TLS: {e}"))?;
     let _ = ctx.peers.set(peers);
-    Ok(crate::peer::serve(addr, material.clone(), ctx.clone()).boxed())
+    Ok(crate::intake::serve_peers(addr, material.clone(), ctx.clone()).boxed())
 }
 
 /// The TLS material of the webhook and the audit sink: from files, or generated and shared.
@@ -815,7 +814,9 @@ async fn admission(
                         kube::core::admission::AdmissionResponse::invalid("SOC Warden is starting; retry in a moment")
                             .into_review()
                     }
-                    (None, None) => webhook::review_request(&path, &req, lookup.as_ref(), &key, &nonce()),
+                    (None, None) => {
+                        webhook::review_request(&path, &req, lookup.as_ref(), &key, &crate::signing_key::nonce())
+                    }
                 },
             };
             let allowed = review.response.as_ref().is_some_and(|r| r.allowed);
@@ -889,10 +890,4 @@ async fn authorize(client: &Client, change: &webhook::AgentChange) -> Result<(),
         }
     }
     Ok(())
-}
-
-pub(crate) fn nonce() -> String {
-    let mut b = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    socwarden_core::admission::signature::hex(&b)
 }

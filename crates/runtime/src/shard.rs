@@ -19,9 +19,11 @@
 //! runs with; a replica takes no shard while a live member says another count (a rollout that
 //! changes it waits until the old replicas are gone, rather than two replicas owning an agent).
 
-use crate::leader::Fence;
+use crate::leader::{Config, Fence};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -215,6 +217,74 @@ impl Shards {
     pub fn disagreeing(&self, now: Timestamp) -> Option<Member> {
         self.live(now).into_iter().find(|m| m.count.is_some_and(|c| c != self.count()))
     }
+}
+
+/// This replica stops: it acts for no shard from now on, frees the Leases of those it held, and
+/// removes its membership Lease, so the others take its shards at once.
+pub async fn leave(client: &Client, c: &Config, shards: &Shards) {
+    for k in 0..shards.count() {
+        shards.fence(k).end();
+    }
+    // Every Lease still naming this replica: also one being handed over, whose fence has ended.
+    let frees = (0..shards.count()).map(|k| async move {
+        let name = lease_name(k, shards.count());
+        if let Err(e) = crate::leader::release(client, c, &name, true).await {
+            tracing::warn!(error = %e, lease = %name, "could not free the lease");
+        }
+    });
+    futures::future::join_all(frees).await;
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let _ = api.delete(&member_name(&c.identity), &Default::default()).await;
+}
+
+/// Renews this replica's membership Lease (see `shard`), saying the shard count it runs with.
+pub async fn renew_member(client: &Client, c: &Config) -> kube::Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let name = member_name(&c.identity);
+    let now = Timestamp::now();
+    let meta = |m: ObjectMeta| {
+        let mut m = m;
+        m.labels.get_or_insert_with(Default::default).insert(MEMBER_LABEL.into(), "true".into());
+        m.annotations.get_or_insert_with(Default::default).insert(COUNT_ANNOTATION.into(), c.shards.to_string());
+        m
+    };
+    match api.get_opt(&name).await? {
+        None => {
+            let lease = Lease {
+                metadata: meta(ObjectMeta {
+                    name: Some(name),
+                    namespace: Some(c.namespace.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(crate::leader::spec(c, None, now)),
+            };
+            api.create(&PostParams::default(), &lease).await.map(|_| ())
+        }
+        Some(mut lease) => {
+            lease.spec = Some(crate::leader::spec(c, lease.spec.as_ref(), now));
+            lease.metadata = meta(lease.metadata);
+            api.replace(&name, &PostParams::default(), &lease).await.map(|_| ())
+        }
+    }
+}
+
+/// The membership Leases, and those long gone deleted (their replica's Lease ran out ten leases ago).
+pub async fn members(client: &Client, c: &Config) -> kube::Result<Vec<Member>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let leases = api.list(&kube::api::ListParams::default().labels(&format!("{}=true", MEMBER_LABEL))).await?;
+    let now = Timestamp::now();
+    let gone = jiff::SignedDuration::try_from(c.duration * 10).unwrap_or(jiff::SignedDuration::from_secs(150));
+    let mut out = Vec::new();
+    for lease in &leases.items {
+        let Some(m) = Member::of(lease) else { continue };
+        if m.expires.is_some_and(|e| e.checked_add(gone).is_ok_and(|g| g < now)) {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let _ = api.delete(&name, &Default::default()).await;
+            continue;
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

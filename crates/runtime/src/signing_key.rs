@@ -19,3 +19,10 @@ pub async fn signing_key(client: &Client, namespace: &str) -> Result<Vec<u8>, Er
     .await?;
     secret_value(&s, "key").filter(|k| k.len() >= 32).ok_or_else(|| Error::MissingKey(KEY_SECRET.into(), "key".into()))
 }
+
+/// 16 random bytes in hex: a unique name or nonce.
+pub fn nonce() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    socwarden_core::admission::signature::hex(&b)
+}

@@ -195,7 +195,7 @@ async fn apply(agent: &SocAgent, ctx: &Context, api: &Api<SocAgent>) -> Result<A
         unobserved: &ctx.unobserved,
     };
     let tier = tier_decision(agent, shown.as_ref(), ctx, policy.as_deref(), now);
-    let kept = crate::report::kept(ctx, agent, &key).await?;
+    let kept = ctx.reports.kept(agent, &key, ctx.monitor.knows(&key)).await?;
     // The pause on record: the status's, or the drift pause the DriftReport kept for an agent of
     // this name deleted and created again (its status starts empty).
     let recorded = pause::recorded(
@@ -334,7 +334,7 @@ async fn report(
     if keep.is_some() {
         hold_for_report(agent, ctx, api, n).await?;
     }
-    crate::report::keep(ctx, &key, keep.as_ref()).await?;
+    ctx.reports.keep(&key, keep.as_ref()).await?;
     let reported = ctx.reports.shown(&key);
     let changes = Changes {
         pause: plan.pause,
@@ -357,7 +357,7 @@ async fn report(
             now,
         );
         hold_for_report(agent, ctx, api, n).await?;
-        crate::report::write(ctx, &key, &report).await?;
+        ctx.reports.write(&key, &report).await?;
     }
     if plan.pause == Some(PauseReason::Drift) {
         ctx.monitor.contained(&key);
@@ -790,7 +790,7 @@ async fn cleanup(agent: &SocAgent, ctx: &Context) -> Result<()> {
     all(namespaces.into_iter().map(|ns| remove_rbac(ctx, &n, ns)).collect()).await?;
     revoke_secret(ctx, &n).await?;
     k8s::delete_gone(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &n.ns), &n.sa).await?;
-    if crate::report::release(ctx, &(n.ns.clone(), n.name.clone())).await? {
+    if ctx.reports.release(&(n.ns.clone(), n.name.clone())).await? {
         info!("kept the DriftReport: it records a drift pause, which holds for this agent if it is created again");
     }
     let _ = ctx.metrics.credential_expiry.remove_label_values(&[&n.ns, &n.name]);
