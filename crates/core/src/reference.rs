@@ -71,11 +71,12 @@ pub fn flags(cmd: &clap::Command) -> String {
     table(&["flag", "environment", "default", "meaning"], &rows)
 }
 
-/// Fails when the generated part `name` of the page `path` (under `root`, the repository) differs
-/// from `generated`; with `SOC_WARDEN_BLESS=1` in the environment, writes it instead. For tests.
+/// Fails when the generated part `name` of the page `path` (from the repository's root) differs
+/// from `generated`; with `SOC_WARDEN_BLESS=1` in the environment, writes it instead. For the tests
+/// of a crate of `crates/`, which pass their `CARGO_MANIFEST_DIR`.
 #[cfg(feature = "reference")]
-pub fn check(root: &std::path::Path, path: &str, name: &str, generated: &str) {
-    let file = root.join(path);
+pub fn check(manifest_dir: &str, path: &str, name: &str, generated: &str) {
+    let file = std::path::Path::new(manifest_dir).join("../..").join(path);
     let page = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{path}: {e}"));
     let want = splice(&page, name, generated).unwrap_or_else(|e| panic!("{path}: {e}"));
     if std::env::var_os("SOC_WARDEN_BLESS").is_some() {

@@ -575,7 +575,11 @@ mod reference {
             page.push_str(&format!("\n### `{}`\n\n{about}\n\n", usage.trim_end()));
             page.push_str(&socwarden_core::reference::flags(cmd));
         }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        socwarden_core::reference::check(&root, "docs/reference/kubectl-warden.md", "commands", &page);
+        socwarden_core::reference::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "docs/reference/kubectl-warden.md",
+            "commands",
+            &page,
+        );
     }
 }

@@ -383,8 +383,7 @@ mod tests {
         use clap::CommandFactory;
         let cli = super::Cli::command();
         let run = cli.find_subcommand("run").expect("a run command");
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let flags = socwarden_core::reference::flags(run);
-        socwarden_core::reference::check(&root, "docs/reference/warden-run.md", "flags", &flags);
+        socwarden_core::reference::check(env!("CARGO_MANIFEST_DIR"), "docs/reference/warden-run.md", "flags", &flags);
     }
 }

@@ -56,10 +56,8 @@ fn walk(path: &str, p: &JSONSchemaProps, required: bool, rows: &mut Vec<Vec<Stri
 
 #[cfg(test)]
 mod tests {
-    /// See `socwarden_core::reference::check`.
     fn check(page: &str, name: &str, generated: &str) {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        socwarden_core::reference::check(&root, page, name, generated);
+        socwarden_core::reference::check(env!("CARGO_MANIFEST_DIR"), page, name, generated);
     }
 
     use kube::CustomResourceExt;

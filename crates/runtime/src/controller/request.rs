@@ -413,22 +413,19 @@ async fn apply(
     previous: &ActionRequestStatus,
 ) -> Result<Action, Error> {
     let request::Plan { status, records, run, again } = plan;
-    let Some(status) = status else {
+    match status {
+        Some(decided) if decided.decision != Some(Decision::Pending) => {
+            carry_out(req, ctx, decided, run, &records).await?;
+            return Ok(Action::await_change());
+        }
+        Some(ref pending) => write(req, ctx, pending).await?,
         // Pending and unchanged: at most a notice that it is about to expire.
-        for r in &records {
-            report(req, ctx, r, previous);
-        }
-        return Ok(again.map(Action::requeue).unwrap_or_else(Action::await_change));
-    };
-    if status.decision == Some(Decision::Pending) {
-        write(req, ctx, &status).await?;
-        for r in &records {
-            report(req, ctx, r, &status);
-        }
-        return Ok(again.map(Action::requeue).unwrap_or_else(Action::await_change));
+        None => {}
     }
-    carry_out(req, ctx, status, run, &records).await?;
-    Ok(Action::await_change())
+    for r in &records {
+        report(req, ctx, r, status.as_ref().unwrap_or(previous));
+    }
+    Ok(again.map(Action::requeue).unwrap_or_else(Action::await_change))
 }
 
 /// The request's effect: what `effect::plan` knows from the request and the action, plus the pods
@@ -493,16 +490,11 @@ async fn carry_out(
 /// metric, a line of the decision log and an Event.
 fn report(req: &ActionRequest, ctx: &Requests, r: &request::Record, status: &ActionRequestStatus) {
     let uid = req.uid().unwrap_or_default();
-    let mut e = entry(req, r.what, r.message.clone(), &r.approvers);
-    e.policy = r.policy.clone();
-    if let Some(at) = r.at {
-        e.time = at.to_string();
-    }
     if r.told_only {
         if r.what == Happened::Expiring {
             ctx.memos.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).insert(uid);
         }
-        ctx.decisions.notify(&e, Some(status));
+        ctx.decisions.notify(&line(req, r), Some(status));
         return;
     }
     ctx.memos.expiring_told.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
@@ -516,7 +508,22 @@ fn report(req: &ActionRequest, ctx: &Requests, r: &request::Record, status: &Act
             ctx.metrics.approval_latency.observe(secs.max(0.0));
         }
     }
-    ctx.decisions.record(&e);
+    announce(req, ctx, r);
+}
+
+/// A record's decision-log line (dated `r.at` when it says).
+fn line(req: &ActionRequest, r: &request::Record) -> Entry {
+    let mut e = entry(req, r.what, r.message.clone(), &r.approvers);
+    e.policy = r.policy.clone();
+    if let Some(at) = r.at {
+        e.time = at.to_string();
+    }
+    e
+}
+
+/// Records a decision or an execution's outcome: its decision-log line and its Event.
+fn announce(req: &ActionRequest, ctx: &Context, r: &request::Record) {
+    ctx.decisions.record(&line(req, r));
     let type_ = if r.what.is_warning() { EventType::Warning } else { EventType::Normal };
     k8s::publish(&ctx.recorder, req, vec![(type_, r.what.as_str(), r.message.clone())]);
 }
@@ -616,9 +623,7 @@ async fn record_finish(req: &ActionRequest, ctx: &Requests, status: ActionReques
     }
     ctx.metrics.executions.with_label_values(&[r.what.as_str()]).inc();
     info!(decision = r.what.as_str(), result = %r.message, "execution finished");
-    ctx.decisions.record(&entry(req, r.what, r.message.clone(), &r.approvers));
-    let type_ = if r.what.is_warning() { EventType::Warning } else { EventType::Normal };
-    k8s::publish(&ctx.recorder, req, vec![(type_, r.what.as_str(), r.message)]);
+    announce(req, ctx, &r);
     Ok(())
 }
 
